@@ -1,0 +1,461 @@
+//! Checking: ASTs of all files → [`Checked`].
+//!
+//! Input: the parsed user files and stdlib modules ([`ModuleInput`]). Output: every
+//! pipeline and stage template with names resolved, calls bound to the signatures of
+//! built-in operators or templates, port types known on every edge, options validated.
+//! Values stay expressions here (template parameters are only known at expansion);
+//! `plan` evaluates them.
+//!
+//! Invariants: a `Checked` is only returned when no error was found; all errors of the
+//! phase are reported at once, and a name whose definition failed causes no second error.
+//! Nothing here recurses over user input deeper than the expression depth bound: stage
+//! graphs are walked iteratively (petgraph).
+//!
+//! Codes: E0201–E0211, E0301–E0318, E0401–E0408, E0501, E0502, W0001–W0004.
+
+mod body;
+pub mod options;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::diagnostic::{suggest, Code, Diagnostic, Diagnostics};
+use crate::source::{SourceId, Span};
+use crate::stages::{OperatorSpec, Ty};
+use crate::syntax::ast::{self, Ident, StageKind};
+
+pub use body::{Call, Callee, Input, ValueArg};
+pub use options::StageOpt;
+
+/// How a file entered the compilation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModuleRole {
+    /// A file the user named: its pipelines run.
+    Root,
+    /// A file reached only through `use "file.vigil"`: it contributes templates.
+    Imported,
+    /// An embedded stdlib module.
+    Stdlib,
+}
+
+/// One parsed file handed to the checker.
+#[derive(Debug)]
+pub struct ModuleInput {
+    pub source: SourceId,
+    /// `std.detect` for stdlib modules; the path for files.
+    pub name: String,
+    pub role: ModuleRole,
+    pub file: ast::File,
+    /// For each `use "file"` in this file (by the span of its path), the module it loaded,
+    /// or `None` if it could not be read (already reported as E0207).
+    pub file_imports: HashMap<Span, Option<usize>>,
+}
+
+/// Index of a template in [`Checked::templates`].
+pub type TemplateId = usize;
+
+/// The checked program.
+#[derive(Debug)]
+pub struct Checked {
+    pub pipelines: Vec<CheckedPipeline>,
+    pub templates: Vec<CheckedTemplate>,
+    /// Warnings found while checking (errors prevent a `Checked`).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// A pipeline, checked.
+#[derive(Debug)]
+pub struct CheckedPipeline {
+    pub name: Ident,
+    pub doc: Vec<String>,
+    pub source: SourceId,
+    pub triggers: Vec<Trigger>,
+    pub stages: Vec<CheckedStage>,
+    pub span: Span,
+}
+
+/// A trigger, validated.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Trigger {
+    Every { ms: u64 },
+    Cron { schedule: String },
+    Webhook { path: String },
+}
+
+/// A stage template, checked.
+#[derive(Debug)]
+pub struct CheckedTemplate {
+    pub name: Ident,
+    /// The module that defines it (`std.detect` or a path).
+    pub module: String,
+    pub doc: Vec<String>,
+    pub params: Vec<TemplateParam>,
+    pub output: Ty,
+    pub stages: Vec<CheckedStage>,
+    pub result: Input,
+    pub span: Span,
+}
+
+/// A template parameter.
+#[derive(Debug, Clone)]
+pub struct TemplateParam {
+    pub name: Ident,
+    pub ty: Ty,
+    pub default: Option<ast::Expr>,
+    pub doc: Vec<String>,
+}
+
+/// A stage, checked: its call bound to a signature, and its options.
+#[derive(Debug, Clone)]
+pub struct CheckedStage {
+    pub name: Ident,
+    pub kind: StageKind,
+    pub doc: Vec<String>,
+    pub call: Call,
+    pub options: Vec<(StageOpt, Span)>,
+    pub span: Span,
+}
+
+// ---------------------------------------------------------------------------------------
+// Module scopes
+// ---------------------------------------------------------------------------------------
+
+/// What a name in a module's scope stands for.
+#[derive(Clone, Copy, Debug)]
+enum Binding {
+    Template(TemplateId),
+    Module(usize),
+}
+
+/// The names a module sees.
+#[derive(Default)]
+struct Scope {
+    names: HashMap<String, (Binding, Span)>,
+    /// Imports not yet used, for W0002: name → span of the `use`.
+    unused_imports: HashMap<String, Span>,
+}
+
+/// Checks all modules. Returns the checked program, or the diagnostics if any is an
+/// error. Warnings come with the program.
+pub fn check(modules: &[ModuleInput]) -> Result<Checked, Diagnostics> {
+    let mut cx = Cx { modules, diags: Vec::new(), sigs: Vec::new(), template_defs: Vec::new(), exports: Vec::new() };
+    cx.collect_templates();
+    let mut scopes: Vec<Scope> = modules.iter().enumerate().map(|(i, _)| cx.module_scope(i)).collect();
+
+    // Templates first, so that their output types are known when pipelines use them.
+    let mut templates = Vec::new();
+    for tid in 0..cx.template_defs.len() {
+        let (mi, def) = cx.template_defs[tid];
+        let t = body::check_template(&mut cx, &mut scopes[mi], mi, def);
+        templates.push(t);
+    }
+    cx.check_template_recursion(&templates);
+
+    let mut pipelines = Vec::new();
+    let mut seen_pipelines: HashMap<&str, Span> = HashMap::new();
+    let mut webhook_paths: HashMap<String, Span> = HashMap::new();
+    for (mi, m) in modules.iter().enumerate() {
+        if m.role != ModuleRole::Root {
+            continue;
+        }
+        for item in &m.file.items {
+            if let ast::Item::Pipeline(p) = item {
+                if let Some(first) = seen_pipelines.get(p.name.node.as_str()) {
+                    cx.diags.push(duplicate(&p.name, *first, "pipeline"));
+                } else {
+                    seen_pipelines.insert(&p.name.node, p.name.span);
+                }
+                let checked = body::check_pipeline(&mut cx, &mut scopes[mi], mi, p, &templates, &mut webhook_paths);
+                pipelines.push(checked);
+            }
+        }
+    }
+    for (mi, scope) in scopes.iter().enumerate() {
+        if modules[mi].role == ModuleRole::Stdlib {
+            continue;
+        }
+        let mut unused: Vec<_> = scope.unused_imports.iter().collect();
+        unused.sort_by_key(|(_, s)| **s);
+        for (name, span) in unused {
+            cx.diags.push(Diagnostic::warning(Code::W0002, *span, format!("unused import `{name}`")).with_label("imported here, never used").with_help("remove the `use`"));
+        }
+    }
+    let mut diags = Diagnostics(cx.diags);
+    diags.sort();
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    Ok(Checked { pipelines, templates, warnings: diags.0 })
+}
+
+pub(crate) struct Cx<'m> {
+    pub modules: &'m [ModuleInput],
+    pub diags: Vec<Diagnostic>,
+    /// Template names per module: name → id.
+    exports: Vec<BTreeMap<String, TemplateId>>,
+    /// For each template id: its module and definition.
+    template_defs: Vec<(usize, &'m ast::Template)>,
+    /// Template signatures, resolved before any body is checked.
+    pub(crate) sigs: Vec<TemplateSig>,
+}
+
+fn duplicate(name: &Ident, first: Span, what: &str) -> Diagnostic {
+    Diagnostic::error(Code::E0204, name.span, format!("{what} `{}` is defined twice", name.node))
+        .with_label("defined again here")
+        .with_secondary(first, "first defined here")
+        .with_help("rename one of them")
+}
+
+impl<'m> Cx<'m> {
+    fn collect_templates(&mut self) {
+        for (mi, m) in self.modules.iter().enumerate() {
+            let mut names: BTreeMap<String, TemplateId> = BTreeMap::new();
+            let mut spans: HashMap<String, Span> = HashMap::new();
+            for item in &m.file.items {
+                if let ast::Item::Template(t) = item {
+                    if let Some(first) = spans.get(&t.name.node) {
+                        self.diags.push(duplicate(&t.name, *first, "stage template"));
+                        continue;
+                    }
+                    spans.insert(t.name.node.clone(), t.name.span);
+                    let id = self.template_defs.len();
+                    self.template_defs.push((mi, t));
+                    let sig = body::template_sig(self, t);
+                    self.sigs.push(sig);
+                    names.insert(t.name.node.clone(), id);
+                }
+            }
+            self.exports.push(names);
+        }
+    }
+
+    /// The module named by a dotted `std.x.y` path.
+    fn stdlib_module(&self, path: &str) -> Option<usize> {
+        self.modules.iter().position(|m| m.role == ModuleRole::Stdlib && m.name == path)
+    }
+
+    fn stdlib_names(&self) -> impl Iterator<Item = &str> {
+        self.modules.iter().filter(|m| m.role == ModuleRole::Stdlib).map(|m| m.name.as_str())
+    }
+
+    /// Builds the scope of module `mi` from its templates and imports.
+    fn module_scope(&mut self, mi: usize) -> Scope {
+        let mut scope = Scope::default();
+        for (name, id) in &self.exports[mi] {
+            let span = self.template_defs[*id].1.name.span;
+            scope.names.insert(name.clone(), (Binding::Template(*id), span));
+        }
+        let module = &self.modules[mi];
+        for item in &module.file.items {
+            let ast::Item::Use(u) = item else { continue };
+            let mut bind = |cx: &mut Self, name: &Ident, b: Binding| {
+                if let Some((_, first)) = scope.names.get(&name.node) {
+                    cx.diags.push(
+                        Diagnostic::error(Code::E0208, name.span, format!("`{}` is imported twice", name.node))
+                            .with_label("imported again here")
+                            .with_secondary(*first, "first bound here")
+                            .with_help("import one of them under another name with `as`"),
+                    );
+                    return;
+                }
+                scope.names.insert(name.node.clone(), (b, name.span));
+                scope.unused_imports.insert(name.node.clone(), name.span);
+            };
+            match &u.target {
+                ast::UseTarget::File { path, alias } => {
+                    let Some(Some(target)) = module.file_imports.get(&path.span) else { continue };
+                    let name = alias.clone().unwrap_or_else(|| {
+                        let stem = std::path::Path::new(&path.node).file_stem().and_then(|s| s.to_str()).unwrap_or("module").to_owned();
+                        Ident::new(stem, path.span)
+                    });
+                    bind(self, &name, Binding::Module(*target));
+                }
+                ast::UseTarget::Path { path, alias } => {
+                    let full = path.iter().map(|i| i.node.as_str()).collect::<Vec<_>>().join(".");
+                    let last = path.last().expect("grammar: a use path has a segment");
+                    if let Some(m) = self.stdlib_module(&full) {
+                        bind(self, alias.as_ref().unwrap_or(last), Binding::Module(m));
+                        continue;
+                    }
+                    // `use std.detect.robust_zscore`: an item of a module.
+                    let (head, _) = path.split_at(path.len() - 1);
+                    let head_name = head.iter().map(|i| i.node.as_str()).collect::<Vec<_>>().join(".");
+                    match self.stdlib_module(&head_name) {
+                        Some(m) if !head.is_empty() => match self.exports[m].get(&last.node) {
+                            Some(id) => bind(self, alias.as_ref().unwrap_or(last), Binding::Template(*id)),
+                            None => self.unknown_item(m, last),
+                        },
+                        _ => self.unknown_module(path, &full),
+                    }
+                }
+                ast::UseTarget::Group { path, names } => {
+                    let full = path.iter().map(|i| i.node.as_str()).collect::<Vec<_>>().join(".");
+                    let Some(m) = self.stdlib_module(&full) else {
+                        self.unknown_module(path, &full);
+                        continue;
+                    };
+                    for n in names {
+                        match self.exports[m].get(&n.node) {
+                            Some(id) => bind(self, n, Binding::Template(*id)),
+                            None => self.unknown_item(m, n),
+                        }
+                    }
+                }
+            }
+        }
+        scope
+    }
+
+    fn unknown_module(&mut self, path: &[Ident], full: &str) {
+        let span = path.first().expect("a path").span.to(path.last().expect("a path").span);
+        let names: Vec<String> = self.stdlib_names().map(str::to_owned).collect();
+        let help = suggest(full, names.iter().map(String::as_str)).unwrap_or_else(|| format!("stdlib modules: {}", names.join(", ")));
+        self.diags.push(Diagnostic::error(Code::E0205, span, format!("unknown module `{full}`")).with_label("no such module").with_help(help));
+    }
+
+    fn unknown_item(&mut self, module: usize, name: &Ident) {
+        let items: Vec<&str> = self.exports[module].keys().map(String::as_str).collect();
+        let help = suggest(&name.node, items.iter().copied()).unwrap_or_else(|| format!("`{}` defines: {}", self.modules[module].name, items.join(", ")));
+        self.diags.push(
+            Diagnostic::error(Code::E0206, name.span, format!("module `{}` has no stage `{}`", self.modules[module].name, name.node))
+                .with_label("not defined there")
+                .with_help(help),
+        );
+    }
+
+    /// Resolves a callee path to an operator or template. Reports E0203/E0206 and returns
+    /// `None` when it resolves to nothing.
+    pub(crate) fn resolve_callee(&mut self, scope: &mut Scope, path: &[(&str, Span)]) -> Option<Callee> {
+        let (head, head_span) = path[0];
+        if path.len() == 1 {
+            if let Some((b, _)) = scope.names.get(head).copied() {
+                scope.unused_imports.remove(head);
+                if let Binding::Template(id) = b {
+                    return Some(Callee::Template(id));
+                }
+            }
+            if let Some(op) = crate::stages::operator(head) {
+                return Some(Callee::Op(op));
+            }
+        } else if let Some((Binding::Module(m), _)) = scope.names.get(head).copied() {
+            scope.unused_imports.remove(head);
+            let span = path[1].1;
+            if path.len() == 2 {
+                if let Some(id) = self.exports[m].get(path[1].0) {
+                    return Some(Callee::Template(*id));
+                }
+            }
+            let name = Ident::new(path[1..].iter().map(|p| p.0).collect::<Vec<_>>().join("."), span);
+            self.unknown_item(m, &name);
+            return None;
+        } else {
+            let full = path.iter().map(|p| p.0).collect::<Vec<_>>().join(".");
+            if let Some(op) = crate::stages::operator(&full) {
+                return Some(Callee::Op(op));
+            }
+        }
+        let full = path.iter().map(|p| p.0).collect::<Vec<_>>().join(".");
+        let span = head_span.to(path[path.len() - 1].1);
+        let mut candidates: Vec<String> = crate::stages::OPERATORS.iter().map(|o| o.name.to_owned()).collect();
+        candidates.extend(scope.names.keys().cloned());
+        let mut d = Diagnostic::error(Code::E0203, span, format!("unknown operator or template `{full}`")).with_label("not an operator or stage template");
+        let module_hint = self.stdlib_module(&format!("std.{head}")).filter(|_| path.len() > 1);
+        if let Some(help) = suggest(&full, candidates.iter().map(String::as_str)) {
+            d = d.with_help(help);
+        } else if let Some(m) = module_hint {
+            d = d.with_help(format!("import the module first: `use {}`", self.modules[m].name));
+        } else if let Some((m, id)) = self.find_template_anywhere(&full) {
+            d = d.with_help(format!("`{full}` is defined in `{}`: add `use {}.{{{full}}}`", self.modules[m].name, self.modules[m].name)).with_secondary(self.template_defs[id].1.name.span, "defined here");
+        } else {
+            d = d.with_help("see `vigil explain operators` for the built-in operators");
+        }
+        self.diags.push(d);
+        None
+    }
+
+    fn find_template_anywhere(&self, name: &str) -> Option<(usize, TemplateId)> {
+        self.exports.iter().enumerate().find_map(|(m, ex)| ex.get(name).map(|id| (m, *id)))
+    }
+
+    /// E0502: templates that call themselves through a chain of templates.
+    fn check_template_recursion(&mut self, templates: &[CheckedTemplate]) {
+        use petgraph::graph::DiGraph;
+        let mut g: DiGraph<TemplateId, Span> = DiGraph::new();
+        let nodes: Vec<_> = (0..templates.len()).map(|i| g.add_node(i)).collect();
+        for (i, t) in templates.iter().enumerate() {
+            for s in &t.stages {
+                s.call.for_each_template_call(&mut |id, span| {
+                    g.add_edge(nodes[i], nodes[id], span);
+                });
+            }
+            if let Input::Call(c) = &t.result {
+                c.for_each_template_call(&mut |id, span| {
+                    g.add_edge(nodes[i], nodes[id], span);
+                });
+            }
+        }
+        for scc in petgraph::algo::tarjan_scc(&g) {
+            let is_cycle = scc.len() > 1 || g.find_edge(scc[0], scc[0]).is_some();
+            if !is_cycle {
+                continue;
+            }
+            let members: HashSet<_> = scc.iter().copied().collect();
+            let cycle = body::find_cycle(&g, scc[0], &members);
+            let names: Vec<String> = cycle.iter().map(|n| templates[g[*n]].name.node.clone()).collect();
+            let first = cycle[0];
+            let next = cycle.get(1).copied().unwrap_or(first);
+            let edge = g.find_edge(first, next).expect("cycle edge");
+            let mut d = Diagnostic::error(Code::E0502, g[edge], format!("recursive template: {} → {}", names.join(" → "), names[0]))
+                .with_label(format!("`{}` calls `{}` here", names[0], names.get(1).unwrap_or(&names[0])))
+                .with_help("a template cannot call itself, directly or through other templates");
+            for w in cycle.windows(2).skip(1) {
+                if let Some(e) = g.find_edge(w[0], w[1]) {
+                    d = d.with_secondary(g[e], format!("`{}` calls `{}` here", templates[g[w[0]]].name.node, templates[g[w[1]]].name.node));
+                }
+            }
+            if cycle.len() > 1 {
+                let last = *cycle.last().expect("non-empty");
+                if let Some(e) = g.find_edge(last, first) {
+                    d = d.with_secondary(g[e], format!("`{}` calls `{}` here", templates[g[last]].name.node, names[0]));
+                }
+            }
+            self.diags.push(d);
+        }
+    }
+}
+
+/// The signature view shared by operators and templates: inputs (stage-valued) then
+/// parameters (values), in positional order.
+#[derive(Debug, Clone)]
+pub(crate) struct Slot {
+    pub name: String,
+    /// Port types accepted for an input; `None` for a value parameter.
+    pub ports: Option<Vec<Ty>>,
+    pub ty: Ty,
+    pub required: bool,
+    pub choices: &'static [&'static str],
+}
+
+impl Callee {
+    pub(crate) fn slots(&self, templates: &[TemplateSig]) -> Vec<Slot> {
+        match self {
+            Callee::Op(op) => op_slots(op),
+            Callee::Template(id) => templates[*id].slots.clone(),
+        }
+    }
+}
+
+fn op_slots(op: &OperatorSpec) -> Vec<Slot> {
+    let mut v: Vec<Slot> = op.inputs.iter().map(|i| Slot { name: i.name.into(), ports: Some(i.types.to_vec()), ty: i.types[0], required: true, choices: &[] }).collect();
+    v.extend(op.all_params().map(|p| Slot { name: p.name.into(), ports: None, ty: p.ty, required: p.default == crate::stages::Default::Required, choices: p.choices }));
+    v
+}
+
+/// A template's signature, known before its body is checked.
+#[derive(Debug, Clone)]
+pub(crate) struct TemplateSig {
+    pub slots: Vec<Slot>,
+    pub output: Option<Ty>,
+    pub name: String,
+    pub span: Span,
+}

@@ -1,0 +1,575 @@
+//! The built-in operators: for each, its stage kind, inputs, parameters (name, type,
+//! default, doc), output port type, documentation and an example.
+//!
+//! The checker reads this registry to resolve calls and check arguments; `docs/operators.md`
+//! is generated from it (`vigil explain operators`), and a test compiles every example.
+//! The implementations live with the engine and come with their issues.
+
+pub mod types;
+
+use crate::syntax::ast::StageKind;
+pub use types::{Scalar, Ty};
+
+/// A parameter's default.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Default {
+    /// The argument must be given.
+    Required,
+    /// The argument may be left out; the operator then does without it.
+    Optional,
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(&'static str),
+    /// A duration in milliseconds.
+    Dur(u64),
+    Strs(&'static [&'static str]),
+    Ints(&'static [i64]),
+}
+
+/// One input port: positional, connected to another stage.
+#[derive(Debug)]
+pub struct InputSpec {
+    pub name: &'static str,
+    /// The port types this input accepts.
+    pub types: &'static [Ty],
+    pub doc: &'static str,
+}
+
+/// One parameter: a constant value (or a condition), given by name or position.
+#[derive(Debug)]
+pub struct ParamSpec {
+    pub name: &'static str,
+    pub ty: Ty,
+    pub default: Default,
+    /// For strings (and lists of strings): the values accepted; empty means any.
+    pub choices: &'static [&'static str],
+    /// For numbers and durations: the smallest value accepted.
+    pub min: Option<f64>,
+    pub doc: &'static str,
+}
+
+/// What an operator's output is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Output {
+    Fixed(Ty),
+    /// The same port type as the input at this index (`select` passes Series or Events).
+    SameAsInput(usize),
+}
+
+/// A built-in operator's signature and documentation.
+#[derive(Debug)]
+pub struct OperatorSpec {
+    /// The name it is called by (`prometheus.query_range`).
+    pub name: &'static str,
+    pub kind: StageKind,
+    pub summary: &'static str,
+    pub doc: &'static str,
+    pub inputs: &'static [InputSpec],
+    pub params: &'static [ParamSpec],
+    pub output: Output,
+    /// A stage statement using it, compiled by a test inside a pipeline that defines
+    /// `raw` (Series), `events` (Events), `feats` (Features), `model` (Model) and
+    /// `scores` (Scores).
+    pub example: &'static str,
+}
+
+impl OperatorSpec {
+    /// All parameters: the operator's own, then those its stage kind shares.
+    pub fn all_params(&self) -> impl Iterator<Item = &'static ParamSpec> + Clone {
+        self.params.iter().chain(common_params(self.kind).iter())
+    }
+
+    pub fn param(&self, name: &str) -> Option<&'static ParamSpec> {
+        self.all_params().find(|p| p.name == name)
+    }
+}
+
+const fn p(name: &'static str, ty: Ty, default: Default, doc: &'static str) -> ParamSpec {
+    ParamSpec { name, ty, default, choices: &[], min: None, doc }
+}
+
+const fn choice(name: &'static str, choices: &'static [&'static str], default: Default, doc: &'static str) -> ParamSpec {
+    ParamSpec { name, ty: Ty::String, default, choices, min: None, doc }
+}
+
+const fn min(name: &'static str, ty: Ty, default: Default, min: f64, doc: &'static str) -> ParamSpec {
+    ParamSpec { name, ty, default, choices: &[], min: Some(min), doc }
+}
+
+const fn input(name: &'static str, types: &'static [Ty], doc: &'static str) -> InputSpec {
+    InputSpec { name, types, doc }
+}
+
+use Default::*;
+
+const NUMERIC: &[Ty] = &[Ty::Series];
+const RESPONDABLE: &[Ty] = &[Ty::Scores, Ty::Incidents];
+
+/// Parameters every stage of a kind takes.
+pub fn common_params(kind: StageKind) -> &'static [ParamSpec] {
+    static RESPOND: &[ParamSpec] = &[
+        p("when", Ty::Condition, Optional, "Acts only on items for which this condition holds, e.g. `scores.anomalous`. Default: anomalous scores, and every incident transition."),
+        p("dedup", Ty::String, Str("{{ pipeline }}/{{ stage }}/{{ series }}"), "Template of the incident key: items with the same key update one incident."),
+        p("group_by", Ty::List(Scalar::String), Strs(&[]), "Labels whose values group incidents into one notification."),
+    ];
+    match kind {
+        StageKind::Respond => RESPOND,
+        _ => &[],
+    }
+}
+
+/// Every built-in operator.
+pub static OPERATORS: &[OperatorSpec] = &[
+    // ======================== collect ========================
+    OperatorSpec {
+        name: "csv",
+        kind: StageKind::Collect,
+        summary: "Reads samples from a CSV file, remembering how far it has read.",
+        doc: "Reads rows `timestamp,value[,...]` appended to a CSV file since the last tick (a cursor kept in the state store). Timestamps are RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC) or Unix seconds. Malformed rows are logged, counted and skipped.",
+        inputs: &[],
+        params: &[
+            p("path", Ty::String, Required, "The file to read, relative to the pipeline file."),
+            p("timestamp_column", Ty::String, Str("timestamp"), "The column holding timestamps."),
+            p("value_columns", Ty::List(Scalar::String), Strs(&["value"]), "Columns read as series, one series each."),
+            p("labels", Ty::Map, Optional, "Labels added to every series read."),
+        ],
+        output: Output::Fixed(Ty::Series),
+        example: r#"collect cpu = csv(path: "data/cpu.csv")"#,
+    },
+    OperatorSpec {
+        name: "jsonl",
+        kind: StageKind::Collect,
+        summary: "Reads samples from a JSON Lines file, remembering how far it has read.",
+        doc: "Reads one JSON object per line appended since the last tick. Each object gives a timestamp, a value and optional labels. Lines that are not JSON or lack the fields are logged, counted and skipped.",
+        inputs: &[],
+        params: &[
+            p("path", Ty::String, Required, "The file to read, relative to the pipeline file."),
+            p("timestamp_field", Ty::String, Str("timestamp"), "The field holding the timestamp."),
+            p("value_field", Ty::String, Str("value"), "The field holding the value."),
+            p("label_fields", Ty::List(Scalar::String), Strs(&[]), "Fields copied into the series labels."),
+        ],
+        output: Output::Fixed(Ty::Series),
+        example: r#"collect errors = jsonl(path: "logs/errors.jsonl", label_fields: ["service"])"#,
+    },
+    OperatorSpec {
+        name: "synthetic",
+        kind: StageKind::Collect,
+        summary: "Generates a seeded synthetic series with injected incidents.",
+        doc: "Generates samples with a daily-like seasonal wave, Gaussian noise and, at intervals, injected incidents (level shifts and spikes). Deterministic for a seed. The demo pipeline's data source; `speedup` compresses time so that incidents happen within seconds.",
+        inputs: &[],
+        params: &[
+            p("seed", Ty::Int, Int(1), "Seed of the random generator."),
+            min("series", Ty::Int, Int(1), 1.0, "How many series to generate."),
+            min("interval", Ty::Duration, Dur(1000), 1.0, "Time between samples."),
+            p("baseline", Ty::Float, Float(50.0), "Mean level."),
+            min("noise", Ty::Float, Float(2.0), 0.0, "Standard deviation of the noise."),
+            min("period", Ty::Duration, Dur(3_600_000), 1.0, "Period of the seasonal wave."),
+            p("amplitude", Ty::Float, Float(10.0), "Amplitude of the seasonal wave."),
+            min("incident_every", Ty::Duration, Dur(600_000), 1.0, "Mean time between injected incidents."),
+            min("incident_length", Ty::Duration, Dur(60_000), 1.0, "How long an injected incident lasts."),
+            p("incident_size", Ty::Float, Float(8.0), "Size of an incident, in noise standard deviations."),
+            min("speedup", Ty::Float, Float(1.0), 0.001, "How much faster than real time samples are produced."),
+        ],
+        output: Output::Fixed(Ty::Series),
+        example: r#"collect demo = synthetic(seed: 7, series: 3, speedup: 60.0)"#,
+    },
+    OperatorSpec {
+        name: "prometheus.scrape",
+        kind: StageKind::Collect,
+        summary: "Scrapes a Prometheus text exposition endpoint.",
+        doc: "Fetches `url` in the text exposition format 0.0.4 on each tick and turns every sample into a series (histograms and summaries become their `_bucket`, `_sum` and `_count` series). NaN and ±Inf values are kept; escaped label values are decoded.",
+        inputs: &[],
+        params: &[
+            p("url", Ty::String, Required, "The endpoint, e.g. `http://127.0.0.1:9100/metrics`."),
+            p("metrics", Ty::List(Scalar::String), Strs(&[]), "Keep only these metric names (all when empty)."),
+            p("labels", Ty::Map, Optional, "Labels added to every series."),
+            min("timeout", Ty::Duration, Dur(10_000), 1.0, "Request timeout."),
+        ],
+        output: Output::Fixed(Ty::Series),
+        example: r#"collect node = prometheus.scrape(url: "http://127.0.0.1:9100/metrics", metrics: ["node_load1"])"#,
+    },
+    OperatorSpec {
+        name: "prometheus.query_range",
+        kind: StageKind::Collect,
+        summary: "Runs a PromQL range query against the Prometheus HTTP API.",
+        doc: "Calls `GET /api/v1/query_range` with the query, from the cursor (or `lookback` ago on the first tick) to now, at `step` resolution. Each result series becomes a series; values arrive as strings and are parsed.",
+        inputs: &[],
+        params: &[
+            p("url", Ty::String, Required, "The Prometheus server, e.g. `http://127.0.0.1:9090`."),
+            p("query", Ty::String, Required, "The PromQL expression."),
+            min("step", Ty::Duration, Dur(30_000), 1.0, "Query resolution."),
+            min("lookback", Ty::Duration, Dur(3_600_000), 1.0, "How far back the first query reaches."),
+            min("timeout", Ty::Duration, Dur(10_000), 1.0, "Request timeout."),
+            p("bearer_token", Ty::Secret, Optional, "A token sent as `Authorization: Bearer`."),
+        ],
+        output: Output::Fixed(Ty::Series),
+        example: r#"collect lat = prometheus.query_range(url: "http://127.0.0.1:9090", query: "up", step: 15s)"#,
+    },
+    OperatorSpec {
+        name: "webhook_events",
+        kind: StageKind::Collect,
+        summary: "Receives the requests posted to the pipeline's `on webhook` trigger as Events.",
+        doc: "Each request to the pipeline's webhook path becomes events: an Alertmanager webhook (payload version 4) gives one event per alert with its labels, annotations and status; a generic JSON object or array gives one event per object. Bodies over `max_body` bytes are refused with 413.",
+        inputs: &[],
+        params: &[
+            choice("format", &["json", "alertmanager"], Str("json"), "How to read request bodies."),
+            min("max_body", Ty::Int, Int(1_048_576), 1.0, "The largest body accepted, in bytes."),
+        ],
+        output: Output::Fixed(Ty::Events),
+        example: r#"collect alerts = webhook_events(format: "alertmanager")"#,
+    },
+    // ======================== preprocess ========================
+    OperatorSpec {
+        name: "resample",
+        kind: StageKind::Preprocess,
+        summary: "Puts a series on a regular time grid.",
+        doc: "Aggregates the samples of each interval of length `every` into one sample, using `agg`. Empty intervals produce no sample (use `fill`).",
+        inputs: &[input("input", NUMERIC, "The series to resample.")],
+        params: &[
+            min("every", Ty::Duration, Required, 1.0, "The grid interval."),
+            choice("agg", &["mean", "sum", "min", "max", "first", "last", "count", "median"], Str("mean"), "How samples in an interval are combined."),
+        ],
+        output: Output::Fixed(Ty::Series),
+        example: r#"preprocess grid = resample(raw, every: 30s, agg: "max")"#,
+    },
+    OperatorSpec {
+        name: "fill",
+        kind: StageKind::Preprocess,
+        summary: "Fills gaps and NaN values.",
+        doc: "Replaces missing grid points and NaN values: with the previous value, by linear interpolation, with zero, or with a constant. Gaps longer than `max_gap` are left open.",
+        inputs: &[input("input", NUMERIC, "The series to fill.")],
+        params: &[
+            choice("method", &["previous", "linear", "zero", "value"], Str("previous"), "How gaps are filled."),
+            p("value", Ty::Float, Optional, "The constant for `method: \"value\"`."),
+            p("max_gap", Ty::Duration, Optional, "Leave gaps longer than this open."),
+        ],
+        output: Output::Fixed(Ty::Series),
+        example: r#"preprocess filled = fill(raw, "linear", max_gap: 5m)"#,
+    },
+    OperatorSpec {
+        name: "normalize",
+        kind: StageKind::Preprocess,
+        summary: "Scales a series: z-score, min-max or robust.",
+        doc: "Streaming normalisation with statistics carried across ticks: `z` subtracts the mean and divides by the standard deviation; `minmax` maps to [0,1]; `robust` uses the median and the median absolute deviation. With `window`, statistics cover only that trailing window.",
+        inputs: &[input("input", NUMERIC, "The series to scale.")],
+        params: &[
+            choice("method", &["z", "minmax", "robust"], Str("z"), "The scaling."),
+            p("window", Ty::Duration, Optional, "A trailing window for the statistics (all history when absent)."),
+        ],
+        output: Output::Fixed(Ty::Series),
+        example: r#"preprocess scaled = normalize(raw, method: "robust", window: 6h)"#,
+    },
+    OperatorSpec {
+        name: "diff",
+        kind: StageKind::Preprocess,
+        summary: "Differences a series (or turns a counter into a rate).",
+        doc: "Outputs `x[t] - x[t-lag]`. With `rate: true`, divides by the elapsed seconds and treats decreases as counter resets, like PromQL's `rate`.",
+        inputs: &[input("input", NUMERIC, "The series to difference.")],
+        params: &[min("lag", Ty::Int, Int(1), 1.0, "How many samples back to subtract."), p("rate", Ty::Bool, Bool(false), "Per-second rate with counter-reset handling.")],
+        output: Output::Fixed(Ty::Series),
+        example: r#"preprocess per_sec = diff(raw, rate: true)"#,
+    },
+    OperatorSpec {
+        name: "rolling",
+        kind: StageKind::Preprocess,
+        summary: "Rolling statistics over a trailing window.",
+        doc: "For each sample, the statistics of the samples in the trailing `window`, one output series per statistic (label `stat`). Quantiles are `p50`, `p90`, `p95`, `p99`.",
+        inputs: &[input("input", NUMERIC, "The series.")],
+        params: &[
+            min("window", Ty::Duration, Required, 1.0, "The trailing window."),
+            ParamSpec {
+                name: "stats",
+                ty: Ty::List(Scalar::String),
+                default: Strs(&["mean"]),
+                choices: &["mean", "std", "median", "mad", "min", "max", "sum", "count", "p50", "p90", "p95", "p99"],
+                min: None,
+                doc: "The statistics computed.",
+            },
+        ],
+        output: Output::Fixed(Ty::Series),
+        example: r#"preprocess stats = rolling(raw, window: 1h, stats: ["median", "mad"])"#,
+    },
+    OperatorSpec {
+        name: "window",
+        kind: StageKind::Preprocess,
+        summary: "Turns a series into sliding windows (Features) for models.",
+        doc: "Emits, for each new sample, the vector of the last `size` values (every `stride` samples): the input of autoencoders and forecasters.",
+        inputs: &[input("input", NUMERIC, "The series.")],
+        params: &[min("size", Ty::Int, Int(32), 2.0, "Values per window."), min("stride", Ty::Int, Int(1), 1.0, "Samples between windows.")],
+        output: Output::Fixed(Ty::Features),
+        example: r#"preprocess windows = window(raw, size: 64)"#,
+    },
+    OperatorSpec {
+        name: "select",
+        kind: StageKind::Preprocess,
+        summary: "Keeps the series or events whose labels match.",
+        doc: "Filters by a Prometheus-style label selector: `{job=\"node\", instance=~\"web-.*\", env!=\"dev\"}`.",
+        inputs: &[input("input", &[Ty::Series, Ty::Events], "Series or events to filter.")],
+        params: &[p("match", Ty::String, Required, "The label selector.")],
+        output: Output::SameAsInput(0),
+        example: r#"preprocess web = select(raw, match: "{job=\"web\"}")"#,
+    },
+    OperatorSpec {
+        name: "aggregate",
+        kind: StageKind::Preprocess,
+        summary: "Aggregates series, or counts events, by labels.",
+        doc: "Combines the series (or events) that share the values of the `by` labels into one series per group, at each timestamp, or per `every` interval. Events are counted.",
+        inputs: &[input("input", &[Ty::Series, Ty::Events], "Series to combine or events to count.")],
+        params: &[
+            p("by", Ty::List(Scalar::String), Strs(&[]), "The labels that define a group (all series together when empty)."),
+            choice("op", &["sum", "mean", "min", "max", "count"], Str("sum"), "How values are combined."),
+            p("every", Ty::Duration, Optional, "Aggregate per interval rather than per timestamp."),
+        ],
+        output: Output::Fixed(Ty::Series),
+        example: r#"preprocess per_job = aggregate(events, by: ["alertname"], op: "count", every: 1m)"#,
+    },
+    // ======================== train ========================
+    OperatorSpec {
+        name: "autoencoder",
+        kind: StageKind::Train,
+        summary: "Trains an autoencoder over windows; anomalies reconstruct badly.",
+        doc: "A dense autoencoder (burn, CPU) over sliding windows of the input, trained to reconstruct normal behaviour. Predict with `score`, which turns the reconstruction error into a calibrated anomaly score.",
+        inputs: &[input("input", &[Ty::Series, Ty::Features], "A series (windowed with `window`) or windows.")],
+        params: &[
+            min("window", Ty::Int, Int(32), 2.0, "Values per window when the input is a series."),
+            p("hidden", Ty::List(Scalar::Int), Ints(&[16, 4]), "Sizes of the encoder's layers; the decoder mirrors them."),
+            min("epochs", Ty::Int, Int(20), 1.0, "Training epochs."),
+            min("learning_rate", Ty::Float, Float(0.001), 0.0, "Adam's learning rate."),
+            min("batch_size", Ty::Int, Int(64), 1.0, "Windows per batch."),
+            p("seed", Ty::Int, Int(42), "Seed for initialisation and shuffling."),
+        ],
+        output: Output::Fixed(Ty::Model),
+        example: r#"train ae = autoencoder(raw, window: 64, hidden: [32, 8], epochs: 10) { retrain every 6h }"#,
+    },
+    OperatorSpec {
+        name: "forecaster",
+        kind: StageKind::Train,
+        summary: "Trains a forecaster; anomalies are large residuals.",
+        doc: "A small MLP (burn, CPU) that predicts the next `horizon` values from the last `lookback`. Predict with `score` (residual-based score) or `forecast` (bounds).",
+        inputs: &[input("input", NUMERIC, "The series.")],
+        params: &[
+            min("lookback", Ty::Int, Int(32), 1.0, "Values the forecast looks at."),
+            min("horizon", Ty::Int, Int(1), 1.0, "Values forecast ahead."),
+            p("hidden", Ty::List(Scalar::Int), Ints(&[32]), "Hidden layer sizes."),
+            min("epochs", Ty::Int, Int(20), 1.0, "Training epochs."),
+            min("learning_rate", Ty::Float, Float(0.001), 0.0, "Adam's learning rate."),
+            p("seed", Ty::Int, Int(42), "Seed for initialisation and shuffling."),
+        ],
+        output: Output::Fixed(Ty::Model),
+        example: r#"train fc = forecaster(raw, lookback: 48, horizon: 4)"#,
+    },
+    OperatorSpec {
+        name: "baseline",
+        kind: StageKind::Train,
+        summary: "Fits a seasonal profile: the typical value and spread per time of day/week.",
+        doc: "A classical baseline: for each bucket of the season (e.g. each 5 minutes of the day), the median and median absolute deviation of past values. Cheap, explainable, and strong on periodic series.",
+        inputs: &[input("input", NUMERIC, "The series.")],
+        params: &[min("season", Ty::Duration, Dur(86_400_000), 1.0, "The season's length."), min("bucket", Ty::Duration, Dur(300_000), 1.0, "The resolution within a season.")],
+        output: Output::Fixed(Ty::Model),
+        example: r#"train profile = baseline(raw, season: 1w, bucket: 15m)"#,
+    },
+    // ======================== predict ========================
+    OperatorSpec {
+        name: "score",
+        kind: StageKind::Predict,
+        summary: "Scores data with a trained model, calibrated to [0,1].",
+        doc: "Runs the model's active version on the input and turns its error into a score in [0,1]: the tail probability of the error against a rolling history of the model's own errors, so that one threshold serves very different series. After a detection, further detections are suppressed for `suppress`.",
+        inputs: &[input("model", &[Ty::Model], "The trained model."), input("input", &[Ty::Series, Ty::Features], "The data to score.")],
+        params: &[
+            min("history", Ty::Int, Int(1000), 10.0, "Errors kept for calibration."),
+            min("threshold", Ty::Float, Float(0.99), 0.0, "Scores at or above this are anomalous."),
+            p("suppress", Ty::Duration, Dur(0), "Quiet period after a detection."),
+        ],
+        output: Output::Fixed(Ty::Scores),
+        example: r#"predict s = model.score(raw, threshold: 0.995)"#,
+    },
+    OperatorSpec {
+        name: "zscore",
+        kind: StageKind::Predict,
+        summary: "Scores each sample by its (robust) z-score over a trailing window; needs no training.",
+        doc: "Compares each sample with the statistics of the trailing `window` before it: mean and standard deviation (`standard`) or median and MAD (`robust`). The score maps |z| to [0,1] so that |z| = threshold gives 0.5 and larger deviations approach 1; samples with |z| ≥ threshold are anomalous.",
+        inputs: &[input("input", NUMERIC, "The series.")],
+        params: &[
+            min("window", Ty::Duration, Dur(3_600_000), 1.0, "The trailing window."),
+            choice("method", &["robust", "standard"], Str("robust"), "Median/MAD or mean/standard deviation."),
+            min("threshold", Ty::Float, Float(4.0), 0.0, "|z| at which a sample is anomalous."),
+            min("min_samples", Ty::Int, Int(30), 1.0, "Samples needed in the window before scoring."),
+        ],
+        output: Output::Fixed(Ty::Scores),
+        example: r#"predict z = zscore(raw, window: 30m, threshold: 3.5)"#,
+    },
+    OperatorSpec {
+        name: "threshold",
+        kind: StageKind::Predict,
+        summary: "Flags values above or below fixed bounds.",
+        doc: "A static rule: anomalous when the value is above `above` or below `below` for at least `for`. The score is 1 when anomalous, otherwise how close the value is to a bound.",
+        inputs: &[input("input", &[Ty::Series, Ty::Scores], "A series, or scores (compared by their score).")],
+        params: &[
+            p("above", Ty::Float, Optional, "Upper bound."),
+            p("below", Ty::Float, Optional, "Lower bound."),
+            p("for", Ty::Duration, Dur(0), "How long a bound must be crossed."),
+        ],
+        output: Output::Fixed(Ty::Scores),
+        example: r#"predict hot = threshold(raw, above: 90.0, for: 2m)"#,
+    },
+    OperatorSpec {
+        name: "forecast",
+        kind: StageKind::Predict,
+        summary: "Forecasts with bounds using a trained forecaster or baseline.",
+        doc: "Emits the expected value and the lower and upper bounds of the `interval` for each sample; the sample is anomalous when outside the bounds.",
+        inputs: &[input("model", &[Ty::Model], "A forecaster or baseline."), input("input", NUMERIC, "The series.")],
+        params: &[min("horizon", Ty::Int, Int(1), 1.0, "Steps ahead."), min("interval", Ty::Float, Float(0.95), 0.0, "Coverage of the bounds.")],
+        output: Output::Fixed(Ty::Scores),
+        example: r#"predict fc = forecast(model, raw, interval: 0.99)"#,
+    },
+    // ======================== respond ========================
+    OperatorSpec {
+        name: "email",
+        kind: StageKind::Respond,
+        summary: "Sends email over SMTP, one thread per incident.",
+        doc: "Opens or updates incidents and mails their transitions through lettre: STARTTLS or TLS, optional authentication from the SMTP URL (`smtp://user:pass@host:587`). Messages of one incident share a thread (stable Message-ID, In-Reply-To). Subject and body are minijinja templates over the incident.",
+        inputs: &[input("input", RESPONDABLE, "Scores or incidents.")],
+        params: &[
+            p("to", Ty::List(Scalar::String), Required, "Recipients."),
+            p("smtp", Ty::Secret, Required, "The SMTP URL, as a secret (it may hold a password)."),
+            p("from", Ty::String, Str("vigil@localhost"), "The sender."),
+            choice("tls", &["starttls", "tls", "none"], Str("starttls"), "Transport security."),
+            p("subject", Ty::String, Str("[vigil] {{ incident.status }}: {{ incident.key }}"), "Subject template."),
+            p("body", Ty::String, Optional, "Body template (a default summary when absent)."),
+        ],
+        output: Output::Fixed(Ty::Incidents),
+        example: r#"respond mail = email(scores, to: ["sre@example.com"], smtp: secret("env:SMTP_URL"))"#,
+    },
+    OperatorSpec {
+        name: "webhook",
+        kind: StageKind::Respond,
+        summary: "Posts incidents as signed JSON to a URL.",
+        doc: "POSTs each incident transition as JSON. With `secret`, adds `X-Vigil-Signature: sha256=<hex>`, an HMAC-SHA256 of the body. 5xx and 429 answers are retried with backoff; other 4xx are not.",
+        inputs: &[input("input", RESPONDABLE, "Scores or incidents.")],
+        params: &[
+            p("url", Ty::String, Required, "The receiver."),
+            p("secret", Ty::Secret, Optional, "The HMAC key."),
+            min("timeout", Ty::Duration, Dur(10_000), 1.0, "Request timeout."),
+        ],
+        output: Output::Fixed(Ty::Incidents),
+        example: r#"respond hook = webhook(scores, url: "https://ops.example.com/hooks/vigil", secret: secret("env:HOOK_KEY"))"#,
+    },
+    OperatorSpec {
+        name: "slack",
+        kind: StageKind::Respond,
+        summary: "Posts incidents to a Slack incoming webhook.",
+        doc: "Sends `{text, blocks}` to a Slack incoming webhook URL, which is a credential and so a secret.",
+        inputs: &[input("input", RESPONDABLE, "Scores or incidents.")],
+        params: &[p("url", Ty::Secret, Required, "The incoming webhook URL."), p("text", Ty::String, Optional, "Message template (a default summary when absent).")],
+        output: Output::Fixed(Ty::Incidents),
+        example: r#"respond chat = slack(scores, url: secret("env:SLACK_WEBHOOK"))"#,
+    },
+    OperatorSpec {
+        name: "pagerduty",
+        kind: StageKind::Respond,
+        summary: "Triggers, acknowledges and resolves PagerDuty incidents (Events v2).",
+        doc: "Sends Events API v2 `trigger`, `acknowledge` and `resolve` events with the incident's key as `dedup_key`. 429 and 5xx are retried.",
+        inputs: &[input("input", RESPONDABLE, "Scores or incidents.")],
+        params: &[
+            p("routing_key", Ty::Secret, Required, "The integration's routing key."),
+            choice("severity", &["critical", "error", "warning", "info"], Str("error"), "The PagerDuty severity."),
+            p("url", Ty::String, Str("https://events.pagerduty.com/v2/enqueue"), "The Events API endpoint."),
+        ],
+        output: Output::Fixed(Ty::Incidents),
+        example: r#"respond page = pagerduty(scores, routing_key: secret("env:PD_KEY"), severity: "critical")"#,
+    },
+    OperatorSpec {
+        name: "alertmanager",
+        kind: StageKind::Respond,
+        summary: "Pushes incidents to Alertmanager as alerts.",
+        doc: "POSTs `/api/v2/alerts` with labels and annotations, re-sent every `resend` while the incident fires, with `endsAt` when it resolves.",
+        inputs: &[input("input", RESPONDABLE, "Scores or incidents.")],
+        params: &[
+            p("url", Ty::String, Required, "The Alertmanager, e.g. `http://127.0.0.1:9093`."),
+            p("labels", Ty::Map, Optional, "Extra alert labels."),
+            p("annotations", Ty::Map, Optional, "Alert annotations (templates)."),
+            min("resend", Ty::Duration, Dur(60_000), 1000.0, "Re-send interval while firing."),
+        ],
+        output: Output::Fixed(Ty::Incidents),
+        example: r#"respond am = alertmanager(scores, url: "http://127.0.0.1:9093", labels: { team: "sre" })"#,
+    },
+    OperatorSpec {
+        name: "exec",
+        kind: StageKind::Respond,
+        summary: "Runs a remediation command (argv, never a shell).",
+        doc: "Runs `command` (argv list; the first element is the program; elements may be templates) on each incident transition, without a shell, with a timeout after which it is killed, and only the environment variables in `env`. Output is kept in the audit trail.",
+        inputs: &[input("input", RESPONDABLE, "Scores or incidents.")],
+        params: &[
+            p("command", Ty::List(Scalar::String), Required, "The program and its arguments."),
+            min("timeout", Ty::Duration, Dur(30_000), 1.0, "Kill the command after this."),
+            p("env", Ty::List(Scalar::String), Strs(&[]), "Environment variables passed through."),
+        ],
+        output: Output::Fixed(Ty::Incidents),
+        example: r#"respond fix = exec(scores, command: ["systemctl", "restart", "{{ labels.service }}"], timeout: 1m)"#,
+    },
+    OperatorSpec {
+        name: "log",
+        kind: StageKind::Respond,
+        summary: "Writes incidents to the console and STATE/outbox.jsonl.",
+        doc: "Opens and resolves incidents like every respond operator and reports each transition on the console and in the outbox file. The demo's default: it works offline.",
+        inputs: &[input("input", RESPONDABLE, "Scores or incidents.")],
+        params: &[p("message", Ty::String, Str("{{ incident.status }} {{ incident.key }} score={{ incident.score }}"), "The line written (a template).")],
+        output: Output::Fixed(Ty::Incidents),
+        example: r#"respond console = log(scores, when: scores.score > 0.9)"#,
+    },
+];
+
+/// The operator called `name`.
+pub fn operator(name: &str) -> Option<&'static OperatorSpec> {
+    OPERATORS.iter().find(|o| o.name == name)
+}
+
+/// Markdown documentation of every operator (the content of `docs/operators.md`).
+pub fn operators_markdown() -> String {
+    use std::fmt::Write;
+    let mut s = String::from("# Built-in operators\n\nGenerated from `src/stages/mod.rs` by `vigil explain operators`; a test keeps this file in sync.\n\n");
+    s.push_str("Inputs are positional and connect a stage to other stages (DAG edges). Parameters are given by name (or by position after the inputs). `a | op(...)` passes `a` as the first input.\n");
+    for kind in StageKind::ALL {
+        let _ = write!(s, "\n## {kind}\n");
+        for op in OPERATORS.iter().filter(|o| o.kind == kind) {
+            let _ = write!(s, "\n### `{}`\n\n{}\n\n{}\n\n", op.name, op.summary, op.doc);
+            let out = match op.output {
+                Output::Fixed(t) => t.to_string(),
+                Output::SameAsInput(i) => format!("the type of `{}`", op.inputs[i].name),
+            };
+            if !op.inputs.is_empty() {
+                s.push_str("| input | accepts | |\n|---|---|---|\n");
+                for i in op.inputs {
+                    let _ = writeln!(s, "| `{}` | {} | {} |", i.name, types::one_of(i.types), i.doc);
+                }
+                s.push('\n');
+            }
+            s.push_str("| parameter | type | default | |\n|---|---|---|---|\n");
+            for prm in op.all_params() {
+                let mut doc = prm.doc.to_owned();
+                if !prm.choices.is_empty() {
+                    doc.push_str(&format!(" One of: {}.", prm.choices.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")));
+                }
+                let _ = writeln!(s, "| `{}` | {} | {} | {} |", prm.name, prm.ty, default_str(&prm.default), doc.replace('|', "\\|"));
+            }
+            let _ = write!(s, "\nOutput: {out}.\n\n```vigil\n{}\n```\n", op.example);
+        }
+    }
+    s
+}
+
+/// A default as shown in docs and `--help`.
+pub fn default_str(d: &Default) -> String {
+    match d {
+        Required => "required".into(),
+        Optional => "—".into(),
+        Int(i) => format!("`{i}`"),
+        Float(f) => format!("`{f:?}`"),
+        Bool(b) => format!("`{b}`"),
+        Str(s) => format!("`{}`", crate::syntax::print::quote(s)),
+        Dur(ms) => format!("`{}`", crate::syntax::ast::Duration { millis: *ms }),
+        Strs(v) => format!("`[{}]`", v.iter().map(|s| crate::syntax::print::quote(s)).collect::<Vec<_>>().join(", ")),
+        Ints(v) => format!("`[{}]`", v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")),
+    }
+}
