@@ -1,1 +1,265 @@
-fn main(){}
+//! The `vigil` command line. A thin layer over the library: argument parsing (clap),
+//! reading files, printing, exit statuses. `anyhow` is used only here.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use vigil::compile::{compile_with, source_files, CompileOptions, Compiled};
+use vigil::diagnostic::{render_all, to_json, Code, Diagnostic};
+
+/// Exit status: the sources have errors (or `fmt --check` found unformatted files).
+const EXIT_ERRORS: u8 = 1;
+/// Exit status: bad usage, or a file could not be read or written.
+const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "A declarative engine for automated incident pipelines",
+    long_about = "vigil runs incident pipelines written in the vigil language: it collects telemetry, \
+                  preprocesses it, trains anomaly models, predicts incidents and responds to them.\n\n\
+                  Exit status: 0 success, 1 errors in the sources, 2 bad usage or I/O errors.",
+    after_help = "Examples:\n  vigil check pipelines/\n  vigil fmt --check pipelines/ stdlib/\n  vigil graph pipelines/demo.vigil --format mermaid\n  vigil explain E0202"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DiagFormat {
+    /// Human-readable, with source lines and carets.
+    Text,
+    /// A JSON array of diagnostics on standard output.
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    /// Graphviz DOT (`vigil graph f.vigil | dot -Tsvg > f.svg`).
+    Dot,
+    /// A Mermaid flowchart (renders in GitHub Markdown).
+    Mermaid,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile pipelines and report diagnostics, without running anything.
+    ///
+    /// Parses, checks and plans every file (directories are searched for *.vigil files)
+    /// with the stdlib. Prints errors and warnings with file:line:col; exits 1 when there
+    /// are errors.
+    Check {
+        /// Files or directories to check [default: pipelines]
+        paths: Vec<PathBuf>,
+        /// Output format of diagnostics.
+        #[arg(long, value_enum, default_value_t = DiagFormat::Text)]
+        format: DiagFormat,
+        /// Treat warnings as errors (exit 1 when there are any).
+        #[arg(long)]
+        deny_warnings: bool,
+        /// Read the stdlib from this directory instead of the embedded copy.
+        #[arg(long, value_name = "DIR")]
+        stdlib: Option<PathBuf>,
+    },
+    /// Format files canonically, in place.
+    ///
+    /// Two-space indentation, one statement per line, long calls broken one argument per
+    /// line; comments and single blank lines are kept. `-` formats standard input to
+    /// standard output.
+    Fmt {
+        /// Files or directories to format (`-` for standard input).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Change nothing; list files that are not formatted and exit 1 if there are any.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Print the stage graph of a file's pipelines.
+    Graph {
+        /// The pipeline file.
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+        /// Only this pipeline.
+        #[arg(long)]
+        pipeline: Option<String>,
+    },
+    /// Explain a diagnostic code (`E0202`), an operator (`zscore`), or list them all
+    /// (`codes`, `operators`).
+    Explain {
+        /// A code, an operator name, `codes` or `operators`.
+        topic: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { paths, format, deny_warnings, stdlib } => cmd_check(paths, format, deny_warnings, stdlib),
+        Command::Fmt { paths, check } => cmd_fmt(paths, check),
+        Command::Graph { file, format, pipeline } => cmd_graph(file, format, pipeline),
+        Command::Explain { topic } => cmd_explain(&topic),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn print_diagnostics(out: &Compiled, diags: &[Diagnostic]) {
+    if !diags.is_empty() {
+        eprint!("{}", render_all(diags, &out.sources, color()));
+    }
+}
+
+fn cmd_check(paths: Vec<PathBuf>, format: DiagFormat, deny_warnings: bool, stdlib: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let paths = if paths.is_empty() { vec![PathBuf::from("pipelines")] } else { paths };
+    let started = std::time::Instant::now();
+    let out = compile_with(&paths, &CompileOptions { stdlib_dir: stdlib })?;
+    let elapsed = started.elapsed();
+    let diags = &out.diagnostics.0;
+    let failed = out.diagnostics.has_errors() || (deny_warnings && !diags.is_empty());
+    match format {
+        DiagFormat::Json => {
+            let json = serde_json::to_string_pretty(&to_json(diags, &out.sources))?;
+            println!("{json}");
+        }
+        DiagFormat::Text => {
+            print_diagnostics(&out, diags);
+            if let Some(plan) = &out.plan {
+                let stages: usize = plan.pipelines.iter().map(|p| p.stages.len()).sum();
+                eprintln!(
+                    "checked {} {}: {} {}, {} {} in {:.1} ms",
+                    out.user_files,
+                    if out.user_files == 1 { "file" } else { "files" },
+                    plan.pipelines.len(),
+                    if plan.pipelines.len() == 1 { "pipeline" } else { "pipelines" },
+                    stages,
+                    if stages == 1 { "stage" } else { "stages" },
+                    elapsed.as_secs_f64() * 1e3
+                );
+            }
+        }
+    }
+    Ok(ExitCode::from(if failed { EXIT_ERRORS } else { 0 }))
+}
+
+fn cmd_fmt(paths: Vec<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
+    if paths.len() == 1 && paths[0].as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        return match vigil::format_source("<stdin>", &text) {
+            Ok(formatted) => {
+                if check {
+                    return Ok(ExitCode::from(if formatted == text { 0 } else { EXIT_ERRORS }));
+                }
+                std::io::stdout().write_all(formatted.as_bytes())?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Err((sources, diags)) => {
+                eprint!("{}", render_all(&diags, &sources, color()));
+                Ok(ExitCode::from(EXIT_ERRORS))
+            }
+        };
+    }
+    let files = source_files(&paths)?;
+    let mut failed = false;
+    let mut unformatted = 0;
+    for f in files {
+        let bytes = std::fs::read(&f).map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", f.display()))?;
+        let name = f.display().to_string();
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let mut sources = vigil::source::SourceMap::new();
+                let id = sources.add(name, Some(&f), vigil::source::Origin::User, String::from_utf8_lossy(e.as_bytes()).into_owned());
+                eprint!("{}", render_all(&[vigil::syntax::invalid_utf8(id, e.utf8_error().valid_up_to())], &sources, color()));
+                failed = true;
+                continue;
+            }
+        };
+        match vigil::format_source(&name, &text) {
+            Ok(formatted) if formatted == text => {}
+            Ok(formatted) => {
+                unformatted += 1;
+                if check {
+                    println!("{}", f.display());
+                } else {
+                    std::fs::write(&f, formatted).map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", f.display()))?;
+                    eprintln!("formatted {}", f.display());
+                }
+            }
+            Err((sources, diags)) => {
+                eprint!("{}", render_all(&diags, &sources, color()));
+                failed = true;
+            }
+        }
+    }
+    if check && unformatted > 0 {
+        eprintln!("{unformatted} {} not formatted; run `vigil fmt` on {}", if unformatted == 1 { "file is" } else { "files are" }, if unformatted == 1 { "it" } else { "them" });
+        failed = true;
+    }
+    Ok(ExitCode::from(if failed { EXIT_ERRORS } else { 0 }))
+}
+
+fn cmd_graph(file: PathBuf, format: GraphFormat, pipeline: Option<String>) -> anyhow::Result<ExitCode> {
+    let out = compile_with(std::slice::from_ref(&file), &CompileOptions::default())?;
+    print_diagnostics(&out, &out.diagnostics.0);
+    let Some(plan) = &out.plan else { return Ok(ExitCode::from(EXIT_ERRORS)) };
+    let pipelines: Vec<_> = match &pipeline {
+        Some(name) => {
+            let found: Vec<_> = plan.pipelines.iter().filter(|p| &p.name == name).cloned().collect();
+            if found.is_empty() {
+                let names: Vec<&str> = plan.pipelines.iter().map(|p| p.name.as_str()).collect();
+                anyhow::bail!("no pipeline `{name}` in `{}`; it has: {}", file.display(), names.join(", "));
+            }
+            found
+        }
+        None => plan.pipelines.clone(),
+    };
+    let text = match format {
+        GraphFormat::Dot => vigil::plan::to_dot(&pipelines),
+        GraphFormat::Mermaid => vigil::plan::to_mermaid(&pipelines),
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_explain(topic: &str) -> anyhow::Result<ExitCode> {
+    if topic == "codes" {
+        for c in Code::ALL {
+            let i = c.info();
+            println!("{}  {}", i.code, i.title);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if topic == "operators" {
+        print!("{}", vigil::stages::operators_markdown());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(code) = Code::parse(topic) {
+        print!("{}", code.info());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(op) = vigil::stages::operator(topic) {
+        print!("{}", vigil::stages::operator_markdown(op));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut candidates: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+    candidates.extend(vigil::stages::OPERATORS.iter().map(|o| o.name));
+    let hint = vigil::diagnostic::suggest(topic, candidates).map(|s| format!(" ({s})")).unwrap_or_default();
+    anyhow::bail!("nothing to explain for `{topic}`{hint}; try `vigil explain codes` or `vigil explain operators`")
+}

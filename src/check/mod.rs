@@ -23,7 +23,7 @@ use crate::source::{SourceId, Span};
 use crate::stages::{OperatorSpec, Ty};
 use crate::syntax::ast::{self, Ident, StageKind};
 
-pub use body::{Call, Callee, Input, ValueArg};
+pub use body::{condition_text, Call, Callee, Input, ValueArg};
 pub use options::StageOpt;
 
 /// How a file entered the compilation.
@@ -125,11 +125,13 @@ pub struct CheckedStage {
 enum Binding {
     Template(TemplateId),
     Module(usize),
+    /// An import that failed (already reported): uses of the name report nothing more.
+    Broken,
 }
 
 /// The names a module sees.
 #[derive(Default)]
-struct Scope {
+pub(crate) struct Scope {
     names: HashMap<String, (Binding, Span)>,
     /// Imports not yet used, for W0002: name → span of the `use`.
     unused_imports: HashMap<String, Span>,
@@ -186,6 +188,11 @@ pub fn check(modules: &[ModuleInput]) -> Result<Checked, Diagnostics> {
         return Err(diags);
     }
     Ok(Checked { pipelines, templates, warnings: diags.0 })
+}
+
+/// Binds a name whose import failed, so that its uses are not reported again.
+fn broken(scope: &mut Scope, name: &Ident) {
+    scope.names.entry(name.node.clone()).or_insert((Binding::Broken, name.span));
 }
 
 pub(crate) struct Cx<'m> {
@@ -248,7 +255,7 @@ impl<'m> Cx<'m> {
         let module = &self.modules[mi];
         for item in &module.file.items {
             let ast::Item::Use(u) = item else { continue };
-            let mut bind = |cx: &mut Self, name: &Ident, b: Binding| {
+            let bind = |cx: &mut Self, scope: &mut Scope, name: &Ident, b: Binding| {
                 if let Some((_, first)) = scope.names.get(&name.node) {
                     cx.diags.push(
                         Diagnostic::error(Code::E0208, name.span, format!("`{}` is imported twice", name.node))
@@ -268,13 +275,13 @@ impl<'m> Cx<'m> {
                         let stem = std::path::Path::new(&path.node).file_stem().and_then(|s| s.to_str()).unwrap_or("module").to_owned();
                         Ident::new(stem, path.span)
                     });
-                    bind(self, &name, Binding::Module(*target));
+                    bind(self, &mut scope, &name, Binding::Module(*target));
                 }
                 ast::UseTarget::Path { path, alias } => {
                     let full = path.iter().map(|i| i.node.as_str()).collect::<Vec<_>>().join(".");
                     let last = path.last().expect("grammar: a use path has a segment");
                     if let Some(m) = self.stdlib_module(&full) {
-                        bind(self, alias.as_ref().unwrap_or(last), Binding::Module(m));
+                        bind(self, &mut scope, alias.as_ref().unwrap_or(last), Binding::Module(m));
                         continue;
                     }
                     // `use std.detect.robust_zscore`: an item of a module.
@@ -282,22 +289,32 @@ impl<'m> Cx<'m> {
                     let head_name = head.iter().map(|i| i.node.as_str()).collect::<Vec<_>>().join(".");
                     match self.stdlib_module(&head_name) {
                         Some(m) if !head.is_empty() => match self.exports[m].get(&last.node) {
-                            Some(id) => bind(self, alias.as_ref().unwrap_or(last), Binding::Template(*id)),
-                            None => self.unknown_item(m, last),
+                            Some(id) => bind(self, &mut scope, alias.as_ref().unwrap_or(last), Binding::Template(*id)),
+                            None => {
+                                self.unknown_item(m, last);
+                                broken(&mut scope, alias.as_ref().unwrap_or(last));
+                            }
                         },
-                        _ => self.unknown_module(path, &full),
+                        _ => {
+                            self.unknown_module(path, &full);
+                            broken(&mut scope, alias.as_ref().unwrap_or(last));
+                        }
                     }
                 }
                 ast::UseTarget::Group { path, names } => {
                     let full = path.iter().map(|i| i.node.as_str()).collect::<Vec<_>>().join(".");
                     let Some(m) = self.stdlib_module(&full) else {
                         self.unknown_module(path, &full);
+                        names.iter().for_each(|n| broken(&mut scope, n));
                         continue;
                     };
                     for n in names {
                         match self.exports[m].get(&n.node) {
-                            Some(id) => bind(self, n, Binding::Template(*id)),
-                            None => self.unknown_item(m, n),
+                            Some(id) => bind(self, &mut scope, n, Binding::Template(*id)),
+                            None => {
+                                self.unknown_item(m, n);
+                                broken(&mut scope, n);
+                            }
                         }
                     }
                 }
@@ -330,13 +347,17 @@ impl<'m> Cx<'m> {
         if path.len() == 1 {
             if let Some((b, _)) = scope.names.get(head).copied() {
                 scope.unused_imports.remove(head);
-                if let Binding::Template(id) = b {
-                    return Some(Callee::Template(id));
+                match b {
+                    Binding::Template(id) => return Some(Callee::Template(id)),
+                    Binding::Broken => return None,
+                    Binding::Module(_) => {}
                 }
             }
             if let Some(op) = crate::stages::operator(head) {
                 return Some(Callee::Op(op));
             }
+        } else if let Some((Binding::Broken, _)) = scope.names.get(head).copied() {
+            return None;
         } else if let Some((Binding::Module(m), _)) = scope.names.get(head).copied() {
             scope.unused_imports.remove(head);
             let span = path[1].1;
@@ -433,7 +454,6 @@ pub(crate) struct Slot {
     pub ports: Option<Vec<Ty>>,
     pub ty: Ty,
     pub required: bool,
-    pub choices: &'static [&'static str],
 }
 
 impl Callee {
@@ -446,8 +466,8 @@ impl Callee {
 }
 
 fn op_slots(op: &OperatorSpec) -> Vec<Slot> {
-    let mut v: Vec<Slot> = op.inputs.iter().map(|i| Slot { name: i.name.into(), ports: Some(i.types.to_vec()), ty: i.types[0], required: true, choices: &[] }).collect();
-    v.extend(op.all_params().map(|p| Slot { name: p.name.into(), ports: None, ty: p.ty, required: p.default == crate::stages::Default::Required, choices: p.choices }));
+    let mut v: Vec<Slot> = op.inputs.iter().map(|i| Slot { name: i.name.into(), ports: Some(i.types.to_vec()), ty: i.types[0], required: true }).collect();
+    v.extend(op.all_params().map(|p| Slot { name: p.name.into(), ports: None, ty: p.ty, required: p.default == crate::stages::Default::Required }));
     v
 }
 

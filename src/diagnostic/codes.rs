@@ -266,6 +266,10 @@ codes! {
         "A stage template calls itself, directly or through other templates, so expanding it never ends. The message gives the whole chain.",
         "stage f(x: Series) -> Series { preprocess y = f(x) y }",
         "Remove the recursive call.";
+    E0503: "templates nested too deeply",
+        "Expanding a stage calls templates that call templates more than 32 levels deep. The limit keeps expansion bounded.",
+        "stage t1(x: Series) -> Series { preprocess y = t2(x) y }  // ... t33",
+        "Flatten the templates: call operators directly in some of them.";
 
     // ---- warnings -----------------------------------------------------------------------
     W0001: "unused stage",
@@ -284,4 +288,24 @@ codes! {
         "A stage template declares a parameter its body never uses.",
         "stage f(x: Series, k: Int = 3) -> Series { preprocess y = fill(x) y }",
         "Use it or remove it; start its name with `_` to keep it quietly.";
+}
+
+/// Markdown documentation of every code (the content of `docs/diagnostics.md`).
+pub fn codes_markdown() -> String {
+    use std::fmt::Write;
+    let mut s = String::from(
+        "# Diagnostic codes\n\nGenerated from `src/diagnostic/codes.rs` (`vigil explain CODE` prints one entry); a test keeps this file in sync.\n\n\
+         Codes are stable and never reused. `E01xx`: syntax. `E02xx`: names and imports. `E03xx`: arguments, values and options. \
+         `E04xx`: port types and stage kinds. `E05xx`: the stage graph and template expansion. `W00xx`: warnings, which do not fail `vigil check` \
+         unless `--deny-warnings` is given.\n\n| code | meaning |\n|---|---|\n",
+    );
+    for c in Code::ALL {
+        let i = c.info();
+        let _ = writeln!(s, "| [{}](#{}) | {} |", i.code, i.code.to_lowercase(), i.title);
+    }
+    for c in Code::ALL {
+        let i = c.info();
+        let _ = write!(s, "\n## {}\n\n**{}.** {}\n\n```vigil\n{}\n```\n\nFix: {}\n", i.code, i.title, i.explanation, i.example, i.fix);
+    }
+    s
 }

@@ -8,7 +8,7 @@
 mod codes;
 mod render;
 
-pub use codes::{Code, CodeInfo};
+pub use codes::{codes_markdown, Code, CodeInfo};
 pub use render::{render, render_all, to_json};
 
 use crate::source::Span;

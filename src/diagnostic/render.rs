@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use ariadne::{Config, IndexType, Label as ALabel, Report, ReportKind, Source};
+use ariadne::{Config, IndexType, Label as ALabel, Report, ReportKind};
 
 use super::{Diagnostic, Severity};
 use crate::source::{SourceId, SourceMap};
@@ -18,12 +18,13 @@ pub fn render(diag: &Diagnostic, sources: &SourceMap, color: bool) -> String {
         Severity::Warning => ReportKind::Warning,
     };
     let config = Config::default().with_color(color).with_index_type(IndexType::Byte);
-    let mut report = Report::build(kind, (name_of(primary.source), primary.range()))
+    let mut report = Report::build(kind, (name_of(primary.source), char_range(&sources.get(primary.source).text, primary.range())))
         .with_code(diag.code.as_str())
         .with_message(&diag.message)
         .with_config(config);
     for (i, label) in diag.labels.iter().enumerate() {
-        let mut l = ALabel::new((name_of(label.span.source), label.span.range())).with_order(i as i32);
+        let range = char_range(&sources.get(label.span.source).text, label.span.range());
+        let mut l = ALabel::new((name_of(label.span.source), range)).with_order(i as i32);
         if !label.message.is_empty() {
             l = l.with_message(&label.message);
         }
@@ -38,10 +39,10 @@ pub fn render(diag: &Diagnostic, sources: &SourceMap, color: bool) -> String {
     for note in &diag.notes {
         report = report.with_note(note);
     }
-    let mut cache: HashMap<String, Source<String>> = HashMap::new();
+    let mut cache: HashMap<String, String> = HashMap::new();
     for label in &diag.labels {
         let file = sources.get(label.span.source);
-        cache.entry(file.name.clone()).or_insert_with(|| Source::from(printable(&file.text)));
+        cache.entry(file.name.clone()).or_insert_with(|| printable(&file.text));
     }
     let mut out = Vec::new();
     let written = report.finish().write(ariadne::sources(cache), &mut out);
@@ -51,6 +52,20 @@ pub fn render(diag: &Diagnostic, sources: &SourceMap, color: bool) -> String {
         // a plain line rather than lose the diagnostic.
         Err(_) => format!("{}[{}]: {} at {}\n", severity_word(diag.severity), diag.code.as_str(), diag.message, sources.location(primary)),
     }
+}
+
+/// A byte range widened to char boundaries and clamped to the text, so that no span can
+/// make the renderer slice inside a character.
+fn char_range(text: &str, r: std::ops::Range<usize>) -> std::ops::Range<usize> {
+    let mut start = r.start.min(text.len());
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = r.end.clamp(start, text.len());
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
+    start..end
 }
 
 /// Replaces control characters (a NUL byte, say) with a visible placeholder of the same

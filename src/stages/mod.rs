@@ -101,7 +101,7 @@ const fn input(name: &'static str, types: &'static [Ty], doc: &'static str) -> I
     InputSpec { name, types, doc }
 }
 
-use Default::*;
+use self::Default::*;
 
 const NUMERIC: &[Ty] = &[Ty::Series];
 const RESPONDABLE: &[Ty] = &[Ty::Scores, Ty::Incidents];
@@ -533,29 +533,42 @@ pub fn operators_markdown() -> String {
     for kind in StageKind::ALL {
         let _ = write!(s, "\n## {kind}\n");
         for op in OPERATORS.iter().filter(|o| o.kind == kind) {
-            let _ = write!(s, "\n### `{}`\n\n{}\n\n{}\n\n", op.name, op.summary, op.doc);
-            let out = match op.output {
-                Output::Fixed(t) => t.to_string(),
-                Output::SameAsInput(i) => format!("the type of `{}`", op.inputs[i].name),
-            };
-            if !op.inputs.is_empty() {
-                s.push_str("| input | accepts | |\n|---|---|---|\n");
-                for i in op.inputs {
-                    let _ = writeln!(s, "| `{}` | {} | {} |", i.name, types::one_of(i.types), i.doc);
-                }
-                s.push('\n');
-            }
-            s.push_str("| parameter | type | default | |\n|---|---|---|---|\n");
-            for prm in op.all_params() {
-                let mut doc = prm.doc.to_owned();
-                if !prm.choices.is_empty() {
-                    doc.push_str(&format!(" One of: {}.", prm.choices.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")));
-                }
-                let _ = writeln!(s, "| `{}` | {} | {} | {} |", prm.name, prm.ty, default_str(&prm.default), doc.replace('|', "\\|"));
-            }
-            let _ = write!(s, "\nOutput: {out}.\n\n```vigil\n{}\n```\n", op.example);
+            s.push('\n');
+            s.push_str(&operator_markdown(op));
         }
     }
+    s
+}
+
+/// Markdown documentation of one operator: summary, doc, inputs, parameters, output and
+/// example.
+pub fn operator_markdown(op: &OperatorSpec) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = write!(s, "### `{}` ({})\n\n{}\n\n{}\n\n", op.name, op.kind, op.summary, op.doc);
+    let out = match op.output {
+        Output::Fixed(t) => t.to_string(),
+        Output::SameAsInput(i) => format!("the type of `{}`", op.inputs[i].name),
+    };
+    if !op.inputs.is_empty() {
+        s.push_str("| input | accepts | |\n|---|---|---|\n");
+        for i in op.inputs {
+            let _ = writeln!(s, "| `{}` | {} | {} |", i.name, types::one_of(i.types), i.doc);
+        }
+        s.push('\n');
+    }
+    s.push_str("| parameter | type | default | |\n|---|---|---|---|\n");
+    for prm in op.all_params() {
+        let mut doc = prm.doc.to_owned();
+        if !prm.choices.is_empty() {
+            doc.push_str(&format!(" One of: {}.", prm.choices.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")));
+        }
+        if let Some(m) = prm.min {
+            doc.push_str(&format!(" At least {}.", if prm.ty == Ty::Duration { crate::syntax::ast::Duration { millis: m as u64 }.to_string() } else { m.to_string() }));
+        }
+        let _ = writeln!(s, "| `{}` | {} | {} | {} |", prm.name, prm.ty, default_str(&prm.default), doc.replace('|', "\\|"));
+    }
+    let _ = write!(s, "\nOutput: {out}.\n\n```vigil\n{}\n```\n", op.example);
     s
 }
 

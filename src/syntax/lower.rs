@@ -310,6 +310,17 @@ impl Lower<'_> {
                 Rule::prefix_op => {
                     let op = if inner.as_str() == "-" { UnaryOp::Neg } else { UnaryOp::Not };
                     prefixes.push((op, self.span(&inner)));
+                    if prefixes.len() as u32 > MAX_EXPR_DEPTH {
+                        // Never build the chain: a tree this deep could overflow the stack
+                        // when dropped.
+                        let span = prefixes[0].1.to(self.span(&inner));
+                        self.error(
+                            Diagnostic::error(Code::E0104, span, format!("more than {MAX_EXPR_DEPTH} prefix operators in a row"))
+                                .with_label("this expression is too deep")
+                                .with_help("remove the repeated `-` or `not`"),
+                        );
+                        return (Expr { kind: ExprKind::Error, span }, 0);
+                    }
                 }
                 Rule::postfix_expr => {
                     let (mut e, mut d) = self.lower_postfix_expr(inner);

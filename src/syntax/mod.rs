@@ -50,7 +50,8 @@ pub fn decode(bytes: Vec<u8>) -> (String, Option<usize>) {
 
 /// The E0100 diagnostic for a file whose first invalid byte is at `at`.
 pub fn invalid_utf8(source: SourceId, at: usize) -> Diagnostic {
-    Diagnostic::error(Code::E0100, Span::new(source, at, at + 1), "the file is not valid UTF-8")
+    // In the decoded text the invalid byte is a U+FFFD replacement character.
+    Diagnostic::error(Code::E0100, Span::new(source, at, at + char::REPLACEMENT_CHARACTER.len_utf8()), "the file is not valid UTF-8")
         .with_label("this byte is not UTF-8")
         .with_help("save the file as UTF-8, or check that the path names a pipeline file")
 }

@@ -17,6 +17,14 @@ pub(crate) fn parse_file(text: &str) -> Result<pest::iterators::Pairs<'_, Rule>,
     VigilParser::parse(Rule::file, text)
 }
 
+impl VigilParser {
+    /// Runs only the pest parser over a file and counts its pairs (for profiling).
+    #[doc(hidden)]
+    pub fn parse_file_for_bench(text: &str) -> usize {
+        parse_file(text).map(|p| p.flatten().count()).unwrap_or(0)
+    }
+}
+
 /// Turns a pest error into a diagnostic: rule names become the words a user knows, and the
 /// token found at the error position is quoted.
 pub(crate) fn error_to_diagnostic(err: &pest::error::Error<Rule>, source: SourceId, full_text: &str, offset: usize) -> Diagnostic {

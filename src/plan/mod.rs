@@ -1,0 +1,438 @@
+//! Planning: [`Checked`] → [`Plan`].
+//!
+//! Input: the checked program. Output: one DAG per pipeline whose nodes are single
+//! operator instances — stage templates expanded (their stages keyed under the calling
+//! stage: `pipeline.stage.inner`), nested calls and `|` chains split into steps
+//! (`pipeline.stage~resample`), every parameter evaluated and defaults filled — each with
+//! a stable [`StageKey`] and a [`Fingerprint`] of its canonical resolved configuration.
+//!
+//! Invariants: `PipelinePlan::stages` is in topological order (every input precedes the
+//! stages that read it) and `graph` has one node per stage with the same index; keys are
+//! unique in a pipeline; a fingerprint changes exactly when the node's operator, kind,
+//! parameters, options or the keys of its inputs change (upstream configuration is not
+//! part of it: the reload diff follows edges when it needs to).
+//!
+//! Codes: E0307 (a value passed through a template parameter is out of range), E0317
+//! (constant arithmetic fails), E0503 (templates nested too deeply).
+
+mod render;
+
+use std::collections::{BTreeMap, HashMap};
+
+use petgraph::graph::DiGraph;
+use sha2::{Digest, Sha256};
+
+use crate::check::{Call, Callee, Checked, CheckedStage, CheckedTemplate, Input, StageOpt, Trigger};
+use crate::diagnostic::{Code, Diagnostic, Diagnostics};
+use crate::source::Span;
+use crate::stages::Ty;
+use crate::syntax::ast::StageKind;
+use crate::value::{self, EvalError, Value};
+
+pub use render::{to_dot, to_mermaid};
+
+/// How deeply templates may call templates.
+pub const MAX_TEMPLATE_DEPTH: usize = 32;
+
+/// The stable name of a stage: `pipeline.stage`, with `.inner` for the stages of an
+/// expanded template and `~op` for anonymous steps of a chain.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct StageKey(pub String);
+
+impl std::fmt::Display for StageKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A hash of a stage's canonical resolved configuration (16 hex digits).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Fingerprint(pub String);
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The compiled program: every pipeline of the root files.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub pipelines: Vec<PipelinePlan>,
+}
+
+impl Plan {
+    /// The pipeline called `name`.
+    pub fn pipeline(&self, name: &str) -> Option<&PipelinePlan> {
+        self.pipelines.iter().find(|p| p.name == name)
+    }
+}
+
+/// One pipeline's DAG.
+#[derive(Debug, Clone)]
+pub struct PipelinePlan {
+    pub name: String,
+    pub doc: Vec<String>,
+    pub triggers: Vec<Trigger>,
+    /// The stages in topological order.
+    pub stages: Vec<StageNode>,
+    /// Node `i` is `stages[i]`; an edge `a → b` carries the name of `b`'s input slot.
+    pub graph: DiGraph<usize, String>,
+    pub span: Span,
+}
+
+impl PipelinePlan {
+    /// The stage with this key.
+    pub fn stage(&self, key: &str) -> Option<&StageNode> {
+        self.stages.iter().find(|s| s.key.0 == key)
+    }
+}
+
+/// One operator instance.
+#[derive(Debug, Clone)]
+pub struct StageNode {
+    pub key: StageKey,
+    pub kind: StageKind,
+    /// The built-in operator it runs.
+    pub operator: &'static str,
+    /// Every parameter of the operator, evaluated, defaults filled (`Null` when an
+    /// optional parameter is absent).
+    pub params: BTreeMap<String, Value>,
+    pub options: Vec<StageOpt>,
+    /// Input slot name → index of the feeding stage in `PipelinePlan::stages`.
+    pub inputs: Vec<(String, usize)>,
+    /// The stage statement in the user's file this node comes from.
+    pub span: Span,
+    /// The operator call that made the node, which may be in a stdlib file.
+    pub call_span: Span,
+    /// Whether the user named this stage (as opposed to a template's or a chain's inner step).
+    pub named: bool,
+    pub doc: Vec<String>,
+    pub fingerprint: Fingerprint,
+    /// The output port type.
+    pub output: Ty,
+}
+
+/// Plans a checked program.
+///
+/// # Errors
+/// The diagnostics, when a value passed through template parameters is invalid.
+pub fn plan(checked: &Checked) -> Result<Plan, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let mut pipelines = Vec::new();
+    for p in &checked.pipelines {
+        let mut b = Builder { templates: &checked.templates, stages: Vec::new(), edges: Vec::new(), diags: &mut diags, used_keys: HashMap::new() };
+        let frame = Frame { prefix: p.name.node.clone(), values: HashMap::new(), ports: HashMap::new(), depth: 0, user_span: None };
+        b.expand_stages(&p.stages, &frame, None);
+        let mut graph = DiGraph::new();
+        let nodes: Vec<_> = (0..b.stages.len()).map(|i| graph.add_node(i)).collect();
+        for (from, to, slot) in b.edges {
+            graph.add_edge(nodes[from], nodes[to], slot);
+        }
+        pipelines.push(PipelinePlan { name: p.name.node.clone(), doc: p.doc.clone(), triggers: p.triggers.clone(), stages: b.stages, graph, span: p.span });
+    }
+    if diags.has_errors() {
+        diags.sort();
+        return Err(diags);
+    }
+    Ok(Plan { pipelines })
+}
+
+/// The bindings of one body being expanded.
+struct Frame {
+    /// Key prefix for the stages of this body.
+    prefix: String,
+    /// Value parameters of the template.
+    values: HashMap<String, (Value, Span)>,
+    /// Port parameters: name → stage index.
+    ports: HashMap<String, usize>,
+    depth: usize,
+    /// The user's stage statement everything in this frame comes from.
+    user_span: Option<Span>,
+}
+
+struct Builder<'a> {
+    templates: &'a [CheckedTemplate],
+    stages: Vec<StageNode>,
+    edges: Vec<(usize, usize, String)>,
+    diags: &'a mut Diagnostics,
+    /// Key → how many times it was asked for, to make chain step keys unique.
+    used_keys: HashMap<String, usize>,
+}
+
+impl Builder<'_> {
+    /// Expands a body's stages in dependency order. `result` names the stage whose key
+    /// is the frame's prefix itself (a template's result). Returns local name → index.
+    fn expand_stages(&mut self, stages: &[CheckedStage], frame: &Frame, result: Option<&str>) -> HashMap<String, usize> {
+        let order = dependency_order(stages);
+        let mut done: HashMap<String, usize> = HashMap::new();
+        for i in order {
+            let s = &stages[i];
+            let key = if result == Some(s.name.node.as_str()) { frame.prefix.clone() } else { format!("{}.{}", frame.prefix, s.name.node) };
+            let user_span = frame.user_span.unwrap_or(s.span);
+            let opts: Vec<StageOpt> = s.options.iter().map(|(o, _)| o.clone()).collect();
+            let Some(idx) = self.expand_call(&s.call, frame, &done, key, Some((s, opts)), user_span) else { continue };
+            done.insert(s.name.node.clone(), idx);
+        }
+        done
+    }
+
+    fn resolve_input(&mut self, input: &Input, frame: &Frame, local: &HashMap<String, usize>, key: &str, user_span: Span) -> Option<usize> {
+        match input {
+            Input::Stage(n) => local.get(&n.node).copied(),
+            Input::Param(n) => frame.ports.get(&n.node).copied(),
+            Input::Call(c) => {
+                let name = match c.callee {
+                    Callee::Op(op) => op.name.to_owned(),
+                    Callee::Template(id) => self.templates[id].name.node.clone(),
+                };
+                let base = format!("{key}~{name}");
+                let n = self.used_keys.entry(base.clone()).or_insert(0);
+                *n += 1;
+                let step_key = if *n == 1 { base } else { format!("{base}{n}") };
+                self.expand_call(c, frame, local, step_key, None, user_span)
+            }
+        }
+    }
+
+    /// Expands one call into nodes and returns the index of the node yielding its output.
+    fn expand_call(&mut self, call: &Call, frame: &Frame, local: &HashMap<String, usize>, key: String, stage: Option<(&CheckedStage, Vec<StageOpt>)>, user_span: Span) -> Option<usize> {
+        let mut inputs = Vec::new();
+        for (slot, input) in &call.inputs {
+            let idx = self.resolve_input(input, frame, local, &key, user_span)?;
+            inputs.push((slot.clone(), idx));
+        }
+        // Conditions may name the call's inputs (stages or port parameters).
+        let input_names: Vec<String> = call
+            .inputs
+            .iter()
+            .filter_map(|(_, i)| match i {
+                Input::Stage(n) | Input::Param(n) => Some(n.node.clone()),
+                Input::Call(_) => None,
+            })
+            .collect();
+        match call.callee {
+            Callee::Op(op) => {
+                let mut params = BTreeMap::new();
+                for spec in op.all_params() {
+                    let explicit = call.values.iter().find(|v| v.name == spec.name);
+                    let v = match explicit {
+                        Some(arg) if spec.ty == Ty::Condition => Value::Condition(self.condition(&arg.value, frame, &input_names)),
+                        Some(arg) => {
+                            let v = self.eval(&arg.value, frame, user_span)?.coerce(spec.ty);
+                            if let Some(why) = value::validate(&v, spec) {
+                                self.invalid(&arg.value, frame, &arg.name, why, spec.choices);
+                                return None;
+                            }
+                            v
+                        }
+                        None => Value::from_default(&spec.default).coerce(spec.ty),
+                    };
+                    params.insert(spec.name.to_owned(), v);
+                }
+                let (options, doc, named) = match &stage {
+                    Some((s, opts)) => (opts.clone(), s.doc.clone(), frame.depth == 0),
+                    None => (Vec::new(), Vec::new(), false),
+                };
+                let output = match op.output {
+                    crate::stages::Output::Fixed(t) => t,
+                    crate::stages::Output::SameAsInput(i) => inputs.get(i).map_or(op.inputs[i].types[0], |(_, idx)| self.stages[*idx].output),
+                };
+                let fingerprint = fingerprint(op.kind, op.name, &params, &options, &inputs.iter().map(|(s, i)| (s.as_str(), self.stages[*i].key.0.as_str())).collect::<Vec<_>>());
+                let idx = self.stages.len();
+                for (slot, from) in &inputs {
+                    self.edges.push((*from, idx, slot.clone()));
+                }
+                self.stages.push(StageNode {
+                    key: StageKey(key),
+                    kind: op.kind,
+                    operator: op.name,
+                    params,
+                    options,
+                    inputs,
+                    span: user_span,
+                    call_span: call.span,
+                    named,
+                    doc,
+                    fingerprint,
+                    output,
+                });
+                Some(idx)
+            }
+            Callee::Template(id) => {
+                let t = &self.templates[id];
+                if frame.depth + 1 > MAX_TEMPLATE_DEPTH {
+                    self.diags.push(
+                        Diagnostic::error(Code::E0503, user_span, format!("templates nested more than {MAX_TEMPLATE_DEPTH} deep"))
+                            .with_label("expanding this stage")
+                            .with_secondary(call.callee_span, format!("`{}` is called here", t.name.node))
+                            .with_help("flatten the templates: call operators directly in some of them"),
+                    );
+                    return None;
+                }
+                let mut inner = Frame { prefix: key.clone(), values: HashMap::new(), ports: HashMap::new(), depth: frame.depth + 1, user_span: Some(user_span) };
+                for (slot, idx) in &inputs {
+                    inner.ports.insert(slot.clone(), *idx);
+                }
+                for p in &t.params {
+                    if p.ty.is_port() {
+                        continue;
+                    }
+                    let explicit = call.values.iter().find(|v| v.name == p.name.node);
+                    let (v, span) = match (explicit, &p.default) {
+                        (Some(arg), _) if p.ty == Ty::Condition => (Value::Condition(self.condition(&arg.value, frame, &input_names)), arg.value.span),
+                        (Some(arg), _) => (self.eval(&arg.value, frame, user_span)?.coerce(p.ty), arg.value.span),
+                        (None, Some(d)) if p.ty == Ty::Condition => {
+                            let ports: Vec<String> = t.params.iter().filter(|q| q.ty.is_port()).map(|q| q.name.node.clone()).collect();
+                            (Value::Condition(self.condition(d, &inner, &ports)), d.span)
+                        }
+                        (None, Some(d)) => {
+                            // Defaults may use the parameters bound before them.
+                            let v = self.eval(d, &inner, user_span)?.coerce(p.ty);
+                            (v, d.span)
+                        }
+                        (None, None) => (Value::Null, p.name.span),
+                    };
+                    inner.values.insert(p.name.node.clone(), (v, span));
+                }
+                let result_name = match &t.result {
+                    Input::Stage(n) => Some(n.node.as_str()),
+                    _ => None,
+                };
+                let mut done = self.expand_stages(&t.stages, &inner, result_name);
+                // The caller's options (retry, timeout, ...) apply to the node that yields
+                // the template's output.
+                let out = match &t.result {
+                    Input::Stage(n) => done.get(&n.node).copied(),
+                    Input::Param(n) => inner.ports.get(&n.node).copied(),
+                    Input::Call(c) => {
+                        let c = c.clone();
+                        let r = self.expand_call(&c, &inner, &done, key.clone(), None, user_span);
+                        if let Some(r) = r {
+                            done.insert(String::new(), r);
+                        }
+                        r
+                    }
+                }?;
+                if let Some((s, opts)) = stage {
+                    let node = &mut self.stages[out];
+                    if node.key.0 == key {
+                        for o in opts {
+                            node.options.retain(|x| x.name() != o.name());
+                            node.options.push(o);
+                        }
+                        node.named = frame.depth == 0;
+                        if node.doc.is_empty() {
+                            node.doc = s.doc.clone();
+                        }
+                        let input_idx = node.inputs.clone();
+                        let inputs: Vec<(String, String)> = input_idx.iter().map(|(s, i)| (s.clone(), self.stages[*i].key.0.clone())).collect();
+                        let node = &mut self.stages[out];
+                        node.fingerprint = fingerprint(node.kind, node.operator, &node.params, &node.options, &inputs.iter().map(|(s, k)| (s.as_str(), k.as_str())).collect::<Vec<_>>());
+                    }
+                }
+                Some(out)
+            }
+        }
+    }
+
+    fn eval(&mut self, e: &crate::syntax::ast::Expr, frame: &Frame, user_span: Span) -> Option<Value> {
+        match value::eval(e, &|n| frame.values.get(n).map(|(v, _)| v.clone())) {
+            Ok(v) => Some(v),
+            Err(EvalError::Operand { span, message }) => {
+                let mut d = Diagnostic::error(Code::E0317, span, "invalid operands in a constant").with_label(message).with_help("fix the arithmetic; it is evaluated when the pipeline is compiled");
+                if span.source != user_span.source {
+                    d = d.with_secondary(user_span, "while expanding this stage");
+                }
+                self.diags.push(d);
+                None
+            }
+            Err(EvalError::NotConstant(span)) => {
+                // The checker rejects non-constant values; reaching this is a bug, but a
+                // diagnostic is better than a panic.
+                self.diags.push(Diagnostic::error(Code::E0405, span, "not a constant").with_label("expected a constant value"));
+                None
+            }
+        }
+    }
+
+    /// E0307 for a value that failed validation after template parameters were bound.
+    /// When the value came through a parameter, the primary label is where the user
+    /// wrote it and a secondary one shows where the template passes it on.
+    fn invalid(&mut self, arg: &crate::syntax::ast::Expr, frame: &Frame, name: &str, why: String, choices: &[&str]) {
+        let origin = match &arg.kind {
+            crate::syntax::ast::ExprKind::Name(n) => frame.values.get(n).map(|(_, s)| *s),
+            _ => None,
+        };
+        let primary = origin.unwrap_or(arg.span);
+        let mut d = Diagnostic::error(Code::E0307, primary, format!("invalid value for `{name}`")).with_label(why);
+        if primary != arg.span {
+            d = d.with_secondary(arg.span, format!("passed to `{name}` here"));
+        }
+        if !choices.is_empty() {
+            d = d.with_help(format!("accepted: {}", choices.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ")));
+        }
+        self.diags.push(d);
+    }
+
+    fn condition(&self, e: &crate::syntax::ast::Expr, frame: &Frame, inputs: &[String]) -> String {
+        crate::check::condition_text(e, &|n| inputs.iter().any(|i| i == n) || frame.ports.contains_key(n), &|n| match frame.values.get(n) {
+            Some((Value::Condition(text), _)) => Some(format!("({text})")),
+            _ => None,
+        })
+    }
+}
+
+/// Stage indices in an order where every stage comes after the stages it reads, and
+/// otherwise in definition order (Kahn's algorithm, smallest index first), so that plans
+/// and graphs read like the source. The checker has rejected cycles.
+fn dependency_order(stages: &[CheckedStage]) -> Vec<usize> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let index: HashMap<&str, usize> = stages.iter().enumerate().map(|(i, s)| (s.name.node.as_str(), i)).collect();
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); stages.len()];
+    let mut pending = vec![0usize; stages.len()];
+    for (i, s) in stages.iter().enumerate() {
+        s.call.for_each_ref(&mut |input| {
+            if let Input::Stage(n) = input {
+                if let Some(&j) = index.get(n.node.as_str()) {
+                    readers[j].push(i);
+                    pending[i] += 1;
+                }
+            }
+        });
+    }
+    let mut ready: BinaryHeap<Reverse<usize>> = (0..stages.len()).filter(|i| pending[*i] == 0).map(Reverse).collect();
+    let mut order = Vec::with_capacity(stages.len());
+    while let Some(Reverse(i)) = ready.pop() {
+        order.push(i);
+        for &r in &readers[i] {
+            pending[r] -= 1;
+            if pending[r] == 0 {
+                ready.push(Reverse(r));
+            }
+        }
+    }
+    if order.len() < stages.len() {
+        // A cycle slipped through: keep the rest in definition order rather than lose it.
+        order.extend((0..stages.len()).filter(|i| pending[*i] > 0));
+    }
+    order
+}
+
+/// The fingerprint of a node's canonical configuration.
+pub fn fingerprint(kind: StageKind, operator: &str, params: &BTreeMap<String, Value>, options: &[StageOpt], inputs: &[(&str, &str)]) -> Fingerprint {
+    let mut opts: Vec<&StageOpt> = options.iter().collect();
+    opts.sort_by_key(|o| o.name());
+    let canonical = serde_json::json!({
+        "kind": kind,
+        "operator": operator,
+        "params": params,
+        "options": opts,
+        "inputs": inputs,
+    });
+    let digest = Sha256::digest(canonical.to_string().as_bytes());
+    Fingerprint(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+}
