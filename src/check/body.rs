@@ -146,6 +146,7 @@ pub(crate) fn template_sig(cx: &mut Cx, t: &ast::Template) -> TemplateSig {
             slots.push(Slot { name: p.name.node.clone(), ports: None, ty, required: p.default.is_none() });
         }
     }
+    let broken = slots.len() < t.params.len();
     let output = resolve_type(cx, &t.output);
     if let Some(o) = output {
         if !o.is_port() {
@@ -156,7 +157,8 @@ pub(crate) fn template_sig(cx: &mut Cx, t: &ast::Template) -> TemplateSig {
             );
         }
     }
-    TemplateSig { slots, output: output.filter(|o| o.is_port()), name: t.name.node.clone(), span: t.name.span }
+    let broken = broken || output.is_none_or(|o| !o.is_port());
+    TemplateSig { slots, output: output.filter(|o| o.is_port()), name: t.name.node.clone(), span: t.name.span, broken }
 }
 
 fn resolve_type(cx: &mut Cx, t: &ast::TypeExpr) -> Option<Ty> {
@@ -186,6 +188,8 @@ struct Local<'a> {
     used_params: HashSet<String>,
     /// Stages whose definition failed: no cascade errors for them.
     broken: HashSet<String>,
+    /// Template parameters whose type failed to resolve: uses report nothing more.
+    untyped: HashSet<String>,
 }
 
 impl Local<'_> {
@@ -203,10 +207,13 @@ struct Body<'c, 'm, 's> {
 pub(crate) fn check_template(cx: &mut Cx, scope: &mut Scope, mi: usize, t: &ast::Template) -> super::CheckedTemplate {
     let id = cx.template_defs.iter().position(|(m, d)| *m == mi && std::ptr::eq(*d, t)).expect("template registered");
     let sig = cx.sigs[id].clone();
-    let mut local = Local { stages: HashMap::new(), params: HashMap::new(), used_params: HashSet::new(), broken: HashSet::new() };
+    let mut local = Local { stages: HashMap::new(), params: HashMap::new(), used_params: HashSet::new(), broken: HashSet::new(), untyped: HashSet::new() };
     let mut params = Vec::new();
     for p in &t.params {
-        let Some(slot) = sig.slots.iter().find(|s| s.name == p.name.node) else { continue };
+        let Some(slot) = sig.slots.iter().find(|s| s.name == p.name.node) else {
+            local.untyped.insert(p.name.node.clone());
+            continue;
+        };
         local.params.insert(&p.name.node, (slot.ty, p.name.span));
         params.push(super::TemplateParam { name: p.name.clone(), ty: slot.ty, default: p.default.clone(), doc: p.doc.clone() });
     }
@@ -237,16 +244,15 @@ pub(crate) fn check_template(cx: &mut Cx, scope: &mut Scope, mi: usize, t: &ast:
             );
         }
     }
-    // Unused stages: those not reachable from the result.
-    let mut used: HashSet<&str> = HashSet::new();
-    if let Some(r) = &result_input {
-        mark_used(r, &mut used);
-    }
-    for s in &stages {
-        s.call.for_each_ref(&mut |i| {
-            if let Input::Stage(n) = i {
-                used.insert(n.node.as_str());
-            }
+    // Unused stages: names no other stage (or the result) mentions. Read from the
+    // source, so that a stage whose call failed to bind does not make its inputs unused.
+    let mut used: HashSet<String> = HashSet::new();
+    walk_names(&t.result, &mut |n, _| {
+        used.insert(n.to_owned());
+    });
+    for s in &t.body {
+        walk_names(&s.value, &mut |n, _| {
+            used.insert(n.to_owned());
         });
     }
     b.warn_unused(&stages, &used);
@@ -270,20 +276,6 @@ pub(crate) fn check_template(cx: &mut Cx, scope: &mut Scope, mi: usize, t: &ast:
         stages,
         result,
         span: t.span,
-    }
-}
-
-fn mark_used<'a>(i: &'a Input, used: &mut HashSet<&'a str>) {
-    match i {
-        Input::Stage(n) => {
-            used.insert(n.node.as_str());
-        }
-        Input::Call(c) => c.for_each_ref(&mut |i| {
-            if let Input::Stage(n) = i {
-                used.insert(n.node.as_str());
-            }
-        }),
-        Input::Param(_) => {}
     }
 }
 
@@ -313,7 +305,7 @@ pub(crate) fn check_pipeline(
             ast::PipelineStmt::Stage(s) => stage_asts.push(s.clone()),
         }
     }
-    let mut local = Local { stages: HashMap::new(), params: HashMap::new(), used_params: HashSet::new(), broken: HashSet::new() };
+    let mut local = Local { stages: HashMap::new(), params: HashMap::new(), used_params: HashSet::new(), broken: HashSet::new(), untyped: HashSet::new() };
     let stages = b.check_stages(&stage_asts, &mut local);
     b.order_and_type(&stages, &mut local, "pipeline");
 
@@ -326,7 +318,8 @@ pub(crate) fn check_pipeline(
                 .with_help("add a collect stage, for example `collect raw = csv(path: \"data.csv\")`"),
         );
     }
-    if webhook_trigger.is_none() {
+    let webhook_written = p.body.iter().any(|s| matches!(s, ast::PipelineStmt::Trigger(ast::Trigger { kind: ast::TriggerKind::On { .. }, .. })));
+    if webhook_trigger.is_none() && !webhook_written {
         for s in &stages {
             if let Callee::Op(op) = s.call.callee {
                 if op.name == "webhook_events" {
@@ -347,21 +340,21 @@ pub(crate) fn check_pipeline(
                 .with_help("add a trigger such as `every 30s`, unless the pipeline is only replayed"),
         );
     }
-    let mut used: HashSet<&str> = HashSet::new();
-    for s in &stages {
-        s.call.for_each_ref(&mut |i| {
-            if let Input::Stage(n) = i {
-                used.insert(n.node.as_str());
-            }
+    let mut used: HashSet<String> = HashSet::new();
+    for s in &stage_asts {
+        walk_names(&s.value, &mut |n, _| {
+            used.insert(n.to_owned());
         });
+    }
+    for s in &stages {
         for (opt, _) in &s.options {
             if let options::StageOpt::Fallback { stage } = opt {
-                used.insert(stage.as_str());
+                used.insert(stage.clone());
             }
         }
     }
     // A fallback must name a predict stage of this pipeline.
-    for (s, a) in stages.iter().zip(&stage_asts) {
+    for s in &stages {
         for (opt, span) in &s.options {
             if let options::StageOpt::Fallback { stage } = opt {
                 match local.stages.get(stage.as_str()) {
@@ -379,7 +372,6 @@ pub(crate) fn check_pipeline(
                 }
             }
         }
-        let _ = a;
     }
     b.warn_unused(&stages, &used);
     super::CheckedPipeline { name: p.name.clone(), doc: p.doc.clone(), source: p.span.source, triggers, stages, span: p.span }
@@ -566,6 +558,13 @@ impl Body<'_, '_, '_> {
                     self.cx.resolve_callee(self.scope, &path)
                 };
                 let callee_res = resolved?;
+                if let Callee::Template(id) = callee_res {
+                    if self.cx.sigs[id].broken {
+                        // Its header was reported; checking calls against it would only
+                        // repeat that.
+                        return None;
+                    }
+                }
                 let sig_slots = callee_res.slots(&self.cx.sigs);
                 // Stage kind rules.
                 match callee_res {
@@ -639,6 +638,9 @@ impl Body<'_, '_, '_> {
     fn name_input(&mut self, n: &str, span: Span, local: &mut Local) -> Input {
         if local.stages.contains_key(n) {
             return Input::Stage(Ident::new(n.to_owned(), span));
+        }
+        if local.untyped.contains(n) {
+            return Input::Param(Ident::new(n.to_owned(), span));
         }
         if let Some((ty, _)) = local.params.get(n) {
             local.used_params.insert(n.to_owned());
@@ -750,7 +752,7 @@ impl Body<'_, '_, '_> {
                     Some(i) => Bound::Input(i),
                     None => {
                         ok = false;
-                        continue;
+                        Bound::Failed
                     }
                 }
             } else {
@@ -777,18 +779,14 @@ impl Body<'_, '_, '_> {
         }
         let mut inputs = Vec::new();
         let mut values = Vec::new();
-        let port_names: Vec<(String, Ty)> = Vec::new();
-        let _ = port_names;
         for (i, b) in bound.into_iter().enumerate() {
             match b {
                 Some((_, Bound::Input(input))) => inputs.push((slots[i].name.clone(), input)),
                 Some((aspan, Bound::Value(v))) => values.push(ValueArg { name: slots[i].name.clone(), ty: slots[i].ty, value: v, span: aspan }),
-                None => {}
+                Some((_, Bound::Failed)) | None => {}
             }
         }
         // Values: types, constants, secrets, conditions (conditions may read only inputs).
-        let input_names: Vec<(String, Ty)> = Vec::new();
-        let _ = input_names;
         let call_inputs: Vec<&Input> = inputs.iter().map(|(_, i)| i).collect();
         for v in &values {
             let slot = slots.iter().find(|s| s.name == v.name).expect("bound slot");
@@ -935,6 +933,7 @@ impl Body<'_, '_, '_> {
                 }
                 Ty::Secret
             }
+            ExprKind::Name(n) if local.untyped.contains(n.as_str()) => return None,
             ExprKind::Name(n) => match local.params.get(n.as_str()) {
                 Some((t, _)) => {
                     local.used_params.insert(n.clone());
@@ -999,6 +998,9 @@ impl Body<'_, '_, '_> {
                 if local.params.contains_key(n) {
                     local.used_params.insert(n.to_owned());
                 }
+                return;
+            }
+            if local.untyped.contains(n) {
                 return;
             }
             if let Some((t, _)) = local.params.get(n) {
@@ -1188,26 +1190,88 @@ impl Body<'_, '_, '_> {
         }
     }
 
+    /// Checks a condition in the typing pass: fields exist on the input's port type
+    /// (E0209), operands fit their operators (E0317), and the whole is a Bool (E0304).
     fn check_condition_fields(&mut self, e: &Expr, call: &Call, input_types: &[Option<Ty>], local: &Local) {
-        let mut found = Vec::new();
-        walk_fields(e, &mut |base: &str, field: &Ident| found.push((base.to_owned(), field.clone())));
-        for (base, field) in found {
-            let ty = call.inputs.iter().zip(input_types).find_map(|((_, i), t)| match i {
+        let mut input_ty = |base: &str| -> Option<Ty> {
+            let t = call.inputs.iter().zip(input_types).find_map(|((_, i), t)| match i {
                 Input::Stage(s) | Input::Param(s) if s.node == base => *t,
                 _ => None,
             });
-            let ty = ty.or_else(|| local.params.get(base.as_str()).map(|(t, _)| *t).filter(|t| t.is_port()));
-            let Some(ty) = ty else { continue };
-            let fields = ty.fields();
-            if !fields.iter().any(|(f, _)| *f == field.node) {
-                let names: Vec<&str> = fields.iter().map(|(f, _)| *f).collect();
-                let help = suggest(&field.node, names.iter().copied()).unwrap_or_else(|| format!("{ty} has: {}", names.join(", ")));
-                self.cx.diags.push(Diagnostic::error(Code::E0209, field.span, format!("{ty} has no field `{}`", field.node)).with_label("unknown field").with_help(help));
+            t.or_else(|| local.params.get(base).map(|(t, _)| *t).filter(|t| t.is_port()))
+        };
+        if let Some(t) = self.cond_type(e, &mut input_ty, local) {
+            if t != Ty::Bool {
+                self.cx.diags.push(
+                    Diagnostic::error(Code::E0304, e.span, format!("a condition must be a Bool, not a {t}"))
+                        .with_label(format!("this is a {t}"))
+                        .with_help("compare it, for example `scores.score > 0.9`, or use a Bool field such as `scores.anomalous`"),
+                );
             }
         }
     }
 
-    fn warn_unused(&mut self, stages: &[super::CheckedStage], used: &HashSet<&str>) {
+    /// The type of a condition expression; `None` when unknown or already reported.
+    fn cond_type(&mut self, e: &Expr, input_ty: &mut dyn FnMut(&str) -> Option<Ty>, local: &Local) -> Option<Ty> {
+        Some(match &e.kind {
+            ExprKind::Int(_) => Ty::Int,
+            ExprKind::Float(_) => Ty::Float,
+            ExprKind::Bool(_) => Ty::Bool,
+            ExprKind::Str(_) => Ty::String,
+            ExprKind::Duration(_) => Ty::Duration,
+            ExprKind::Name(n) => match local.params.get(n.as_str()) {
+                Some((Ty::Condition, _)) => Ty::Bool,
+                Some((t, _)) if !t.is_port() => *t,
+                _ => input_ty(n)?,
+            },
+            ExprKind::Field(inner, field) => {
+                let ExprKind::Name(base) = &inner.kind else { return None };
+                let ty = input_ty(base)?;
+                let fields = ty.fields();
+                match fields.iter().find(|(f, _)| *f == field.node) {
+                    Some((_, t)) => *t,
+                    None => {
+                        let names: Vec<&str> = fields.iter().map(|(f, _)| *f).collect();
+                        let help = suggest(&field.node, names.iter().copied()).unwrap_or_else(|| format!("{ty} has: {}", names.join(", ")));
+                        self.cx.diags.push(Diagnostic::error(Code::E0209, field.span, format!("{ty} has no field `{}`", field.node)).with_label("unknown field").with_help(help));
+                        return None;
+                    }
+                }
+            }
+            ExprKind::Unary(op, inner) => {
+                let t = self.cond_type(inner, input_ty, local)?;
+                match (op, t) {
+                    (ast::UnaryOp::Neg, Ty::Int | Ty::Float) => t,
+                    (ast::UnaryOp::Not, Ty::Bool) => Ty::Bool,
+                    _ => {
+                        let word = if *op == ast::UnaryOp::Neg { "-" } else { "not" };
+                        self.cx.diags.push(Diagnostic::error(Code::E0317, e.span, format!("`{word}` cannot apply to a {t}")).with_label(format!("a {t}")).with_help(if word == "-" { "`-` takes a number" } else { "`not` takes a Bool" }));
+                        return None;
+                    }
+                }
+            }
+            ExprKind::Binary(op, l, r) => {
+                let lt = self.cond_type(l, input_ty, local);
+                let rt = self.cond_type(r, input_ty, local);
+                let (lt, rt) = (lt?, rt?);
+                // Maps (labels) compare with strings by key lookups at run time; allow `==`.
+                match binary_type(*op, lt, rt) {
+                    Some(t) => t,
+                    None => {
+                        self.cx.diags.push(
+                            Diagnostic::error(Code::E0317, e.span, format!("`{}` cannot combine a {lt} and a {rt}", op.as_str()))
+                                .with_label("invalid operands")
+                                .with_help("compare numbers with numbers and strings with strings; combine Bools with `and`, `or`"),
+                        );
+                        return None;
+                    }
+                }
+            }
+            _ => return None,
+        })
+    }
+
+    fn warn_unused(&mut self, stages: &[super::CheckedStage], used: &HashSet<String>) {
         for s in stages {
             let n = s.name.node.as_str();
             if s.kind == StageKind::Respond || used.contains(n) || n.starts_with('_') {
@@ -1226,6 +1290,8 @@ impl Body<'_, '_, '_> {
 enum Bound {
     Input(Input),
     Value(Expr),
+    /// An argument that was reported; the slot counts as given.
+    Failed,
 }
 
 /// The stage kind that yields a port type.
@@ -1303,26 +1369,6 @@ fn walk_names(e: &Expr, f: &mut dyn FnMut(&str, Span)) {
             walk_names(callee, f);
             args.iter().for_each(|a| walk_names(&a.value, f));
         }
-        _ => {}
-    }
-}
-
-/// Calls `f` with `(base, field)` for each `name.field` in an expression.
-fn walk_fields(e: &Expr, f: &mut dyn FnMut(&str, &Ident)) {
-    match &e.kind {
-        ExprKind::Field(inner, field) => {
-            if let ExprKind::Name(n) = &inner.kind {
-                f(n, field);
-            } else {
-                walk_fields(inner, f);
-            }
-        }
-        ExprKind::Unary(_, inner) => walk_fields(inner, f),
-        ExprKind::Binary(_, l, r) => {
-            walk_fields(l, f);
-            walk_fields(r, f);
-        }
-        ExprKind::List(items) => items.iter().for_each(|i| walk_fields(i, f)),
         _ => {}
     }
 }

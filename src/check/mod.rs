@@ -421,7 +421,9 @@ impl<'m> Cx<'m> {
                 continue;
             }
             let members: HashSet<_> = scc.iter().copied().collect();
-            let cycle = body::find_cycle(&g, scc[0], &members);
+            // Start at the template defined first, for a stable message.
+            let start = *scc.iter().min_by_key(|n| templates[g[**n]].span).expect("non-empty");
+            let cycle = body::find_cycle(&g, start, &members);
             let names: Vec<String> = cycle.iter().map(|n| templates[g[*n]].name.node.clone()).collect();
             let first = cycle[0];
             let next = cycle.get(1).copied().unwrap_or(first);
@@ -478,4 +480,6 @@ pub(crate) struct TemplateSig {
     pub output: Option<Ty>,
     pub name: String,
     pub span: Span,
+    /// The header has errors (reported): calls to it are not checked further.
+    pub broken: bool,
 }

@@ -76,7 +76,7 @@ codes! {
         "Split the expression, or compute the constant yourself.";
     E0105: "invalid escape in string",
         "Inside a string, a backslash starts an escape. The valid escapes are `\\\"`, `\\\\`, `\\n`, `\\t`, `\\r`, `\\{`, `\\}` and `\\u{HEX}`.",
-        "respond r = log(s, message: \"C:\\temp\")",
+        "collect c = csv(path: \"C:\\data\\cpu.csv\")",
         "Write `\\\\` for a backslash.";
     E0106: "number out of range",
         "An integer literal does not fit in 64 bits, or a float literal is not finite.",

@@ -22,7 +22,12 @@ pub fn render(diag: &Diagnostic, sources: &SourceMap, color: bool) -> String {
         .with_code(diag.code.as_str())
         .with_message(&diag.message)
         .with_config(config);
+    // ariadne starts a new section whenever a label's line is above the previous one's,
+    // so labels are ordered by file and position: one section per file.
+    let mut by_position: Vec<usize> = (0..diag.labels.len()).collect();
+    by_position.sort_by_key(|&i| (diag.labels[i].span.source, diag.labels[i].span.start));
     for (i, label) in diag.labels.iter().enumerate() {
+        let i = by_position.iter().position(|&j| j == i).unwrap_or(i);
         let range = char_range(&sources.get(label.span.source).text, label.span.range());
         let mut l = ALabel::new((name_of(label.span.source), range)).with_order(i as i32);
         if !label.message.is_empty() {

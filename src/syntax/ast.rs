@@ -280,16 +280,20 @@ impl std::fmt::Display for Duration {
     }
 }
 
-/// A string literal: its value (escapes resolved) and its template parts.
+/// A string literal: its value (escapes resolved) and its spelling in the source.
 #[derive(Clone, Debug)]
 pub struct StrLit {
     pub value: String,
+    /// The text between the quotes as written, escapes included. The printer writes it
+    /// back unchanged (as rustfmt does), so that `\{{` stays a literal brace rather than
+    /// becoming a template. Empty for strings made by the compiler.
+    pub raw: String,
     pub span: Span,
 }
 
 impl PartialEq for StrLit {
     fn eq(&self, o: &Self) -> bool {
-        self.value == o.value
+        self.value == o.value && self.raw == o.raw
     }
 }
 

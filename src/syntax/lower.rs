@@ -13,6 +13,9 @@ use super::parser::Rule;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::source::{SourceId, Span, Spanned};
 
+/// Words that cannot be names.
+pub const RESERVED: &[&str] = &["use", "pipeline", "stage", "as", "true", "false", "and", "or", "not", "secret", "every", "cron", "on"];
+
 /// The deepest expression tree accepted.
 pub const MAX_EXPR_DEPTH: u32 = 256;
 
@@ -26,13 +29,55 @@ pub(crate) struct Lower<'d> {
 type P<'i> = Pair<'i, Rule>;
 
 impl Lower<'_> {
+    /// The span of a pair, without the whitespace and comments pest includes when a rule
+    /// ends in an optional or repeated part (`options? ~ ";"?`): the span ends at the last
+    /// inner pair or closing delimiter.
     fn span(&self, p: &P) -> Span {
         let s = p.as_span();
-        Span::new(self.source, self.offset + s.start(), self.offset + s.end())
+        let (start, mut end) = (s.start(), s.end());
+        let input = p.get_input().as_bytes();
+        let ends_in_space = end > start && (input[end - 1].is_ascii_whitespace() || input[end - 1] != b'}' && input[end - 1] != b')' && input[end - 1] != b']' && input[end - 1] != b';' && input[end - 1] != b',' && input[end - 1] != b'"');
+        if ends_in_space {
+            if let Some(last) = p.clone().into_inner().last() {
+                // The last inner pair may end in whitespace too: trim it first (recursion
+                // follows the parse tree, whose depth the nesting bound limits).
+                let mut i = self.span(&last).end as usize - self.offset;
+                let mut keep = i;
+                while i < end {
+                    match input[i] {
+                        b' ' | b'\t' | b'\r' | b'\n' => i += 1,
+                        b'/' if input.get(i + 1) == Some(&b'/') => {
+                            while i < end && input[i] != b'\n' {
+                                i += 1;
+                            }
+                        }
+                        _ => {
+                            i += 1;
+                            keep = i;
+                        }
+                    }
+                }
+                end = keep;
+            } else {
+                while end > start && input[end - 1].is_ascii_whitespace() {
+                    end -= 1;
+                }
+            }
+        }
+        Span::new(self.source, self.offset + start, self.offset + end)
     }
 
-    fn ident(&self, p: P) -> Ident {
-        Spanned::new(p.as_str().to_owned(), self.span(&p))
+    fn ident(&mut self, p: P) -> Ident {
+        let text = p.as_str();
+        if p.as_rule() == Rule::ident && RESERVED.contains(&text) {
+            let span = self.span(&p);
+            self.error(
+                Diagnostic::error(Code::E0101, span, format!("`{text}` is a reserved word"))
+                    .with_label("a keyword cannot be a name")
+                    .with_help(format!("choose another name, such as `{text}_`")),
+            );
+        }
+        Spanned::new(text.to_owned(), self.span(&p))
     }
 
     fn error(&mut self, d: Diagnostic) {
@@ -443,7 +488,10 @@ impl Lower<'_> {
             Rule::duration => (mk(ExprKind::Duration(self.lower_duration_value(p))), 0),
             Rule::string => (mk(ExprKind::Str(self.lower_string(p))), 0),
             Rule::bool => (mk(ExprKind::Bool(p.as_str() == "true")), 0),
-            Rule::ident => (mk(ExprKind::Name(p.as_str().to_owned())), 0),
+            Rule::ident => {
+                let id = self.ident(p);
+                (mk(ExprKind::Name(id.node)), 0)
+            }
             Rule::list => {
                 let mut items = Vec::new();
                 let mut max = 0;
@@ -603,7 +651,7 @@ impl Lower<'_> {
             }
         }
         self.check_template(raw, base);
-        StrLit { value, span }
+        StrLit { value, raw: raw.to_owned(), span }
     }
 
     /// Checks `{{ }}` templates in a string's raw text.

@@ -57,8 +57,8 @@ pub(crate) fn error_to_diagnostic(err: &pest::error::Error<Rule>, source: Source
 }
 
 fn help_for(rest: &str, expected: &[String]) -> Option<String> {
-    if rest.starts_with('=') && expected.iter().any(|e| e.contains("`:`")) {
-        return Some("named arguments are written `name: value`".into());
+    if rest.starts_with('=') && !rest.starts_with("==") && !expected.iter().any(|e| e == "`=`") {
+        return Some("named arguments and map entries are written `name: value`; compare with `==`".into());
     }
     if rest.starts_with("&&") || rest.starts_with("||") {
         return Some("write `and` and `or` for logic".into());
@@ -109,7 +109,6 @@ fn expected_words(rules: &[Rule]) -> Vec<String> {
             Rule::list => "`[`",
             Rule::map | Rule::map_entry => "a map entry",
             Rule::paren => "`(`",
-            Rule::keyword => "a keyword",
             _ => continue,
         };
         if !out.iter().any(|o| o == w) {

@@ -226,13 +226,13 @@ impl Printer<'_> {
             }
             TriggerKind::Cron(s) => {
                 self.out.push_str("cron ");
-                self.out.push_str(&quote(&s.value));
+                self.out.push_str(&str_lit(s));
             }
             TriggerKind::On { source, path } => {
                 self.out.push_str("on ");
                 self.out.push_str(&source.node);
                 self.out.push(' ');
-                self.out.push_str(&quote(&path.value));
+                self.out.push_str(&str_lit(path));
             }
         }
     }
@@ -448,6 +448,11 @@ pub fn type_str(t: &TypeExpr) -> String {
     }
 }
 
+/// A string literal as written, or quoted canonically when the compiler made it.
+pub fn str_lit(s: &StrLit) -> String {
+    if s.raw.is_empty() && !s.value.is_empty() { quote(&s.value) } else { format!("\"{}\"", s.raw) }
+}
+
 /// A string literal in canonical quoting.
 pub fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -496,7 +501,7 @@ pub fn flat(e: &Expr) -> String {
         ExprKind::Int(i) => i.to_string(),
         ExprKind::Float(f) => format!("{f:?}"),
         ExprKind::Duration(d) => d.to_string(),
-        ExprKind::Str(s) => quote(&s.value),
+        ExprKind::Str(s) => str_lit(s),
         ExprKind::Bool(b) => b.to_string(),
         ExprKind::List(items) => format!("[{}]", items.iter().map(flat).collect::<Vec<_>>().join(", ")),
         ExprKind::Map(entries) => {
