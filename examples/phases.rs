@@ -11,7 +11,7 @@ fn main() {
     let t = Instant::now();
     let pairs = vigil::syntax::parser::VigilParser::parse_file_for_bench(&text);
     eprintln!("pest   {:>8.1} ms", t.elapsed().as_secs_f64() * 1e3);
-    drop(pairs);
+    let _ = pairs;
     let t = Instant::now();
     let parsed = vigil::syntax::parse(id, &text);
     eprintln!("parse  {:>8.1} ms (scan+pest+lower)", t.elapsed().as_secs_f64() * 1e3);

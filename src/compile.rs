@@ -39,6 +39,8 @@ pub struct Compiled {
     pub version: String,
     /// How many user files (roots and imports) were compiled.
     pub user_files: usize,
+    /// Wall time of each phase that ran: `load+parse`, `check`, `plan`.
+    pub timings: Vec<(&'static str, std::time::Duration)>,
 }
 
 /// Where the stdlib comes from.
@@ -174,6 +176,7 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, LoadError> {
 
 /// Compiles root files with a stdlib: the core of every entry point.
 pub fn compile_roots(roots: Vec<Root>, stdlib: Vec<StdModule>) -> Compiled {
+    let started = std::time::Instant::now();
     let mut sources = SourceMap::new();
     let mut diags = Diagnostics::default();
     let mut modules: Vec<ModuleInput> = Vec::new();
@@ -254,17 +257,23 @@ pub fn compile_roots(roots: Vec<Root>, stdlib: Vec<StdModule>) -> Compiled {
     }
     let version: String = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
     let user_files = modules.iter().filter(|m| m.role != ModuleRole::Stdlib).count();
-    let mut out = Compiled { sources, diagnostics: Diagnostics::default(), plan: None, version, user_files };
+    let mut out = Compiled { sources, diagnostics: Diagnostics::default(), plan: None, version, user_files, timings: vec![("load+parse", started.elapsed())] };
     if diags.has_errors() {
         diags.sort();
         out.diagnostics = diags;
         return out;
     }
-    match check::check(&modules) {
+    let t = std::time::Instant::now();
+    let checked = check::check(&modules);
+    out.timings.push(("check", t.elapsed()));
+    match checked {
         Err(d) => diags.extend(d.0),
         Ok(checked) => {
             diags.extend(checked.warnings.iter().cloned());
-            match plan::plan(&checked) {
+            let t = std::time::Instant::now();
+            let planned = plan::plan(&checked);
+            out.timings.push(("plan", t.elapsed()));
+            match planned {
                 Ok(p) => out.plan = Some(p),
                 Err(d) => diags.extend(d.0),
             }

@@ -10,6 +10,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use vigil::compile::{compile_with, source_files, CompileOptions, Compiled};
 use vigil::diagnostic::{render_all, to_json, Code, Diagnostic};
 
+// The compiler allocates many small trees; mimalloc makes `vigil check` of a large corpus
+// about a third faster than the system allocator (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status: the sources have errors (or `fmt --check` found unformatted files).
 const EXIT_ERRORS: u8 = 1;
 /// Exit status: bad usage, or a file could not be read or written.
@@ -65,6 +70,9 @@ enum Command {
         /// Read the stdlib from this directory instead of the embedded copy.
         #[arg(long, value_name = "DIR")]
         stdlib: Option<PathBuf>,
+        /// Print how long each compiler phase took.
+        #[arg(long)]
+        timings: bool,
     },
     /// Format files canonically, in place.
     ///
@@ -101,7 +109,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { paths, format, deny_warnings, stdlib } => cmd_check(paths, format, deny_warnings, stdlib),
+        Command::Check { paths, format, deny_warnings, stdlib, timings } => cmd_check(paths, format, deny_warnings, stdlib, timings),
         Command::Fmt { paths, check } => cmd_fmt(paths, check),
         Command::Graph { file, format, pipeline } => cmd_graph(file, format, pipeline),
         Command::Explain { topic } => cmd_explain(&topic),
@@ -125,11 +133,16 @@ fn print_diagnostics(out: &Compiled, diags: &[Diagnostic]) {
     }
 }
 
-fn cmd_check(paths: Vec<PathBuf>, format: DiagFormat, deny_warnings: bool, stdlib: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn cmd_check(paths: Vec<PathBuf>, format: DiagFormat, deny_warnings: bool, stdlib: Option<PathBuf>, timings: bool) -> anyhow::Result<ExitCode> {
     let paths = if paths.is_empty() { vec![PathBuf::from("pipelines")] } else { paths };
     let started = std::time::Instant::now();
     let out = compile_with(&paths, &CompileOptions { stdlib_dir: stdlib })?;
     let elapsed = started.elapsed();
+    if timings {
+        for (phase, t) in &out.timings {
+            eprintln!("{phase:>12}: {:>9.1} ms", t.as_secs_f64() * 1e3);
+        }
+    }
     let diags = &out.diagnostics.0;
     let failed = out.diagnostics.has_errors() || (deny_warnings && !diags.is_empty());
     match format {
@@ -154,6 +167,9 @@ fn cmd_check(paths: Vec<PathBuf>, format: DiagFormat, deny_warnings: bool, stdli
             }
         }
     }
+    // The process is about to exit: freeing a large program's trees one by one would
+    // only add time (a 10 MB corpus spends a fifth of its time in `drop`).
+    std::mem::forget(out);
     Ok(ExitCode::from(if failed { EXIT_ERRORS } else { 0 }))
 }
 

@@ -158,7 +158,7 @@ pub(crate) fn template_sig(cx: &mut Cx, t: &ast::Template) -> TemplateSig {
         }
     }
     let broken = broken || output.is_none_or(|o| !o.is_port());
-    TemplateSig { slots, output: output.filter(|o| o.is_port()), name: t.name.node.clone(), span: t.name.span, broken }
+    TemplateSig { slots: slots.into(), output: output.filter(|o| o.is_port()), name: t.name.node.clone(), span: t.name.span, broken }
 }
 
 fn resolve_type(cx: &mut Cx, t: &ast::TypeExpr) -> Option<Ty> {
@@ -229,7 +229,8 @@ pub(crate) fn check_template(cx: &mut Cx, scope: &mut Scope, mi: usize, t: &ast:
         // A default's own use of other parameters does not count as a use.
     }
     local.used_params.clear();
-    let stages = b.check_stages(&t.body, &mut local);
+    let body: Vec<&ast::Stage> = t.body.iter().collect();
+    let stages = b.check_stages(&body, &mut local);
     let result_input = b.result_input(&t.result, &mut local);
     let output = sig.output;
     let mut types = b.order_and_type(&stages, &mut local, "template");
@@ -302,7 +303,7 @@ pub(crate) fn check_pipeline(
                     triggers.push(tr);
                 }
             }
-            ast::PipelineStmt::Stage(s) => stage_asts.push(s.clone()),
+            ast::PipelineStmt::Stage(s) => stage_asts.push(s),
         }
     }
     let mut local = Local { stages: HashMap::new(), params: HashMap::new(), used_params: HashSet::new(), broken: HashSet::new(), untyped: HashSet::new() };
@@ -438,9 +439,9 @@ impl Body<'_, '_, '_> {
     }
 
     /// Pass one over a list of stage statements: names, kinds, calls, options.
-    fn check_stages<'a>(&mut self, stages: &'a [ast::Stage], local: &mut Local<'a>) -> Vec<super::CheckedStage> {
+    fn check_stages<'a>(&mut self, stages: &[&'a ast::Stage], local: &mut Local<'a>) -> Vec<super::CheckedStage> {
         let mut keep: Vec<&'a ast::Stage> = Vec::new();
-        for s in stages {
+        for &s in stages {
             if let Some((_, first)) = local.stages.get(s.name.node.as_str()) {
                 self.cx.diags.push(super::duplicate(&s.name, *first, "stage"));
                 continue;

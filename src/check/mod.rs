@@ -130,7 +130,7 @@ enum Binding {
 }
 
 /// The names a module sees.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct Scope {
     names: HashMap<String, (Binding, Span)>,
     /// Imports not yet used, for W0002: name → span of the `use`.
@@ -139,7 +139,7 @@ pub(crate) struct Scope {
 
 /// Checks all modules. Returns the checked program, or the diagnostics if any is an
 /// error. Warnings come with the program.
-pub fn check(modules: &[ModuleInput]) -> Result<Checked, Diagnostics> {
+pub fn check<'m>(modules: &'m [ModuleInput]) -> Result<Checked, Diagnostics> {
     let mut cx = Cx { modules, diags: Vec::new(), sigs: Vec::new(), template_defs: Vec::new(), exports: Vec::new() };
     cx.collect_templates();
     let mut scopes: Vec<Scope> = modules.iter().enumerate().map(|(i, _)| cx.module_scope(i)).collect();
@@ -153,9 +153,8 @@ pub fn check(modules: &[ModuleInput]) -> Result<Checked, Diagnostics> {
     }
     cx.check_template_recursion(&templates);
 
-    let mut pipelines = Vec::new();
     let mut seen_pipelines: HashMap<&str, Span> = HashMap::new();
-    let mut webhook_paths: HashMap<String, Span> = HashMap::new();
+    let mut work: Vec<(usize, &ast::Pipeline)> = Vec::new();
     for (mi, m) in modules.iter().enumerate() {
         if m.role != ModuleRole::Root {
             continue;
@@ -167,10 +166,56 @@ pub fn check(modules: &[ModuleInput]) -> Result<Checked, Diagnostics> {
                 } else {
                     seen_pipelines.insert(&p.name.node, p.name.span);
                 }
-                let checked = body::check_pipeline(&mut cx, &mut scopes[mi], mi, p, &templates, &mut webhook_paths);
-                pipelines.push(checked);
+                work.push((mi, p));
             }
         }
+    }
+    // Pipelines are checked independently: in parallel when there are many, each thread
+    // with its own copy of the module scopes. Afterwards an import counts as used if any
+    // thread used it, and webhook paths are compared across threads.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let check_part = |mut cx: Cx<'m>, mut scopes: Vec<Scope>, part: &[(usize, &ast::Pipeline)]| {
+        let mut webhook_paths: HashMap<String, Span> = HashMap::new();
+        let mut out = Vec::with_capacity(part.len());
+        for (mi, p) in part {
+            out.push(body::check_pipeline(&mut cx, &mut scopes[*mi], *mi, p, &templates, &mut webhook_paths));
+        }
+        (out, cx.diags, scopes, webhook_paths)
+    };
+    let results = if work.len() < 256 || threads < 2 {
+        vec![check_part(cx.fork(), scopes.clone(), &work)]
+    } else {
+        let per = work.len().div_ceil(threads);
+        let forks: Vec<_> = work.chunks(per).map(|part| (cx.fork(), scopes.clone(), part)).collect();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = forks.into_iter().map(|(c, s, part)| scope.spawn(move || check_part(c, s, part))).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect::<Vec<_>>()
+        })
+    };
+    let mut pipelines = Vec::with_capacity(work.len());
+    let mut webhook_paths: HashMap<String, Span> = HashMap::new();
+    let mut part_scopes = Vec::new();
+    for (checked, diags, part_scope, paths) in results {
+        pipelines.extend(checked);
+        cx.diags.extend(diags);
+        part_scopes.push(part_scope);
+        let mut paths: Vec<_> = paths.into_iter().collect();
+        paths.sort_by_key(|(_, s)| *s);
+        for (path, span) in paths {
+            if let Some(first) = webhook_paths.get(&path) {
+                cx.diags.push(
+                    Diagnostic::error(Code::E0408, span, format!("webhook path `{path}` is used twice"))
+                        .with_label("listened on again here")
+                        .with_secondary(*first, "first used here")
+                        .with_help("give each trigger its own path"),
+                );
+            } else {
+                webhook_paths.insert(path, span);
+            }
+        }
+    }
+    for (mi, scope) in scopes.iter_mut().enumerate() {
+        scope.unused_imports.retain(|name, _| part_scopes.iter().all(|ps| ps[mi].unused_imports.contains_key(name)));
     }
     for (mi, scope) in scopes.iter().enumerate() {
         if modules[mi].role == ModuleRole::Stdlib {
@@ -214,6 +259,12 @@ fn duplicate(name: &Ident, first: Span, what: &str) -> Diagnostic {
 }
 
 impl<'m> Cx<'m> {
+    /// A copy for checking some pipelines on another thread, with no diagnostics yet, and
+    /// this context unchanged.
+    fn fork(&self) -> Cx<'m> {
+        Cx { modules: self.modules, diags: Vec::new(), exports: self.exports.clone(), template_defs: self.template_defs.clone(), sigs: self.sigs.clone() }
+    }
+
     fn collect_templates(&mut self) {
         for (mi, m) in self.modules.iter().enumerate() {
             let mut names: BTreeMap<String, TemplateId> = BTreeMap::new();
@@ -459,7 +510,8 @@ pub(crate) struct Slot {
 }
 
 impl Callee {
-    pub(crate) fn slots(&self, templates: &[TemplateSig]) -> Vec<Slot> {
+    /// The callee's slots: shared, so that binding a call allocates nothing for them.
+    pub(crate) fn slots(&self, templates: &[TemplateSig]) -> std::sync::Arc<[Slot]> {
         match self {
             Callee::Op(op) => op_slots(op),
             Callee::Template(id) => templates[*id].slots.clone(),
@@ -467,16 +519,28 @@ impl Callee {
     }
 }
 
-fn op_slots(op: &OperatorSpec) -> Vec<Slot> {
-    let mut v: Vec<Slot> = op.inputs.iter().map(|i| Slot { name: i.name.into(), ports: Some(i.types.to_vec()), ty: i.types[0], required: true }).collect();
-    v.extend(op.all_params().map(|p| Slot { name: p.name.into(), ports: None, ty: p.ty, required: p.default == crate::stages::Default::Required }));
-    v
+/// An operator's slots, computed once per operator.
+fn op_slots(op: &'static OperatorSpec) -> std::sync::Arc<[Slot]> {
+    use std::sync::{Arc, OnceLock};
+    static CACHE: OnceLock<Vec<Arc<[Slot]>>> = OnceLock::new();
+    let all = CACHE.get_or_init(|| {
+        crate::stages::OPERATORS
+            .iter()
+            .map(|op| {
+                let mut v: Vec<Slot> = op.inputs.iter().map(|i| Slot { name: i.name.into(), ports: Some(i.types.to_vec()), ty: i.types[0], required: true }).collect();
+                v.extend(op.all_params().map(|p| Slot { name: p.name.into(), ports: None, ty: p.ty, required: p.default == crate::stages::Default::Required }));
+                Arc::from(v)
+            })
+            .collect()
+    });
+    let i = crate::stages::OPERATORS.iter().position(|o| std::ptr::eq(o, op)).expect("a registered operator");
+    all[i].clone()
 }
 
 /// A template's signature, known before its body is checked.
 #[derive(Debug, Clone)]
 pub(crate) struct TemplateSig {
-    pub slots: Vec<Slot>,
+    pub slots: std::sync::Arc<[Slot]>,
     pub output: Option<Ty>,
     pub name: String,
     pub span: Span,

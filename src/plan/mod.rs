@@ -120,10 +120,35 @@ pub struct StageNode {
 /// # Errors
 /// The diagnostics, when a value passed through template parameters is invalid.
 pub fn plan(checked: &Checked) -> Result<Plan, Diagnostics> {
+    // Pipelines are planned independently: in parallel when there are many.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let parts: Vec<(Vec<PipelinePlan>, Diagnostics)> = if checked.pipelines.len() < 256 || threads < 2 {
+        vec![plan_pipelines(&checked.pipelines, &checked.templates)]
+    } else {
+        let per = checked.pipelines.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = checked.pipelines.chunks(per).map(|part| scope.spawn(|| plan_pipelines(part, &checked.templates))).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        })
+    };
+    let mut pipelines = Vec::with_capacity(checked.pipelines.len());
     let mut diags = Diagnostics::default();
-    let mut pipelines = Vec::new();
-    for p in &checked.pipelines {
-        let mut b = Builder { templates: &checked.templates, stages: Vec::new(), edges: Vec::new(), diags: &mut diags, used_keys: HashMap::new() };
+    for (p, d) in parts {
+        pipelines.extend(p);
+        diags.extend(d.0);
+    }
+    if diags.has_errors() {
+        diags.sort();
+        return Err(diags);
+    }
+    Ok(Plan { pipelines })
+}
+
+fn plan_pipelines(pipelines: &[crate::check::CheckedPipeline], templates: &[CheckedTemplate]) -> (Vec<PipelinePlan>, Diagnostics) {
+    let mut diags = Diagnostics::default();
+    let mut out = Vec::with_capacity(pipelines.len());
+    for p in pipelines {
+        let mut b = Builder { templates, stages: Vec::new(), edges: Vec::new(), diags: &mut diags, used_keys: HashMap::new() };
         let frame = Frame { prefix: p.name.node.clone(), values: HashMap::new(), ports: HashMap::new(), depth: 0, user_span: None };
         b.expand_stages(&p.stages, &frame, None);
         let mut graph = DiGraph::new();
@@ -131,13 +156,9 @@ pub fn plan(checked: &Checked) -> Result<Plan, Diagnostics> {
         for (from, to, slot) in b.edges {
             graph.add_edge(nodes[from], nodes[to], slot);
         }
-        pipelines.push(PipelinePlan { name: p.name.node.clone(), doc: p.doc.clone(), triggers: p.triggers.clone(), stages: b.stages, graph, span: p.span });
+        out.push(PipelinePlan { name: p.name.node.clone(), doc: p.doc.clone(), triggers: p.triggers.clone(), stages: b.stages, graph, span: p.span });
     }
-    if diags.has_errors() {
-        diags.sort();
-        return Err(diags);
-    }
-    Ok(Plan { pipelines })
+    (out, diags)
 }
 
 /// The bindings of one body being expanded.
@@ -422,17 +443,35 @@ fn dependency_order(stages: &[CheckedStage]) -> Vec<usize> {
     order
 }
 
-/// The fingerprint of a node's canonical configuration.
+/// The fingerprint of a node's canonical configuration: SHA-256 over an unambiguous
+/// encoding (each field length-prefixed) of kind, operator, parameters in name order with
+/// canonical values, options in name order, and input slots with the keys feeding them.
 pub fn fingerprint(kind: StageKind, operator: &str, params: &BTreeMap<String, Value>, options: &[StageOpt], inputs: &[(&str, &str)]) -> Fingerprint {
+    let mut h = Sha256::new();
+    let field = |h: &mut Sha256, bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field(&mut h, kind.as_str().as_bytes());
+    field(&mut h, operator.as_bytes());
+    for (k, v) in params {
+        field(&mut h, k.as_bytes());
+        // Values print canonically (`to_source` quotes strings, normalises durations and
+        // floats), except that a Condition prints its text bare: tag it.
+        let tagged = match v {
+            Value::Condition(c) => format!("cond:{c}"),
+            other => other.to_source(),
+        };
+        field(&mut h, tagged.as_bytes());
+    }
     let mut opts: Vec<&StageOpt> = options.iter().collect();
     opts.sort_by_key(|o| o.name());
-    let canonical = serde_json::json!({
-        "kind": kind,
-        "operator": operator,
-        "params": params,
-        "options": opts,
-        "inputs": inputs,
-    });
-    let digest = Sha256::digest(canonical.to_string().as_bytes());
-    Fingerprint(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+    for o in opts {
+        field(&mut h, &serde_json::to_vec(o).expect("options serialise"));
+    }
+    for (slot, key) in inputs {
+        field(&mut h, slot.as_bytes());
+        field(&mut h, key.as_bytes());
+    }
+    Fingerprint(h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
 }

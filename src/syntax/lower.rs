@@ -21,6 +21,10 @@ pub const MAX_EXPR_DEPTH: u32 = 256;
 
 pub(crate) struct Lower<'d> {
     pub source: SourceId,
+    /// The whole source text (the parsed text may be a chunk of it).
+    pub text: &'d str,
+    /// The plain comments of the whole source, in order (from the scan).
+    pub comments: &'d [super::scan::Comment],
     /// Where the parsed text starts in the source.
     pub offset: usize,
     pub diagnostics: &'d mut Vec<Diagnostic>,
@@ -30,41 +34,23 @@ type P<'i> = Pair<'i, Rule>;
 
 impl Lower<'_> {
     /// The span of a pair, without the whitespace and comments pest includes when a rule
-    /// ends in an optional or repeated part (`options? ~ ";"?`): the span ends at the last
-    /// inner pair or closing delimiter.
+    /// ends in an optional or repeated part (`options? ~ ";"?`). The trailing part can only
+    /// be whitespace and plain `//` comments, whose spans the scan recorded.
     fn span(&self, p: &P) -> Span {
         let s = p.as_span();
-        let (start, mut end) = (s.start(), s.end());
-        let input = p.get_input().as_bytes();
-        let ends_in_space = end > start && (input[end - 1].is_ascii_whitespace() || input[end - 1] != b'}' && input[end - 1] != b')' && input[end - 1] != b']' && input[end - 1] != b';' && input[end - 1] != b',' && input[end - 1] != b'"');
-        if ends_in_space {
-            if let Some(last) = p.clone().into_inner().last() {
-                // The last inner pair may end in whitespace too: trim it first (recursion
-                // follows the parse tree, whose depth the nesting bound limits).
-                let mut i = self.span(&last).end as usize - self.offset;
-                let mut keep = i;
-                while i < end {
-                    match input[i] {
-                        b' ' | b'\t' | b'\r' | b'\n' => i += 1,
-                        b'/' if input.get(i + 1) == Some(&b'/') => {
-                            while i < end && input[i] != b'\n' {
-                                i += 1;
-                            }
-                        }
-                        _ => {
-                            i += 1;
-                            keep = i;
-                        }
-                    }
-                }
-                end = keep;
-            } else {
-                while end > start && input[end - 1].is_ascii_whitespace() {
-                    end -= 1;
-                }
+        let start = self.offset + s.start();
+        let mut end = self.offset + s.end();
+        let bytes = self.text.as_bytes();
+        loop {
+            while end > start && bytes[end - 1].is_ascii_whitespace() {
+                end -= 1;
+            }
+            match self.comments.binary_search_by_key(&(end as u32), |c| c.span.end) {
+                Ok(i) if self.comments[i].span.start as usize >= start => end = self.comments[i].span.start as usize,
+                _ => break,
             }
         }
-        Span::new(self.source, self.offset + start, self.offset + end)
+        Span::new(self.source, start, end)
     }
 
     fn ident(&mut self, p: P) -> Ident {

@@ -1,0 +1,17 @@
+#!/bin/sh
+# The test command (README, .ci/run): installs the servers the tests start when they are
+# missing (Debian packages; needs root), then runs the whole test suite.
+set -eu
+cd "$(dirname "$0")"
+
+missing=""
+command -v prometheus >/dev/null 2>&1 || missing="$missing prometheus"
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing="$missing prometheus-alertmanager"
+/usr/bin/python3 -c "import aiosmtpd" >/dev/null 2>&1 || missing="$missing python3-aiosmtpd"
+if [ -n "$missing" ]; then
+    echo "test.sh: installing$missing"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
+
+cargo test --locked --no-fail-fast "$@"
