@@ -30,12 +30,15 @@
 
 pub mod check;
 pub mod compile;
+pub mod data;
 pub mod diagnostic;
 pub mod plan;
 pub mod source;
 pub mod stages;
+pub mod stats;
 pub mod stdlib;
 pub mod syntax;
+pub mod time;
 pub mod value;
 
 pub use compile::{compile, compile_str, Compiled};

@@ -5,6 +5,7 @@
 //! is generated from it (`vigil explain operators`), and a test compiles every example.
 //! The implementations live with the engine and come with their issues.
 
+pub mod prom;
 pub mod types;
 
 use crate::syntax::ast::StageKind;

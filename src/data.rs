@@ -1,0 +1,313 @@
+//! The data that flows along a pipeline's edges (DESIGN.md §4).
+//!
+//! Everything is columnar and shared: a stage's output is an `Arc`, so passing it to
+//! several readers copies nothing. Timestamps are milliseconds since the Unix epoch (UTC).
+//!
+//! - [`SeriesData`]: samples `(timestamp, f64)` per series identity ([`SeriesId`]: metric
+//!   name and sorted labels), one column pair per series.
+//! - [`EventsData`]: timestamped structured records (alerts, log lines).
+//! - [`FeaturesData`]: window matrices, one row per window.
+//! - [`ScoresData`]: per series and timestamp, the value, a score in [0, 1], expected value
+//!   and bounds where known (NaN otherwise) and an `anomalous` flag.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type Timestamp = i64;
+
+/// A series identity: a name and sorted labels. Cheap to clone and compare.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesId(Arc<SeriesKey>);
+
+#[derive(PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct SeriesKey {
+    name: String,
+    labels: Vec<(String, String)>,
+}
+
+impl SeriesId {
+    /// A series called `name` with `labels` (sorted here; a repeated label keeps its last
+    /// value).
+    pub fn new(name: impl Into<String>, labels: impl IntoIterator<Item = (String, String)>) -> SeriesId {
+        let map: BTreeMap<String, String> = labels.into_iter().collect();
+        SeriesId(Arc::new(SeriesKey { name: name.into(), labels: map.into_iter().collect() }))
+    }
+
+    /// A series with a name and no labels.
+    pub fn named(name: impl Into<String>) -> SeriesId {
+        SeriesId::new(name, [])
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// The labels, sorted by name.
+    pub fn labels(&self) -> &[(String, String)] {
+        &self.0.labels
+    }
+
+    /// The value of label `name`; `__name__` is the series name.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        if name == "__name__" {
+            return Some(&self.0.name);
+        }
+        self.0.labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The same series with a label added or replaced.
+    pub fn with_label(&self, name: &str, value: &str) -> SeriesId {
+        let mut labels = self.0.labels.clone();
+        match labels.iter_mut().find(|(k, _)| k == name) {
+            Some(l) => l.1 = value.to_owned(),
+            None => labels.push((name.to_owned(), value.to_owned())),
+        }
+        SeriesId::new(self.0.name.clone(), labels)
+    }
+
+    /// The same labels under another name.
+    pub fn renamed(&self, name: &str) -> SeriesId {
+        SeriesId::new(name, self.0.labels.clone())
+    }
+}
+
+impl fmt::Display for SeriesId {
+    /// Prometheus style: `name{a="1",b="2"}` (label values escaped).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.name)?;
+        if self.0.labels.is_empty() {
+            return Ok(());
+        }
+        f.write_str("{")?;
+        for (i, (k, v)) in self.0.labels.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{k}=\"{}\"", escape_label(v))?;
+        }
+        f.write_str("}")
+    }
+}
+
+impl fmt::Debug for SeriesId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Escapes a label value for the Prometheus text format: `\`, `"` and line feeds.
+pub fn escape_label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The samples of one series: two columns of equal length, timestamps non-decreasing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeriesColumn {
+    pub id: SeriesId,
+    pub ts: Vec<Timestamp>,
+    pub values: Vec<f64>,
+}
+
+impl SeriesColumn {
+    pub fn new(id: SeriesId) -> SeriesColumn {
+        SeriesColumn { id, ts: Vec::new(), values: Vec::new() }
+    }
+
+    pub fn push(&mut self, ts: Timestamp, v: f64) {
+        self.ts.push(ts);
+        self.values.push(v);
+    }
+
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+}
+
+/// A batch of series: what a tick brings in or a stage makes of it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SeriesData {
+    pub series: Vec<SeriesColumn>,
+}
+
+impl SeriesData {
+    /// How many samples, over all series.
+    pub fn samples(&self) -> usize {
+        self.series.iter().map(SeriesColumn::len).sum()
+    }
+}
+
+/// A timestamped structured record: an alert, a log line.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Event {
+    pub ts: Timestamp,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// `firing` / `resolved` for alerts; empty otherwise.
+    pub status: String,
+    pub fingerprint: String,
+}
+
+/// A batch of events.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EventsData {
+    pub events: Vec<Event>,
+}
+
+/// Sliding windows of one series: `rows` windows of `width` values, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeatureMatrix {
+    pub id: SeriesId,
+    /// The timestamp of each window's last value.
+    pub ts: Vec<Timestamp>,
+    pub width: usize,
+    pub values: Vec<f32>,
+}
+
+impl FeatureMatrix {
+    pub fn rows(&self) -> usize {
+        self.ts.len()
+    }
+
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.values[i * self.width..(i + 1) * self.width]
+    }
+}
+
+/// A batch of windows.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FeaturesData {
+    pub matrices: Vec<FeatureMatrix>,
+}
+
+/// The scores of one series: columns of equal length.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScoreColumn {
+    pub id: SeriesId,
+    pub ts: Vec<Timestamp>,
+    pub value: Vec<f64>,
+    /// In [0, 1].
+    pub score: Vec<f64>,
+    /// NaN where unknown.
+    pub expected: Vec<f64>,
+    pub lower: Vec<f64>,
+    pub upper: Vec<f64>,
+    pub anomalous: Vec<bool>,
+}
+
+impl ScoreColumn {
+    pub fn new(id: SeriesId) -> ScoreColumn {
+        ScoreColumn { id, ts: Vec::new(), value: Vec::new(), score: Vec::new(), expected: Vec::new(), lower: Vec::new(), upper: Vec::new(), anomalous: Vec::new() }
+    }
+
+    /// Appends one scored sample.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push(&mut self, ts: Timestamp, value: f64, score: f64, expected: f64, lower: f64, upper: f64, anomalous: bool) {
+        self.ts.push(ts);
+        self.value.push(value);
+        self.score.push(score.clamp(0.0, 1.0));
+        self.expected.push(expected);
+        self.lower.push(lower);
+        self.upper.push(upper);
+        self.anomalous.push(anomalous);
+    }
+
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+}
+
+/// A batch of scores.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScoresData {
+    pub series: Vec<ScoreColumn>,
+}
+
+/// One incident transition reported by a respond stage.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct IncidentUpdate {
+    pub key: String,
+    /// `firing` or `resolved`.
+    pub status: String,
+    pub series: String,
+    pub score: f64,
+    pub value: f64,
+    pub ts: Timestamp,
+}
+
+/// A batch of incident transitions.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IncidentsData {
+    pub updates: Vec<IncidentUpdate>,
+}
+
+/// What flows along an edge.
+#[derive(Clone, Debug)]
+pub enum Data {
+    Series(Arc<SeriesData>),
+    Events(Arc<EventsData>),
+    Features(Arc<FeaturesData>),
+    Scores(Arc<ScoresData>),
+    Incidents(Arc<IncidentsData>),
+    /// A trained model's handle (the learning issue fills this in).
+    Model(Arc<str>),
+}
+
+impl Data {
+    /// The port type's name, for errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Data::Series(_) => "Series",
+            Data::Events(_) => "Events",
+            Data::Features(_) => "Features",
+            Data::Scores(_) => "Scores",
+            Data::Incidents(_) => "Incidents",
+            Data::Model(_) => "Model",
+        }
+    }
+
+    /// How many items (samples, events, windows, scores, updates) it holds.
+    pub fn items(&self) -> usize {
+        match self {
+            Data::Series(s) => s.samples(),
+            Data::Events(e) => e.events.len(),
+            Data::Features(f) => f.matrices.iter().map(FeatureMatrix::rows).sum(),
+            Data::Scores(s) => s.series.iter().map(ScoreColumn::len).sum(),
+            Data::Incidents(i) => i.updates.len(),
+            Data::Model(_) => 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_ids_sort_labels_and_print_like_prometheus() {
+        let a = SeriesId::new("up", [("job".to_owned(), "node".to_owned()), ("instance".to_owned(), "a\"b".to_owned())]);
+        let b = SeriesId::new("up", [("instance".to_owned(), "a\"b".to_owned()), ("job".to_owned(), "node".to_owned())]);
+        assert_eq!(a, b);
+        assert_eq!(a.to_string(), r#"up{instance="a\"b",job="node"}"#);
+        assert_eq!(a.label("__name__"), Some("up"));
+        assert_eq!(a.with_label("job", "x").label("job"), Some("x"));
+    }
+}

@@ -1,0 +1,1 @@
+//! Prometheus wire formats (being written).

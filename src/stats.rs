@@ -1,0 +1,1 @@
+//! Rolling statistics (being written).

@@ -1,0 +1,1 @@
+//! Timestamps (being written).
