@@ -36,9 +36,12 @@ pub mod plan;
 pub mod source;
 pub mod stages;
 pub mod stats;
+pub mod store;
 pub mod stdlib;
 pub mod syntax;
 pub mod time;
+pub mod runtime;
+pub mod server;
 pub mod value;
 
 pub use compile::{compile, compile_str, Compiled};

@@ -98,6 +98,45 @@ enum Command {
         #[arg(long)]
         pipeline: Option<String>,
     },
+    /// Run pipelines: the engine, with its HTTP API and /metrics.
+    ///
+    /// Compiles the files (directories are searched for *.vigil), builds every stage and
+    /// ticks each pipeline on its triggers until SIGINT or SIGTERM, which stop it cleanly
+    /// (a running tick finishes). State (cursors, run history, outbox) lives in --state.
+    /// Log verbosity: RUST_LOG (default `info`).
+    Run {
+        /// Files or directories to run [default: pipelines]
+        paths: Vec<PathBuf>,
+        /// The state directory (created if missing).
+        #[arg(long, value_name = "DIR", default_value = ".vigil")]
+        state: PathBuf,
+        /// The address of the HTTP API and /metrics. Loopback by default; another address
+        /// exposes the API beyond this machine.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Read the stdlib from this directory instead of the embedded copy.
+        #[arg(long, value_name = "DIR")]
+        stdlib: Option<PathBuf>,
+    },
+    /// Replay a CSV of `timestamp,value` rows through a pipeline, causally, and write
+    /// `timestamp,value,anomaly_score` (one row per input row, in order).
+    ///
+    /// The CSV replaces the pipeline's collect stage; the scores are those of its last
+    /// predict stage; respond stages do not run. Rows that cannot be used get score 0 and
+    /// are counted in the summary.
+    Replay {
+        /// The pipeline file.
+        file: PathBuf,
+        /// The CSV to feed (`timestamp,value`, the NAB format).
+        #[arg(long, value_name = "DATA.csv")]
+        input: PathBuf,
+        /// Where to write the scores.
+        #[arg(long, value_name = "SCORES.csv")]
+        output: PathBuf,
+        /// The pipeline to replay, when the file has several.
+        #[arg(long)]
+        pipeline: Option<String>,
+    },
     /// Explain a diagnostic code (`E0202`), an operator (`zscore`), or list them all
     /// (`codes`, `operators`).
     Explain {
@@ -113,6 +152,8 @@ fn main() -> ExitCode {
         Command::Fmt { paths, check } => cmd_fmt(paths, check),
         Command::Graph { file, format, pipeline } => cmd_graph(file, format, pipeline),
         Command::Explain { topic } => cmd_explain(&topic),
+        Command::Run { paths, state, listen, stdlib } => cmd_run(paths, state, listen, stdlib),
+        Command::Replay { file, input, output, pipeline } => cmd_replay(file, input, output, pipeline),
     };
     match result {
         Ok(code) => code,
@@ -251,6 +292,86 @@ fn cmd_graph(file: PathBuf, format: GraphFormat, pipeline: Option<String>) -> an
         GraphFormat::Mermaid => vigil::plan::to_mermaid(&pipelines),
     };
     print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(color()).try_init();
+}
+
+fn cmd_run(paths: Vec<PathBuf>, state: PathBuf, listen: std::net::SocketAddr, stdlib: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    init_tracing();
+    let paths = if paths.is_empty() { vec![PathBuf::from("pipelines")] } else { paths };
+    let out = compile_with(&paths, &CompileOptions { stdlib_dir: stdlib })?;
+    print_diagnostics(&out, &out.diagnostics.0);
+    let Some(plan) = &out.plan else { return Ok(ExitCode::from(EXIT_ERRORS)) };
+    if plan.pipelines.is_empty() {
+        anyhow::bail!("no pipeline to run in {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        let store = vigil::store::SqliteStore::open(&state).await?;
+        let store: std::sync::Arc<dyn vigil::store::Store> = std::sync::Arc::new(store);
+        let engine = match vigil::runtime::engine::Engine::start(plan, &out.sources, &out.version, store, Some(state.clone())).await {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(EXIT_ERRORS));
+            }
+        };
+        let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        let addr = listener.local_addr()?;
+        let stages: usize = engine.pipelines().iter().map(|p| p.stages.len()).sum();
+        tracing::info!(listen = %addr, pipelines = engine.pipelines().len(), stages, state = %state.display(), version = %out.version, "vigil running; SIGINT or SIGTERM stops it");
+        let cancel = engine.cancellation();
+        let server = axum::serve(listener, vigil::server::router(engine.shared.clone())).with_graceful_shutdown(cancel.clone().cancelled_owned());
+        let server = tokio::spawn(async move { server.await });
+        wait_for_signal().await;
+        tracing::info!("stopping: letting running ticks finish");
+        let clean = engine.shutdown(std::time::Duration::from_millis(4500)).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(300), server).await;
+        tracing::info!(clean, "stopped");
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn cmd_replay(file: PathBuf, input: PathBuf, output: PathBuf, pipeline: Option<String>) -> anyhow::Result<ExitCode> {
+    init_tracing();
+    let out = compile_with(std::slice::from_ref(&file), &CompileOptions::default())?;
+    print_diagnostics(&out, &out.diagnostics.0);
+    let Some(plan) = &out.plan else { return Ok(ExitCode::from(EXIT_ERRORS)) };
+    let p = vigil::runtime::replay::pick_pipeline(plan, pipeline.as_deref())?;
+    let base = file.parent().map(PathBuf::from).unwrap_or_default();
+    let started = std::time::Instant::now();
+    let report = vigil::runtime::replay::replay(p, &base, &input, &output)?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "replayed {} rows through `{}` ({}) in {:.2} s ({:.1} M rows/s): {} anomalous; skipped {} malformed, {} non-finite, {} out of order; {} duplicate timestamps",
+        report.rows,
+        report.pipeline,
+        report.stage,
+        secs,
+        report.rows as f64 / secs.max(1e-9) / 1e6,
+        report.anomalous,
+        report.malformed,
+        report.non_finite,
+        report.out_of_order,
+        report.duplicate
+    );
     Ok(ExitCode::SUCCESS)
 }
 

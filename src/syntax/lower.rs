@@ -306,6 +306,11 @@ impl Lower<'_> {
 
     // ---- expressions --------------------------------------------------------------------
 
+    /// Lowers an `expr` pair (for [`super::parse_expr`]).
+    pub(crate) fn lower_expr_pub(&mut self, p: P) -> Expr {
+        self.lower_expr(p).0
+    }
+
     /// Lowers an expression and returns it with its depth.
     fn lower_expr(&mut self, p: P) -> (Expr, u32) {
         enum Op {

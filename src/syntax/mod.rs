@@ -56,6 +56,27 @@ pub fn invalid_utf8(source: SourceId, at: usize) -> Diagnostic {
         .with_help("save the file as UTF-8, or check that the path names a pipeline file")
 }
 
+/// Parses a text that is one expression (a condition's canonical text from a plan).
+///
+/// # Errors
+/// The diagnostics when the text is not one well-formed expression.
+pub fn parse_expr(text: &str) -> Result<ast::Expr, Vec<Diagnostic>> {
+    use pest::Parser as _;
+    let source = SourceId(u32::MAX);
+    let scan = scan::scan(source, text);
+    if !scan.diagnostics.is_empty() {
+        return Err(scan.diagnostics);
+    }
+    let mut pairs = parser::VigilParser::parse(parser::Rule::expr_only, text).map_err(|e| vec![parser::error_to_diagnostic(&e, source, text, 0)])?;
+    let pair = pairs.next().and_then(|p| p.into_inner().next()).expect("grammar: expr_only holds an expr");
+    let mut diagnostics = Vec::new();
+    let e = lower::Lower { source, text, comments: &scan.comments, offset: 0, diagnostics: &mut diagnostics }.lower_expr_pub(pair);
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        return Err(diagnostics);
+    }
+    Ok(e)
+}
+
 /// Files larger than this are parsed in chunks on several threads.
 const PARALLEL_MIN: usize = 512 * 1024;
 

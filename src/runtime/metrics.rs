@@ -1,0 +1,161 @@
+//! The engine's metrics, served at `/metrics` in the Prometheus text format 0.0.4.
+//!
+//! A small registry: counters and gauges keyed by label values, behind one mutex per
+//! family (updates happen once per stage per tick, not per sample).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+use crate::data::escape_label;
+
+/// One metric family: label values → value.
+#[derive(Default)]
+struct Family {
+    values: Mutex<BTreeMap<Vec<String>, f64>>,
+}
+
+impl Family {
+    fn add(&self, labels: &[&str], v: f64) {
+        if let Ok(mut m) = self.values.lock() {
+            *m.entry(labels.iter().map(|s| (*s).to_owned()).collect()).or_insert(0.0) += v;
+        }
+    }
+
+    fn set(&self, labels: &[&str], v: f64) {
+        if let Ok(mut m) = self.values.lock() {
+            m.insert(labels.iter().map(|s| (*s).to_owned()).collect(), v);
+        }
+    }
+
+    fn retain(&self, keep: impl Fn(&[String]) -> bool) {
+        if let Ok(mut m) = self.values.lock() {
+            m.retain(|k, _| keep(k));
+        }
+    }
+}
+
+/// Every metric the engine exports.
+#[derive(Default)]
+pub struct Metrics {
+    ticks: Family,
+    tick_seconds_sum: Family,
+    tick_seconds_count: Family,
+    ticks_coalesced: Family,
+    stage_seconds_sum: Family,
+    stage_seconds_count: Family,
+    stage_errors: Family,
+    stage_items: Family,
+    skipped: Family,
+    anomaly_score: Family,
+    reloads: Family,
+    webhook_requests: Family,
+}
+
+/// The families: name, type, help, label names.
+const FAMILIES: &[(&str, &str, &str, &[&str])] = &[
+    ("vigil_ticks_total", "counter", "Ticks run, by outcome.", &["pipeline", "outcome"]),
+    ("vigil_tick_duration_seconds", "summary", "Time to run a tick.", &["pipeline"]),
+    ("vigil_ticks_coalesced_total", "counter", "Triggers that fired while a tick was already pending.", &["pipeline"]),
+    ("vigil_stage_duration_seconds", "summary", "Time a stage took per tick, retries included.", &["pipeline", "stage"]),
+    ("vigil_stage_errors_total", "counter", "Stage failures (after retries).", &["pipeline", "stage"]),
+    ("vigil_stage_items_total", "counter", "Items (samples, events, scores) a stage produced.", &["pipeline", "stage"]),
+    ("vigil_skipped_total", "counter", "Input records skipped as invalid, by reason.", &["pipeline", "stage", "reason"]),
+    ("vigil_anomaly_score", "gauge", "The latest anomaly score per series.", &["pipeline", "stage", "series"]),
+    ("vigil_reloads_total", "counter", "Reloads, by outcome.", &["outcome"]),
+    ("vigil_webhook_requests_total", "counter", "Webhook requests, by answer.", &["path", "code"]),
+];
+
+impl Metrics {
+    pub fn tick(&self, pipeline: &str, ok: bool, seconds: f64) {
+        self.ticks.add(&[pipeline, if ok { "ok" } else { "failed" }], 1.0);
+        self.tick_seconds_sum.add(&[pipeline], seconds);
+        self.tick_seconds_count.add(&[pipeline], 1.0);
+    }
+
+    pub fn coalesced(&self, pipeline: &str) {
+        self.ticks_coalesced.add(&[pipeline], 1.0);
+    }
+
+    pub fn stage(&self, pipeline: &str, stage: &str, seconds: f64, items: usize, failed: bool) {
+        self.stage_seconds_sum.add(&[pipeline, stage], seconds);
+        self.stage_seconds_count.add(&[pipeline, stage], 1.0);
+        self.stage_items.add(&[pipeline, stage], items as f64);
+        if failed {
+            self.stage_errors.add(&[pipeline, stage], 1.0);
+        }
+    }
+
+    pub fn skipped(&self, pipeline: &str, stage: &str, reason: &str, n: u64) {
+        self.skipped.add(&[pipeline, stage, reason], n as f64);
+    }
+
+    pub fn score(&self, pipeline: &str, stage: &str, series: &str, score: f64) {
+        self.anomaly_score.set(&[pipeline, stage, series], score);
+    }
+
+    pub fn reload(&self, outcome: &str) {
+        self.reloads.add(&[outcome], 1.0);
+    }
+
+    pub fn webhook(&self, path: &str, code: u16) {
+        self.webhook_requests.add(&[path, &code.to_string()], 1.0);
+    }
+
+    /// Forgets the per-stage series of stages that no longer exist.
+    pub fn forget_stages(&self, keep: impl Fn(&str, &str) -> bool) {
+        for f in [&self.stage_seconds_sum, &self.stage_seconds_count, &self.stage_errors, &self.stage_items, &self.skipped, &self.anomaly_score] {
+            f.retain(|k| keep(&k[0], &k[1]));
+        }
+    }
+
+    /// Renders the text exposition format 0.0.4.
+    pub fn render(&self, version: &str) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP vigil_build_info The running version and the content hash of its sources.\n# TYPE vigil_build_info gauge");
+        let _ = writeln!(out, "vigil_build_info{{version=\"{}\",sources=\"{}\"}} 1", env!("CARGO_PKG_VERSION"), escape_label(version));
+        let families: [(&Family, Option<&Family>); 10] = [
+            (&self.ticks, None),
+            (&self.tick_seconds_sum, Some(&self.tick_seconds_count)),
+            (&self.ticks_coalesced, None),
+            (&self.stage_seconds_sum, Some(&self.stage_seconds_count)),
+            (&self.stage_errors, None),
+            (&self.stage_items, None),
+            (&self.skipped, None),
+            (&self.anomaly_score, None),
+            (&self.reloads, None),
+            (&self.webhook_requests, None),
+        ];
+        for ((name, kind, help, labels), (fam, count)) in FAMILIES.iter().zip(families) {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            let fmt_labels = |vals: &[String]| -> String {
+                let parts: Vec<String> = labels.iter().zip(vals).map(|(k, v)| format!("{k}=\"{}\"", escape_label(v))).collect();
+                format!("{{{}}}", parts.join(","))
+            };
+            let values = fam.values.lock().map(|m| m.clone()).unwrap_or_default();
+            for (k, v) in &values {
+                let suffix = if count.is_some() { "_sum" } else { "" };
+                let _ = writeln!(out, "{name}{suffix}{} {}", fmt_labels(k), fmt_value(*v));
+            }
+            if let Some(c) = count {
+                let counts = c.values.lock().map(|m| m.clone()).unwrap_or_default();
+                for (k, v) in &counts {
+                    let _ = writeln!(out, "{name}_count{} {}", fmt_labels(k), fmt_value(*v));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn fmt_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}

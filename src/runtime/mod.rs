@@ -1,0 +1,112 @@
+//! The runtime: a compiled [`Plan`](crate::plan::Plan) run on tokio.
+//!
+//! Input: a plan and its sources. Output: ticks, fired by each pipeline's triggers, that
+//! carry data down the DAG; metrics, run history and cursors in the state store.
+//!
+//! - [`ops`]: the built-in operators. Collect stages are [`Source`]s (async, with a
+//!   cursor); the others are [`Operator`]s (synchronous, streaming: state carried across
+//!   ticks, and a point is scored only from state built from earlier points).
+//! - [`engine`]: builds a pipeline's stages from its plan, runs ticks (independent stages
+//!   concurrently, per-stage timeout and retry), fires triggers, shuts down cleanly.
+//! - [`replay`]: feeds a CSV through a pipeline, causally, without the async machinery.
+//! - [`cond`]: conditions (`when:`) and message templates evaluated per item.
+//! - [`metrics`]: the counters and gauges `/metrics` serves.
+//!
+//! Invariants: a failing stage fails its tick, never the engine; no input data panics an
+//! operator — bad records are skipped, counted ([`OpCtx::skip`]) and logged.
+
+pub mod cond;
+pub mod engine;
+pub mod metrics;
+pub mod ops;
+pub mod replay;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::data::{Data, Timestamp};
+
+/// Why a stage failed a tick.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// A source could not be reached or answered badly (retried per the stage options).
+    #[error("{0}")]
+    Io(String),
+    /// The stage's input or configuration cannot be processed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The stage did not finish within its timeout.
+    #[error("timed out after {0} ms")]
+    Timeout(u64),
+}
+
+/// What an operator sees of the tick it runs in.
+#[derive(Debug, Default)]
+pub struct OpCtx {
+    /// The tick's time (wall clock, or the data's time in a replay).
+    pub now: Timestamp,
+    /// Records skipped in this tick, by reason: counted in `/metrics` and logged.
+    pub skipped: Vec<(&'static str, u64)>,
+}
+
+impl OpCtx {
+    pub fn new(now: Timestamp) -> OpCtx {
+        OpCtx { now, skipped: Vec::new() }
+    }
+
+    /// Counts a skipped record (a malformed row, a NaN, an out-of-order sample).
+    pub fn skip(&mut self, reason: &'static str) {
+        self.skip_n(reason, 1);
+    }
+
+    /// Counts `n` skipped records.
+    pub fn skip_n(&mut self, reason: &'static str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        match self.skipped.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, c)) => *c += n,
+            None => self.skipped.push((reason, n)),
+        }
+    }
+
+    /// How many records were skipped, for any reason.
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// A streaming operator: preprocess, predict, respond.
+pub trait Operator: Send {
+    /// Processes one tick's inputs (one per input slot, in slot order) and returns the
+    /// stage's output for the tick. State carried across ticks lives in `self`.
+    ///
+    /// # Errors
+    /// When the input cannot be processed at all; bad records are skipped instead.
+    fn process(&mut self, inputs: &[Data], ctx: &mut OpCtx) -> Result<Data, OpError>;
+}
+
+/// A boxed future, for the object-safe [`Source`] trait.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A collect operator: brings in what is new since its cursor.
+pub trait Source: Send {
+    /// Fetches what is new. Cancellation (dropping the future) leaves the cursor where it
+    /// was, so nothing is lost: the next tick fetches the same data again.
+    fn collect<'a>(&'a mut self, ctx: &'a mut OpCtx) -> BoxFuture<'a, Result<Data, OpError>>;
+
+    /// The position to resume from after a restart, if the source has one.
+    fn cursor(&self) -> Option<String> {
+        None
+    }
+
+    /// Resumes from a cursor saved by [`Source::cursor`]. A cursor it cannot read is
+    /// ignored (logged) and the source starts afresh.
+    fn restore(&mut self, _cursor: &str) {}
+}
+
+/// A stage's implementation.
+pub enum Step {
+    Source(Box<dyn Source>),
+    Op(Box<dyn Operator>),
+}

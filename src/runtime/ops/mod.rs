@@ -1,0 +1,217 @@
+//! The implementations of the built-in operators, and [`build`], which makes a stage's
+//! [`Step`] from its planned node (parameters already evaluated and defaulted).
+
+pub mod collect;
+pub mod predict;
+pub mod preprocess;
+pub mod respond;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::plan::StageNode;
+use crate::runtime::cond::{Condition, Template};
+use crate::runtime::Step;
+use crate::value::{SecretRef, Value};
+
+/// What building a stage needs besides its node.
+#[derive(Clone)]
+pub struct BuildEnv {
+    pub pipeline: String,
+    /// Relative paths in parameters are relative to the pipeline file's directory.
+    pub base_dir: PathBuf,
+    /// The state directory (`log` writes `outbox.jsonl` there).
+    pub state_dir: Option<PathBuf>,
+    pub client: reqwest::Client,
+    /// The pipeline's webhook event queue, when it has an `on webhook` trigger.
+    pub webhook_queue: Option<collect::EventQueue>,
+}
+
+/// Why a stage could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("operator `{0}` is not implemented yet (it comes with {1})")]
+    NotImplemented(&'static str, &'static str),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Resolves a secret reference. The value is never logged.
+///
+/// # Errors
+/// When the variable is unset or the file unreadable (naming the reference, not the value).
+pub fn resolve_secret(s: &SecretRef) -> Result<String, BuildError> {
+    match s {
+        SecretRef::Env(name) => std::env::var(name).map_err(|_| BuildError::Invalid(format!("the secret {s} is not set"))),
+        SecretRef::File(path) => std::fs::read_to_string(path).map(|v| v.trim_end_matches(['\n', '\r']).to_owned()).map_err(|e| BuildError::Invalid(format!("cannot read the secret {s}: {e}"))),
+    }
+}
+
+struct P<'a>(&'a BTreeMap<String, Value>);
+
+impl P<'_> {
+    fn get(&self, k: &str) -> &Value {
+        self.0.get(k).unwrap_or(&Value::Null)
+    }
+    fn str(&self, k: &str) -> String {
+        match self.get(k) {
+            Value::Str(s) => s.clone(),
+            _ => String::new(),
+        }
+    }
+    fn f64(&self, k: &str) -> Option<f64> {
+        match self.get(k) {
+            Value::Float(f) => Some(*f),
+            Value::Int(i) => Some(*i as f64),
+            _ => None,
+        }
+    }
+    fn int(&self, k: &str) -> i64 {
+        match self.get(k) {
+            Value::Int(i) => *i,
+            Value::Float(f) => *f as i64,
+            _ => 0,
+        }
+    }
+    fn dur(&self, k: &str) -> Option<i64> {
+        match self.get(k) {
+            Value::Duration(ms) => Some(i64::try_from(*ms).unwrap_or(i64::MAX / 4)),
+            _ => None,
+        }
+    }
+    fn bool(&self, k: &str) -> bool {
+        matches!(self.get(k), Value::Bool(true))
+    }
+    fn strs(&self, k: &str) -> Vec<String> {
+        match self.get(k) {
+            Value::List(items) => items.iter().filter_map(|v| if let Value::Str(s) = v { Some(s.clone()) } else { None }).collect(),
+            _ => Vec::new(),
+        }
+    }
+    fn map(&self, k: &str) -> Vec<(String, String)> {
+        match self.get(k) {
+            Value::Map(m) => m.iter().map(|(k, v)| (k.clone(), if let Value::Str(s) = v { s.clone() } else { v.to_source() })).collect(),
+            _ => Vec::new(),
+        }
+    }
+    fn cond(&self, k: &str) -> Result<Option<Condition>, BuildError> {
+        match self.get(k) {
+            Value::Condition(c) => Condition::parse(c).map(Some).map_err(BuildError::Invalid),
+            _ => Ok(None),
+        }
+    }
+    fn secret(&self, k: &str) -> Result<Option<String>, BuildError> {
+        match self.get(k) {
+            Value::Secret(s) => resolve_secret(s).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
+fn path(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+}
+
+/// Builds the implementation of a planned stage.
+///
+/// # Errors
+/// When the operator is not implemented yet, or a parameter cannot be used (a secret that
+/// is not set, a selector that does not parse, a template with a syntax error).
+pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
+    use preprocess::*;
+    let p = P(&node.params);
+    let invalid = BuildError::Invalid;
+    Ok(match node.operator {
+        "csv" => Step::Source(Box::new(collect::CsvSource::new(path(&env.base_dir, &p.str("path")), p.str("timestamp_column"), p.strs("value_columns"), p.map("labels")))),
+        "jsonl" => Step::Source(Box::new(collect::JsonlSource::new(path(&env.base_dir, &p.str("path")), p.str("timestamp_field"), p.str("value_field"), p.strs("label_fields")))),
+        "synthetic" => Step::Source(Box::new(collect::SyntheticSource::new(collect::SyntheticConfig {
+            seed: p.int("seed") as u64,
+            series: p.int("series").clamp(1, 100_000) as usize,
+            interval_ms: p.dur("interval").unwrap_or(1000).max(1),
+            baseline: p.f64("baseline").unwrap_or(50.0),
+            noise: p.f64("noise").unwrap_or(2.0),
+            period_ms: p.dur("period").unwrap_or(3_600_000).max(1),
+            amplitude: p.f64("amplitude").unwrap_or(10.0),
+            incident_every_ms: p.dur("incident_every").unwrap_or(600_000).max(1),
+            incident_length_ms: p.dur("incident_length").unwrap_or(60_000).max(1),
+            incident_size: p.f64("incident_size").unwrap_or(8.0),
+            speedup: p.f64("speedup").unwrap_or(1.0).max(0.001),
+        }))),
+        "prometheus.scrape" => {
+            let client = client_with_timeout(env, p.dur("timeout"))?;
+            Step::Source(Box::new(collect::ScrapeSource::new(p.str("url"), p.strs("metrics"), p.map("labels"), client)))
+        }
+        "prometheus.query_range" => {
+            let client = client_with_timeout(env, p.dur("timeout"))?;
+            let bearer = p.secret("bearer_token")?;
+            Step::Source(Box::new(collect::QueryRangeSource::new(p.str("url"), p.str("query"), p.dur("step").unwrap_or(30_000), p.dur("lookback").unwrap_or(3_600_000), bearer, client)))
+        }
+        "webhook_events" => {
+            let queue = env.webhook_queue.clone().ok_or_else(|| invalid("webhook_events needs an `on webhook` trigger".into()))?;
+            Step::Source(Box::new(collect::WebhookSource { queue }))
+        }
+        "resample" => Step::Op(Box::new(Resample::new(p.dur("every").unwrap_or(60_000), Agg::parse(&p.str("agg")).unwrap_or(Agg::Mean)))),
+        "fill" => {
+            let method = match p.str("method").as_str() {
+                "linear" => FillMethod::Linear,
+                "zero" => FillMethod::Zero,
+                "value" => FillMethod::Value(p.f64("value").ok_or_else(|| invalid("fill(method: \"value\") needs `value`".into()))?),
+                _ => FillMethod::Previous,
+            };
+            Step::Op(Box::new(Fill::new(method, p.dur("max_gap"))))
+        }
+        "normalize" => {
+            let method = match p.str("method").as_str() {
+                "minmax" => NormMethod::MinMax,
+                "robust" => NormMethod::Robust,
+                _ => NormMethod::Z,
+            };
+            Step::Op(Box::new(Normalize::new(method, p.dur("window"))))
+        }
+        "diff" => Step::Op(Box::new(Diff::new(p.int("lag").max(1) as usize, p.bool("rate")))),
+        "rolling" => Step::Op(Box::new(Rolling::new(p.dur("window").unwrap_or(3_600_000), p.strs("stats")))),
+        "window" => Step::Op(Box::new(Window::new(p.int("size").clamp(1, 1 << 20) as usize, p.int("stride").max(1) as usize))),
+        "select" => Step::Op(Box::new(Select { matchers: parse_selector(&p.str("match")).map_err(|e| invalid(format!("invalid selector `{}`: {e}", p.str("match"))))? })),
+        "aggregate" => Step::Op(Box::new(Aggregate::new(p.strs("by"), Agg::parse(&p.str("op")).unwrap_or(Agg::Sum), p.dur("every")))),
+        "zscore" => Step::Op(Box::new(predict::ZScore::new(
+            p.dur("window").unwrap_or(3_600_000),
+            p.str("method") != "standard",
+            p.f64("threshold").unwrap_or(4.0),
+            p.int("min_samples").max(1) as usize,
+        ))),
+        "threshold" => Step::Op(Box::new(predict::Threshold::new(p.f64("above"), p.f64("below"), p.dur("for").unwrap_or(0)))),
+        "log" => {
+            let option_ms = |name: &str| {
+                node.options.iter().find_map(|o| match (name, o) {
+                    ("pending_for", crate::check::StageOpt::PendingFor { ms }) | ("keep_firing_for", crate::check::StageOpt::KeepFiringFor { ms }) => Some(*ms as i64),
+                    _ => None,
+                })
+            };
+            Step::Op(Box::new(respond::Log::new(
+                env.pipeline.clone(),
+                node.key.0.clone(),
+                p.cond("when")?,
+                Template::new(&p.str("dedup")).map_err(invalid)?,
+                Template::new(&p.str("message")).map_err(invalid)?,
+                option_ms("pending_for").unwrap_or(0),
+                option_ms("keep_firing_for").unwrap_or(0),
+                env.state_dir.as_ref().map(|d| d.join("outbox.jsonl")),
+            )))
+        }
+        "autoencoder" | "forecaster" | "baseline" | "score" | "forecast" => return Err(BuildError::NotImplemented(node.operator, "the learning issue")),
+        "email" | "webhook" | "slack" | "pagerduty" | "alertmanager" | "exec" => return Err(BuildError::NotImplemented(node.operator, "the respond issue")),
+        other => return Err(invalid(format!("unknown operator `{other}`"))),
+    })
+}
+
+fn client_with_timeout(env: &BuildEnv, timeout: Option<i64>) -> Result<reqwest::Client, BuildError> {
+    match timeout {
+        None => Ok(env.client.clone()),
+        Some(ms) => reqwest::Client::builder()
+            .timeout(std::time::Duration::from_millis(ms.max(1) as u64))
+            .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| BuildError::Invalid(format!("cannot make an HTTP client: {e}"))),
+    }
+}

@@ -1,0 +1,169 @@
+//! Predict operators that need no training: `zscore` (standard or robust) and
+//! `threshold`. Both score each sample causally: from state built from earlier samples.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::data::{Data, ScoreColumn, ScoresData, SeriesId, Timestamp};
+use crate::runtime::{OpCtx, OpError, Operator};
+use crate::stats::RollingWindow;
+
+/// Maps |z| to a score in [0, 1): `z² / (z² + t²)`, so that |z| = t gives 0.5 and larger
+/// deviations approach 1.
+pub fn z_to_score(z: f64, threshold: f64) -> f64 {
+    let z2 = z * z;
+    let t2 = (threshold * threshold).max(f64::MIN_POSITIVE);
+    if !z2.is_finite() {
+        return 1.0;
+    }
+    z2 / (z2 + t2)
+}
+
+/// `zscore(window, method, threshold, min_samples)`: each sample against the statistics of
+/// the trailing window before it — mean and standard deviation, or median and MAD (scaled
+/// by 1.4826 to estimate σ). Until `min_samples` samples are in the window a sample
+/// scores 0.
+pub struct ZScore {
+    pub window: i64,
+    pub robust: bool,
+    pub threshold: f64,
+    pub min_samples: usize,
+    state: HashMap<SeriesId, RollingWindow>,
+}
+
+impl ZScore {
+    pub fn new(window: i64, robust: bool, threshold: f64, min_samples: usize) -> ZScore {
+        ZScore { window: window.max(1), robust, threshold, min_samples: min_samples.max(1), state: HashMap::new() }
+    }
+
+    /// Scores one sample of a series and adds it to the window.
+    #[inline]
+    pub fn score_one(w: &mut RollingWindow, robust: bool, threshold: f64, min_samples: usize, ts: Timestamp, v: f64, out: &mut ScoreColumn) {
+        w.evict_until(ts);
+        let stats = if w.len() >= min_samples {
+            if robust { w.median().zip(w.mad().map(|m| m * 1.4826)) } else { w.mean().zip(w.std()) }
+        } else {
+            None
+        };
+        match stats {
+            Some((center, sigma)) if center.is_finite() && sigma.is_finite() => {
+                // A flat window (σ = 0): any change is infinitely surprising; keep it finite.
+                let floor = 1e-9 * center.abs().max(1.0);
+                let s = sigma.max(floor);
+                let z = (v - center) / s;
+                out.push(ts, v, z_to_score(z, threshold), center, center - threshold * s, center + threshold * s, z.abs() >= threshold);
+            }
+            _ => out.push(ts, v, 0.0, f64::NAN, f64::NAN, f64::NAN, false),
+        }
+        w.push(ts, v);
+    }
+}
+
+impl Operator for ZScore {
+    fn process(&mut self, inputs: &[Data], _ctx: &mut OpCtx) -> Result<Data, OpError> {
+        let input = super::preprocess::series_input(inputs)?;
+        let mut out = Vec::with_capacity(input.series.len());
+        for col in &input.series {
+            let w = self.state.entry(col.id.clone()).or_insert_with(|| RollingWindow::new(self.window));
+            let mut o = ScoreColumn::new(col.id.clone());
+            for (&ts, &v) in col.ts.iter().zip(&col.values) {
+                ZScore::score_one(w, self.robust, self.threshold, self.min_samples, ts, v, &mut o);
+            }
+            out.push(o);
+        }
+        Ok(Data::Scores(Arc::new(ScoresData { series: out })))
+    }
+}
+
+/// `threshold(above, below, for)`: anomalous when the value (or, for Scores, the score)
+/// has been beyond a bound for at least `for`. Score: 1 when anomalous, 0.5 while a bound
+/// is crossed but not yet for long enough, 0 otherwise.
+pub struct Threshold {
+    pub above: Option<f64>,
+    pub below: Option<f64>,
+    pub for_ms: i64,
+    since: HashMap<SeriesId, Timestamp>,
+}
+
+impl Threshold {
+    pub fn new(above: Option<f64>, below: Option<f64>, for_ms: i64) -> Threshold {
+        Threshold { above, below, for_ms, since: HashMap::new() }
+    }
+
+    fn one(&mut self, id: &SeriesId, ts: Timestamp, v: f64, value: f64, out: &mut ScoreColumn) {
+        let crossed = self.above.is_some_and(|a| v > a) || self.below.is_some_and(|b| v < b);
+        let (score, anomalous) = if crossed {
+            let since = *self.since.entry(id.clone()).or_insert(ts);
+            if ts - since >= self.for_ms { (1.0, true) } else { (0.5, false) }
+        } else {
+            self.since.remove(id);
+            (0.0, false)
+        };
+        let (lo, hi) = (self.below.unwrap_or(f64::NAN), self.above.unwrap_or(f64::NAN));
+        out.push(ts, value, score, f64::NAN, lo, hi, anomalous);
+    }
+}
+
+impl Operator for Threshold {
+    fn process(&mut self, inputs: &[Data], _ctx: &mut OpCtx) -> Result<Data, OpError> {
+        let mut out = Vec::new();
+        match inputs.first() {
+            Some(Data::Series(s)) => {
+                for col in &s.series {
+                    let mut o = ScoreColumn::new(col.id.clone());
+                    for (&ts, &v) in col.ts.iter().zip(&col.values) {
+                        self.one(&col.id, ts, v, v, &mut o);
+                    }
+                    out.push(o);
+                }
+            }
+            Some(Data::Scores(s)) => {
+                for col in &s.series {
+                    let mut o = ScoreColumn::new(col.id.clone());
+                    for i in 0..col.len() {
+                        self.one(&col.id, col.ts[i], col.score[i], col.value[i], &mut o);
+                    }
+                    out.push(o);
+                }
+            }
+            Some(other) => return Err(OpError::Invalid(format!("threshold takes Series or Scores, got {}", other.kind()))),
+            None => return Err(OpError::Invalid("missing input".into())),
+        }
+        Ok(Data::Scores(Arc::new(ScoresData { series: out })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{SeriesColumn, SeriesData};
+
+    #[test]
+    fn zscore_is_causal_and_flags_a_spike() {
+        let mut c = SeriesColumn::new(SeriesId::named("x"));
+        for i in 0..100 {
+            c.push(i * 1000, 10.0 + (i % 3) as f64);
+        }
+        c.push(100_000, 50.0);
+        let mut z = ZScore::new(3_600_000, true, 4.0, 30);
+        let out = z.process(&[Data::Series(Arc::new(SeriesData { series: vec![c] }))], &mut OpCtx::new(0)).unwrap();
+        let Data::Scores(s) = out else { panic!() };
+        let col = &s.series[0];
+        assert_eq!(col.len(), 101, "one score per input sample");
+        assert_eq!(col.score[0], 0.0, "no score before min_samples");
+        assert!(col.anomalous[100] && col.score[100] > 0.9);
+        assert!(!col.anomalous[50]);
+        assert!(col.score.iter().all(|s| (0.0..=1.0).contains(s)));
+    }
+
+    #[test]
+    fn threshold_waits_for_its_duration() {
+        let mut c = SeriesColumn::new(SeriesId::named("x"));
+        for (t, v) in [(0, 95.0), (60_000, 96.0), (120_000, 97.0), (180_000, 10.0)] {
+            c.push(t, v);
+        }
+        let mut th = Threshold::new(Some(90.0), None, 120_000);
+        let Data::Scores(s) = th.process(&[Data::Series(Arc::new(SeriesData { series: vec![c] }))], &mut OpCtx::new(0)).unwrap() else { panic!() };
+        assert_eq!(s.series[0].anomalous, vec![false, false, true, false]);
+    }
+}
