@@ -16,7 +16,7 @@
 //! - scores for a timestamp that a stage (such as `resample`) emits only after the chunk
 //!   ends are 0 for the rows of that timestamp.
 
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -28,6 +28,10 @@ use crate::syntax::ast::StageKind;
 
 /// Rows fed per chunk.
 pub const CHUNK_ROWS: usize = 1 << 16;
+
+/// The longest line read; longer ones are skipped as malformed (and written with score 0
+/// and empty fields), so that a file without line breaks cannot exhaust memory.
+pub const MAX_LINE: usize = 1 << 20;
 
 /// Why a replay could not run.
 #[derive(Debug, thiserror::Error)]
@@ -156,10 +160,25 @@ pub fn replay(p: &PipelinePlan, base_dir: &Path, input: &Path, output: &Path) ->
         let mut col = SeriesColumn::new(id.clone());
         while spans.len() < CHUNK_ROWS {
             let start = lines.len();
-            let n = rd.read_until(b'\n', &mut lines).map_err(rerr)?;
+            let n = (&mut rd).take(MAX_LINE as u64).read_until(b'\n', &mut lines).map_err(rerr)?;
             if n == 0 {
                 eof = true;
                 break;
+            }
+            if n == MAX_LINE && lines.last() != Some(&b'\n') {
+                // A line longer than any row: skip the rest of it, keep one output row.
+                let mut rest = Vec::new();
+                loop {
+                    rest.clear();
+                    let m = (&mut rd).take(MAX_LINE as u64).read_until(b'\n', &mut rest).map_err(rerr)?;
+                    if m < MAX_LINE || rest.last() == Some(&b'\n') {
+                        break;
+                    }
+                }
+                lines.truncate(start);
+                report.malformed += 1;
+                spans.push((start, start, start, start, Row::Skipped));
+                continue;
             }
             let mut end = lines.len();
             while end > start && (lines[end - 1] == b'\n' || lines[end - 1] == b'\r') {
@@ -196,7 +215,8 @@ pub fn replay(p: &PipelinePlan, base_dir: &Path, input: &Path, output: &Path) ->
                     Row::Skipped
                 }
             };
-            let (tf, vf) = (ts_field.unwrap_or((start, start)), v_field.unwrap_or((start, start)));
+            // Unreadable fields are written back empty.
+            let (tf, vf) = (ts_field.unwrap_or((0, 0)), v_field.unwrap_or((0, 0)));
             spans.push((start + tf.0, start + tf.1, start + vf.0, start + vf.1, row));
         }
         if spans.is_empty() {

@@ -112,10 +112,17 @@ fn read_new_lines(path: &PathBuf, offset: u64) -> Result<(Vec<u8>, u64, bool), O
     let want = ((len - start) as usize).min(MAX_READ);
     let mut buf = vec![0u8; want];
     f.read_exact(&mut buf).map_err(|e| OpError::Io(format!("cannot read `{}`: {e}", path.display())))?;
-    // Whole lines only: a line still being written is read on a later tick.
-    let keep = memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1);
-    buf.truncate(keep);
-    Ok((buf, start + keep as u64, truncated))
+    // Whole lines only: a line still being written is read on a later tick. A full read
+    // with no line break at all is not a line anyone is writing: it is skipped (the
+    // caller counts it) so that the source moves on.
+    match memchr::memrchr(b'\n', &buf) {
+        Some(i) => {
+            buf.truncate(i + 1);
+            Ok((buf, start + i as u64 + 1, truncated))
+        }
+        None if want == MAX_READ => Ok((Vec::new(), start + want as u64, truncated)),
+        None => Ok((Vec::new(), start, truncated)),
+    }
 }
 
 /// The cursor of a file source.
@@ -194,9 +201,17 @@ impl Source for CsvSource {
             let path = self.path.clone();
             let offset = self.cursor.offset;
             let (buf, next, truncated) = tokio::task::spawn_blocking(move || read_new_lines(&path, offset)).await.map_err(|e| OpError::Io(e.to_string()))??;
+            if buf.is_empty() && next > offset {
+                ctx.skip("malformed_row");
+                tracing::warn!(file = %self.path.display(), bytes = next - offset, "skipped bytes without a line break");
+            }
             if truncated {
                 tracing::warn!(file = %self.path.display(), "the file is shorter than what was read: reading it again from the start");
                 self.cursor.header = None;
+            }
+            if buf.is_empty() {
+                self.cursor.offset = next;
+                return Ok(Data::Series(Arc::new(SeriesData::default())));
             }
             let text = String::from_utf8_lossy(&buf);
             let saved = self.cursor.header.clone();
@@ -287,6 +302,10 @@ impl Source for JsonlSource {
             let path = self.path.clone();
             let offset = self.cursor.offset;
             let (buf, next, truncated) = tokio::task::spawn_blocking(move || read_new_lines(&path, offset)).await.map_err(|e| OpError::Io(e.to_string()))??;
+            if buf.is_empty() && next > offset {
+                ctx.skip("malformed_row");
+                tracing::warn!(file = %self.path.display(), bytes = next - offset, "skipped bytes without a line break");
+            }
             if truncated {
                 tracing::warn!(file = %self.path.display(), "the file is shorter than what was read: reading it again from the start");
             }

@@ -1,0 +1,230 @@
+//! The engine, in process: ticks, failures that fail a tick but not the engine, the run
+//! history and cursors in a real SQLite file, webhooks over real HTTP, timeouts, retries.
+
+mod common;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use vigil::runtime::engine::{build_pipeline, run_tick, Engine, Shared};
+use vigil::store::{SqliteStore, Store};
+
+fn compile(dir: &TempDir, src: &str) -> vigil::Compiled {
+    let file = dir.join("p.vigil");
+    std::fs::write(&file, src).unwrap();
+    let out = vigil::compile(&[file]).unwrap();
+    assert!(out.plan.is_some(), "{:?}", out.diagnostics);
+    out
+}
+
+async fn store(dir: &TempDir) -> Arc<dyn Store> {
+    Arc::new(SqliteStore::open(&dir.join("state")).await.unwrap())
+}
+
+/// Polls an async condition (never a fixed sleep).
+async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn metric(shared: &Shared, needle: &str) -> f64 {
+    shared.metrics.render("").lines().find(|l| l.starts_with(needle)).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_stage_fails_its_tick_not_the_engine() {
+    let dir = TempDir::new("engine-fail");
+    let out = compile(&dir, "pipeline p {\n  every 50ms\n  collect raw = csv(path: \"data.csv\")\n  predict s = zscore(raw, min_samples: 2)\n  respond r = log(s)\n}\n");
+    let store = store(&dir).await;
+    let engine = Engine::start(out.plan.as_ref().unwrap(), &out.sources, &out.version, store.clone(), None).await.unwrap();
+    let shared = engine.shared.clone();
+    until("two failed ticks", async || (metric(&shared, "vigil_ticks_total{pipeline=\"p\",outcome=\"failed\"}") >= 2.0).then_some(())).await;
+    let runs = store.recent_runs("p", 10).await.unwrap();
+    let failed = runs.iter().find(|r| r.status == "failed").expect("a failed run in the history");
+    assert_eq!(failed.failed_stage.as_deref(), Some("p.raw"));
+    let err = failed.error.as_deref().unwrap();
+    assert!(err.contains("p.vigil:3:3") && err.contains("data.csv"), "the error names the stage's source position and the file: {err}");
+    assert_eq!(failed.version, out.version, "each run records the pipeline version it used");
+    // The engine keeps ticking, and recovers once the file appears.
+    std::fs::write(dir.path().join("data.csv"), "timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:01:00,2\n2024-01-01 00:02:00,3\n").unwrap();
+    until("an ok tick", async || (metric(&shared, "vigil_ticks_total{pipeline=\"p\",outcome=\"ok\"}") >= 1.0).then_some(())).await;
+    assert!(metric(&shared, "vigil_stage_errors_total{pipeline=\"p\",stage=\"p.raw\"}") >= 2.0);
+    assert!(engine.shutdown(Duration::from_secs(5)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursors_survive_a_restart() {
+    let dir = TempDir::new("engine-cursor");
+    let csv = dir.path().join("data.csv");
+    let mut rows = String::from("timestamp,value\n");
+    for i in 0..10 {
+        rows.push_str(&format!("2024-01-01 00:{i:02}:00,{i}\n"));
+    }
+    std::fs::write(&csv, rows).unwrap();
+    let src = "pipeline p {\n  every 50ms\n  collect raw = csv(path: \"data.csv\")\n  predict _s = zscore(raw)\n}\n";
+    let out = compile(&dir, src);
+    let plan = out.plan.as_ref().unwrap();
+    let store = store(&dir).await;
+    let engine = Engine::start(plan, &out.sources, &out.version, store.clone(), None).await.unwrap();
+    // 10 samples and 10 scores.
+    until("the first ten rows", async || store.recent_runs("p", 50).await.unwrap().iter().any(|r| r.items == 20).then_some(())).await;
+    assert!(engine.shutdown(Duration::from_secs(5)).await);
+    let mut f = std::fs::OpenOptions::new().append(true).open(&csv).unwrap();
+    for i in 10..13 {
+        writeln!(f, "2024-01-01 00:{i:02}:00,{i}").unwrap();
+    }
+    drop(f);
+    let before = store.recent_runs("p", 1000).await.unwrap().len();
+    let engine = Engine::start(plan, &out.sources, &out.version, store.clone(), None).await.unwrap();
+    let runs = until("the three new rows", async || {
+        let runs = store.recent_runs("p", 1000).await.unwrap();
+        runs.iter().take(runs.len() - before).any(|r| r.items > 0).then_some(runs)
+    })
+    .await;
+    let after: Vec<i64> = runs.iter().take(runs.len() - before).map(|r| r.items).filter(|i| *i > 0).collect();
+    assert_eq!(after, vec![6], "only the rows appended while stopped are read again");
+    assert!(engine.shutdown(Duration::from_secs(5)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_over_real_http() {
+    let dir = TempDir::new("engine-webhook");
+    let src = r#"pipeline alerts {
+  on webhook "/hooks/am"
+  collect events = webhook_events(format: "alertmanager", max_body: 2000)
+  preprocess counts = aggregate(events, by: ["alertname"], op: "count")
+  predict storm = threshold(counts, above: 1.0)
+  respond r = log(storm)
+}
+"#;
+    let out = compile(&dir, src);
+    let engine = Engine::start(out.plan.as_ref().unwrap(), &out.sources, &out.version, store(&dir).await, None).await.unwrap();
+    let shared = engine.shared.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, vigil::server::router(shared)).await });
+    let shared = engine.shared.clone();
+    let payload = r#"{"version":"4","status":"firing","receiver":"vigil","groupKey":"g","groupLabels":{},"commonLabels":{},"commonAnnotations":{},"externalURL":"http://am","alerts":[
+      {"status":"firing","labels":{"alertname":"HighCPU"},"annotations":{},"startsAt":"2024-01-01T00:00:00Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"a"},
+      {"status":"firing","labels":{"alertname":"HighCPU"},"annotations":{},"startsAt":"2024-01-01T00:00:01Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"b"}]}"#;
+    let post = move |body: String| tokio::task::spawn_blocking(move || http("POST", port, "/hooks/am", &body, &[("Content-Type", "application/json")]).unwrap());
+    let (code, body) = post(payload.to_owned()).await.unwrap();
+    assert_eq!(code, 202, "{body}");
+    assert!(body.contains("\"accepted\":2"), "{body}");
+    until("the events to be counted", async || (metric(&shared, "vigil_stage_items_total{pipeline=\"alerts\",stage=\"alerts.counts\"}") >= 1.0).then_some(())).await;
+    assert_eq!(metric(&shared, "vigil_stage_items_total{pipeline=\"alerts\",stage=\"alerts.events\"}"), 2.0);
+    let (code, body) = post("{not json".to_owned()).await.unwrap();
+    assert_eq!(code, 400, "{body}");
+    let (code, _) = post(format!("{{\"alerts\": [], \"pad\": \"{}\"}}", "x".repeat(3000))).await.unwrap();
+    assert_eq!(code, 413);
+    let (code, _) = tokio::task::spawn_blocking(move || http_get(port, "/hooks/am").unwrap()).await.unwrap();
+    assert_eq!(code, 405);
+    let (code, _) = tokio::task::spawn_blocking(move || http("POST", port, "/hooks/nope", "{}", &[]).unwrap()).await.unwrap();
+    assert_eq!(code, 404);
+    assert!(engine.shutdown(Duration::from_secs(5)).await);
+}
+
+/// A TCP server that accepts connections and answers the `n`-th one (0-based) with a
+/// Prometheus exposition if `n >= answer_from`, and otherwise closes it (or, with `hang`,
+/// never answers). Returns its port and a connection counter.
+fn flaky_server(answer_from: usize, hang: bool) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let n = c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n < answer_from {
+                if hang {
+                    held.push(s);
+                }
+                continue;
+            }
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let body = "# TYPE up gauge\nup{job=\"x\"} 1\n";
+            let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    (port, count)
+}
+
+fn single_stage_plan(dir: &TempDir, url: &str, options: &str) -> vigil::Compiled {
+    compile(dir, &format!("pipeline p {{\n  every 1h\n  collect raw = prometheus.scrape(url: \"{url}\") {{ {options} }}\n  predict _s = zscore(raw)\n}}\n"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_with_backoff_until_the_source_answers() {
+    let dir = TempDir::new("engine-retry");
+    let (port, count) = flaky_server(2, false);
+    let out = single_stage_plan(&dir, &format!("http://127.0.0.1:{port}/metrics"), "retry 3 backoff 10ms");
+    let p = build_pipeline(&out.plan.as_ref().unwrap().pipelines[0], &out.sources, &out.version, None, None, 1).unwrap();
+    let shared = Shared::default();
+    let report = run_tick(&p, &shared, vigil::time::now_ms()).await;
+    assert!(report.ok, "{:?}", report.error);
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 3, "two failures, then the third attempt answers");
+    // With fewer retries than failures, the tick fails.
+    let (port, _) = flaky_server(5, false);
+    let out = single_stage_plan(&dir, &format!("http://127.0.0.1:{port}/metrics"), "retry 1 backoff 10ms");
+    let p = build_pipeline(&out.plan.as_ref().unwrap().pipelines[0], &out.sources, &out.version, None, None, 1).unwrap();
+    let report = run_tick(&p, &shared, vigil::time::now_ms()).await;
+    assert!(!report.ok);
+    assert_eq!(report.failed_stage.as_deref(), Some("p.raw"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_that_hangs_times_out() {
+    let dir = TempDir::new("engine-timeout");
+    let (port, _) = flaky_server(usize::MAX, true);
+    let out = single_stage_plan(&dir, &format!("http://127.0.0.1:{port}/metrics"), "timeout 200ms");
+    let p = build_pipeline(&out.plan.as_ref().unwrap().pipelines[0], &out.sources, &out.version, None, None, 1).unwrap();
+    let report = run_tick(&p, &Shared::default(), vigil::time::now_ms()).await;
+    assert!(!report.ok);
+    assert!(report.error.as_deref().unwrap().contains("timed out after 200 ms"), "{:?}", report.error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unimplemented_operator_refuses_to_start_with_its_position() {
+    let dir = TempDir::new("engine-unimpl");
+    let out = compile(&dir, "pipeline p {\n  every 1s\n  collect raw = synthetic()\n  train m = autoencoder(raw)\n  predict s = m.score(raw)\n  respond r = log(s)\n}\n");
+    let err = Engine::start(out.plan.as_ref().unwrap(), &out.sources, &out.version, store(&dir).await, None).await.err().expect("refused");
+    let msg = err.to_string();
+    assert!(msg.contains("p.vigil:4:3") && msg.contains("autoencoder") && msg.contains("not implemented"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_file_without_line_breaks_is_skipped_not_hung_on() {
+    use vigil::runtime::{OpCtx, Source};
+    let dir = TempDir::new("engine-huge");
+    let path = dir.join("huge.csv");
+    // A sparse 1 GB file of NUL bytes: no line break anywhere.
+    std::fs::File::create(&path).unwrap().set_len(1 << 30).unwrap();
+    let mut src = vigil::runtime::ops::collect::CsvSource::new(path, "timestamp".into(), vec!["value".into()], vec![]);
+    let mut ticks = 0;
+    let mut skipped = 0;
+    loop {
+        let mut ctx = OpCtx::new(0);
+        src.collect(&mut ctx).await.unwrap();
+        skipped += ctx.skipped_total();
+        ticks += 1;
+        let offset: u64 = serde_json::from_str::<serde_json::Value>(&src.cursor().unwrap()).unwrap()["offset"].as_u64().unwrap();
+        if offset == 1 << 30 {
+            break;
+        }
+        assert!(ticks < 100, "the source does not move through the file");
+    }
+    assert_eq!(ticks, 16, "64 MiB per tick");
+    assert_eq!(skipped, 16);
+}
