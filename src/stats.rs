@@ -255,6 +255,12 @@ impl RollingWindow {
     /// `|x - median|`. Multiply by [`MAD_TO_SIGMA`] for a normal-consistent sigma.
     /// O(log n).
     pub fn mad(&self) -> Option<f64> {
+        self.median_mad().map(|(_, mad)| mad)
+    }
+
+    /// The median and the MAD together, sharing the median's computation (the robust
+    /// z-score needs both for every sample).
+    pub fn median_mad(&self) -> Option<(f64, f64)> {
         let m = self.median()?;
         let x = &self.sorted;
         let n = x.len();
@@ -263,12 +269,8 @@ impl RollingWindow {
         let p = x.partition_point(|&v| v < m);
         let left = |i: usize| m - x[p - 1 - i];
         let right = |j: usize| x[p + j] - m;
-        let kth = |k: usize| kth_of_two(p, left, n - p, right, k);
-        if n % 2 == 1 {
-            Some(kth(n / 2))
-        } else {
-            Some(kth(n / 2 - 1).midpoint(kth(n / 2)))
-        }
+        let (lo, hi) = kth_pair_of_two(p, left, n - p, right, n / 2 - usize::from(n % 2 == 0));
+        Some((m, if n % 2 == 1 { lo } else { lo.midpoint(hi) }))
     }
 
     /// The quantile `q` (in `[0, 1]`) with linear interpolation between order
@@ -428,9 +430,44 @@ fn quantile_sorted(x: &[f64], q: f64) -> f64 {
     r.max(a).min(b)
 }
 
+/// The k-th and (k+1)-th smallest (0-based) elements of the union of two non-decreasing
+/// sequences, from one binary search: after the split that takes the k + 1 smallest, the
+/// next element is the smaller of the two sequences' next ones. The second is NaN when
+/// there is no (k+1)-th element.
+fn kth_pair_of_two(a_len: usize, a: impl Fn(usize) -> f64, b_len: usize, b: impl Fn(usize) -> f64, k: usize) -> (f64, f64) {
+    debug_assert!(k < a_len + b_len);
+    let need = (k + 1).min(a_len + b_len);
+    let mut lo = need.saturating_sub(b_len);
+    let mut hi = need.min(a_len);
+    while lo < hi {
+        let i = lo + (hi - lo) / 2;
+        let j = need - i;
+        if b(j - 1) > a(i) {
+            lo = i + 1;
+        } else {
+            hi = i;
+        }
+    }
+    let (i, j) = (lo, need - lo);
+    let kth = match (i > 0, j > 0) {
+        (true, true) => a(i - 1).max(b(j - 1)),
+        (true, false) => a(i - 1),
+        (false, true) => b(j - 1),
+        (false, false) => f64::NAN,
+    };
+    let next = match (i < a_len, j < b_len) {
+        (true, true) => a(i).min(b(j)),
+        (true, false) => a(i),
+        (false, true) => b(j),
+        (false, false) => f64::NAN,
+    };
+    (kth, next)
+}
+
 /// The k-th smallest (0-based) element of the union of two non-decreasing sequences
 /// `a(0..a_len)` and `b(0..b_len)`, for `k < a_len + b_len`, by binary search on how
 /// many of the `k + 1` smallest come from `a`. O(log min(a_len, b_len)) lookups.
+#[cfg(test)]
 fn kth_of_two(a_len: usize, a: impl Fn(usize) -> f64, b_len: usize, b: impl Fn(usize) -> f64, k: usize) -> f64 {
     debug_assert!(k < a_len + b_len);
     let need = (k + 1).min(a_len + b_len);

@@ -27,7 +27,7 @@ use crate::runtime::{OpCtx, Step};
 use crate::syntax::ast::StageKind;
 
 /// Rows fed per chunk.
-pub const CHUNK_ROWS: usize = 1 << 16;
+pub const CHUNK_ROWS: usize = 1 << 13;
 
 /// The longest line read; longer ones are skipped as malformed (and written with score 0
 /// and empty fields), so that a file without line breaks cannot exhaust memory.

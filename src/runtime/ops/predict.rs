@@ -41,7 +41,7 @@ impl ZScore {
     pub fn score_one(w: &mut RollingWindow, robust: bool, threshold: f64, min_samples: usize, ts: Timestamp, v: f64, out: &mut ScoreColumn) {
         w.evict_until(ts);
         let stats = if w.len() >= min_samples {
-            if robust { w.median().zip(w.mad().map(|m| m * 1.4826)) } else { w.mean().zip(w.std()) }
+            if robust { w.median_mad().map(|(m, mad)| (m, mad * 1.4826)) } else { w.mean().zip(w.std()) }
         } else {
             None
         };
