@@ -469,28 +469,7 @@ fn kth_pair_of_two(a_len: usize, a: impl Fn(usize) -> f64, b_len: usize, b: impl
 /// many of the `k + 1` smallest come from `a`. O(log min(a_len, b_len)) lookups.
 #[cfg(test)]
 fn kth_of_two(a_len: usize, a: impl Fn(usize) -> f64, b_len: usize, b: impl Fn(usize) -> f64, k: usize) -> f64 {
-    debug_assert!(k < a_len + b_len);
-    let need = (k + 1).min(a_len + b_len);
-    // i elements from a and need - i from b; i is the smallest count for which
-    // b's last taken element is not above a's first untaken one.
-    let mut lo = need.saturating_sub(b_len);
-    let mut hi = need.min(a_len);
-    while lo < hi {
-        let i = lo + (hi - lo) / 2; // i < a_len and 1 <= need - i <= b_len
-        let j = need - i;
-        if b(j - 1) > a(i) {
-            lo = i + 1;
-        } else {
-            hi = i;
-        }
-    }
-    let (i, j) = (lo, need - lo);
-    match (i > 0, j > 0) {
-        (true, true) => a(i - 1).max(b(j - 1)),
-        (true, false) => a(i - 1),
-        (false, true) => b(j - 1),
-        (false, false) => f64::NAN, // need == 0: only for empty inputs
-    }
+    kth_pair_of_two(a_len, a, b_len, b, k).0
 }
 
 #[cfg(test)]

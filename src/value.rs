@@ -81,14 +81,7 @@ impl Value {
             Value::List(items) => {
                 let mut elem: Option<Scalar> = None;
                 for i in items {
-                    let s = match i.ty()? {
-                        Ty::Int => Scalar::Int,
-                        Ty::Float => Scalar::Float,
-                        Ty::Bool => Scalar::Bool,
-                        Ty::String => Scalar::String,
-                        Ty::Duration => Scalar::Duration,
-                        _ => return None,
-                    };
+                    let s = Scalar::from_ty(i.ty()?)?;
                     elem = match (elem, s) {
                         (None, s) => Some(s),
                         (Some(a), b) if a == b => Some(a),

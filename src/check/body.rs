@@ -950,29 +950,11 @@ impl Body<'_, '_, '_> {
             },
             ExprKind::Unary(op, inner) => {
                 let t = self.infer(local, inner)?;
-                match (op, t) {
-                    (ast::UnaryOp::Neg, Ty::Int | Ty::Float) => t,
-                    (ast::UnaryOp::Not, Ty::Bool) => Ty::Bool,
-                    _ => {
-                        let (word, need) = if *op == ast::UnaryOp::Neg { ("-", "a number") } else { ("not", "a Bool") };
-                        self.cx.diags.push(Diagnostic::error(Code::E0317, e.span, format!("`{word}` cannot apply to a {t}")).with_label(format!("a {t}")).with_help(format!("`{word}` takes {need}")));
-                        return None;
-                    }
-                }
+                self.unary_type(*op, t, e.span)?
             }
             ExprKind::Binary(op, l, r) => {
                 let (lt, rt) = (self.infer(local, l)?, self.infer(local, r)?);
-                match binary_type(*op, lt, rt) {
-                    Some(t) => t,
-                    None => {
-                        self.cx.diags.push(
-                            Diagnostic::error(Code::E0317, e.span, format!("`{}` cannot combine a {lt} and a {rt}", op.as_str()))
-                                .with_label("invalid operands")
-                                .with_help("arithmetic takes numbers (and durations with integers), `and`/`or` take Bools"),
-                        );
-                        return None;
-                    }
-                }
+                self.binary_type(*op, lt, rt, e.span)?
             }
             ExprKind::Field(..) | ExprKind::Call { .. } | ExprKind::Pipe(..) => {
                 self.cx.diags.push(
@@ -1241,35 +1223,41 @@ impl Body<'_, '_, '_> {
             }
             ExprKind::Unary(op, inner) => {
                 let t = self.cond_type(inner, input_ty, local)?;
-                match (op, t) {
-                    (ast::UnaryOp::Neg, Ty::Int | Ty::Float) => t,
-                    (ast::UnaryOp::Not, Ty::Bool) => Ty::Bool,
-                    _ => {
-                        let word = if *op == ast::UnaryOp::Neg { "-" } else { "not" };
-                        self.cx.diags.push(Diagnostic::error(Code::E0317, e.span, format!("`{word}` cannot apply to a {t}")).with_label(format!("a {t}")).with_help(if word == "-" { "`-` takes a number" } else { "`not` takes a Bool" }));
-                        return None;
-                    }
-                }
+                self.unary_type(*op, t, e.span)?
             }
             ExprKind::Binary(op, l, r) => {
                 let lt = self.cond_type(l, input_ty, local);
                 let rt = self.cond_type(r, input_ty, local);
-                let (lt, rt) = (lt?, rt?);
-                // Maps (labels) compare with strings by key lookups at run time; allow `==`.
-                match binary_type(*op, lt, rt) {
-                    Some(t) => t,
-                    None => {
-                        self.cx.diags.push(
-                            Diagnostic::error(Code::E0317, e.span, format!("`{}` cannot combine a {lt} and a {rt}", op.as_str()))
-                                .with_label("invalid operands")
-                                .with_help("compare numbers with numbers and strings with strings; combine Bools with `and`, `or`"),
-                        );
-                        return None;
-                    }
-                }
+                self.binary_type(*op, lt?, rt?, e.span)?
             }
             _ => return None,
         })
+    }
+
+    /// The type of a unary operation, or E0317.
+    fn unary_type(&mut self, op: ast::UnaryOp, t: Ty, span: Span) -> Option<Ty> {
+        match (op, t) {
+            (ast::UnaryOp::Neg, Ty::Int | Ty::Float) => Some(t),
+            (ast::UnaryOp::Not, Ty::Bool) => Some(Ty::Bool),
+            _ => {
+                let (word, need) = if op == ast::UnaryOp::Neg { ("-", "a number") } else { ("not", "a Bool") };
+                self.cx.diags.push(Diagnostic::error(Code::E0317, span, format!("`{word}` cannot apply to a {t}")).with_label(format!("a {t}")).with_help(format!("`{word}` takes {need}")));
+                None
+            }
+        }
+    }
+
+    /// The type of a binary operation, or E0317.
+    fn binary_type(&mut self, op: ast::BinaryOp, lt: Ty, rt: Ty, span: Span) -> Option<Ty> {
+        let t = binary_type(op, lt, rt);
+        if t.is_none() {
+            self.cx.diags.push(
+                Diagnostic::error(Code::E0317, span, format!("`{}` cannot combine a {lt} and a {rt}", op.as_str()))
+                    .with_label("invalid operands")
+                    .with_help("arithmetic takes numbers (and durations with integers), comparisons take like with like, `and`/`or` take Bools"),
+            );
+        }
+        t
     }
 
     fn warn_unused(&mut self, stages: &[super::CheckedStage], used: &HashSet<String>) {

@@ -56,7 +56,8 @@ impl Scalar {
         }
     }
 
-    fn from_ty(t: Ty) -> Option<Scalar> {
+    /// The scalar of a value type, if it is one.
+    pub fn from_ty(t: Ty) -> Option<Scalar> {
         Some(match t {
             Ty::Int => Scalar::Int,
             Ty::Float => Scalar::Float,

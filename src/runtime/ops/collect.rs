@@ -195,25 +195,47 @@ impl CsvSource {
     }
 }
 
+impl FileCursor {
+    /// Reads what was appended to `path` since the cursor, off the async threads. Skipped
+    /// bytes (a full read without a line break) are counted; a truncated file restarts
+    /// from the beginning (`on_truncate` resets what depends on the old content). Returns
+    /// the text and the offset to commit once it has been used.
+    async fn read_new(&mut self, path: &std::path::Path, ctx: &mut OpCtx) -> Result<(String, u64), OpError> {
+        let owned = path.to_path_buf();
+        let offset = self.offset;
+        let (buf, next, truncated) = tokio::task::spawn_blocking(move || read_new_lines(&owned, offset)).await.map_err(|e| OpError::Io(e.to_string()))??;
+        if truncated {
+            tracing::warn!(file = %path.display(), "the file is shorter than what was read: reading it again from the start");
+            self.header = None;
+        }
+        if buf.is_empty() && next > offset {
+            ctx.skip("malformed_row");
+            tracing::warn!(file = %path.display(), bytes = next - offset, "skipped bytes without a line break");
+        }
+        Ok((String::from_utf8_lossy(&buf).into_owned(), next))
+    }
+
+    fn save(&self) -> Option<String> {
+        serde_json::to_string(self).ok()
+    }
+
+    fn load(&mut self, path: &std::path::Path, cursor: &str) {
+        match serde_json::from_str(cursor) {
+            Ok(c) => *self = c,
+            Err(e) => tracing::warn!(file = %path.display(), error = %e, "ignoring an unreadable cursor"),
+        }
+    }
+}
+
 impl Source for CsvSource {
     fn collect<'a>(&'a mut self, ctx: &'a mut OpCtx) -> BoxFuture<'a, Result<Data, OpError>> {
         Box::pin(async move {
             let path = self.path.clone();
-            let offset = self.cursor.offset;
-            let (buf, next, truncated) = tokio::task::spawn_blocking(move || read_new_lines(&path, offset)).await.map_err(|e| OpError::Io(e.to_string()))??;
-            if buf.is_empty() && next > offset {
-                ctx.skip("malformed_row");
-                tracing::warn!(file = %self.path.display(), bytes = next - offset, "skipped bytes without a line break");
-            }
-            if truncated {
-                tracing::warn!(file = %self.path.display(), "the file is shorter than what was read: reading it again from the start");
-                self.cursor.header = None;
-            }
-            if buf.is_empty() {
+            let (text, next) = self.cursor.read_new(&path, ctx).await?;
+            if text.is_empty() {
                 self.cursor.offset = next;
                 return Ok(Data::Series(Arc::new(SeriesData::default())));
             }
-            let text = String::from_utf8_lossy(&buf);
             let saved = self.cursor.header.clone();
             match self.parse_lines(&text, ctx) {
                 Ok(data) => {
@@ -231,14 +253,11 @@ impl Source for CsvSource {
     }
 
     fn cursor(&self) -> Option<String> {
-        serde_json::to_string(&self.cursor).ok()
+        self.cursor.save()
     }
 
     fn restore(&mut self, cursor: &str) {
-        match serde_json::from_str(cursor) {
-            Ok(c) => self.cursor = c,
-            Err(e) => tracing::warn!(file = %self.path.display(), error = %e, "ignoring an unreadable cursor"),
-        }
+        self.cursor.load(&self.path, cursor);
     }
 }
 
@@ -300,16 +319,7 @@ impl Source for JsonlSource {
     fn collect<'a>(&'a mut self, ctx: &'a mut OpCtx) -> BoxFuture<'a, Result<Data, OpError>> {
         Box::pin(async move {
             let path = self.path.clone();
-            let offset = self.cursor.offset;
-            let (buf, next, truncated) = tokio::task::spawn_blocking(move || read_new_lines(&path, offset)).await.map_err(|e| OpError::Io(e.to_string()))??;
-            if buf.is_empty() && next > offset {
-                ctx.skip("malformed_row");
-                tracing::warn!(file = %self.path.display(), bytes = next - offset, "skipped bytes without a line break");
-            }
-            if truncated {
-                tracing::warn!(file = %self.path.display(), "the file is shorter than what was read: reading it again from the start");
-            }
-            let text = String::from_utf8_lossy(&buf);
+            let (text, next) = self.cursor.read_new(&path, ctx).await?;
             let mut out = Collector::default();
             for line in text.split('\n') {
                 if !line.trim().is_empty() {
@@ -322,14 +332,11 @@ impl Source for JsonlSource {
     }
 
     fn cursor(&self) -> Option<String> {
-        serde_json::to_string(&self.cursor).ok()
+        self.cursor.save()
     }
 
     fn restore(&mut self, cursor: &str) {
-        match serde_json::from_str(cursor) {
-            Ok(c) => self.cursor = c,
-            Err(e) => tracing::warn!(file = %self.path.display(), error = %e, "ignoring an unreadable cursor"),
-        }
+        self.cursor.load(&self.path, cursor);
     }
 }
 

@@ -634,6 +634,38 @@ mod tests {
     }
 
     #[test]
+    fn normalize_uses_only_earlier_samples() {
+        let mut n = Normalize::new(NormMethod::MinMax, None);
+        let out = values(n.process(&input(&[(0, 5.0), (1, 0.0), (2, 10.0), (3, 5.0)]), &mut OpCtx::new(0)).unwrap());
+        // The first two have no range before them; then min 0, max 5; then 0..10.
+        assert_eq!(out, vec![(0, 0.0), (1, 0.0), (2, 2.0), (3, 0.5)]);
+        let mut z = Normalize::new(NormMethod::Z, Some(1000));
+        let out = values(z.process(&input(&[(0, 1.0), (1, 3.0), (2, 2.0)]), &mut OpCtx::new(0)).unwrap());
+        assert_eq!(out[2], (2, 0.0), "2 is the mean of 1 and 3");
+    }
+
+    #[test]
+    fn rolling_emits_one_series_per_statistic() {
+        let mut r = Rolling::new(10, vec!["mean".into(), "max".into(), "p50".into()]);
+        let Data::Series(s) = r.process(&input(&[(0, 1.0), (5, 3.0), (20, 10.0)]), &mut OpCtx::new(0)).unwrap() else { panic!() };
+        assert_eq!(s.series.len(), 3);
+        let by = |stat: &str| s.series.iter().find(|c| c.id.label("stat") == Some(stat)).unwrap().values.clone();
+        assert_eq!(by("mean"), vec![1.0, 2.0, 10.0], "the 10 ms window forgets the first two");
+        assert_eq!(by("max"), vec![1.0, 3.0, 10.0]);
+        assert_eq!(by("p50"), vec![1.0, 2.0, 10.0]);
+    }
+
+    #[test]
+    fn window_emits_full_rows_every_stride() {
+        let mut w = Window::new(3, 2);
+        let Data::Features(f) = w.process(&input(&[(0, 1.0), (1, 2.0), (2, 3.0), (3, 4.0), (4, 5.0)]), &mut OpCtx::new(0)).unwrap() else { panic!() };
+        let m = &f.matrices[0];
+        assert_eq!(m.ts, vec![2, 4]);
+        assert_eq!(m.row(0), &[1.0, 2.0, 3.0]);
+        assert_eq!(m.row(1), &[3.0, 4.0, 5.0]);
+    }
+
+    #[test]
     fn selectors_match_like_prometheus() {
         let m = parse_selector(r#"up{job="node", instance=~"web-.*", env!="dev"}"#).unwrap();
         let id = SeriesId::new("up", [("job".into(), "node".into()), ("instance".into(), "web-1".into())]);
