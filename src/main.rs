@@ -114,9 +114,19 @@ enum Command {
         /// exposes the API beyond this machine.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
-        /// Read the stdlib from this directory instead of the embedded copy.
+        /// Read the stdlib from this directory instead of the embedded copy (and watch it).
         #[arg(long, value_name = "DIR")]
         stdlib: Option<PathBuf>,
+        /// How long the files must be quiet after a change before reloading, e.g. `100ms`.
+        #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
+        debounce: std::time::Duration,
+        /// Poll the files for changes instead of using file system notifications (for file
+        /// systems without them, such as some network mounts).
+        #[arg(long)]
+        poll: bool,
+        /// Do not watch the files; reload only on SIGHUP or POST /api/v1/reload.
+        #[arg(long)]
+        no_watch: bool,
     },
     /// Replay a CSV of `timestamp,value` rows through a pipeline, causally, and write
     /// `timestamp,value,anomaly_score` (one row per input row, in order).
@@ -152,7 +162,7 @@ fn main() -> ExitCode {
         Command::Fmt { paths, check } => cmd_fmt(paths, check),
         Command::Graph { file, format, pipeline } => cmd_graph(file, format, pipeline),
         Command::Explain { topic } => cmd_explain(&topic),
-        Command::Run { paths, state, listen, stdlib } => cmd_run(paths, state, listen, stdlib),
+        Command::Run { paths, state, listen, stdlib, debounce, poll, no_watch } => cmd_run(RunArgs { paths, state, listen, stdlib, debounce, poll, no_watch }),
         Command::Replay { file, input, output, pipeline } => cmd_replay(file, input, output, pipeline),
     };
     match result {
@@ -300,34 +310,65 @@ fn init_tracing() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(color()).try_init();
 }
 
-fn cmd_run(paths: Vec<PathBuf>, state: PathBuf, listen: std::net::SocketAddr, stdlib: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+struct RunArgs {
+    paths: Vec<PathBuf>,
+    state: PathBuf,
+    listen: std::net::SocketAddr,
+    stdlib: Option<PathBuf>,
+    debounce: std::time::Duration,
+    poll: bool,
+    no_watch: bool,
+}
+
+/// `100ms`, `2s`, or a number of milliseconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, "ms"), |i| (&s[..i], &s[i..]));
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration such as `100ms` or `2s`"))?;
+    match unit {
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "s" => Ok(std::time::Duration::from_secs(n)),
+        _ => Err(format!("unknown unit in `{s}`: use ms or s")),
+    }
+}
+
+fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    use vigil::runtime::reload::{self, ReloadRequest};
     init_tracing();
-    let paths = if paths.is_empty() { vec![PathBuf::from("pipelines")] } else { paths };
-    let out = compile_with(&paths, &CompileOptions { stdlib_dir: stdlib })?;
+    let paths = if args.paths.is_empty() { vec![PathBuf::from("pipelines")] } else { args.paths };
+    let options = CompileOptions { stdlib_dir: args.stdlib.clone() };
+    let out = compile_with(&paths, &options)?;
     print_diagnostics(&out, &out.diagnostics.0);
     let Some(plan) = &out.plan else { return Ok(ExitCode::from(EXIT_ERRORS)) };
     if plan.pipelines.is_empty() {
         anyhow::bail!("no pipeline to run in {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
     }
+    let state = args.state;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         let store = vigil::store::SqliteStore::open(&state).await?;
         let store: std::sync::Arc<dyn vigil::store::Store> = std::sync::Arc::new(store);
         let engine = match vigil::runtime::engine::Engine::start(plan, &out.sources, &out.version, store, Some(state.clone())).await {
-            Ok(e) => e,
+            Ok(e) => std::sync::Arc::new(e),
             Err(e) => {
                 eprintln!("error: {e}");
                 return Ok(ExitCode::from(EXIT_ERRORS));
             }
         };
-        let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
         let addr = listener.local_addr()?;
-        let stages: usize = engine.pipelines().iter().map(|p| p.stages.len()).sum();
-        tracing::info!(listen = %addr, pipelines = engine.pipelines().len(), stages, state = %state.display(), version = %out.version, "vigil running; SIGINT or SIGTERM stops it");
+        // Reloads: one controller; the watcher, SIGHUP and the API send it requests.
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel::<ReloadRequest>(16);
+        *engine.shared.reload.write().unwrap_or_else(|e| e.into_inner()) = Some(reload_tx.clone());
+        *engine.shared.api_token.write().unwrap_or_else(|e| e.into_inner()) = std::env::var("VIGIL_API_TOKEN").ok().filter(|t| !t.is_empty());
+        tokio::spawn(reload::run_controller(engine.clone(), paths.clone(), options.clone(), reload_rx, out.version.clone()));
+        let mut watched = paths.clone();
+        watched.extend(args.stdlib.clone());
+        let _watcher = if args.no_watch { None } else { Some(reload::spawn_watcher(&watched, args.debounce, args.poll, reload_tx.clone()).map_err(|e| anyhow::anyhow!("cannot watch the sources: {e}"))?) };
+        tracing::info!(listen = %addr, pipelines = engine.pipeline_names().await.len(), stages = engine.stage_count().await, state = %state.display(), version = %out.version, watching = !args.no_watch, "vigil running; SIGINT or SIGTERM stops it, SIGHUP reloads");
         let cancel = engine.cancellation();
         let server = axum::serve(listener, vigil::server::router(engine.shared.clone())).with_graceful_shutdown(cancel.clone().cancelled_owned());
         let server = tokio::spawn(async move { server.await });
-        wait_for_signal().await;
+        wait_for_signal(&reload_tx).await;
         tracing::info!("stopping: letting running ticks finish");
         let clean = engine.shutdown(std::time::Duration::from_millis(4500)).await;
         let _ = tokio::time::timeout(std::time::Duration::from_millis(300), server).await;
@@ -336,17 +377,29 @@ fn cmd_run(paths: Vec<PathBuf>, state: PathBuf, listen: std::net::SocketAddr, st
     })
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGINT or SIGTERM; SIGHUP asks for a reload meanwhile.
+async fn wait_for_signal(reload: &tokio::sync::mpsc::Sender<vigil::runtime::reload::ReloadRequest>) {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+        let mut hup = signal(SignalKind::hangup()).expect("installing a SIGHUP handler");
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return,
+                _ = term.recv() => return,
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading");
+                    let _ = reload.send(vigil::runtime::reload::ReloadRequest { reason: "SIGHUP", reply: None }).await;
+                }
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    {
+        let _ = reload;
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn cmd_replay(file: PathBuf, input: PathBuf, output: PathBuf, pipeline: Option<String>) -> anyhow::Result<ExitCode> {

@@ -73,9 +73,16 @@ pub struct StageStatus {
 /// The last reload's outcome.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ReloadStatus {
+    /// `applied`, `rejected` or `rolled_back`.
     pub outcome: String,
     pub at: String,
+    /// The version of the sources the reload read.
     pub version: String,
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    /// The diagnostics of a rejected reload, or the error of a rolled-back one, rendered.
+    pub diagnostics: Vec<String>,
 }
 
 /// What `/api/v1/status` reports.
@@ -85,6 +92,8 @@ pub struct Status {
     pub pipelines: Vec<PipelineStatus>,
     pub stages: Vec<StageStatus>,
     pub last_reload: Option<ReloadStatus>,
+    /// The last 64 reloads, oldest first.
+    pub reloads: Vec<ReloadStatus>,
 }
 
 /// A pipeline in `/api/v1/status`.
@@ -103,6 +112,10 @@ pub struct Shared {
     pub webhooks: RwLock<HashMap<String, WebhookRoute>>,
     /// Incidents (the respond issue fills this in).
     pub incidents: Mutex<Vec<serde_json::Value>>,
+    /// Where `POST /api/v1/reload` sends its request (set by `vigil run`).
+    pub reload: RwLock<Option<mpsc::Sender<super::reload::ReloadRequest>>>,
+    /// The bearer token mutating API calls need; without one they are disabled.
+    pub api_token: RwLock<Option<String>>,
 }
 
 /// A built stage.
@@ -114,7 +127,6 @@ pub struct StageRt {
     pub operator: &'static str,
     /// `file:line:col` of the stage statement.
     pub location: String,
-    pub inputs: Vec<usize>,
     pub retries: u32,
     pub backoff_ms: u64,
     pub timeout_ms: Option<u64>,
@@ -126,6 +138,8 @@ pub struct PipelineRt {
     pub name: String,
     pub version: String,
     pub stages: Vec<Arc<StageRt>>,
+    /// For each stage, the indices of the stages feeding its inputs, in slot order.
+    pub inputs: Vec<Vec<usize>>,
     /// Stage indices by level: every input of a stage is in an earlier level.
     pub levels: Vec<Vec<usize>>,
     pub triggers: Vec<Trigger>,
@@ -147,6 +161,41 @@ pub struct TickReport {
 /// # Errors
 /// A stage that cannot be built, with its source position.
 pub fn build_pipeline(p: &PipelinePlan, sources: &SourceMap, version: &str, state_dir: Option<PathBuf>, queue: Option<collect::EventQueue>, generation: u64) -> Result<PipelineRt, RuntimeError> {
+    let _ = generation;
+    build_pipeline_from(p, sources, version, state_dir, queue, None).map(|(rt, _)| rt)
+}
+
+/// What a rebuild did to a pipeline's stages.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
+pub struct StageChanges {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// Builds a pipeline's stages, reusing from `old` every stage whose key and fingerprint
+/// are unchanged — the same object, so its state (windows, cursors, open incidents) and
+/// its generation carry over. Stages that changed get the next generation; a changed
+/// source keeps its cursor when its operator is the same.
+async fn rebuild(p: &PipelinePlan, sources: &SourceMap, version: &str, state_dir: Option<PathBuf>, queue: Option<collect::EventQueue>, old: Option<&PipelineRt>) -> Result<(PipelineRt, StageChanges), RuntimeError> {
+    let (rt, changes) = build_pipeline_from(p, sources, version, state_dir, queue, old)?;
+    if let Some(old) = old {
+        for s in &rt.stages {
+            if let Some(prev) = old.stages.iter().find(|o| o.key == s.key && o.operator == s.operator && !Arc::ptr_eq(o, s)) {
+                let cursor = match &*prev.step.lock().await {
+                    Step::Source(src) => src.cursor(),
+                    Step::Op(_) => None,
+                };
+                if let (Some(c), Step::Source(src)) = (cursor, &mut *s.step.lock().await) {
+                    src.restore(&c);
+                }
+            }
+        }
+    }
+    Ok((rt, changes))
+}
+
+fn build_pipeline_from(p: &PipelinePlan, sources: &SourceMap, version: &str, state_dir: Option<PathBuf>, queue: Option<collect::EventQueue>, old: Option<&PipelineRt>) -> Result<(PipelineRt, StageChanges), RuntimeError> {
     let file = sources.get(p.span.source);
     let base_dir = file.path.as_ref().and_then(|f| f.parent().map(PathBuf::from)).unwrap_or_default();
     let client = reqwest::Client::builder()
@@ -155,9 +204,26 @@ pub fn build_pipeline(p: &PipelinePlan, sources: &SourceMap, version: &str, stat
         .build()
         .map_err(|e| RuntimeError::Build { key: p.name.clone(), location: sources.location(p.span), source: ops::BuildError::Invalid(e.to_string()) })?;
     let env = BuildEnv { pipeline: p.name.clone(), base_dir, state_dir, client, webhook_queue: queue };
+    let mut changes = StageChanges::default();
     let mut stages = Vec::with_capacity(p.stages.len());
+    let mut all_inputs = Vec::with_capacity(p.stages.len());
     let mut level_of = vec![0usize; p.stages.len()];
     for (i, node) in p.stages.iter().enumerate() {
+        let inputs: Vec<usize> = node.inputs.iter().map(|(_, j)| *j).collect();
+        level_of[i] = inputs.iter().map(|&j| level_of[j] + 1).max().unwrap_or(0);
+        let previous = old.and_then(|o| o.stages.iter().find(|s| s.key == node.key.0));
+        if let Some(prev) = previous.filter(|s| s.fingerprint == node.fingerprint.0) {
+            // Unchanged: the same stage, with its state. (Its input indices may have
+            // moved if other stages came or went; the fingerprint holds the input keys,
+            // so the wiring is the same.)
+            stages.push(prev.clone());
+            all_inputs.push(inputs);
+            continue;
+        }
+        match previous {
+            Some(_) => changes.changed.push(node.key.0.clone()),
+            None => changes.added.push(node.key.0.clone()),
+        }
         let location = sources.location(node.span);
         let step = ops::build(node, &env).map_err(|source| RuntimeError::Build { key: node.key.0.clone(), location: location.clone(), source })?;
         let (mut retries, mut backoff_ms, mut timeout_ms) = (0, 1000, None);
@@ -168,28 +234,29 @@ pub fn build_pipeline(p: &PipelinePlan, sources: &SourceMap, version: &str, stat
                 _ => {}
             }
         }
-        let inputs: Vec<usize> = node.inputs.iter().map(|(_, j)| *j).collect();
-        level_of[i] = inputs.iter().map(|&j| level_of[j] + 1).max().unwrap_or(0);
         stages.push(Arc::new(StageRt {
             key: node.key.0.clone(),
             fingerprint: node.fingerprint.0.clone(),
-            generation,
+            generation: previous.map_or(1, |s| s.generation + 1),
             kind: node.kind,
             operator: node.operator,
             location,
-            inputs,
             retries,
             backoff_ms,
             timeout_ms,
             step: tokio::sync::Mutex::new(step),
         }));
+        all_inputs.push(inputs);
+    }
+    if let Some(o) = old {
+        changes.removed = o.stages.iter().filter(|s| !p.stages.iter().any(|n| n.key.0 == s.key)).map(|s| s.key.clone()).collect();
     }
     let depth = level_of.iter().copied().max().map_or(0, |d| d + 1);
     let mut levels = vec![Vec::new(); depth];
     for (i, l) in level_of.iter().enumerate() {
         levels[*l].push(i);
     }
-    Ok(PipelineRt { name: p.name.clone(), version: version.to_owned(), stages, levels, triggers: p.triggers.clone() })
+    Ok((PipelineRt { name: p.name.clone(), version: version.to_owned(), stages, inputs: all_inputs, levels, triggers: p.triggers.clone() }, changes))
 }
 
 /// Runs one stage with its timeout and retries.
@@ -232,13 +299,13 @@ pub async fn run_tick(p: &PipelineRt, shared: &Shared, now: i64) -> TickReport {
         let mut results = Vec::with_capacity(level.len());
         if level.len() == 1 {
             let i = level[0];
-            let inputs = p.stages[i].inputs.iter().filter_map(|&j| outputs[j].clone()).collect();
+            let inputs = p.inputs[i].iter().filter_map(|&j| outputs[j].clone()).collect();
             results.push((i, run_stage(p.stages[i].clone(), inputs, now).await));
         } else {
             let handles: Vec<_> = level
                 .iter()
                 .map(|&i| {
-                    let inputs: Vec<Data> = p.stages[i].inputs.iter().filter_map(|&j| outputs[j].clone()).collect();
+                    let inputs: Vec<Data> = p.inputs[i].iter().filter_map(|&j| outputs[j].clone()).collect();
                     (i, tokio::spawn(run_stage(p.stages[i].clone(), inputs, now)))
                 })
                 .collect();
@@ -284,86 +351,220 @@ pub async fn run_tick(p: &PipelineRt, shared: &Shared, now: i64) -> TickReport {
     TickReport { ok: true, items, failed_stage: None, error: None, outputs }
 }
 
-/// The running engine.
+/// How a reload ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadOutcome {
+    /// The new plan runs.
+    Applied,
+    /// The sources do not compile: the old plan keeps running.
+    Rejected,
+    /// The new plan compiled but a stage could not be built: the old plan keeps running.
+    RolledBack,
+}
+
+impl ReloadOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadOutcome::Applied => "applied",
+            ReloadOutcome::Rejected => "rejected",
+            ReloadOutcome::RolledBack => "rolled_back",
+        }
+    }
+}
+
+/// A running pipeline: the version its next tick runs, and what drives it.
+struct PipelineHandle {
+    current: Arc<Mutex<Arc<PipelineRt>>>,
+    /// Cancels this pipeline's trigger tasks (replaced when its triggers change).
+    triggers: CancellationToken,
+    /// Stops this pipeline's loop after its running tick (when the pipeline is removed).
+    stop: CancellationToken,
+    tick: mpsc::Sender<()>,
+    queue: Option<collect::EventQueue>,
+    webhook: Option<String>,
+}
+
+/// The running engine. One controller applies plans to it, one at a time.
 pub struct Engine {
     pub shared: Arc<Shared>,
     store: Arc<dyn Store>,
     cancel: CancellationToken,
     tracker: TaskTracker,
-    pipelines: Vec<Arc<PipelineRt>>,
+    state_dir: Option<PathBuf>,
+    pipelines: tokio::sync::Mutex<std::collections::BTreeMap<String, PipelineHandle>>,
 }
 
 impl Engine {
-    /// Builds every pipeline of a plan and starts their triggers. Starting is applying
-    /// the plan to an engine with nothing running.
+    /// An engine running nothing yet.
+    pub fn new(store: Arc<dyn Store>, state_dir: Option<PathBuf>) -> Engine {
+        Engine { shared: Arc::new(Shared::default()), store, cancel: CancellationToken::new(), tracker: TaskTracker::new(), state_dir, pipelines: tokio::sync::Mutex::new(Default::default()) }
+    }
+
+    /// Builds every pipeline of a plan and starts their triggers: applying the plan to an
+    /// engine with nothing running.
     ///
     /// # Errors
     /// A stage that cannot be built (nothing is started then), or a cursor that cannot be
     /// loaded.
     pub async fn start(plan: &Plan, sources: &SourceMap, version: &str, store: Arc<dyn Store>, state_dir: Option<PathBuf>) -> Result<Engine, RuntimeError> {
-        let shared = Arc::new(Shared::default());
-        let cancel = CancellationToken::new();
-        let tracker = TaskTracker::new();
+        let engine = Engine::new(store, state_dir);
+        engine.apply(plan, sources, version).await?;
+        Ok(engine)
+    }
+
+    /// Applies a new plan, make before break: every new or changed stage is built first;
+    /// only then are the running pipelines switched over. Unchanged stages (same key and
+    /// fingerprint) are the same objects in the new version, with their state. A tick
+    /// already running finishes on the version it started with.
+    ///
+    /// # Errors
+    /// When a stage cannot be built: nothing changed (the caller reports `rolled_back`).
+    pub async fn apply(&self, plan: &Plan, sources: &SourceMap, version: &str) -> Result<StageChanges, RuntimeError> {
+        let mut pipelines = self.pipelines.lock().await;
+        // Build everything first.
         let mut built = Vec::new();
-        let mut routes = HashMap::new();
+        let mut changes = StageChanges::default();
         for p in &plan.pipelines {
+            let old = pipelines.get(&p.name);
             let webhook = p.triggers.iter().find_map(|t| if let Trigger::Webhook { path } = t { Some(path.clone()) } else { None });
-            let queue: Option<collect::EventQueue> = webhook.as_ref().map(|_| Arc::default());
-            let rt = build_pipeline(p, sources, version, state_dir.clone(), queue.clone(), 1)?;
-            // Resume collect stages from their saved cursors.
-            for s in &rt.stages {
-                if let Some(c) = store.load_cursor(&s.key).await? {
-                    if let Step::Source(src) = &mut *s.step.lock().await {
-                        src.restore(&c);
+            let queue = match (old, &webhook) {
+                (Some(h), Some(path)) if h.webhook.as_ref() == Some(path) => h.queue.clone(),
+                (_, Some(_)) => Some(collect::EventQueue::default()),
+                (_, None) => None,
+            };
+            let old_rt = old.map(|h| h.current.lock().unwrap_or_else(|e| e.into_inner()).clone());
+            let (rt, c) = rebuild(p, sources, version, self.state_dir.clone(), queue.clone(), old_rt.as_deref()).await?;
+            // Sources new to this engine resume from their saved cursors.
+            for key in &c.added {
+                if let Some(s) = rt.stages.iter().find(|s| &s.key == key && s.kind == StageKind::Collect) {
+                    if let Some(cur) = self.store.load_cursor(&s.key).await? {
+                        if let Step::Source(src) = &mut *s.step.lock().await {
+                            src.restore(&cur);
+                        }
                     }
                 }
             }
-            let (tick_tx, tick_rx) = mpsc::channel::<()>(1);
-            if let (Some(path), Some(queue)) = (webhook, queue) {
-                let node = p.stages.iter().find(|s| s.operator == "webhook_events");
-                let (format, max_body) = match node {
-                    Some(n) => (
-                        match n.params.get("format") {
-                            Some(crate::value::Value::Str(f)) => f.clone(),
-                            _ => "json".into(),
-                        },
-                        match n.params.get("max_body") {
-                            Some(crate::value::Value::Int(i)) => (*i).max(1) as usize,
-                            _ => 1 << 20,
-                        },
-                    ),
-                    None => ("json".into(), 1 << 20),
-                };
-                routes.insert(path, WebhookRoute { pipeline: p.name.clone(), format, max_body, queue, tick: tick_tx.clone() });
-            }
-            let rt = Arc::new(rt);
-            spawn_triggers(&rt, tick_tx, &shared, &cancel, &tracker)?;
-            tracker.spawn(pipeline_loop(rt.clone(), tick_rx, shared.clone(), store.clone(), cancel.clone()));
-            built.push(rt);
+            changes.added.extend(c.added);
+            changes.changed.extend(c.changed);
+            changes.removed.extend(c.removed);
+            built.push((p, Arc::new(rt), webhook, queue));
         }
-        *shared.webhooks.write().unwrap_or_else(|e| e.into_inner()) = routes;
-        *shared.status.write().unwrap_or_else(|e| e.into_inner()) = Status {
-            version: version.to_owned(),
-            pipelines: plan
-                .pipelines
-                .iter()
-                .map(|p| PipelineStatus { name: p.name.clone(), triggers: p.triggers.clone(), stages: p.stages.iter().map(|s| s.key.0.clone()).collect() })
-                .collect(),
-            stages: built
-                .iter()
-                .flat_map(|p| {
-                    p.stages.iter().map(|s| StageStatus { key: s.key.clone(), fingerprint: s.fingerprint.clone(), generation: s.generation, pipeline: p.name.clone(), kind: s.kind, operator: s.operator.to_owned() })
+        let removed: Vec<String> = pipelines.keys().filter(|n| !plan.pipelines.iter().any(|p| &p.name == *n)).cloned().collect();
+        for name in &removed {
+            if let Some(h) = pipelines.get(name) {
+                let rt = h.current.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                changes.removed.extend(rt.stages.iter().map(|s| s.key.clone()));
+            }
+        }
+        // Switch over.
+        let mut routes = HashMap::new();
+        for (p, rt, webhook, queue) in built {
+            let triggers_changed = pipelines.get(&p.name).is_none_or(|h| h.current.lock().map(|c| c.triggers != rt.triggers).unwrap_or(true));
+            match pipelines.get_mut(&p.name) {
+                Some(h) => {
+                    *h.current.lock().unwrap_or_else(|e| e.into_inner()) = rt.clone();
+                    h.queue = queue.clone();
+                    h.webhook = webhook.clone();
+                    if triggers_changed {
+                        h.triggers.cancel();
+                        h.triggers = self.cancel.child_token();
+                        spawn_triggers(&rt, h.tick.clone(), &self.shared, &h.triggers, &self.tracker)?;
+                    }
+                }
+                None => {
+                    let (tick, ticks) = mpsc::channel::<()>(1);
+                    let h = PipelineHandle {
+                        current: Arc::new(Mutex::new(rt.clone())),
+                        triggers: self.cancel.child_token(),
+                        stop: self.cancel.child_token(),
+                        tick,
+                        queue: queue.clone(),
+                        webhook: webhook.clone(),
+                    };
+                    spawn_triggers(&rt, h.tick.clone(), &self.shared, &h.triggers, &self.tracker)?;
+                    self.tracker.spawn(pipeline_loop(h.current.clone(), ticks, self.shared.clone(), self.store.clone(), h.stop.clone()));
+                    pipelines.insert(p.name.clone(), h);
+                }
+            }
+            if let (Some(path), Some(queue)) = (webhook, queue) {
+                let h = &pipelines[&p.name];
+                let node = p.stages.iter().find(|s| s.operator == "webhook_events");
+                let format = match node.and_then(|n| n.params.get("format")) {
+                    Some(crate::value::Value::Str(f)) => f.clone(),
+                    _ => "json".into(),
+                };
+                let max_body = match node.and_then(|n| n.params.get("max_body")) {
+                    Some(crate::value::Value::Int(i)) => (*i).max(1) as usize,
+                    _ => 1 << 20,
+                };
+                routes.insert(path, WebhookRoute { pipeline: p.name.clone(), format, max_body, queue, tick: h.tick.clone() });
+            }
+        }
+        // Removed pipelines drain: their running tick finishes, then their loop ends.
+        for name in &removed {
+            if let Some(h) = pipelines.remove(name) {
+                h.triggers.cancel();
+                h.stop.cancel();
+            }
+        }
+        *self.shared.webhooks.write().unwrap_or_else(|e| e.into_inner()) = routes;
+        let keys: std::collections::HashSet<String> = pipelines.values().flat_map(|h| h.current.lock().map(|c| c.stages.iter().map(|s| s.key.clone()).collect::<Vec<_>>()).unwrap_or_default()).collect();
+        self.shared.metrics.forget_stages(|_, stage| keys.contains(stage));
+        let mut status = self.shared.status.write().unwrap_or_else(|e| e.into_inner());
+        status.version = version.to_owned();
+        status.pipelines = plan
+            .pipelines
+            .iter()
+            .map(|p| PipelineStatus { name: p.name.clone(), triggers: p.triggers.clone(), stages: p.stages.iter().map(|s| s.key.0.clone()).collect() })
+            .collect();
+        status.stages = pipelines
+            .iter()
+            .flat_map(|(name, h)| {
+                let rt = h.current.lock().map(|c| c.clone()).ok();
+                rt.into_iter().flat_map(move |rt| {
+                    let name = name.clone();
+                    rt.stages
+                        .iter()
+                        .map(|s| StageStatus { key: s.key.clone(), fingerprint: s.fingerprint.clone(), generation: s.generation, pipeline: name.clone(), kind: s.kind, operator: s.operator.to_owned() })
+                        .collect::<Vec<_>>()
                 })
-                .collect(),
-            last_reload: Some(ReloadStatus { outcome: "applied".into(), at: crate::time::format_rfc3339(crate::time::now_ms()), version: version.to_owned() }),
-        };
-        shared.metrics.reload("applied");
-        Ok(Engine { shared, store, cancel, tracker, pipelines: built })
+            })
+            .collect();
+        drop(status);
+        self.record_reload(ReloadOutcome::Applied, version, &changes, Vec::new());
+        tracing::info!(version, added = changes.added.len(), changed = changes.changed.len(), removed = changes.removed.len(), "reload applied");
+        Ok(changes)
     }
 
-    /// The running pipelines.
-    pub fn pipelines(&self) -> &[Arc<PipelineRt>] {
-        &self.pipelines
+    /// Records a reload's outcome in the status, the metrics and the history.
+    pub fn record_reload(&self, outcome: ReloadOutcome, version: &str, changes: &StageChanges, diagnostics: Vec<String>) {
+        self.shared.metrics.reload(outcome.as_str());
+        let r = ReloadStatus {
+            outcome: outcome.as_str().into(),
+            at: crate::time::format_rfc3339(crate::time::now_ms()),
+            version: version.to_owned(),
+            added: changes.added.clone(),
+            changed: changes.changed.clone(),
+            removed: changes.removed.clone(),
+            diagnostics,
+        };
+        let mut status = self.shared.status.write().unwrap_or_else(|e| e.into_inner());
+        status.reloads.push(r.clone());
+        if status.reloads.len() > 64 {
+            status.reloads.remove(0);
+        }
+        status.last_reload = Some(r);
+    }
+
+    /// The names of the running pipelines.
+    pub async fn pipeline_names(&self) -> Vec<String> {
+        self.pipelines.lock().await.keys().cloned().collect()
+    }
+
+    /// How many stages run, over all pipelines.
+    pub async fn stage_count(&self) -> usize {
+        self.pipelines.lock().await.values().map(|h| h.current.lock().map(|c| c.stages.len()).unwrap_or(0)).sum()
     }
 
     /// A token cancelled when the engine shuts down.
@@ -373,19 +574,24 @@ impl Engine {
 
     /// Stops the triggers and waits (at most `grace`) for running ticks to finish.
     /// Returns whether everything finished in time.
-    pub async fn shutdown(self, grace: Duration) -> bool {
+    pub async fn shutdown(&self, grace: Duration) -> bool {
         self.cancel.cancel();
         self.tracker.close();
         let done = tokio::time::timeout(grace, self.tracker.wait()).await.is_ok();
         if !done {
             tracing::warn!(grace_ms = grace.as_millis() as u64, "ticks still running at shutdown; stopping anyway");
         }
-        drop(self.store);
         done
     }
 }
 
 fn spawn_triggers(p: &Arc<PipelineRt>, tick: mpsc::Sender<()>, shared: &Arc<Shared>, cancel: &CancellationToken, tracker: &TaskTracker) -> Result<(), RuntimeError> {
+    // Validate every schedule before starting any task.
+    for t in &p.triggers {
+        if let Trigger::Cron { schedule } = t {
+            croner::parser::CronParser::new().parse(schedule).map_err(|e| RuntimeError::Cron(schedule.clone(), e.to_string()))?;
+        }
+    }
     let fire = {
         let name = p.name.clone();
         let shared = shared.clone();
@@ -433,13 +639,15 @@ fn spawn_triggers(p: &Arc<PipelineRt>, tick: mpsc::Sender<()>, shared: &Arc<Shar
 }
 
 /// The task that owns a pipeline's ticks.
-async fn pipeline_loop(p: Arc<PipelineRt>, mut ticks: mpsc::Receiver<()>, shared: Arc<Shared>, store: Arc<dyn Store>, cancel: CancellationToken) {
+async fn pipeline_loop(current: Arc<Mutex<Arc<PipelineRt>>>, mut ticks: mpsc::Receiver<()>, shared: Arc<Shared>, store: Arc<dyn Store>, cancel: CancellationToken) {
     loop {
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
             t = ticks.recv() => if t.is_none() { break },
         }
+        // The version the tick runs: a reload during the tick affects the next one.
+        let p = current.lock().unwrap_or_else(|e| e.into_inner()).clone();
         // A tick that has started runs to the end, even during shutdown.
         let started_at = crate::time::now_ms();
         let clock = Instant::now();

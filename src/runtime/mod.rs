@@ -19,6 +19,7 @@ pub mod cond;
 pub mod engine;
 pub mod metrics;
 pub mod ops;
+pub mod reload;
 pub mod replay;
 
 use std::future::Future;

@@ -5,6 +5,9 @@
 //! - `GET /api/v1/status`: version, pipelines, stages (`key`, `fingerprint`, `generation`),
 //!   `last_reload`.
 //! - `GET /api/v1/incidents`: a JSON list.
+//! - `POST /api/v1/reload`: recompiles and applies the sources; answers the reload's
+//!   outcome. Needs `Authorization: Bearer <token>` with the token in `VIGIL_API_TOKEN`;
+//!   without a configured token the endpoint is disabled (403).
 //! - `POST <path>` for each `on webhook "<path>"` trigger: the body becomes events for the
 //!   pipeline's `webhook_events` stage and fires a tick. Answers 202 with the number of
 //!   events accepted, 400 for a body that cannot be read, 413 above the stage's
@@ -29,6 +32,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status))
         .route("/api/v1/incidents", get(incidents))
+        .route("/api/v1/reload", axum::routing::post(reload))
         .fallback(webhook)
         .with_state(shared)
 }
@@ -46,6 +50,33 @@ async fn status(State(shared): State<Arc<Shared>>) -> Response {
 async fn incidents(State(shared): State<Arc<Shared>>) -> Response {
     let list = shared.incidents.lock().map(|l| l.clone()).unwrap_or_default();
     Json(list).into_response()
+}
+
+/// Compares in time independent of where the strings differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn reload(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let token = shared.api_token.read().ok().and_then(|t| t.clone());
+    let Some(token) = token else {
+        return error(StatusCode::FORBIDDEN, "the reload API is disabled: start vigil with VIGIL_API_TOKEN set");
+    };
+    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    if !same_secret(given, &token) {
+        return error(StatusCode::UNAUTHORIZED, "a valid `Authorization: Bearer <token>` is required");
+    }
+    let tx = shared.reload.read().ok().and_then(|t| t.clone());
+    let Some(tx) = tx else { return error(StatusCode::SERVICE_UNAVAILABLE, "reloading is not available") };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if tx.send(crate::runtime::reload::ReloadRequest { reason: "api", reply: Some(reply) }).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "reloading is not available");
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(60), answer).await {
+        Ok(Ok(Some(status))) => Json(status).into_response(),
+        Ok(Ok(None)) => Json(serde_json::json!({ "outcome": "unchanged" })).into_response(),
+        _ => error(StatusCode::GATEWAY_TIMEOUT, "the reload did not finish in time"),
+    }
 }
 
 fn error(code: StatusCode, message: impl Into<String>) -> Response {
