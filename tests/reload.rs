@@ -248,3 +248,34 @@ fn a_stage_that_cannot_be_built_rolls_back() {
     assert_eq!(after["version"], before["version"]);
     assert_eq!(generations(&after), generations(&before), "nothing was swapped");
 }
+
+#[test]
+fn a_symlink_swap_is_picked_up() {
+    // As deploy tools do: the pipeline file is a link, swapped to point at a new release.
+    let dir = setup("reload-symlink", A);
+    let releases = dir.join("releases");
+    std::fs::create_dir_all(&releases).unwrap();
+    std::fs::write(releases.join("v1.vigil"), A).unwrap();
+    std::fs::write(releases.join("v2.vigil"), A.replace("min_samples: 2", "min_samples: 7")).unwrap();
+    let link = dir.join("pipelines/p.vigil");
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(releases.join("v1.vigil"), &link).unwrap();
+    let r = start(&dir, &[]);
+    let n = reloads(r.port);
+    let tmp = dir.join("pipelines/.p.vigil.new");
+    std::os::unix::fs::symlink(releases.join("v2.vigil"), &tmp).unwrap();
+    std::fs::rename(&tmp, &link).unwrap();
+    let after = next_reload(r.port, n);
+    assert_eq!(after["last_reload"]["outcome"], "applied");
+    assert_eq!(after["last_reload"]["changed"], serde_json::json!(["p.z"]));
+}
+
+#[test]
+fn polling_works_where_notifications_do_not() {
+    let dir = setup("reload-poll", A);
+    let r = start(&dir, &["--poll"]);
+    let n = reloads(r.port);
+    std::fs::write(dir.join("pipelines/p.vigil"), A.replace("min_samples: 2", "min_samples: 8")).unwrap();
+    let after = next_reload(r.port, n);
+    assert_eq!(after["last_reload"]["changed"], serde_json::json!(["p.z"]));
+}

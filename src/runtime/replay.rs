@@ -116,13 +116,6 @@ pub fn replay(p: &PipelinePlan, base_dir: &Path, input: &Path, output: &Path) ->
             Step::Source(_) => return Err(ReplayError::Usage(format!("stage `{}` is a source; replay feeds only one", node.key))),
         }
     }
-    let threshold_anomalous = |d: &Data| -> Vec<(i64, f64, bool)> {
-        match d {
-            Data::Scores(s) => s.series.iter().flat_map(|c| (0..c.len()).map(move |i| (c.ts[i], c.score[i], c.anomalous[i]))).collect(),
-            _ => Vec::new(),
-        }
-    };
-
     let rd = std::fs::File::open(input).map_err(|source| ReplayError::Read { path: input.display().to_string(), source })?;
     let mut rd = BufReader::with_capacity(1 << 20, rd);
     let wr = std::fs::File::create(output).map_err(|source| ReplayError::Write { path: output.display().to_string(), source })?;
@@ -153,6 +146,7 @@ pub fn replay(p: &PipelinePlan, base_dir: &Path, input: &Path, output: &Path) ->
     let mut lines: Vec<u8> = Vec::with_capacity(CHUNK_ROWS * 40);
     let mut spans: Vec<(usize, usize, usize, usize, Row)> = Vec::with_capacity(CHUNK_ROWS);
     let mut outputs: Vec<Option<Data>> = vec![None; p.stages.len()];
+    let mut out_buf: Vec<u8> = Vec::with_capacity(CHUNK_ROWS * 48);
     let mut eof = false;
     while !eof {
         lines.clear();
@@ -223,9 +217,9 @@ pub fn replay(p: &PipelinePlan, base_dir: &Path, input: &Path, output: &Path) ->
             break;
         }
         // Run the stages over the chunk.
-        let fed_ts = col.ts.clone();
-        let now = fed_ts.last().copied().unwrap_or(0);
-        outputs[collect] = Some(Data::Series(Arc::new(SeriesData { series: vec![col] })));
+        let now = col.ts.last().copied().unwrap_or(0);
+        let fed = Arc::new(SeriesData { series: vec![col] });
+        outputs[collect] = Some(Data::Series(fed.clone()));
         for i in 0..p.stages.len() {
             let Some(op) = steps[i].as_mut() else { continue };
             let inputs: Vec<Data> = p.stages[i].inputs.iter().filter_map(|(_, j)| outputs[*j].clone()).collect();
@@ -233,18 +227,31 @@ pub fn replay(p: &PipelinePlan, base_dir: &Path, input: &Path, output: &Path) ->
             let out = op.process(&inputs, &mut ctx).map_err(|e| ReplayError::Stage { key: p.stages[i].key.0.clone(), message: e.to_string() })?;
             outputs[i] = Some(out);
         }
+        let fed_ts = &fed.series[0].ts;
         // Scores by fed row: 1:1 when the stage kept the timestamps, else by timestamp.
-        let scored = outputs[target].as_ref().map(threshold_anomalous).unwrap_or_default();
-        let by_row: Vec<(f64, bool)> = if scored.len() == fed_ts.len() && scored.iter().zip(&fed_ts).all(|(s, t)| s.0 == *t) {
-            scored.iter().map(|s| (s.1, s.2)).collect()
-        } else {
-            let map: std::collections::HashMap<i64, (f64, bool)> = scored.iter().map(|s| (s.0, (s.1, s.2))).collect();
-            fed_ts.iter().map(|t| map.get(t).copied().unwrap_or((0.0, false))).collect()
+        let scores = match &outputs[target] {
+            Some(Data::Scores(s)) => Some(s.clone()),
+            _ => None,
         };
+        let direct = scores.as_ref().and_then(|s| match &s.series[..] {
+            [c] if c.ts == *fed_ts => Some(c),
+            _ => None,
+        });
+        let by_ts: std::collections::HashMap<i64, (f64, bool)> = match (&scores, direct) {
+            (Some(s), None) => s.series.iter().flat_map(|c| (0..c.len()).map(move |i| (c.ts[i], (c.score[i], c.anomalous[i])))).collect(),
+            _ => Default::default(),
+        };
+        let score_of = |k: usize| -> (f64, bool) {
+            match direct {
+                Some(c) => (c.score[k], c.anomalous[k]),
+                None => by_ts.get(&fed_ts[k]).copied().unwrap_or((0.0, false)),
+            }
+        };
+        out_buf.clear();
         for (ts0, ts1, v0, v1, row) in &spans {
             let score = match row {
                 Row::Fed(k) => {
-                    let (s, a) = by_row[*k];
+                    let (s, a) = score_of(*k);
                     report.anomalous += a as u64;
                     last_score = s;
                     s
@@ -252,13 +259,14 @@ pub fn replay(p: &PipelinePlan, base_dir: &Path, input: &Path, output: &Path) ->
                 Row::SameAsPrevious => last_score,
                 Row::Skipped => 0.0,
             };
-            wr.write_all(&lines[*ts0..*ts1]).map_err(werr)?;
-            wr.write_all(b",").map_err(werr)?;
-            wr.write_all(&lines[*v0..*v1]).map_err(werr)?;
-            wr.write_all(b",").map_err(werr)?;
-            write_score(&mut wr, score).map_err(werr)?;
+            out_buf.extend_from_slice(&lines[*ts0..*ts1]);
+            out_buf.push(b',');
+            out_buf.extend_from_slice(&lines[*v0..*v1]);
+            out_buf.push(b',');
+            write_score(&mut out_buf, score).map_err(werr)?;
             report.rows += 1;
         }
+        wr.write_all(&out_buf).map_err(werr)?;
         for o in outputs.iter_mut() {
             *o = None;
         }
