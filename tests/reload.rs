@@ -103,6 +103,20 @@ fn an_unrelated_edit_rebuilds_only_that_stage() {
         m.lines().find(|l| l.starts_with("vigil_stage_items_total{pipeline=\"p\",stage=\"p.raw\"}")).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0)
     };
     assert_eq!(items_after(r.port), 3.0);
+
+    // Open incidents stay open: stage `a` opened one per series; new matching data after
+    // the reload updates it. Were `a` rebuilt, it would report the incident firing again.
+    let outbox = dir.join("state/outbox.jsonl");
+    let firing_of_a = || std::fs::read_to_string(&outbox).unwrap_or_default().lines().filter(|l| l.contains("\"stage\":\"p.a\"") && l.contains("\"status\":\"firing\"")).count();
+    let before_firing = wait_for("stage a's incident", Duration::from_secs(10), || Some(firing_of_a()).filter(|n| *n > 0));
+    let mut f = std::fs::OpenOptions::new().append(true).open(dir.join("pipelines/data.csv")).unwrap();
+    use std::io::Write;
+    writeln!(f, "2024-01-01 00:03:00,40\n2024-01-01 00:04:00,50").unwrap();
+    drop(f);
+    wait_for("the new rows", Duration::from_secs(10), || (items_after(r.port) >= 5.0).then_some(()));
+    let (_, m) = http_get(r.port, "/metrics").unwrap();
+    assert!(m.contains("vigil_stage_items_total{pipeline=\"p\",stage=\"p.z\"} 5"), "the new rows were scored: {m}");
+    assert_eq!(firing_of_a(), before_firing, "the incident stayed open: no second `firing`");
 }
 
 #[test]
