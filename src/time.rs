@@ -51,7 +51,28 @@ pub const MAX_FORMATTABLE_MS: i64 = days_from_civil(10_000, 1, 1) * MS_PER_DAY -
 /// assert_eq!(parse_timestamp("2014-02-30 00:00:00"), None);
 /// ```
 pub fn parse_timestamp(s: &str) -> Option<i64> {
-    let b = s.as_bytes().trim_ascii();
+    parse_timestamp_bytes(s.as_bytes())
+}
+
+/// [`parse_timestamp`] on bytes, for callers reading raw lines (no UTF-8 check needed:
+/// every accepted form is ASCII, and any other byte is refused).
+pub fn parse_timestamp_bytes(b: &[u8]) -> Option<i64> {
+    // The fast path: exactly `YYYY-MM-DD HH:MM:SS`, the NAB format (millions per second
+    // in replay).
+    if let [y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1, b' ', h0, h1, b':', i0, i1, b':', s0, s1] = *b {
+        let digits = [y0, y1, y2, y3, m0, m1, d0, d1, h0, h1, i0, i1, s0, s1];
+        if digits.iter().all(u8::is_ascii_digit) {
+            let n = |a: u8, b: u8| u32::from(a - b'0') * 10 + u32::from(b - b'0');
+            let year = i64::from(n(y0, y1) * 100 + n(y2, y3));
+            let (month, day, hour, min, sec) = (n(m0, m1), n(d0, d1), n(h0, h1), n(i0, i1), n(s0, s1));
+            if (1..=12).contains(&month) && day >= 1 && day <= days_in_month(year, month) && hour < 24 && min < 60 && sec < 60 {
+                let days = days_from_civil(year, month, day);
+                return Some(days * MS_PER_DAY + i64::from(hour) * MS_PER_HOUR + i64::from(min) * MS_PER_MINUTE + i64::from(sec) * MS_PER_SECOND);
+            }
+            return None;
+        }
+    }
+    let b = b.trim_ascii();
     if b.len() >= 10 && b[4] == b'-' {
         parse_datetime(b)
     } else {
