@@ -293,3 +293,29 @@ fn polling_works_where_notifications_do_not() {
     let after = next_reload(r.port, n);
     assert_eq!(after["last_reload"]["changed"], serde_json::json!(["p.z"]));
 }
+
+#[test]
+fn an_edit_to_a_stdlib_module_reloads_exactly_the_stages_that_use_it() {
+    let dir = setup(
+        "reload-stdlib",
+        "use std.detect.{robust_zscore}\n\npipeline p {\n  every 100ms\n\n  collect raw = csv(path: \"data.csv\")\n  predict z = robust_zscore(raw)\n  predict plain = zscore(raw)\n  respond a = log(z)\n  respond b = log(plain)\n}\n",
+    );
+    let stdlib = dir.join("stdlib");
+    std::fs::create_dir_all(&stdlib).unwrap();
+    for m in vigil::stdlib::MODULES {
+        std::fs::write(stdlib.join(std::path::Path::new(m.file).file_name().unwrap()), m.text).unwrap();
+    }
+    let r = start(&dir, &["--stdlib", stdlib.to_str().unwrap()]);
+    let before = status(r.port);
+    let n = reloads(r.port);
+    let detect = stdlib.join("detect.vigil");
+    let text = std::fs::read_to_string(&detect).unwrap();
+    let edited = text.replacen("threshold: Float = 4.0", "threshold: Float = 4.5", 1);
+    assert_ne!(text, edited, "the edit must change robust_zscore's default");
+    std::fs::write(&detect, edited).unwrap();
+    let after = next_reload(r.port, n);
+    assert_eq!(after["last_reload"]["outcome"], "applied");
+    assert_eq!(after["last_reload"]["changed"], serde_json::json!(["p.z"]), "only the stage expanded from the edited template");
+    let (g0, g1) = (generations(&before), generations(&after));
+    assert_eq!((g1["p.z"], g1["p.plain"], g1["p.raw"], g1["p.a"], g1["p.b"]), (g0["p.z"] + 1, 1, 1, 1, 1));
+}
