@@ -90,7 +90,7 @@ fn run_refuses_sources_with_errors_and_bad_addresses() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-const NAB: &str = "../shared/data/nab-dev/realKnownCause/ec2_request_latency_system_failure.csv";
+const NAB: &str = "tests/fixtures/data/ec2_request_latency_system_failure.csv";
 
 #[test]
 fn replay_writes_one_row_per_input_row_in_order() {
