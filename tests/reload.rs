@@ -85,6 +85,20 @@ const A: &str = r#"pipeline p {
 fn an_unrelated_edit_rebuilds_only_that_stage() {
     let dir = setup("reload-unrelated", A);
     let r = start(&dir, &[]);
+    let items = |port: u16, stage: &str| -> f64 {
+        let (_, m) = http_get(port, "/metrics").unwrap();
+        m.lines().find(|l| l.starts_with(&format!("vigil_stage_items_total{{pipeline=\"p\",stage=\"{stage}\"}}"))).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0)
+    };
+    // Stage `a` opens an incident per series on the first rows; wait for it first.
+    let outbox = dir.join("state/outbox.jsonl");
+    let firing_of_a = || std::fs::read_to_string(&outbox).unwrap_or_default().lines().filter(|l| l.contains("\"stage\":\"p.a\"") && l.contains("\"status\":\"firing\"")).count();
+    let diagnose = |port: u16| format!("outbox: {:?}\nmetrics: {}", std::fs::read_to_string(&outbox), http_get(port, "/metrics").map(|m| m.1).unwrap_or_default());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while firing_of_a() == 0 {
+        assert!(std::time::Instant::now() < deadline, "stage a never reported its incident\n{}", diagnose(r.port));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before_firing = firing_of_a();
     let before = status(r.port);
     assert_eq!(generations(&before).values().copied().collect::<Vec<_>>(), [1, 1, 1, 1]);
     let n = reloads(r.port);
@@ -98,25 +112,23 @@ fn an_unrelated_edit_rebuilds_only_that_stage() {
     assert_eq!((g["p.raw"], g["p.z"], g["p.a"], g["p.b"]), (1, 1, 1, 2), "only the edited stage is rebuilt");
     assert_ne!(after["version"], before["version"]);
     // The collect stage kept its cursor: the rows already read are not read again.
-    let items_after = |port: u16| -> f64 {
-        let (_, m) = http_get(port, "/metrics").unwrap();
-        m.lines().find(|l| l.starts_with("vigil_stage_items_total{pipeline=\"p\",stage=\"p.raw\"}")).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0)
-    };
-    assert_eq!(items_after(r.port), 3.0);
-
-    // Open incidents stay open: stage `a` opened one per series; new matching data after
-    // the reload updates it. Were `a` rebuilt, it would report the incident firing again.
-    let outbox = dir.join("state/outbox.jsonl");
-    let firing_of_a = || std::fs::read_to_string(&outbox).unwrap_or_default().lines().filter(|l| l.contains("\"stage\":\"p.a\"") && l.contains("\"status\":\"firing\"")).count();
-    let before_firing = wait_for("stage a's incident", Duration::from_secs(10), || Some(firing_of_a()).filter(|n| *n > 0));
+    assert_eq!(items(r.port, "p.raw"), 3.0);
+    // Open incidents stay open: new matching rows after the reload update stage `a`'s
+    // incident. Were `a` rebuilt, it would report the incident firing again.
     let mut f = std::fs::OpenOptions::new().append(true).open(dir.join("pipelines/data.csv")).unwrap();
     use std::io::Write;
     writeln!(f, "2024-01-01 00:03:00,40\n2024-01-01 00:04:00,50").unwrap();
     drop(f);
-    wait_for("the new rows", Duration::from_secs(10), || (items_after(r.port) >= 5.0).then_some(()));
-    let (_, m) = http_get(r.port, "/metrics").unwrap();
-    assert!(m.contains("vigil_stage_items_total{pipeline=\"p\",stage=\"p.z\"} 5"), "the new rows were scored: {m}");
-    assert_eq!(firing_of_a(), before_firing, "the incident stayed open: no second `firing`");
+    wait_for("the new rows to be scored", Duration::from_secs(30), || (items(r.port, "p.z") >= 5.0).then_some(()));
+    // Stage `a` runs after `p.z` in the same tick: once a later tick has finished, that
+    // tick has too (a pipeline's ticks run one at a time).
+    let ticks = |port: u16| -> f64 {
+        let (_, m) = http_get(port, "/metrics").unwrap();
+        m.lines().find(|l| l.starts_with("vigil_ticks_total{pipeline=\"p\",outcome=\"ok\"}")).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0)
+    };
+    let t = ticks(r.port);
+    wait_for("a later tick", Duration::from_secs(30), || (ticks(r.port) > t).then_some(()));
+    assert_eq!(firing_of_a(), before_firing, "the incident stayed open: no second `firing`\n{}", diagnose(r.port));
 }
 
 #[test]
