@@ -13,6 +13,19 @@ use crate::data::{Data, IncidentUpdate, IncidentsData, ScoreColumn, Timestamp};
 use crate::runtime::cond::{Condition, Fields, Template, Val};
 use crate::runtime::{OpCtx, OpError, Operator};
 
+/// Appends one line to a file shared by stages that run concurrently: the line is
+/// written with a single call, under a process-wide lock, so lines never interleave.
+/// (A regression: `writeln!` on an unbuffered file wrote a record in several pieces, and
+/// two respond stages of one tick interleaved them — found by tests/reload.rs under load.)
+pub fn append_line(path: &std::path::Path, line: &str) -> std::io::Result<()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let mut buf = String::with_capacity(line.len() + 1);
+    buf.push_str(line);
+    buf.push('\n');
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    std::fs::OpenOptions::new().create(true).append(true).open(path)?.write_all(buf.as_bytes())
+}
+
 /// One scored sample, as conditions see it.
 pub struct ScoreItem<'a> {
     pub col: &'a ScoreColumn,
@@ -78,8 +91,7 @@ impl Log {
         tracing::info!(target: "vigil::incident", pipeline = %self.pipeline, stage = %self.stage, status = %u.status, key = %u.key, "{line}");
         if let Some(path) = &self.outbox {
             let record = serde_json::json!({ "channel": "log", "pipeline": self.pipeline, "stage": self.stage, "message": line, "update": u });
-            let written = std::fs::OpenOptions::new().create(true).append(true).open(path).and_then(|mut f| writeln!(f, "{record}"));
-            if let Err(e) = written {
+            if let Err(e) = append_line(path, &record.to_string()) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot append to the outbox");
             }
         }
@@ -142,5 +154,33 @@ impl Operator for Log {
             self.report(u);
         }
         Ok(Data::Incidents(Arc::new(IncidentsData { updates })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn concurrent_appends_never_interleave() {
+        let dir = std::env::temp_dir().join(format!("vigil-append-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("outbox.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for i in 0..500 {
+                        super::append_line(&path, &format!("{{\"thread\":{t},\"i\":{i},\"pad\":\"{}\"}}", "x".repeat(200))).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2000);
+        assert!(text.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "every line is one whole record");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
