@@ -36,5 +36,10 @@ fn main() {
         z.process(&[Data::Series(Arc::new(SeriesData { series: cols }))], &mut OpCtx::new(0)).unwrap();
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("10000 series x 1 h window at 15 s (240 samples each): RSS {:.1} MB (process baseline {:.1} MB); 2.8 M samples scored in {:.2} s", rss_mb(), before, secs);
+    println!(
+        "10000 series x 1 h window at 15 s (240 samples each): RSS {:.1} MB (process baseline {:.1} MB); 2.8 M samples scored in {:.2} s",
+        rss_mb(),
+        before,
+        secs
+    );
 }

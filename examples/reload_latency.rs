@@ -37,7 +37,14 @@ fn main() {
     let demo = std::fs::read_to_string(pipelines.join("demo.vigil")).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut child = Command::new(root.join("target/release/vigil"))
-        .args(["run", pipelines.to_str().unwrap(), "--state", dir.join("state").to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "run",
+            pipelines.to_str().unwrap(),
+            "--state",
+            dir.join("state").to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .env("RUST_LOG", "warn,vigil::runtime::engine=debug")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -84,7 +91,9 @@ fn main() {
     let mut ticks: Vec<f64> = log
         .lines()
         .filter(|l| l.contains("pipeline=steady") && l.contains(" tick"))
-        .filter_map(|l| chrono::DateTime::parse_from_rfc3339(l.split_whitespace().next()?).ok().map(|t| t.timestamp_micros() as f64 / 1000.0))
+        .filter_map(|l| {
+            chrono::DateTime::parse_from_rfc3339(l.split_whitespace().next()?).ok().map(|t| t.timestamp_micros() as f64 / 1000.0)
+        })
         .collect();
     ticks.sort_by(f64::total_cmp);
     let worst_gap = ticks.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);

@@ -113,7 +113,10 @@ pub struct StdModule {
 }
 
 fn embedded_stdlib() -> Vec<StdModule> {
-    crate::stdlib::MODULES.iter().map(|m| StdModule { name: m.name.to_owned(), file: m.file.to_owned(), path: None, text: m.text.to_owned() }).collect()
+    crate::stdlib::MODULES
+        .iter()
+        .map(|m| StdModule { name: m.name.to_owned(), file: m.file.to_owned(), path: None, text: m.text.to_owned() })
+        .collect()
 }
 
 fn load_stdlib(options: &CompileOptions) -> Result<Vec<StdModule>, LoadError> {
@@ -122,7 +125,12 @@ fn load_stdlib(options: &CompileOptions) -> Result<Vec<StdModule>, LoadError> {
     for f in source_files(std::slice::from_ref(dir))? {
         let stem = f.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
         let bytes = read_limited(&f)?;
-        out.push(StdModule { name: crate::stdlib::module_name(&stem), file: f.display().to_string(), path: Some(f), text: String::from_utf8_lossy(&bytes).into_owned() });
+        out.push(StdModule {
+            name: crate::stdlib::module_name(&stem),
+            file: f.display().to_string(),
+            path: Some(f),
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        });
     }
     Ok(out)
 }
@@ -183,7 +191,13 @@ pub fn compile_roots(roots: Vec<Root>, stdlib: Vec<StdModule>) -> Compiled {
     let mut hasher = Sha256::new();
     let mut by_path: HashMap<PathBuf, usize> = HashMap::new();
 
-    let mut add = |sources: &mut SourceMap, diags: &mut Diagnostics, name: &str, path: Option<&Path>, origin: Origin, bytes: Vec<u8>| -> (SourceId, ast::File) {
+    let mut add = |sources: &mut SourceMap,
+                   diags: &mut Diagnostics,
+                   name: &str,
+                   path: Option<&Path>,
+                   origin: Origin,
+                   bytes: Vec<u8>|
+     -> (SourceId, ast::File) {
         hasher.update((name.len() as u64).to_le_bytes());
         hasher.update(name.as_bytes());
         hasher.update((bytes.len() as u64).to_le_bytes());
@@ -235,7 +249,8 @@ pub fn compile_roots(roots: Vec<Root>, stdlib: Vec<StdModule>) -> Compiled {
                 modules[mi].file_imports.insert(span, Some(target));
                 continue;
             }
-            let read = if modules.len() >= MAX_FILES { Err("too many files".to_owned()) } else { read_limited(&path).map_err(|e| e.to_string()) };
+            let read =
+                if modules.len() >= MAX_FILES { Err("too many files".to_owned()) } else { read_limited(&path).map_err(|e| e.to_string()) };
             match read {
                 Ok(bytes) => {
                     let name = path.display().to_string();
@@ -257,7 +272,14 @@ pub fn compile_roots(roots: Vec<Root>, stdlib: Vec<StdModule>) -> Compiled {
     }
     let version: String = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
     let user_files = modules.iter().filter(|m| m.role != ModuleRole::Stdlib).count();
-    let mut out = Compiled { sources, diagnostics: Diagnostics::default(), plan: None, version, user_files, timings: vec![("load+parse", started.elapsed())] };
+    let mut out = Compiled {
+        sources,
+        diagnostics: Diagnostics::default(),
+        plan: None,
+        version,
+        user_files,
+        timings: vec![("load+parse", started.elapsed())],
+    };
     if diags.has_errors() {
         diags.sort();
         out.diagnostics = diags;

@@ -211,7 +211,16 @@ pub struct ScoreColumn {
 
 impl ScoreColumn {
     pub fn new(id: SeriesId) -> ScoreColumn {
-        ScoreColumn { id, ts: Vec::new(), value: Vec::new(), score: Vec::new(), expected: Vec::new(), lower: Vec::new(), upper: Vec::new(), anomalous: Vec::new() }
+        ScoreColumn {
+            id,
+            ts: Vec::new(),
+            value: Vec::new(),
+            score: Vec::new(),
+            expected: Vec::new(),
+            lower: Vec::new(),
+            upper: Vec::new(),
+            anomalous: Vec::new(),
+        }
     }
 
     /// Appends one scored sample.

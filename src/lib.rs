@@ -33,15 +33,15 @@ pub mod compile;
 pub mod data;
 pub mod diagnostic;
 pub mod plan;
+pub mod runtime;
+pub mod server;
 pub mod source;
 pub mod stages;
 pub mod stats;
-pub mod store;
 pub mod stdlib;
+pub mod store;
 pub mod syntax;
 pub mod time;
-pub mod runtime;
-pub mod server;
 pub mod value;
 
 pub use compile::{compile, compile_str, Compiled};

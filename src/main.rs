@@ -162,7 +162,9 @@ fn main() -> ExitCode {
         Command::Fmt { paths, check } => cmd_fmt(paths, check),
         Command::Graph { file, format, pipeline } => cmd_graph(file, format, pipeline),
         Command::Explain { topic } => cmd_explain(&topic),
-        Command::Run { paths, state, listen, stdlib, debounce, poll, no_watch } => cmd_run(RunArgs { paths, state, listen, stdlib, debounce, poll, no_watch }),
+        Command::Run { paths, state, listen, stdlib, debounce, poll, no_watch } => {
+            cmd_run(RunArgs { paths, state, listen, stdlib, debounce, poll, no_watch })
+        }
         Command::Replay { file, input, output, pipeline } => cmd_replay(file, input, output, pipeline),
     };
     match result {
@@ -184,7 +186,13 @@ fn print_diagnostics(out: &Compiled, diags: &[Diagnostic]) {
     }
 }
 
-fn cmd_check(paths: Vec<PathBuf>, format: DiagFormat, deny_warnings: bool, stdlib: Option<PathBuf>, timings: bool) -> anyhow::Result<ExitCode> {
+fn cmd_check(
+    paths: Vec<PathBuf>,
+    format: DiagFormat,
+    deny_warnings: bool,
+    stdlib: Option<PathBuf>,
+    timings: bool,
+) -> anyhow::Result<ExitCode> {
     let paths = if paths.is_empty() { vec![PathBuf::from("pipelines")] } else { paths };
     let started = std::time::Instant::now();
     let out = compile_with(&paths, &CompileOptions { stdlib_dir: stdlib })?;
@@ -276,7 +284,11 @@ fn cmd_fmt(paths: Vec<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
         }
     }
     if check && unformatted > 0 {
-        eprintln!("{unformatted} {} not formatted; run `vigil fmt` on {}", if unformatted == 1 { "file is" } else { "files are" }, if unformatted == 1 { "it" } else { "them" });
+        eprintln!(
+            "{unformatted} {} not formatted; run `vigil fmt` on {}",
+            if unformatted == 1 { "file is" } else { "files are" },
+            if unformatted == 1 { "it" } else { "them" }
+        );
         failed = true;
     }
     Ok(ExitCode::from(if failed { EXIT_ERRORS } else { 0 }))

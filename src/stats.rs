@@ -287,8 +287,7 @@ impl RollingWindow {
     /// Approximate heap bytes held by the window's buffers (their capacity), for memory
     /// accounting.
     pub fn heap_bytes(&self) -> usize {
-        self.samples.capacity() * std::mem::size_of::<(i64, f64)>()
-            + self.sorted.capacity() * std::mem::size_of::<f64>()
+        self.samples.capacity() * std::mem::size_of::<(i64, f64)>() + self.sorted.capacity() * std::mem::size_of::<f64>()
     }
 
     /// Pops the samples with `ts <= now - span` from the front. Returns whether any
@@ -576,10 +575,7 @@ mod tests {
         // rounding errors of the running sums scale with the spread of the values
         let spread = x.last().map_or(0.0, |hi| hi - x[0]);
         let n = x.len() as f64;
-        prop_assert!(
-            close(w.sum(), naive.sum(), 1e-12, 1e-12 * abs_sum + 1e-9 * spread * n),
-            "sum {} vs {}", w.sum(), naive.sum()
-        );
+        prop_assert!(close(w.sum(), naive.sum(), 1e-12, 1e-12 * abs_sum + 1e-9 * spread * n), "sum {} vs {}", w.sum(), naive.sum());
         match (w.mean(), naive.mean()) {
             (None, None) => {}
             (Some(m), Some(nm)) => {

@@ -67,7 +67,9 @@ pub fn parse_timestamp_bytes(b: &[u8]) -> Option<i64> {
             let (month, day, hour, min, sec) = (n(m0, m1), n(d0, d1), n(h0, h1), n(i0, i1), n(s0, s1));
             if (1..=12).contains(&month) && day >= 1 && day <= days_in_month(year, month) && hour < 24 && min < 60 && sec < 60 {
                 let days = days_from_civil(year, month, day);
-                return Some(days * MS_PER_DAY + i64::from(hour) * MS_PER_HOUR + i64::from(min) * MS_PER_MINUTE + i64::from(sec) * MS_PER_SECOND);
+                return Some(
+                    days * MS_PER_DAY + i64::from(hour) * MS_PER_HOUR + i64::from(min) * MS_PER_MINUTE + i64::from(sec) * MS_PER_SECOND,
+                );
             }
             return None;
         }
@@ -477,10 +479,7 @@ mod tests {
         assert!(checked_with_chrono >= 8, "{checked_with_chrono}");
         assert_eq!(parse_timestamp("2014-04-01T00:00:00.5+01:00"), Some(utc - MS_PER_HOUR + 500));
         // offsets may cross the day, month and year
-        assert_eq!(
-            parse_timestamp("2015-01-01T00:30:00+01:00"),
-            parse_timestamp("2014-12-31 23:30:00")
-        );
+        assert_eq!(parse_timestamp("2015-01-01T00:30:00+01:00"), parse_timestamp("2014-12-31 23:30:00"));
     }
 
     #[test]

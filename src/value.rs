@@ -114,7 +114,10 @@ impl Value {
             Value::Str(s) => crate::syntax::print::quote(s),
             Value::Duration(ms) => crate::syntax::ast::Duration { millis: *ms }.to_string(),
             Value::List(items) => format!("[{}]", items.iter().map(Value::to_source).collect::<Vec<_>>().join(", ")),
-            Value::Map(m) => format!("{{ {} }}", m.iter().map(|(k, v)| format!("{}: {}", crate::syntax::print::quote(k), v.to_source())).collect::<Vec<_>>().join(", ")),
+            Value::Map(m) => format!(
+                "{{ {} }}",
+                m.iter().map(|(k, v)| format!("{}: {}", crate::syntax::print::quote(k), v.to_source())).collect::<Vec<_>>().join(", ")
+            ),
             Value::Secret(s) => s.to_string(),
             Value::Condition(c) => c.clone(),
         }
@@ -177,7 +180,9 @@ pub fn eval(e: &Expr, lookup: &dyn Fn(&str) -> Option<Value>) -> Result<Value, E
         }
         ExprKind::Name(n) => lookup(n).ok_or(EvalError::NotConstant(e.span))?,
         ExprKind::Secret(inner) => match &inner.kind {
-            ExprKind::Str(s) => Value::Secret(SecretRef::parse(&s.value).ok_or_else(|| bad(format!("`{}` is not `env:NAME` or `file:PATH`", s.value)))?),
+            ExprKind::Str(s) => {
+                Value::Secret(SecretRef::parse(&s.value).ok_or_else(|| bad(format!("`{}` is not `env:NAME` or `file:PATH`", s.value)))?)
+            }
             _ => return Err(bad("`secret(...)` takes a string literal".into())),
         },
         ExprKind::Unary(op, inner) => {
@@ -237,7 +242,9 @@ fn binary(op: BinaryOp, l: Value, r: Value) -> Result<Value, String> {
                 .ok_or_else(overflow)?,
             )
         }
-        (Add | Sub | Mul | Div | Rem, a, b) if a.as_f64().is_some() && b.as_f64().is_some() && !matches!(a, V::Duration(_)) && !matches!(b, V::Duration(_)) => {
+        (Add | Sub | Mul | Div | Rem, a, b)
+            if a.as_f64().is_some() && b.as_f64().is_some() && !matches!(a, V::Duration(_)) && !matches!(b, V::Duration(_)) =>
+        {
             let (a, b) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(0.0));
             let v = match op {
                 Add => a + b,
@@ -251,7 +258,9 @@ fn binary(op: BinaryOp, l: Value, r: Value) -> Result<Value, String> {
             }
             V::Float(v)
         }
-        (Lt | Le | Gt | Ge, a, b) if a.as_f64().is_some() && b.as_f64().is_some() && (matches!(a, V::Duration(_)) == matches!(b, V::Duration(_))) => {
+        (Lt | Le | Gt | Ge, a, b)
+            if a.as_f64().is_some() && b.as_f64().is_some() && (matches!(a, V::Duration(_)) == matches!(b, V::Duration(_))) =>
+        {
             let (a, b) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(0.0));
             V::Bool(match op {
                 Lt => a < b,
@@ -275,7 +284,10 @@ pub fn validate(value: &Value, spec: &ParamSpec) -> Option<String> {
         };
         for s in strs {
             if !spec.choices.contains(&s) {
-                return Some(format!("`{s}` is not one of {}", spec.choices.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")));
+                return Some(format!(
+                    "`{s}` is not one of {}",
+                    spec.choices.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+                ));
             }
         }
     }

@@ -46,7 +46,8 @@ async fn a_failing_stage_fails_its_tick_not_the_engine() {
     let store = store(&dir).await;
     let engine = Engine::start(out.plan.as_ref().unwrap(), &out.sources, &out.version, store.clone(), None).await.unwrap();
     let shared = engine.shared.clone();
-    until("two failed ticks", async || (metric(&shared, "vigil_ticks_total{pipeline=\"p\",outcome=\"failed\"}") >= 2.0).then_some(())).await;
+    until("two failed ticks", async || (metric(&shared, "vigil_ticks_total{pipeline=\"p\",outcome=\"failed\"}") >= 2.0).then_some(()))
+        .await;
     let runs = store.recent_runs("p", 10).await.unwrap();
     let failed = runs.iter().find(|r| r.status == "failed").expect("a failed run in the history");
     assert_eq!(failed.failed_stage.as_deref(), Some("p.raw"));
@@ -54,7 +55,8 @@ async fn a_failing_stage_fails_its_tick_not_the_engine() {
     assert!(err.contains("p.vigil:3:3") && err.contains("data.csv"), "the error names the stage's source position and the file: {err}");
     assert_eq!(failed.version, out.version, "each run records the pipeline version it used");
     // The engine keeps ticking, and recovers once the file appears.
-    std::fs::write(dir.path().join("data.csv"), "timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:01:00,2\n2024-01-01 00:02:00,3\n").unwrap();
+    std::fs::write(dir.path().join("data.csv"), "timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:01:00,2\n2024-01-01 00:02:00,3\n")
+        .unwrap();
     until("an ok tick", async || (metric(&shared, "vigil_ticks_total{pipeline=\"p\",outcome=\"ok\"}") >= 1.0).then_some(())).await;
     assert!(metric(&shared, "vigil_stage_errors_total{pipeline=\"p\",stage=\"p.raw\"}") >= 2.0);
     assert!(engine.shutdown(Duration::from_secs(5)).await);
@@ -115,11 +117,16 @@ async fn webhooks_over_real_http() {
     let payload = r#"{"version":"4","status":"firing","receiver":"vigil","groupKey":"g","groupLabels":{},"commonLabels":{},"commonAnnotations":{},"externalURL":"http://am","alerts":[
       {"status":"firing","labels":{"alertname":"HighCPU"},"annotations":{},"startsAt":"2024-01-01T00:00:00Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"a"},
       {"status":"firing","labels":{"alertname":"HighCPU"},"annotations":{},"startsAt":"2024-01-01T00:00:01Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"b"}]}"#;
-    let post = move |body: String| tokio::task::spawn_blocking(move || http("POST", port, "/hooks/am", &body, &[("Content-Type", "application/json")]).unwrap());
+    let post = move |body: String| {
+        tokio::task::spawn_blocking(move || http("POST", port, "/hooks/am", &body, &[("Content-Type", "application/json")]).unwrap())
+    };
     let (code, body) = post(payload.to_owned()).await.unwrap();
     assert_eq!(code, 202, "{body}");
     assert!(body.contains("\"accepted\":2"), "{body}");
-    until("the events to be counted", async || (metric(&shared, "vigil_stage_items_total{pipeline=\"alerts\",stage=\"alerts.counts\"}") >= 1.0).then_some(())).await;
+    until("the events to be counted", async || {
+        (metric(&shared, "vigil_stage_items_total{pipeline=\"alerts\",stage=\"alerts.counts\"}") >= 1.0).then_some(())
+    })
+    .await;
     assert_eq!(metric(&shared, "vigil_stage_items_total{pipeline=\"alerts\",stage=\"alerts.events\"}"), 2.0);
     let (code, body) = post("{not json".to_owned()).await.unwrap();
     assert_eq!(code, 400, "{body}");
@@ -155,7 +162,11 @@ fn flaky_server(answer_from: usize, hang: bool) -> (u16, Arc<std::sync::atomic::
             let mut buf = [0u8; 4096];
             let _ = s.read(&mut buf);
             let body = "# TYPE up gauge\nup{job=\"x\"} 1\n";
-            let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
         }
     });
     (port, count)

@@ -133,7 +133,10 @@ fn plans() {
             s.push_str(&format!("pipeline {} triggers={:?}\n", p.name, p.triggers));
             for st in &p.stages {
                 let inputs: Vec<String> = st.inputs.iter().map(|(slot, i)| format!("{slot}={}", p.stages[*i].key)).collect();
-                s.push_str(&format!("  {} [{}] {} -> {} fp={} named={}\n", st.key, st.kind, st.operator, st.output, st.fingerprint, st.named));
+                s.push_str(&format!(
+                    "  {} [{}] {} -> {} fp={} named={}\n",
+                    st.key, st.kind, st.operator, st.output, st.fingerprint, st.named
+                ));
                 if !inputs.is_empty() {
                     s.push_str(&format!("    inputs: {}\n", inputs.join(", ")));
                 }

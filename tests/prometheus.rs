@@ -21,7 +21,12 @@ fn series(d: Data) -> std::sync::Arc<vigil::data::SeriesData> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrape_a_real_prometheus_exposition_with_histograms() {
     let prom = tokio::task::spawn_blocking(start_prometheus).await.unwrap();
-    let mut src = ScrapeSource::new(format!("http://127.0.0.1:{}/metrics", prom.port), vec![], vec![("env".into(), "test".into())], reqwest::Client::new());
+    let mut src = ScrapeSource::new(
+        format!("http://127.0.0.1:{}/metrics", prom.port),
+        vec![],
+        vec![("env".into(), "test".into())],
+        reqwest::Client::new(),
+    );
     let mut ctx = OpCtx::new(vigil::time::now_ms());
     let data = series(src.collect(&mut ctx).await.unwrap());
     assert!(data.series.len() > 50, "a Prometheus exposes hundreds of series, got {}", data.series.len());
@@ -34,7 +39,12 @@ async fn scrape_a_real_prometheus_exposition_with_histograms() {
     assert!(data.series.iter().all(|c| c.id.label("env") == Some("test")));
 
     // A metrics filter keeps a family and its parts.
-    let mut only = ScrapeSource::new(format!("http://127.0.0.1:{}/metrics", prom.port), vec!["prometheus_http_request_duration_seconds".into()], vec![], reqwest::Client::new());
+    let mut only = ScrapeSource::new(
+        format!("http://127.0.0.1:{}/metrics", prom.port),
+        vec!["prometheus_http_request_duration_seconds".into()],
+        vec![],
+        reqwest::Client::new(),
+    );
     let data = series(only.collect(&mut OpCtx::new(vigil::time::now_ms())).await.unwrap());
     assert!(!data.series.is_empty());
     assert!(data.series.iter().all(|c| c.id.name().starts_with("prometheus_http_request_duration_seconds")));
@@ -48,7 +58,8 @@ async fn query_range_reads_values_and_moves_its_cursor() {
     let port = prom.port;
     tokio::task::spawn_blocking(move || {
         wait_for("samples of `up`", Duration::from_secs(60), || {
-            http_get(port, "/api/v1/query?query=count_over_time(up%5B1m%5D)").filter(|(_, b)| b.contains("\"value\"") && !b.contains("\"result\":[]"))
+            http_get(port, "/api/v1/query?query=count_over_time(up%5B1m%5D)")
+                .filter(|(_, b)| b.contains("\"value\"") && !b.contains("\"result\":[]"))
         })
     })
     .await

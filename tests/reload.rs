@@ -66,7 +66,11 @@ fn reloads(port: u16) -> usize {
 fn setup(name: &str, pipeline: &str) -> TempDir {
     let dir = TempDir::new(name);
     std::fs::create_dir_all(dir.join("pipelines")).unwrap();
-    std::fs::write(dir.join("pipelines/data.csv"), "timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:01:00,2\n2024-01-01 00:02:00,30\n").unwrap();
+    std::fs::write(
+        dir.join("pipelines/data.csv"),
+        "timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:01:00,2\n2024-01-01 00:02:00,30\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("pipelines/p.vigil"), pipeline).unwrap();
     dir
 }
@@ -87,12 +91,23 @@ fn an_unrelated_edit_rebuilds_only_that_stage() {
     let r = start(&dir, &[]);
     let items = |port: u16, stage: &str| -> f64 {
         let (_, m) = http_get(port, "/metrics").unwrap();
-        m.lines().find(|l| l.starts_with(&format!("vigil_stage_items_total{{pipeline=\"p\",stage=\"{stage}\"}}"))).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0)
+        m.lines()
+            .find(|l| l.starts_with(&format!("vigil_stage_items_total{{pipeline=\"p\",stage=\"{stage}\"}}")))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
     };
     // Stage `a` opens an incident per series on the first rows; wait for it first.
     let outbox = dir.join("state/outbox.jsonl");
-    let firing_of_a = || std::fs::read_to_string(&outbox).unwrap_or_default().lines().filter(|l| l.contains("\"stage\":\"p.a\"") && l.contains("\"status\":\"firing\"")).count();
-    let diagnose = |port: u16| format!("outbox: {:?}\nmetrics: {}", std::fs::read_to_string(&outbox), http_get(port, "/metrics").map(|m| m.1).unwrap_or_default());
+    let firing_of_a = || {
+        std::fs::read_to_string(&outbox)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"stage\":\"p.a\"") && l.contains("\"status\":\"firing\""))
+            .count()
+    };
+    let diagnose = |port: u16| {
+        format!("outbox: {:?}\nmetrics: {}", std::fs::read_to_string(&outbox), http_get(port, "/metrics").map(|m| m.1).unwrap_or_default())
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while firing_of_a() == 0 {
         assert!(std::time::Instant::now() < deadline, "stage a never reported its incident\n{}", diagnose(r.port));
@@ -124,7 +139,10 @@ fn an_unrelated_edit_rebuilds_only_that_stage() {
     // tick has too (a pipeline's ticks run one at a time).
     let ticks = |port: u16| -> f64 {
         let (_, m) = http_get(port, "/metrics").unwrap();
-        m.lines().find(|l| l.starts_with("vigil_ticks_total{pipeline=\"p\",outcome=\"ok\"}")).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0)
+        m.lines()
+            .find(|l| l.starts_with("vigil_ticks_total{pipeline=\"p\",outcome=\"ok\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
     };
     let t = ticks(r.port);
     wait_for("a later tick", Duration::from_secs(30), || (ticks(r.port) > t).then_some(()));
@@ -148,7 +166,10 @@ fn an_invalid_edit_keeps_the_old_plan_running() {
     // Still answering and ticking.
     let ticks = |port: u16| -> f64 {
         let (_, m) = http_get(port, "/metrics").unwrap();
-        m.lines().find(|l| l.starts_with("vigil_ticks_total{pipeline=\"p\",outcome=\"ok\"}")).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0)
+        m.lines()
+            .find(|l| l.starts_with("vigil_ticks_total{pipeline=\"p\",outcome=\"ok\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
     };
     let t0 = ticks(r.port);
     wait_for("more ticks after the rejected reload", Duration::from_secs(10), || (ticks(r.port) > t0 + 2.0).then_some(()));
@@ -162,11 +183,15 @@ fn a_comment_only_edit_applies_and_rebuilds_nothing() {
     let r = start(&dir, &[]);
     let before = status(r.port);
     let n = reloads(r.port);
-    std::fs::write(dir.join("pipelines/p.vigil"), format!("// A comment.\n{}", A.replace("  every 100ms\n", "  every 100ms  // ticks\n"))).unwrap();
+    std::fs::write(dir.join("pipelines/p.vigil"), format!("// A comment.\n{}", A.replace("  every 100ms\n", "  every 100ms  // ticks\n")))
+        .unwrap();
     let after = next_reload(r.port, n);
     let last = &after["last_reload"];
     assert_eq!(last["outcome"], "applied");
-    assert_eq!((last["added"].as_array().unwrap().len(), last["changed"].as_array().unwrap().len(), last["removed"].as_array().unwrap().len()), (0, 0, 0));
+    assert_eq!(
+        (last["added"].as_array().unwrap().len(), last["changed"].as_array().unwrap().len(), last["removed"].as_array().unwrap().len()),
+        (0, 0, 0)
+    );
     assert_eq!(generations(&after), generations(&before));
     assert_ne!(after["version"], before["version"]);
 }
@@ -194,7 +219,11 @@ fn files_added_and_deleted_start_and_stop_pipelines() {
     let dir = setup("reload-files", A);
     let r = start(&dir, &[]);
     let n = reloads(r.port);
-    std::fs::write(dir.join("pipelines/q.vigil"), "pipeline q {\n  every 1s\n  collect raw = synthetic()\n  predict z = zscore(raw)\n  respond r = log(z)\n}\n").unwrap();
+    std::fs::write(
+        dir.join("pipelines/q.vigil"),
+        "pipeline q {\n  every 1s\n  collect raw = synthetic()\n  predict z = zscore(raw)\n  respond r = log(z)\n}\n",
+    )
+    .unwrap();
     let after = next_reload(r.port, n);
     let names: Vec<&str> = after["pipelines"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["p", "q"]);
@@ -265,7 +294,10 @@ fn a_stage_that_cannot_be_built_rolls_back() {
     let before = status(r.port);
     let n = reloads(r.port);
     // Compiles (the selector is just a string to the checker) but cannot be built.
-    let bad = A.replace("  predict z = zscore(raw, min_samples: 2)", "  preprocess sel = select(raw, match: \"{job=~\\\"(\\\"}\")\n  predict z = zscore(sel, min_samples: 2)");
+    let bad = A.replace(
+        "  predict z = zscore(raw, min_samples: 2)",
+        "  preprocess sel = select(raw, match: \"{job=~\\\"(\\\"}\")\n  predict z = zscore(sel, min_samples: 2)",
+    );
     std::fs::write(dir.join("pipelines/p.vigil"), bad).unwrap();
     let after = next_reload(r.port, n);
     let last = &after["last_reload"];

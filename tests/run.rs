@@ -30,11 +30,15 @@ fn the_demo_runs_serves_its_api_and_stops_cleanly_on_sigterm() {
     // Three ticks, each recorded.
     let metrics = wait_for("three ticks", Duration::from_secs(30), || {
         let (_, m) = http_get(port, "/metrics")?;
-        let ticks: f64 = m.lines().find(|l| l.starts_with("vigil_ticks_total{pipeline=\"demo\",outcome=\"ok\"}"))?.rsplit(' ').next()?.parse().ok()?;
+        let ticks: f64 =
+            m.lines().find(|l| l.starts_with("vigil_ticks_total{pipeline=\"demo\",outcome=\"ok\"}"))?.rsplit(' ').next()?.parse().ok()?;
         (ticks >= 3.0).then_some(m)
     });
     assert!(metrics.contains("# TYPE vigil_anomaly_score gauge"));
-    assert!(metrics.contains("vigil_anomaly_score{pipeline=\"demo\",stage=\"demo.scores\",series=\"synthetic{series=\\\"0\\\"}\"}"), "{metrics}");
+    assert!(
+        metrics.contains("vigil_anomaly_score{pipeline=\"demo\",stage=\"demo.scores\",series=\"synthetic{series=\\\"0\\\"}\"}"),
+        "{metrics}"
+    );
     assert!(metrics.contains("vigil_stage_duration_seconds_count{pipeline=\"demo\",stage=\"demo.raw\"}"));
     // Every scraped line parses as the text exposition format.
     let exp = vigil::stages::prom::parse_exposition(&metrics);
@@ -83,7 +87,8 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn run_refuses_sources_with_errors_and_bad_addresses() {
-    let out = vigil().args(["run", "tests/fixtures/check/fail/e0202_unknown_stage_ref.vigil", "--state", "/tmp/vigil-never"]).output().unwrap();
+    let out =
+        vigil().args(["run", "tests/fixtures/check/fail/e0202_unknown_stage_ref.vigil", "--state", "/tmp/vigil-never"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("E0202"));
     let out = vigil().args(["run", "pipelines/demo.vigil", "--listen", "not-an-address"]).output().unwrap();
@@ -98,7 +103,10 @@ fn replay_writes_one_row_per_input_row_in_order() {
     let input = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(NAB);
     assert!(input.exists(), "the NAB data is missing: {}", input.display());
     let output = dir.join("scores.csv");
-    let out = vigil().args(["replay", "pipelines/nab.vigil", "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]).output().unwrap();
+    let out = vigil()
+        .args(["replay", "pipelines/nab.vigil", "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let inp = std::fs::read_to_string(&input).unwrap();
     let res = std::fs::read_to_string(&output).unwrap();
@@ -118,7 +126,11 @@ fn replay_writes_one_row_per_input_row_in_order() {
     let prefix = dir.join("prefix.csv");
     std::fs::write(&prefix, inl[..2001].join("\n") + "\n").unwrap();
     let out2 = dir.join("prefix-scores.csv");
-    assert!(vigil().args(["replay", "pipelines/nab.vigil", "--input", prefix.to_str().unwrap(), "--output", out2.to_str().unwrap()]).status().unwrap().success());
+    assert!(vigil()
+        .args(["replay", "pipelines/nab.vigil", "--input", prefix.to_str().unwrap(), "--output", out2.to_str().unwrap()])
+        .status()
+        .unwrap()
+        .success());
     let res2 = std::fs::read_to_string(&out2).unwrap();
     assert_eq!(res2.lines().collect::<Vec<_>>(), outl[..2001].to_vec(), "a point's score depends only on earlier points");
 }
@@ -134,12 +146,21 @@ fn replay_bad_rows_get_a_row_each_and_are_counted() {
     csv.push_str("garbage\n2024-01-01 02:00:00,abc\n2024-01-01 02:01:00,NaN\n2024-01-01 02:02:00,1e308\n2024-01-01 01:00:00,5\n2024-01-01 02:02:00,7\n,\n2024-01-01 02:03:00,-inf\n");
     std::fs::write(&input, &csv).unwrap();
     let output = dir.join("out.csv");
-    let out = vigil().args(["replay", "pipelines/nab.vigil", "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]).output().unwrap();
+    let out = vigil()
+        .args(["replay", "pipelines/nab.vigil", "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let res = std::fs::read_to_string(&output).unwrap();
     assert_eq!(res.lines().count(), csv.lines().count());
-    assert!(stderr.contains("3 malformed") && stderr.contains("2 non-finite") && stderr.contains("1 out of order") && stderr.contains("1 duplicate"), "{stderr}");
+    assert!(
+        stderr.contains("3 malformed")
+            && stderr.contains("2 non-finite")
+            && stderr.contains("1 out of order")
+            && stderr.contains("1 duplicate"),
+        "{stderr}"
+    );
     // The huge but finite value is scored, and scores stay in [0, 1].
     let huge = res.lines().find(|l| l.starts_with("2024-01-01 02:02:00,1e308")).unwrap();
     assert_eq!(huge.rsplit(',').next().unwrap(), "1.000000");
@@ -149,15 +170,33 @@ fn replay_bad_rows_get_a_row_each_and_are_counted() {
 #[test]
 fn replay_usage_errors() {
     let dir = TempDir::new("replay-usage");
-    let out = vigil().args(["replay", "pipelines/nab.vigil", "--input", "no/such.csv", "--output", dir.join("o.csv").to_str().unwrap()]).output().unwrap();
+    let out = vigil()
+        .args(["replay", "pipelines/nab.vigil", "--input", "no/such.csv", "--output", dir.join("o.csv").to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no/such.csv"));
     let wrong = dir.join("wrong.csv");
     std::fs::write(&wrong, "time,val\n1,2\n").unwrap();
-    let out = vigil().args(["replay", "pipelines/nab.vigil", "--input", wrong.to_str().unwrap(), "--output", dir.join("o.csv").to_str().unwrap()]).output().unwrap();
+    let out = vigil()
+        .args(["replay", "pipelines/nab.vigil", "--input", wrong.to_str().unwrap(), "--output", dir.join("o.csv").to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("timestamp,value"));
-    let out = vigil().args(["replay", "pipelines/nab.vigil", "--pipeline", "nope", "--input", wrong.to_str().unwrap(), "--output", dir.join("o.csv").to_str().unwrap()]).output().unwrap();
+    let out = vigil()
+        .args([
+            "replay",
+            "pipelines/nab.vigil",
+            "--pipeline",
+            "nope",
+            "--input",
+            wrong.to_str().unwrap(),
+            "--output",
+            dir.join("o.csv").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no pipeline `nope`"));
 }

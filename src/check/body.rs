@@ -170,10 +170,16 @@ fn resolve_type(cx: &mut Cx, t: &ast::TypeExpr) -> Option<Ty> {
     if ty.is_none() {
         let help = match suggest(&t.name.node, Ty::NAMES.iter().copied()) {
             Some(s) => s,
-            None if t.name.node == "List" => "write the element type: `List[String]`; elements are Int, Float, Bool, String or Duration".into(),
+            None if t.name.node == "List" => {
+                "write the element type: `List[String]`; elements are Int, Float, Bool, String or Duration".into()
+            }
             None => format!("types: {}", Ty::NAMES.join(", ")),
         };
-        cx.diags.push(Diagnostic::error(Code::E0318, t.span, format!("unknown type `{}`", crate::syntax::print::type_str(t))).with_label("not a type").with_help(help));
+        cx.diags.push(
+            Diagnostic::error(Code::E0318, t.span, format!("unknown type `{}`", crate::syntax::print::type_str(t)))
+                .with_label("not a type")
+                .with_help(help),
+        );
     }
     ty
 }
@@ -207,7 +213,13 @@ struct Body<'c, 'm, 's> {
 pub(crate) fn check_template(cx: &mut Cx, scope: &mut Scope, mi: usize, t: &ast::Template) -> super::CheckedTemplate {
     let id = cx.template_defs.iter().position(|(m, d)| *m == mi && std::ptr::eq(*d, t)).expect("template registered");
     let sig = cx.sigs[id].clone();
-    let mut local = Local { stages: HashMap::new(), params: HashMap::new(), used_params: HashSet::new(), broken: HashSet::new(), untyped: HashSet::new() };
+    let mut local = Local {
+        stages: HashMap::new(),
+        params: HashMap::new(),
+        used_params: HashSet::new(),
+        broken: HashSet::new(),
+        untyped: HashSet::new(),
+    };
     let mut params = Vec::new();
     for p in &t.params {
         let Some(slot) = sig.slots.iter().find(|s| s.name == p.name.node) else {
@@ -224,7 +236,8 @@ pub(crate) fn check_template(cx: &mut Cx, scope: &mut Scope, mi: usize, t: &ast:
         if ty.is_port() {
             continue;
         }
-        let ports: Vec<(String, Ty)> = local.params.iter().filter(|(_, (t, _))| t.is_port()).map(|(n, (t, _))| ((*n).to_owned(), *t)).collect();
+        let ports: Vec<(String, Ty)> =
+            local.params.iter().filter(|(_, (t, _))| t.is_port()).map(|(n, (t, _))| ((*n).to_owned(), *t)).collect();
         b.check_value(&mut local, d, ty, &[], &ports);
         // A default's own use of other parameters does not count as a use.
     }
@@ -306,7 +319,13 @@ pub(crate) fn check_pipeline(
             ast::PipelineStmt::Stage(s) => stage_asts.push(s),
         }
     }
-    let mut local = Local { stages: HashMap::new(), params: HashMap::new(), used_params: HashSet::new(), broken: HashSet::new(), untyped: HashSet::new() };
+    let mut local = Local {
+        stages: HashMap::new(),
+        params: HashMap::new(),
+        used_params: HashSet::new(),
+        broken: HashSet::new(),
+        untyped: HashSet::new(),
+    };
     let stages = b.check_stages(&stage_asts, &mut local);
     b.order_and_type(&stages, &mut local, "pipeline");
 
@@ -319,7 +338,8 @@ pub(crate) fn check_pipeline(
                 .with_help("add a collect stage, for example `collect raw = csv(path: \"data.csv\")`"),
         );
     }
-    let webhook_written = p.body.iter().any(|s| matches!(s, ast::PipelineStmt::Trigger(ast::Trigger { kind: ast::TriggerKind::On { .. }, .. })));
+    let webhook_written =
+        p.body.iter().any(|s| matches!(s, ast::PipelineStmt::Trigger(ast::Trigger { kind: ast::TriggerKind::On { .. }, .. })));
     if webhook_trigger.is_none() && !webhook_written {
         for s in &stages {
             if let Callee::Op(op) = s.call.callee {
@@ -383,21 +403,31 @@ impl Body<'_, '_, '_> {
         match &t.kind {
             ast::TriggerKind::Every(d) => {
                 if d.node.millis == 0 {
-                    self.cx.diags.push(Diagnostic::error(Code::E0107, d.span, "`every` needs a positive duration").with_label("zero").with_help("write a duration such as `30s`"));
+                    self.cx.diags.push(
+                        Diagnostic::error(Code::E0107, d.span, "`every` needs a positive duration")
+                            .with_label("zero")
+                            .with_help("write a duration such as `30s`"),
+                    );
                     return None;
                 }
                 Some(super::Trigger::Every { ms: d.node.millis })
             }
             ast::TriggerKind::Cron(s) => {
                 let fields = s.value.split_whitespace().count();
-                let parsed = if fields == 5 { croner::parser::CronParser::new().parse(&s.value).err().map(|e| e.to_string()) } else { Some(format!("{fields} fields")) };
+                let parsed = if fields == 5 {
+                    croner::parser::CronParser::new().parse(&s.value).err().map(|e| e.to_string())
+                } else {
+                    Some(format!("{fields} fields"))
+                };
                 match parsed {
                     None => Some(super::Trigger::Cron { schedule: s.value.clone() }),
                     Some(why) => {
                         self.cx.diags.push(
                             Diagnostic::error(Code::E0310, s.span, "invalid cron expression")
                                 .with_label(format!("not a five-field schedule: {why}"))
-                                .with_help("write minute, hour, day of month, month and day of week, for example `cron \"*/5 * * * *\"` (UTC)"),
+                                .with_help(
+                                    "write minute, hour, day of month, month and day of week, for example `cron \"*/5 * * * *\"` (UTC)",
+                                ),
                         );
                         None
                     }
@@ -408,18 +438,29 @@ impl Body<'_, '_, '_> {
                     self.cx.diags.push(
                         Diagnostic::error(Code::E0210, source.span, format!("unknown trigger source `{}`", source.node))
                             .with_label("not a trigger source")
-                            .with_help(suggest(&source.node, ["webhook"]).unwrap_or_else(|| "use `on webhook \"/path\"`, `every 30s` or `cron \"...\"`".into())),
+                            .with_help(
+                                suggest(&source.node, ["webhook"])
+                                    .unwrap_or_else(|| "use `on webhook \"/path\"`, `every 30s` or `cron \"...\"`".into()),
+                            ),
                     );
                     return None;
                 }
                 let p = &path.value;
-                let valid = p.starts_with('/') && p.len() > 1 && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) && !p.contains("//") && !p.split('/').any(|seg| seg == "..");
+                let valid = p.starts_with('/')
+                    && p.len() > 1
+                    && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+                    && !p.contains("//")
+                    && !p.split('/').any(|seg| seg == "..");
                 if !valid {
                     let fixed = format!("/{}", p.trim_start_matches('/'));
                     self.cx.diags.push(
                         Diagnostic::error(Code::E0311, path.span, format!("invalid webhook path `{p}`"))
                             .with_label("must start with `/` and hold only letters, digits and `-_./`")
-                            .with_help(if p.starts_with('/') { "write an absolute path such as \"/hooks/alerts\"".to_owned() } else { format!("write \"{fixed}\"") }),
+                            .with_help(if p.starts_with('/') {
+                                "write an absolute path such as \"/hooks/alerts\"".to_owned()
+                            } else {
+                                format!("write \"{fixed}\"")
+                            }),
                     );
                     return None;
                 }
@@ -460,7 +501,11 @@ impl Body<'_, '_, '_> {
                 Err(word) => {
                     let help = suggest(word, StageKind::ALL.iter().map(|k| k.as_str()))
                         .unwrap_or_else(|| "stage kinds: collect, preprocess, train, predict, respond".into());
-                    self.cx.diags.push(Diagnostic::error(Code::E0201, s.kind.span, format!("unknown stage kind `{word}`")).with_label("not a stage kind").with_help(help));
+                    self.cx.diags.push(
+                        Diagnostic::error(Code::E0201, s.kind.span, format!("unknown stage kind `{word}`"))
+                            .with_label("not a stage kind")
+                            .with_help(help),
+                    );
                     local.broken.insert(s.name.node.clone());
                     // Still check the call, with the kind its operator suggests, to report
                     // everything at once.
@@ -480,7 +525,13 @@ impl Body<'_, '_, '_> {
                         name: s.name.clone(),
                         kind,
                         doc: s.doc.clone(),
-                        call: Call { callee: Callee::Op(&crate::stages::OPERATORS[0]), callee_span: s.value.span, inputs: vec![], values: vec![], span: s.value.span },
+                        call: Call {
+                            callee: Callee::Op(&crate::stages::OPERATORS[0]),
+                            callee_span: s.value.span,
+                            inputs: vec![],
+                            values: vec![],
+                            span: s.value.span,
+                        },
                         options,
                         span: s.span,
                     });
@@ -512,7 +563,15 @@ impl Body<'_, '_, '_> {
 
     /// Binds a call expression (`f(args)`, `recv.f(args)` or `a | f(args)`), with an
     /// optional input piped in. `outer` is whether this is the stage's final call.
-    fn call_expr(&mut self, e: &Expr, piped: Option<(Input, Span)>, kind: StageKind, kind_known: bool, outer: bool, local: &mut Local) -> Option<Call> {
+    fn call_expr(
+        &mut self,
+        e: &Expr,
+        piped: Option<(Input, Span)>,
+        kind: StageKind,
+        kind_known: bool,
+        outer: bool,
+        local: &mut Local,
+    ) -> Option<Call> {
         match &e.kind {
             ExprKind::Pipe(l, r) => {
                 let left = self.input_expr(l, kind, kind_known, local)?;
@@ -543,13 +602,19 @@ impl Body<'_, '_, '_> {
                     v
                 });
                 let Some(path) = path else {
-                    self.cx.diags.push(Diagnostic::error(Code::E0211, callee.span, "only operators and templates can be called").with_label("not a name").with_help("call an operator by name: `fill(raw)`"));
+                    self.cx.diags.push(
+                        Diagnostic::error(Code::E0211, callee.span, "only operators and templates can be called")
+                            .with_label("not a name")
+                            .with_help("call an operator by name: `fill(raw)`"),
+                    );
                     return None;
                 };
                 let callee_span = callee.span;
                 // `recv.op(args)`: a method call on a stage or port parameter.
                 let mut receiver = None;
-                let resolved = if path.len() == 2 && (local.stages.contains_key(path[0].0) || local.params.get(path[0].0).is_some_and(|(t, _)| t.is_port())) {
+                let resolved = if path.len() == 2
+                    && (local.stages.contains_key(path[0].0) || local.params.get(path[0].0).is_some_and(|(t, _)| t.is_port()))
+                {
                     receiver = Some((self.name_input(path[0].0, path[0].1, local), path[0].1));
                     match crate::stages::operator(path[1].0) {
                         Some(op) => Some(Callee::Op(op)),
@@ -572,8 +637,12 @@ impl Body<'_, '_, '_> {
                     Callee::Op(op) if kind_known => {
                         let ok = op.kind == kind || (!outer && op.kind == StageKind::Preprocess && kind > StageKind::Preprocess);
                         if !ok {
-                            let mut d = Diagnostic::error(Code::E0402, callee_span, format!("`{}` is a {} operator, used in a {kind} stage", op.name, op.kind))
-                                .with_label(format!("a {} operator", op.kind));
+                            let mut d = Diagnostic::error(
+                                Code::E0402,
+                                callee_span,
+                                format!("`{}` is a {} operator, used in a {kind} stage", op.name, op.kind),
+                            )
+                            .with_label(format!("a {} operator", op.kind));
                             d = if outer {
                                 d.with_help(format!("write `{} ...` for this stage, or use a {kind} operator", op.kind))
                             } else {
@@ -587,10 +656,18 @@ impl Body<'_, '_, '_> {
                             if !kind_outputs(kind).contains(&out) {
                                 let sig = &self.cx.sigs[id];
                                 self.cx.diags.push(
-                                    Diagnostic::error(Code::E0403, callee_span, format!("the template `{}` yields {out}, which a {kind} stage cannot produce", sig.name))
-                                        .with_label(format!("yields {out}"))
-                                        .with_secondary(sig.span, "the template is defined here")
-                                        .with_help(format!("a {kind} stage yields {}; write `{} ...`", one_of(kind_outputs(kind)), kind_for(out).as_str())),
+                                    Diagnostic::error(
+                                        Code::E0403,
+                                        callee_span,
+                                        format!("the template `{}` yields {out}, which a {kind} stage cannot produce", sig.name),
+                                    )
+                                    .with_label(format!("yields {out}"))
+                                    .with_secondary(sig.span, "the template is defined here")
+                                    .with_help(format!(
+                                        "a {kind} stage yields {}; write `{} ...`",
+                                        one_of(kind_outputs(kind)),
+                                        kind_for(out).as_str()
+                                    )),
                                 );
                             }
                         }
@@ -621,7 +698,9 @@ impl Body<'_, '_, '_> {
     fn input_expr(&mut self, e: &Expr, kind: StageKind, kind_known: bool, local: &mut Local) -> Option<Input> {
         match &e.kind {
             ExprKind::Name(n) => Some(self.name_input(n, e.span, local)),
-            ExprKind::Call { .. } | ExprKind::Pipe(..) => self.call_expr(e, None, kind, kind_known, false, local).map(|c| Input::Call(Box::new(c))),
+            ExprKind::Call { .. } | ExprKind::Pipe(..) => {
+                self.call_expr(e, None, kind, kind_known, false, local).map(|c| Input::Call(Box::new(c)))
+            }
             ExprKind::Error => None,
             _ => {
                 self.cx.diags.push(
@@ -655,7 +734,11 @@ impl Body<'_, '_, '_> {
             return Input::Param(Ident::new(n.to_owned(), span));
         }
         let help = suggest(n, local.names()).unwrap_or_else(|| "stages are visible only inside their own pipeline or template".into());
-        self.cx.diags.push(Diagnostic::error(Code::E0202, span, format!("unknown stage `{n}`")).with_label("no stage or input of this name").with_help(help));
+        self.cx.diags.push(
+            Diagnostic::error(Code::E0202, span, format!("unknown stage `{n}`"))
+                .with_label("no stage or input of this name")
+                .with_help(help),
+        );
         local.broken.insert(n.to_owned());
         Input::Stage(Ident::new(n.to_owned(), span))
     }
@@ -712,7 +795,11 @@ impl Body<'_, '_, '_> {
                         self.cx.diags.push(
                             Diagnostic::error(Code::E0305, a.value.span, format!("too many arguments to `{callee_name}`"))
                                 .with_label("extra argument")
-                                .with_help(format!("`{callee_name}` takes {}: {}", slots.len(), slots.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "))),
+                                .with_help(format!(
+                                    "`{callee_name}` takes {}: {}",
+                                    slots.len(),
+                                    slots.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                                )),
                         );
                         ok = false;
                         continue;
@@ -724,9 +811,13 @@ impl Body<'_, '_, '_> {
                     match slots.iter().position(|s| s.name == name.node) {
                         Some(i) => i,
                         None => {
-                            let help = suggest(&name.node, slots.iter().map(|s| s.name.as_str()))
-                                .unwrap_or_else(|| format!("`{callee_name}` takes: {}", slots.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")));
-                            let mut d = Diagnostic::error(Code::E0301, name.span, format!("`{callee_name}` has no parameter `{}`", name.node)).with_label("unknown parameter").with_help(help);
+                            let help = suggest(&name.node, slots.iter().map(|s| s.name.as_str())).unwrap_or_else(|| {
+                                format!("`{callee_name}` takes: {}", slots.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "))
+                            });
+                            let mut d =
+                                Diagnostic::error(Code::E0301, name.span, format!("`{callee_name}` has no parameter `{}`", name.node))
+                                    .with_label("unknown parameter")
+                                    .with_help(help);
                             if let Callee::Template(id) = callee {
                                 d = d.with_secondary(self.cx.sigs[*id].span, "the template is defined here");
                             }
@@ -770,7 +861,10 @@ impl Body<'_, '_, '_> {
         }
         if !missing.is_empty() {
             let names: Vec<String> = missing.iter().map(|s| format!("`{}`", s.name)).collect();
-            let example: Vec<String> = missing.iter().map(|s| if s.ports.is_some() { s.name.clone() } else { format!("{}: {}", s.name, example_value(s.ty)) }).collect();
+            let example: Vec<String> = missing
+                .iter()
+                .map(|s| if s.ports.is_some() { s.name.clone() } else { format!("{}: {}", s.name, example_value(s.ty)) })
+                .collect();
             self.cx.diags.push(
                 Diagnostic::error(Code::E0302, span, format!("`{callee_name}` is missing {}", names.join(", ")))
                     .with_label(format!("missing {}", names.join(", ")))
@@ -783,7 +877,9 @@ impl Body<'_, '_, '_> {
         for (i, b) in bound.into_iter().enumerate() {
             match b {
                 Some((_, Bound::Input(input))) => inputs.push((slots[i].name.clone(), input)),
-                Some((aspan, Bound::Value(v))) => values.push(ValueArg { name: slots[i].name.clone(), ty: slots[i].ty, value: v, span: aspan }),
+                Some((aspan, Bound::Value(v))) => {
+                    values.push(ValueArg { name: slots[i].name.clone(), ty: slots[i].ty, value: v, span: aspan })
+                }
                 Some((_, Bound::Failed)) | None => {}
             }
         }
@@ -803,12 +899,27 @@ impl Body<'_, '_, '_> {
                     } else {
                         let s = match &val {
                             Value::Str(s) => s.clone(),
-                            Value::List(l) => l.iter().find_map(|x| if let Value::Str(s) = x { (!spec.choices.contains(&s.as_str())).then(|| s.clone()) } else { None }).unwrap_or_default(),
+                            Value::List(l) => l
+                                .iter()
+                                .find_map(|x| {
+                                    if let Value::Str(s) = x {
+                                        (!spec.choices.contains(&s.as_str())).then(|| s.clone())
+                                    } else {
+                                        None
+                                    }
+                                })
+                                .unwrap_or_default(),
                             _ => String::new(),
                         };
-                        suggest(&s, spec.choices.iter().copied()).unwrap_or_else(|| format!("accepted: {}", spec.choices.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ")))
+                        suggest(&s, spec.choices.iter().copied()).unwrap_or_else(|| {
+                            format!("accepted: {}", spec.choices.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", "))
+                        })
                     };
-                    self.cx.diags.push(Diagnostic::error(Code::E0307, v.value.span, format!("invalid value for `{}`", v.name)).with_label(why).with_help(help));
+                    self.cx.diags.push(
+                        Diagnostic::error(Code::E0307, v.value.span, format!("invalid value for `{}`", v.name))
+                            .with_label(why)
+                            .with_help(help),
+                    );
                 }
             }
         }
@@ -838,7 +949,9 @@ impl Body<'_, '_, '_> {
             self.cx.diags.push(
                 Diagnostic::error(Code::E0309, e.span, "a credential written in plain text")
                     .with_label("this parameter takes a secret reference")
-                    .with_help("put the value in an environment variable or a file and write `secret(\"env:NAME\")` or `secret(\"file:/path\")`"),
+                    .with_help(
+                        "put the value in an environment variable or a file and write `secret(\"env:NAME\")` or `secret(\"file:/path\")`",
+                    ),
             );
             return None;
         }
@@ -851,7 +964,11 @@ impl Body<'_, '_, '_> {
                 (Ty::Int, Ty::Float) => "write a whole number".to_owned(),
                 _ => format!("write a {ty}, such as `{}`", example_value(ty)),
             };
-            self.cx.diags.push(Diagnostic::error(Code::E0304, e.span, format!("expected {ty}, found {found}")).with_label(format!("this is a {found}")).with_help(help));
+            self.cx.diags.push(
+                Diagnostic::error(Code::E0304, e.span, format!("expected {ty}, found {found}"))
+                    .with_label(format!("this is a {found}"))
+                    .with_help(help),
+            );
             return None;
         }
         let mut depends = false;
@@ -908,7 +1025,11 @@ impl Body<'_, '_, '_> {
                     Some(Ty::Bool) => Scalar::Bool,
                     Some(Ty::Duration) => Scalar::Duration,
                     Some(t) => {
-                        self.cx.diags.push(Diagnostic::error(Code::E0304, e.span, format!("a list cannot hold {t} values")).with_label("not a list of scalars").with_help("lists hold Int, Float, Bool, String or Duration"));
+                        self.cx.diags.push(
+                            Diagnostic::error(Code::E0304, e.span, format!("a list cannot hold {t} values"))
+                                .with_label("not a list of scalars")
+                                .with_help("lists hold Int, Float, Bool, String or Duration"),
+                        );
                         return None;
                     }
                 };
@@ -919,8 +1040,16 @@ impl Body<'_, '_, '_> {
                     ExprKind::Str(s) if value::SecretRef::parse(&s.value).is_some() => {}
                     ExprKind::Str(s) => {
                         let guess = s.value.trim_start_matches(['$', '/']);
-                        let help = if s.value.starts_with('/') { format!("write `secret(\"file:{}\")`", s.value) } else { format!("write `secret(\"env:{guess}\")` or `secret(\"file:/path\")`") };
-                        self.cx.diags.push(Diagnostic::error(Code::E0308, inner.span, format!("invalid secret reference `{}`", s.value)).with_label("expected `env:NAME` or `file:PATH`").with_help(help));
+                        let help = if s.value.starts_with('/') {
+                            format!("write `secret(\"file:{}\")`", s.value)
+                        } else {
+                            format!("write `secret(\"env:{guess}\")` or `secret(\"file:/path\")`")
+                        };
+                        self.cx.diags.push(
+                            Diagnostic::error(Code::E0308, inner.span, format!("invalid secret reference `{}`", s.value))
+                                .with_label("expected `env:NAME` or `file:PATH`")
+                                .with_help(help),
+                        );
                         return None;
                     }
                     _ => {
@@ -942,9 +1071,17 @@ impl Body<'_, '_, '_> {
                 }
                 None => {
                     let help = suggest(n, local.params.keys().copied()).unwrap_or_else(|| {
-                        if local.stages.contains_key(n.as_str()) { "a stage cannot be used as a value".into() } else { "values are literals or template parameters".into() }
+                        if local.stages.contains_key(n.as_str()) {
+                            "a stage cannot be used as a value".into()
+                        } else {
+                            "values are literals or template parameters".into()
+                        }
                     });
-                    self.cx.diags.push(Diagnostic::error(Code::E0202, e.span, format!("unknown name `{n}`")).with_label("not a parameter in scope").with_help(help));
+                    self.cx.diags.push(
+                        Diagnostic::error(Code::E0202, e.span, format!("unknown name `{n}`"))
+                            .with_label("not a parameter in scope")
+                            .with_help(help),
+                    );
                     return None;
                 }
             },
@@ -1013,8 +1150,13 @@ impl Body<'_, '_, '_> {
                         .with_help(help),
                 );
             } else {
-                let help = suggest(&n, input_names.iter().map(String::as_str)).unwrap_or_else(|| "a condition reads the fields of the stage's input, e.g. `scores.anomalous`".into());
-                self.cx.diags.push(Diagnostic::error(Code::E0202, span, format!("unknown name `{n}`")).with_label("not an input of this stage").with_help(help));
+                let help = suggest(&n, input_names.iter().map(String::as_str))
+                    .unwrap_or_else(|| "a condition reads the fields of the stage's input, e.g. `scores.anomalous`".into());
+                self.cx.diags.push(
+                    Diagnostic::error(Code::E0202, span, format!("unknown name `{n}`"))
+                        .with_label("not an input of this stage")
+                        .with_help(help),
+                );
             }
         }
     }
@@ -1068,8 +1210,11 @@ impl Body<'_, '_, '_> {
             let first = cycle[0];
             let next = *cycle.get(1).unwrap_or(&first);
             let edge = g.find_edge(first, next).expect("cycle edge");
-            let mut d = Diagnostic::error(Code::E0501, g[edge], format!("cycle between stages: {path}"))
-                .with_label(format!("`{}` reads `{}` here", names.get(1).unwrap_or(&names[0]), names[0]));
+            let mut d = Diagnostic::error(Code::E0501, g[edge], format!("cycle between stages: {path}")).with_label(format!(
+                "`{}` reads `{}` here",
+                names.get(1).unwrap_or(&names[0]),
+                names[0]
+            ));
             for w in 1..cycle.len() {
                 let (a, b) = (cycle[w], cycle[(w + 1) % cycle.len()]);
                 if let Some(e) = g.find_edge(a, b) {
@@ -1103,7 +1248,13 @@ impl Body<'_, '_, '_> {
     }
 
     /// The type of whatever feeds an input.
-    fn input_type(&mut self, input: &Input, stages: &[super::CheckedStage], types: &mut Vec<Option<Option<Ty>>>, local: &Local) -> Option<Ty> {
+    fn input_type(
+        &mut self,
+        input: &Input,
+        stages: &[super::CheckedStage],
+        types: &mut Vec<Option<Option<Ty>>>,
+        local: &Local,
+    ) -> Option<Ty> {
         match input {
             Input::Stage(n) => {
                 let (i, _) = *local.stages.get(n.node.as_str())?;
@@ -1142,17 +1293,28 @@ impl Body<'_, '_, '_> {
                     Callee::Template(id) => self.cx.sigs[id].name.clone(),
                 };
                 let span = input_span(input);
-                let mut d = Diagnostic::error(Code::E0401, span, format!("`{callee}` takes {} as `{slot_name}`, but this is {t}", one_of(accepted)))
-                    .with_label(format!("this is {t}"));
+                let mut d = Diagnostic::error(
+                    Code::E0401,
+                    span,
+                    format!("`{callee}` takes {} as `{slot_name}`, but this is {t}", one_of(accepted)),
+                )
+                .with_label(format!("this is {t}"));
                 if let Input::Stage(n) = input {
                     if let Some((i, _)) = local.stages.get(n.node.as_str()) {
                         d = d.with_secondary(stages[*i].name.span, format!("`{}` is defined here", n.node));
                     }
                 }
                 let help = match (t, accepted.first()) {
-                    (Ty::Events, Some(Ty::Series)) => "turn events into a series first, e.g. `aggregate(events, by: [\"alertname\"], op: \"count\", every: 1m)`".to_owned(),
-                    (Ty::Series, Some(Ty::Model)) => "train a model on the series first, e.g. `train m = autoencoder(series)`, then call `m.score(series)`".to_owned(),
-                    (Ty::Series, Some(Ty::Scores | Ty::Incidents)) => "score the series first, e.g. `predict s = zscore(series)`".to_owned(),
+                    (Ty::Events, Some(Ty::Series)) => {
+                        "turn events into a series first, e.g. `aggregate(events, by: [\"alertname\"], op: \"count\", every: 1m)`"
+                            .to_owned()
+                    }
+                    (Ty::Series, Some(Ty::Model)) => {
+                        "train a model on the series first, e.g. `train m = autoencoder(series)`, then call `m.score(series)`".to_owned()
+                    }
+                    (Ty::Series, Some(Ty::Scores | Ty::Incidents)) => {
+                        "score the series first, e.g. `predict s = zscore(series)`".to_owned()
+                    }
                     _ => format!("connect a stage that yields {}", one_of(accepted)),
                 };
                 self.cx.diags.push(d.with_help(help));
@@ -1216,7 +1378,11 @@ impl Body<'_, '_, '_> {
                     None => {
                         let names: Vec<&str> = fields.iter().map(|(f, _)| *f).collect();
                         let help = suggest(&field.node, names.iter().copied()).unwrap_or_else(|| format!("{ty} has: {}", names.join(", ")));
-                        self.cx.diags.push(Diagnostic::error(Code::E0209, field.span, format!("{ty} has no field `{}`", field.node)).with_label("unknown field").with_help(help));
+                        self.cx.diags.push(
+                            Diagnostic::error(Code::E0209, field.span, format!("{ty} has no field `{}`", field.node))
+                                .with_label("unknown field")
+                                .with_help(help),
+                        );
                         return None;
                     }
                 }
@@ -1241,7 +1407,11 @@ impl Body<'_, '_, '_> {
             (ast::UnaryOp::Not, Ty::Bool) => Some(Ty::Bool),
             _ => {
                 let (word, need) = if op == ast::UnaryOp::Neg { ("-", "a number") } else { ("not", "a Bool") };
-                self.cx.diags.push(Diagnostic::error(Code::E0317, span, format!("`{word}` cannot apply to a {t}")).with_label(format!("a {t}")).with_help(format!("`{word}` takes {need}")));
+                self.cx.diags.push(
+                    Diagnostic::error(Code::E0317, span, format!("`{word}` cannot apply to a {t}"))
+                        .with_label(format!("a {t}"))
+                        .with_help(format!("`{word}` takes {need}")),
+                );
                 None
             }
         }
@@ -1254,7 +1424,9 @@ impl Body<'_, '_, '_> {
             self.cx.diags.push(
                 Diagnostic::error(Code::E0317, span, format!("`{}` cannot combine a {lt} and a {rt}", op.as_str()))
                     .with_label("invalid operands")
-                    .with_help("arithmetic takes numbers (and durations with integers), comparisons take like with like, `and`/`or` take Bools"),
+                    .with_help(
+                        "arithmetic takes numbers (and durations with integers), comparisons take like with like, `and`/`or` take Bools",
+                    ),
             );
         }
         t

@@ -224,7 +224,11 @@ pub fn check<'m>(modules: &'m [ModuleInput]) -> Result<Checked, Diagnostics> {
         let mut unused: Vec<_> = scope.unused_imports.iter().collect();
         unused.sort_by_key(|(_, s)| **s);
         for (name, span) in unused {
-            cx.diags.push(Diagnostic::warning(Code::W0002, *span, format!("unused import `{name}`")).with_label("imported here, never used").with_help("remove the `use`"));
+            cx.diags.push(
+                Diagnostic::warning(Code::W0002, *span, format!("unused import `{name}`"))
+                    .with_label("imported here, never used")
+                    .with_help("remove the `use`"),
+            );
         }
     }
     let mut diags = Diagnostics(cx.diags);
@@ -262,7 +266,13 @@ impl<'m> Cx<'m> {
     /// A copy for checking some pipelines on another thread, with no diagnostics yet, and
     /// this context unchanged.
     fn fork(&self) -> Cx<'m> {
-        Cx { modules: self.modules, diags: Vec::new(), exports: self.exports.clone(), template_defs: self.template_defs.clone(), sigs: self.sigs.clone() }
+        Cx {
+            modules: self.modules,
+            diags: Vec::new(),
+            exports: self.exports.clone(),
+            template_defs: self.template_defs.clone(),
+            sigs: self.sigs.clone(),
+        }
     }
 
     fn collect_templates(&mut self) {
@@ -378,12 +388,14 @@ impl<'m> Cx<'m> {
         let span = path.first().expect("a path").span.to(path.last().expect("a path").span);
         let names: Vec<String> = self.stdlib_names().map(str::to_owned).collect();
         let help = suggest(full, names.iter().map(String::as_str)).unwrap_or_else(|| format!("stdlib modules: {}", names.join(", ")));
-        self.diags.push(Diagnostic::error(Code::E0205, span, format!("unknown module `{full}`")).with_label("no such module").with_help(help));
+        self.diags
+            .push(Diagnostic::error(Code::E0205, span, format!("unknown module `{full}`")).with_label("no such module").with_help(help));
     }
 
     fn unknown_item(&mut self, module: usize, name: &Ident) {
         let items: Vec<&str> = self.exports[module].keys().map(String::as_str).collect();
-        let help = suggest(&name.node, items.iter().copied()).unwrap_or_else(|| format!("`{}` defines: {}", self.modules[module].name, items.join(", ")));
+        let help = suggest(&name.node, items.iter().copied())
+            .unwrap_or_else(|| format!("`{}` defines: {}", self.modules[module].name, items.join(", ")));
         self.diags.push(
             Diagnostic::error(Code::E0206, name.span, format!("module `{}` has no stage `{}`", self.modules[module].name, name.node))
                 .with_label("not defined there")
@@ -430,14 +442,17 @@ impl<'m> Cx<'m> {
         let span = head_span.to(path[path.len() - 1].1);
         let mut candidates: Vec<String> = crate::stages::OPERATORS.iter().map(|o| o.name.to_owned()).collect();
         candidates.extend(scope.names.keys().cloned());
-        let mut d = Diagnostic::error(Code::E0203, span, format!("unknown operator or template `{full}`")).with_label("not an operator or stage template");
+        let mut d = Diagnostic::error(Code::E0203, span, format!("unknown operator or template `{full}`"))
+            .with_label("not an operator or stage template");
         let module_hint = self.stdlib_module(&format!("std.{head}")).filter(|_| path.len() > 1);
         if let Some(help) = suggest(&full, candidates.iter().map(String::as_str)) {
             d = d.with_help(help);
         } else if let Some(m) = module_hint {
             d = d.with_help(format!("import the module first: `use {}`", self.modules[m].name));
         } else if let Some((m, id)) = self.find_template_anywhere(&full) {
-            d = d.with_help(format!("`{full}` is defined in `{}`: add `use {}.{{{full}}}`", self.modules[m].name, self.modules[m].name)).with_secondary(self.template_defs[id].1.name.span, "defined here");
+            d = d
+                .with_help(format!("`{full}` is defined in `{}`: add `use {}.{{{full}}}`", self.modules[m].name, self.modules[m].name))
+                .with_secondary(self.template_defs[id].1.name.span, "defined here");
         } else {
             d = d.with_help("see `vigil explain operators` for the built-in operators");
         }
@@ -527,8 +542,17 @@ fn op_slots(op: &'static OperatorSpec) -> std::sync::Arc<[Slot]> {
         crate::stages::OPERATORS
             .iter()
             .map(|op| {
-                let mut v: Vec<Slot> = op.inputs.iter().map(|i| Slot { name: i.name.into(), ports: Some(i.types.to_vec()), ty: i.types[0], required: true }).collect();
-                v.extend(op.all_params().map(|p| Slot { name: p.name.into(), ports: None, ty: p.ty, required: p.default == crate::stages::Default::Required }));
+                let mut v: Vec<Slot> = op
+                    .inputs
+                    .iter()
+                    .map(|i| Slot { name: i.name.into(), ports: Some(i.types.to_vec()), ty: i.types[0], required: true })
+                    .collect();
+                v.extend(op.all_params().map(|p| Slot {
+                    name: p.name.into(),
+                    ports: None,
+                    ty: p.ty,
+                    required: p.default == crate::stages::Default::Required,
+                }));
                 Arc::from(v)
             })
             .collect()

@@ -81,7 +81,10 @@ pub fn check_options(opts: &[StageOption], kind: StageKind, diags: &mut Vec<Diag
         let name = o.name.node.as_str();
         let Some((_, form, kinds)) = OPTIONS.iter().find(|(n, _, _)| *n == name) else {
             let mut d = Diagnostic::error(Code::E0313, o.name.span, format!("unknown stage option `{name}`")).with_label("not an option");
-            d = d.with_help(suggest(name, OPTIONS.iter().map(|(n, _, _)| *n)).unwrap_or_else(|| format!("options: {}", OPTIONS.iter().map(|(n, _, _)| *n).collect::<Vec<_>>().join(", "))));
+            d = d.with_help(
+                suggest(name, OPTIONS.iter().map(|(n, _, _)| *n))
+                    .unwrap_or_else(|| format!("options: {}", OPTIONS.iter().map(|(n, _, _)| *n).collect::<Vec<_>>().join(", "))),
+            );
             diags.push(d);
             continue;
         };
@@ -104,7 +107,11 @@ pub fn check_options(opts: &[StageOption], kind: StageKind, diags: &mut Vec<Diag
             );
             continue;
         }
-        let bad = || Diagnostic::error(Code::E0314, o.span, format!("invalid `{name}` option")).with_label("does not match the option's form").with_help(format!("write `{form}`"));
+        let bad = || {
+            Diagnostic::error(Code::E0314, o.span, format!("invalid `{name}` option"))
+                .with_label("does not match the option's form")
+                .with_help(format!("write `{form}`"))
+        };
         let parsed = match &o.value {
             OptionValue::Expr(e) => match (name, &e.kind) {
                 ("fallback", ExprKind::Name(n)) => Some(StageOpt::Fallback { stage: n.clone() }),
@@ -126,16 +133,22 @@ pub fn check_options(opts: &[StageOption], kind: StageKind, diags: &mut Vec<Diag
                 let count = |i: i64| u64::try_from(i).ok();
                 match (name, ws.as_slice()) {
                     ("retry", [W::Int(n)]) => u32::try_from(*n).ok().map(|attempts| StageOpt::Retry { attempts, backoff_ms: 1000 }),
-                    ("retry", [W::Int(n), W::Kw("backoff"), W::Dur(d)]) => u32::try_from(*n).ok().map(|attempts| StageOpt::Retry { attempts, backoff_ms: *d }),
+                    ("retry", [W::Int(n), W::Kw("backoff"), W::Dur(d)]) => {
+                        u32::try_from(*n).ok().map(|attempts| StageOpt::Retry { attempts, backoff_ms: *d })
+                    }
                     ("timeout", [W::Dur(d)]) if *d > 0 => Some(StageOpt::Timeout { ms: *d }),
                     ("retrain", [W::Kw("every"), W::Dur(d)]) if *d > 0 => Some(StageOpt::RetrainEvery { ms: *d }),
-                    ("retrain", [W::Kw("every"), W::Int(n), W::Kw("samples")]) => count(*n).filter(|n| *n > 0).map(|samples| StageOpt::RetrainSamples { samples }),
+                    ("retrain", [W::Kw("every"), W::Int(n), W::Kw("samples")]) => {
+                        count(*n).filter(|n| *n > 0).map(|samples| StageOpt::RetrainSamples { samples })
+                    }
                     ("min_samples", [W::Int(n)]) => count(*n).map(|samples| StageOpt::MinSamples { samples }),
                     ("warm_start", [W::Bool(b)]) => Some(StageOpt::WarmStart { enabled: *b }),
                     ("pending_for", [W::Dur(d)]) => Some(StageOpt::PendingFor { ms: *d }),
                     ("keep_firing_for", [W::Dur(d)]) => Some(StageOpt::KeepFiringFor { ms: *d }),
                     ("repeat", [W::Kw("every"), W::Dur(d)]) if *d > 0 => Some(StageOpt::Repeat { ms: *d }),
-                    ("rate_limit", [W::Int(n), W::Kw("per"), W::Dur(d)]) if *d > 0 => count(*n).map(|count| StageOpt::RateLimit { count, per_ms: *d }),
+                    ("rate_limit", [W::Int(n), W::Kw("per"), W::Dur(d)]) if *d > 0 => {
+                        count(*n).map(|count| StageOpt::RateLimit { count, per_ms: *d })
+                    }
                     _ => None,
                 }
             }

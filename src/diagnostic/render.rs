@@ -104,7 +104,11 @@ pub fn render_all(diags: &[Diagnostic], sources: &SourceMap, color: bool) -> Str
 }
 
 fn plural(n: usize, word: &str) -> String {
-    if n == 1 { word.to_owned() } else { format!("{word}s") }
+    if n == 1 {
+        word.to_owned()
+    } else {
+        format!("{word}s")
+    }
 }
 
 /// The diagnostics as a JSON array: code, severity, message, file, line, column, labels

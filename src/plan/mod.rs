@@ -127,7 +127,8 @@ pub fn plan(checked: &Checked) -> Result<Plan, Diagnostics> {
     } else {
         let per = checked.pipelines.len().div_ceil(threads);
         std::thread::scope(|scope| {
-            let handles: Vec<_> = checked.pipelines.chunks(per).map(|part| scope.spawn(|| plan_pipelines(part, &checked.templates))).collect();
+            let handles: Vec<_> =
+                checked.pipelines.chunks(per).map(|part| scope.spawn(|| plan_pipelines(part, &checked.templates))).collect();
             handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
         })
     };
@@ -156,7 +157,14 @@ fn plan_pipelines(pipelines: &[crate::check::CheckedPipeline], templates: &[Chec
         for (from, to, slot) in b.edges {
             graph.add_edge(nodes[from], nodes[to], slot);
         }
-        out.push(PipelinePlan { name: p.name.node.clone(), doc: p.doc.clone(), triggers: p.triggers.clone(), stages: b.stages, graph, span: p.span });
+        out.push(PipelinePlan {
+            name: p.name.node.clone(),
+            doc: p.doc.clone(),
+            triggers: p.triggers.clone(),
+            stages: b.stages,
+            graph,
+            span: p.span,
+        });
     }
     (out, diags)
 }
@@ -219,7 +227,15 @@ impl Builder<'_> {
     }
 
     /// Expands one call into nodes and returns the index of the node yielding its output.
-    fn expand_call(&mut self, call: &Call, frame: &Frame, local: &HashMap<String, usize>, key: String, stage: Option<(&CheckedStage, Vec<StageOpt>)>, user_span: Span) -> Option<usize> {
+    fn expand_call(
+        &mut self,
+        call: &Call,
+        frame: &Frame,
+        local: &HashMap<String, usize>,
+        key: String,
+        stage: Option<(&CheckedStage, Vec<StageOpt>)>,
+        user_span: Span,
+    ) -> Option<usize> {
         let mut inputs = Vec::new();
         for (slot, input) in &call.inputs {
             let idx = self.resolve_input(input, frame, local, &key, user_span)?;
@@ -259,9 +275,17 @@ impl Builder<'_> {
                 };
                 let output = match op.output {
                     crate::stages::Output::Fixed(t) => t,
-                    crate::stages::Output::SameAsInput(i) => inputs.get(i).map_or(op.inputs[i].types[0], |(_, idx)| self.stages[*idx].output),
+                    crate::stages::Output::SameAsInput(i) => {
+                        inputs.get(i).map_or(op.inputs[i].types[0], |(_, idx)| self.stages[*idx].output)
+                    }
                 };
-                let fingerprint = fingerprint(op.kind, op.name, &params, &options, &inputs.iter().map(|(s, i)| (s.as_str(), self.stages[*i].key.0.as_str())).collect::<Vec<_>>());
+                let fingerprint = fingerprint(
+                    op.kind,
+                    op.name,
+                    &params,
+                    &options,
+                    &inputs.iter().map(|(s, i)| (s.as_str(), self.stages[*i].key.0.as_str())).collect::<Vec<_>>(),
+                );
                 let idx = self.stages.len();
                 for (slot, from) in &inputs {
                     self.edges.push((*from, idx, slot.clone()));
@@ -293,7 +317,13 @@ impl Builder<'_> {
                     );
                     return None;
                 }
-                let mut inner = Frame { prefix: key.clone(), values: HashMap::new(), ports: HashMap::new(), depth: frame.depth + 1, user_span: Some(user_span) };
+                let mut inner = Frame {
+                    prefix: key.clone(),
+                    values: HashMap::new(),
+                    ports: HashMap::new(),
+                    depth: frame.depth + 1,
+                    user_span: Some(user_span),
+                };
                 for (slot, idx) in &inputs {
                     inner.ports.insert(slot.clone(), *idx);
                 }
@@ -303,7 +333,9 @@ impl Builder<'_> {
                     }
                     let explicit = call.values.iter().find(|v| v.name == p.name.node);
                     let (v, span) = match (explicit, &p.default) {
-                        (Some(arg), _) if p.ty == Ty::Condition => (Value::Condition(self.condition(&arg.value, frame, &input_names)), arg.value.span),
+                        (Some(arg), _) if p.ty == Ty::Condition => {
+                            (Value::Condition(self.condition(&arg.value, frame, &input_names)), arg.value.span)
+                        }
                         (Some(arg), _) => (self.eval(&arg.value, frame, user_span)?.coerce(p.ty), arg.value.span),
                         (None, Some(d)) if p.ty == Ty::Condition => {
                             let ports: Vec<String> = t.params.iter().filter(|q| q.ty.is_port()).map(|q| q.name.node.clone()).collect();
@@ -349,9 +381,16 @@ impl Builder<'_> {
                             node.doc = s.doc.clone();
                         }
                         let input_idx = node.inputs.clone();
-                        let inputs: Vec<(String, String)> = input_idx.iter().map(|(s, i)| (s.clone(), self.stages[*i].key.0.clone())).collect();
+                        let inputs: Vec<(String, String)> =
+                            input_idx.iter().map(|(s, i)| (s.clone(), self.stages[*i].key.0.clone())).collect();
                         let node = &mut self.stages[out];
-                        node.fingerprint = fingerprint(node.kind, node.operator, &node.params, &node.options, &inputs.iter().map(|(s, k)| (s.as_str(), k.as_str())).collect::<Vec<_>>());
+                        node.fingerprint = fingerprint(
+                            node.kind,
+                            node.operator,
+                            &node.params,
+                            &node.options,
+                            &inputs.iter().map(|(s, k)| (s.as_str(), k.as_str())).collect::<Vec<_>>(),
+                        );
                     }
                 }
                 Some(out)
@@ -363,7 +402,9 @@ impl Builder<'_> {
         match value::eval(e, &|n| frame.values.get(n).map(|(v, _)| v.clone())) {
             Ok(v) => Some(v),
             Err(EvalError::Operand { span, message }) => {
-                let mut d = Diagnostic::error(Code::E0317, span, "invalid operands in a constant").with_label(message).with_help("fix the arithmetic; it is evaluated when the pipeline is compiled");
+                let mut d = Diagnostic::error(Code::E0317, span, "invalid operands in a constant")
+                    .with_label(message)
+                    .with_help("fix the arithmetic; it is evaluated when the pipeline is compiled");
                 if span.source != user_span.source {
                     d = d.with_secondary(user_span, "while expanding this stage");
                 }
@@ -446,7 +487,13 @@ fn dependency_order(stages: &[CheckedStage]) -> Vec<usize> {
 /// The fingerprint of a node's canonical configuration: SHA-256 over an unambiguous
 /// encoding (each field length-prefixed) of kind, operator, parameters in name order with
 /// canonical values, options in name order, and input slots with the keys feeding them.
-pub fn fingerprint(kind: StageKind, operator: &str, params: &BTreeMap<String, Value>, options: &[StageOpt], inputs: &[(&str, &str)]) -> Fingerprint {
+pub fn fingerprint(
+    kind: StageKind,
+    operator: &str,
+    params: &BTreeMap<String, Value>,
+    options: &[StageOpt],
+    inputs: &[(&str, &str)],
+) -> Fingerprint {
     let mut h = Sha256::new();
     let field = |h: &mut Sha256, bytes: &[u8]| {
         h.update((bytes.len() as u64).to_le_bytes());

@@ -28,7 +28,13 @@ pub fn to_dot(pipelines: &[PipelinePlan]) -> String {
     for (pi, p) in pipelines.iter().enumerate() {
         let _ = writeln!(s, "  subgraph cluster_{pi} {{\n    label=\"pipeline {}\";", p.name);
         for i in 0..p.stages.len() {
-            let _ = writeln!(s, "    \"{}\" [label=\"{}\", shape={}];", p.stages[i].key, label(p, i).replace('"', "\\\""), shape(p.stages[i].kind).0);
+            let _ = writeln!(
+                s,
+                "    \"{}\" [label=\"{}\", shape={}];",
+                p.stages[i].key,
+                label(p, i).replace('"', "\\\""),
+                shape(p.stages[i].kind).0
+            );
         }
         for e in p.graph.edge_indices() {
             let (a, b) = p.graph.edge_endpoints(e).expect("edge");

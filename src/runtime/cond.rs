@@ -39,7 +39,8 @@ impl Condition {
     /// # Errors
     /// When the text is not an expression (a plan built by this version never has one).
     pub fn parse(text: &str) -> Result<Condition, String> {
-        let expr = crate::syntax::parse_expr(text).map_err(|d| format!("invalid condition `{text}`: {}", d.first().map_or("", |d| d.message.as_str())))?;
+        let expr = crate::syntax::parse_expr(text)
+            .map_err(|d| format!("invalid condition `{text}`: {}", d.first().map_or("", |d| d.message.as_str())))?;
         Ok(Condition { expr, text: text.to_owned() })
     }
 
@@ -66,7 +67,9 @@ fn eval<'a>(e: &Expr, item: &'a dyn Fields) -> Val<'a> {
             ExprKind::Name(n) if n == "item" => item.field(&f.node),
             _ => match eval(inner, item) {
                 Val::Map(m) => m.get(&f.node).map_or(Val::Null, |v| Val::Str(std::borrow::Cow::Borrowed(v.as_str()))),
-                Val::Labels(l) => l.iter().find(|(k, _)| *k == f.node).map_or(Val::Null, |(_, v)| Val::Str(std::borrow::Cow::Borrowed(v.as_str()))),
+                Val::Labels(l) => {
+                    l.iter().find(|(k, _)| *k == f.node).map_or(Val::Null, |(_, v)| Val::Str(std::borrow::Cow::Borrowed(v.as_str())))
+                }
                 _ => Val::Null,
             },
         },

@@ -26,7 +26,7 @@ use super::ops::{self, collect, BuildEnv};
 use super::{OpCtx, OpError, Step};
 use crate::check::{StageOpt, Trigger};
 use crate::data::Data;
-use crate::plan::{Plan, PipelinePlan};
+use crate::plan::{PipelinePlan, Plan};
 use crate::source::SourceMap;
 use crate::store::{RunRecord, Store};
 use crate::syntax::ast::StageKind;
@@ -160,7 +160,14 @@ pub struct TickReport {
 ///
 /// # Errors
 /// A stage that cannot be built, with its source position.
-pub fn build_pipeline(p: &PipelinePlan, sources: &SourceMap, version: &str, state_dir: Option<PathBuf>, queue: Option<collect::EventQueue>, generation: u64) -> Result<PipelineRt, RuntimeError> {
+pub fn build_pipeline(
+    p: &PipelinePlan,
+    sources: &SourceMap,
+    version: &str,
+    state_dir: Option<PathBuf>,
+    queue: Option<collect::EventQueue>,
+    generation: u64,
+) -> Result<PipelineRt, RuntimeError> {
     let _ = generation;
     build_pipeline_from(p, sources, version, state_dir, queue, None).map(|(rt, _)| rt)
 }
@@ -177,7 +184,14 @@ pub struct StageChanges {
 /// are unchanged — the same object, so its state (windows, cursors, open incidents) and
 /// its generation carry over. Stages that changed get the next generation; a changed
 /// source keeps its cursor when its operator is the same.
-async fn rebuild(p: &PipelinePlan, sources: &SourceMap, version: &str, state_dir: Option<PathBuf>, queue: Option<collect::EventQueue>, old: Option<&PipelineRt>) -> Result<(PipelineRt, StageChanges), RuntimeError> {
+async fn rebuild(
+    p: &PipelinePlan,
+    sources: &SourceMap,
+    version: &str,
+    state_dir: Option<PathBuf>,
+    queue: Option<collect::EventQueue>,
+    old: Option<&PipelineRt>,
+) -> Result<(PipelineRt, StageChanges), RuntimeError> {
     let (rt, changes) = build_pipeline_from(p, sources, version, state_dir, queue, old)?;
     if let Some(old) = old {
         for s in &rt.stages {
@@ -195,14 +209,25 @@ async fn rebuild(p: &PipelinePlan, sources: &SourceMap, version: &str, state_dir
     Ok((rt, changes))
 }
 
-fn build_pipeline_from(p: &PipelinePlan, sources: &SourceMap, version: &str, state_dir: Option<PathBuf>, queue: Option<collect::EventQueue>, old: Option<&PipelineRt>) -> Result<(PipelineRt, StageChanges), RuntimeError> {
+fn build_pipeline_from(
+    p: &PipelinePlan,
+    sources: &SourceMap,
+    version: &str,
+    state_dir: Option<PathBuf>,
+    queue: Option<collect::EventQueue>,
+    old: Option<&PipelineRt>,
+) -> Result<(PipelineRt, StageChanges), RuntimeError> {
     let file = sources.get(p.span.source);
     let base_dir = file.path.as_ref().and_then(|f| f.parent().map(PathBuf::from)).unwrap_or_default();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| RuntimeError::Build { key: p.name.clone(), location: sources.location(p.span), source: ops::BuildError::Invalid(e.to_string()) })?;
+        .map_err(|e| RuntimeError::Build {
+            key: p.name.clone(),
+            location: sources.location(p.span),
+            source: ops::BuildError::Invalid(e.to_string()),
+        })?;
     let env = BuildEnv { pipeline: p.name.clone(), base_dir, state_dir, client, webhook_queue: queue };
     let mut changes = StageChanges::default();
     let mut stages = Vec::with_capacity(p.stages.len());
@@ -225,7 +250,8 @@ fn build_pipeline_from(p: &PipelinePlan, sources: &SourceMap, version: &str, sta
             None => changes.added.push(node.key.0.clone()),
         }
         let location = sources.location(node.span);
-        let step = ops::build(node, &env).map_err(|source| RuntimeError::Build { key: node.key.0.clone(), location: location.clone(), source })?;
+        let step =
+            ops::build(node, &env).map_err(|source| RuntimeError::Build { key: node.key.0.clone(), location: location.clone(), source })?;
         let (mut retries, mut backoff_ms, mut timeout_ms) = (0, 1000, None);
         for o in &node.options {
             match o {
@@ -256,7 +282,10 @@ fn build_pipeline_from(p: &PipelinePlan, sources: &SourceMap, version: &str, sta
     for (i, l) in level_of.iter().enumerate() {
         levels[*l].push(i);
     }
-    Ok((PipelineRt { name: p.name.clone(), version: version.to_owned(), stages, inputs: all_inputs, levels, triggers: p.triggers.clone() }, changes))
+    Ok((
+        PipelineRt { name: p.name.clone(), version: version.to_owned(), stages, inputs: all_inputs, levels, triggers: p.triggers.clone() },
+        changes,
+    ))
 }
 
 /// Runs one stage with its timeout and retries.
@@ -398,7 +427,14 @@ pub struct Engine {
 impl Engine {
     /// An engine running nothing yet.
     pub fn new(store: Arc<dyn Store>, state_dir: Option<PathBuf>) -> Engine {
-        Engine { shared: Arc::new(Shared::default()), store, cancel: CancellationToken::new(), tracker: TaskTracker::new(), state_dir, pipelines: tokio::sync::Mutex::new(Default::default()) }
+        Engine {
+            shared: Arc::new(Shared::default()),
+            store,
+            cancel: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            state_dir,
+            pipelines: tokio::sync::Mutex::new(Default::default()),
+        }
     }
 
     /// Builds every pipeline of a plan and starts their triggers: applying the plan to an
@@ -407,7 +443,13 @@ impl Engine {
     /// # Errors
     /// A stage that cannot be built (nothing is started then), or a cursor that cannot be
     /// loaded.
-    pub async fn start(plan: &Plan, sources: &SourceMap, version: &str, store: Arc<dyn Store>, state_dir: Option<PathBuf>) -> Result<Engine, RuntimeError> {
+    pub async fn start(
+        plan: &Plan,
+        sources: &SourceMap,
+        version: &str,
+        store: Arc<dyn Store>,
+        state_dir: Option<PathBuf>,
+    ) -> Result<Engine, RuntimeError> {
         let engine = Engine::new(store, state_dir);
         engine.apply(plan, sources, version).await?;
         Ok(engine)
@@ -460,7 +502,8 @@ impl Engine {
         // Switch over.
         let mut routes = HashMap::new();
         for (p, rt, webhook, queue) in built {
-            let triggers_changed = pipelines.get(&p.name).is_none_or(|h| h.current.lock().map(|c| c.triggers != rt.triggers).unwrap_or(true));
+            let triggers_changed =
+                pipelines.get(&p.name).is_none_or(|h| h.current.lock().map(|c| c.triggers != rt.triggers).unwrap_or(true));
             match pipelines.get_mut(&p.name) {
                 Some(h) => {
                     *h.current.lock().unwrap_or_else(|e| e.into_inner()) = rt.clone();
@@ -509,14 +552,21 @@ impl Engine {
             }
         }
         *self.shared.webhooks.write().unwrap_or_else(|e| e.into_inner()) = routes;
-        let keys: std::collections::HashSet<String> = pipelines.values().flat_map(|h| h.current.lock().map(|c| c.stages.iter().map(|s| s.key.clone()).collect::<Vec<_>>()).unwrap_or_default()).collect();
+        let keys: std::collections::HashSet<String> = pipelines
+            .values()
+            .flat_map(|h| h.current.lock().map(|c| c.stages.iter().map(|s| s.key.clone()).collect::<Vec<_>>()).unwrap_or_default())
+            .collect();
         self.shared.metrics.forget_stages(|_, stage| keys.contains(stage));
         let mut status = self.shared.status.write().unwrap_or_else(|e| e.into_inner());
         status.version = version.to_owned();
         status.pipelines = plan
             .pipelines
             .iter()
-            .map(|p| PipelineStatus { name: p.name.clone(), triggers: p.triggers.clone(), stages: p.stages.iter().map(|s| s.key.0.clone()).collect() })
+            .map(|p| PipelineStatus {
+                name: p.name.clone(),
+                triggers: p.triggers.clone(),
+                stages: p.stages.iter().map(|s| s.key.0.clone()).collect(),
+            })
             .collect();
         status.stages = pipelines
             .iter()
@@ -526,14 +576,27 @@ impl Engine {
                     let name = name.clone();
                     rt.stages
                         .iter()
-                        .map(|s| StageStatus { key: s.key.clone(), fingerprint: s.fingerprint.clone(), generation: s.generation, pipeline: name.clone(), kind: s.kind, operator: s.operator.to_owned() })
+                        .map(|s| StageStatus {
+                            key: s.key.clone(),
+                            fingerprint: s.fingerprint.clone(),
+                            generation: s.generation,
+                            pipeline: name.clone(),
+                            kind: s.kind,
+                            operator: s.operator.to_owned(),
+                        })
                         .collect::<Vec<_>>()
                 })
             })
             .collect();
         drop(status);
         self.record_reload(ReloadOutcome::Applied, version, &changes, Vec::new());
-        tracing::info!(version, added = changes.added.len(), changed = changes.changed.len(), removed = changes.removed.len(), "reload applied");
+        tracing::info!(
+            version,
+            added = changes.added.len(),
+            changed = changes.changed.len(),
+            removed = changes.removed.len(),
+            "reload applied"
+        );
         Ok(changes)
     }
 
@@ -585,7 +648,13 @@ impl Engine {
     }
 }
 
-fn spawn_triggers(p: &Arc<PipelineRt>, tick: mpsc::Sender<()>, shared: &Arc<Shared>, cancel: &CancellationToken, tracker: &TaskTracker) -> Result<(), RuntimeError> {
+fn spawn_triggers(
+    p: &Arc<PipelineRt>,
+    tick: mpsc::Sender<()>,
+    shared: &Arc<Shared>,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<(), RuntimeError> {
     // Validate every schedule before starting any task.
     for t in &p.triggers {
         if let Trigger::Cron { schedule } = t {
@@ -617,7 +686,8 @@ fn spawn_triggers(p: &Arc<PipelineRt>, tick: mpsc::Sender<()>, shared: &Arc<Shar
                 });
             }
             Trigger::Cron { schedule } => {
-                let cron = croner::parser::CronParser::new().parse(schedule).map_err(|e| RuntimeError::Cron(schedule.clone(), e.to_string()))?;
+                let cron =
+                    croner::parser::CronParser::new().parse(schedule).map_err(|e| RuntimeError::Cron(schedule.clone(), e.to_string()))?;
                 let (tick, cancel, fire) = (tick.clone(), cancel.clone(), fire.clone());
                 tracker.spawn(async move {
                     loop {
@@ -639,7 +709,13 @@ fn spawn_triggers(p: &Arc<PipelineRt>, tick: mpsc::Sender<()>, shared: &Arc<Shar
 }
 
 /// The task that owns a pipeline's ticks.
-async fn pipeline_loop(current: Arc<Mutex<Arc<PipelineRt>>>, mut ticks: mpsc::Receiver<()>, shared: Arc<Shared>, store: Arc<dyn Store>, cancel: CancellationToken) {
+async fn pipeline_loop(
+    current: Arc<Mutex<Arc<PipelineRt>>>,
+    mut ticks: mpsc::Receiver<()>,
+    shared: Arc<Shared>,
+    store: Arc<dyn Store>,
+    cancel: CancellationToken,
+) {
     loop {
         tokio::select! {
             biased;

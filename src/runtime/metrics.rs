@@ -104,7 +104,9 @@ impl Metrics {
 
     /// Forgets the per-stage series of stages that no longer exist.
     pub fn forget_stages(&self, keep: impl Fn(&str, &str) -> bool) {
-        for f in [&self.stage_seconds_sum, &self.stage_seconds_count, &self.stage_errors, &self.stage_items, &self.skipped, &self.anomaly_score] {
+        for f in
+            [&self.stage_seconds_sum, &self.stage_seconds_count, &self.stage_errors, &self.stage_items, &self.skipped, &self.anomaly_score]
+        {
             f.retain(|k| keep(&k[0], &k[1]));
         }
     }
@@ -112,7 +114,10 @@ impl Metrics {
     /// Renders the text exposition format 0.0.4.
     pub fn render(&self, version: &str) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# HELP vigil_build_info The running version and the content hash of its sources.\n# TYPE vigil_build_info gauge");
+        let _ = writeln!(
+            out,
+            "# HELP vigil_build_info The running version and the content hash of its sources.\n# TYPE vigil_build_info gauge"
+        );
         let _ = writeln!(out, "vigil_build_info{{version=\"{}\",sources=\"{}\"}} 1", env!("CARGO_PKG_VERSION"), escape_label(version));
         let families: [(&Family, Option<&Family>); 10] = [
             (&self.ticks, None),

@@ -35,7 +35,13 @@ pub struct ReloadRequest {
 ///
 /// Cancellation: dropping the task between reloads loses nothing; a reload in progress
 /// either applies completely or not at all.
-pub async fn run_controller(engine: Arc<Engine>, paths: Vec<PathBuf>, options: CompileOptions, mut requests: mpsc::Receiver<ReloadRequest>, mut version: String) {
+pub async fn run_controller(
+    engine: Arc<Engine>,
+    paths: Vec<PathBuf>,
+    options: CompileOptions,
+    mut requests: mpsc::Receiver<ReloadRequest>,
+    mut version: String,
+) {
     while let Some(first) = requests.recv().await {
         let mut replies = vec![first.reply];
         let mut reasons = vec![first.reason];
@@ -118,24 +124,36 @@ pub struct Watcher {
 ///
 /// # Errors
 /// When a path cannot be watched.
-pub fn spawn_watcher(paths: &[PathBuf], debounce: Duration, poll: bool, requests: mpsc::Sender<ReloadRequest>) -> Result<Watcher, notify::Error> {
+pub fn spawn_watcher(
+    paths: &[PathBuf],
+    debounce: Duration,
+    poll: bool,
+    requests: mpsc::Sender<ReloadRequest>,
+) -> Result<Watcher, notify::Error> {
     use notify::{EventKind, RecursiveMode};
     let (events, rx) = std::sync::mpsc::channel::<()>();
     let handler = move |res: notify::Result<notify::Event>| {
         let Ok(ev) = res else { return };
-        let relevant = !matches!(ev.kind, EventKind::Access(_)) && ev.paths.iter().any(|p| p.extension().is_some_and(|e| e == "vigil") || p.extension().is_none());
+        let relevant = !matches!(ev.kind, EventKind::Access(_))
+            && ev.paths.iter().any(|p| p.extension().is_some_and(|e| e == "vigil") || p.extension().is_none());
         if relevant {
             let _ = events.send(());
         }
     };
     let mut watcher: Box<dyn notify::Watcher + Send> = if poll {
-        Box::new(notify::PollWatcher::new(handler, notify::Config::default().with_poll_interval(debounce.max(Duration::from_millis(50))).with_compare_contents(true))?)
+        Box::new(notify::PollWatcher::new(
+            handler,
+            notify::Config::default().with_poll_interval(debounce.max(Duration::from_millis(50))).with_compare_contents(true),
+        )?)
     } else {
         match notify::recommended_watcher(handler.clone()) {
             Ok(w) => Box::new(w),
             Err(e) => {
                 tracing::warn!(error = %e, "file notifications unavailable; polling instead");
-                Box::new(notify::PollWatcher::new(handler, notify::Config::default().with_poll_interval(debounce.max(Duration::from_millis(50))).with_compare_contents(true))?)
+                Box::new(notify::PollWatcher::new(
+                    handler,
+                    notify::Config::default().with_poll_interval(debounce.max(Duration::from_millis(50))).with_compare_contents(true),
+                )?)
             }
         }
     };

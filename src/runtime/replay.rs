@@ -91,9 +91,16 @@ pub fn pick_pipeline<'p>(plan: &'p Plan, name: Option<&str>) -> Result<&'p Pipel
 pub fn replay(p: &PipelinePlan, base_dir: &Path, input: &Path, output: &Path) -> Result<ReplayReport, ReplayError> {
     let collects: Vec<usize> = (0..p.stages.len()).filter(|&i| p.stages[i].kind == StageKind::Collect).collect();
     let [collect] = collects[..] else {
-        return Err(ReplayError::Usage(format!("pipeline `{}` has {} collect stages; replay feeds the CSV into exactly one", p.name, collects.len())));
+        return Err(ReplayError::Usage(format!(
+            "pipeline `{}` has {} collect stages; replay feeds the CSV into exactly one",
+            p.name,
+            collects.len()
+        )));
     };
-    let target = (0..p.stages.len()).rev().find(|&i| p.stages[i].kind == StageKind::Predict && p.stages[i].output == crate::stages::Ty::Scores).ok_or_else(|| ReplayError::Usage(format!("pipeline `{}` has no predict stage to take scores from", p.name)))?;
+    let target = (0..p.stages.len())
+        .rev()
+        .find(|&i| p.stages[i].kind == StageKind::Predict && p.stages[i].output == crate::stages::Ty::Scores)
+        .ok_or_else(|| ReplayError::Usage(format!("pipeline `{}` has no predict stage to take scores from", p.name)))?;
     // Only the stages the scores depend on run (no respond stage ever does).
     let mut needed = vec![false; p.stages.len()];
     needed[target] = true;
@@ -104,7 +111,13 @@ pub fn replay(p: &PipelinePlan, base_dir: &Path, input: &Path, output: &Path) ->
             }
         }
     }
-    let env = BuildEnv { pipeline: p.name.clone(), base_dir: base_dir.to_path_buf(), state_dir: None, client: reqwest::Client::new(), webhook_queue: None };
+    let env = BuildEnv {
+        pipeline: p.name.clone(),
+        base_dir: base_dir.to_path_buf(),
+        state_dir: None,
+        client: reqwest::Client::new(),
+        webhook_queue: None,
+    };
     let mut steps: Vec<Option<Box<dyn crate::runtime::Operator>>> = Vec::with_capacity(p.stages.len());
     for (i, node) in p.stages.iter().enumerate() {
         if i == collect || !needed[i] {
@@ -127,7 +140,11 @@ pub fn replay(p: &PipelinePlan, base_dir: &Path, input: &Path, output: &Path) ->
     rd.read_line(&mut header).map_err(rerr)?;
     let cols: Vec<&str> = header.trim_end_matches(['\n', '\r']).split(',').map(str::trim).collect();
     let (Some(ts_col), Some(v_col)) = (cols.iter().position(|c| *c == "timestamp"), cols.iter().position(|c| *c == "value")) else {
-        return Err(ReplayError::Usage(format!("`{}` must start with a `timestamp,value` header; it has `{}`", input.display(), header.trim())));
+        return Err(ReplayError::Usage(format!(
+            "`{}` must start with a `timestamp,value` header; it has `{}`",
+            input.display(),
+            header.trim()
+        )));
     };
     writeln!(wr, "timestamp,value,anomaly_score").map_err(werr)?;
 
@@ -185,7 +202,10 @@ pub fn replay(p: &PipelinePlan, base_dir: &Path, input: &Path, output: &Path) ->
             let line = &lines[start..end];
             // The two fields, by position (fast path for `timestamp,value`).
             let (ts_field, v_field) = fields(line, ts_col, v_col);
-            let row = match (ts_field.and_then(|f| crate::time::parse_timestamp_bytes(&line[f.0..f.1])), v_field.and_then(|f| fast_f64(&line[f.0..f.1]))) {
+            let row = match (
+                ts_field.and_then(|f| crate::time::parse_timestamp_bytes(&line[f.0..f.1])),
+                v_field.and_then(|f| fast_f64(&line[f.0..f.1])),
+            ) {
                 (Some(ts), Some(v)) if !v.is_finite() => {
                     report.non_finite += 1;
                     let _ = ts;
@@ -224,7 +244,8 @@ pub fn replay(p: &PipelinePlan, base_dir: &Path, input: &Path, output: &Path) ->
             let Some(op) = steps[i].as_mut() else { continue };
             let inputs: Vec<Data> = p.stages[i].inputs.iter().filter_map(|(_, j)| outputs[*j].clone()).collect();
             let mut ctx = OpCtx::new(now);
-            let out = op.process(&inputs, &mut ctx).map_err(|e| ReplayError::Stage { key: p.stages[i].key.0.clone(), message: e.to_string() })?;
+            let out =
+                op.process(&inputs, &mut ctx).map_err(|e| ReplayError::Stage { key: p.stages[i].key.0.clone(), message: e.to_string() })?;
             outputs[i] = Some(out);
         }
         let fed_ts = &fed.series[0].ts;

@@ -62,7 +62,8 @@ async fn reload(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let Some(token) = token else {
         return error(StatusCode::FORBIDDEN, "the reload API is disabled: start vigil with VIGIL_API_TOKEN set");
     };
-    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    let given =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
     if !same_secret(given, &token) {
         return error(StatusCode::UNAUTHORIZED, "a valid `Authorization: Bearer <token>` is required");
     }
@@ -98,7 +99,12 @@ async fn webhook(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     };
     let body = match axum::body::to_bytes(Body::new(req.into_body()), route.max_body).await {
         Ok(b) => b,
-        Err(_) => return answer(StatusCode::PAYLOAD_TOO_LARGE, error(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {} bytes", route.max_body))),
+        Err(_) => {
+            return answer(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                error(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {} bytes", route.max_body)),
+            )
+        }
     };
     let events = match collect::parse_webhook(&route.format, &body, crate::time::now_ms()) {
         Ok(e) => e,
@@ -112,7 +118,10 @@ async fn webhook(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         let Ok(mut q) = route.queue.lock() else { return error(StatusCode::INTERNAL_SERVER_ERROR, "queue unavailable") };
         if q.len() + n > collect::MAX_QUEUED_EVENTS {
             drop(q);
-            return answer(StatusCode::SERVICE_UNAVAILABLE, error(StatusCode::SERVICE_UNAVAILABLE, "the pipeline's queue is full; retry later"));
+            return answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                error(StatusCode::SERVICE_UNAVAILABLE, "the pipeline's queue is full; retry later"),
+            );
         }
         q.extend(events);
     }

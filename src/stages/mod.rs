@@ -529,7 +529,9 @@ pub fn operator(name: &str) -> Option<&'static OperatorSpec> {
 /// Markdown documentation of every operator (the content of `docs/operators.md`).
 pub fn operators_markdown() -> String {
     use std::fmt::Write;
-    let mut s = String::from("# Built-in operators\n\nGenerated from `src/stages/mod.rs` by `vigil explain operators`; a test keeps this file in sync.\n\n");
+    let mut s = String::from(
+        "# Built-in operators\n\nGenerated from `src/stages/mod.rs` by `vigil explain operators`; a test keeps this file in sync.\n\n",
+    );
     s.push_str("Inputs are positional and connect a stage to other stages (DAG edges). Parameters are given by name (or by position after the inputs). `a | op(...)` passes `a` as the first input.\n");
     for kind in StageKind::ALL {
         let _ = write!(s, "\n## {kind}\n");
@@ -565,7 +567,10 @@ pub fn operator_markdown(op: &OperatorSpec) -> String {
             doc.push_str(&format!(" One of: {}.", prm.choices.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")));
         }
         if let Some(m) = prm.min {
-            doc.push_str(&format!(" At least {}.", if prm.ty == Ty::Duration { crate::syntax::ast::Duration { millis: m as u64 }.to_string() } else { m.to_string() }));
+            doc.push_str(&format!(
+                " At least {}.",
+                if prm.ty == Ty::Duration { crate::syntax::ast::Duration { millis: m as u64 }.to_string() } else { m.to_string() }
+            ));
         }
         let _ = writeln!(s, "| `{}` | {} | {} | {} |", prm.name, prm.ty, default_str(&prm.default), doc.replace('|', "\\|"));
     }

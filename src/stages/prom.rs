@@ -918,10 +918,13 @@ rpc_duration_seconds_count 2693
     fn crlf_line_endings() {
         let e = clean("# HELP a x\r\n# TYPE a counter\r\na{b=\"c\"} 1 5\r\n\r\nd 2\r\n");
         assert_eq!(e.types["a"], "counter");
-        assert_eq!(e.samples, vec![
-            Sample { id: id("a", &[("b", "c")]), value: 1.0, timestamp: Some(5) },
-            Sample { id: SeriesId::named("d"), value: 2.0, timestamp: None },
-        ]);
+        assert_eq!(
+            e.samples,
+            vec![
+                Sample { id: id("a", &[("b", "c")]), value: 1.0, timestamp: Some(5) },
+                Sample { id: SeriesId::named("d"), value: 2.0, timestamp: None },
+            ]
+        );
         let e = parse_exposition("good 1\r\nbad{\r\ngood 2\r\n");
         assert_eq!(e.samples.len(), 2);
         assert_eq!(e.issues[0].line, 2);
@@ -1126,7 +1129,10 @@ rpc_duration_seconds_count 2693
     fn query_errors() {
         let body = r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:1: parse error"}"#;
         let err = parse_query_range(body.as_bytes(), "q").unwrap_err();
-        assert_eq!(err, QueryError::Prometheus { error_type: "bad_data".into(), error: "invalid parameter \"query\": 1:1: parse error".into() });
+        assert_eq!(
+            err,
+            QueryError::Prometheus { error_type: "bad_data".into(), error: "invalid parameter \"query\": 1:1: parse error".into() }
+        );
         assert_eq!(err.to_string(), "prometheus error (bad_data): invalid parameter \"query\": 1:1: parse error");
         assert_eq!(
             parse_query_range(br#"{"status":"error"}"#, "q").unwrap_err(),
@@ -1141,7 +1147,8 @@ rpc_duration_seconds_count 2693
         assert!(is_malformed(r#"{"status":"pending"}"#).contains("unknown status `pending`"));
         assert_eq!(is_malformed(r#"{"status":"success"}"#), "missing `data`");
         assert!(is_malformed(r#"{"status":"success","data":{"result":[]}}"#).contains("resultType"));
-        assert!(is_malformed(r#"{"status":"success","data":{"resultType":"string","result":[1,"x"]}}"#).contains("unsupported resultType `string`"));
+        assert!(is_malformed(r#"{"status":"success","data":{"resultType":"string","result":[1,"x"]}}"#)
+            .contains("unsupported resultType `string`"));
         assert!(is_malformed(r#"{"status":"success","data":{"resultType":"matrix","result":[1,"x"]}}"#).contains("expected series objects"));
         assert!(is_malformed(r#"{"status":"success","data":{"resultType":"scalar","result":[{}]}}"#).contains("scalar"));
         is_malformed(r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"a":1},"values":[]}]}}"#);

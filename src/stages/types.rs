@@ -71,8 +71,23 @@ impl Scalar {
 
 impl Ty {
     /// The type names a user may write, for "did you mean" and docs.
-    pub const NAMES: &'static [&'static str] =
-        &["Series", "Events", "Features", "Model", "Scores", "Incidents", "Int", "Float", "Bool", "String", "Duration", "Secret", "Condition", "Map", "List"];
+    pub const NAMES: &'static [&'static str] = &[
+        "Series",
+        "Events",
+        "Features",
+        "Model",
+        "Scores",
+        "Incidents",
+        "Int",
+        "Float",
+        "Bool",
+        "String",
+        "Duration",
+        "Secret",
+        "Condition",
+        "Map",
+        "List",
+    ];
 
     /// Whether values of this type flow along DAG edges (as opposed to parameters).
     pub fn is_port(self) -> bool {
@@ -99,7 +114,11 @@ impl Ty {
             "List" => return Scalar::from_ty(arg?).map(Ty::List),
             _ => return None,
         };
-        if arg.is_some() { None } else { Some(t) }
+        if arg.is_some() {
+            None
+        } else {
+            Some(t)
+        }
     }
 
     /// Whether a value of type `found` may be given where `self` is expected
@@ -123,7 +142,13 @@ impl Ty {
                 ("timestamp", Ty::Int),
                 ("labels", Ty::Map),
             ],
-            Ty::Events => &[("labels", Ty::Map), ("annotations", Ty::Map), ("status", Ty::String), ("timestamp", Ty::Int), ("fingerprint", Ty::String)],
+            Ty::Events => &[
+                ("labels", Ty::Map),
+                ("annotations", Ty::Map),
+                ("status", Ty::String),
+                ("timestamp", Ty::Int),
+                ("fingerprint", Ty::String),
+            ],
             Ty::Incidents => &[
                 ("key", Ty::String),
                 ("status", Ty::String),

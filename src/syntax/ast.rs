@@ -222,7 +222,12 @@ pub struct Template {
 
 impl PartialEq for Template {
     fn eq(&self, o: &Self) -> bool {
-        self.doc == o.doc && self.name == o.name && self.params == o.params && self.output == o.output && self.body == o.body && self.result == o.result
+        self.doc == o.doc
+            && self.name == o.name
+            && self.params == o.params
+            && self.output == o.output
+            && self.body == o.body
+            && self.result == o.result
     }
 }
 
@@ -331,7 +336,10 @@ pub enum ExprKind {
     /// `expr.field`.
     Field(Box<Expr>, Ident),
     /// `callee(args)`.
-    Call { callee: Box<Expr>, args: Vec<Arg> },
+    Call {
+        callee: Box<Expr>,
+        args: Vec<Arg>,
+    },
     Unary(UnaryOp, Box<Expr>),
     Binary(BinaryOp, Box<Expr>, Box<Expr>),
     /// `input | call(...)`: the input becomes the call's first argument.

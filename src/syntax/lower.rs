@@ -447,7 +447,10 @@ impl Lower<'_> {
                 r => unreachable!("unexpected rule {r:?} in postfix"),
             }
             if d > MAX_EXPR_DEPTH {
-                self.error(Diagnostic::error(Code::E0104, span, format!("expression deeper than {MAX_EXPR_DEPTH} levels")).with_label("this expression is too deep"));
+                self.error(
+                    Diagnostic::error(Code::E0104, span, format!("expression deeper than {MAX_EXPR_DEPTH} levels"))
+                        .with_label("this expression is too deep"),
+                );
                 return (Expr { kind: ExprKind::Error, span }, 0);
             }
         }
@@ -534,7 +537,11 @@ impl Lower<'_> {
             match text.parse::<f64>() {
                 Ok(f) if f.is_finite() => ExprKind::Float(f),
                 _ => {
-                    self.error(Diagnostic::error(Code::E0106, span, "number out of range").with_label("this float is not finite").with_help("use a smaller number"));
+                    self.error(
+                        Diagnostic::error(Code::E0106, span, "number out of range")
+                            .with_label("this float is not finite")
+                            .with_help("use a smaller number"),
+                    );
                     ExprKind::Error
                 }
             }
@@ -591,7 +598,11 @@ impl Lower<'_> {
             match n.and_then(|n| n.checked_mul(size)).and_then(|v| millis.checked_add(v)) {
                 Some(v) => millis = v,
                 None => {
-                    self.error(Diagnostic::error(Code::E0107, span, "duration out of range").with_label("this duration overflows").with_help("use a smaller duration"));
+                    self.error(
+                        Diagnostic::error(Code::E0107, span, "duration out of range")
+                            .with_label("this duration overflows")
+                            .with_help("use a smaller duration"),
+                    );
                     return Duration { millis: 0 };
                 }
             }
@@ -628,14 +639,19 @@ impl Lower<'_> {
                         }
                     }
                     None => {
-                        let d = Diagnostic::error(Code::E0105, esc_span(2), "invalid unicode escape").with_label("expected `\\u{HEX}` with a valid code point");
+                        let d = Diagnostic::error(Code::E0105, esc_span(2), "invalid unicode escape")
+                            .with_label("expected `\\u{HEX}` with a valid code point");
                         self.error(d);
                     }
                 },
                 Some((_, other)) => {
-                    let d = Diagnostic::error(Code::E0105, esc_span(1 + other.len_utf8()), format!("invalid escape `\\{}`", other.escape_debug()))
-                        .with_label("not an escape")
-                        .with_help("valid escapes: \\\" \\\\ \\n \\t \\r \\{ \\} \\u{HEX}; write `\\\\` for a backslash");
+                    let d = Diagnostic::error(
+                        Code::E0105,
+                        esc_span(1 + other.len_utf8()),
+                        format!("invalid escape `\\{}`", other.escape_debug()),
+                    )
+                    .with_label("not an escape")
+                    .with_help("valid escapes: \\\" \\\\ \\n \\t \\r \\{ \\} \\u{HEX}; write `\\\\` for a backslash");
                     self.error(d);
                 }
                 None => {}
@@ -660,7 +676,11 @@ impl Lower<'_> {
             match close {
                 Some(c) if next_open.is_none_or(|n| n > c) => {
                     if raw[after..c].trim().is_empty() {
-                        self.error(Diagnostic::error(Code::E0108, Span::new(self.source, base + open, base + c + 2), "empty template").with_label("nothing between `{{` and `}}`").with_help("write a name, such as `{{ pipeline }}`"));
+                        self.error(
+                            Diagnostic::error(Code::E0108, Span::new(self.source, base + open, base + c + 2), "empty template")
+                                .with_label("nothing between `{{` and `}}`")
+                                .with_help("write a name, such as `{{ pipeline }}`"),
+                        );
                     }
                     rest = c + 2;
                 }

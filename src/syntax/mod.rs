@@ -67,7 +67,8 @@ pub fn parse_expr(text: &str) -> Result<ast::Expr, Vec<Diagnostic>> {
     if !scan.diagnostics.is_empty() {
         return Err(scan.diagnostics);
     }
-    let mut pairs = parser::VigilParser::parse(parser::Rule::expr_only, text).map_err(|e| vec![parser::error_to_diagnostic(&e, source, text, 0)])?;
+    let mut pairs =
+        parser::VigilParser::parse(parser::Rule::expr_only, text).map_err(|e| vec![parser::error_to_diagnostic(&e, source, text, 0)])?;
     let pair = pairs.next().and_then(|p| p.into_inner().next()).expect("grammar: expr_only holds an expr");
     let mut diagnostics = Vec::new();
     let e = lower::Lower { source, text, comments: &scan.comments, offset: 0, diagnostics: &mut diagnostics }.lower_expr_pub(pair);
@@ -108,7 +109,9 @@ pub fn parse(source: SourceId, text: &str) -> Parsed {
     }
     bounds.push(text.len());
     let chunks: Vec<(usize, usize)> = bounds.windows(2).map(|w| (w[0], w[1])).collect();
-    let parse_range = |range: &[(usize, usize)]| -> Vec<(ast::File, Vec<Diagnostic>)> { range.iter().map(|&(a, b)| parse_chunk(source, text, a, b, &starts, comments)).collect() };
+    let parse_range = |range: &[(usize, usize)]| -> Vec<(ast::File, Vec<Diagnostic>)> {
+        range.iter().map(|&(a, b)| parse_chunk(source, text, a, b, &starts, comments)).collect()
+    };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(chunks.len());
     let results: Vec<(ast::File, Vec<Diagnostic>)> = if text.len() < PARALLEL_MIN || threads < 2 {
         parse_range(&chunks)
@@ -134,7 +137,14 @@ pub fn parse(source: SourceId, text: &str) -> Parsed {
 
 /// Parses `text[start..end]`, whole items. On a syntax error, parses each of its items on
 /// its own, so that every broken item is reported and the good ones are kept.
-fn parse_chunk(source: SourceId, text: &str, start: usize, end: usize, item_starts: &[usize], comments: &[Comment]) -> (ast::File, Vec<Diagnostic>) {
+fn parse_chunk(
+    source: SourceId,
+    text: &str,
+    start: usize,
+    end: usize,
+    item_starts: &[usize],
+    comments: &[Comment],
+) -> (ast::File, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
     if let Ok(mut pairs) = parser::parse_file(&text[start..end]) {
         let pair = pairs.next().expect("grammar: a file");

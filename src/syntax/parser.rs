@@ -38,10 +38,18 @@ pub(crate) fn error_to_diagnostic(err: &pest::error::Error<Rule>, source: Source
     let token_len = token_len(rest).max(if rest.is_empty() { 0 } else { 1 });
     let span = Span::new(source, pos, pos + token_len);
     if rest.starts_with("///") && !rest.starts_with("////") || rest.starts_with("//!") {
-        let what = if rest.starts_with("//!") { "`//!` documents the file and must come first" } else { "`///` must come right before an item, stage or parameter" };
-        return Diagnostic::error(Code::E0111, Span::new(source, pos, pos + rest.find('\n').unwrap_or(rest.len())), "doc comment documents nothing")
-            .with_label(what)
-            .with_help("move it before what it documents, or make it a plain `//` comment");
+        let what = if rest.starts_with("//!") {
+            "`//!` documents the file and must come first"
+        } else {
+            "`///` must come right before an item, stage or parameter"
+        };
+        return Diagnostic::error(
+            Code::E0111,
+            Span::new(source, pos, pos + rest.find('\n').unwrap_or(rest.len())),
+            "doc comment documents nothing",
+        )
+        .with_label(what)
+        .with_help("move it before what it documents, or make it a plain `//` comment");
     }
     let expected = match &err.variant {
         pest::error::ErrorVariant::ParsingError { positives, .. } => expected_words(positives),
@@ -81,8 +89,16 @@ fn expected_words(rules: &[Rule]) -> Vec<String> {
     for r in rules {
         let w = match r {
             Rule::EOI => "end of file",
-            Rule::file | Rule::use_decl | Rule::pipeline | Rule::stage_def | Rule::kw_use | Rule::kw_pipeline | Rule::kw_stage => "`use`, `pipeline` or `stage`",
-            Rule::trigger | Rule::every_trigger | Rule::cron_trigger | Rule::webhook_trigger | Rule::kw_every | Rule::kw_cron | Rule::kw_on => "a trigger (`every`, `cron`, `on webhook`)",
+            Rule::file | Rule::use_decl | Rule::pipeline | Rule::stage_def | Rule::kw_use | Rule::kw_pipeline | Rule::kw_stage => {
+                "`use`, `pipeline` or `stage`"
+            }
+            Rule::trigger
+            | Rule::every_trigger
+            | Rule::cron_trigger
+            | Rule::webhook_trigger
+            | Rule::kw_every
+            | Rule::kw_cron
+            | Rule::kw_on => "a trigger (`every`, `cron`, `on webhook`)",
             Rule::stage_stmt | Rule::stage_kind => "a stage (`collect`, `preprocess`, `train`, `predict`, `respond`)",
             Rule::doc | Rule::doc_line => "a doc comment",
             Rule::module_doc | Rule::module_doc_line => "a module doc comment",
@@ -151,7 +167,10 @@ fn describe_token(rest: &str) -> String {
 fn token_len(rest: &str) -> usize {
     let Some(c) = rest.chars().next() else { return 0 };
     if c.is_alphanumeric() || c == '_' {
-        rest.char_indices().take(200).find(|(_, c)| !(c.is_alphanumeric() || *c == '_')).map_or_else(|| rest.char_indices().nth(200).map_or(rest.len(), |(i, _)| i), |(i, _)| i)
+        rest.char_indices()
+            .take(200)
+            .find(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
+            .map_or_else(|| rest.char_indices().nth(200).map_or(rest.len(), |(i, _)| i), |(i, _)| i)
     } else {
         c.len_utf8()
     }

@@ -310,7 +310,8 @@ impl Printer<'_> {
         let params: Vec<String> = t.params.iter().map(param_flat).collect();
         let head_flat = format!("stage {}({}) -> {} {{", t.name.node, params.join(", "), type_str(&t.output));
         let params_end = t.params.last().map_or(t.name.span.end, |p| p.span.end);
-        let break_params = head_flat.len() > WIDTH || t.params.iter().any(|p| !p.doc.is_empty()) || self.has_comment_in(t.name.span.end, params_end);
+        let break_params =
+            head_flat.len() > WIDTH || t.params.iter().any(|p| !p.doc.is_empty()) || self.has_comment_in(t.name.span.end, params_end);
         if break_params {
             self.out.push_str("stage ");
             self.out.push_str(&t.name.node);
@@ -450,7 +451,11 @@ pub fn type_str(t: &TypeExpr) -> String {
 
 /// A string literal as written, or quoted canonically when the compiler made it.
 pub fn str_lit(s: &StrLit) -> String {
-    if s.raw.is_empty() && !s.value.is_empty() { quote(&s.value) } else { format!("\"{}\"", s.raw) }
+    if s.raw.is_empty() && !s.value.is_empty() {
+        quote(&s.value)
+    } else {
+        format!("\"{}\"", s.raw)
+    }
 }
 
 /// A string literal in canonical quoting.
@@ -472,8 +477,13 @@ pub fn quote(s: &str) -> String {
 }
 
 fn map_key(k: &str) -> String {
-    let is_word = k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if is_word { k.to_owned() } else { quote(k) }
+    let is_word =
+        k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if is_word {
+        k.to_owned()
+    } else {
+        quote(k)
+    }
 }
 
 /// Binding strength of an expression's top node, for parenthesising.
@@ -487,7 +497,11 @@ fn strength(e: &Expr) -> u8 {
 }
 
 fn paren_if(e: &Expr, cond: bool) -> String {
-    if cond { format!("({})", flat(e)) } else { flat(e) }
+    if cond {
+        format!("({})", flat(e))
+    } else {
+        flat(e)
+    }
 }
 
 /// An operand of a postfix (field access or call): parenthesised unless it is primary.
@@ -508,7 +522,10 @@ pub fn flat(e: &Expr) -> String {
             if entries.is_empty() {
                 "{}".to_owned()
             } else {
-                format!("{{ {} }}", entries.iter().map(|(k, v)| format!("{}: {}", map_key(&k.node), flat(v))).collect::<Vec<_>>().join(", "))
+                format!(
+                    "{{ {} }}",
+                    entries.iter().map(|(k, v)| format!("{}: {}", map_key(&k.node), flat(v))).collect::<Vec<_>>().join(", ")
+                )
             }
         }
         ExprKind::Name(n) => n.clone(),

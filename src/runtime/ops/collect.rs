@@ -159,11 +159,18 @@ impl CsvSource {
         }
         let header = self.cursor.header.clone().unwrap_or_default();
         let ts_col = header.iter().position(|h| *h == self.timestamp_column).ok_or_else(|| {
-            OpError::Invalid(format!("`{}` has no column `{}`; its columns are: {}", self.path.display(), self.timestamp_column, header.join(", ")))
+            OpError::Invalid(format!(
+                "`{}` has no column `{}`; its columns are: {}",
+                self.path.display(),
+                self.timestamp_column,
+                header.join(", ")
+            ))
         })?;
         let mut cols = Vec::new();
         for c in &self.value_columns {
-            cols.push(header.iter().position(|h| h == c).ok_or_else(|| OpError::Invalid(format!("`{}` has no column `{c}`; its columns are: {}", self.path.display(), header.join(", "))))?);
+            cols.push(header.iter().position(|h| h == c).ok_or_else(|| {
+                OpError::Invalid(format!("`{}` has no column `{c}`; its columns are: {}", self.path.display(), header.join(", ")))
+            })?);
         }
         for (_, line) in lines {
             let line = line.trim_end_matches('\r');
@@ -203,7 +210,8 @@ impl FileCursor {
     async fn read_new(&mut self, path: &std::path::Path, ctx: &mut OpCtx) -> Result<(String, u64), OpError> {
         let owned = path.to_path_buf();
         let offset = self.offset;
-        let (buf, next, truncated) = tokio::task::spawn_blocking(move || read_new_lines(&owned, offset)).await.map_err(|e| OpError::Io(e.to_string()))??;
+        let (buf, next, truncated) =
+            tokio::task::spawn_blocking(move || read_new_lines(&owned, offset)).await.map_err(|e| OpError::Io(e.to_string()))??;
         if truncated {
             tracing::warn!(file = %path.display(), "the file is shorter than what was read: reading it again from the start");
             self.header = None;
@@ -528,7 +536,13 @@ impl ScrapeSource {
 impl Source for ScrapeSource {
     fn collect<'a>(&'a mut self, ctx: &'a mut OpCtx) -> BoxFuture<'a, Result<Data, OpError>> {
         Box::pin(async move {
-            let resp = self.client.get(&self.url).header("Accept", "text/plain;version=0.0.4").send().await.map_err(|e| OpError::Io(format!("cannot scrape `{}`: {}", self.url, error_chain(&e))))?;
+            let resp = self
+                .client
+                .get(&self.url)
+                .header("Accept", "text/plain;version=0.0.4")
+                .send()
+                .await
+                .map_err(|e| OpError::Io(format!("cannot scrape `{}`: {}", self.url, error_chain(&e))))?;
             let status = resp.status();
             if !status.is_success() {
                 return Err(OpError::Io(format!("scraping `{}` answered {status}", self.url)));
@@ -566,8 +580,23 @@ pub struct QueryRangeSource {
 }
 
 impl QueryRangeSource {
-    pub fn new(url: String, query: String, step_ms: i64, lookback_ms: i64, bearer: Option<String>, client: reqwest::Client) -> QueryRangeSource {
-        QueryRangeSource { url: url.trim_end_matches('/').to_owned(), query, step_ms: step_ms.max(1), lookback_ms, bearer, client, cursor: None }
+    pub fn new(
+        url: String,
+        query: String,
+        step_ms: i64,
+        lookback_ms: i64,
+        bearer: Option<String>,
+        client: reqwest::Client,
+    ) -> QueryRangeSource {
+        QueryRangeSource {
+            url: url.trim_end_matches('/').to_owned(),
+            query,
+            step_ms: step_ms.max(1),
+            lookback_ms,
+            bearer,
+            client,
+            cursor: None,
+        }
     }
 }
 
@@ -687,9 +716,19 @@ pub fn parse_webhook(format: &str, body: &[u8], now: Timestamp) -> Result<Vec<Ev
     let mut out = Vec::new();
     for item in items {
         let Some(obj) = item.as_object() else { return Err("expected a JSON object or an array of objects".into()) };
-        let ts = obj.get("timestamp").and_then(|t| t.as_str().and_then(crate::time::parse_timestamp).or_else(|| t.as_f64().map(|s| (s * 1000.0) as i64))).unwrap_or(now);
-        let labels = obj.iter().filter(|(k, _)| *k != "timestamp").filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned()))).collect();
-        out.push(Event { ts, labels, annotations: BTreeMap::new(), status: obj.get("status").and_then(|s| s.as_str()).unwrap_or_default().to_owned(), fingerprint: String::new() });
+        let ts = obj
+            .get("timestamp")
+            .and_then(|t| t.as_str().and_then(crate::time::parse_timestamp).or_else(|| t.as_f64().map(|s| (s * 1000.0) as i64)))
+            .unwrap_or(now);
+        let labels =
+            obj.iter().filter(|(k, _)| *k != "timestamp").filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned()))).collect();
+        out.push(Event {
+            ts,
+            labels,
+            annotations: BTreeMap::new(),
+            status: obj.get("status").and_then(|s| s.as_str()).unwrap_or_default().to_owned(),
+            fingerprint: String::new(),
+        });
     }
     Ok(out)
 }

@@ -43,7 +43,9 @@ pub enum BuildError {
 pub fn resolve_secret(s: &SecretRef) -> Result<String, BuildError> {
     match s {
         SecretRef::Env(name) => std::env::var(name).map_err(|_| BuildError::Invalid(format!("the secret {s} is not set"))),
-        SecretRef::File(path) => std::fs::read_to_string(path).map(|v| v.trim_end_matches(['\n', '\r']).to_owned()).map_err(|e| BuildError::Invalid(format!("cannot read the secret {s}: {e}"))),
+        SecretRef::File(path) => std::fs::read_to_string(path)
+            .map(|v| v.trim_end_matches(['\n', '\r']).to_owned())
+            .map_err(|e| BuildError::Invalid(format!("cannot read the secret {s}: {e}"))),
     }
 }
 
@@ -110,7 +112,11 @@ impl P<'_> {
 
 fn path(base: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
-    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
 }
 
 /// Builds the implementation of a planned stage.
@@ -123,8 +129,18 @@ pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
     let p = P(&node.params);
     let invalid = BuildError::Invalid;
     Ok(match node.operator {
-        "csv" => Step::Source(Box::new(collect::CsvSource::new(path(&env.base_dir, &p.str("path")), p.str("timestamp_column"), p.strs("value_columns"), p.map("labels")))),
-        "jsonl" => Step::Source(Box::new(collect::JsonlSource::new(path(&env.base_dir, &p.str("path")), p.str("timestamp_field"), p.str("value_field"), p.strs("label_fields")))),
+        "csv" => Step::Source(Box::new(collect::CsvSource::new(
+            path(&env.base_dir, &p.str("path")),
+            p.str("timestamp_column"),
+            p.strs("value_columns"),
+            p.map("labels"),
+        ))),
+        "jsonl" => Step::Source(Box::new(collect::JsonlSource::new(
+            path(&env.base_dir, &p.str("path")),
+            p.str("timestamp_field"),
+            p.str("value_field"),
+            p.strs("label_fields"),
+        ))),
         "synthetic" => Step::Source(Box::new(collect::SyntheticSource::new(collect::SyntheticConfig {
             seed: p.int("seed") as u64,
             series: p.int("series").clamp(1, 100_000) as usize,
@@ -145,7 +161,14 @@ pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
         "prometheus.query_range" => {
             let client = client_with_timeout(env, p.dur("timeout"))?;
             let bearer = p.secret("bearer_token")?;
-            Step::Source(Box::new(collect::QueryRangeSource::new(p.str("url"), p.str("query"), p.dur("step").unwrap_or(30_000), p.dur("lookback").unwrap_or(3_600_000), bearer, client)))
+            Step::Source(Box::new(collect::QueryRangeSource::new(
+                p.str("url"),
+                p.str("query"),
+                p.dur("step").unwrap_or(30_000),
+                p.dur("lookback").unwrap_or(3_600_000),
+                bearer,
+                client,
+            )))
         }
         "webhook_events" => {
             let queue = env.webhook_queue.clone().ok_or_else(|| invalid("webhook_events needs an `on webhook` trigger".into()))?;
@@ -172,7 +195,9 @@ pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
         "diff" => Step::Op(Box::new(Diff::new(p.int("lag").max(1) as usize, p.bool("rate")))),
         "rolling" => Step::Op(Box::new(Rolling::new(p.dur("window").unwrap_or(3_600_000), p.strs("stats")))),
         "window" => Step::Op(Box::new(Window::new(p.int("size").clamp(1, 1 << 20) as usize, p.int("stride").max(1) as usize))),
-        "select" => Step::Op(Box::new(Select { matchers: parse_selector(&p.str("match")).map_err(|e| invalid(format!("invalid selector `{}`: {e}", p.str("match"))))? })),
+        "select" => Step::Op(Box::new(Select {
+            matchers: parse_selector(&p.str("match")).map_err(|e| invalid(format!("invalid selector `{}`: {e}", p.str("match"))))?,
+        })),
         "aggregate" => Step::Op(Box::new(Aggregate::new(p.strs("by"), Agg::parse(&p.str("op")).unwrap_or(Agg::Sum), p.dur("every")))),
         "zscore" => Step::Op(Box::new(predict::ZScore::new(
             p.dur("window").unwrap_or(3_600_000),
@@ -184,7 +209,8 @@ pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
         "log" => {
             let option_ms = |name: &str| {
                 node.options.iter().find_map(|o| match (name, o) {
-                    ("pending_for", crate::check::StageOpt::PendingFor { ms }) | ("keep_firing_for", crate::check::StageOpt::KeepFiringFor { ms }) => Some(*ms as i64),
+                    ("pending_for", crate::check::StageOpt::PendingFor { ms })
+                    | ("keep_firing_for", crate::check::StageOpt::KeepFiringFor { ms }) => Some(*ms as i64),
                     _ => None,
                 })
             };
@@ -199,8 +225,12 @@ pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
                 env.state_dir.as_ref().map(|d| d.join("outbox.jsonl")),
             )))
         }
-        "autoencoder" | "forecaster" | "baseline" | "score" | "forecast" => return Err(BuildError::NotImplemented(node.operator, "the learning issue")),
-        "email" | "webhook" | "slack" | "pagerduty" | "alertmanager" | "exec" => return Err(BuildError::NotImplemented(node.operator, "the respond issue")),
+        "autoencoder" | "forecaster" | "baseline" | "score" | "forecast" => {
+            return Err(BuildError::NotImplemented(node.operator, "the learning issue"))
+        }
+        "email" | "webhook" | "slack" | "pagerduty" | "alertmanager" | "exec" => {
+            return Err(BuildError::NotImplemented(node.operator, "the respond issue"))
+        }
         other => return Err(invalid(format!("unknown operator `{other}`"))),
     })
 }

@@ -38,10 +38,22 @@ impl ZScore {
 
     /// Scores one sample of a series and adds it to the window.
     #[inline]
-    pub fn score_one(w: &mut RollingWindow, robust: bool, threshold: f64, min_samples: usize, ts: Timestamp, v: f64, out: &mut ScoreColumn) {
+    pub fn score_one(
+        w: &mut RollingWindow,
+        robust: bool,
+        threshold: f64,
+        min_samples: usize,
+        ts: Timestamp,
+        v: f64,
+        out: &mut ScoreColumn,
+    ) {
         w.evict_until(ts);
         let stats = if w.len() >= min_samples {
-            if robust { w.median_mad().map(|(m, mad)| (m, mad * 1.4826)) } else { w.mean().zip(w.std()) }
+            if robust {
+                w.median_mad().map(|(m, mad)| (m, mad * 1.4826))
+            } else {
+                w.mean().zip(w.std())
+            }
         } else {
             None
         };
@@ -94,7 +106,11 @@ impl Threshold {
         let crossed = self.above.is_some_and(|a| v > a) || self.below.is_some_and(|b| v < b);
         let (score, anomalous) = if crossed {
             let since = *self.since.entry(id.clone()).or_insert(ts);
-            if ts - since >= self.for_ms { (1.0, true) } else { (0.5, false) }
+            if ts - since >= self.for_ms {
+                (1.0, true)
+            } else {
+                (0.5, false)
+            }
         } else {
             self.since.remove(id);
             (0.0, false)
@@ -163,7 +179,9 @@ mod tests {
             c.push(t, v);
         }
         let mut th = Threshold::new(Some(90.0), None, 120_000);
-        let Data::Scores(s) = th.process(&[Data::Series(Arc::new(SeriesData { series: vec![c] }))], &mut OpCtx::new(0)).unwrap() else { panic!() };
+        let Data::Scores(s) = th.process(&[Data::Series(Arc::new(SeriesData { series: vec![c] }))], &mut OpCtx::new(0)).unwrap() else {
+            panic!()
+        };
         assert_eq!(s.series[0].anomalous, vec![false, false, true, false]);
     }
 }

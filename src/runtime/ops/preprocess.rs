@@ -66,7 +66,11 @@ impl Agg {
             Agg::Median => {
                 vals.sort_by(f64::total_cmp);
                 let n = vals.len();
-                if n % 2 == 1 { vals[n / 2] } else { (vals[n / 2 - 1] + vals[n / 2]) / 2.0 }
+                if n % 2 == 1 {
+                    vals[n / 2]
+                } else {
+                    (vals[n / 2 - 1] + vals[n / 2]) / 2.0
+                }
             }
         }
     }
@@ -185,7 +189,13 @@ impl Operator for Fill {
                     continue;
                 }
                 let interval = match state {
-                    Some((lt, _, iv)) if ts > lt => if iv == 0 { ts - lt } else { iv.min(ts - lt) },
+                    Some((lt, _, iv)) if ts > lt => {
+                        if iv == 0 {
+                            ts - lt
+                        } else {
+                            iv.min(ts - lt)
+                        }
+                    }
                     Some((_, _, iv)) => iv,
                     None => 0,
                 };
@@ -330,9 +340,10 @@ impl Operator for Rolling {
         let input = series_input(inputs)?;
         let mut out = Vec::new();
         for col in &input.series {
-            let (w, ids) = self.state.entry(col.id.clone()).or_insert_with(|| {
-                (RollingWindow::new(self.window), self.stats.iter().map(|s| col.id.with_label("stat", s)).collect())
-            });
+            let (w, ids) = self
+                .state
+                .entry(col.id.clone())
+                .or_insert_with(|| (RollingWindow::new(self.window), self.stats.iter().map(|s| col.id.with_label("stat", s)).collect()));
             let mut cols: Vec<SeriesColumn> = ids.iter().map(|id| SeriesColumn::new(id.clone())).collect();
             for (&ts, &v) in col.ts.iter().zip(&col.values) {
                 w.push(ts, v);
@@ -434,7 +445,10 @@ pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, String> {
             return Err(format!("expected a label name at `{rest}`"));
         }
         rest = rest[label_end..].trim_start();
-        let op = ["=~", "!~", "!=", "="].into_iter().find(|op| rest.starts_with(op)).ok_or_else(|| format!("expected `=`, `!=`, `=~` or `!~` after `{label}`"))?;
+        let op = ["=~", "!~", "!=", "="]
+            .into_iter()
+            .find(|op| rest.starts_with(op))
+            .ok_or_else(|| format!("expected `=`, `!=`, `=~` or `!~` after `{label}`"))?;
         rest = rest[op.len()..].trim_start();
         let body = rest.strip_prefix('"').ok_or_else(|| format!("the value of `{label}` must be in double quotes"))?;
         let mut value = String::new();
@@ -480,11 +494,17 @@ impl Operator for Select {
     fn process(&mut self, inputs: &[Data], _ctx: &mut OpCtx) -> Result<Data, OpError> {
         match inputs.first() {
             Some(Data::Series(s)) => {
-                let kept = s.series.iter().filter(|c| self.matchers.iter().all(|m| m.matches(&|l| c.id.label(l).map(str::to_owned)))).cloned().collect();
+                let kept = s
+                    .series
+                    .iter()
+                    .filter(|c| self.matchers.iter().all(|m| m.matches(&|l| c.id.label(l).map(str::to_owned))))
+                    .cloned()
+                    .collect();
                 Ok(Data::Series(Arc::new(SeriesData { series: kept })))
             }
             Some(Data::Events(e)) => {
-                let kept = e.events.iter().filter(|ev| self.matchers.iter().all(|m| m.matches(&|l| ev.labels.get(l).cloned()))).cloned().collect();
+                let kept =
+                    e.events.iter().filter(|ev| self.matchers.iter().all(|m| m.matches(&|l| ev.labels.get(l).cloned()))).cloned().collect();
                 Ok(Data::Events(Arc::new(EventsData { events: kept })))
             }
             Some(other) => Err(OpError::Invalid(format!("select takes Series or Events, got {}", other.kind()))),
@@ -658,7 +678,9 @@ mod tests {
     #[test]
     fn window_emits_full_rows_every_stride() {
         let mut w = Window::new(3, 2);
-        let Data::Features(f) = w.process(&input(&[(0, 1.0), (1, 2.0), (2, 3.0), (3, 4.0), (4, 5.0)]), &mut OpCtx::new(0)).unwrap() else { panic!() };
+        let Data::Features(f) = w.process(&input(&[(0, 1.0), (1, 2.0), (2, 3.0), (3, 4.0), (4, 5.0)]), &mut OpCtx::new(0)).unwrap() else {
+            panic!()
+        };
         let m = &f.matrices[0];
         assert_eq!(m.ts, vec![2, 4]);
         assert_eq!(m.row(0), &[1.0, 2.0, 3.0]);
@@ -677,7 +699,13 @@ mod tests {
     #[test]
     fn aggregate_counts_events_per_interval_with_zeros() {
         use crate::data::Event;
-        let ev = |t: i64, name: &str| Event { ts: t, labels: [("alertname".to_owned(), name.to_owned())].into(), annotations: BTreeMap::new(), status: "firing".into(), fingerprint: String::new() };
+        let ev = |t: i64, name: &str| Event {
+            ts: t,
+            labels: [("alertname".to_owned(), name.to_owned())].into(),
+            annotations: BTreeMap::new(),
+            status: "firing".into(),
+            fingerprint: String::new(),
+        };
         let mut a = Aggregate::new(vec!["alertname".into()], Agg::Count, Some(60_000));
         let batch = Data::Events(Arc::new(EventsData { events: vec![ev(1_000, "A"), ev(2_000, "A"), ev(61_000, "A")] }));
         let out = values(a.process(&[batch], &mut OpCtx::new(62_000)).unwrap());

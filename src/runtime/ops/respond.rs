@@ -78,7 +78,16 @@ pub struct Log {
 
 impl Log {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(pipeline: String, stage: String, when: Option<Condition>, dedup: Template, message: Template, pending_ms: i64, keep_firing_ms: i64, outbox: Option<PathBuf>) -> Log {
+    pub fn new(
+        pipeline: String,
+        stage: String,
+        when: Option<Condition>,
+        dedup: Template,
+        message: Template,
+        pending_ms: i64,
+        keep_firing_ms: i64,
+        outbox: Option<PathBuf>,
+    ) -> Log {
         Log { pipeline, stage, when, dedup, message, pending_ms, keep_firing_ms, outbox, open: HashMap::new(), latest: HashMap::new() }
     }
 
@@ -90,7 +99,8 @@ impl Log {
         let line = self.message.render(&ctx);
         tracing::info!(target: "vigil::incident", pipeline = %self.pipeline, stage = %self.stage, status = %u.status, key = %u.key, "{line}");
         if let Some(path) = &self.outbox {
-            let record = serde_json::json!({ "channel": "log", "pipeline": self.pipeline, "stage": self.stage, "message": line, "update": u });
+            let record =
+                serde_json::json!({ "channel": "log", "pipeline": self.pipeline, "stage": self.stage, "message": line, "update": u });
             if let Err(e) = append_line(path, &record.to_string()) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot append to the outbox");
             }
@@ -116,15 +126,32 @@ impl Operator for Log {
                         if !matches {
                             continue;
                         }
-                        let labels: serde_json::Map<String, serde_json::Value> = col.id.labels().iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
-                        let key = self.dedup.render(&serde_json::json!({ "pipeline": self.pipeline, "stage": self.stage, "series": series, "labels": labels }));
-                        let open = self.open.entry(key.clone()).or_insert(Open { since: ts, last_match: ts, firing: false, series: series.clone(), score: 0.0, value: 0.0 });
+                        let labels: serde_json::Map<String, serde_json::Value> =
+                            col.id.labels().iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+                        let key = self.dedup.render(
+                            &serde_json::json!({ "pipeline": self.pipeline, "stage": self.stage, "series": series, "labels": labels }),
+                        );
+                        let open = self.open.entry(key.clone()).or_insert(Open {
+                            since: ts,
+                            last_match: ts,
+                            firing: false,
+                            series: series.clone(),
+                            score: 0.0,
+                            value: 0.0,
+                        });
                         open.last_match = ts;
                         open.score = col.score[i];
                         open.value = col.value[i];
                         if !open.firing && ts - open.since >= self.pending_ms {
                             open.firing = true;
-                            updates.push(IncidentUpdate { key, status: "firing".into(), series: series.clone(), score: col.score[i], value: col.value[i], ts });
+                            updates.push(IncidentUpdate {
+                                key,
+                                status: "firing".into(),
+                                series: series.clone(),
+                                score: col.score[i],
+                                value: col.value[i],
+                                ts,
+                            });
                         }
                     }
                 }
@@ -141,7 +168,14 @@ impl Operator for Log {
                     if let Some(o) = self.open.remove(&key) {
                         if o.firing {
                             let ts = self.latest.get(&o.series).copied().unwrap_or(o.last_match);
-                            updates.push(IncidentUpdate { key, status: "resolved".into(), series: o.series, score: o.score, value: o.value, ts });
+                            updates.push(IncidentUpdate {
+                                key,
+                                status: "resolved".into(),
+                                series: o.series,
+                                score: o.score,
+                                value: o.value,
+                                ts,
+                            });
                         }
                     }
                 }
