@@ -18,7 +18,7 @@ fn bench(c: &mut Criterion) {
     let out = vigil::compile_str("overhead.vigil", PIPELINE);
     let plan = out.plan.expect("the pipeline compiles");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let p = vigil::runtime::engine::build_pipeline(&plan.pipelines[0], &out.sources, &out.version, None, None, 1).unwrap();
+    let p = vigil::runtime::engine::build_pipeline(&plan.pipelines[0], &out.sources, &out.version, None, None).unwrap();
     let shared = vigil::runtime::engine::Shared::default();
     let now = vigil::time::now_ms();
     // The first tick brings the synthetic source's history; later ticks bring nothing.

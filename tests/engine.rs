@@ -181,7 +181,7 @@ async fn retries_with_backoff_until_the_source_answers() {
     let dir = TempDir::new("engine-retry");
     let (port, count) = flaky_server(2, false);
     let out = single_stage_plan(&dir, &format!("http://127.0.0.1:{port}/metrics"), "retry 3 backoff 10ms");
-    let p = build_pipeline(&out.plan.as_ref().unwrap().pipelines[0], &out.sources, &out.version, None, None, 1).unwrap();
+    let p = build_pipeline(&out.plan.as_ref().unwrap().pipelines[0], &out.sources, &out.version, None, None).unwrap();
     let shared = Shared::default();
     let report = run_tick(&p, &shared, vigil::time::now_ms()).await;
     assert!(report.ok, "{:?}", report.error);
@@ -189,7 +189,7 @@ async fn retries_with_backoff_until_the_source_answers() {
     // With fewer retries than failures, the tick fails.
     let (port, _) = flaky_server(5, false);
     let out = single_stage_plan(&dir, &format!("http://127.0.0.1:{port}/metrics"), "retry 1 backoff 10ms");
-    let p = build_pipeline(&out.plan.as_ref().unwrap().pipelines[0], &out.sources, &out.version, None, None, 1).unwrap();
+    let p = build_pipeline(&out.plan.as_ref().unwrap().pipelines[0], &out.sources, &out.version, None, None).unwrap();
     let report = run_tick(&p, &shared, vigil::time::now_ms()).await;
     assert!(!report.ok);
     assert_eq!(report.failed_stage.as_deref(), Some("p.raw"));
@@ -200,7 +200,7 @@ async fn a_stage_that_hangs_times_out() {
     let dir = TempDir::new("engine-timeout");
     let (port, _) = flaky_server(usize::MAX, true);
     let out = single_stage_plan(&dir, &format!("http://127.0.0.1:{port}/metrics"), "timeout 200ms");
-    let p = build_pipeline(&out.plan.as_ref().unwrap().pipelines[0], &out.sources, &out.version, None, None, 1).unwrap();
+    let p = build_pipeline(&out.plan.as_ref().unwrap().pipelines[0], &out.sources, &out.version, None, None).unwrap();
     let report = run_tick(&p, &Shared::default(), vigil::time::now_ms()).await;
     assert!(!report.ok);
     assert!(report.error.as_deref().unwrap().contains("timed out after 200 ms"), "{:?}", report.error);

@@ -246,7 +246,7 @@ pub(crate) fn check_template(cx: &mut Cx, scope: &mut Scope, mi: usize, t: &ast:
     let stages = b.check_stages(&body, &mut local);
     let result_input = b.result_input(&t.result, &mut local);
     let output = sig.output;
-    let mut types = b.order_and_type(&stages, &mut local, "template");
+    let mut types = b.order_and_type(&stages, &mut local);
     let result_ty = result_input.as_ref().and_then(|i| b.input_type(i, &stages, &mut types, &local));
     if let (Some(declared), Some(found)) = (output, result_ty) {
         if declared != found {
@@ -297,24 +297,16 @@ pub(crate) fn check_template(cx: &mut Cx, scope: &mut Scope, mi: usize, t: &ast:
 pub(crate) fn check_pipeline(
     cx: &mut Cx,
     scope: &mut Scope,
-    _mi: usize,
     p: &ast::Pipeline,
-    _templates: &[super::CheckedTemplate],
     webhook_paths: &mut HashMap<String, Span>,
 ) -> super::CheckedPipeline {
     let mut b = Body { cx, scope };
     let mut triggers = Vec::new();
-    let mut webhook_trigger = None;
     let mut stage_asts = Vec::new();
     for stmt in &p.body {
         match stmt {
             ast::PipelineStmt::Trigger(t) => {
-                if let Some(tr) = b.check_trigger(t, webhook_paths) {
-                    if matches!(tr, super::Trigger::Webhook { .. }) {
-                        webhook_trigger = Some(t.span);
-                    }
-                    triggers.push(tr);
-                }
+                triggers.extend(b.check_trigger(t, webhook_paths));
             }
             ast::PipelineStmt::Stage(s) => stage_asts.push(s),
         }
@@ -327,7 +319,7 @@ pub(crate) fn check_pipeline(
         untyped: HashSet::new(),
     };
     let stages = b.check_stages(&stage_asts, &mut local);
-    b.order_and_type(&stages, &mut local, "pipeline");
+    b.order_and_type(&stages, &mut local);
 
     let has_collect = stage_asts.iter().any(|s| matches!(s.kind.node, Ok(StageKind::Collect)));
     let any_broken_kind = stage_asts.iter().any(|s| s.kind.node.is_err());
@@ -340,7 +332,8 @@ pub(crate) fn check_pipeline(
     }
     let webhook_written =
         p.body.iter().any(|s| matches!(s, ast::PipelineStmt::Trigger(ast::Trigger { kind: ast::TriggerKind::On { .. }, .. })));
-    if webhook_trigger.is_none() && !webhook_written {
+    // An invalid `on webhook` trigger was reported already: no second error here.
+    if !webhook_written {
         for s in &stages {
             if let Callee::Op(op) = s.call.callee {
                 if op.name == "webhook_events" {
@@ -1183,7 +1176,7 @@ impl Body<'_, '_, '_> {
 
     /// Pass two: cycles (E0501) and port types on every edge (E0401), conditions' fields
     /// (E0209). Returns each stage's output type.
-    fn order_and_type(&mut self, stages: &[super::CheckedStage], local: &mut Local, _what: &str) -> Vec<Option<Option<Ty>>> {
+    fn order_and_type(&mut self, stages: &[super::CheckedStage], local: &mut Local) -> Vec<Option<Option<Ty>>> {
         let mut g: DiGraph<usize, Span> = DiGraph::new();
         let nodes: Vec<NodeIndex> = (0..stages.len()).map(|i| g.add_node(i)).collect();
         for (i, s) in stages.iter().enumerate() {

@@ -178,7 +178,7 @@ pub fn check<'m>(modules: &'m [ModuleInput]) -> Result<Checked, Diagnostics> {
         let mut webhook_paths: HashMap<String, Span> = HashMap::new();
         let mut out = Vec::with_capacity(part.len());
         for (mi, p) in part {
-            out.push(body::check_pipeline(&mut cx, &mut scopes[*mi], *mi, p, &templates, &mut webhook_paths));
+            out.push(body::check_pipeline(&mut cx, &mut scopes[*mi], p, &mut webhook_paths));
         }
         (out, cx.diags, scopes, webhook_paths)
     };

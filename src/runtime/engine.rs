@@ -166,9 +166,7 @@ pub fn build_pipeline(
     version: &str,
     state_dir: Option<PathBuf>,
     queue: Option<collect::EventQueue>,
-    generation: u64,
 ) -> Result<PipelineRt, RuntimeError> {
-    let _ = generation;
     build_pipeline_from(p, sources, version, state_dir, queue, None).map(|(rt, _)| rt)
 }
 
@@ -716,6 +714,8 @@ async fn pipeline_loop(
     store: Arc<dyn Store>,
     cancel: CancellationToken,
 ) {
+    // The cursors last saved, so that a tick that read nothing writes nothing.
+    let mut saved: HashMap<String, String> = HashMap::new();
     loop {
         tokio::select! {
             biased;
@@ -735,14 +735,15 @@ async fn pipeline_loop(
             for s in &p.stages {
                 if s.kind == StageKind::Collect {
                     if let Step::Source(src) = &*s.step.lock().await {
-                        if let Some(c) = src.cursor() {
+                        if let Some(c) = src.cursor().filter(|c| saved.get(&s.key) != Some(c)) {
                             cursors.push((s.key.clone(), c));
                         }
                     }
                 }
             }
-            if let Err(e) = store.save_cursors(&cursors).await {
-                tracing::error!(pipeline = %p.name, error = %e, "cannot save cursors");
+            match store.save_cursors(&cursors).await {
+                Ok(()) => saved.extend(cursors),
+                Err(e) => tracing::error!(pipeline = %p.name, error = %e, "cannot save cursors"),
             }
         }
         let run = RunRecord {
