@@ -276,8 +276,8 @@ pub enum Data {
     Features(Arc<FeaturesData>),
     Scores(Arc<ScoresData>),
     Incidents(Arc<IncidentsData>),
-    /// A trained model's handle (the learning issue fills this in).
-    Model(Arc<str>),
+    /// The trained models a train stage offers for this tick.
+    Model(Arc<crate::runtime::ops::learn::ModelSet>),
 }
 
 impl Data {

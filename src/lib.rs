@@ -32,6 +32,8 @@ pub mod check;
 pub mod compile;
 pub mod data;
 pub mod diagnostic;
+pub mod eval;
+pub mod learn;
 pub mod plan;
 pub mod runtime;
 pub mod server;

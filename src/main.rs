@@ -52,6 +52,36 @@ enum GraphFormat {
 }
 
 #[derive(Subcommand)]
+enum ModelsAction {
+    /// List model versions (all stages, or one stage's).
+    List {
+        /// Only this train stage (`pipeline.stage`).
+        #[arg(long)]
+        stage: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one version's metadata.
+    Show {
+        /// The version's id (from `vigil models list`).
+        id: i64,
+    },
+    /// Make a version the active one of its stage and series.
+    Promote {
+        id: i64,
+    },
+    /// Make the version before the active one active again (per series of the stage).
+    Rollback {
+        /// The train stage (`pipeline.stage`).
+        stage: String,
+        /// Only this series (as `vigil models list` prints it).
+        #[arg(long)]
+        series: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Compile pipelines and report diagnostics, without running anything.
     ///
@@ -147,6 +177,46 @@ enum Command {
         #[arg(long)]
         pipeline: Option<String>,
     },
+    /// Score a pipeline on labelled data, the way the Numenta Anomaly Benchmark does.
+    ///
+    /// Replays every CSV under --data (each from scratch, in parallel) through the
+    /// pipeline and scores the results against the labelled windows: NAB's scaled-sigmoid
+    /// reward, a probationary period of 15% of each file (at most 750 rows), one threshold
+    /// per profile optimised over the whole corpus, normalised so that no detections score
+    /// 0 and perfect detection 100. Prints a per-file table (standard profile) and the
+    /// standard, low-FP and low-FN totals.
+    #[command(after_help = "Example:\n  vigil eval pipelines/nab.vigil --data ../shared/data/nab-dev \\\n      --windows ../shared/data/nab-dev/windows.json --out results --plot")]
+    Eval {
+        /// The pipeline file.
+        file: PathBuf,
+        /// The directory of `timestamp,value` CSV files (searched recursively).
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// The labelled windows: `{"category/file.csv": [["start", "end"], ...]}`.
+        #[arg(long, value_name = "LABELS.json")]
+        windows: PathBuf,
+        /// Write each file's `timestamp,value,anomaly_score` CSV in NAB's layout
+        /// (OUT/<pipeline>/<category>/<pipeline>_<file>.csv) and a JSON summary.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Also draw each series with its windows and detections (OUT/plots/*.svg).
+        #[arg(long)]
+        plot: bool,
+        /// The pipeline to evaluate, when the file has several.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Print the report as JSON on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect and manage trained models: the registry under STATE/models.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+        /// The state directory.
+        #[arg(long, default_value = ".vigil", global = true)]
+        state: PathBuf,
+    },
     /// Explain a diagnostic code (`E0202`), an operator (`zscore`), or list them all
     /// (`codes`, `operators`).
     Explain {
@@ -166,6 +236,8 @@ fn main() -> ExitCode {
             cmd_run(RunArgs { paths, state, listen, stdlib, debounce, poll, no_watch })
         }
         Command::Replay { file, input, output, pipeline } => cmd_replay(file, input, output, pipeline),
+        Command::Eval { file, data, windows, out, plot, pipeline, json } => cmd_eval(file, data, windows, out, plot, pipeline, json),
+        Command::Models { action, state } => cmd_models(action, state),
     };
     match result {
         Ok(code) => code,
@@ -464,4 +536,124 @@ fn cmd_explain(topic: &str) -> anyhow::Result<ExitCode> {
     candidates.extend(vigil::stages::OPERATORS.iter().map(|o| o.name));
     let hint = vigil::diagnostic::suggest(topic, candidates).map(|s| format!(" ({s})")).unwrap_or_default();
     anyhow::bail!("nothing to explain for `{topic}`{hint}; try `vigil explain codes` or `vigil explain operators`")
+}
+
+fn cmd_eval(
+    file: PathBuf,
+    data: PathBuf,
+    windows: PathBuf,
+    out_dir: Option<PathBuf>,
+    plot: bool,
+    pipeline: Option<String>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    init_tracing();
+    let out = compile_with(std::slice::from_ref(&file), &CompileOptions::default())?;
+    print_diagnostics(&out, &out.diagnostics.0);
+    let Some(plan) = &out.plan else { return Ok(ExitCode::from(EXIT_ERRORS)) };
+    let p = vigil::runtime::replay::pick_pipeline(plan, pipeline.as_deref())?;
+    let base = file.parent().map(PathBuf::from).unwrap_or_default();
+    let opts = vigil::eval::EvalOptions { data: &data, windows: &windows, out: out_dir.as_deref(), plot, progress: true };
+    let report = vigil::eval::evaluate(p, &base, &opts)?;
+    for m in &report.missing {
+        eprintln!("warning: the windows file names `{m}`, which is not under `{}`; skipped", data.display());
+    }
+    for u in &report.unlabelled {
+        eprintln!("warning: `{u}` has no entry in the windows file; scored as having no anomalies");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let width = report.files.iter().map(|f| f.file.len()).max().unwrap_or(4).max(4);
+    println!("{:width$}  {:>7}  {:>8}  {:>4}  {:>8}", "file", "windows", "detected", "FP", "score");
+    for f in &report.files {
+        println!("{:width$}  {:>7}  {:>8}  {:>4}  {:>8.3}", f.file, f.windows, f.detected, f.fp, f.score);
+    }
+    let (w, d, fp): (u32, u32, u32) = report.files.iter().fold((0, 0, 0), |a, f| (a.0 + f.windows, a.1 + f.detected, a.2 + f.fp));
+    println!("{:width$}  {:>7}  {:>8}  {:>4}", "total", w, d, fp);
+    println!();
+    for p in &report.profiles {
+        println!("{:<20} {:>6.2}   (threshold {:.6}, raw {:.3})", p.profile, p.score, p.threshold, p.raw);
+    }
+    eprintln!("{} files, {} rows in {:.1} s", report.files.len(), report.rows, report.seconds);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_models(action: ModelsAction, state: PathBuf) -> anyhow::Result<ExitCode> {
+    use vigil::store::Store;
+    if !state.join("state.db").exists() {
+        anyhow::bail!("no state database at `{}` (run `vigil run --state {}` first, or pass --state)", state.join("state.db").display(), state.display());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let store = vigil::store::SqliteStore::open(&state).await?;
+        match action {
+            ModelsAction::List { stage, json } => {
+                let rows = store.models(stage.as_deref()).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                } else if rows.is_empty() {
+                    eprintln!("no models yet");
+                } else {
+                    println!("{:>5}  {:<6}  {:<28}  {:<24}  {:>4}  {:<11}  {:>8}  {:>10}  created", "id", "active", "stage", "series", "ver", "kind", "samples", "val_loss");
+                    for r in rows {
+                        let m = &r.meta;
+                        println!(
+                            "{:>5}  {:<6}  {:<28}  {:<24}  {:>4}  {:<11}  {:>8}  {:>10}  {}",
+                            r.id,
+                            if r.active { "*" } else { "" },
+                            m.key,
+                            m.series,
+                            m.version,
+                            m.kind,
+                            m.samples,
+                            m.val_loss.map_or("-".into(), |v| format!("{v:.5}")),
+                            vigil::time::format_rfc3339(m.created_at)
+                        );
+                    }
+                }
+            }
+            ModelsAction::Show { id } => {
+                let rows = store.models(None).await?;
+                let Some(r) = rows.into_iter().find(|r| r.id == id) else { anyhow::bail!("no model version with id {id}") };
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            }
+            ModelsAction::Promote { id } => {
+                if !store.activate_model(id).await? {
+                    anyhow::bail!("no model version with id {id}");
+                }
+                println!("model {id} is now active; a running engine switches to it within 10 s");
+            }
+            ModelsAction::Rollback { stage, series } => {
+                let rows = store.models(Some(&stage)).await?;
+                if rows.is_empty() {
+                    anyhow::bail!("stage `{stage}` has no models");
+                }
+                let mut by_series: std::collections::BTreeMap<String, Vec<vigil::store::ModelRow>> = Default::default();
+                for r in rows {
+                    by_series.entry(r.meta.series.clone()).or_default().push(r);
+                }
+                let mut done = 0;
+                for (s, versions) in by_series {
+                    if series.as_ref().is_some_and(|want| want != &s) {
+                        continue;
+                    }
+                    let Some(active) = versions.iter().position(|r| r.active) else { continue };
+                    if active == 0 {
+                        eprintln!("{s}: v{} is the oldest version; nothing to roll back to", versions[0].meta.version);
+                        continue;
+                    }
+                    let prev = &versions[active - 1];
+                    store.activate_model(prev.id).await?;
+                    println!("{s}: v{} → v{} (id {})", versions[active].meta.version, prev.meta.version, prev.id);
+                    done += 1;
+                }
+                if done == 0 {
+                    return Ok(ExitCode::from(EXIT_ERRORS));
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }

@@ -57,6 +57,21 @@ const MIN_SHRINK_CAPACITY: usize = 256;
 /// merge pass (O(n + k log k)) instead of k binary-search removals (O(k n) memmove).
 const BULK_EVICTION: usize = 8;
 
+/// The median and the median absolute deviation of `values` (None when empty; NaNs are
+/// ignored).
+pub fn median_mad(values: &[f64]) -> Option<(f64, f64)> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable_by(f64::total_cmp);
+    let mid = |s: &[f64]| if s.len() % 2 == 1 { s[s.len() / 2] } else { (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0 };
+    let m = mid(&v);
+    let mut dev: Vec<f64> = v.iter().map(|x| (x - m).abs()).collect();
+    dev.sort_unstable_by(f64::total_cmp);
+    Some((m, mid(&dev)))
+}
+
 /// The values of the last `span` milliseconds of a series, with order statistics.
 ///
 /// Timestamps are pushed in non-decreasing order (equal timestamps allowed). A

@@ -241,6 +241,16 @@ impl Builder<'_> {
             let idx = self.resolve_input(input, frame, local, &key, user_span)?;
             inputs.push((slot.clone(), idx));
         }
+        // `fallback: stage` becomes one more input, after the operator's own.
+        if let Some((s, _)) = &stage {
+            for (opt, _) in &s.options {
+                if let StageOpt::Fallback { stage: name } = opt {
+                    if let Some(&idx) = local.get(name.as_str()) {
+                        inputs.push(("fallback".to_owned(), idx));
+                    }
+                }
+            }
+        }
         // Conditions may name the call's inputs (stages or port parameters).
         let input_names: Vec<String> = call
             .inputs
@@ -465,6 +475,15 @@ fn dependency_order(stages: &[CheckedStage]) -> Vec<usize> {
                 }
             }
         });
+        // A predict stage's fallback runs before it and feeds it.
+        for (opt, _) in &s.options {
+            if let StageOpt::Fallback { stage } = opt {
+                if let Some(&j) = index.get(stage.as_str()).filter(|&&j| j != i) {
+                    readers[j].push(i);
+                    pending[i] += 1;
+                }
+            }
+        }
     }
     let mut ready: BinaryHeap<Reverse<usize>> = (0..stages.len()).filter(|i| pending[*i] == 0).map(Reverse).collect();
     let mut order = Vec::with_capacity(stages.len());

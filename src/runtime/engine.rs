@@ -167,7 +167,7 @@ pub fn build_pipeline(
     state_dir: Option<PathBuf>,
     queue: Option<collect::EventQueue>,
 ) -> Result<PipelineRt, RuntimeError> {
-    build_pipeline_from(p, sources, version, state_dir, queue, None).map(|(rt, _)| rt)
+    build_pipeline_from(p, sources, version, state_dir, queue, None, None).map(|(rt, _)| rt)
 }
 
 /// What a rebuild did to a pipeline's stages.
@@ -189,8 +189,9 @@ async fn rebuild(
     state_dir: Option<PathBuf>,
     queue: Option<collect::EventQueue>,
     old: Option<&PipelineRt>,
+    models: Option<ops::learn::BackgroundEnv>,
 ) -> Result<(PipelineRt, StageChanges), RuntimeError> {
-    let (rt, changes) = build_pipeline_from(p, sources, version, state_dir, queue, old)?;
+    let (rt, changes) = build_pipeline_from(p, sources, version, state_dir, queue, old, models)?;
     if let Some(old) = old {
         for s in &rt.stages {
             if let Some(prev) = old.stages.iter().find(|o| o.key == s.key && o.operator == s.operator && !Arc::ptr_eq(o, s)) {
@@ -214,6 +215,7 @@ fn build_pipeline_from(
     state_dir: Option<PathBuf>,
     queue: Option<collect::EventQueue>,
     old: Option<&PipelineRt>,
+    models: Option<ops::learn::BackgroundEnv>,
 ) -> Result<(PipelineRt, StageChanges), RuntimeError> {
     let file = sources.get(p.span.source);
     let base_dir = file.path.as_ref().and_then(|f| f.parent().map(PathBuf::from)).unwrap_or_default();
@@ -226,7 +228,7 @@ fn build_pipeline_from(
             location: sources.location(p.span),
             source: ops::BuildError::Invalid(e.to_string()),
         })?;
-    let env = BuildEnv { pipeline: p.name.clone(), base_dir, state_dir, client, webhook_queue: queue };
+    let env = BuildEnv { pipeline: p.name.clone(), base_dir, state_dir, client, webhook_queue: queue, pipeline_version: version.to_owned(), models };
     let mut changes = StageChanges::default();
     let mut stages = Vec::with_capacity(p.stages.len());
     let mut all_inputs = Vec::with_capacity(p.stages.len());
@@ -435,6 +437,14 @@ impl Engine {
         }
     }
 
+    /// The model registry under `STATE/models` (when the engine has a state directory),
+    /// for train stages that run in the background.
+    fn models(&self) -> Option<ops::learn::BackgroundEnv> {
+        let dir = self.state_dir.as_ref()?.join("models");
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        Some(ops::learn::BackgroundEnv { registry: crate::learn::registry::Registry { dir, store: self.store.clone() }, handle })
+    }
+
     /// Builds every pipeline of a plan and starts their triggers: applying the plan to an
     /// engine with nothing running.
     ///
@@ -474,7 +484,7 @@ impl Engine {
                 (_, None) => None,
             };
             let old_rt = old.map(|h| h.current.lock().unwrap_or_else(|e| e.into_inner()).clone());
-            let (rt, c) = rebuild(p, sources, version, self.state_dir.clone(), queue.clone(), old_rt.as_deref()).await?;
+            let (rt, c) = rebuild(p, sources, version, self.state_dir.clone(), queue.clone(), old_rt.as_deref(), self.models()).await?;
             // Sources new to this engine resume from their saved cursors.
             for key in &c.added {
                 if let Some(s) = rt.stages.iter().find(|s| &s.key == key && s.kind == StageKind::Collect) {

@@ -89,6 +89,19 @@ pub fn pick_pipeline<'p>(plan: &'p Plan, name: Option<&str>) -> Result<&'p Pipel
 /// When the pipeline has no single collect stage or no predict stage, a stage cannot be
 /// built or fails, or a file cannot be read or written.
 pub fn replay(p: &PipelinePlan, base_dir: &Path, input: &Path, output: &Path) -> Result<ReplayReport, ReplayError> {
+    let wr = std::fs::File::create(output).map_err(|source| ReplayError::Write { path: output.display().to_string(), source })?;
+    let mut wr = BufWriter::with_capacity(1 << 20, wr);
+    let report = replay_to(p, base_dir, input, &mut wr, &output.display().to_string())?;
+    wr.flush().map_err(|source| ReplayError::Write { path: output.display().to_string(), source })?;
+    Ok(report)
+}
+
+/// Replays `input` through pipeline `p`, writing the scores CSV to `wr` (`out_name` names
+/// it in errors).
+///
+/// # Errors
+/// As [`replay`].
+pub fn replay_to(p: &PipelinePlan, base_dir: &Path, input: &Path, mut wr: impl Write, out_name: &str) -> Result<ReplayReport, ReplayError> {
     let collects: Vec<usize> = (0..p.stages.len()).filter(|&i| p.stages[i].kind == StageKind::Collect).collect();
     let [collect] = collects[..] else {
         return Err(ReplayError::Usage(format!(
@@ -117,6 +130,8 @@ pub fn replay(p: &PipelinePlan, base_dir: &Path, input: &Path, output: &Path) ->
         state_dir: None,
         client: reqwest::Client::new(),
         webhook_queue: None,
+        pipeline_version: String::new(),
+        models: None,
     };
     let mut steps: Vec<Option<Box<dyn crate::runtime::Operator>>> = Vec::with_capacity(p.stages.len());
     for (i, node) in p.stages.iter().enumerate() {
@@ -131,9 +146,7 @@ pub fn replay(p: &PipelinePlan, base_dir: &Path, input: &Path, output: &Path) ->
     }
     let rd = std::fs::File::open(input).map_err(|source| ReplayError::Read { path: input.display().to_string(), source })?;
     let mut rd = BufReader::with_capacity(1 << 20, rd);
-    let wr = std::fs::File::create(output).map_err(|source| ReplayError::Write { path: output.display().to_string(), source })?;
-    let mut wr = BufWriter::with_capacity(1 << 20, wr);
-    let werr = |source| ReplayError::Write { path: output.display().to_string(), source };
+    let werr = |source| ReplayError::Write { path: out_name.to_owned(), source };
     let rerr = |source| ReplayError::Read { path: input.display().to_string(), source };
 
     let mut header = String::new();

@@ -386,6 +386,33 @@ pub static OPERATORS: &[OperatorSpec] = &[
         example: r#"predict s = model.score(raw, threshold: 0.995)"#,
     },
     OperatorSpec {
+        name: "novelty",
+        kind: StageKind::Predict,
+        summary: "Scores how new each value and short shape is against the series' whole past; needs no training.",
+        doc: "The detector behind the stdlib's `nab` stage. For each sample: how far the value is from every earlier value (less the data's smallest step), and how far the last half hour's shape is from every earlier one, both relative to the series' robust range (0.1%–99.9% quantiles); each is weighed by how surprising it is against its own history over 2 to 16 days. One setting serves very different series. After a detection, only a higher score within `suppress` is reported, so a lasting anomaly is one detection. The sampling step is inferred from the first 50 samples; nothing is scored during the first day.",
+        inputs: &[input("input", NUMERIC, "The series.")],
+        params: &[
+            p("suppress", Ty::Duration, Dur(43_200_000), "Quiet period after a detection."),
+            min("memory", Ty::Int, Int(25_000), 100.0, "Samples remembered per series (time per sample grows with it)."),
+            min("threshold", Ty::Float, Float(0.7), 0.0, "Scores at or above this are anomalous."),
+        ],
+        output: Output::Fixed(Ty::Scores),
+        example: r#"predict novel = novelty(raw, suppress: 6h)"#,
+    },
+    OperatorSpec {
+        name: "ensemble",
+        kind: StageKind::Predict,
+        summary: "Combines two detectors' scores of the same series.",
+        doc: "Joins two Scores inputs by series and timestamp and combines their scores: `max` raises an alarm when either detector does, `mean` when they agree. Points only one side scored keep that side's score. Nest ensembles to combine more detectors.",
+        inputs: &[input("a", &[Ty::Scores], "One detector's scores."), input("b", &[Ty::Scores], "The other's.")],
+        params: &[
+            choice("op", &["max", "mean"], Str("max"), "How the two scores are combined."),
+            min("threshold", Ty::Float, Float(0.99), 0.0, "Combined scores at or above this are anomalous."),
+        ],
+        output: Output::Fixed(Ty::Scores),
+        example: r#"predict both = ensemble(scores, scores, op: "mean")"#,
+    },
+    OperatorSpec {
         name: "zscore",
         kind: StageKind::Predict,
         summary: "Scores each sample by its (robust) z-score over a trailing window; needs no training.",

@@ -52,6 +52,14 @@ pub trait Store: Send + Sync {
     fn record_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<(), StoreError>>;
     /// The newest runs of a pipeline, newest first.
     fn recent_runs<'a>(&'a self, pipeline: &'a str, limit: i64) -> BoxFuture<'a, Result<Vec<RunRecord>, StoreError>>;
+    /// Records a new model version and makes it the active one of its (stage, series);
+    /// returns its id.
+    fn insert_model<'a>(&'a self, meta: &'a crate::learn::ModelMeta, path: &'a str) -> BoxFuture<'a, Result<i64, StoreError>>;
+    /// The model versions of a stage (or of all stages), oldest first.
+    fn models<'a>(&'a self, key: Option<&'a str>) -> BoxFuture<'a, Result<Vec<ModelRow>, StoreError>>;
+    /// Makes version `id` the active one of its (stage, series); false when there is no
+    /// such version.
+    fn activate_model<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<bool, StoreError>>;
 }
 
 /// The embedded SQLite store.
@@ -66,8 +74,22 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, pipeline TEXT NOT NULL, version TEXT NOT NULL, \
      started_at INTEGER NOT NULL, finished_at INTEGER NOT NULL, status TEXT NOT NULL, items INTEGER NOT NULL, error TEXT, failed_stage TEXT)",
     "CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs (pipeline, id)",
+    "CREATE TABLE IF NOT EXISTS models (id INTEGER PRIMARY KEY AUTOINCREMENT, stage_key TEXT NOT NULL, series TEXT NOT NULL, \
+     version INTEGER NOT NULL, kind TEXT NOT NULL, path TEXT NOT NULL, meta TEXT NOT NULL, created_at INTEGER NOT NULL, \
+     active INTEGER NOT NULL DEFAULT 0, UNIQUE (stage_key, series, version))",
     "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1')",
 ];
+
+/// A model version in the registry.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ModelRow {
+    pub id: i64,
+    pub meta: crate::learn::ModelMeta,
+    /// The artifact's path.
+    pub path: String,
+    /// Whether predict uses this version.
+    pub active: bool,
+}
 
 impl SqliteStore {
     /// Opens (creating if needed) `dir/state.db`, creating `dir` too.
@@ -139,6 +161,61 @@ impl Store for SqliteStore {
                 .execute(&self.pool)
                 .await?;
             Ok(())
+        })
+    }
+
+    fn insert_model<'a>(&'a self, meta: &'a crate::learn::ModelMeta, path: &'a str) -> BoxFuture<'a, Result<i64, StoreError>> {
+        Box::pin(async move {
+            let json = serde_json::to_string(meta).unwrap_or_default();
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("UPDATE models SET active = 0 WHERE stage_key = ? AND series = ?").bind(&meta.key).bind(&meta.series).execute(&mut *tx).await?;
+            let id = sqlx::query(
+                "INSERT INTO models (stage_key, series, version, kind, path, meta, created_at, active) VALUES (?, ?, ?, ?, ?, ?, ?, 1) \
+                 ON CONFLICT(stage_key, series, version) DO UPDATE SET kind = excluded.kind, path = excluded.path, meta = excluded.meta, \
+                 created_at = excluded.created_at, active = 1 RETURNING id",
+            )
+            .bind(&meta.key)
+            .bind(&meta.series)
+            .bind(i64::from(meta.version))
+            .bind(&meta.kind)
+            .bind(path)
+            .bind(json)
+            .bind(meta.created_at)
+            .fetch_one(&mut *tx)
+            .await?
+            .get::<i64, _>(0);
+            tx.commit().await?;
+            Ok(id)
+        })
+    }
+
+    fn models<'a>(&'a self, key: Option<&'a str>) -> BoxFuture<'a, Result<Vec<ModelRow>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT id, meta, path, active FROM models WHERE ? IS NULL OR stage_key = ? ORDER BY stage_key, series, version")
+                .bind(key)
+                .bind(key)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|r| {
+                    let meta: crate::learn::ModelMeta = serde_json::from_str(&r.get::<String, _>(1)).ok()?;
+                    Some(ModelRow { id: r.get(0), meta, path: r.get(2), active: r.get::<i64, _>(3) != 0 })
+                })
+                .collect())
+        })
+    }
+
+    fn activate_model<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let Some(row) = sqlx::query("SELECT stage_key, series FROM models WHERE id = ?").bind(id).fetch_optional(&mut *tx).await? else {
+                return Ok(false);
+            };
+            let (key, series): (String, String) = (row.get(0), row.get(1));
+            sqlx::query("UPDATE models SET active = (id = ?) WHERE stage_key = ? AND series = ?").bind(id).bind(&key).bind(&series).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(true)
         })
     }
 

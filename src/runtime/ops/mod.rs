@@ -2,6 +2,7 @@
 //! [`Step`] from its planned node (parameters already evaluated and defaulted).
 
 pub mod collect;
+pub mod learn;
 pub mod predict;
 pub mod preprocess;
 pub mod respond;
@@ -25,6 +26,11 @@ pub struct BuildEnv {
     pub client: reqwest::Client,
     /// The pipeline's webhook event queue, when it has an `on webhook` trigger.
     pub webhook_queue: Option<collect::EventQueue>,
+    /// The content hash of the sources, recorded with every trained model.
+    pub pipeline_version: String,
+    /// Under `vigil run`: the model registry, and training on threads of its own. Without
+    /// it (replay, eval) training runs inline and models live in memory.
+    pub models: Option<learn::BackgroundEnv>,
 }
 
 /// Why a stage could not be built.
@@ -205,6 +211,11 @@ pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
             p.f64("threshold").unwrap_or(4.0),
             p.int("min_samples").max(1) as usize,
         ))),
+        "novelty" => Step::Op(Box::new(predict::Novelty::new(
+            p.dur("suppress").unwrap_or(43_200_000),
+            p.int("memory").clamp(100, 10_000_000) as usize,
+            p.f64("threshold").unwrap_or(0.7),
+        ))),
         "threshold" => Step::Op(Box::new(predict::Threshold::new(p.f64("above"), p.f64("below"), p.dur("for").unwrap_or(0)))),
         "log" => {
             let option_ms = |name: &str| {
@@ -225,9 +236,21 @@ pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
                 env.state_dir.as_ref().map(|d| d.join("outbox.jsonl")),
             )))
         }
-        "autoencoder" | "forecaster" | "baseline" | "score" | "forecast" => {
-            return Err(BuildError::NotImplemented(node.operator, "the learning issue"))
+        "autoencoder" | "forecaster" | "baseline" => {
+            let spec = crate::learn::Spec::from_params(node.operator, &node.params).map_err(invalid)?;
+            let policy = learn::Policy::from_options(&node.options, &spec);
+            let background = env.models.as_ref().map(|m| learn::Background { registry: m.registry.clone(), handle: m.handle.clone() });
+            Step::Op(Box::new(learn::Train::new(spec, policy, node.key.0.clone(), node.fingerprint.0.clone(), env.pipeline_version.clone(), background)))
         }
+        "score" => Step::Op(Box::new(learn::ModelScore::new(
+            learn::Mode::Score { threshold: p.f64("threshold").unwrap_or(0.99), suppress_ms: p.dur("suppress").unwrap_or(0) },
+            p.int("history").max(10) as usize,
+        ))),
+        "forecast" => Step::Op(Box::new(learn::ModelScore::new(
+            learn::Mode::Forecast { step: p.int("horizon").max(1) as usize, interval: p.f64("interval").unwrap_or(0.95).clamp(0.0, 1.0) },
+            1000,
+        ))),
+        "ensemble" => Step::Op(Box::new(learn::Ensemble { mean: p.str("op") == "mean", threshold: p.f64("threshold").unwrap_or(0.99) })),
         "email" | "webhook" | "slack" | "pagerduty" | "alertmanager" | "exec" => {
             return Err(BuildError::NotImplemented(node.operator, "the respond issue"))
         }

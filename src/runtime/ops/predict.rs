@@ -87,6 +87,48 @@ impl Operator for ZScore {
     }
 }
 
+/// `novelty(suppress, memory, threshold)`: the NAB detector ([`crate::learn::novelty`]),
+/// per series.
+pub struct Novelty {
+    pub suppress_ms: i64,
+    pub memory: usize,
+    pub threshold: f64,
+    state: HashMap<SeriesId, (crate::learn::novelty::NoveltyState, Timestamp)>,
+}
+
+impl Novelty {
+    pub fn new(suppress_ms: i64, memory: usize, threshold: f64) -> Novelty {
+        Novelty { suppress_ms, memory, threshold, state: HashMap::new() }
+    }
+}
+
+impl Operator for Novelty {
+    fn process(&mut self, inputs: &[Data], ctx: &mut OpCtx) -> Result<Data, OpError> {
+        let input = super::preprocess::series_input(inputs)?;
+        let mut out = Vec::with_capacity(input.series.len());
+        for col in &input.series {
+            let (memory, suppress) = (self.memory, self.suppress_ms);
+            let (st, last) = self
+                .state
+                .entry(col.id.clone())
+                .or_insert_with(|| (crate::learn::novelty::NoveltyState::new(memory, suppress), Timestamp::MIN));
+            let mut o = ScoreColumn::new(col.id.clone());
+            for (&ts, &v) in col.ts.iter().zip(&col.values) {
+                if !v.is_finite() || ts <= *last {
+                    ctx.skip(if v.is_finite() { "out-of-order sample" } else { "non-finite value" });
+                    o.push(ts, v, 0.0, f64::NAN, f64::NAN, f64::NAN, false);
+                    continue;
+                }
+                *last = ts;
+                let s = st.push(ts, v);
+                o.push(ts, v, s, f64::NAN, f64::NAN, f64::NAN, s >= self.threshold);
+            }
+            out.push(o);
+        }
+        Ok(Data::Scores(Arc::new(ScoresData { series: out })))
+    }
+}
+
 /// `threshold(above, below, for)`: anomalous when the value (or, for Scores, the score)
 /// has been beyond a bound for at least `for`. Score: 1 when anomalous, 0.5 while a bound
 /// is crossed but not yet for long enough, 0 otherwise.

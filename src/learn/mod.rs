@@ -1,0 +1,464 @@
+//! Learning: models of each series' normal behaviour, trained from its history.
+//!
+//! - [`Spec`]: what a train stage builds (`autoencoder`, `forecaster`, `baseline`), from the
+//!   stage's parameters.
+//! - [`fit`]: trains one model version for one series from its recent history; the neural
+//!   models with burn ([`net`]), the seasonal baseline in closed form.
+//! - [`Fitted`]: a trained version and its [`ModelMeta`]data; [`Fitted::predict`] gives,
+//!   for points of a series, the expected value and a raw error in units of the series'
+//!   typical spread, which [`calibrate`] turns into a score in [0, 1].
+//! - [`registry`]: versioned artifacts under `STATE/models/` with metadata in the state
+//!   store.
+//!
+//! Every model normalises its input by the training data's median and robust spread
+//! (1.4826 × MAD, falling back to the standard deviation and then to a small floor, so a
+//! constant series trains and scores without dividing by zero).
+
+pub mod calibrate;
+pub mod net;
+pub mod novelty;
+pub mod registry;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+
+use burn::store::ModuleRecord;
+
+use crate::data::Timestamp;
+use crate::value::Value;
+
+pub use net::{TrainError, TrainParams};
+
+/// Most recent samples a model trains on.
+pub const MAX_TRAIN_SAMPLES: usize = 8192;
+
+/// What a train stage builds.
+#[derive(Clone, Debug)]
+pub enum Spec {
+    /// Reconstructs windows of `window` values.
+    Autoencoder { window: usize, hidden: Vec<usize>, train: TrainParams },
+    /// Predicts the next `horizon` values from the last `lookback`.
+    Forecaster { lookback: usize, horizon: usize, hidden: Vec<usize>, train: TrainParams },
+    /// The median and spread per `bucket` of a `season`.
+    Baseline { season_ms: i64, bucket_ms: i64 },
+}
+
+impl Spec {
+    /// The spec of a train operator from its (checked, defaulted) parameters.
+    ///
+    /// # Errors
+    /// When the operator is not a train operator or a size is out of range.
+    pub fn from_params(operator: &str, params: &BTreeMap<String, Value>) -> Result<Spec, String> {
+        let int = |k: &str, d: i64| match params.get(k) {
+            Some(Value::Int(i)) => *i,
+            _ => d,
+        };
+        let float = |k: &str, d: f64| match params.get(k) {
+            Some(Value::Float(f)) => *f,
+            Some(Value::Int(i)) => *i as f64,
+            _ => d,
+        };
+        let dur = |k: &str, d: i64| match params.get(k) {
+            Some(Value::Duration(ms)) => i64::try_from(*ms).unwrap_or(i64::MAX / 4),
+            _ => d,
+        };
+        let hidden = |d: &[usize]| -> Result<Vec<usize>, String> {
+            match params.get("hidden") {
+                Some(Value::List(items)) => items
+                    .iter()
+                    .map(|v| match v {
+                        Value::Int(i) if (1..=4096).contains(i) => Ok(*i as usize),
+                        other => Err(format!("`hidden` sizes must be between 1 and 4096, got {}", other.to_source())),
+                    })
+                    .collect(),
+                _ => Ok(d.to_vec()),
+            }
+        };
+        let size = |k: &str, d: i64| -> Result<usize, String> {
+            let v = int(k, d);
+            if (1..=4096).contains(&v) {
+                Ok(v as usize)
+            } else {
+                Err(format!("`{k}` must be between 1 and 4096, got {v}"))
+            }
+        };
+        let train = || TrainParams {
+            epochs: int("epochs", 20).clamp(1, 100_000) as usize,
+            learning_rate: float("learning_rate", 1e-3),
+            batch_size: int("batch_size", 64).clamp(1, 1 << 20) as usize,
+            seed: int("seed", 42) as u64,
+        };
+        match operator {
+            "autoencoder" => Ok(Spec::Autoencoder { window: size("window", 32)?.max(2), hidden: hidden(&[16, 4])?, train: train() }),
+            "forecaster" => Ok(Spec::Forecaster { lookback: size("lookback", 32)?, horizon: size("horizon", 1)?, hidden: hidden(&[32])?, train: train() }),
+            "baseline" => {
+                let (season_ms, bucket_ms) = (dur("season", 86_400_000).max(1), dur("bucket", 300_000).max(1));
+                if season_ms / bucket_ms > 1_000_000 {
+                    return Err(format!("a season of {season_ms} ms in buckets of {bucket_ms} ms has more than a million buckets"));
+                }
+                Ok(Spec::Baseline { season_ms, bucket_ms })
+            }
+            other => Err(format!("`{other}` is not a train operator")),
+        }
+    }
+
+    /// The operator's name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Spec::Autoencoder { .. } => "autoencoder",
+            Spec::Forecaster { .. } => "forecaster",
+            Spec::Baseline { .. } => "baseline",
+        }
+    }
+
+    /// Values before a point the model needs to score it.
+    pub fn context(&self) -> usize {
+        match self {
+            Spec::Autoencoder { window, .. } => window - 1,
+            Spec::Forecaster { lookback, horizon, .. } => lookback + horizon - 1,
+            Spec::Baseline { .. } => 0,
+        }
+    }
+
+    /// Samples needed to train at all.
+    pub fn min_samples(&self) -> usize {
+        match self {
+            Spec::Autoencoder { window, .. } => window + 10,
+            Spec::Forecaster { lookback, horizon, .. } => lookback + horizon + 10,
+            Spec::Baseline { .. } => 10,
+        }
+    }
+
+    fn dims(&self) -> Vec<usize> {
+        match self {
+            Spec::Autoencoder { window, hidden, .. } => {
+                let mut d = vec![*window];
+                d.extend(hidden);
+                d.extend(hidden.iter().rev().skip(1));
+                d.push(*window);
+                d
+            }
+            Spec::Forecaster { lookback, horizon, hidden, .. } => {
+                let mut d = vec![*lookback];
+                d.extend(hidden);
+                d.push(*horizon);
+                d
+            }
+            Spec::Baseline { .. } => Vec::new(),
+        }
+    }
+}
+
+/// A trained version's metadata, kept in the state store and beside the artifact.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModelMeta {
+    /// The train stage's key (`pipeline.stage`).
+    pub key: String,
+    /// The series it models (Prometheus notation).
+    pub series: String,
+    pub version: u32,
+    /// `autoencoder`, `forecaster` or `baseline`.
+    pub kind: String,
+    /// The train stage's fingerprint: a model only serves the configuration that made it.
+    pub fingerprint: String,
+    /// The content hash of the pipeline sources it was trained under.
+    pub pipeline_version: String,
+    /// The training data's first and last timestamps, and how many samples.
+    pub data_from: Timestamp,
+    pub data_to: Timestamp,
+    pub samples: u64,
+    /// Training loss (mean squared error in normalised units) and validation loss.
+    pub loss: f64,
+    pub val_loss: Option<f64>,
+    pub epochs: usize,
+    pub train_ms: u64,
+    pub created_at: Timestamp,
+    /// Normalisation: the training data's median and robust spread.
+    pub center: f64,
+    pub scale: f64,
+    /// Layer widths (neural models).
+    pub dims: Vec<usize>,
+    /// Steps ahead (forecasters).
+    pub horizon: usize,
+}
+
+/// A seasonal profile: the median and robust spread per bucket of the season.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Profile {
+    pub season_ms: i64,
+    pub bucket_ms: i64,
+    /// Per bucket: (median, spread); NaN median where the bucket had too few samples.
+    pub buckets: Vec<(f64, f64)>,
+}
+
+impl Profile {
+    fn bucket(&self, ts: Timestamp) -> usize {
+        ((ts.rem_euclid(self.season_ms)) / self.bucket_ms) as usize
+    }
+}
+
+/// A trained model.
+pub enum Body {
+    Net { model: net::Mlp, record: ModuleRecord },
+    Baseline(Profile),
+}
+
+/// One trained version of a model of one series.
+pub struct Fitted {
+    pub meta: ModelMeta,
+    pub body: Body,
+}
+
+/// What the model says about one point: the value it expected and its raw error, in
+/// units of the series' robust spread.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Prediction {
+    pub expected: f64,
+    pub error: f64,
+}
+
+/// The training data of one series.
+pub struct Examples<'a> {
+    pub ts: &'a [Timestamp],
+    pub values: &'a [f64],
+}
+
+/// Robust centre and spread of values: median and 1.4826 × MAD, falling back to the
+/// standard deviation and then to a floor relative to the level.
+pub fn center_scale(values: &[f64]) -> (f64, f64) {
+    let Some((median, mad)) = crate::stats::median_mad(values) else { return (0.0, 1.0) };
+    let mut scale = 1.4826 * mad;
+    if !(scale > 1e-12) {
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        scale = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+    }
+    if !(scale > 1e-12) {
+        scale = (median.abs() * 1e-3).max(1e-6);
+    }
+    (median, scale)
+}
+
+/// Identifies what is trained: the stage and series, and the versioning context.
+#[derive(Clone, Debug)]
+pub struct FitContext {
+    pub key: String,
+    pub series: String,
+    pub version: u32,
+    pub fingerprint: String,
+    pub pipeline_version: String,
+}
+
+/// Trains a new version from `data` (its newest [`MAX_TRAIN_SAMPLES`] at most), warm
+/// starting from `warm` when given and of the same shape.
+///
+/// # Errors
+/// When there are too few samples, or training was cancelled.
+pub fn fit(
+    spec: &Spec,
+    cx: &FitContext,
+    data: Examples<'_>,
+    warm: Option<&Fitted>,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(usize, usize, f64),
+) -> Result<Fitted, TrainError> {
+    let started = std::time::Instant::now();
+    let n = data.values.len().min(data.ts.len());
+    let skip = n.saturating_sub(MAX_TRAIN_SAMPLES);
+    let (ts, values) = (&data.ts[skip..n], &data.values[skip..n]);
+    if values.len() < spec.min_samples() {
+        return Err(TrainError::Invalid(format!("{} samples are too few to train a {} (it needs {})", values.len(), spec.kind(), spec.min_samples())));
+    }
+    let (center, scale) = center_scale(values);
+    let norm: Vec<f32> = values.iter().map(|v| ((v - center) / scale) as f32).collect();
+    let dims = spec.dims();
+    let mut meta = ModelMeta {
+        key: cx.key.clone(),
+        series: cx.series.clone(),
+        version: cx.version,
+        kind: spec.kind().to_owned(),
+        fingerprint: cx.fingerprint.clone(),
+        pipeline_version: cx.pipeline_version.clone(),
+        data_from: ts[0],
+        data_to: ts[ts.len() - 1],
+        samples: values.len() as u64,
+        loss: 0.0,
+        val_loss: None,
+        epochs: 0,
+        train_ms: 0,
+        created_at: crate::time::now_ms(),
+        center,
+        scale,
+        dims: dims.clone(),
+        horizon: 1,
+    };
+    let warm = warm.and_then(|w| match &w.body {
+        Body::Net { record, .. } if w.meta.dims == dims => Some(record),
+        _ => None,
+    });
+    let body = match spec {
+        Spec::Autoencoder { window, train, .. } => {
+            let rows = norm.len() + 1 - window;
+            let mut x = Vec::with_capacity(rows * window);
+            for i in 0..rows {
+                x.extend_from_slice(&norm[i..i + window]);
+            }
+            let t = net::train(&dims, &x, &x, train, warm, cancel, progress)?;
+            (meta.loss, meta.val_loss, meta.epochs) = (t.loss, t.val_loss, t.epochs_run);
+            Body::Net { model: t.model, record: t.record }
+        }
+        Spec::Forecaster { lookback, horizon, train, .. } => {
+            let rows = norm.len() + 1 - lookback - horizon;
+            let mut x = Vec::with_capacity(rows * lookback);
+            let mut y = Vec::with_capacity(rows * horizon);
+            for i in 0..rows {
+                x.extend_from_slice(&norm[i..i + lookback]);
+                y.extend_from_slice(&norm[i + lookback..i + lookback + horizon]);
+            }
+            let t = net::train(&dims, &x, &y, train, warm, cancel, progress)?;
+            (meta.loss, meta.val_loss, meta.epochs, meta.horizon) = (t.loss, t.val_loss, t.epochs_run, *horizon);
+            Body::Net { model: t.model, record: t.record }
+        }
+        Spec::Baseline { season_ms, bucket_ms } => {
+            let mut p = Profile { season_ms: *season_ms, bucket_ms: *bucket_ms, buckets: Vec::new() };
+            let slots = (season_ms / bucket_ms).max(1) as usize;
+            let mut per: Vec<Vec<f64>> = vec![Vec::new(); slots];
+            for (&t, &v) in ts.iter().zip(values) {
+                per[p.bucket(t).min(slots - 1)].push(v);
+            }
+            // A bucket's spread never falls below a tenth of the overall spread: a few
+            // identical samples must not make the next slightly different one an anomaly.
+            let floor = scale * 0.1;
+            let mut sq = 0.0;
+            p.buckets = per
+                .into_iter()
+                .map(|vals| match crate::stats::median_mad(&vals) {
+                    Some((m, mad)) if vals.len() >= 3 => {
+                        let s = (1.4826 * mad).max(floor);
+                        sq += vals.iter().map(|v| ((v - m) / s).powi(2)).sum::<f64>();
+                        (m, s)
+                    }
+                    _ => (f64::NAN, scale),
+                })
+                .collect();
+            meta.loss = sq / values.len() as f64;
+            meta.epochs = 1;
+            progress(1, 1, meta.loss);
+            Body::Baseline(p)
+        }
+    };
+    meta.train_ms = started.elapsed().as_millis() as u64;
+    Ok(Fitted { meta, body })
+}
+
+impl Fitted {
+    /// Values before a point this model needs.
+    pub fn context(&self) -> usize {
+        match &self.body {
+            Body::Net { .. } if self.meta.kind == "autoencoder" => self.meta.dims[0] - 1,
+            Body::Net { .. } => self.meta.dims[0] + self.meta.horizon - 1,
+            Body::Baseline(_) => 0,
+        }
+    }
+
+    /// Predicts the points at `positions` of `hist` (each with its timestamp in `ts`):
+    /// the point's value is `hist[p]`, its context the values before it. `None` where the
+    /// context is too short (or the baseline has no data for the bucket). `step` is the
+    /// forecast distance for forecasters (1 = the next value), clamped to the horizon.
+    pub fn predict(&self, hist: &[f64], positions: &[usize], ts: &[Timestamp], step: usize) -> Vec<Option<Prediction>> {
+        let (c, s) = (self.meta.center, self.meta.scale);
+        match &self.body {
+            Body::Baseline(p) => positions
+                .iter()
+                .zip(ts)
+                .map(|(&i, &t)| {
+                    let (m, spread) = *p.buckets.get(p.bucket(t))?;
+                    (!m.is_nan()).then(|| Prediction { expected: m, error: (hist[i] - m).abs() / spread })
+                })
+                .collect(),
+            Body::Net { model, .. } => {
+                let ae = self.meta.kind == "autoencoder";
+                let width = self.meta.dims[0];
+                let step = step.clamp(1, self.meta.horizon.max(1));
+                let need = if ae { width - 1 } else { width + step - 1 };
+                let ok: Vec<usize> = positions.iter().copied().filter(|&p| p >= need && p < hist.len()).collect();
+                let mut x = Vec::with_capacity(ok.len() * width);
+                for &p in &ok {
+                    let start = if ae { p + 1 - width } else { p + 1 - step - width };
+                    x.extend(hist[start..start + width].iter().map(|v| ((v - c) / s) as f32));
+                }
+                let y = net::infer(model, x.clone(), ok.len());
+                let n_out = self.meta.dims[self.meta.dims.len() - 1];
+                let mut out: std::collections::HashMap<usize, Prediction> = std::collections::HashMap::with_capacity(ok.len());
+                for (r, &p) in ok.iter().enumerate() {
+                    let Some(row) = y.get(r * n_out..(r + 1) * n_out) else { continue };
+                    let pred = if ae {
+                        let input = &x[r * width..(r + 1) * width];
+                        let mse = row.iter().zip(input).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>() / width as f64;
+                        Prediction { expected: f64::from(row[width - 1]) * s + c, error: mse.sqrt() }
+                    } else {
+                        let expected = f64::from(row[step - 1]) * s + c;
+                        Prediction { expected, error: (hist[p] - expected).abs() / s }
+                    };
+                    out.insert(p, pred);
+                }
+                positions.iter().map(|p| out.get(p).copied()).collect()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cx() -> FitContext {
+        FitContext { key: "p.m".into(), series: "x".into(), version: 1, fingerprint: "f".into(), pipeline_version: "v".into() }
+    }
+
+    #[test]
+    fn baseline_learns_the_daily_profile() {
+        let ts: Vec<i64> = (0..2016).map(|i| i * 300_000).collect();
+        let values: Vec<f64> = ts.iter().map(|t| if (t / 3_600_000) % 24 < 12 { 10.0 } else { 100.0 } + (t / 300_000 % 3) as f64).collect();
+        let spec = Spec::Baseline { season_ms: 86_400_000, bucket_ms: 3_600_000 };
+        let f = fit(&spec, &cx(), Examples { ts: &ts, values: &values }, None, &AtomicBool::new(false), &mut |_, _, _| {}).unwrap();
+        let hist = [11.0, 101.0, 11.0];
+        let p = f.predict(&hist, &[0, 1, 2], &[0, 0, 13 * 3_600_000], 1);
+        assert!((p[0].unwrap().expected - 11.0).abs() < 1.1);
+        assert!(p[1].unwrap().error > 10.0, "a night value at noon is far off");
+        assert!(p[2].unwrap().error > 10.0, "a noon value at night is far off");
+    }
+
+    #[test]
+    fn forecaster_follows_a_sine_and_flags_a_jump() {
+        let ts: Vec<i64> = (0..1200).map(|i| i * 60_000).collect();
+        let values: Vec<f64> = (0..1200).map(|i| 50.0 + 10.0 * (i as f64 * 0.2).sin()).collect();
+        let spec = Spec::Forecaster {
+            lookback: 16,
+            horizon: 1,
+            hidden: vec![16],
+            train: TrainParams { epochs: 30, learning_rate: 0.01, batch_size: 64, seed: 1 },
+        };
+        let f = fit(&spec, &cx(), Examples { ts: &ts, values: &values }, None, &AtomicBool::new(false), &mut |_, _, _| {}).unwrap();
+        let mut hist = values[1000..1017].to_vec();
+        let normal = f.predict(&hist, &[16], &[0], 1)[0].unwrap();
+        hist[16] += 30.0;
+        let jump = f.predict(&hist, &[16], &[0], 1)[0].unwrap();
+        assert!(normal.error < 0.5, "{normal:?}");
+        assert!(jump.error > 3.0 * normal.error.max(0.1), "{jump:?}");
+        assert!(f.predict(&hist, &[3], &[0], 1)[0].is_none(), "too little context");
+    }
+
+    #[test]
+    fn too_short_and_constant_series() {
+        let spec = Spec::Autoencoder { window: 8, hidden: vec![4], train: TrainParams { epochs: 5, learning_rate: 0.01, batch_size: 16, seed: 1 } };
+        let short = fit(&spec, &cx(), Examples { ts: &[1, 2, 3], values: &[1.0, 2.0, 3.0] }, None, &AtomicBool::new(false), &mut |_, _, _| {});
+        assert!(matches!(short, Err(TrainError::Invalid(m)) if m.contains("too few")));
+        let ts: Vec<i64> = (0..200).collect();
+        let flat = vec![5.0; 200];
+        let f = fit(&spec, &cx(), Examples { ts: &ts, values: &flat }, None, &AtomicBool::new(false), &mut |_, _, _| {}).unwrap();
+        assert!(f.meta.scale > 0.0 && f.meta.loss.is_finite());
+        let p = f.predict(&flat[..8], &[7], &[7], 1)[0].unwrap();
+        assert!(p.error.is_finite());
+    }
+}
