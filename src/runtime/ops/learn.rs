@@ -398,6 +398,16 @@ impl Operator for Train {
                 }
             }
         }
+        // Series whose training could not start when their samples came (the registry was
+        // still loading, or a training was running) start now.
+        if self.loaded {
+            let waiting: Vec<String> =
+                self.series.iter().filter(|(_, s)| s.ts.back().is_some_and(|&t| self.due(s, t))).map(|(k, _)| k.clone()).collect();
+            for series in waiting {
+                self.start_training(&series);
+            }
+            self.apply_updates();
+        }
         let set = ModelSet {
             key: self.key.clone(),
             series: self.series.iter().filter(|(_, s)| !s.versions.is_empty()).map(|(k, s)| (k.clone(), s.versions.clone())).collect(),
