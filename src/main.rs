@@ -68,9 +68,7 @@ enum ModelsAction {
         id: i64,
     },
     /// Make a version the active one of its stage and series.
-    Promote {
-        id: i64,
-    },
+    Promote { id: i64 },
     /// Make the version before the active one active again (per series of the stage).
     Rollback {
         /// The train stage (`pipeline.stage`).
@@ -185,7 +183,9 @@ enum Command {
     /// per profile optimised over the whole corpus, normalised so that no detections score
     /// 0 and perfect detection 100. Prints a per-file table (standard profile) and the
     /// standard, low-FP and low-FN totals.
-    #[command(after_help = "Example:\n  vigil eval pipelines/nab.vigil --data ../shared/data/nab-dev \\\n      --windows ../shared/data/nab-dev/windows.json --out results --plot")]
+    #[command(
+        after_help = "Example:\n  vigil eval pipelines/nab.vigil --data ../shared/data/nab-dev \\\n      --windows ../shared/data/nab-dev/windows.json --out results --plot"
+    )]
     Eval {
         /// The pipeline file.
         file: PathBuf,
@@ -583,7 +583,11 @@ fn cmd_eval(
 fn cmd_models(action: ModelsAction, state: PathBuf) -> anyhow::Result<ExitCode> {
     use vigil::store::Store;
     if !state.join("state.db").exists() {
-        anyhow::bail!("no state database at `{}` (run `vigil run --state {}` first, or pass --state)", state.join("state.db").display(), state.display());
+        anyhow::bail!(
+            "no state database at `{}` (run `vigil run --state {}` first, or pass --state)",
+            state.join("state.db").display(),
+            state.display()
+        );
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
@@ -596,7 +600,10 @@ fn cmd_models(action: ModelsAction, state: PathBuf) -> anyhow::Result<ExitCode> 
                 } else if rows.is_empty() {
                     eprintln!("no models yet");
                 } else {
-                    println!("{:>5}  {:<6}  {:<28}  {:<24}  {:>4}  {:<11}  {:>8}  {:>10}  created", "id", "active", "stage", "series", "ver", "kind", "samples", "val_loss");
+                    println!(
+                        "{:>5}  {:<6}  {:<28}  {:<24}  {:>4}  {:<11}  {:>8}  {:>10}  created",
+                        "id", "active", "stage", "series", "ver", "kind", "samples", "val_loss"
+                    );
                     for r in rows {
                         let m = &r.meta;
                         println!(

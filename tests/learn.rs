@@ -35,7 +35,10 @@ fn eval_scores_real_nab_series_and_writes_nab_layout_and_plots() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let profiles = report["profiles"].as_array().unwrap();
-    assert_eq!(profiles.iter().map(|p| p["profile"].as_str().unwrap()).collect::<Vec<_>>(), ["standard", "reward_low_FP_rate", "reward_low_FN_rate"]);
+    assert_eq!(
+        profiles.iter().map(|p| p["profile"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["standard", "reward_low_FP_rate", "reward_low_FN_rate"]
+    );
     let standard = profiles[0]["score"].as_f64().unwrap();
     // Four labelled windows; the detector finds the jump and the latency failures early.
     assert!(standard > 60.0 && standard <= 100.0, "standard score {standard}");
@@ -58,7 +61,8 @@ fn eval_prints_a_table_and_the_three_profiles() {
     let o = eval(&["--windows", "tests/fixtures/nab/windows.json"]);
     assert!(o.status.success());
     let text = String::from_utf8_lossy(&o.stdout);
-    for needle in ["realKnownCause/ec2_request_latency_system_failure.csv", "standard", "reward_low_FP_rate", "reward_low_FN_rate", "total"] {
+    for needle in ["realKnownCause/ec2_request_latency_system_failure.csv", "standard", "reward_low_FP_rate", "reward_low_FN_rate", "total"]
+    {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
 }
@@ -73,9 +77,17 @@ fn eval_bad_inputs_are_clear() {
     std::fs::write(&w, labels.to_string()).unwrap();
     let o = eval(&["--windows", w.to_str().unwrap()]);
     assert!(o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("names `realTweets/nope.csv`, which is not under"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("names `realTweets/nope.csv`, which is not under"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // Malformed windows: exit 2 with the reason.
-    for (text, why) in [("[1, 2]", "expected"), (r#"{"a.csv": [["x", "y"]]}"#, "is not a timestamp"), (r#"{"a.csv": [["2015-01-02", "2015-01-01"]]}"#, "ends before it starts")] {
+    for (text, why) in [
+        ("[1, 2]", "expected"),
+        (r#"{"a.csv": [["x", "y"]]}"#, "is not a timestamp"),
+        (r#"{"a.csv": [["2015-01-02", "2015-01-01"]]}"#, "ends before it starts"),
+    ] {
         std::fs::write(&w, text).unwrap();
         let o = eval(&["--windows", w.to_str().unwrap()]);
         assert_eq!(o.status.code(), Some(2), "{text}");
@@ -85,7 +97,10 @@ fn eval_bad_inputs_are_clear() {
     let o = eval(&["--windows", "tests/fixtures/nab/windows.json", "--plot"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--plot needs --out"));
-    let o = vigil().args(["eval", "pipelines/nab.vigil", "--data", "no/such/dir", "--windows", "tests/fixtures/nab/windows.json"]).output().unwrap();
+    let o = vigil()
+        .args(["eval", "pipelines/nab.vigil", "--data", "no/such/dir", "--windows", "tests/fixtures/nab/windows.json"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no/such/dir"));
 }
@@ -178,7 +193,10 @@ fn train_op(store: Arc<dyn Store>, dir: &Path, fingerprint: &str) -> Train {
         train: vigil::learn::TrainParams { epochs: 5, learning_rate: 0.01, batch_size: 64, seed: 3 },
     };
     let policy = Policy { min_samples: 200, retrain_every_ms: None, retrain_samples: None, warm_start: false };
-    let bg = Background { registry: vigil::learn::registry::Registry { dir: dir.join("models"), store }, handle: tokio::runtime::Handle::current() };
+    let bg = Background {
+        registry: vigil::learn::registry::Registry { dir: dir.join("models"), store },
+        handle: tokio::runtime::Handle::current(),
+    };
     Train::new(spec, policy, "p.model".into(), fingerprint.into(), "v1".into(), Some(bg))
 }
 
@@ -259,4 +277,76 @@ async fn models_are_registered_survive_restarts_and_bad_artifacts_retrain() {
     let o = vigil().args(["models", "list", "--state", dir.join("nothing").to_str().unwrap()]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no state database"));
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn metric(port: u16, name: &str, labels: &str) -> Option<f64> {
+    let (_, m) = http_get(port, "/metrics")?;
+    let prefix = format!("{name}{{{labels}}} ");
+    m.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok())
+}
+
+fn rows(from: usize, n: usize) -> String {
+    (from..from + n).map(|i| format!("{},{}\n", vigil::time::format_timestamp(i as i64 * 60_000), 20.0 + (i % 60) as f64)).collect()
+}
+
+fn models_listed(state: &Path) -> Option<Vec<serde_json::Value>> {
+    let o = vigil().args(["models", "list", "--json", "--state", state.to_str().unwrap()]).output().ok()?;
+    serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout).ok()
+}
+
+#[test]
+fn the_engine_trains_in_the_background_saves_models_and_reuses_them_after_a_restart() {
+    let dir = TempDir::new("learn-run");
+    std::fs::write(
+        dir.join("learn.vigil"),
+        "pipeline learn_run {\n  every 100ms\n  collect raw = csv(path: \"data.csv\")\n  train profile = baseline(raw, season: 1h, bucket: 1m) {\n    min_samples 100\n  }\n  predict scores = profile.score(raw, history: 50)\n  respond report = log(scores)\n}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("data.csv"), format!("timestamp,value\n{}", rows(0, 300))).unwrap();
+    let state = dir.join("state");
+    let start = || {
+        let port = free_port();
+        let child = vigil()
+            .args([
+                "run",
+                dir.join("learn.vigil").to_str().unwrap(),
+                "--state",
+                state.to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--no-watch",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        (KillOnDrop(child), port)
+    };
+    let (child, _) = start();
+    let models = wait_for("a trained model in the registry", Duration::from_secs(60), || models_listed(&state).filter(|m| !m.is_empty()));
+    assert_eq!(models.len(), 1);
+    assert_eq!(models[0]["meta"]["kind"], "baseline");
+    assert!(Path::new(models[0]["path"].as_str().unwrap()).starts_with(state.join("models")));
+    drop(child);
+
+    // After a restart the model is reused: 150 new samples (more than min_samples) train
+    // nothing new.
+    let (_child, port) = start();
+    wait_for("/healthz", Duration::from_secs(30), || http_get(port, "/healthz").filter(|(c, _)| *c == 200));
+    let mut f = std::fs::OpenOptions::new().append(true).open(dir.join("data.csv")).unwrap();
+    std::io::Write::write_all(&mut f, rows(300, 150).as_bytes()).unwrap();
+    drop(f);
+    wait_for("the new rows scored", Duration::from_secs(60), || {
+        metric(port, "vigil_stage_items_total", "pipeline=\"learn_run\",stage=\"learn_run.scores\"").filter(|&n| n >= 150.0)
+    });
+    assert_eq!(models_listed(&state).unwrap().len(), 1, "no retraining after the restart");
 }

@@ -269,6 +269,7 @@ pub(crate) fn check_template(cx: &mut Cx, scope: &mut Scope, mi: usize, t: &ast:
             used.insert(n.to_owned());
         });
     }
+    mark_fallbacks_used(&stages, &mut used);
     b.warn_unused(&stages, &used);
     for p in &t.params {
         let n = p.name.node.as_str();
@@ -360,13 +361,7 @@ pub(crate) fn check_pipeline(
             used.insert(n.to_owned());
         });
     }
-    for s in &stages {
-        for (opt, _) in &s.options {
-            if let options::StageOpt::Fallback { stage } = opt {
-                used.insert(stage.clone());
-            }
-        }
-    }
+    mark_fallbacks_used(&stages, &mut used);
     // A fallback must name a predict stage of this pipeline.
     for s in &stages {
         for (opt, span) in &s.options {
@@ -389,6 +384,17 @@ pub(crate) fn check_pipeline(
     }
     b.warn_unused(&stages, &used);
     super::CheckedPipeline { name: p.name.clone(), doc: p.doc.clone(), source: p.span.source, triggers, stages, span: p.span }
+}
+
+/// A stage named as another's `fallback` is used.
+fn mark_fallbacks_used(stages: &[super::CheckedStage], used: &mut HashSet<String>) {
+    for s in stages {
+        for (opt, _) in &s.options {
+            if let options::StageOpt::Fallback { stage } = opt {
+                used.insert(stage.clone());
+            }
+        }
+    }
 }
 
 impl Body<'_, '_, '_> {

@@ -63,7 +63,8 @@ pub fn load_windows(path: &Path) -> Result<Windows, EvalError> {
         let mut ws = Vec::new();
         for w in windows {
             let [a, b] = &w[..] else { return Err(err(format!("a window of `{file}` is not a [start, end] pair"))) };
-            let parse = |s: &str| crate::time::parse_timestamp(s).ok_or_else(|| err(format!("`{s}` (a window of `{file}`) is not a timestamp")));
+            let parse =
+                |s: &str| crate::time::parse_timestamp(s).ok_or_else(|| err(format!("`{s}` (a window of `{file}`) is not a timestamp")));
             let (a, b) = (parse(a)?, parse(b)?);
             if b < a {
                 return Err(err(format!("a window of `{file}` ends before it starts")));
@@ -524,7 +525,8 @@ pub fn evaluate(p: &crate::plan::PipelinePlan, base_dir: &Path, opts: &EvalOptio
     let standard = &profiles[0];
     let per_file = corpus.per_file(&PROFILES[0], standard.threshold);
     if let Some(out) = opts.out {
-        let werr = |path: &Path, e: std::io::Error| EvalError::Read { path: path.display().to_string(), message: format!("cannot write: {e}") };
+        let werr =
+            |path: &Path, e: std::io::Error| EvalError::Read { path: path.display().to_string(), message: format!("cannot write: {e}") };
         for (f, bytes) in scored.iter().zip(&raw) {
             let path = result_path(out, &p.name, &f.name);
             if let Some(dir) = path.parent() {

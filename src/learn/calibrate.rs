@@ -29,7 +29,12 @@ pub struct TailCalibrator {
 impl TailCalibrator {
     pub fn new(capacity: usize) -> TailCalibrator {
         let capacity = capacity.max(10);
-        TailCalibrator { capacity, fifo: VecDeque::with_capacity(capacity), sorted: Vec::with_capacity(capacity), min_history: (capacity / 10).clamp(10, 100) }
+        TailCalibrator {
+            capacity,
+            fifo: VecDeque::with_capacity(capacity),
+            sorted: Vec::with_capacity(capacity),
+            min_history: (capacity / 10).clamp(10, 100),
+        }
     }
 
     pub fn len(&self) -> usize {

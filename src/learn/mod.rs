@@ -90,7 +90,12 @@ impl Spec {
         };
         match operator {
             "autoencoder" => Ok(Spec::Autoencoder { window: size("window", 32)?.max(2), hidden: hidden(&[16, 4])?, train: train() }),
-            "forecaster" => Ok(Spec::Forecaster { lookback: size("lookback", 32)?, horizon: size("horizon", 1)?, hidden: hidden(&[32])?, train: train() }),
+            "forecaster" => Ok(Spec::Forecaster {
+                lookback: size("lookback", 32)?,
+                horizon: size("horizon", 1)?,
+                hidden: hidden(&[32])?,
+                train: train(),
+            }),
             "baseline" => {
                 let (season_ms, bucket_ms) = (dur("season", 86_400_000).max(1), dur("bucket", 300_000).max(1));
                 if season_ms / bucket_ms > 1_000_000 {
@@ -187,8 +192,8 @@ pub struct ModelMeta {
 pub struct Profile {
     pub season_ms: i64,
     pub bucket_ms: i64,
-    /// Per bucket: (median, spread); NaN median where the bucket had too few samples.
-    pub buckets: Vec<(f64, f64)>,
+    /// Per bucket: (median, spread); None where the bucket had too few samples.
+    pub buckets: Vec<Option<(f64, f64)>>,
 }
 
 impl Profile {
@@ -267,7 +272,12 @@ pub fn fit(
     let skip = n.saturating_sub(MAX_TRAIN_SAMPLES);
     let (ts, values) = (&data.ts[skip..n], &data.values[skip..n]);
     if values.len() < spec.min_samples() {
-        return Err(TrainError::Invalid(format!("{} samples are too few to train a {} (it needs {})", values.len(), spec.kind(), spec.min_samples())));
+        return Err(TrainError::Invalid(format!(
+            "{} samples are too few to train a {} (it needs {})",
+            values.len(),
+            spec.kind(),
+            spec.min_samples()
+        )));
     }
     let (center, scale) = center_scale(values);
     let norm: Vec<f32> = values.iter().map(|v| ((v - center) / scale) as f32).collect();
@@ -336,9 +346,9 @@ pub fn fit(
                     Some((m, mad)) if vals.len() >= 3 => {
                         let s = (1.4826 * mad).max(floor);
                         sq += vals.iter().map(|v| ((v - m) / s).powi(2)).sum::<f64>();
-                        (m, s)
+                        Some((m, s))
                     }
-                    _ => (f64::NAN, scale),
+                    _ => None,
                 })
                 .collect();
             meta.loss = sq / values.len() as f64;
@@ -372,8 +382,8 @@ impl Fitted {
                 .iter()
                 .zip(ts)
                 .map(|(&i, &t)| {
-                    let (m, spread) = *p.buckets.get(p.bucket(t))?;
-                    (!m.is_nan()).then(|| Prediction { expected: m, error: (hist[i] - m).abs() / spread })
+                    let (m, spread) = (*p.buckets.get(p.bucket(t))?)?;
+                    Some(Prediction { expected: m, error: (hist[i] - m).abs() / spread })
                 })
                 .collect(),
             Body::Net { model, .. } => {
@@ -451,8 +461,13 @@ mod tests {
 
     #[test]
     fn too_short_and_constant_series() {
-        let spec = Spec::Autoencoder { window: 8, hidden: vec![4], train: TrainParams { epochs: 5, learning_rate: 0.01, batch_size: 16, seed: 1 } };
-        let short = fit(&spec, &cx(), Examples { ts: &[1, 2, 3], values: &[1.0, 2.0, 3.0] }, None, &AtomicBool::new(false), &mut |_, _, _| {});
+        let spec = Spec::Autoencoder {
+            window: 8,
+            hidden: vec![4],
+            train: TrainParams { epochs: 5, learning_rate: 0.01, batch_size: 16, seed: 1 },
+        };
+        let short =
+            fit(&spec, &cx(), Examples { ts: &[1, 2, 3], values: &[1.0, 2.0, 3.0] }, None, &AtomicBool::new(false), &mut |_, _, _| {});
         assert!(matches!(short, Err(TrainError::Invalid(m)) if m.contains("too few")));
         let ts: Vec<i64> = (0..200).collect();
         let flat = vec![5.0; 200];

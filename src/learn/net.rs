@@ -187,7 +187,9 @@ pub fn train(
 /// # Errors
 /// When the weights do not fit the shape.
 pub fn load(dims: &[usize], record: &ModuleRecord) -> Result<Mlp, TrainError> {
-    Mlp::new(dims, 0, &device()).try_load_record(record.clone()).map_err(|e| TrainError::Invalid(format!("the weights do not fit the model: {e}")))
+    Mlp::new(dims, 0, &device())
+        .try_load_record(record.clone())
+        .map_err(|e| TrainError::Invalid(format!("the weights do not fit the model: {e}")))
 }
 
 /// Runs the model on `rows` inputs of `dims[0]` values; returns `rows` outputs, row-major.

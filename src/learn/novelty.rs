@@ -186,7 +186,15 @@ impl NoveltyState {
             return 0.0;
         }
         let (a, b) = self.x.as_slices();
-        let at = |k: usize| if k == n - 1 { v } else if k < a.len() { a[k] } else { b[k - a.len()] };
+        let at = |k: usize| {
+            if k == n - 1 {
+                v
+            } else if k < a.len() {
+                a[k]
+            } else {
+                b[k - a.len()]
+            }
+        };
         let cur: Vec<f64> = (0..m).map(|t| at(n - 1 - t)).collect();
         let mut best = f64::INFINITY;
         // Window ends k from m-1 to n-1-m.
@@ -288,7 +296,11 @@ mod tests {
         let day = 288;
         let data = series(day * 8, |i| {
             let base = 50.0 + 10.0 * (i as f64 * std::f64::consts::TAU / day as f64).sin() + ((i * 7919) % 13) as f64 * 0.1;
-            if i >= day * 6 && i < day * 6 + 30 { base + 60.0 } else { base }
+            if i >= day * 6 && i < day * 6 + 30 {
+                base + 60.0
+            } else {
+                base
+            }
         });
         let mut d = NoveltyState::new(25_000, 12 * 3_600_000);
         let scores: Vec<f64> = data.iter().map(|&(t, v)| d.push(t, v)).collect();

@@ -27,7 +27,8 @@ pub struct Registry {
 pub fn series_dir(root: &Path, key: &str, series: &str) -> PathBuf {
     let digest = Sha256::digest(series.as_bytes());
     let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    let safe_key: String = key.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '~') { c } else { '_' }).collect();
+    let safe_key: String =
+        key.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '~') { c } else { '_' }).collect();
     root.join(safe_key).join(hex)
 }
 
@@ -109,7 +110,11 @@ impl Registry {
     ///
     /// # Errors
     /// When the store cannot be read.
-    pub async fn load_active(&self, key: &str, skip: &std::collections::HashMap<String, u32>) -> Result<Vec<(ModelRow, Result<Fitted, String>)>, String> {
+    pub async fn load_active(
+        &self,
+        key: &str,
+        skip: &std::collections::HashMap<String, u32>,
+    ) -> Result<Vec<(ModelRow, Result<Fitted, String>)>, String> {
         let rows = self.store.models(Some(key)).await.map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         for row in rows.into_iter().filter(|r| r.active && skip.get(&r.meta.series) != Some(&r.meta.version)) {

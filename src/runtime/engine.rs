@@ -228,7 +228,15 @@ fn build_pipeline_from(
             location: sources.location(p.span),
             source: ops::BuildError::Invalid(e.to_string()),
         })?;
-    let env = BuildEnv { pipeline: p.name.clone(), base_dir, state_dir, client, webhook_queue: queue, pipeline_version: version.to_owned(), models };
+    let env = BuildEnv {
+        pipeline: p.name.clone(),
+        base_dir,
+        state_dir,
+        client,
+        webhook_queue: queue,
+        pipeline_version: version.to_owned(),
+        models,
+    };
     let mut changes = StageChanges::default();
     let mut stages = Vec::with_capacity(p.stages.len());
     let mut all_inputs = Vec::with_capacity(p.stages.len());

@@ -168,7 +168,11 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let json = serde_json::to_string(meta).unwrap_or_default();
             let mut tx = self.pool.begin().await?;
-            sqlx::query("UPDATE models SET active = 0 WHERE stage_key = ? AND series = ?").bind(&meta.key).bind(&meta.series).execute(&mut *tx).await?;
+            sqlx::query("UPDATE models SET active = 0 WHERE stage_key = ? AND series = ?")
+                .bind(&meta.key)
+                .bind(&meta.series)
+                .execute(&mut *tx)
+                .await?;
             let id = sqlx::query(
                 "INSERT INTO models (stage_key, series, version, kind, path, meta, created_at, active) VALUES (?, ?, ?, ?, ?, ?, ?, 1) \
                  ON CONFLICT(stage_key, series, version) DO UPDATE SET kind = excluded.kind, path = excluded.path, meta = excluded.meta, \
@@ -191,11 +195,13 @@ impl Store for SqliteStore {
 
     fn models<'a>(&'a self, key: Option<&'a str>) -> BoxFuture<'a, Result<Vec<ModelRow>, StoreError>> {
         Box::pin(async move {
-            let rows = sqlx::query("SELECT id, meta, path, active FROM models WHERE ? IS NULL OR stage_key = ? ORDER BY stage_key, series, version")
-                .bind(key)
-                .bind(key)
-                .fetch_all(&self.pool)
-                .await?;
+            let rows = sqlx::query(
+                "SELECT id, meta, path, active FROM models WHERE ? IS NULL OR stage_key = ? ORDER BY stage_key, series, version",
+            )
+            .bind(key)
+            .bind(key)
+            .fetch_all(&self.pool)
+            .await?;
             Ok(rows
                 .into_iter()
                 .filter_map(|r| {
@@ -209,11 +215,17 @@ impl Store for SqliteStore {
     fn activate_model<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
-            let Some(row) = sqlx::query("SELECT stage_key, series FROM models WHERE id = ?").bind(id).fetch_optional(&mut *tx).await? else {
+            let Some(row) = sqlx::query("SELECT stage_key, series FROM models WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?
+            else {
                 return Ok(false);
             };
             let (key, series): (String, String) = (row.get(0), row.get(1));
-            sqlx::query("UPDATE models SET active = (id = ?) WHERE stage_key = ? AND series = ?").bind(id).bind(&key).bind(&series).execute(&mut *tx).await?;
+            sqlx::query("UPDATE models SET active = (id = ?) WHERE stage_key = ? AND series = ?")
+                .bind(id)
+                .bind(&key)
+                .bind(&series)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok(true)
         })

@@ -139,7 +139,14 @@ impl Drop for Train {
 }
 
 impl Train {
-    pub fn new(spec: Spec, policy: Policy, key: String, fingerprint: String, pipeline_version: String, background: Option<Background>) -> Train {
+    pub fn new(
+        spec: Spec,
+        policy: Policy,
+        key: String,
+        fingerprint: String,
+        pipeline_version: String,
+        background: Option<Background>,
+    ) -> Train {
         let updates = mpsc::channel();
         let loaded = background.is_none();
         let train = Train {
@@ -154,7 +161,7 @@ impl Train {
             loaded,
             cancel: Arc::new(AtomicBool::new(false)),
             seen: 0,
-            last_poll: None,
+            last_poll: Some(std::time::Instant::now()),
         };
         train.load_registry();
         train
@@ -323,11 +330,19 @@ impl Train {
 }
 
 /// Trains with progress: a bar on a terminal, tracing events otherwise.
-fn train_with_progress(spec: &Spec, cx: &FitContext, ts: &[Timestamp], values: &[f64], warm: Option<&Fitted>, cancel: &AtomicBool) -> Result<Fitted, String> {
+fn train_with_progress(
+    spec: &Spec,
+    cx: &FitContext,
+    ts: &[Timestamp],
+    values: &[f64],
+    warm: Option<&Fitted>,
+    cancel: &AtomicBool,
+) -> Result<Fitted, String> {
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] epoch {pos}/{len} {prefix}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] epoch {pos}/{len} {prefix}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar.set_message(format!("training {} {} v{}", cx.key, cx.series, cx.version));
         bar

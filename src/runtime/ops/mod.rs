@@ -240,7 +240,14 @@ pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
             let spec = crate::learn::Spec::from_params(node.operator, &node.params).map_err(invalid)?;
             let policy = learn::Policy::from_options(&node.options, &spec);
             let background = env.models.as_ref().map(|m| learn::Background { registry: m.registry.clone(), handle: m.handle.clone() });
-            Step::Op(Box::new(learn::Train::new(spec, policy, node.key.0.clone(), node.fingerprint.0.clone(), env.pipeline_version.clone(), background)))
+            Step::Op(Box::new(learn::Train::new(
+                spec,
+                policy,
+                node.key.0.clone(),
+                node.fingerprint.0.clone(),
+                env.pipeline_version.clone(),
+                background,
+            )))
         }
         "score" => Step::Op(Box::new(learn::ModelScore::new(
             learn::Mode::Score { threshold: p.f64("threshold").unwrap_or(0.99), suppress_ms: p.dur("suppress").unwrap_or(0) },
