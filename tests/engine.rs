@@ -209,10 +209,13 @@ async fn a_stage_that_hangs_times_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unimplemented_operator_refuses_to_start_with_its_position() {
     let dir = TempDir::new("engine-unimpl");
-    let out = compile(&dir, "pipeline p {\n  every 1s\n  collect raw = synthetic()\n  train m = autoencoder(raw)\n  predict s = m.score(raw)\n  respond r = log(s)\n}\n");
+    let out = compile(
+        &dir,
+        "pipeline p {\n  every 1s\n  collect raw = synthetic()\n  predict s = zscore(raw)\n  respond r = email(s, to: [\"a@b\"], smtp: secret(\"env:X\"))\n}\n",
+    );
     let err = Engine::start(out.plan.as_ref().unwrap(), &out.sources, &out.version, store(&dir).await, None).await.err().expect("refused");
     let msg = err.to_string();
-    assert!(msg.contains("p.vigil:4:3") && msg.contains("autoencoder") && msg.contains("not implemented"), "{msg}");
+    assert!(msg.contains("p.vigil:5:3") && msg.contains("email") && msg.contains("not implemented"), "{msg}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

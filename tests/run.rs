@@ -147,7 +147,7 @@ fn replay_bad_rows_get_a_row_each_and_are_counted() {
     std::fs::write(&input, &csv).unwrap();
     let output = dir.join("out.csv");
     let out = vigil()
-        .args(["replay", "pipelines/nab.vigil", "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()])
+        .args(["replay", "benches/replay.vigil", "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
