@@ -35,6 +35,7 @@ pub mod diagnostic;
 pub mod eval;
 pub mod learn;
 pub mod plan;
+pub mod respond;
 pub mod runtime;
 pub mod server;
 pub mod source;

@@ -52,6 +52,71 @@ enum GraphFormat {
 }
 
 #[derive(Subcommand)]
+enum IncidentsAction {
+    /// List incidents, newest first.
+    List {
+        /// Only `firing` or `resolved` ones.
+        #[arg(long)]
+        status: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one incident with its audit trail and notifications (JSON).
+    Show { id: String },
+    /// Acknowledge an incident: repeats stop; PagerDuty is told.
+    Ack {
+        id: String,
+        /// Who acknowledges.
+        #[arg(long, default_value = "cli")]
+        by: String,
+    },
+    /// Resolve an incident by hand.
+    Resolve {
+        id: String,
+        #[arg(long, default_value = "cli")]
+        by: String,
+    },
+    /// Mark an incident a true or false positive.
+    Feedback {
+        id: String,
+        /// `true_positive` or `false_positive`.
+        #[arg(long, value_parser = ["true_positive", "false_positive"])]
+        verdict: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SilencesAction {
+    /// List silences.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a silence: `vigil silences add --match service=checkout --for 2h --comment deploy`.
+    Add {
+        /// A matcher `label=value` (repeatable); `series`, `pipeline`, `stage` and `key`
+        /// match the incident's own.
+        #[arg(long = "match", value_name = "LABEL=VALUE", required = true)]
+        matchers: Vec<String>,
+        /// How long it lasts (`30m`, `2h`, `1d`).
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: String,
+        /// When it starts (RFC 3339); now by default.
+        #[arg(long)]
+        starts: Option<String>,
+        #[arg(long, default_value = "")]
+        comment: String,
+        #[arg(long, default_value = "cli")]
+        by: String,
+    },
+    /// End a silence now.
+    Expire { id: i64 },
+}
+
+#[derive(Subcommand)]
 enum ModelsAction {
     /// List model versions (all stages, or one stage's).
     List {
@@ -155,6 +220,10 @@ enum Command {
         /// Do not watch the files; reload only on SIGHUP or POST /api/v1/reload.
         #[arg(long)]
         no_watch: bool,
+        /// Print the notifications that would be sent instead of sending them (incidents
+        /// are still opened and resolved, and recorded in the state directory).
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Replay a CSV of `timestamp,value` rows through a pipeline, causally, and write
     /// `timestamp,value,anomaly_score` (one row per input row, in order).
@@ -209,6 +278,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List, acknowledge and resolve incidents of a running engine (through its API).
+    ///
+    /// Mutating actions need the engine's token in VIGIL_API_TOKEN.
+    Incidents {
+        #[command(subcommand)]
+        action: IncidentsAction,
+        /// The engine's address.
+        #[arg(long, default_value = "http://127.0.0.1:8080", global = true)]
+        api: String,
+    },
+    /// List, add and expire silences of a running engine (through its API).
+    ///
+    /// While a silence is active, incidents whose labels match all its matchers open
+    /// without notifications. Schedule one ahead (--starts) for a maintenance window.
+    Silences {
+        #[command(subcommand)]
+        action: SilencesAction,
+        /// The engine's address.
+        #[arg(long, default_value = "http://127.0.0.1:8080", global = true)]
+        api: String,
+    },
     /// Inspect and manage trained models: the registry under STATE/models.
     Models {
         #[command(subcommand)]
@@ -232,12 +322,14 @@ fn main() -> ExitCode {
         Command::Fmt { paths, check } => cmd_fmt(paths, check),
         Command::Graph { file, format, pipeline } => cmd_graph(file, format, pipeline),
         Command::Explain { topic } => cmd_explain(&topic),
-        Command::Run { paths, state, listen, stdlib, debounce, poll, no_watch } => {
-            cmd_run(RunArgs { paths, state, listen, stdlib, debounce, poll, no_watch })
+        Command::Run { paths, state, listen, stdlib, debounce, poll, no_watch, dry_run } => {
+            cmd_run(RunArgs { paths, state, listen, stdlib, debounce, poll, no_watch, dry_run })
         }
         Command::Replay { file, input, output, pipeline } => cmd_replay(file, input, output, pipeline),
         Command::Eval { file, data, windows, out, plot, pipeline, json } => cmd_eval(file, data, windows, out, plot, pipeline, json),
         Command::Models { action, state } => cmd_models(action, state),
+        Command::Incidents { action, api } => cmd_incidents(action, &api),
+        Command::Silences { action, api } => cmd_silences(action, &api),
     };
     match result {
         Ok(code) => code,
@@ -402,6 +494,7 @@ struct RunArgs {
     debounce: std::time::Duration,
     poll: bool,
     no_watch: bool,
+    dry_run: bool,
 }
 
 /// `100ms`, `2s`, or a number of milliseconds.
@@ -431,7 +524,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(async {
         let store = vigil::store::SqliteStore::open(&state).await?;
         let store: std::sync::Arc<dyn vigil::store::Store> = std::sync::Arc::new(store);
-        let engine = match vigil::runtime::engine::Engine::start(plan, &out.sources, &out.version, store, Some(state.clone())).await {
+        let engine = match vigil::runtime::engine::Engine::start_with(plan, &out.sources, &out.version, store, Some(state.clone()), args.dry_run).await {
             Ok(e) => std::sync::Arc::new(e),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -663,4 +756,132 @@ fn cmd_models(action: ModelsAction, state: PathBuf) -> anyhow::Result<ExitCode> 
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Calls the engine's API: the JSON answer, or an error naming the engine's complaint.
+fn api_call(method: &str, api: &str, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<serde_json::Value> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+        let url = format!("{}{path}", api.trim_end_matches('/'));
+        let mut req = if method == "POST" { client.post(&url) } else { client.get(&url) };
+        if method == "POST" {
+            match std::env::var("VIGIL_API_TOKEN") {
+                Ok(t) if !t.is_empty() => req = req.bearer_auth(t),
+                _ => anyhow::bail!("set VIGIL_API_TOKEN to the engine's API token"),
+            }
+            req = req.json(&body.unwrap_or_else(|| serde_json::json!({})));
+        }
+        let resp = req.send().await.map_err(|e| anyhow::anyhow!("cannot reach the engine at {api}: {e}"))?;
+        let code = resp.status();
+        let v: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+        if !code.is_success() {
+            anyhow::bail!("{} ({})", v.get("error").and_then(|e| e.as_str()).unwrap_or("request failed"), code);
+        }
+        Ok(v)
+    })
+}
+
+fn cmd_incidents(action: IncidentsAction, api: &str) -> anyhow::Result<ExitCode> {
+    match action {
+        IncidentsAction::List { status, json } => {
+            let path = match &status {
+                Some(s) => format!("/api/v1/incidents?status={s}"),
+                None => "/api/v1/incidents".into(),
+            };
+            let v = api_call("GET", api, &path, None)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let list = v.as_array().cloned().unwrap_or_default();
+            if list.is_empty() {
+                eprintln!("no incidents");
+            } else {
+                println!("{:<16}  {:<8}  {:<4}  {:<24}  {:<28}  key", "id", "status", "ack", "opened", "stage");
+            }
+            for i in list {
+                println!(
+                    "{:<16}  {:<8}  {:<4}  {:<24}  {:<28}  {}",
+                    i["id"].as_str().unwrap_or(""),
+                    i["status"].as_str().unwrap_or(""),
+                    if i["acknowledged"] == true { "yes" } else { "" },
+                    vigil::time::format_rfc3339(i["opened_at"].as_i64().unwrap_or(0)),
+                    i["stage"].as_str().unwrap_or(""),
+                    i["key"].as_str().unwrap_or("")
+                );
+            }
+        }
+        IncidentsAction::Show { id } => {
+            println!("{}", serde_json::to_string_pretty(&api_call("GET", api, &format!("/api/v1/incidents/{id}"), None)?)?)
+        }
+        IncidentsAction::Ack { id, by } => {
+            api_call("POST", api, &format!("/api/v1/incidents/{id}/ack"), Some(serde_json::json!({ "by": by })))?;
+            println!("acknowledged {id}");
+        }
+        IncidentsAction::Resolve { id, by } => {
+            api_call("POST", api, &format!("/api/v1/incidents/{id}/resolve"), Some(serde_json::json!({ "by": by })))?;
+            println!("resolved {id}");
+        }
+        IncidentsAction::Feedback { id, verdict, note } => {
+            api_call(
+                "POST",
+                api,
+                &format!("/api/v1/incidents/{id}/feedback"),
+                Some(serde_json::json!({ "verdict": verdict, "note": note })),
+            )?;
+            println!("{id}: {verdict}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_silences(action: SilencesAction, api: &str) -> anyhow::Result<ExitCode> {
+    match action {
+        SilencesAction::List { json } => {
+            let v = api_call("GET", api, "/api/v1/silences", None)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let now = vigil::time::now_ms();
+            for s in v.as_array().cloned().unwrap_or_default() {
+                let (start, end) = (s["starts_at"].as_i64().unwrap_or(0), s["ends_at"].as_i64().unwrap_or(0));
+                let state = if now < start {
+                    "pending"
+                } else if now < end {
+                    "active"
+                } else {
+                    "expired"
+                };
+                println!(
+                    "{:>4}  {:<8}  {} → {}  {}  {}",
+                    s["id"],
+                    state,
+                    vigil::time::format_rfc3339(start),
+                    vigil::time::format_rfc3339(end),
+                    s["matchers"],
+                    s["comment"].as_str().unwrap_or("")
+                );
+            }
+        }
+        SilencesAction::Add { matchers, duration, starts, comment, by } => {
+            let mut m = serde_json::Map::new();
+            for x in &matchers {
+                let (k, v) = x.split_once('=').ok_or_else(|| anyhow::anyhow!("`{x}` is not LABEL=VALUE"))?;
+                m.insert(k.trim().to_owned(), v.trim().into());
+            }
+            let mut body = serde_json::json!({ "matchers": m, "duration": duration, "comment": comment, "created_by": by });
+            if let Some(s) = starts {
+                body["starts_at"] = s.into();
+            }
+            let v = api_call("POST", api, "/api/v1/silences", Some(body))?;
+            println!("silence {} until {}", v["id"], vigil::time::format_rfc3339(v["ends_at"].as_i64().unwrap_or(0)));
+        }
+        SilencesAction::Expire { id } => {
+            api_call("POST", api, &format!("/api/v1/silences/{id}/expire"), None)?;
+            println!("silence {id} expired");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -207,7 +207,7 @@ async fn a_stage_that_hangs_times_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unimplemented_operator_refuses_to_start_with_its_position() {
+async fn a_stage_that_cannot_be_built_refuses_to_start_with_its_position() {
     let dir = TempDir::new("engine-unimpl");
     let out = compile(
         &dir,
@@ -215,7 +215,7 @@ async fn an_unimplemented_operator_refuses_to_start_with_its_position() {
     );
     let err = Engine::start(out.plan.as_ref().unwrap(), &out.sources, &out.version, store(&dir).await, None).await.err().expect("refused");
     let msg = err.to_string();
-    assert!(msg.contains("p.vigil:5:3") && msg.contains("email") && msg.contains("not implemented"), "{msg}");
+    assert!(msg.contains("p.vigil:5:3") && msg.contains("p.r") && msg.contains("secret(\"env:X\") is not set"), "{msg}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

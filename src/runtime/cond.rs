@@ -134,6 +134,19 @@ impl Template {
         Ok(Template { env, source: source.to_owned() })
     }
 
+    /// Renders with `ctx`, or says why it cannot.
+    ///
+    /// # Errors
+    /// The rendering error, in words.
+    pub fn try_render(&self, ctx: &serde_json::Value) -> Result<String, String> {
+        self.env.get_template("t").and_then(|t| t.render(ctx)).map_err(|e| e.to_string())
+    }
+
+    /// The template's source text.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
     /// Renders with `ctx`. A rendering error gives the template's source text, so that a
     /// message is never lost.
     pub fn render(&self, ctx: &serde_json::Value) -> String {

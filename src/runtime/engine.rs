@@ -110,8 +110,8 @@ pub struct Shared {
     pub metrics: Metrics,
     pub status: RwLock<Status>,
     pub webhooks: RwLock<HashMap<String, WebhookRoute>>,
-    /// Incidents (the respond issue fills this in).
-    pub incidents: Mutex<Vec<serde_json::Value>>,
+    /// Incidents, silences, channels and the outbox.
+    pub responder: RwLock<Arc<crate::respond::Responder>>,
     /// Where `POST /api/v1/reload` sends its request (set by `vigil run`).
     pub reload: RwLock<Option<mpsc::Sender<super::reload::ReloadRequest>>>,
     /// The bearer token mutating API calls need; without one they are disabled.
@@ -167,7 +167,7 @@ pub fn build_pipeline(
     state_dir: Option<PathBuf>,
     queue: Option<collect::EventQueue>,
 ) -> Result<PipelineRt, RuntimeError> {
-    build_pipeline_from(p, sources, version, state_dir, queue, None, None).map(|(rt, _)| rt)
+    build_pipeline_from(p, sources, version, state_dir, queue, None, None, Arc::default()).map(|(rt, _)| rt)
 }
 
 /// What a rebuild did to a pipeline's stages.
@@ -190,8 +190,9 @@ async fn rebuild(
     queue: Option<collect::EventQueue>,
     old: Option<&PipelineRt>,
     models: Option<ops::learn::BackgroundEnv>,
+    responder: Arc<crate::respond::Responder>,
 ) -> Result<(PipelineRt, StageChanges), RuntimeError> {
-    let (rt, changes) = build_pipeline_from(p, sources, version, state_dir, queue, old, models)?;
+    let (rt, changes) = build_pipeline_from(p, sources, version, state_dir, queue, old, models, responder)?;
     if let Some(old) = old {
         for s in &rt.stages {
             if let Some(prev) = old.stages.iter().find(|o| o.key == s.key && o.operator == s.operator && !Arc::ptr_eq(o, s)) {
@@ -216,6 +217,7 @@ fn build_pipeline_from(
     queue: Option<collect::EventQueue>,
     old: Option<&PipelineRt>,
     models: Option<ops::learn::BackgroundEnv>,
+    responder: Arc<crate::respond::Responder>,
 ) -> Result<(PipelineRt, StageChanges), RuntimeError> {
     let file = sources.get(p.span.source);
     let base_dir = file.path.as_ref().and_then(|f| f.parent().map(PathBuf::from)).unwrap_or_default();
@@ -236,6 +238,7 @@ fn build_pipeline_from(
         webhook_queue: queue,
         pipeline_version: version.to_owned(),
         models,
+        responder,
     };
     let mut changes = StageChanges::default();
     let mut stages = Vec::with_capacity(p.stages.len());
@@ -466,8 +469,28 @@ impl Engine {
         store: Arc<dyn Store>,
         state_dir: Option<PathBuf>,
     ) -> Result<Engine, RuntimeError> {
-        let engine = Engine::new(store, state_dir);
+        Engine::start_with(plan, sources, version, store, state_dir, false).await
+    }
+
+    /// Like [`start`](Self::start); with `dry_run`, notifications are printed instead of
+    /// sent. Loads incidents and silences from the store and starts the outbox dispatcher
+    /// (which sends what a previous run left pending, too).
+    ///
+    /// # Errors
+    /// As [`start`](Self::start), or when the store cannot be read.
+    pub async fn start_with(
+        plan: &Plan,
+        sources: &SourceMap,
+        version: &str,
+        store: Arc<dyn Store>,
+        state_dir: Option<PathBuf>,
+        dry_run: bool,
+    ) -> Result<Engine, RuntimeError> {
+        let engine = Engine::new(store.clone(), state_dir.clone());
+        let responder = Arc::new(crate::respond::Responder::open(store, state_dir, dry_run).await?);
+        *engine.shared.responder.write().unwrap_or_else(|e| e.into_inner()) = responder.clone();
         engine.apply(plan, sources, version).await?;
+        engine.tracker.spawn(crate::respond::dispatch::run(responder, engine.cancel.clone()));
         Ok(engine)
     }
 
@@ -492,7 +515,9 @@ impl Engine {
                 (_, None) => None,
             };
             let old_rt = old.map(|h| h.current.lock().unwrap_or_else(|e| e.into_inner()).clone());
-            let (rt, c) = rebuild(p, sources, version, self.state_dir.clone(), queue.clone(), old_rt.as_deref(), self.models()).await?;
+            let responder = self.shared.responder.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let (rt, c) =
+                rebuild(p, sources, version, self.state_dir.clone(), queue.clone(), old_rt.as_deref(), self.models(), responder).await?;
             // Sources new to this engine resume from their saved cursors.
             for key in &c.added {
                 if let Some(s) = rt.stages.iter().find(|s| &s.key == key && s.kind == StageKind::Collect) {

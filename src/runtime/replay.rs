@@ -132,6 +132,7 @@ pub fn replay_to(p: &PipelinePlan, base_dir: &Path, input: &Path, mut wr: impl W
         webhook_queue: None,
         pipeline_version: String::new(),
         models: None,
+        responder: std::sync::Arc::new(crate::respond::Responder::default()),
     };
     let mut steps: Vec<Option<Box<dyn crate::runtime::Operator>>> = Vec::with_capacity(p.stages.len());
     for (i, node) in p.stages.iter().enumerate() {

@@ -10,6 +10,7 @@ use std::path::Path;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
 
+use crate::respond::{AuditRecord, Incident, Notification, OutboxRow, Silence};
 use crate::runtime::BoxFuture;
 
 /// A problem with the state store.
@@ -60,6 +61,39 @@ pub trait Store: Send + Sync {
     /// Makes version `id` the active one of its (stage, series); false when there is no
     /// such version.
     fn activate_model<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Records incident changes, notifications to send (a notification whose `dedupe`
+    /// key is already in the outbox is not added again) and audit records, in one
+    /// transaction.
+    fn record_respond<'a>(
+        &'a self,
+        incidents: &'a [Incident],
+        notifications: &'a [Notification],
+        audit: &'a [AuditRecord],
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Incidents (of one status, or all), newest first.
+    fn incidents<'a>(&'a self, status: Option<&'a str>, limit: i64) -> BoxFuture<'a, Result<Vec<Incident>, StoreError>>;
+    /// Pending notifications due at `now`, oldest first.
+    fn due_notifications<'a>(&'a self, now: i64, limit: i64) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>>;
+    /// The outbox, newest first (all statuses).
+    fn outbox<'a>(&'a self, limit: i64) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>>;
+    /// Keeps a notification pending for another attempt at `next`.
+    fn reschedule_notification<'a>(&'a self, id: i64, attempts: u32, next: i64, why: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Marks a notification `sent`, `dry_run` or `failed`, with its audit record.
+    fn finish_notification<'a>(
+        &'a self,
+        id: i64,
+        status: &'a str,
+        error: Option<&'a str>,
+        audit: &'a AuditRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Appends an audit record.
+    fn audit<'a>(&'a self, record: &'a AuditRecord) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// The audit trail of an incident, oldest first.
+    fn audit_of<'a>(&'a self, incident: &'a str) -> BoxFuture<'a, Result<Vec<AuditRecord>, StoreError>>;
+    /// Every silence.
+    fn silences(&self) -> BoxFuture<'_, Result<Vec<Silence>, StoreError>>;
+    /// Adds a silence (id 0) or replaces one; returns its id.
+    fn insert_silence<'a>(&'a self, s: &'a Silence) -> BoxFuture<'a, Result<i64, StoreError>>;
 }
 
 /// The embedded SQLite store.
@@ -77,6 +111,17 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS models (id INTEGER PRIMARY KEY AUTOINCREMENT, stage_key TEXT NOT NULL, series TEXT NOT NULL, \
      version INTEGER NOT NULL, kind TEXT NOT NULL, path TEXT NOT NULL, meta TEXT NOT NULL, created_at INTEGER NOT NULL, \
      active INTEGER NOT NULL DEFAULT 0, UNIQUE (stage_key, series, version))",
+    "CREATE TABLE IF NOT EXISTS incidents (id TEXT PRIMARY KEY, stage TEXT NOT NULL, status TEXT NOT NULL, opened_at INTEGER NOT NULL, \
+     data TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS incidents_by_status ON incidents (status, opened_at)",
+    "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, dedupe TEXT NOT NULL UNIQUE, incident_id TEXT NOT NULL, \
+     stage TEXT NOT NULL, data TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER NOT NULL, \
+     last_error TEXT, created_at INTEGER NOT NULL, sent_at INTEGER)",
+    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at)",
+    "CREATE TABLE IF NOT EXISTS silences (id INTEGER PRIMARY KEY AUTOINCREMENT, data TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, ts INTEGER NOT NULL, incident_id TEXT NOT NULL, stage TEXT NOT NULL, \
+     event TEXT NOT NULL, detail TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS audit_by_incident ON audit (incident_id, id)",
     "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1')",
 ];
 
@@ -231,6 +276,172 @@ impl Store for SqliteStore {
         })
     }
 
+    fn record_respond<'a>(
+        &'a self,
+        incidents: &'a [Incident],
+        notifications: &'a [Notification],
+        audit: &'a [AuditRecord],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            for i in incidents {
+                sqlx::query(
+                    "INSERT INTO incidents (id, stage, status, opened_at, data) VALUES (?, ?, ?, ?, ?) \
+                             ON CONFLICT(id) DO UPDATE SET status = excluded.status, data = excluded.data",
+                )
+                .bind(&i.id)
+                .bind(&i.stage)
+                .bind(&i.status)
+                .bind(i.opened_at)
+                .bind(serde_json::to_string(i).unwrap_or_default())
+                .execute(&mut *tx)
+                .await?;
+            }
+            let now = crate::time::now_ms();
+            for n in notifications {
+                sqlx::query("INSERT OR IGNORE INTO outbox (dedupe, incident_id, stage, data, status, next_attempt_at, created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)")
+                    .bind(&n.dedupe)
+                    .bind(&n.incident_id)
+                    .bind(&n.stage)
+                    .bind(serde_json::to_string(n).unwrap_or_default())
+                    .bind(now)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for a in audit {
+                insert_audit(&mut tx, a).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn incidents<'a>(&'a self, status: Option<&'a str>, limit: i64) -> BoxFuture<'a, Result<Vec<Incident>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT data FROM incidents WHERE ? IS NULL OR status = ? ORDER BY opened_at DESC LIMIT ?")
+                .bind(status)
+                .bind(status)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows.into_iter().filter_map(|r| serde_json::from_str(&r.get::<String, _>(0)).ok()).collect())
+        })
+    }
+
+    fn due_notifications<'a>(&'a self, now: i64, limit: i64) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(&format!(
+                "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?"
+            ))
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.iter().filter_map(outbox_row).collect())
+        })
+    }
+
+    fn outbox<'a>(&'a self, limit: i64) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY id DESC LIMIT ?"))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows.iter().filter_map(outbox_row).collect())
+        })
+    }
+
+    fn reschedule_notification<'a>(&'a self, id: i64, attempts: u32, next: i64, why: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query("UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?")
+                .bind(i64::from(attempts))
+                .bind(next)
+                .bind(why)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn finish_notification<'a>(
+        &'a self,
+        id: i64,
+        status: &'a str,
+        error: Option<&'a str>,
+        audit: &'a AuditRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "UPDATE outbox SET status = ?, attempts = attempts + 1, last_error = COALESCE(?, last_error), sent_at = ? WHERE id = ?",
+            )
+            .bind(status)
+            .bind(error)
+            .bind(crate::time::now_ms())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            insert_audit(&mut tx, audit).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn audit<'a>(&'a self, record: &'a AuditRecord) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            insert_audit(&mut tx, record).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn audit_of<'a>(&'a self, incident: &'a str) -> BoxFuture<'a, Result<Vec<AuditRecord>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT ts, incident_id, stage, event, detail FROM audit WHERE incident_id = ? ORDER BY id")
+                .bind(incident)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| AuditRecord { ts: r.get(0), incident_id: r.get(1), stage: r.get(2), event: r.get(3), detail: r.get(4) })
+                .collect())
+        })
+    }
+
+    fn silences(&self) -> BoxFuture<'_, Result<Vec<Silence>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT id, data FROM silences ORDER BY id").fetch_all(&self.pool).await?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|r| {
+                    let mut s: Silence = serde_json::from_str(&r.get::<String, _>(1)).ok()?;
+                    s.id = r.get(0);
+                    Some(s)
+                })
+                .collect())
+        })
+    }
+
+    fn insert_silence<'a>(&'a self, s: &'a Silence) -> BoxFuture<'a, Result<i64, StoreError>> {
+        Box::pin(async move {
+            let data = serde_json::to_string(s).unwrap_or_default();
+            if s.id > 0 {
+                sqlx::query("INSERT INTO silences (id, data) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET data = excluded.data")
+                    .bind(s.id)
+                    .bind(data)
+                    .execute(&self.pool)
+                    .await?;
+                return Ok(s.id);
+            }
+            let id =
+                sqlx::query("INSERT INTO silences (data) VALUES (?) RETURNING id").bind(data).fetch_one(&self.pool).await?.get::<i64, _>(0);
+            Ok(id)
+        })
+    }
+
     fn recent_runs<'a>(&'a self, pipeline: &'a str, limit: i64) -> BoxFuture<'a, Result<Vec<RunRecord>, StoreError>> {
         Box::pin(async move {
             let rows = sqlx::query("SELECT pipeline, version, started_at, finished_at, status, items, error, failed_stage FROM runs WHERE pipeline = ? ORDER BY id DESC LIMIT ?")
@@ -253,4 +464,31 @@ impl Store for SqliteStore {
                 .collect())
         })
     }
+}
+
+const OUTBOX_COLUMNS: &str = "id, data, status, attempts, next_attempt_at, last_error, created_at, sent_at";
+
+fn outbox_row(r: &sqlx::sqlite::SqliteRow) -> Option<OutboxRow> {
+    Some(OutboxRow {
+        id: r.get(0),
+        notification: serde_json::from_str(&r.get::<String, _>(1)).ok()?,
+        status: r.get(2),
+        attempts: u32::try_from(r.get::<i64, _>(3)).unwrap_or(0),
+        next_attempt_at: r.get(4),
+        last_error: r.get(5),
+        created_at: r.get(6),
+        sent_at: r.get(7),
+    })
+}
+
+async fn insert_audit(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, a: &AuditRecord) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO audit (ts, incident_id, stage, event, detail) VALUES (?, ?, ?, ?, ?)")
+        .bind(a.ts)
+        .bind(&a.incident_id)
+        .bind(&a.stage)
+        .bind(&a.event)
+        .bind(&a.detail)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

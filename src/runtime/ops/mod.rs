@@ -28,6 +28,9 @@ pub struct BuildEnv {
     pub webhook_queue: Option<collect::EventQueue>,
     /// The content hash of the sources, recorded with every trained model.
     pub pipeline_version: String,
+    /// Incidents, silences, channels and the outbox (a responder without a store when
+    /// nothing is sent, as in replays).
+    pub responder: std::sync::Arc<crate::respond::Responder>,
     /// Under `vigil run`: the model registry, and training on threads of its own. Without
     /// it (replay, eval) training runs inline and models live in memory.
     pub models: Option<learn::BackgroundEnv>,
@@ -217,25 +220,7 @@ pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
             p.f64("threshold").unwrap_or(0.7),
         ))),
         "threshold" => Step::Op(Box::new(predict::Threshold::new(p.f64("above"), p.f64("below"), p.dur("for").unwrap_or(0)))),
-        "log" => {
-            let option_ms = |name: &str| {
-                node.options.iter().find_map(|o| match (name, o) {
-                    ("pending_for", crate::check::StageOpt::PendingFor { ms })
-                    | ("keep_firing_for", crate::check::StageOpt::KeepFiringFor { ms }) => Some(*ms as i64),
-                    _ => None,
-                })
-            };
-            Step::Op(Box::new(respond::Log::new(
-                env.pipeline.clone(),
-                node.key.0.clone(),
-                p.cond("when")?,
-                Template::new(&p.str("dedup")).map_err(invalid)?,
-                Template::new(&p.str("message")).map_err(invalid)?,
-                option_ms("pending_for").unwrap_or(0),
-                option_ms("keep_firing_for").unwrap_or(0),
-                env.state_dir.as_ref().map(|d| d.join("outbox.jsonl")),
-            )))
-        }
+        "log" | "email" | "webhook" | "slack" | "pagerduty" | "alertmanager" | "exec" => build_respond(node, env, &p)?,
         "autoencoder" | "forecaster" | "baseline" => {
             let spec = crate::learn::Spec::from_params(node.operator, &node.params).map_err(invalid)?;
             let policy = learn::Policy::from_options(&node.options, &spec);
@@ -258,9 +243,6 @@ pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
             1000,
         ))),
         "ensemble" => Step::Op(Box::new(learn::Ensemble { mean: p.str("op") == "mean", threshold: p.f64("threshold").unwrap_or(0.99) })),
-        "email" | "webhook" | "slack" | "pagerduty" | "alertmanager" | "exec" => {
-            return Err(BuildError::NotImplemented(node.operator, "the respond issue"))
-        }
         other => return Err(invalid(format!("unknown operator `{other}`"))),
     })
 }
@@ -274,4 +256,90 @@ fn client_with_timeout(env: &BuildEnv, timeout: Option<i64>) -> Result<reqwest::
             .build()
             .map_err(|e| BuildError::Invalid(format!("cannot make an HTTP client: {e}"))),
     }
+}
+
+/// Builds a respond stage: its channel (secrets resolved now) and its policy.
+fn build_respond(node: &StageNode, env: &BuildEnv, p: &P<'_>) -> Result<Step, BuildError> {
+    use crate::respond::channels::{self, Channel, Kind};
+    let invalid = BuildError::Invalid;
+    let required = |name: &str, v: Option<String>| v.ok_or_else(|| invalid(format!("`{name}` is required")));
+    let http_url = |u: String| -> Result<String, BuildError> {
+        match reqwest::Url::parse(&u) {
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(u),
+            _ => Err(invalid(format!("`{u}` is not an http:// or https:// URL"))),
+        }
+    };
+    let mut policy = respond::Policy::from_options(&node.options);
+    let default_subject = "[vigil] {{ incident.status }}: {{ incident.key }}";
+    let (kind, subject) = match node.operator {
+        "log" => (Kind::Log { outbox: env.state_dir.as_ref().map(|d| d.join("outbox.jsonl")) }, p.str("message")),
+        "email" => {
+            let url = required("smtp", p.secret("smtp")?)?;
+            let tls = match p.str("tls").as_str() {
+                "" => "starttls".to_owned(),
+                t => t.to_owned(),
+            };
+            let from = match p.str("from").as_str() {
+                "" => "vigil@localhost".to_owned(),
+                f => f.to_owned(),
+            };
+            let smtp = channels::smtp(&url, &tls, &from, &p.strs("to"), std::time::Duration::from_secs(30)).map_err(invalid)?;
+            (Kind::Email(Box::new(smtp)), p.str("subject"))
+        }
+        "webhook" => {
+            let client = client_with_timeout(env, p.dur("timeout"))?;
+            (Kind::Webhook { url: http_url(p.str("url"))?, secret: p.secret("secret")?, client }, default_subject.to_owned())
+        }
+        "slack" => {
+            let url = required("url", p.secret("url")?)?;
+            let url = http_url(url).map_err(|_| invalid("the Slack webhook secret is not an http(s) URL".into()))?;
+            let text = match p.str("text").as_str() {
+                "" => "{{ incident.status }}: {{ incident.key }} (score {{ incident.score }})".to_owned(),
+                t => t.to_owned(),
+            };
+            (Kind::Slack { url, client: env.client.clone() }, text)
+        }
+        "pagerduty" => {
+            let routing_key = required("routing_key", p.secret("routing_key")?)?;
+            let url = http_url(p.str("url"))?;
+            (Kind::PagerDuty { routing_key, severity: p.str("severity"), url, client: env.client.clone() }, default_subject.to_owned())
+        }
+        "alertmanager" => {
+            policy.resend_ms = p.dur("resend");
+            let annotations = p
+                .map("annotations")
+                .into_iter()
+                .map(|(k, v)| Template::new(&v).map(|t| (k, t)).map_err(invalid))
+                .collect::<Result<Vec<_>, _>>()?;
+            let url = http_url(p.str("url"))?;
+            (
+                Kind::Alertmanager { url, labels: p.map("labels").into_iter().collect(), annotations, client: env.client.clone() },
+                default_subject.to_owned(),
+            )
+        }
+        "exec" => {
+            let argv = p.strs("command").iter().map(|a| Template::new(a).map_err(invalid)).collect::<Result<Vec<_>, _>>()?;
+            if argv.is_empty() {
+                return Err(invalid("`command` is empty: give the program and its arguments".into()));
+            }
+            let timeout = std::time::Duration::from_millis(p.dur("timeout").unwrap_or(30_000).max(1) as u64);
+            (Kind::Exec { argv, timeout, env: p.strs("env") }, default_subject.to_owned())
+        }
+        other => return Err(invalid(format!("`{other}` is not a respond operator"))),
+    };
+    let body = match p.str("body").as_str() {
+        "" => None,
+        b => Some(Template::new(b).map_err(invalid)?),
+    };
+    let channel = Channel { kind, subject: Template::new(&subject).map_err(invalid)?, body };
+    Ok(Step::Op(Box::new(respond::Respond::new(
+        env.pipeline.clone(),
+        node.key.0.clone(),
+        p.cond("when")?,
+        Template::new(&p.str("dedup")).map_err(invalid)?,
+        p.strs("group_by"),
+        policy,
+        channel,
+        env.responder.clone(),
+    ))))
 }

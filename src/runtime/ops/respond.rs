@@ -1,15 +1,17 @@
-//! Respond operators. This module holds `log`, which needs no server: it opens an
+//! Respond stages: every respond operator (`log`, `email`, `webhook`, `slack`,
+//! `pagerduty`, `alertmanager`, `exec`) is a [`Respond`] with its channel. It opens an
 //! incident per dedup key when items match the stage's condition (after `pending_for`),
-//! resolves it when nothing matched for `keep_firing_for`, and reports each transition on
-//! the console and in `STATE/outbox.jsonl`. The other channels (email, webhook, Slack,
-//! PagerDuty, Alertmanager, exec) come with the respond issue.
+//! resolves it when nothing matched for `keep_firing_for`, repeats while unacknowledged,
+//! honours silences and rate limits, and queues each transition's notification in the
+//! durable outbox ([`crate::respond`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::data::{Data, IncidentUpdate, IncidentsData, ScoreColumn, Timestamp};
+use crate::respond::channels::Channel;
+use crate::respond::{AuditRecord, Incident, Notification, Responder};
 use crate::runtime::cond::{Condition, Fields, Template, Val};
 use crate::runtime::{OpCtx, OpError, Operator};
 
@@ -53,64 +55,196 @@ impl Fields for ScoreItem<'_> {
 
 #[derive(Debug)]
 struct Open {
+    /// The incident, once it fires.
+    incident: Option<Incident>,
     since: Timestamp,
     last_match: Timestamp,
-    firing: bool,
     series: String,
+    labels: BTreeMap<String, String>,
     score: f64,
     value: f64,
+    repeats: u32,
+    resends: u32,
+    /// Wall-clock time of the last notification (repeats and re-sends count from it).
+    last_sent: i64,
 }
 
-/// `log(message, when, dedup, group_by)`.
-pub struct Log {
+/// Flap control and notification policy of a respond stage.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    pub pending_ms: i64,
+    pub keep_firing_ms: i64,
+    /// Repeat the notification of an unacknowledged incident this often.
+    pub repeat_ms: Option<i64>,
+    /// At most `count` notifications per `per_ms` from this stage.
+    pub rate_limit: Option<(u64, i64)>,
+    /// Re-send while firing (Alertmanager needs it to keep an alert alive).
+    pub resend_ms: Option<i64>,
+}
+
+impl Policy {
+    /// From a stage's options.
+    pub fn from_options(options: &[crate::check::StageOpt]) -> Policy {
+        use crate::check::StageOpt as O;
+        let mut p = Policy::default();
+        for o in options {
+            match *o {
+                O::PendingFor { ms } => p.pending_ms = ms as i64,
+                O::KeepFiringFor { ms } => p.keep_firing_ms = ms as i64,
+                O::Repeat { ms } => p.repeat_ms = Some(ms as i64),
+                O::RateLimit { count, per_ms } => p.rate_limit = Some((count, per_ms as i64)),
+                _ => {}
+            }
+        }
+        p
+    }
+}
+
+/// A respond stage: turns matching items into incidents (keyed by the `dedup` template,
+/// or by the `group_by` labels) and each incident transition into a notification on its
+/// channel, through the responder's durable outbox.
+pub struct Respond {
     pub pipeline: String,
     pub stage: String,
     pub when: Option<Condition>,
     pub dedup: Template,
-    pub message: Template,
-    pub pending_ms: i64,
-    pub keep_firing_ms: i64,
-    pub outbox: Option<PathBuf>,
+    pub group_by: Vec<String>,
+    pub policy: Policy,
+    responder: Arc<Responder>,
+    channel: Arc<Channel>,
     open: HashMap<String, Open>,
     /// The newest timestamp seen per series, to resolve incidents by data time.
     latest: HashMap<String, Timestamp>,
+    /// Wall-clock times of recent notifications, for the rate limit.
+    sent: VecDeque<i64>,
 }
 
-impl Log {
+impl Respond {
+    /// A respond stage; registers its channel with the responder and takes over the
+    /// stage's firing incidents (after a restart or a reload).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         pipeline: String,
         stage: String,
         when: Option<Condition>,
         dedup: Template,
-        message: Template,
-        pending_ms: i64,
-        keep_firing_ms: i64,
-        outbox: Option<PathBuf>,
-    ) -> Log {
-        Log { pipeline, stage, when, dedup, message, pending_ms, keep_firing_ms, outbox, open: HashMap::new(), latest: HashMap::new() }
+        group_by: Vec<String>,
+        policy: Policy,
+        channel: Channel,
+        responder: Arc<Responder>,
+    ) -> Respond {
+        let channel = Arc::new(channel);
+        responder.channels.write().unwrap_or_else(|e| e.into_inner()).insert(stage.clone(), channel.clone());
+        let mut open = HashMap::new();
+        for i in responder.firing_of(&stage) {
+            open.insert(
+                i.key.clone(),
+                Open {
+                    since: i.opened_at,
+                    last_match: i.updated_at,
+                    series: i.series.first().cloned().unwrap_or_default(),
+                    labels: i.labels.clone(),
+                    score: i.score,
+                    value: i.value,
+                    repeats: 0,
+                    resends: 0,
+                    last_sent: i.last_notified_at.unwrap_or(0),
+                    incident: Some(i),
+                },
+            );
+        }
+        Respond { pipeline, stage, when, dedup, group_by, policy, responder, channel, open, latest: HashMap::new(), sent: VecDeque::new() }
     }
 
-    fn report(&self, u: &IncidentUpdate) {
-        let ctx = serde_json::json!({
-            "pipeline": self.pipeline, "stage": self.stage, "series": u.series,
-            "incident": { "status": u.status, "key": u.key, "score": format!("{:.3}", u.score), "value": u.value, "series": u.series, "timestamp": crate::time::format_rfc3339(u.ts) },
-        });
-        let line = self.message.render(&ctx);
-        tracing::info!(target: "vigil::incident", pipeline = %self.pipeline, stage = %self.stage, status = %u.status, key = %u.key, "{line}");
-        if let Some(path) = &self.outbox {
-            let record =
-                serde_json::json!({ "channel": "log", "pipeline": self.pipeline, "stage": self.stage, "message": line, "update": u });
-            if let Err(e) = append_line(path, &record.to_string()) {
-                tracing::warn!(path = %path.display(), error = %e, "cannot append to the outbox");
-            }
+    fn key(&self, series: &str, labels: &[(String, String)]) -> String {
+        if self.group_by.is_empty() {
+            let map: serde_json::Map<String, serde_json::Value> = labels.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+            return self
+                .dedup
+                .render(&serde_json::json!({ "pipeline": self.pipeline, "stage": self.stage, "series": series, "labels": map }));
         }
+        let parts: Vec<String> =
+            self.group_by.iter().map(|g| format!("{g}={}", labels.iter().find(|(k, _)| k == g).map_or("", |(_, v)| v.as_str()))).collect();
+        format!("{}/{}", self.stage, parts.join(","))
+    }
+
+    /// Whether the rate limit lets one more notification through now.
+    fn allow(&mut self, now: i64) -> bool {
+        let Some((count, per)) = self.policy.rate_limit else { return true };
+        while self.sent.front().is_some_and(|&t| t <= now - per) {
+            self.sent.pop_front();
+        }
+        if self.sent.len() as u64 >= count {
+            return false;
+        }
+        self.sent.push_back(now);
+        true
     }
 }
 
-impl Operator for Log {
+/// What one tick decided, to record in one go.
+#[derive(Default)]
+struct Batch {
+    incidents: Vec<Incident>,
+    notes: Vec<Notification>,
+    audit: Vec<AuditRecord>,
+}
+
+impl Batch {
+    fn audit(&mut self, i: &Incident, event: &str, detail: String) {
+        self.audit.push(AuditRecord {
+            ts: crate::time::now_ms(),
+            incident_id: i.id.clone(),
+            stage: i.stage.clone(),
+            event: event.into(),
+            detail,
+        });
+    }
+}
+
+impl Respond {
+    /// Queues the notification of a transition, unless silenced or rate-limited.
+    fn notify(&mut self, inc: &mut Incident, transition: &str, b: &mut Batch) {
+        let now = crate::time::now_ms();
+        if inc.silenced {
+            b.audit(inc, "silenced", format!("{transition}: not sent (silenced when it opened)"));
+            return;
+        }
+        if !self.allow(now) {
+            let (count, per) = self.policy.rate_limit.unwrap_or((0, 0));
+            b.audit(inc, "rate_limited", format!("{transition}: not sent (more than {count} per {per} ms)"));
+            return;
+        }
+        let (subject, body, errors) = self.channel.render(inc, transition);
+        for e in errors {
+            tracing::warn!(stage = %self.stage, incident = %inc.id, "template failed to render: {e}");
+            b.audit(inc, "render_failed", e);
+        }
+        inc.notifications += 1;
+        inc.last_notified_at = Some(now);
+        b.notes.push(Notification {
+            dedupe: format!("{}/{}/{transition}", inc.id, self.stage),
+            incident_id: inc.id.clone(),
+            stage: self.stage.clone(),
+            channel: self.channel.kind.name().into(),
+            transition: transition.into(),
+            subject,
+            body,
+            incident: inc.clone(),
+        });
+        b.audit(inc, "queued", format!("{} {transition}", self.channel.kind.name()));
+    }
+}
+
+impl Operator for Respond {
     fn process(&mut self, inputs: &[Data], _ctx: &mut OpCtx) -> Result<Data, OpError> {
         let mut updates = Vec::new();
+        let mut b = Batch::default();
+        // Incidents resolved by hand (API, CLI) since the last tick: forget them.
+        self.open.retain(|_, o| match &o.incident {
+            Some(i) => self.responder.get(&i.id).is_none_or(|now| now.status == "firing"),
+            None => true,
+        });
         match inputs.first() {
             Some(Data::Scores(s)) => {
                 for col in &s.series {
@@ -126,67 +260,150 @@ impl Operator for Log {
                         if !matches {
                             continue;
                         }
-                        let labels: serde_json::Map<String, serde_json::Value> =
-                            col.id.labels().iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
-                        let key = self.dedup.render(
-                            &serde_json::json!({ "pipeline": self.pipeline, "stage": self.stage, "series": series, "labels": labels }),
-                        );
-                        let open = self.open.entry(key.clone()).or_insert(Open {
+                        let key = self.key(&series, col.id.labels());
+                        let labels: BTreeMap<String, String> = col.id.labels().iter().cloned().collect();
+                        let o = self.open.entry(key.clone()).or_insert_with(|| Open {
+                            incident: None,
                             since: ts,
                             last_match: ts,
-                            firing: false,
                             series: series.clone(),
+                            labels,
                             score: 0.0,
                             value: 0.0,
+                            repeats: 0,
+                            resends: 0,
+                            last_sent: 0,
                         });
-                        open.last_match = ts;
-                        open.score = col.score[i];
-                        open.value = col.value[i];
-                        if !open.firing && ts - open.since >= self.pending_ms {
-                            open.firing = true;
-                            updates.push(IncidentUpdate {
-                                key,
-                                status: "firing".into(),
-                                series: series.clone(),
-                                score: col.score[i],
-                                value: col.value[i],
-                                ts,
-                            });
+                        o.last_match = ts;
+                        o.score = col.score[i];
+                        o.value = col.value[i];
+                        if let Some(inc) = &mut o.incident {
+                            // Grouping: another series joins the incident.
+                            if !inc.series.contains(&series) {
+                                inc.series.push(series.clone());
+                                inc.updated_at = ts;
+                                let inc = inc.clone();
+                                b.audit(&inc, "grouped", format!("{series} joined"));
+                                b.incidents.push(inc);
+                            }
+                            continue;
                         }
+                        if ts - o.since < self.policy.pending_ms {
+                            continue;
+                        }
+                        let mut inc = Incident {
+                            id: Incident::id_for(&self.stage, &key, o.since),
+                            key: key.clone(),
+                            pipeline: self.pipeline.clone(),
+                            stage: self.stage.clone(),
+                            series: vec![o.series.clone()],
+                            labels: o.labels.clone(),
+                            status: "firing".into(),
+                            acknowledged: false,
+                            acknowledged_by: None,
+                            acknowledged_at: None,
+                            opened_at: o.since,
+                            updated_at: ts,
+                            resolved_at: None,
+                            resolved_by: None,
+                            score: col.score[i],
+                            value: col.value[i],
+                            silenced: false,
+                            feedback: None,
+                            feedback_note: None,
+                            notifications: 0,
+                            last_notified_at: None,
+                        };
+                        updates.push(IncidentUpdate {
+                            key,
+                            status: "firing".into(),
+                            series: series.clone(),
+                            score: inc.score,
+                            value: inc.value,
+                            ts,
+                        });
+                        b.audit(&inc, "opened", format!("{series} score {:.3} value {}", inc.score, inc.value));
+                        if let Some(sid) = self.responder.silenced_by(&inc, &series, crate::time::now_ms()) {
+                            inc.silenced = true;
+                            b.audit(&inc, "silenced", format!("by silence {sid}"));
+                        }
+                        self.notify(&mut inc, "firing", &mut b);
+                        let o = self.open.get_mut(&inc.key).expect("just inserted");
+                        o.last_sent = crate::time::now_ms();
+                        o.incident = Some(inc.clone());
+                        b.incidents.push(inc);
                     }
                 }
                 // Resolve what has not matched for `keep_firing_for`, by data time.
-                let mut resolved = Vec::new();
-                for (key, o) in &self.open {
-                    let now = self.latest.get(&o.series).copied().unwrap_or(o.last_match);
-                    if now - o.last_match > self.keep_firing_ms {
-                        resolved.push(key.clone());
-                    }
-                }
+                let mut resolved: Vec<String> = self
+                    .open
+                    .iter()
+                    .filter(|(_, o)| {
+                        self.latest.get(&o.series).copied().unwrap_or(o.last_match) - o.last_match > self.policy.keep_firing_ms
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect();
                 resolved.sort();
                 for key in resolved {
-                    if let Some(o) = self.open.remove(&key) {
-                        if o.firing {
-                            let ts = self.latest.get(&o.series).copied().unwrap_or(o.last_match);
-                            updates.push(IncidentUpdate {
-                                key,
-                                status: "resolved".into(),
-                                series: o.series,
-                                score: o.score,
-                                value: o.value,
-                                ts,
-                            });
-                        }
+                    let Some(o) = self.open.remove(&key) else { continue };
+                    let Some(mut inc) = o.incident else { continue };
+                    let ts = self.latest.get(&o.series).copied().unwrap_or(o.last_match);
+                    inc.status = "resolved".into();
+                    inc.resolved_at = Some(ts);
+                    inc.resolved_by = Some("auto".into());
+                    inc.updated_at = ts;
+                    inc.score = o.score;
+                    inc.value = o.value;
+                    if let Some(cur) = self.responder.get(&inc.id) {
+                        inc.acknowledged = cur.acknowledged;
+                        inc.acknowledged_by = cur.acknowledged_by;
+                        inc.feedback = cur.feedback;
+                        inc.feedback_note = cur.feedback_note;
                     }
+                    updates.push(IncidentUpdate {
+                        key,
+                        status: "resolved".into(),
+                        series: o.series.clone(),
+                        score: o.score,
+                        value: o.value,
+                        ts,
+                    });
+                    b.audit(&inc, "resolved", "the anomaly cleared".into());
+                    self.notify(&mut inc, "resolved", &mut b);
+                    b.incidents.push(inc);
+                }
+                // Repeats while unacknowledged, and re-sends while firing.
+                let now = crate::time::now_ms();
+                let keys: Vec<String> = self.open.keys().cloned().collect();
+                for key in keys {
+                    let (repeat, resend) = (self.policy.repeat_ms, self.policy.resend_ms);
+                    let Some(o) = self.open.get_mut(&key) else { continue };
+                    let Some(mut inc) = o.incident.clone() else { continue };
+                    let acked = self.responder.get(&inc.id).is_some_and(|c| c.acknowledged);
+                    let due = |every: Option<i64>| every.is_some_and(|e| now - o.last_sent >= e);
+                    let transition = if due(resend) {
+                        o.resends += 1;
+                        format!("resend-{}", o.resends)
+                    } else if !acked && due(repeat) {
+                        o.repeats += 1;
+                        format!("repeat-{}", o.repeats)
+                    } else {
+                        continue;
+                    };
+                    o.last_sent = now;
+                    inc.acknowledged = acked;
+                    self.notify(&mut inc, &transition, &mut b);
+                    if let Some(o) = self.open.get_mut(&key) {
+                        o.incident = Some(inc.clone());
+                    }
+                    b.incidents.push(inc);
                 }
             }
             Some(Data::Incidents(i)) => updates.extend(i.updates.iter().cloned()),
-            Some(other) => return Err(OpError::Invalid(format!("log takes Scores or Incidents, got {}", other.kind()))),
+            Some(other) => return Err(OpError::Invalid(format!("a respond stage takes Scores or Incidents, got {}", other.kind()))),
             None => return Err(OpError::Invalid("missing input".into())),
         }
-        for u in &updates {
-            self.report(u);
-        }
+        self.responder.commit(&b.incidents, &b.notes, &b.audit);
         Ok(Data::Incidents(Arc::new(IncidentsData { updates })))
     }
 }

@@ -1,0 +1,421 @@
+//! The channels a respond stage notifies through, and how each one sends.
+//!
+//! A [`Channel`] is built with its stage (secrets resolved then, never logged) and sends
+//! one [`Notification`] at a time, answering what happened: sent, worth retrying
+//! (network errors, timeouts, HTTP 5xx and 429, transient SMTP replies), or failed for
+//! good (other 4xx, permanent SMTP replies, a program that does not exist or fails).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use sha2::Sha256;
+
+use super::{Incident, Notification};
+use crate::runtime::cond::Template;
+
+/// What a send did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Delivered (with what the receiver said, for the audit trail).
+    Sent(String),
+    /// Not delivered; a later attempt may succeed.
+    Retry(String),
+    /// Not delivered, and retrying will not help.
+    Fail(String),
+}
+
+/// SMTP settings from the `smtp` secret (`smtp://user:password@host:port`).
+pub struct Smtp {
+    /// Made on first use (its connection pool needs the runtime).
+    transport: std::sync::OnceLock<AsyncSmtpTransport<Tokio1Executor>>,
+    builder: lettre::transport::smtp::AsyncSmtpTransportBuilder,
+    pub from: Mailbox,
+    pub to: Vec<Mailbox>,
+}
+
+/// How a channel delivers.
+pub enum Kind {
+    Log { outbox: Option<std::path::PathBuf> },
+    Email(Box<Smtp>),
+    Webhook { url: String, secret: Option<String>, client: reqwest::Client },
+    Slack { url: String, client: reqwest::Client },
+    PagerDuty { routing_key: String, severity: String, url: String, client: reqwest::Client },
+    Alertmanager { url: String, labels: BTreeMap<String, String>, annotations: Vec<(String, Template)>, client: reqwest::Client },
+    Exec { argv: Vec<Template>, timeout: Duration, env: Vec<String> },
+}
+
+impl Kind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::Log { .. } => "log",
+            Kind::Email(_) => "email",
+            Kind::Webhook { .. } => "webhook",
+            Kind::Slack { .. } => "slack",
+            Kind::PagerDuty { .. } => "pagerduty",
+            Kind::Alertmanager { .. } => "alertmanager",
+            Kind::Exec { .. } => "exec",
+        }
+    }
+
+    /// Channels told about acknowledgements.
+    pub fn knows_acknowledgements(&self) -> bool {
+        matches!(self, Kind::PagerDuty { .. })
+    }
+}
+
+/// A respond stage's channel: how it delivers, and its message templates.
+pub struct Channel {
+    pub kind: Kind,
+    pub subject: Template,
+    pub body: Option<Template>,
+}
+
+const DEFAULT_BODY: &str = "Incident {{ incident.key }} is {{ incident.status }}.\n\nPipeline: {{ pipeline }}\nStage: {{ stage }}\nSeries: {{ incident.series }}\nScore: {{ incident.score }}\nValue: {{ incident.value }}\nOpened: {{ incident.opened_at }}\nUpdated: {{ incident.timestamp }}\nIncident id: {{ incident.id }}\n";
+
+impl Channel {
+    /// Renders the subject (the whole message for single-text channels) and body. A
+    /// template that fails to render yields its source text plus the error, so nothing
+    /// is lost; the errors are returned for the audit trail.
+    pub fn render(&self, i: &Incident, transition: &str) -> (String, String, Vec<String>) {
+        let ctx = i.template_context(transition);
+        let mut errors = Vec::new();
+        let mut render = |t: &Template| match t.try_render(&ctx) {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(e.clone());
+                format!("{} [template error: {e}]", t.source())
+            }
+        };
+        let subject = render(&self.subject);
+        let body = match &self.body {
+            Some(b) => render(b),
+            None => Template::new(DEFAULT_BODY).map(|t| t.render(&ctx)).unwrap_or_default(),
+        };
+        (subject, body, errors)
+    }
+
+    /// What `--dry-run` prints for a notification.
+    pub fn describe(&self, n: &Notification) -> String {
+        match &self.kind {
+            Kind::Email(s) => format!(
+                "email to {}: {} ({})",
+                s.to.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                n.subject,
+                n.transition
+            ),
+            Kind::Exec { argv, .. } => {
+                let ctx = n.incident.template_context(&n.transition);
+                format!("exec {:?}", argv.iter().map(|a| a.render(&ctx)).collect::<Vec<_>>())
+            }
+            Kind::Webhook { url, .. } | Kind::Alertmanager { url, .. } | Kind::PagerDuty { url, .. } => {
+                format!("{} POST {url}: {}", self.kind.name(), self.payload(n).map(|v| v.to_string()).unwrap_or_default())
+            }
+            Kind::Slack { .. } => format!("slack: {}", n.subject),
+            Kind::Log { .. } => format!("log: {}", n.subject),
+        }
+    }
+
+    /// The JSON body of HTTP channels.
+    pub fn payload(&self, n: &Notification) -> Option<serde_json::Value> {
+        let i = &n.incident;
+        Some(match &self.kind {
+            Kind::Webhook { .. } => serde_json::json!({
+                "version": "1", "transition": n.transition, "subject": n.subject, "body": n.body, "incident": i,
+            }),
+            Kind::Slack { .. } => serde_json::json!({
+                "text": n.subject,
+                "blocks": [
+                    { "type": "section", "text": { "type": "mrkdwn", "text": format!("*{}*", n.subject) } },
+                    { "type": "section", "text": { "type": "mrkdwn", "text": format!("```{}```", n.body) } },
+                ],
+            }),
+            Kind::PagerDuty { routing_key, severity, .. } => {
+                let action = match n.transition.as_str() {
+                    "resolved" => "resolve",
+                    "acknowledged" => "acknowledge",
+                    _ => "trigger",
+                };
+                let mut v = serde_json::json!({ "routing_key": routing_key, "event_action": action, "dedup_key": i.key });
+                if action == "trigger" {
+                    v["payload"] = serde_json::json!({
+                        "summary": n.subject, "source": format!("vigil/{}", i.pipeline), "severity": severity,
+                        "timestamp": crate::time::format_rfc3339(i.updated_at),
+                        "custom_details": { "incident": i.id, "series": i.series, "score": i.score, "value": i.value, "labels": i.labels },
+                    });
+                }
+                v
+            }
+            Kind::Alertmanager { labels, annotations, .. } => {
+                let ctx = i.template_context(&n.transition);
+                let mut l: BTreeMap<String, String> = i.labels.clone();
+                l.insert("alertname".into(), "VigilIncident".into());
+                l.insert("pipeline".into(), i.pipeline.clone());
+                l.insert("stage".into(), i.stage.clone());
+                l.insert("incident".into(), i.key.clone());
+                l.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+                let mut a: BTreeMap<String, String> = annotations.iter().map(|(k, t)| (k.clone(), t.render(&ctx))).collect();
+                a.entry("summary".into()).or_insert_with(|| n.subject.clone());
+                a.entry("description".into()).or_insert_with(|| n.body.clone());
+                let mut alert = serde_json::json!({
+                    "labels": l, "annotations": a, "startsAt": crate::time::format_rfc3339(i.opened_at),
+                    "generatorURL": format!("vigil://{}/{}", i.pipeline, i.stage),
+                });
+                match i.resolved_at {
+                    Some(t) if i.status == "resolved" => alert["endsAt"] = crate::time::format_rfc3339(t).into(),
+                    // While firing: valid for a while past the next re-send.
+                    _ => alert["endsAt"] = crate::time::format_rfc3339(crate::time::now_ms() + 3_600_000).into(),
+                }
+                serde_json::json!([alert])
+            }
+            Kind::Log { .. } | Kind::Email(_) | Kind::Exec { .. } => return None,
+        })
+    }
+
+    /// Sends one notification.
+    pub async fn send(&self, n: &Notification) -> Outcome {
+        match &self.kind {
+            Kind::Log { outbox } => {
+                let i = &n.incident;
+                tracing::info!(target: "vigil::incident", pipeline = %i.pipeline, stage = %i.stage, status = %i.status, key = %i.key, "{}", n.subject);
+                if let Some(path) = outbox {
+                    let update = crate::data::IncidentUpdate {
+                        key: i.key.clone(),
+                        status: i.status.clone(),
+                        series: i.series.first().cloned().unwrap_or_default(),
+                        score: i.score,
+                        value: i.value,
+                        ts: i.updated_at,
+                    };
+                    let record = serde_json::json!({
+                        "channel": "log", "pipeline": i.pipeline, "stage": i.stage, "message": n.subject,
+                        "transition": n.transition, "incident": i.id, "update": update,
+                    });
+                    if let Err(e) = crate::runtime::ops::respond::append_line(path, &record.to_string()) {
+                        return Outcome::Retry(format!("cannot append to `{}`: {e}", path.display()));
+                    }
+                }
+                Outcome::Sent("logged".into())
+            }
+            Kind::Email(smtp) => send_email(smtp, n).await,
+            Kind::Webhook { url, secret, client } => {
+                let body = self.payload(n).unwrap_or_default().to_string();
+                let mut req = client.post(url).header("content-type", "application/json").header("x-vigil-delivery", &n.dedupe);
+                if let Some(key) = secret {
+                    req = req.header("x-vigil-signature", format!("sha256={}", sign(key.as_bytes(), body.as_bytes())));
+                }
+                http_outcome(req.body(body).send().await).await
+            }
+            Kind::Slack { url, client } | Kind::PagerDuty { url, client, .. } | Kind::Alertmanager { url, client, .. } => {
+                let target = match &self.kind {
+                    Kind::Alertmanager { .. } => format!("{}/api/v2/alerts", url.trim_end_matches('/')),
+                    _ => url.clone(),
+                };
+                let body = self.payload(n).unwrap_or_default();
+                http_outcome(client.post(&target).json(&body).send().await).await
+            }
+            Kind::Exec { argv, timeout, env } => run_exec(argv, *timeout, env, n).await,
+        }
+    }
+}
+
+/// HMAC-SHA256 of `body` under `key`, hex.
+pub fn sign(key: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(body);
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn http_outcome(r: Result<reqwest::Response, reqwest::Error>) -> Outcome {
+    match r {
+        Err(e) => Outcome::Retry(format!("request failed: {}", without_url(&e))),
+        Ok(resp) => {
+            let code = resp.status();
+            let text: String = resp.text().await.unwrap_or_default().chars().take(300).collect();
+            if code.is_success() {
+                Outcome::Sent(format!("HTTP {}", code.as_u16()))
+            } else if code.as_u16() == 429 || code.is_server_error() {
+                Outcome::Retry(format!("HTTP {}: {text}", code.as_u16()))
+            } else {
+                Outcome::Fail(format!("HTTP {}: {text}", code.as_u16()))
+            }
+        }
+    }
+}
+
+/// A reqwest error without its URL (a Slack webhook URL is a credential).
+fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "error"
+    };
+    let mut src = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = src {
+        detail = s.to_string();
+        src = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
+
+/// Parses the SMTP secret and builds the transport. Errors never contain the password.
+///
+/// # Errors
+/// When the URL, an address or the TLS settings are invalid.
+pub fn smtp(url: &str, tls: &str, from: &str, to: &[String], timeout: Duration) -> Result<Smtp, String> {
+    let u = reqwest::Url::parse(url).map_err(|e| format!("the smtp secret is not a URL ({e}); expected smtp://user:password@host:port"))?;
+    if !matches!(u.scheme(), "smtp" | "smtps") {
+        return Err(format!("the smtp secret must start with smtp:// or smtps://, not {}://", u.scheme()));
+    }
+    let host = u.host_str().ok_or("the smtp secret has no host")?.to_owned();
+    let tls = if u.scheme() == "smtps" { "tls" } else { tls };
+    let builder = match tls {
+        "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host),
+        "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(&host).map_err(|e| format!("TLS setup for {host}: {e}"))?,
+        _ => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host).map_err(|e| format!("STARTTLS setup for {host}: {e}"))?,
+    };
+    let port = u.port().unwrap_or(match tls {
+        "tls" => 465,
+        "none" => 25,
+        _ => 587,
+    });
+    let mut builder = builder.port(port).timeout(Some(timeout));
+    if !u.username().is_empty() {
+        let user = percent_decode(u.username());
+        let pass = percent_decode(u.password().unwrap_or(""));
+        builder = builder.credentials(Credentials::new(user, pass));
+    }
+    let from: Mailbox = from.parse().map_err(|e| format!("`from` is not an email address: {e}"))?;
+    let to = to
+        .iter()
+        .map(|a| a.parse::<Mailbox>().map_err(|e| format!("`{a}` is not an email address: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if to.is_empty() {
+        return Err("`to` names no recipient".into());
+    }
+    Ok(Smtp { transport: std::sync::OnceLock::new(), builder, from, to })
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The Message-ID of an incident's transition: one thread per incident.
+pub fn message_id(incident: &str, transition: &str) -> String {
+    format!("<{incident}.{transition}@vigil>")
+}
+
+async fn send_email(smtp: &Smtp, n: &Notification) -> Outcome {
+    let mut b =
+        Message::builder().from(smtp.from.clone()).subject(n.subject.clone()).message_id(Some(message_id(&n.incident_id, &n.transition)));
+    for to in &smtp.to {
+        b = b.to(to.clone());
+    }
+    if n.transition != "firing" {
+        let root = message_id(&n.incident_id, "firing");
+        b = b.in_reply_to(root.clone()).references(root);
+    }
+    let html = format!("<html><body><h3>{}</h3><pre>{}</pre></body></html>", escape_html(&n.subject), escape_html(&n.body));
+    let msg = match b.multipart(
+        MultiPart::alternative()
+            .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(n.body.clone()))
+            .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html)),
+    ) {
+        Ok(m) => m,
+        Err(e) => return Outcome::Fail(format!("cannot build the message: {e}")),
+    };
+    let transport = smtp.transport.get_or_init(|| smtp.builder.clone().build());
+    match transport.send(msg).await {
+        Ok(r) => Outcome::Sent(format!("SMTP {}", r.code())),
+        Err(e) if e.is_permanent() => Outcome::Fail(format!("SMTP: {e}")),
+        Err(e) => Outcome::Retry(format!("SMTP: {e}")),
+    }
+}
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Output kept in the audit trail, per stream.
+const EXEC_OUTPUT: usize = 4096;
+
+async fn run_exec(argv: &[Template], timeout: Duration, env: &[String], n: &Notification) -> Outcome {
+    let ctx = n.incident.template_context(&n.transition);
+    let args: Vec<String> = argv.iter().map(|a| a.render(&ctx)).collect();
+    let Some((program, rest)) = args.split_first() else { return Outcome::Fail("the command is empty".into()) };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(rest).env_clear().kill_on_drop(true).stdin(std::process::Stdio::null());
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    for name in env {
+        if let Ok(v) = std::env::var(name) {
+            cmd.env(name, v);
+        }
+    }
+    cmd.env("VIGIL_INCIDENT", &n.incident.id).env("VIGIL_TRANSITION", &n.transition).env("VIGIL_KEY", &n.incident.key);
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return Outcome::Fail(format!("cannot run `{program}`: {e}")),
+    };
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Err(_) => Outcome::Fail(format!("`{program}` did not finish within {} ms and was killed", timeout.as_millis())),
+        Ok(Err(e)) => Outcome::Fail(format!("`{program}` failed: {e}")),
+        Ok(Ok(out)) => {
+            let cut = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(EXEC_OUTPUT)]).into_owned();
+            let detail = format!(
+                "exit {}; stdout: {}; stderr: {}",
+                out.status.code().map_or("signal".into(), |c| c.to_string()),
+                cut(&out.stdout),
+                cut(&out.stderr)
+            );
+            if out.status.success() {
+                Outcome::Sent(detail)
+            } else {
+                Outcome::Fail(detail)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_matches_rfc_4231_case_2() {
+        assert_eq!(sign(b"Jefe", b"what do ya want for nothing?"), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    }
+
+    #[test]
+    fn smtp_urls_are_checked_without_echoing_passwords() {
+        let e = smtp("smtp://u:hunter2@", "none", "a@b.c", &["x@y.z".into()], Duration::from_secs(1)).err().unwrap();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(smtp("http://h", "none", "a@b.c", &["x@y.z".into()], Duration::from_secs(1)).is_err());
+        assert!(smtp("smtp://h:2525", "none", "not an address", &["x@y.z".into()], Duration::from_secs(1)).is_err());
+        assert!(smtp("smtp://u:p%40ss@h:2525", "none", "a@b.c", &["x@y.z".into()], Duration::from_secs(1)).is_ok());
+        assert_eq!(percent_decode("p%40ss"), "p@ss");
+    }
+}

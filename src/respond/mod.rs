@@ -1,0 +1,418 @@
+//! Incidents and notifications (DESIGN.md §5).
+//!
+//! - [`Incident`]: what an anomaly becomes — keyed by the respond stage's dedup key (or
+//!   its `group_by` labels), with flap control, acknowledgement, manual resolution and
+//!   operator feedback. Incidents live in the state store and survive a restart.
+//! - [`Responder`]: the engine-wide side of responding — the incident cache behind
+//!   `/api/v1/incidents`, silences, the channels of the running respond stages, and the
+//!   durable outbox: every notification is written to the store *before* it is sent, with
+//!   a key `(incident, stage, transition)` that makes enqueueing idempotent, so a tick
+//!   replayed after a crash never sends twice.
+//! - [`dispatch`]: the task that sends what the outbox holds, retrying with exponential
+//!   backoff where a retry can help (network errors, 5xx, 429, transient SMTP replies)
+//!   and recording every decision in the audit trail.
+//! - [`channels`]: email (lettre), webhook (HMAC-SHA256), Slack, PagerDuty Events v2,
+//!   Alertmanager, exec, log.
+
+pub mod channels;
+pub mod dispatch;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use sha2::{Digest, Sha256};
+
+use crate::data::Timestamp;
+use crate::store::Store;
+
+/// An incident.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Incident {
+    /// Stable: derived from the stage, the key and when it opened.
+    pub id: String,
+    pub key: String,
+    pub pipeline: String,
+    pub stage: String,
+    /// The series that opened it (and, when grouped, the others that joined).
+    pub series: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    /// `firing` or `resolved`.
+    pub status: String,
+    pub acknowledged: bool,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: Option<Timestamp>,
+    pub opened_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub resolved_at: Option<Timestamp>,
+    /// `auto` (the anomaly cleared) or `manual` (through the API).
+    pub resolved_by: Option<String>,
+    pub score: f64,
+    pub value: f64,
+    /// Whether a silence matched when it opened (nothing was sent).
+    pub silenced: bool,
+    /// Operator feedback: `true_positive` or `false_positive`, with a note.
+    pub feedback: Option<String>,
+    pub feedback_note: Option<String>,
+    /// Notifications enqueued for it.
+    pub notifications: u32,
+    pub last_notified_at: Option<Timestamp>,
+}
+
+impl Incident {
+    /// The stable id of the incident a stage opened for `key` at `opened_at`.
+    pub fn id_for(stage: &str, key: &str, opened_at: Timestamp) -> String {
+        let d = Sha256::digest(format!("{stage}\0{key}\0{opened_at}").as_bytes());
+        d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The context templates see: `incident`, `pipeline`, `stage`, `series`, `labels`.
+    pub fn template_context(&self, transition: &str) -> serde_json::Value {
+        serde_json::json!({
+            "pipeline": self.pipeline,
+            "stage": self.stage,
+            "series": self.series.first().cloned().unwrap_or_default(),
+            "labels": self.labels,
+            "transition": transition,
+            "incident": {
+                "id": self.id, "key": self.key, "status": self.status, "score": format!("{:.3}", self.score),
+                "value": self.value, "series": self.series.first().cloned().unwrap_or_default(), "all_series": self.series,
+                "labels": self.labels, "opened_at": crate::time::format_rfc3339(self.opened_at),
+                "timestamp": crate::time::format_rfc3339(self.updated_at), "acknowledged": self.acknowledged,
+                "acknowledged_by": self.acknowledged_by, "transition": transition,
+            },
+        })
+    }
+}
+
+/// A silence: while active, incidents whose labels match every matcher open without
+/// notifications. Maintenance windows are silences scheduled ahead (`starts_at`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Silence {
+    pub id: i64,
+    /// Label → value; `series`, `pipeline`, `stage` and `key` match the incident's.
+    pub matchers: BTreeMap<String, String>,
+    pub comment: String,
+    pub created_by: String,
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
+    pub created_at: Timestamp,
+}
+
+impl Silence {
+    pub fn active(&self, now: Timestamp) -> bool {
+        self.starts_at <= now && now < self.ends_at
+    }
+
+    pub fn matches(&self, i: &Incident, series: &str) -> bool {
+        self.matchers.iter().all(|(k, v)| {
+            let got = match k.as_str() {
+                "series" => Some(series),
+                "pipeline" => Some(i.pipeline.as_str()),
+                "stage" => Some(i.stage.as_str()),
+                "key" => Some(i.key.as_str()),
+                other => i.labels.get(other).map(String::as_str),
+            };
+            got == Some(v.as_str())
+        })
+    }
+}
+
+/// A notification in the outbox.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Notification {
+    /// `(incident, stage, transition)`: unique, so enqueueing twice sends once.
+    pub dedupe: String,
+    pub incident_id: String,
+    /// The respond stage whose channel sends it.
+    pub stage: String,
+    pub channel: String,
+    /// `firing`, `resolved`, `acknowledged`, `repeat-N`, `resend-N`.
+    pub transition: String,
+    /// The rendered subject / text (templates are rendered when enqueued).
+    pub subject: String,
+    pub body: String,
+    /// The incident as it was at this transition.
+    pub incident: Incident,
+}
+
+/// One outbox row.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub notification: Notification,
+    /// `pending`, `sent`, `failed`, `dry_run`.
+    pub status: String,
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub sent_at: Option<Timestamp>,
+}
+
+/// An audit record: why someone was paged — or not.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct AuditRecord {
+    pub ts: Timestamp,
+    pub incident_id: String,
+    pub stage: String,
+    /// `opened`, `grouped`, `updated`, `silenced`, `rate_limited`, `queued`, `sent`,
+    /// `failed`, `retried`, `acknowledged`, `resolved`, `feedback`, `render_failed`,
+    /// `dry_run`.
+    pub event: String,
+    pub detail: String,
+}
+
+/// Runs a store future to completion from synchronous code (an operator's `process`),
+/// on a thread of its own so that it works inside and outside the runtime.
+pub fn block_on<F: std::future::Future + Send>(handle: &tokio::runtime::Handle, f: F) -> F::Output
+where
+    F::Output: Send,
+{
+    std::thread::scope(|s| s.spawn(|| handle.block_on(f)).join().expect("store thread panicked"))
+}
+
+/// The engine-wide side of responding.
+#[derive(Default)]
+pub struct Responder {
+    store: Option<(Arc<dyn Store>, tokio::runtime::Handle)>,
+    /// Print notifications instead of sending them (`vigil run --dry-run`).
+    pub dry_run: bool,
+    /// Where `log` writes `outbox.jsonl`.
+    pub state_dir: Option<PathBuf>,
+    /// The channels of the running respond stages, by stage key.
+    pub channels: RwLock<HashMap<String, Arc<channels::Channel>>>,
+    /// Incidents: the open ones and the most recent resolved ones.
+    incidents: Mutex<BTreeMap<String, Incident>>,
+    silences: RwLock<Vec<Silence>>,
+    /// Wakes the dispatcher when something is enqueued.
+    pub wake: tokio::sync::Notify,
+}
+
+/// Resolved incidents kept in memory for the API (the store keeps them all).
+const RECENT_RESOLVED: usize = 1000;
+
+impl Responder {
+    /// A responder over a store: loads the open incidents and the silences.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub async fn open(store: Arc<dyn Store>, state_dir: Option<PathBuf>, dry_run: bool) -> Result<Responder, crate::store::StoreError> {
+        let incidents = store.incidents(None, 10_000).await?;
+        let silences = store.silences().await?;
+        let r = Responder {
+            store: Some((store, tokio::runtime::Handle::current())),
+            dry_run,
+            state_dir,
+            silences: RwLock::new(silences),
+            ..Responder::default()
+        };
+        {
+            let mut map = r.incidents.lock().unwrap_or_else(|e| e.into_inner());
+            for i in incidents {
+                map.insert(i.id.clone(), i);
+            }
+        }
+        Ok(r)
+    }
+
+    pub fn store(&self) -> Option<&Arc<dyn Store>> {
+        self.store.as_ref().map(|(s, _)| s)
+    }
+
+    /// The incidents, newest first.
+    pub fn list(&self) -> Vec<Incident> {
+        let map = self.incidents.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<Incident> = map.values().cloned().collect();
+        v.sort_by(|a, b| b.opened_at.cmp(&a.opened_at).then_with(|| a.id.cmp(&b.id)));
+        v
+    }
+
+    pub fn get(&self, id: &str) -> Option<Incident> {
+        self.incidents.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+    }
+
+    /// The firing incidents of a stage (a restarted respond stage takes them over).
+    pub fn firing_of(&self, stage: &str) -> Vec<Incident> {
+        self.incidents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|i| i.stage == stage && i.status == "firing")
+            .cloned()
+            .collect()
+    }
+
+    /// The active silence matching an incident opened by `series`, if any.
+    pub fn silenced_by(&self, i: &Incident, series: &str, now: Timestamp) -> Option<i64> {
+        self.silences.read().unwrap_or_else(|e| e.into_inner()).iter().find(|s| s.active(now) && s.matches(i, series)).map(|s| s.id)
+    }
+
+    pub fn silences(&self) -> Vec<Silence> {
+        self.silences.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records incidents, notifications and audit records in the store (one
+    /// transaction), then updates the cache and wakes the dispatcher. Without a store
+    /// only the cache changes.
+    pub fn commit(&self, incidents: &[Incident], notifications: &[Notification], audit: &[AuditRecord]) {
+        if incidents.is_empty() && notifications.is_empty() && audit.is_empty() {
+            return;
+        }
+        if let Some((store, handle)) = &self.store {
+            if let Err(e) = block_on(handle, store.record_respond(incidents, notifications, audit)) {
+                tracing::error!(error = %e, "cannot record incidents and notifications in the state store");
+            }
+        }
+        {
+            let mut map = self.incidents.lock().unwrap_or_else(|e| e.into_inner());
+            for i in incidents {
+                map.insert(i.id.clone(), i.clone());
+            }
+            let resolved: Vec<(Timestamp, String)> =
+                map.values().filter(|i| i.status == "resolved").map(|i| (i.resolved_at.unwrap_or(i.updated_at), i.id.clone())).collect();
+            if resolved.len() > RECENT_RESOLVED {
+                let mut resolved = resolved;
+                resolved.sort();
+                for (_, id) in &resolved[..resolved.len() - RECENT_RESOLVED] {
+                    map.remove(id);
+                }
+            }
+        }
+        if !notifications.is_empty() {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Acknowledges an incident (API, CLI): channels that know acknowledgements
+    /// (PagerDuty) are told; repeats stop.
+    pub async fn acknowledge(&self, id: &str, by: &str) -> Result<Incident, String> {
+        let mut i = self.get(id).ok_or_else(|| format!("no incident `{id}`"))?;
+        if i.status != "firing" {
+            return Err(format!("incident `{id}` is {}", i.status));
+        }
+        let now = crate::time::now_ms();
+        i.acknowledged = true;
+        i.acknowledged_by = Some(by.to_owned());
+        i.acknowledged_at = Some(now);
+        i.updated_at = now;
+        let notes = self.notifications_for(&i, "acknowledged", |c| c.kind.knows_acknowledgements());
+        let audit = [AuditRecord {
+            ts: now,
+            incident_id: i.id.clone(),
+            stage: i.stage.clone(),
+            event: "acknowledged".into(),
+            detail: format!("by {by}"),
+        }];
+        self.commit_async(std::slice::from_ref(&i), &notes, &audit).await?;
+        Ok(i)
+    }
+
+    /// Resolves an incident by hand: every channel is told.
+    pub async fn resolve(&self, id: &str, by: &str) -> Result<Incident, String> {
+        let mut i = self.get(id).ok_or_else(|| format!("no incident `{id}`"))?;
+        if i.status != "firing" {
+            return Err(format!("incident `{id}` is {} already", i.status));
+        }
+        let now = crate::time::now_ms();
+        i.status = "resolved".into();
+        i.resolved_at = Some(now);
+        i.resolved_by = Some("manual".into());
+        i.updated_at = now;
+        let notes = if i.silenced { Vec::new() } else { self.notifications_for(&i, "resolved", |_| true) };
+        let audit = [AuditRecord {
+            ts: now,
+            incident_id: i.id.clone(),
+            stage: i.stage.clone(),
+            event: "resolved".into(),
+            detail: format!("by {by}"),
+        }];
+        self.commit_async(std::slice::from_ref(&i), &notes, &audit).await?;
+        Ok(i)
+    }
+
+    /// Stores operator feedback: `true_positive` or `false_positive`.
+    pub async fn feedback(&self, id: &str, verdict: &str, note: Option<String>) -> Result<Incident, String> {
+        if !matches!(verdict, "true_positive" | "false_positive") {
+            return Err(format!("the verdict must be `true_positive` or `false_positive`, not `{verdict}`"));
+        }
+        let mut i = self.get(id).ok_or_else(|| format!("no incident `{id}`"))?;
+        i.feedback = Some(verdict.to_owned());
+        i.feedback_note = note;
+        let audit = [AuditRecord {
+            ts: crate::time::now_ms(),
+            incident_id: i.id.clone(),
+            stage: i.stage.clone(),
+            event: "feedback".into(),
+            detail: verdict.to_owned(),
+        }];
+        self.commit_async(std::slice::from_ref(&i), &[], &audit).await?;
+        Ok(i)
+    }
+
+    /// Adds a silence.
+    pub async fn add_silence(&self, mut s: Silence) -> Result<Silence, String> {
+        if s.matchers.is_empty() {
+            return Err("a silence needs at least one matcher (label=value)".into());
+        }
+        if s.ends_at <= s.starts_at {
+            return Err("a silence must end after it starts".into());
+        }
+        s.created_at = crate::time::now_ms();
+        if let Some((store, _)) = &self.store {
+            s.id = store.insert_silence(&s).await.map_err(|e| e.to_string())?;
+        } else {
+            s.id = self.silences().iter().map(|s| s.id).max().unwrap_or(0) + 1;
+        }
+        self.silences.write().unwrap_or_else(|e| e.into_inner()).push(s.clone());
+        Ok(s)
+    }
+
+    /// Ends a silence now.
+    pub async fn expire_silence(&self, id: i64) -> Result<Silence, String> {
+        let now = crate::time::now_ms();
+        let mut s = self.silences().into_iter().find(|s| s.id == id).ok_or_else(|| format!("no silence {id}"))?;
+        s.ends_at = s.ends_at.min(now);
+        if let Some((store, _)) = &self.store {
+            store.insert_silence(&s).await.map_err(|e| e.to_string())?;
+        }
+        for x in self.silences.write().unwrap_or_else(|e| e.into_inner()).iter_mut() {
+            if x.id == id {
+                x.ends_at = s.ends_at;
+            }
+        }
+        Ok(s)
+    }
+
+    async fn commit_async(&self, incidents: &[Incident], notes: &[Notification], audit: &[AuditRecord]) -> Result<(), String> {
+        if let Some((store, _)) = &self.store {
+            store.record_respond(incidents, notes, audit).await.map_err(|e| e.to_string())?;
+        }
+        let mut map = self.incidents.lock().unwrap_or_else(|e| e.into_inner());
+        for i in incidents {
+            map.insert(i.id.clone(), i.clone());
+        }
+        drop(map);
+        if !notes.is_empty() {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The notification of a transition for the channel of the incident's stage.
+    fn notifications_for(&self, i: &Incident, transition: &str, want: impl Fn(&channels::Channel) -> bool) -> Vec<Notification> {
+        let channels = self.channels.read().unwrap_or_else(|e| e.into_inner());
+        let Some(c) = channels.get(&i.stage).filter(|c| want(c)) else { return Vec::new() };
+        let (subject, body, _) = c.render(i, transition);
+        vec![Notification {
+            dedupe: format!("{}/{}/{transition}", i.id, i.stage),
+            incident_id: i.id.clone(),
+            stage: i.stage.clone(),
+            channel: c.kind.name().into(),
+            transition: transition.into(),
+            subject,
+            body,
+            incident: i.clone(),
+        }]
+    }
+}
