@@ -270,6 +270,7 @@ pub(crate) fn check_template(cx: &mut Cx, scope: &mut Scope, mi: usize, t: &ast:
         });
     }
     mark_fallbacks_used(&stages, &mut used);
+    b.check_escalations(&stages, &local);
     b.warn_unused(&stages, &used);
     for p in &t.params {
         let n = p.name.node.as_str();
@@ -382,15 +383,40 @@ pub(crate) fn check_pipeline(
             }
         }
     }
+    b.check_escalations(&stages, &local);
     b.warn_unused(&stages, &used);
     super::CheckedPipeline { name: p.name.clone(), doc: p.doc.clone(), source: p.span.source, triggers, stages, span: p.span }
 }
 
-/// A stage named as another's `fallback` is used.
+impl Body<'_, '_, '_> {
+    /// An escalation names another respond stage of the same pipeline (or template).
+    fn check_escalations(&mut self, stages: &[super::CheckedStage], local: &Local<'_>) {
+        for (i, s) in stages.iter().enumerate() {
+            for (opt, span) in &s.options {
+                let options::StageOpt::Escalate { to, .. } = opt else { continue };
+                let d = match local.stages.get(to.as_str()) {
+                    Some((j, _)) if *j == i => Diagnostic::error(Code::E0314, *span, format!("`{to}` escalates to itself"))
+                        .with_label("escalation needs another stage")
+                        .with_help("name another respond stage of this pipeline, such as a manager's pager"),
+                    Some((j, _)) if stages.get(*j).is_some_and(|t| t.kind == StageKind::Respond) => continue,
+                    Some(_) => Diagnostic::error(Code::E0314, *span, format!("the escalation target `{to}` is not a respond stage"))
+                        .with_label("escalations are sent through a respond stage's channel")
+                        .with_help("name a respond stage of this pipeline"),
+                    None => Diagnostic::error(Code::E0202, *span, format!("unknown stage `{to}`"))
+                        .with_label("no stage of this name in the pipeline")
+                        .with_help(suggest(to, local.names()).unwrap_or_else(|| "name a respond stage of this pipeline".into())),
+                };
+                self.cx.diags.push(d);
+            }
+        }
+    }
+}
+
+/// A stage named as another's `fallback` or escalation target is used.
 fn mark_fallbacks_used(stages: &[super::CheckedStage], used: &mut HashSet<String>) {
     for s in stages {
         for (opt, _) in &s.options {
-            if let options::StageOpt::Fallback { stage } = opt {
+            if let options::StageOpt::Fallback { stage } | options::StageOpt::Escalate { to: stage, .. } = opt {
                 used.insert(stage.clone());
             }
         }
@@ -411,27 +437,17 @@ impl Body<'_, '_, '_> {
                 }
                 Some(super::Trigger::Every { ms: d.node.millis })
             }
-            ast::TriggerKind::Cron(s) => {
-                let fields = s.value.split_whitespace().count();
-                let parsed = if fields == 5 {
-                    croner::parser::CronParser::new().parse(&s.value).err().map(|e| e.to_string())
-                } else {
-                    Some(format!("{fields} fields"))
-                };
-                match parsed {
-                    None => Some(super::Trigger::Cron { schedule: s.value.clone() }),
-                    Some(why) => {
-                        self.cx.diags.push(
-                            Diagnostic::error(Code::E0310, s.span, "invalid cron expression")
-                                .with_label(format!("not a five-field schedule: {why}"))
-                                .with_help(
-                                    "write minute, hour, day of month, month and day of week, for example `cron \"*/5 * * * *\"` (UTC)",
-                                ),
-                        );
-                        None
-                    }
+            ast::TriggerKind::Cron(s) => match options::cron_error(&s.value) {
+                None => Some(super::Trigger::Cron { schedule: s.value.clone() }),
+                Some(why) => {
+                    self.cx.diags.push(
+                        Diagnostic::error(Code::E0310, s.span, "invalid cron expression")
+                            .with_label(format!("not a five-field schedule: {why}"))
+                            .with_help("write minute, hour, day of month, month and day of week, for example `cron \"*/5 * * * *\"` (UTC)"),
+                    );
+                    None
                 }
-            }
+            },
             ast::TriggerKind::On { source, path } => {
                 if source.node != "webhook" {
                     self.cx.diags.push(

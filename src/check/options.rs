@@ -31,6 +31,12 @@ pub enum StageOpt {
     Repeat { ms: u64 },
     /// At most `count` notifications per `per_ms`.
     RateLimit { count: u64, per_ms: u64 },
+    /// Tell another respond stage of the pipeline when an incident is still firing and
+    /// unacknowledged `after_ms` after it opened.
+    Escalate { after_ms: u64, to: String },
+    /// A maintenance window: from each time the five-field cron `schedule` (UTC) names, for
+    /// `ms`, incidents open silenced. May be given more than once.
+    Maintenance { schedule: String, ms: u64 },
 }
 
 impl StageOpt {
@@ -47,29 +53,58 @@ impl StageOpt {
             StageOpt::KeepFiringFor { .. } => "keep_firing_for",
             StageOpt::Repeat { .. } => "repeat",
             StageOpt::RateLimit { .. } => "rate_limit",
+            StageOpt::Escalate { .. } => "escalate",
+            StageOpt::Maintenance { .. } => "maintenance",
         }
     }
 }
 
-/// The options, their forms, and the kinds they belong to (empty: every kind).
-pub const OPTIONS: &[(&str, &str, &[StageKind])] = &[
-    ("retry", "retry 3 backoff 1s", &[]),
-    ("timeout", "timeout 10s", &[]),
-    ("retrain", "retrain every 6h | retrain every 5000 samples", &[StageKind::Train]),
-    ("min_samples", "min_samples 2000", &[StageKind::Train]),
-    ("warm_start", "warm_start true", &[StageKind::Train]),
-    ("fallback", "fallback: other_stage", &[StageKind::Predict]),
-    ("pending_for", "pending_for 2m", &[StageKind::Respond]),
-    ("keep_firing_for", "keep_firing_for 5m", &[StageKind::Respond]),
-    ("repeat", "repeat every 4h", &[StageKind::Respond]),
-    ("rate_limit", "rate_limit 10 per 1h", &[StageKind::Respond]),
+/// The options, their forms, the kinds they belong to (empty: every kind), and what they
+/// do.
+pub const OPTIONS: &[(&str, &str, &[StageKind], &str)] = &[
+    ("retry", "retry 3 backoff 1s", &[], "Retry a failed run this many more times, waiting `backoff` (doubling each time; default 1s) in between."),
+    ("timeout", "timeout 10s", &[], "Fail a run that takes longer than this."),
+    ("retrain", "retrain every 6h | retrain every 5000 samples", &[StageKind::Train], "Train a new model version after this much time or this many new samples."),
+    ("min_samples", "min_samples 2000", &[StageKind::Train], "Train the first model only once a series has this many samples (default 500)."),
+    ("warm_start", "warm_start true", &[StageKind::Train], "Start each retraining from the previous version's weights."),
+    ("fallback", "fallback: other_stage", &[StageKind::Predict], "Until a series has a model, score it with this predict stage of the same pipeline."),
+    ("pending_for", "pending_for 2m", &[StageKind::Respond], "Open an incident only once the condition has held this long (flap control)."),
+    ("keep_firing_for", "keep_firing_for 5m", &[StageKind::Respond], "Keep an incident firing this long after the condition stopped holding."),
+    ("repeat", "repeat every 4h", &[StageKind::Respond], "Repeat the notification of a firing, unacknowledged incident this often."),
+    ("rate_limit", "rate_limit 10 per 1h", &[StageKind::Respond], "Send at most this many notifications per period from this stage; the rest are held back and audited as `rate_limited`."),
+    (
+        "escalate",
+        "escalate after 30m to \"other_respond_stage\"",
+        &[StageKind::Respond],
+        "When an incident is still firing and unacknowledged this long after it opened, notify it once more through another respond stage of the pipeline (a manager's pager, say).",
+    ),
+    (
+        "maintenance",
+        "maintenance \"0 2 * * SAT\" for 2h",
+        &[StageKind::Respond],
+        "A maintenance window: from every time the cron schedule (five fields, UTC) names, for the given length, incidents open silenced (recorded, audited, not sent). May be given more than once.",
+    ),
 ];
+
+/// The stage options as a Markdown table (for `docs/operators.md`).
+pub fn options_markdown() -> String {
+    let mut s = String::from("| option | form | stages | what it does |\n|---|---|---|---|\n");
+    for (name, form, kinds, doc) in OPTIONS {
+        let kinds = if kinds.is_empty() { "all".to_owned() } else { kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ") };
+        s.push_str(&format!("| `{name}` | `{}` | {kinds} | {doc} |\n", form.replace('|', "\\|")));
+    }
+    s
+}
+
+/// Options that may be given more than once.
+const REPEATABLE: &[&str] = &["maintenance"];
 
 enum W<'a> {
     Kw(&'a str),
     Int(i64),
     Dur(u64),
     Bool(bool),
+    Str(&'a str),
     Other,
 }
 
@@ -79,16 +114,16 @@ pub fn check_options(opts: &[StageOption], kind: StageKind, diags: &mut Vec<Diag
     let mut seen: Vec<(&str, crate::source::Span)> = Vec::new();
     for o in opts {
         let name = o.name.node.as_str();
-        let Some((_, form, kinds)) = OPTIONS.iter().find(|(n, _, _)| *n == name) else {
+        let Some((_, form, kinds, _)) = OPTIONS.iter().find(|(n, _, _, _)| *n == name) else {
             let mut d = Diagnostic::error(Code::E0313, o.name.span, format!("unknown stage option `{name}`")).with_label("not an option");
             d = d.with_help(
-                suggest(name, OPTIONS.iter().map(|(n, _, _)| *n))
-                    .unwrap_or_else(|| format!("options: {}", OPTIONS.iter().map(|(n, _, _)| *n).collect::<Vec<_>>().join(", "))),
+                suggest(name, OPTIONS.iter().map(|(n, _, _, _)| *n))
+                    .unwrap_or_else(|| format!("options: {}", OPTIONS.iter().map(|(n, _, _, _)| *n).collect::<Vec<_>>().join(", "))),
             );
             diags.push(d);
             continue;
         };
-        if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
+        if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name && !REPEATABLE.contains(n)) {
             diags.push(
                 Diagnostic::error(Code::E0316, o.name.span, format!("option `{name}` given twice"))
                     .with_label("set again here")
@@ -126,6 +161,7 @@ pub fn check_options(opts: &[StageOption], kind: StageKind, diags: &mut Vec<Diag
                             ExprKind::Int(i) => W::Int(*i),
                             ExprKind::Duration(d) => W::Dur(d.millis),
                             ExprKind::Bool(b) => W::Bool(*b),
+                            ExprKind::Str(st) => W::Str(st.value.as_str()),
                             _ => W::Other,
                         },
                     })
@@ -149,6 +185,20 @@ pub fn check_options(opts: &[StageOption], kind: StageKind, diags: &mut Vec<Diag
                     ("rate_limit", [W::Int(n), W::Kw("per"), W::Dur(d)]) if *d > 0 => {
                         count(*n).map(|count| StageOpt::RateLimit { count, per_ms: *d })
                     }
+                    ("escalate", [W::Kw("after"), W::Dur(d), W::Kw("to"), W::Str(to)]) if !to.is_empty() => {
+                        Some(StageOpt::Escalate { after_ms: *d, to: (*to).to_owned() })
+                    }
+                    ("maintenance", [W::Str(schedule), W::Kw("for"), W::Dur(d)]) if *d > 0 => match cron_error(schedule) {
+                        None => Some(StageOpt::Maintenance { schedule: (*schedule).to_owned(), ms: *d }),
+                        Some(why) => {
+                            diags.push(
+                                Diagnostic::error(Code::E0310, o.span, "invalid cron expression in a maintenance window")
+                                    .with_label(format!("not a five-field schedule: {why}"))
+                                    .with_help("write minute, hour, day of month, month and day of week (UTC), for example `maintenance \"0 2 * * SAT\" for 2h`"),
+                            );
+                            continue;
+                        }
+                    },
                     _ => None,
                 }
             }
@@ -159,4 +209,13 @@ pub fn check_options(opts: &[StageOption], kind: StageKind, diags: &mut Vec<Diag
         }
     }
     out
+}
+
+/// Why a five-field cron schedule is invalid, or None.
+pub fn cron_error(schedule: &str) -> Option<String> {
+    let fields = schedule.split_whitespace().count();
+    if fields != 5 {
+        return Some(format!("{fields} fields"));
+    }
+    croner::parser::CronParser::new().parse(schedule).err().map(|e| e.to_string())
 }

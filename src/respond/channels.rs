@@ -165,7 +165,8 @@ impl Channel {
                     "generatorURL": format!("vigil://{}/{}", i.pipeline, i.stage),
                 });
                 match i.resolved_at {
-                    Some(t) if i.status == "resolved" => alert["endsAt"] = crate::time::format_rfc3339(t).into(),
+                    // Resolved: ended now (or when the data said, if earlier).
+                    Some(t) if i.status == "resolved" => alert["endsAt"] = crate::time::format_rfc3339(t.min(crate::time::now_ms())).into(),
                     // While firing: valid for a while past the next re-send.
                     _ => alert["endsAt"] = crate::time::format_rfc3339(crate::time::now_ms() + 3_600_000).into(),
                 }

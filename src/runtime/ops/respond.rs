@@ -67,6 +67,9 @@ struct Open {
     resends: u32,
     /// Wall-clock time of the last notification (repeats and re-sends count from it).
     last_sent: i64,
+    /// Wall-clock time it opened (escalation counts from it), and whether it escalated.
+    opened_wall: i64,
+    escalated: bool,
 }
 
 /// Flap control and notification policy of a respond stage.
@@ -80,6 +83,12 @@ pub struct Policy {
     pub rate_limit: Option<(u64, i64)>,
     /// Re-send while firing (Alertmanager needs it to keep an alert alive).
     pub resend_ms: Option<i64>,
+    /// Tell another respond stage (by name) when an incident is still unacknowledged
+    /// this long after it opened.
+    pub escalate: Option<(i64, String)>,
+    /// Maintenance windows: a cron schedule (UTC) and a length; incidents opened inside
+    /// one are silenced.
+    pub maintenance: Vec<(croner::Cron, i64, String)>,
 }
 
 impl Policy {
@@ -93,10 +102,26 @@ impl Policy {
                 O::KeepFiringFor { ms } => p.keep_firing_ms = ms as i64,
                 O::Repeat { ms } => p.repeat_ms = Some(ms as i64),
                 O::RateLimit { count, per_ms } => p.rate_limit = Some((count, per_ms as i64)),
+                O::Escalate { after_ms, ref to } => p.escalate = Some((after_ms as i64, to.clone())),
+                O::Maintenance { ref schedule, ms } => match croner::parser::CronParser::new().parse(schedule) {
+                    Ok(cron) => p.maintenance.push((cron, ms as i64, schedule.clone())),
+                    Err(e) => tracing::error!("maintenance window `{schedule}` ignored: {e}"),
+                },
                 _ => {}
             }
         }
         p
+    }
+
+    /// The maintenance window `now` (ms since the epoch) falls in, if any: a window
+    /// `[t, t + length)` holds `now` exactly when the schedule's first time after
+    /// `now - length` is not later than `now`.
+    pub fn in_maintenance(&self, now: i64) -> Option<&str> {
+        let at = |ms: i64| chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms);
+        self.maintenance.iter().find_map(|(cron, len, text)| {
+            let next = cron.find_next_occurrence(&at(now - len)?, false).ok()?;
+            (next.timestamp_millis() <= now).then_some(text.as_str())
+        })
     }
 }
 
@@ -113,8 +138,6 @@ pub struct Respond {
     responder: Arc<Responder>,
     channel: Arc<Channel>,
     open: HashMap<String, Open>,
-    /// The newest timestamp seen per series, to resolve incidents by data time.
-    latest: HashMap<String, Timestamp>,
     /// Wall-clock times of recent notifications, for the rate limit.
     sent: VecDeque<i64>,
 }
@@ -149,11 +172,13 @@ impl Respond {
                     repeats: 0,
                     resends: 0,
                     last_sent: i.last_notified_at.unwrap_or(0),
+                    opened_wall: i.opened_at.min(crate::time::now_ms()),
+                    escalated: false,
                     incident: Some(i),
                 },
             );
         }
-        Respond { pipeline, stage, when, dedup, group_by, policy, responder, channel, open, latest: HashMap::new(), sent: VecDeque::new() }
+        Respond { pipeline, stage, when, dedup, group_by, policy, responder, channel, open, sent: VecDeque::new() }
     }
 
     fn key(&self, series: &str, labels: &[(String, String)]) -> String {
@@ -236,6 +261,66 @@ impl Respond {
     }
 }
 
+impl Respond {
+    /// Resolves the incident of `key` at data time `ts` (or forgets it while pending).
+    fn resolve(&mut self, key: &str, ts: Timestamp, updates: &mut Vec<IncidentUpdate>, b: &mut Batch) {
+        let Some(o) = self.open.remove(key) else { return };
+        let Some(mut inc) = o.incident else { return };
+        inc.status = "resolved".into();
+        inc.resolved_at = Some(ts);
+        inc.resolved_by = Some("auto".into());
+        inc.updated_at = ts;
+        inc.score = o.score;
+        inc.value = o.value;
+        if let Some(cur) = self.responder.get(&inc.id) {
+            inc.acknowledged = cur.acknowledged;
+            inc.acknowledged_by = cur.acknowledged_by;
+            inc.feedback = cur.feedback;
+            inc.feedback_note = cur.feedback_note;
+        }
+        updates.push(IncidentUpdate {
+            key: key.to_owned(),
+            status: "resolved".into(),
+            series: o.series,
+            score: o.score,
+            value: o.value,
+            ts,
+        });
+        b.audit(&inc, "resolved", "the anomaly cleared".into());
+        self.notify(&mut inc, "resolved", b);
+        b.incidents.push(inc);
+    }
+
+    /// Queues an escalation: the incident's notification on the channel of the respond
+    /// stage `to` (a sibling of this stage), once per incident.
+    fn escalate(&mut self, inc: &Incident, to: &str, b: &mut Batch) {
+        let target = match self.stage.rsplit_once('.') {
+            Some((parent, _)) => format!("{parent}.{to}"),
+            None => to.to_owned(),
+        };
+        let channel = self.responder.channels.read().unwrap_or_else(|e| e.into_inner()).get(&target).cloned();
+        let Some(channel) = channel else {
+            b.audit(inc, "failed", format!("escalation: no running respond stage `{target}`"));
+            return;
+        };
+        let (subject, body, errors) = channel.render(inc, "escalated");
+        for e in errors {
+            b.audit(inc, "render_failed", e);
+        }
+        b.notes.push(Notification {
+            dedupe: format!("{}/{target}/escalated", inc.id),
+            incident_id: inc.id.clone(),
+            stage: target.clone(),
+            channel: channel.kind.name().into(),
+            transition: "escalated".into(),
+            subject,
+            body,
+            incident: inc.clone(),
+        });
+        b.audit(inc, "escalated", format!("unacknowledged: queued on {target} ({})", channel.kind.name()));
+    }
+}
+
 impl Operator for Respond {
     fn process(&mut self, inputs: &[Data], _ctx: &mut OpCtx) -> Result<Data, OpError> {
         let mut updates = Vec::new();
@@ -247,129 +332,124 @@ impl Operator for Respond {
         });
         match inputs.first() {
             Some(Data::Scores(s)) => {
-                for col in &s.series {
-                    let series = col.id.to_string();
-                    for i in 0..col.len() {
-                        let item = ScoreItem { col, i, series: &series };
-                        let matches = match &self.when {
-                            Some(c) => c.holds(&item),
-                            None => col.anomalous[i],
-                        };
-                        let ts = col.ts[i];
-                        self.latest.insert(series.clone(), ts);
-                        if !matches {
-                            continue;
-                        }
-                        let key = self.key(&series, col.id.labels());
-                        let labels: BTreeMap<String, String> = col.id.labels().iter().cloned().collect();
-                        let o = self.open.entry(key.clone()).or_insert_with(|| Open {
-                            incident: None,
-                            since: ts,
-                            last_match: ts,
-                            series: series.clone(),
-                            labels,
-                            score: 0.0,
-                            value: 0.0,
-                            repeats: 0,
-                            resends: 0,
-                            last_sent: 0,
-                        });
-                        o.last_match = ts;
-                        o.score = col.score[i];
-                        o.value = col.value[i];
-                        if let Some(inc) = &mut o.incident {
-                            // Grouping: another series joins the incident.
-                            if !inc.series.contains(&series) {
-                                inc.series.push(series.clone());
-                                inc.updated_at = ts;
-                                let inc = inc.clone();
-                                b.audit(&inc, "grouped", format!("{series} joined"));
-                                b.incidents.push(inc);
-                            }
-                            continue;
-                        }
-                        if ts - o.since < self.policy.pending_ms {
-                            continue;
-                        }
-                        let mut inc = Incident {
-                            id: Incident::id_for(&self.stage, &key, o.since),
-                            key: key.clone(),
-                            pipeline: self.pipeline.clone(),
-                            stage: self.stage.clone(),
-                            series: vec![o.series.clone()],
-                            labels: o.labels.clone(),
-                            status: "firing".into(),
-                            acknowledged: false,
-                            acknowledged_by: None,
-                            acknowledged_at: None,
-                            opened_at: o.since,
-                            updated_at: ts,
-                            resolved_at: None,
-                            resolved_by: None,
-                            score: col.score[i],
-                            value: col.value[i],
-                            silenced: false,
-                            feedback: None,
-                            feedback_note: None,
-                            notifications: 0,
-                            last_notified_at: None,
-                        };
-                        updates.push(IncidentUpdate {
-                            key,
-                            status: "firing".into(),
-                            series: series.clone(),
-                            score: inc.score,
-                            value: inc.value,
-                            ts,
-                        });
-                        b.audit(&inc, "opened", format!("{series} score {:.3} value {}", inc.score, inc.value));
-                        if let Some(sid) = self.responder.silenced_by(&inc, &series, crate::time::now_ms()) {
-                            inc.silenced = true;
-                            b.audit(&inc, "silenced", format!("by silence {sid}"));
-                        }
-                        self.notify(&mut inc, "firing", &mut b);
-                        let o = self.open.get_mut(&inc.key).expect("just inserted");
-                        o.last_sent = crate::time::now_ms();
-                        o.incident = Some(inc.clone());
-                        b.incidents.push(inc);
-                    }
-                }
-                // Resolve what has not matched for `keep_firing_for`, by data time.
-                let mut resolved: Vec<String> = self
-                    .open
+                // Each column's series name and incident key, and every item in time order
+                // across the columns (a group's series interleave): an incident resolves
+                // at the first item past `keep_firing_for`, before later items can match.
+                let cols: Vec<(&ScoreColumn, String, String)> = s
+                    .series
                     .iter()
-                    .filter(|(_, o)| {
-                        self.latest.get(&o.series).copied().unwrap_or(o.last_match) - o.last_match > self.policy.keep_firing_ms
+                    .map(|c| {
+                        let series = c.id.to_string();
+                        let key = self.key(&series, c.id.labels());
+                        (c, series, key)
                     })
-                    .map(|(k, _)| k.clone())
                     .collect();
-                resolved.sort();
-                for key in resolved {
-                    let Some(o) = self.open.remove(&key) else { continue };
-                    let Some(mut inc) = o.incident else { continue };
-                    let ts = self.latest.get(&o.series).copied().unwrap_or(o.last_match);
-                    inc.status = "resolved".into();
-                    inc.resolved_at = Some(ts);
-                    inc.resolved_by = Some("auto".into());
-                    inc.updated_at = ts;
-                    inc.score = o.score;
-                    inc.value = o.value;
-                    if let Some(cur) = self.responder.get(&inc.id) {
-                        inc.acknowledged = cur.acknowledged;
-                        inc.acknowledged_by = cur.acknowledged_by;
-                        inc.feedback = cur.feedback;
-                        inc.feedback_note = cur.feedback_note;
+                let when = &self.when;
+                let mut order: Vec<(Timestamp, bool, usize, usize)> = cols
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(c, (col, series, _))| {
+                        (0..col.len()).map(move |i| {
+                            let matches = match when {
+                                Some(cond) => cond.holds(&ScoreItem { col, i, series }),
+                                None => col.anomalous[i],
+                            };
+                            (col.ts[i], !matches, c, i)
+                        })
+                    })
+                    .collect();
+                // At one timestamp, a group's matching items come first, so that one
+                // series' quiet sample does not resolve what another still shows.
+                if cols.len() > 1 {
+                    order.sort_by_key(|&(t, quiet, c, _)| (t, quiet, c));
+                }
+                for (ts, quiet, c, i) in order {
+                    let (col, series, key) = (cols[c].0, &cols[c].1, &cols[c].2);
+                    if quiet {
+                        if self.open.get(key).is_some_and(|o| ts - o.last_match > self.policy.keep_firing_ms) {
+                            self.resolve(key, ts, &mut updates, &mut b);
+                        }
+                        continue;
                     }
+                    let key = key.clone();
+                    let series = series.clone();
+                    let labels: BTreeMap<String, String> = col.id.labels().iter().cloned().collect();
+                    let o = self.open.entry(key.clone()).or_insert_with(|| Open {
+                        incident: None,
+                        since: ts,
+                        last_match: ts,
+                        series: series.clone(),
+                        labels,
+                        score: 0.0,
+                        value: 0.0,
+                        repeats: 0,
+                        resends: 0,
+                        last_sent: 0,
+                        opened_wall: 0,
+                        escalated: false,
+                    });
+                    o.last_match = ts;
+                    o.score = col.score[i];
+                    o.value = col.value[i];
+                    if let Some(inc) = &mut o.incident {
+                        // Grouping: another series joins the incident.
+                        if !inc.series.contains(&series) {
+                            inc.series.push(series.clone());
+                            inc.updated_at = ts;
+                            let inc = inc.clone();
+                            b.audit(&inc, "grouped", format!("{series} joined"));
+                            b.incidents.push(inc);
+                        }
+                        continue;
+                    }
+                    if ts - o.since < self.policy.pending_ms {
+                        continue;
+                    }
+                    let mut inc = Incident {
+                        id: Incident::id_for(&self.stage, &key, o.since),
+                        key: key.clone(),
+                        pipeline: self.pipeline.clone(),
+                        stage: self.stage.clone(),
+                        series: vec![o.series.clone()],
+                        labels: o.labels.clone(),
+                        status: "firing".into(),
+                        acknowledged: false,
+                        acknowledged_by: None,
+                        acknowledged_at: None,
+                        opened_at: o.since,
+                        updated_at: ts,
+                        resolved_at: None,
+                        resolved_by: None,
+                        score: col.score[i],
+                        value: col.value[i],
+                        silenced: false,
+                        feedback: None,
+                        feedback_note: None,
+                        notifications: 0,
+                        last_notified_at: None,
+                    };
                     updates.push(IncidentUpdate {
                         key,
-                        status: "resolved".into(),
-                        series: o.series.clone(),
-                        score: o.score,
-                        value: o.value,
+                        status: "firing".into(),
+                        series: series.clone(),
+                        score: inc.score,
+                        value: inc.value,
                         ts,
                     });
-                    b.audit(&inc, "resolved", "the anomaly cleared".into());
-                    self.notify(&mut inc, "resolved", &mut b);
+                    b.audit(&inc, "opened", format!("{series} score {:.3} value {}", inc.score, inc.value));
+                    let now = crate::time::now_ms();
+                    if let Some(sid) = self.responder.silenced_by(&inc, &series, now) {
+                        inc.silenced = true;
+                        b.audit(&inc, "silenced", format!("by silence {sid}"));
+                    } else if let Some(window) = self.policy.in_maintenance(now) {
+                        inc.silenced = true;
+                        b.audit(&inc, "silenced", format!("in the maintenance window `{window}`"));
+                    }
+                    self.notify(&mut inc, "firing", &mut b);
+                    let o = self.open.get_mut(&inc.key).expect("just inserted");
+                    o.last_sent = now;
+                    o.opened_wall = now;
+                    o.incident = Some(inc.clone());
                     b.incidents.push(inc);
                 }
                 // Repeats while unacknowledged, and re-sends while firing.
@@ -398,6 +478,24 @@ impl Operator for Respond {
                     }
                     b.incidents.push(inc);
                 }
+                // Escalation: still firing and unacknowledged `after` it opened.
+                if let Some((after, to)) = self.policy.escalate.clone() {
+                    let due: Vec<String> = self
+                        .open
+                        .iter()
+                        .filter(|(_, o)| o.incident.as_ref().is_some_and(|i| !i.silenced) && !o.escalated && now - o.opened_wall >= after)
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for key in due {
+                        let Some(o) = self.open.get_mut(&key) else { continue };
+                        o.escalated = true;
+                        let Some(inc) = o.incident.clone() else { continue };
+                        if self.responder.get(&inc.id).is_some_and(|c| c.acknowledged) {
+                            continue;
+                        }
+                        self.escalate(&inc, &to, &mut b);
+                    }
+                }
             }
             Some(Data::Incidents(i)) => updates.extend(i.updates.iter().cloned()),
             Some(other) => return Err(OpError::Invalid(format!("a respond stage takes Scores or Incidents, got {}", other.kind()))),
@@ -410,6 +508,20 @@ impl Operator for Respond {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn maintenance_windows_hold_exactly_their_span() {
+        let opt = crate::check::StageOpt::Maintenance { schedule: "0 2 * * SAT".into(), ms: 2 * 3_600_000 };
+        let p = super::Policy::from_options(&[opt]);
+        let at = |s: &str| crate::time::parse_timestamp(s).unwrap();
+        // 2026-12-05 is a Saturday.
+        assert_eq!(p.in_maintenance(at("2026-12-05 01:59:59")), None);
+        assert_eq!(p.in_maintenance(at("2026-12-05 02:00:00")), Some("0 2 * * SAT"));
+        assert_eq!(p.in_maintenance(at("2026-12-05 03:59:59")), Some("0 2 * * SAT"));
+        assert_eq!(p.in_maintenance(at("2026-12-05 04:00:00")), None);
+        assert_eq!(p.in_maintenance(at("2026-12-06 02:30:00")), None, "Sunday");
+        assert_eq!(super::Policy::default().in_maintenance(at("2026-12-05 02:30:00")), None);
+    }
+
     #[test]
     fn concurrent_appends_never_interleave() {
         let dir = std::env::temp_dir().join(format!("vigil-append-{}", std::process::id()));

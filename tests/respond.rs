@@ -1,0 +1,740 @@
+//! Respond end to end: the real `vigil` binary, a real SMTP server (aiosmtpd), a real
+//! Alertmanager, and an HTTP receiver in the test that checks the JSON and signatures of
+//! webhooks, Slack and PagerDuty. Faults: the SMTP server down and back, `kill -9` of the
+//! engine mid-send, 4xx / 5xx / 429 answers, commands that hang or do not exist,
+//! templates that fail, silences, acknowledgements and `--dry-run`.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+
+const TOKEN: &str = "test-token-0123";
+
+struct Engine {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Engine {
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-KILL", &c.id().to_string()]).status();
+            let _ = c.wait();
+        }
+    }
+
+    fn incidents(&self) -> Vec<serde_json::Value> {
+        http_get(self.port, "/api/v1/incidents")
+            .and_then(|(_, b)| serde_json::from_str::<Vec<serde_json::Value>>(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn incident(&self, id: &str) -> serde_json::Value {
+        http_get(self.port, &format!("/api/v1/incidents/{id}")).and_then(|(_, b)| serde_json::from_str(&b).ok()).unwrap_or_default()
+    }
+
+    /// Waits for the first incident whose status is `status`.
+    fn wait_incident(&self, status: &str) -> serde_json::Value {
+        wait_for(&format!("an incident {status}"), Duration::from_secs(60), || self.incidents().into_iter().find(|i| i["status"] == status))
+    }
+
+    /// Waits until every notification of the incident left the outbox (sent or failed).
+    fn wait_settled(&self, id: &str, count: usize) -> serde_json::Value {
+        wait_for("the notifications to settle", Duration::from_secs(60), || {
+            let v = self.incident(id);
+            let notes = v["notifications"].as_array()?;
+            (notes.len() >= count && notes.iter().all(|n| n["status"] != "pending")).then_some(v)
+        })
+    }
+
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stdout.log")).unwrap_or_default()
+    }
+}
+
+fn start_engine(dir: &TempDir, env: &[(&str, String)], args: &[&str]) -> Engine {
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    cmd.current_dir(dir.path())
+        .args(["run", "resp.vigil", "--state", "state", "--listen", &format!("127.0.0.1:{port}"), "--no-watch"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("VIGIL_API_TOKEN", TOKEN)
+        .stdout(std::fs::File::create(dir.join("stdout.log")).unwrap())
+        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(dir.join("stderr.log")).unwrap());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let e = Engine { child: Some(child), port, dir: dir.path().to_path_buf() };
+    wait_for("the engine to answer", Duration::from_secs(30), || http_get(port, "/healthz").filter(|(c, _)| *c == 200));
+    e
+}
+
+/// A pipeline over `data.csv` whose respond stages are `stages` (reading `hot`).
+fn pipeline(dir: &TempDir, stages: &str) {
+    std::fs::write(
+        dir.join("resp.vigil"),
+        format!("pipeline resp {{\n  every 200ms\n  collect raw = csv(path: \"data.csv\")\n  predict hot = threshold(raw, above: 90.0)\n{stages}\n}}\n"),
+    )
+    .unwrap();
+}
+
+/// Rows a minute apart ending now: `normal` at 10, `spike` at 100, `after` at 10.
+fn rows(normal: usize, spike: usize, after: usize) -> String {
+    let n = normal + spike + after;
+    let start = vigil::time::now_ms() - n as i64 * 60_000;
+    (0..n)
+        .map(|i| {
+            let v = if i >= normal && i < normal + spike { 100 } else { 10 };
+            format!("{},{v}\n", vigil::time::format_timestamp(start + i as i64 * 60_000))
+        })
+        .collect()
+}
+
+fn data(dir: &TempDir, body: &str) {
+    std::fs::write(dir.join("data.csv"), format!("timestamp,value\n{body}")).unwrap();
+}
+
+// ---------------------------------------------------------------- SMTP
+
+struct Smtp {
+    server: Server,
+    maildir: PathBuf,
+}
+
+fn start_smtp_on(port: u16) -> Smtp {
+    require("python3", "python3-aiosmtpd");
+    let ok = Command::new("/usr/bin/python3").args(["-c", "import aiosmtpd"]).status().is_ok_and(|s| s.success());
+    assert!(ok, "aiosmtpd is not installed for /usr/bin/python3. Run the tests with ./test.sh, which installs the Debian package `python3-aiosmtpd`.");
+    let dir = TempDir::new("smtp");
+    let maildir = dir.join("mail");
+    let child = Command::new("/usr/bin/python3")
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox", maildir.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting aiosmtpd");
+    wait_for("the SMTP server", Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
+    Smtp { server: Server { child, port, dir }, maildir }
+}
+
+fn mails(maildir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(maildir.join("new"))
+        .map(|d| d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok()).collect())
+        .unwrap_or_default();
+    // The thread's first mail (no In-Reply-To) first.
+    out.sort_by_key(|m| m.contains("In-Reply-To"));
+    out
+}
+
+fn header<'a>(mail: &'a str, name: &str) -> Option<&'a str> {
+    mail.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")))
+}
+
+const EMAIL: &str = r#"  respond mail = email(
+    hot,
+    to: ["sre@example.com"],
+    smtp: secret("env:SMTP_URL"),
+    tls: "none",
+    subject: "[vigil] {{ incident.status }} {{ incident.key }}",
+    body: "value {{ incident.value }} score {{ incident.score }}",
+  )"#;
+
+fn check_thread(m: &[String]) {
+    assert_eq!(m.len(), 2, "one mail per transition: {m:#?}");
+    let (open, resolved) = (&m[0], &m[1]);
+    assert!(header(open, "Subject").unwrap().starts_with("[vigil] firing resp/resp.mail/"), "{open}");
+    assert!(header(resolved, "Subject").unwrap().starts_with("[vigil] resolved"), "{resolved}");
+    let root = header(open, "Message-ID").unwrap().trim();
+    assert!(root.ends_with(".firing@vigil>"), "{root}");
+    assert_eq!(header(resolved, "In-Reply-To").map(str::trim), Some(root), "one thread per incident");
+    assert_eq!(header(resolved, "References").map(str::trim), Some(root));
+    assert!(open.contains("text/plain") && open.contains("text/html"), "text and HTML bodies");
+    assert!(open.contains("value 100"), "{open}");
+}
+
+#[test]
+fn email_over_real_smtp_one_thread_per_incident() {
+    let dir = TempDir::new("respond-email");
+    let smtp = start_smtp_on(free_port());
+    pipeline(&dir, EMAIL);
+    data(&dir, &rows(20, 3, 5));
+    let e = start_engine(&dir, &[("SMTP_URL", format!("smtp://127.0.0.1:{}", smtp.server.port))], &[]);
+    let inc = e.wait_incident("resolved");
+    let v = e.wait_settled(inc["id"].as_str().unwrap(), 2);
+    assert!(v["notifications"].as_array().unwrap().iter().all(|n| n["status"] == "sent"), "{v}");
+    let m = wait_for("two mails", Duration::from_secs(30), || Some(mails(&smtp.maildir)).filter(|m| m.len() >= 2));
+    check_thread(&m);
+    // The audit trail answers "why was I paged".
+    let events: Vec<&str> = v["audit"].as_array().unwrap().iter().map(|a| a["event"].as_str().unwrap()).collect();
+    for want in ["opened", "queued", "sent", "resolved"] {
+        assert!(events.contains(&want), "{want} missing from {events:?}");
+    }
+    // Secrets never show up in the API or the logs.
+    let stderr = std::fs::read_to_string(dir.join("stderr.log")).unwrap();
+    assert!(!v.to_string().contains("smtp://") && !stderr.contains("smtp://127.0.0.1"), "the SMTP URL leaked");
+}
+
+#[test]
+fn smtp_down_then_back_delivers_every_notification_exactly_once() {
+    let dir = TempDir::new("respond-smtp-down");
+    let port = free_port(); // nothing listens yet
+    pipeline(&dir, EMAIL);
+    data(&dir, &rows(20, 3, 5));
+    let e = start_engine(&dir, &[("SMTP_URL", format!("smtp://127.0.0.1:{port}"))], &[]);
+    let inc = e.wait_incident("resolved");
+    let id = inc["id"].as_str().unwrap().to_owned();
+    // Both notifications fail and are retried.
+    wait_for("a retried notification", Duration::from_secs(30), || {
+        e.incident(&id)["audit"].as_array()?.iter().any(|a| a["event"] == "retried").then_some(())
+    });
+    let smtp = start_smtp_on(port);
+    let v = e.wait_settled(&id, 2);
+    assert!(v["notifications"].as_array().unwrap().iter().all(|n| n["status"] == "sent"), "{v}");
+    check_thread(&mails(&smtp.maildir));
+}
+
+#[test]
+fn kill_9_mid_send_delivers_after_the_restart_not_twice() {
+    let dir = TempDir::new("respond-kill9");
+    // An SMTP server that accepts the connection and then says nothing: the send hangs.
+    let stall = TcpListener::bind("127.0.0.1:0").unwrap();
+    let stall_port = stall.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in stall.incoming().flatten() {
+            let _ = tx.send(());
+            held.push(s);
+        }
+    });
+    pipeline(&dir, EMAIL);
+    data(&dir, &rows(20, 3, 5));
+    let mut e = start_engine(&dir, &[("SMTP_URL", format!("smtp://127.0.0.1:{stall_port}"))], &[]);
+    rx.recv_timeout(Duration::from_secs(30)).expect("the engine connects to send");
+    e.kill9();
+    // Restart against a working server: what was pending is delivered, once.
+    let smtp = start_smtp_on(free_port());
+    let e = start_engine(&dir, &[("SMTP_URL", format!("smtp://127.0.0.1:{}", smtp.server.port))], &[]);
+    let inc = e.wait_incident("resolved");
+    e.wait_settled(inc["id"].as_str().unwrap(), 2);
+    check_thread(&mails(&smtp.maildir));
+    assert_eq!(e.incidents().len(), 1, "the incident survived the restart, and was not opened again");
+}
+
+// ---------------------------------------------------------------- HTTP receiver
+
+#[derive(Clone, Debug)]
+struct Received {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+/// An HTTP receiver: records every request; answers from a per-path script of status
+/// codes (then 200).
+struct Receiver {
+    port: u16,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    fn start(script: &[(&str, &[u16])]) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let scripts: Arc<Mutex<Vec<(String, VecDeque<u16>)>>> =
+            Arc::new(Mutex::new(script.iter().map(|(p, codes)| (p.to_string(), codes.iter().copied().collect())).collect()));
+        let g = got.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (g, scripts) = (g.clone(), scripts.clone());
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(stream.try_clone().unwrap());
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+                        let mut headers = Vec::new();
+                        let mut len = 0;
+                        loop {
+                            let mut h = String::new();
+                            r.read_line(&mut h).unwrap();
+                            let h = h.trim_end();
+                            if h.is_empty() {
+                                break;
+                            }
+                            let (k, v) = h.split_once(':').unwrap();
+                            if k.eq_ignore_ascii_case("content-length") {
+                                len = v.trim().parse().unwrap();
+                            }
+                            headers.push((k.to_ascii_lowercase(), v.trim().to_owned()));
+                        }
+                        let mut body = vec![0; len];
+                        r.read_exact(&mut body).unwrap();
+                        g.lock().unwrap().push(Received { path: path.clone(), headers, body: String::from_utf8_lossy(&body).into_owned() });
+                        let code =
+                            scripts.lock().unwrap().iter_mut().find(|(p, _)| *p == path).and_then(|(_, c)| c.pop_front()).unwrap_or(200);
+                        let reply = format!("HTTP/1.1 {code} X\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{{}}");
+                        let mut w = stream.try_clone().unwrap();
+                        if w.write_all(reply.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Receiver { port, got }
+    }
+
+    fn at(&self, path: &str) -> Vec<Received> {
+        self.got.lock().unwrap().iter().filter(|r| r.path == path).cloned().collect()
+    }
+}
+
+fn header_of<'a>(r: &'a Received, name: &str) -> Option<&'a str> {
+    r.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn webhook_slack_and_pagerduty_formats_signatures_and_retries() {
+    let dir = TempDir::new("respond-http");
+    let rx = Receiver::start(&[("/hook", &[500]), ("/slack", &[429]), ("/bad", &[400, 400, 400])]);
+    let base = format!("http://127.0.0.1:{}", rx.port);
+    pipeline(
+        &dir,
+        &format!(
+            r#"  respond hook = webhook(hot, url: "{base}/hook", secret: secret("env:HOOK_KEY"))
+  respond chat = slack(hot, url: secret("env:SLACK_URL"))
+  respond page = pagerduty(hot, routing_key: secret("env:PD_KEY"), url: "{base}/pd", severity: "critical")
+  respond bad = webhook(hot, url: "{base}/bad")"#
+        ),
+    );
+    data(&dir, &rows(20, 3, 5));
+    let e = start_engine(&dir, &[("HOOK_KEY", "k3y".into()), ("SLACK_URL", format!("{base}/slack")), ("PD_KEY", "R0UTING".into())], &[]);
+    let incidents = wait_for("four resolved incidents", Duration::from_secs(60), || {
+        let v = e.incidents();
+        (v.iter().filter(|i| i["status"] == "resolved").count() == 4).then_some(v)
+    });
+    for i in &incidents {
+        e.wait_settled(i["id"].as_str().unwrap(), 2);
+    }
+    // Webhook: 500 retried, then both transitions delivered once, signed.
+    let hook = rx.at("/hook");
+    assert_eq!(hook.len(), 3, "one failure and two deliveries: {hook:#?}");
+    for r in &hook {
+        let sig = header_of(r, "x-vigil-signature").unwrap();
+        assert_eq!(sig, format!("sha256={}", vigil::respond::channels::sign(b"k3y", r.body.as_bytes())), "HMAC over the body");
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert!(v["incident"]["id"].is_string() && v["transition"].is_string());
+        assert!(header_of(r, "x-vigil-delivery").is_some());
+    }
+    let transitions: Vec<String> = hook
+        .iter()
+        .map(|r| serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["transition"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(transitions.iter().filter(|t| *t == "firing").count(), 2, "firing: failed once, then delivered");
+    assert_eq!(transitions.iter().filter(|t| *t == "resolved").count(), 1);
+    // Slack: 429 retried; {text, blocks}.
+    let slack = rx.at("/slack");
+    assert_eq!(slack.len(), 3, "{slack:#?}");
+    let v: serde_json::Value = serde_json::from_str(&slack[2].body).unwrap();
+    assert!(v["text"].is_string() && v["blocks"].is_array(), "{v}");
+    // PagerDuty: trigger and resolve with the same dedup_key.
+    let pd: Vec<serde_json::Value> = rx.at("/pd").iter().map(|r| serde_json::from_str(&r.body).unwrap()).collect();
+    assert_eq!(pd.len(), 2, "{pd:#?}");
+    assert_eq!(pd[0]["event_action"], "trigger");
+    assert_eq!(pd[1]["event_action"], "resolve");
+    assert_eq!(pd[0]["dedup_key"], pd[1]["dedup_key"]);
+    assert_eq!(pd[0]["routing_key"], "R0UTING");
+    assert_eq!(pd[0]["payload"]["severity"], "critical");
+    assert!(pd[0]["payload"]["summary"].is_string() && pd[0]["payload"]["source"].is_string() && pd[0]["payload"]["timestamp"].is_string());
+    // 400: not retried; recorded as failed.
+    assert_eq!(rx.at("/bad").len(), 2, "a 4xx is not retried");
+    let bad = incidents.iter().find(|i| i["stage"] == "resp.bad").unwrap();
+    let v = e.incident(bad["id"].as_str().unwrap());
+    assert!(
+        v["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["status"] == "failed" && n["last_error"].as_str().unwrap().contains("HTTP 400")),
+        "{v}"
+    );
+    // The Slack URL and the routing key are secrets: not in the API.
+    let all = http_get(e.port, "/api/v1/incidents").unwrap().1;
+    assert!(!all.contains("/slack") && !all.contains("R0UTING") && !all.contains("k3y"));
+}
+
+#[test]
+fn alertmanager_receives_alerts_and_their_resolution() {
+    let bin = require("prometheus-alertmanager", "prometheus-alertmanager");
+    let am_dir = TempDir::new("alertmanager");
+    let am_port = free_port();
+    std::fs::write(am_dir.join("am.yml"), "route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n").unwrap();
+    let child = Command::new(bin)
+        .arg(format!("--config.file={}", am_dir.join("am.yml").display()))
+        .arg(format!("--storage.path={}", am_dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting alertmanager");
+    let _am = Server { child, port: am_port, dir: am_dir };
+    wait_for("alertmanager to be ready", Duration::from_secs(60), || http_get(am_port, "/-/ready").filter(|(c, _)| *c == 200));
+
+    let dir = TempDir::new("respond-am");
+    pipeline(
+        &dir,
+        &format!("  respond am = alertmanager(hot, url: \"http://127.0.0.1:{am_port}\", labels: {{ team: \"sre\" }}, resend: 1s)"),
+    );
+    data(&dir, &rows(20, 3, 0)); // still firing at the end
+    let e = start_engine(&dir, &[], &[]);
+    let alerts = |active: bool| -> Vec<serde_json::Value> {
+        http_get(am_port, &format!("/api/v2/alerts?active={active}&silenced=false&inhibited=false&unprocessed=true"))
+            .and_then(|(_, b)| serde_json::from_str(&b).ok())
+            .unwrap_or_default()
+    };
+    let alert = wait_for("the alert in Alertmanager", Duration::from_secs(60), || {
+        alerts(true).into_iter().find(|a| a["labels"]["alertname"] == "VigilIncident")
+    });
+    assert_eq!(alert["labels"]["team"], "sre");
+    assert_eq!(alert["labels"]["pipeline"], "resp");
+    assert!(alert["annotations"]["summary"].as_str().unwrap().contains("firing"));
+    // Re-sent while firing.
+    let id = e.wait_incident("firing")["id"].as_str().unwrap().to_owned();
+    wait_for("a re-send", Duration::from_secs(30), || {
+        e.incident(&id)["notifications"].as_array()?.iter().any(|n| n["transition"] == "resend-1" && n["status"] == "sent").then_some(())
+    });
+    // The anomaly clears: the alert ends.
+    let mut f = std::fs::OpenOptions::new().append(true).open(dir.join("data.csv")).unwrap();
+    f.write_all(format!("{},10\n", vigil::time::format_timestamp(vigil::time::now_ms() + 60_000)).as_bytes()).unwrap();
+    drop(f);
+    e.wait_incident("resolved");
+    wait_for("the alert to end", Duration::from_secs(60), || {
+        alerts(true).iter().all(|a| a["labels"]["alertname"] != "VigilIncident").then_some(())
+    });
+}
+
+// ---------------------------------------------------------------- exec, templates
+
+#[test]
+fn exec_runs_argv_without_a_shell_with_an_allowlisted_environment_and_timeouts() {
+    let dir = TempDir::new("respond-exec");
+    pipeline(
+        &dir,
+        r#"  respond envdump = exec(hot, command: ["env"], env: ["KEEP_ME"])
+  respond hang = exec(hot, command: ["sleep", "30"], timeout: 300ms)
+  respond missing = exec(hot, command: ["/no/such/program", "{{ incident.id }}"])
+  respond marker = exec(hot, command: ["touch", "marker-{{ incident.status }}"])"#,
+    );
+    data(&dir, &rows(20, 3, 5));
+    let e = start_engine(&dir, &[("KEEP_ME", "yes".into()), ("DROP_ME", "no".into())], &[]);
+    let incidents = wait_for("four resolved incidents", Duration::from_secs(60), || {
+        let v = e.incidents();
+        (v.iter().filter(|i| i["status"] == "resolved").count() == 4).then_some(v)
+    });
+    let by_stage = |s: &str| {
+        let i = incidents.iter().find(|i| i["stage"] == s).unwrap();
+        e.wait_settled(i["id"].as_str().unwrap(), 2)
+    };
+    let env = by_stage("resp.envdump");
+    let sent = env["audit"].as_array().unwrap().iter().find(|a| a["event"] == "sent").unwrap()["detail"].as_str().unwrap().to_owned();
+    assert!(sent.contains("KEEP_ME=yes") && sent.contains("VIGIL_INCIDENT="), "{sent}");
+    assert!(!sent.contains("DROP_ME"), "only allowlisted variables pass: {sent}");
+    let hang = by_stage("resp.hang");
+    assert!(
+        hang["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["status"] == "failed" && n["last_error"].as_str().unwrap().contains("killed")),
+        "{hang}"
+    );
+    let missing = by_stage("resp.missing");
+    assert!(missing["notifications"][0]["last_error"].as_str().unwrap().contains("cannot run `/no/such/program`"), "{missing}");
+    by_stage("resp.marker");
+    assert!(dir.join("marker-firing").exists() && dir.join("marker-resolved").exists(), "argv templates rendered, run in order");
+}
+
+#[test]
+fn a_template_that_fails_to_render_still_notifies_and_is_audited() {
+    let dir = TempDir::new("respond-template");
+    let rx = Receiver::start(&[]);
+    pipeline(
+        &dir,
+        &format!(
+            "  respond chat = slack(hot, url: secret(\"env:SLACK_URL\"), text: \"{{{{ incident.status | no_such_filter }}}} {{{{ incident.key }}}}\")"
+        ),
+    );
+    data(&dir, &rows(20, 3, 5));
+    let e = start_engine(&dir, &[("SLACK_URL", format!("http://127.0.0.1:{}/s", rx.port))], &[]);
+    let inc = e.wait_incident("resolved");
+    let v = e.wait_settled(inc["id"].as_str().unwrap(), 2);
+    assert!(v["audit"].as_array().unwrap().iter().any(|a| a["event"] == "render_failed"), "{v}");
+    let got = rx.at("/s");
+    assert_eq!(got.len(), 2);
+    assert!(got[0].body.contains("template error"), "{}", got[0].body);
+}
+
+// ---------------------------------------------------------------- API, CLI, silences, dry run
+
+fn cli(api: u16, args: &[&str], token: bool) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    c.args(args).args(["--api", &format!("http://127.0.0.1:{api}")]).env_remove("VIGIL_API_TOKEN");
+    if token {
+        c.env("VIGIL_API_TOKEN", TOKEN);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn acknowledge_feedback_and_resolve_through_the_api_and_cli() {
+    let dir = TempDir::new("respond-api");
+    let rx = Receiver::start(&[]);
+    pipeline(
+        &dir,
+        &format!("  respond page = pagerduty(hot, routing_key: secret(\"env:PD_KEY\"), url: \"http://127.0.0.1:{}/pd\") {{\n    repeat every 1s\n  }}", rx.port),
+    );
+    data(&dir, &rows(20, 3, 0));
+    let e = start_engine(&dir, &[("PD_KEY", "k".into())], &[]);
+    let id = e.wait_incident("firing")["id"].as_str().unwrap().to_owned();
+    // Unacknowledged: repeated.
+    wait_for("a repeat", Duration::from_secs(30), || rx.at("/pd").len().ge(&2).then_some(()));
+    // Mutations need the token.
+    let path = format!("/api/v1/incidents/{id}/ack");
+    assert_eq!(http("POST", e.port, &path, "{}", &[]).unwrap().0, 401);
+    assert_eq!(http("POST", e.port, &path, "{}", &[("Authorization", "Bearer wrong")]).unwrap().0, 401);
+    let out = cli(e.port, &["incidents", "ack", &id, "--by", "alice"], false);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("VIGIL_API_TOKEN"));
+    let out = cli(e.port, &["incidents", "ack", &id, "--by", "alice"], true);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let acked = e.incident(&id);
+    assert_eq!(acked["incident"]["acknowledged_by"], "alice");
+    // PagerDuty hears the acknowledgement.
+    wait_for("PagerDuty acknowledge", Duration::from_secs(30), || {
+        rx.at("/pd").iter().any(|r| r.body.contains("\"event_action\":\"acknowledge\"")).then_some(())
+    });
+    // Feedback is stored with the incident.
+    assert!(cli(e.port, &["incidents", "feedback", &id, "--verdict", "false_positive", "--note", "deploy"], true).status.success());
+    assert_eq!(e.incident(&id)["incident"]["feedback"], "false_positive");
+    let bad = http(
+        "POST",
+        e.port,
+        &format!("/api/v1/incidents/{id}/feedback"),
+        r#"{"verdict":"maybe"}"#,
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+    );
+    assert_eq!(bad.unwrap().0, 409);
+    assert_eq!(
+        http("POST", e.port, &format!("/api/v1/incidents/{id}/ack"), "not json", &[("Authorization", &format!("Bearer {TOKEN}"))])
+            .unwrap()
+            .0,
+        400
+    );
+    // Resolve by hand: PagerDuty resolves, the CLI lists it.
+    assert!(cli(e.port, &["incidents", "resolve", &id], true).status.success());
+    wait_for("PagerDuty resolve", Duration::from_secs(30), || {
+        rx.at("/pd").iter().any(|r| r.body.contains("\"event_action\":\"resolve\"")).then_some(())
+    });
+    let list = cli(e.port, &["incidents", "list"], false);
+    assert!(String::from_utf8_lossy(&list.stdout).contains(&id) && String::from_utf8_lossy(&list.stdout).contains("resolved"));
+    assert_eq!(cli(e.port, &["incidents", "ack", "nope"], true).status.code(), Some(2));
+}
+
+#[test]
+fn silences_keep_incidents_quiet_and_dry_run_prints_instead_of_sending() {
+    let dir = TempDir::new("respond-silence");
+    let rx = Receiver::start(&[]);
+    pipeline(&dir, &format!("  respond hook = webhook(hot, url: \"http://127.0.0.1:{}/h\")", rx.port));
+    data(&dir, "");
+    let e = start_engine(&dir, &[], &[]);
+    let out = cli(e.port, &["silences", "add", "--match", "pipeline=resp", "--for", "1h", "--comment", "maintenance"], true);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed = String::from_utf8_lossy(&cli(e.port, &["silences", "list"], false).stdout).into_owned();
+    assert!(listed.contains("active") && listed.contains("maintenance"), "{listed}");
+    assert_eq!(cli(e.port, &["silences", "add", "--match", "nokeyvalue", "--for", "1h"], true).status.code(), Some(2));
+    data(&dir, &rows(20, 3, 5));
+    let inc = e.wait_incident("resolved");
+    assert_eq!(inc["silenced"], true);
+    let v = e.incident(inc["id"].as_str().unwrap());
+    assert!(v["audit"].as_array().unwrap().iter().any(|a| a["event"] == "silenced"), "{v}");
+    assert!(v["notifications"].as_array().unwrap().is_empty());
+    assert!(rx.at("/h").is_empty(), "nothing was sent");
+    // Expire it: the next incident notifies.
+    let sid = serde_json::from_str::<serde_json::Value>(&http_get(e.port, "/api/v1/silences").unwrap().1).unwrap()[0]["id"].to_string();
+    assert!(cli(e.port, &["silences", "expire", &sid], true).status.success());
+    drop(e);
+
+    // --dry-run: printed, not sent.
+    let dir = TempDir::new("respond-dry");
+    pipeline(&dir, &format!("  respond hook = webhook(hot, url: \"http://127.0.0.1:{}/h\")", rx.port));
+    data(&dir, &rows(20, 3, 5));
+    let e = start_engine(&dir, &[], &["--dry-run"]);
+    let inc = e.wait_incident("resolved");
+    let v = e.wait_settled(inc["id"].as_str().unwrap(), 2);
+    assert!(v["notifications"].as_array().unwrap().iter().all(|n| n["status"] == "dry_run"), "{v}");
+    let out = wait_for("the dry run's output", Duration::from_secs(10), || {
+        Some(e.stdout()).filter(|s| s.matches("[dry-run] webhook POST").count() >= 2)
+    });
+    assert!(out.contains("\"transition\":\"firing\""), "{out}");
+    assert!(rx.at("/h").is_empty(), "a dry run sends nothing");
+}
+
+#[test]
+fn rate_limits_hold_notifications_back_and_group_by_makes_one_incident() {
+    // Rate limit: two incidents, room for two notifications.
+    let dir = TempDir::new("respond-rate");
+    let rx = Receiver::start(&[]);
+    pipeline(&dir, &format!("  respond hook = webhook(hot, url: \"http://127.0.0.1:{}/h\") {{\n    rate_limit 2 per 1h\n  }}", rx.port));
+    let mut body = rows(20, 3, 5);
+    let later = rows(3, 3, 5);
+    // The second spike after the first (timestamps moved on by an hour).
+    for line in later.lines() {
+        let (ts, v) = line.split_once(',').unwrap();
+        let t = vigil::time::parse_timestamp(ts).unwrap() + 3_600_000;
+        body.push_str(&format!("{},{v}\n", vigil::time::format_timestamp(t)));
+    }
+    data(&dir, &body);
+    let e = start_engine(&dir, &[], &[]);
+    let incidents = wait_for("two resolved incidents", Duration::from_secs(60), || {
+        let v = e.incidents();
+        (v.iter().filter(|i| i["status"] == "resolved").count() == 2).then_some(v)
+    });
+    let newest = e.incident(incidents[0]["id"].as_str().unwrap());
+    let limited = newest["audit"].as_array().unwrap().iter().filter(|a| a["event"] == "rate_limited").count();
+    assert_eq!(limited, 2, "the second incident's notifications are held back: {newest}");
+    let oldest = e.wait_settled(incidents[1]["id"].as_str().unwrap(), 2);
+    assert!(oldest["notifications"].as_array().unwrap().iter().all(|n| n["status"] == "sent"));
+    assert_eq!(rx.at("/h").len(), 2);
+    drop(e);
+
+    // group_by: two series with the same `job` label are one incident.
+    let dir = TempDir::new("respond-group");
+    std::fs::write(
+        dir.join("resp.vigil"),
+        "pipeline resp {\n  every 200ms\n  collect raw = csv(path: \"data.csv\", value_columns: [\"a\", \"b\"], labels: { job: \"api\" })\n  predict hot = threshold(raw, above: 90.0)\n  respond out = log(hot, group_by: [\"job\"])\n}\n",
+    )
+    .unwrap();
+    let start = vigil::time::now_ms() - 30 * 60_000;
+    let mut csv = String::from("timestamp,a,b\n");
+    for i in 0..30 {
+        let (a, b) = match i {
+            20..=22 => (100, 10),
+            21..=24 => (10, 100),
+            _ => (10, 10),
+        };
+        let (a, b) = if (21..=22).contains(&i) { (100, 100) } else { (a, b) };
+        csv.push_str(&format!("{},{a},{b}\n", vigil::time::format_timestamp(start + i * 60_000)));
+    }
+    std::fs::write(dir.join("data.csv"), csv).unwrap();
+    let e = start_engine(&dir, &[], &[]);
+    let inc = e.wait_incident("resolved");
+    assert_eq!(e.incidents().len(), 1, "one incident for the group");
+    assert_eq!(inc["series"].as_array().unwrap().len(), 2, "{inc}");
+    let v = e.incident(inc["id"].as_str().unwrap());
+    assert!(v["audit"].as_array().unwrap().iter().any(|a| a["event"] == "grouped"), "{v}");
+}
+
+/// The engine's tick count for the test pipeline, from `/metrics`.
+fn ticks(port: u16) -> f64 {
+    let (_, m) = http_get(port, "/metrics").unwrap_or_default();
+    m.lines()
+        .filter(|l| l.starts_with("vigil_ticks_total{") && l.contains("pipeline=\"resp\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn unacknowledged_incidents_escalate_once_and_maintenance_windows_silence() {
+    let dir = TempDir::new("respond-escalate");
+    let rx = Receiver::start(&[]);
+    let base = format!("http://127.0.0.1:{}", rx.port);
+    // `boss` opens nothing itself (no value is that high): it only hears escalations.
+    pipeline(
+        &dir,
+        &format!(
+            "  respond page = webhook(hot, url: \"{base}/page\") {{\n    escalate after 1s to \"boss\"\n  }}\n  respond boss = slack(hot, url: secret(\"env:BOSS_URL\"), when: hot.value > 1000.0, text: \"{{{{ transition }}}} {{{{ incident.key }}}}\")"
+        ),
+    );
+    data(&dir, &rows(20, 3, 0)); // still firing at the end
+    let e = start_engine(&dir, &[("BOSS_URL", format!("{base}/boss"))], &[]);
+    let inc = e.wait_incident("firing");
+    let id = inc["id"].as_str().unwrap().to_owned();
+    let boss = wait_for("the escalation", Duration::from_secs(30), || Some(rx.at("/boss")).filter(|b| !b.is_empty()));
+    let v: serde_json::Value = serde_json::from_str(&boss[0].body).unwrap();
+    assert!(v["text"].as_str().unwrap().starts_with("escalated resp/resp.page/"), "{v}");
+    let audit = e.incident(&id)["audit"].clone();
+    assert!(audit.as_array().unwrap().iter().any(|a| a["event"] == "escalated"), "{audit}");
+    // Once only: more ticks, no second escalation.
+    let t = ticks(e.port);
+    wait_for("five more ticks", Duration::from_secs(30), || (ticks(e.port) >= t + 5.0).then_some(()));
+    assert_eq!(rx.at("/boss").len(), 1, "escalated once");
+    assert_eq!(rx.at("/page").len(), 1, "the page itself: firing once");
+    drop(e);
+
+    // An acknowledged incident does not escalate.
+    let dir = TempDir::new("respond-escalate-ack");
+    let rx = Receiver::start(&[]);
+    let base = format!("http://127.0.0.1:{}", rx.port);
+    pipeline(
+        &dir,
+        &format!(
+            "  respond page = webhook(hot, url: \"{base}/page\") {{\n    escalate after 3s to \"boss\"\n  }}\n  respond boss = webhook(hot, url: \"{base}/boss\", when: hot.value > 1000.0)"
+        ),
+    );
+    data(&dir, &rows(20, 3, 0));
+    let e = start_engine(&dir, &[], &[]);
+    let id = e.wait_incident("firing")["id"].as_str().unwrap().to_owned();
+    assert!(cli(e.port, &["incidents", "ack", &id], true).status.success());
+    let t = ticks(e.port);
+    // 3 s of ticks at 200 ms and then some.
+    wait_for("twenty more ticks", Duration::from_secs(60), || (ticks(e.port) >= t + 20.0).then_some(()));
+    assert!(rx.at("/boss").is_empty(), "an acknowledged incident is not escalated");
+    drop(e);
+
+    // A maintenance window that is always open: incidents open silenced.
+    let dir = TempDir::new("respond-maintenance");
+    let rx = Receiver::start(&[]);
+    pipeline(
+        &dir,
+        &format!("  respond hook = webhook(hot, url: \"http://127.0.0.1:{}/h\") {{\n    maintenance \"* * * * *\" for 1h\n  }}", rx.port),
+    );
+    data(&dir, &rows(20, 3, 5));
+    let e = start_engine(&dir, &[], &[]);
+    let inc = e.wait_incident("resolved");
+    assert_eq!(inc["silenced"], true);
+    let v = e.incident(inc["id"].as_str().unwrap());
+    assert!(
+        v["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["event"] == "silenced" && a["detail"].as_str().unwrap().contains("maintenance window")),
+        "{v}"
+    );
+    assert!(v["notifications"].as_array().unwrap().is_empty() && rx.at("/h").is_empty(), "nothing sent in a maintenance window");
+}
