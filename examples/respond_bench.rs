@@ -65,6 +65,7 @@ fn main() {
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(500);
     let total: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let _guard = rt.enter();
     let dir = std::env::temp_dir().join(format!("vigil-respond-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
 

@@ -145,11 +145,38 @@ impl RollingWindow {
     /// Timestamps must be non-decreasing; an out-of-order sample does not panic, but
     /// eviction follows arrival order, so it leaves the window with its neighbours.
     pub fn push(&mut self, ts: i64, v: f64) {
+        self.push_at(ts, v);
+    }
+
+    /// [`push`](Self::push), returning where `v` went in [`sorted_values`](Self::sorted_values)
+    /// (None when it was not added), so that statistics of the window as it was before
+    /// `v` — after the eviction by time and by `max_len` — can be read with [`median_mad_excluding`](Self::median_mad_excluding).
+    ///
+    /// In the steady state (one sample leaves as one arrives) the sorted values are
+    /// shifted once, between the leaving value's place and the new one's, rather than by
+    /// a removal and an insertion.
+    pub fn push_at(&mut self, ts: i64, v: f64) -> Option<usize> {
         debug_assert!(v.is_finite(), "RollingWindow::push: non-finite value {v}");
+        if v.is_finite() && self.samples.len() >= 2 && self.samples.len() <= self.max_len {
+            if let Some(cutoff) = ts.checked_sub(self.span_ms) {
+                if self.samples[0].0 <= cutoff && self.samples[1].0 > cutoff {
+                    let (_, old) = self.samples.pop_front().expect("two samples");
+                    self.samples.push_back((ts, v));
+                    let at = replace_sorted(&mut self.sorted, old, v);
+                    let (d_old, d) = (old - self.shift, v - self.shift);
+                    self.sum_d += d - d_old;
+                    self.sumsq_d += d * d - d_old * d_old;
+                    self.peak_sumsq_d = self.peak_sumsq_d.max(self.sumsq_d);
+                    self.evictions = self.evictions.saturating_add(1);
+                    self.settle();
+                    return Some(at);
+                }
+            }
+        }
         self.evict_older(ts);
         if !v.is_finite() || self.max_len == 0 {
             self.settle();
-            return;
+            return None;
         }
         while self.samples.len() >= self.max_len {
             self.pop_oldest();
@@ -165,6 +192,7 @@ impl RollingWindow {
         self.sumsq_d += d * d;
         self.peak_sumsq_d = self.peak_sumsq_d.max(self.sumsq_d);
         self.settle();
+        Some(at)
     }
 
     /// Evicts the samples that are out of the window as seen from time `now`, without
@@ -276,16 +304,19 @@ impl RollingWindow {
     /// The median and the MAD together, sharing the median's computation (the robust
     /// z-score needs both for every sample).
     pub fn median_mad(&self) -> Option<(f64, f64)> {
-        let m = self.median()?;
         let x = &self.sorted;
-        let n = x.len();
-        // x[..p] < m <= x[p..]. Going left from the median, the distances m - x[p-1-i]
-        // grow with i; going right, the distances x[p+j] - m grow with j.
-        let p = x.partition_point(|&v| v < m);
-        let left = |i: usize| m - x[p - 1 - i];
-        let right = |j: usize| x[p + j] - m;
-        let (lo, hi) = kth_pair_of_two(p, left, n - p, right, n / 2 - usize::from(n % 2 == 0));
-        Some((m, if n % 2 == 1 { lo } else { lo.midpoint(hi) }))
+        median_mad_of(x.len(), |i| x[i])
+    }
+
+    /// The median and MAD of the window without the value at position `j` of
+    /// [`sorted_values`](Self::sorted_values): the statistics before the sample that
+    /// [`push_at`](Self::push_at) placed there. `None` when nothing else is left.
+    pub fn median_mad_excluding(&self, j: usize) -> Option<(f64, f64)> {
+        let x = &self.sorted;
+        if j >= x.len() {
+            return self.median_mad();
+        }
+        median_mad_of(x.len() - 1, |i| x[i + usize::from(i >= j)])
     }
 
     /// The quantile `q` (in `[0, 1]`) with linear interpolation between order
@@ -408,6 +439,64 @@ impl RollingWindow {
     /// Σ (x − mean)², clamped at 0.
     fn centred_sumsq(&self) -> f64 {
         self.centred_sumsq_raw().max(0.0)
+    }
+}
+
+/// The median and MAD of the `n` non-decreasing values `x(0..n)`.
+#[inline]
+fn median_mad_of(n: usize, x: impl Fn(usize) -> f64) -> Option<(f64, f64)> {
+    let m = match n {
+        0 => return None,
+        _ if n % 2 == 1 => x(n / 2),
+        _ => x(n / 2 - 1).midpoint(x(n / 2)),
+    };
+    // x[..p] < m <= x[p..]: usually p is the middle (no ties with the median).
+    let mid = n / 2 - usize::from(n % 2 == 0);
+    let p = if mid == 0 || x(mid - 1) < m {
+        if x(mid) < m {
+            mid + 1
+        } else {
+            mid
+        }
+    } else {
+        let (mut lo, mut hi) = (0, mid);
+        while lo < hi {
+            let h = lo + (hi - lo) / 2;
+            if x(h) < m {
+                lo = h + 1;
+            } else {
+                hi = h;
+            }
+        }
+        lo
+    };
+    // Going left from the median, the distances m - x[p-1-i] grow with i; going right,
+    // the distances x[p+j] - m grow with j.
+    let left = |i: usize| m - x(p - 1 - i);
+    let right = |j: usize| x(p + j) - m;
+    let (lo, hi) = kth_pair_of_two(p, left, n - p, right, n / 2 - usize::from(n % 2 == 0));
+    Some((m, if n % 2 == 1 { lo } else { lo.midpoint(hi) }))
+}
+
+/// Replaces the value `old` (present) with `v` in the sorted `x`, keeping it sorted with
+/// one shift of the values between their places; returns where `v` went.
+fn replace_sorted(x: &mut [f64], old: f64, v: f64) -> usize {
+    let Ok(r) = x.binary_search_by(|e| e.total_cmp(&old)) else {
+        debug_assert!(false, "replace_sorted: {old} is not in the window");
+        return x.len();
+    };
+    if v.total_cmp(&old) != Ordering::Less {
+        // v goes right of r: before the first value greater than it.
+        let k = r + 1 + x[r + 1..].partition_point(|e| e.total_cmp(&v) != Ordering::Greater);
+        x.copy_within(r + 1..k, r);
+        x[k - 1] = v;
+        k - 1
+    } else {
+        // v goes left of r: after the values not greater than it.
+        let k = x[..r].partition_point(|e| e.total_cmp(&v) != Ordering::Greater);
+        x.copy_within(k..r, k + 1);
+        x[k] = v;
+        k
     }
 }
 
@@ -648,8 +737,25 @@ mod tests {
             match *op {
                 Op::Push(dt, v) => {
                     now = now.saturating_add(dt);
-                    w.push(now, v);
+                    // The statistics before the sample, read after it was placed.
+                    naive.evict_until(now);
+                    let mut pre = Naive::new(span, usize::MAX);
+                    let keep = naive.samples.len().min(max_len.saturating_sub(1));
+                    pre.samples = naive.samples[naive.samples.len() - keep..].to_vec();
+                    let before = pre.mad().zip(Naive::median_of(&pre.sorted()));
+                    let at = w.push_at(now, v);
                     naive.push(now, v);
+                    if let Some(j) = at {
+                        prop_assert!(w.sorted_values()[j].total_cmp(&v).is_eq(), "push_at returned where {v} is");
+                        let got = w.median_mad_excluding(j).map(|(m, mad)| (mad, m));
+                        match (got, before) {
+                            (None, None) => {}
+                            (Some((a, b)), Some((c, d))) => {
+                                prop_assert!(close(a, c, 1e-12, 1e-12) && close(b, d, 1e-12, 1e-12), "excluding: {got:?} vs {before:?}")
+                            }
+                            _ => prop_assert!(false, "excluding: {got:?} vs {before:?}"),
+                        }
+                    }
                 }
                 Op::Evict(dt) => {
                     now = now.saturating_add(dt);

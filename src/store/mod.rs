@@ -96,6 +96,9 @@ pub trait Store: Send + Sync {
     fn insert_silence<'a>(&'a self, s: &'a Silence) -> BoxFuture<'a, Result<i64, StoreError>>;
 }
 
+/// Rows per multi-row INSERT (7 parameters each at most, far below SQLite's limit).
+const ROWS_PER_INSERT: usize = 200;
+
 /// The embedded SQLite store.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -283,34 +286,42 @@ impl Store for SqliteStore {
         audit: &'a [AuditRecord],
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
+            // Multi-row statements: each statement is a round trip to SQLite's thread.
             let mut tx = self.pool.begin().await?;
-            for i in incidents {
-                sqlx::query(
-                    "INSERT INTO incidents (id, stage, status, opened_at, data) VALUES (?, ?, ?, ?, ?) \
-                             ON CONFLICT(id) DO UPDATE SET status = excluded.status, data = excluded.data",
-                )
-                .bind(&i.id)
-                .bind(&i.stage)
-                .bind(&i.status)
-                .bind(i.opened_at)
-                .bind(serde_json::to_string(i).unwrap_or_default())
-                .execute(&mut *tx)
-                .await?;
+            for chunk in incidents.chunks(ROWS_PER_INSERT) {
+                let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO incidents (id, stage, status, opened_at, data) ");
+                q.push_values(chunk, |mut b, i| {
+                    b.push_bind(&i.id)
+                        .push_bind(&i.stage)
+                        .push_bind(&i.status)
+                        .push_bind(i.opened_at)
+                        .push_bind(serde_json::to_string(i).unwrap_or_default());
+                });
+                q.push(" ON CONFLICT(id) DO UPDATE SET status = excluded.status, data = excluded.data");
+                q.build().execute(&mut *tx).await?;
             }
             let now = crate::time::now_ms();
-            for n in notifications {
-                sqlx::query("INSERT OR IGNORE INTO outbox (dedupe, incident_id, stage, data, status, next_attempt_at, created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)")
-                    .bind(&n.dedupe)
-                    .bind(&n.incident_id)
-                    .bind(&n.stage)
-                    .bind(serde_json::to_string(n).unwrap_or_default())
-                    .bind(now)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+            for chunk in notifications.chunks(ROWS_PER_INSERT) {
+                let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                    "INSERT OR IGNORE INTO outbox (dedupe, incident_id, stage, data, status, next_attempt_at, created_at) ",
+                );
+                q.push_values(chunk, |mut b, n| {
+                    b.push_bind(&n.dedupe)
+                        .push_bind(&n.incident_id)
+                        .push_bind(&n.stage)
+                        .push_bind(serde_json::to_string(n).unwrap_or_default())
+                        .push_bind("pending")
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                q.build().execute(&mut *tx).await?;
             }
-            for a in audit {
-                insert_audit(&mut tx, a).await?;
+            for chunk in audit.chunks(ROWS_PER_INSERT) {
+                let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO audit (ts, incident_id, stage, event, detail) ");
+                q.push_values(chunk, |mut b, a| {
+                    b.push_bind(a.ts).push_bind(&a.incident_id).push_bind(&a.stage).push_bind(&a.event).push_bind(&a.detail);
+                });
+                q.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok(())

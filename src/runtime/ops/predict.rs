@@ -47,15 +47,23 @@ impl ZScore {
         v: f64,
         out: &mut ScoreColumn,
     ) {
-        w.evict_until(ts);
-        let stats = if w.len() >= min_samples {
-            if robust {
-                w.median_mad().map(|(m, mad)| (m, mad * 1.4826))
+        // Robust: place the sample first (one shift of the sorted window in the steady
+        // state) and read the median and MAD without it; otherwise read, then push.
+        let (stats, pushed) = if robust {
+            let at = w.push_at(ts, v);
+            let before = w.len() - usize::from(at.is_some());
+            let stats = if before >= min_samples {
+                match at {
+                    Some(j) => w.median_mad_excluding(j),
+                    None => w.median_mad(),
+                }
             } else {
-                w.mean().zip(w.std())
-            }
+                None
+            };
+            (stats.map(|(m, mad)| (m, mad * 1.4826)), true)
         } else {
-            None
+            w.evict_until(ts);
+            (if w.len() >= min_samples { w.mean().zip(w.std()) } else { None }, false)
         };
         match stats {
             Some((center, sigma)) if center.is_finite() && sigma.is_finite() => {
@@ -67,7 +75,9 @@ impl ZScore {
             }
             _ => out.push(ts, v, 0.0, f64::NAN, f64::NAN, f64::NAN, false),
         }
-        w.push(ts, v);
+        if !pushed {
+            w.push(ts, v);
+        }
     }
 }
 
