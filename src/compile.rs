@@ -34,6 +34,8 @@ pub struct Compiled {
     pub diagnostics: Diagnostics,
     /// The plan, when there were no errors.
     pub plan: Option<Plan>,
+    /// The `test` items, checked against the plan (`vigil test`).
+    pub tests: Vec<crate::testing::TestCase>,
     /// A content hash of every source compiled (user files, imports and stdlib): the
     /// version of the plan.
     pub version: String,
@@ -80,7 +82,15 @@ pub fn compile(paths: &[PathBuf]) -> Result<Compiled, LoadError> {
 /// # Errors
 /// When a named path, or the stdlib directory, cannot be read.
 pub fn compile_with(paths: &[PathBuf], options: &CompileOptions) -> Result<Compiled, LoadError> {
-    let files = source_files(paths)?;
+    let mut files = source_files(paths)?;
+    // A test file `NAME.test.vigil` is compiled with the pipeline file beside it.
+    for f in files.clone() {
+        if let Some(pipeline) = tested_file(&f) {
+            if pipeline.is_file() && !files.contains(&pipeline) {
+                files.push(pipeline);
+            }
+        }
+    }
     let mut roots = Vec::new();
     for f in files {
         let bytes = read_limited(&f)?;
@@ -88,6 +98,13 @@ pub fn compile_with(paths: &[PathBuf], options: &CompileOptions) -> Result<Compi
     }
     let stdlib = load_stdlib(options)?;
     Ok(compile_roots(roots, stdlib))
+}
+
+/// The pipeline file a test file (`NAME.test.vigil`) tests: `NAME.vigil` beside it.
+pub fn tested_file(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name.strip_suffix(".test.vigil")?;
+    Some(path.with_file_name(format!("{stem}.vigil")))
 }
 
 /// Compiles one in-memory file with the embedded stdlib. Imports are resolved relative to
@@ -276,6 +293,7 @@ pub fn compile_roots(roots: Vec<Root>, stdlib: Vec<StdModule>) -> Compiled {
         sources,
         diagnostics: Diagnostics::default(),
         plan: None,
+        tests: Vec::new(),
         version,
         user_files,
         timings: vec![("load+parse", started.elapsed())],
@@ -296,7 +314,17 @@ pub fn compile_roots(roots: Vec<Root>, stdlib: Vec<StdModule>) -> Compiled {
             let planned = plan::plan(&checked);
             out.timings.push(("plan", t.elapsed()));
             match planned {
-                Ok(p) => out.plan = Some(p),
+                Ok(p) => {
+                    let files: Vec<(crate::source::SourceId, &ast::File)> =
+                        modules.iter().filter(|m| m.role != ModuleRole::Stdlib).map(|m| (m.source, &m.file)).collect();
+                    let (tests, d) = crate::testing::check_tests(&files, &out.sources, &p);
+                    if d.is_empty() {
+                        out.tests = tests;
+                        out.plan = Some(p);
+                    } else {
+                        diags.extend(d);
+                    }
+                }
                 Err(d) => diags.extend(d.0),
             }
         }

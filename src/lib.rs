@@ -44,6 +44,7 @@ pub mod stats;
 pub mod stdlib;
 pub mod store;
 pub mod syntax;
+pub mod testing;
 pub mod time;
 pub mod value;
 

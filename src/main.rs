@@ -2,7 +2,7 @@
 //! reading files, printing, exit statuses. `anyhow` is used only here.
 
 use std::io::{IsTerminal, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -278,6 +278,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the pipeline tests (`test name for pipeline { given ... expect ... }`).
+    ///
+    /// Compiles the files (directories are searched for *.vigil, so a folder's
+    /// `*.test.vigil` files are compiled with its pipelines), runs every test in parallel —
+    /// each pipeline once over its fixtures, respond stages mocked so nothing is sent —
+    /// and prints pass or fail per test, with the position of each failing expectation
+    /// and the values it found. Exit 0 when all pass, 1 on a failure or compile error.
+    #[command(after_help = "Example:\n  vigil test pipelines/\n  vigil test pipelines/ --format junit > vigil-tests.xml")]
+    Test {
+        /// Files or directories [default: pipelines]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = TestFormat::Text)]
+        format: TestFormat,
+        /// Only tests whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Read the stdlib from this directory instead of the embedded copy.
+        #[arg(long, value_name = "DIR")]
+        stdlib: Option<PathBuf>,
+    },
     /// List, acknowledge and resolve incidents of a running engine (through its API).
     ///
     /// Mutating actions need the engine's token in VIGIL_API_TOKEN.
@@ -326,6 +347,7 @@ fn main() -> ExitCode {
             cmd_run(RunArgs { paths, state, listen, stdlib, debounce, poll, no_watch, dry_run })
         }
         Command::Replay { file, input, output, pipeline } => cmd_replay(file, input, output, pipeline),
+        Command::Test { paths, format, filter, stdlib } => cmd_test(paths, format, filter, stdlib),
         Command::Eval { file, data, windows, out, plot, pipeline, json } => cmd_eval(file, data, windows, out, plot, pipeline, json),
         Command::Models { action, state } => cmd_models(action, state),
         Command::Incidents { action, api } => cmd_incidents(action, &api),
@@ -603,6 +625,65 @@ fn cmd_replay(file: PathBuf, input: PathBuf, output: PathBuf, pipeline: Option<S
         report.duplicate
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TestFormat {
+    Text,
+    Junit,
+}
+
+fn cmd_test(paths: Vec<PathBuf>, format: TestFormat, filter: Option<String>, stdlib: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let mut paths = if paths.is_empty() { vec![PathBuf::from("pipelines")] } else { paths };
+    // `vigil test NAME.vigil` runs the tests in `NAME.test.vigil` beside it.
+    for p in paths.clone() {
+        let test = p.with_extension("test.vigil");
+        if p.extension().is_some_and(|x| x == "vigil")
+            && vigil::compile::tested_file(&p).is_none()
+            && test.is_file()
+            && !paths.contains(&test)
+        {
+            paths.push(test);
+        }
+    }
+    let out = compile_with(&paths, &CompileOptions { stdlib_dir: stdlib })?;
+    print_diagnostics(&out, &out.diagnostics.0);
+    let Some(plan) = &out.plan else { return Ok(ExitCode::from(EXIT_ERRORS)) };
+    let tests: Vec<vigil::testing::TestCase> =
+        out.tests.iter().filter(|t| filter.as_deref().is_none_or(|f| t.name.contains(f))).cloned().collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = std::time::Instant::now();
+    let results = vigil::testing::run_all(&tests, plan, Path::new("."), threads);
+    let failed = results.iter().filter(|r| !r.passed()).count();
+    match format {
+        TestFormat::Junit => print!("{}", vigil::testing::junit(&results)),
+        TestFormat::Text => {
+            println!("running {} tests", results.len());
+            for r in &results {
+                let status = if r.passed() { "ok" } else { "FAILED" };
+                println!("test {}::{} ... {status} ({} ms)", r.pipeline, r.name, r.duration.as_millis());
+            }
+            for r in results.iter().filter(|r| !r.passed()) {
+                println!("\n---- {}::{} ({}) ----", r.pipeline, r.name, r.location);
+                if let Some(e) = &r.error {
+                    println!("the run failed: {e}");
+                }
+                for f in &r.failures {
+                    println!("{}: expected `{}`", f.location, f.expected);
+                    for line in f.actual.lines() {
+                        println!("    {line}");
+                    }
+                }
+            }
+            println!(
+                "\ntest result: {}. {} passed; {failed} failed; finished in {:.2} s",
+                if failed == 0 { "ok" } else { "FAILED" },
+                results.len() - failed,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_ERRORS) })
 }
 
 fn cmd_explain(topic: &str) -> anyhow::Result<ExitCode> {

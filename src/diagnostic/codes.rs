@@ -271,6 +271,22 @@ codes! {
         "stage t1(x: Series) -> Series { preprocess y = t2(x) y }  // ... t33",
         "Flatten the templates: call operators directly in some of them.";
 
+    E0701: "test of an unknown pipeline",
+        "A `test name for pipeline { ... }` names a pipeline that none of the compiled files defines. Compile the test together with the pipeline's file (`vigil test pipelines/`).",
+        "test spike for chekout { expect count(alert.opened) == 1 }",
+        "Name a pipeline of the files compiled with the test; the help suggests the closest name.";
+    E0702: "invalid fixture",
+        "A `given` gives a stage data the test cannot use: the value must be `csv(\"file.csv\")` (a `timestamp,value` file, relative to the test's file) or `points([[\"2024-01-01 00:00:00\", 1.5], ...])`, the file must exist, and every row must hold a timestamp and a finite number, in increasing time. Only stages whose output is Series can be given.",
+        "given raw = csv(\"fixtures/missing.csv\")",
+        "Point at an existing file, fix the row the message names, or give a Series stage.";
+    E0703: "collect stage without a fixture",
+        "`vigil test` runs nothing that reaches outside: every collect stage of the tested pipeline must be given its data.",
+        "test t for checkout { expect max(scores.score) > 0.5 }",
+        "Add `given <collect stage> = csv(\"fixture.csv\")` or `points([...])`.";
+    E0704: "invalid expectation",
+        "An `expect` reads something a run does not produce: an unknown function, a stage without that field (Series have `value` and `timestamp`; Scores `score`, `value`, `anomalous`, `expected`, `lower`, `upper`, `timestamp`; respond stages `opened`, `resolved`, `notifications`, `subject`, `body`), a stage of another port type, or a bare stage name.",
+        "expect max(alert.score) > 0.5",
+        "Use `function(stage.field)` with a field of the stage's port type; `vigil explain E0704` lists them.";
     // ---- warnings -----------------------------------------------------------------------
     W0001: "unused stage",
         "A stage's output is not used by any other stage and it is not a respond stage, so its work is wasted.",
@@ -296,7 +312,7 @@ pub fn codes_markdown() -> String {
     let mut s = String::from(
         "# Diagnostic codes\n\nGenerated from `src/diagnostic/codes.rs` (`vigil explain CODE` prints one entry); a test keeps this file in sync.\n\n\
          Codes are stable and never reused. `E01xx`: syntax. `E02xx`: names and imports. `E03xx`: arguments, values and options. \
-         `E04xx`: port types and stage kinds. `E05xx`: the stage graph and template expansion. `W00xx`: warnings, which do not fail `vigil check` \
+         `E04xx`: port types and stage kinds. `E05xx`: the stage graph and template expansion. `E07xx`: pipeline tests (`vigil test`). `W00xx`: warnings, which do not fail `vigil check` \
          unless `--deny-warnings` is given.\n\n| code | meaning |\n|---|---|\n",
     );
     for c in Code::ALL {

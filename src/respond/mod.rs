@@ -187,6 +187,8 @@ pub struct Responder {
     silences: RwLock<Vec<Silence>>,
     /// Wakes the dispatcher when something is enqueued.
     pub wake: tokio::sync::Notify,
+    /// Under `vigil test`: the notifications, kept instead of sent.
+    captured: Option<Mutex<Vec<Notification>>>,
 }
 
 /// Resolved incidents kept in memory for the API (the store keeps them all).
@@ -214,6 +216,21 @@ impl Responder {
             }
         }
         Ok(r)
+    }
+
+    /// A responder that keeps every notification instead of sending it (`vigil test`).
+    pub fn capturing() -> Responder {
+        Responder { captured: Some(Mutex::new(Vec::new())), ..Responder::default() }
+    }
+
+    /// Whether notifications are captured rather than sent.
+    pub fn is_capturing(&self) -> bool {
+        self.captured.is_some()
+    }
+
+    /// The captured notifications, in order.
+    pub fn captured(&self) -> Vec<Notification> {
+        self.captured.as_ref().map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).clone()).unwrap_or_default()
     }
 
     pub fn store(&self) -> Option<&Arc<dyn Store>> {
@@ -278,6 +295,9 @@ impl Responder {
                     map.remove(id);
                 }
             }
+        }
+        if let Some(c) = &self.captured {
+            c.lock().unwrap_or_else(|e| e.into_inner()).extend(notifications.iter().cloned());
         }
         if !notifications.is_empty() {
             self.wake.notify_one();

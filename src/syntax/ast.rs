@@ -23,6 +23,7 @@ pub enum Item {
     Use(Use),
     Pipeline(Pipeline),
     Template(Template),
+    Test(Test),
 }
 
 impl Item {
@@ -31,6 +32,44 @@ impl Item {
             Item::Use(u) => u.span,
             Item::Pipeline(p) => p.span,
             Item::Template(t) => t.span,
+            Item::Test(t) => t.span,
+        }
+    }
+}
+
+/// `test name for pipeline { given ...  expect ... }`.
+#[derive(Clone, Debug)]
+pub struct Test {
+    pub doc: Doc,
+    pub name: Ident,
+    pub pipeline: Ident,
+    pub body: Vec<TestStmt>,
+    pub span: Span,
+}
+
+impl PartialEq for Test {
+    fn eq(&self, o: &Self) -> bool {
+        self.doc == o.doc && self.name == o.name && self.pipeline == o.pipeline && self.body == o.body
+    }
+}
+
+/// A statement of a test.
+#[derive(Clone, Debug)]
+pub enum TestStmt {
+    /// `given stage = fixture`: the stage's output is replaced by the fixture.
+    Given { doc: Doc, stage: Ident, value: Expr, span: Span },
+    /// `expect condition`.
+    Expect { doc: Doc, cond: Expr, span: Span },
+}
+
+impl PartialEq for TestStmt {
+    fn eq(&self, o: &Self) -> bool {
+        match (self, o) {
+            (TestStmt::Given { doc: a, stage: b, value: c, .. }, TestStmt::Given { doc: x, stage: y, value: z, .. }) => {
+                a == x && b == y && c == z
+            }
+            (TestStmt::Expect { doc: a, cond: b, .. }, TestStmt::Expect { doc: x, cond: y, .. }) => a == x && b == y,
+            _ => false,
         }
     }
 }

@@ -80,6 +80,7 @@ impl Lower<'_> {
                 Rule::use_decl => file.items.push(Item::Use(self.lower_use_decl(inner))),
                 Rule::pipeline => file.items.push(Item::Pipeline(self.lower_pipeline(inner))),
                 Rule::stage_def => file.items.push(Item::Template(self.lower_stage_def(inner))),
+                Rule::test_def => file.items.push(Item::Test(self.lower_test_def(inner))),
                 Rule::EOI => {}
                 r => unreachable!("unexpected rule {r:?} in file"),
             }
@@ -158,6 +159,44 @@ impl Lower<'_> {
             }
         }
         Pipeline { doc, name: name.expect("grammar: pipeline has a name"), body, span }
+    }
+
+    fn lower_test_def(&mut self, p: P) -> Test {
+        let span = self.span(&p);
+        let mut doc = Vec::new();
+        let mut names = Vec::new();
+        let mut body = Vec::new();
+        for inner in p.into_inner() {
+            match inner.as_rule() {
+                Rule::doc => doc = doc_lines(inner, "///"),
+                Rule::kw_test | Rule::kw_for => {}
+                Rule::ident => names.push(self.ident(inner)),
+                Rule::given_stmt | Rule::expect_stmt => {
+                    let given = inner.as_rule() == Rule::given_stmt;
+                    let sspan = self.span(&inner);
+                    let (mut sdoc, mut stage, mut value) = (Vec::new(), None, None);
+                    for i in inner.into_inner() {
+                        match i.as_rule() {
+                            Rule::doc => sdoc = doc_lines(i, "///"),
+                            Rule::kw_given | Rule::kw_expect => {}
+                            Rule::ident => stage = Some(self.ident(i)),
+                            _ => value = Some(self.lower_expr(i).0),
+                        }
+                    }
+                    let value = value.expect("grammar: given and expect have an expression");
+                    body.push(if given {
+                        TestStmt::Given { doc: sdoc, stage: stage.expect("grammar: given names a stage"), value, span: sspan }
+                    } else {
+                        TestStmt::Expect { doc: sdoc, cond: value, span: sspan }
+                    });
+                }
+                r => unreachable!("unexpected rule {r:?} in test"),
+            }
+        }
+        let mut names = names.into_iter();
+        let name = names.next().expect("grammar: test has a name");
+        let pipeline = names.next().expect("grammar: test names a pipeline");
+        Test { doc, name, pipeline, body, span }
     }
 
     fn lower_trigger(&mut self, p: P) -> Trigger {

@@ -89,9 +89,15 @@ fn expected_words(rules: &[Rule]) -> Vec<String> {
     for r in rules {
         let w = match r {
             Rule::EOI => "end of file",
-            Rule::file | Rule::use_decl | Rule::pipeline | Rule::stage_def | Rule::kw_use | Rule::kw_pipeline | Rule::kw_stage => {
-                "`use`, `pipeline` or `stage`"
-            }
+            Rule::file
+            | Rule::use_decl
+            | Rule::pipeline
+            | Rule::stage_def
+            | Rule::test_def
+            | Rule::kw_use
+            | Rule::kw_pipeline
+            | Rule::kw_stage
+            | Rule::kw_test => "`use`, `pipeline`, `stage` or `test`",
             Rule::trigger
             | Rule::every_trigger
             | Rule::cron_trigger
@@ -99,6 +105,8 @@ fn expected_words(rules: &[Rule]) -> Vec<String> {
             | Rule::kw_every
             | Rule::kw_cron
             | Rule::kw_on => "a trigger (`every`, `cron`, `on webhook`)",
+            Rule::given_stmt | Rule::expect_stmt | Rule::kw_given | Rule::kw_expect => "`given` or `expect`",
+            Rule::kw_for => "`for`",
             Rule::stage_stmt | Rule::stage_kind => "a stage (`collect`, `preprocess`, `train`, `predict`, `respond`)",
             Rule::doc | Rule::doc_line => "a doc comment",
             Rule::module_doc | Rule::module_doc_line => "a module doc comment",

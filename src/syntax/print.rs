@@ -137,6 +137,7 @@ impl Printer<'_> {
                 Item::Use(u) => self.use_decl(u),
                 Item::Pipeline(p) => self.pipeline(p),
                 Item::Template(t) => self.template(t),
+                Item::Test(t) => self.test(t),
             }
             self.trailing_comment(span.end);
             self.out.push('\n');
@@ -216,6 +217,41 @@ impl Printer<'_> {
         self.leading_comments(p.span.end, 1, false);
         self.out.push('}');
         self.last_end = p.span.end;
+    }
+
+    fn test(&mut self, t: &Test) {
+        self.doc(&t.doc, "///", 0);
+        self.out.push_str(&format!("test {} for {} {{\n", t.name.node, t.pipeline.node));
+        self.last_end = t.pipeline.span.end;
+        for (i, stmt) in t.body.iter().enumerate() {
+            let (doc, span) = match stmt {
+                TestStmt::Given { doc, span, .. } | TestStmt::Expect { doc, span, .. } => (doc, *span),
+            };
+            if i > 0 && self.blank_before(self.first_comment_or(span.start)) {
+                self.out.push('\n');
+            }
+            self.leading_comments(span.start, 1, true);
+            self.doc(doc, "///", 1);
+            self.indent(1);
+            match stmt {
+                TestStmt::Given { stage, value, .. } => {
+                    let head = format!("given {} = ", stage.node);
+                    self.out.push_str(&head);
+                    self.expr(value, 1, 2 + head.len());
+                }
+                TestStmt::Expect { cond, .. } => {
+                    self.out.push_str("expect ");
+                    self.expr(cond, 1, 2 + "expect ".len());
+                }
+            }
+            self.trailing_comment(span.end);
+            self.out.push('\n');
+            self.displaced_comments(span.end, 1);
+            self.last_end = self.last_end.max(span.end);
+        }
+        self.leading_comments(t.span.end, 1, false);
+        self.out.push('}');
+        self.last_end = t.span.end;
     }
 
     fn trigger(&mut self, t: &Trigger) {

@@ -46,7 +46,7 @@ pub fn scan(source: SourceId, text: &str) -> Scan {
         let b = bytes[i];
         if line_start && stack.is_empty() {
             let rest = &bytes[i..];
-            let starts_item = ["use", "pipeline", "stage"].iter().any(|kw| starts_with_word(rest, kw));
+            let starts_item = ["use", "pipeline", "stage", "test"].iter().any(|kw| starts_with_word(rest, kw));
             let is_doc = rest.starts_with(b"///") && !rest.starts_with(b"////");
             if (starts_item && !prev_line_doc) || (is_doc && !prev_line_doc) {
                 out.item_starts.push(i);

@@ -271,6 +271,36 @@ fn build_respond(node: &StageNode, env: &BuildEnv, p: &P<'_>) -> Result<Step, Bu
     };
     let mut policy = respond::Policy::from_options(&node.options);
     let default_subject = "[vigil] {{ incident.status }}: {{ incident.key }}";
+    // Under `vigil test` nothing is sent and no secret is read: the channel only renders.
+    if env.responder.is_capturing() {
+        let subject = match node.operator {
+            "log" => p.str("message"),
+            "email" => p.str("subject"),
+            "slack" => match p.str("text").as_str() {
+                "" => "{{ incident.status }}: {{ incident.key }} (score {{ incident.score }})".to_owned(),
+                t => t.to_owned(),
+            },
+            _ => default_subject.to_owned(),
+        };
+        if node.operator == "alertmanager" {
+            policy.resend_ms = p.dur("resend");
+        }
+        let body = match p.str("body").as_str() {
+            "" => None,
+            b => Some(Template::new(b).map_err(invalid)?),
+        };
+        let channel = Channel { kind: Kind::Log { outbox: None }, subject: Template::new(&subject).map_err(invalid)?, body };
+        return Ok(Step::Op(Box::new(respond::Respond::new(
+            env.pipeline.clone(),
+            node.key.0.clone(),
+            p.cond("when")?,
+            Template::new(&p.str("dedup")).map_err(invalid)?,
+            p.strs("group_by"),
+            policy,
+            channel,
+            env.responder.clone(),
+        ))));
+    }
     let (kind, subject) = match node.operator {
         "log" => (Kind::Log { outbox: env.state_dir.as_ref().map(|d| d.join("outbox.jsonl")) }, p.str("message")),
         "email" => {

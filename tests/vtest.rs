@@ -1,0 +1,86 @@
+//! `vigil test`: the pipelines' own tests pass; failures name the expectation's position
+//! and the values found; JUnit output for CI; compile errors in tests are diagnostics.
+
+mod common;
+
+use std::process::Command;
+
+use common::TempDir;
+
+fn vigil(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vigil")).args(args).env("NO_COLOR", "1").output().unwrap()
+}
+
+#[test]
+fn the_pipelines_tests_pass() {
+    let o = vigil(&["test", "pipelines"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("test demo::spike_opens_and_resolves_one_incident ... ok"), "{out}");
+    assert!(out.contains("test result: ok."), "{out}");
+}
+
+/// A copy of the demo with tests of its own.
+fn demo_with(tests: &str) -> TempDir {
+    let dir = TempDir::new("vtest");
+    std::fs::copy("pipelines/demo.vigil", dir.join("demo.vigil")).unwrap();
+    std::fs::create_dir_all(dir.join("fixtures")).unwrap();
+    std::fs::copy("pipelines/fixtures/demo_spike.csv", dir.join("fixtures/demo_spike.csv")).unwrap();
+    std::fs::write(dir.join("demo.test.vigil"), tests).unwrap();
+    dir
+}
+
+#[test]
+fn failures_show_the_position_and_the_values_and_exit_1() {
+    let dir = demo_with(
+        "test wrong for demo {\n  given raw = csv(\"fixtures/demo_spike.csv\")\n  expect count(console.opened) == 2\n  expect count(console.resolved) == 1\n}\n\
+         test right for demo {\n  given raw = csv(\"fixtures/demo_spike.csv\")\n  expect console.notifications == [\"firing\", \"resolved\"]\n}\n",
+    );
+    let o = vigil(&["test", dir.path().to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("test demo::wrong ... FAILED") && out.contains("test demo::right ... ok"), "{out}");
+    assert!(out.contains("demo.test.vigil:3:10: expected `count(console.opened) == 2`"), "{out}");
+    assert!(out.contains("left: 1") && out.contains("right: 2"), "{out}");
+    assert!(!out.contains("demo.test.vigil:4:10"), "the passing expectation is not reported: {out}");
+    assert!(out.contains("1 passed; 1 failed"), "{out}");
+
+    // JUnit for CI systems.
+    let o = vigil(&["test", dir.path().to_str().unwrap(), "--format", "junit"]);
+    let xml = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(xml.starts_with("<?xml") && xml.contains("<testsuites name=\"vigil\" tests=\"2\" failures=\"1\""), "{xml}");
+    assert!(xml.contains("<testcase classname=\"demo\" name=\"wrong\"") && xml.contains("<failure message="), "{xml}");
+
+    // A pipeline file brings its tests: `vigil test demo.vigil`; --filter picks by name.
+    let o = vigil(&["test", dir.join("demo.vigil").to_str().unwrap(), "--filter", "right"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && out.contains("running 1 tests"), "{out}");
+}
+
+#[test]
+fn bad_tests_are_diagnostics_at_check_time() {
+    let dir = demo_with(
+        "test t for demo {\n  given raw = csv(\"fixtures/missing.csv\")\n  expect max(scores.scor) > 0.5\n  expect count(consol.opened) == 1\n}\n",
+    );
+    for cmd in ["check", "test"] {
+        let o = vigil(&[cmd, dir.path().to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{cmd}: {err}");
+        assert!(err.contains("[E0702]") && err.contains("cannot read"), "{err}");
+        assert!(err.contains("[E0704]") && err.contains("did you mean `score`?"), "{err}");
+        assert!(err.contains("[E0202]") && err.contains("did you mean `console`?"), "{err}");
+        assert!(err.contains("demo.test.vigil:2:19"), "positions: {err}");
+    }
+    // A fixture with a bad row names the row.
+    std::fs::write(dir.join("fixtures/bad.csv"), "timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:00:01,NaN\n").unwrap();
+    std::fs::write(
+        dir.join("demo.test.vigil"),
+        "test t for demo {\n  given raw = csv(\"fixtures/bad.csv\")\n  expect count(console.opened) == 0\n}\n",
+    )
+    .unwrap();
+    let o = vigil(&["test", dir.path().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err.contains("row 3: the value is not a finite number"), "{err}");
+}
