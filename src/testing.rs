@@ -139,7 +139,11 @@ fn check_test(t: &ast::Test, base: &Path, sources: &SourceMap, plan: &Plan, diag
                     continue;
                 }
                 match fixture(value, base, &p.stages[i].key.0) {
-                    Ok(data) => givens.push((i, Arc::new(data))),
+                    // Several `given`s of one stage are several series.
+                    Ok(data) => match givens.iter_mut().find(|(g, _)| *g == i) {
+                        Some((_, d)) => Arc::make_mut(d).series.extend(data.series),
+                        None => givens.push((i, Arc::new(data))),
+                    },
                     Err((span, label, help)) => {
                         diags.push(Diagnostic::error(Code::E0702, span, "invalid fixture").with_label(label).with_help(help));
                     }
@@ -204,8 +208,23 @@ fn fixture(e: &Expr, base: &Path, key: &str) -> Result<SeriesData, (Span, String
     };
     let ExprKind::Call { callee, args } = &e.kind else { return Err(bad(e.span, "not a fixture".into())) };
     let ExprKind::Name(f) = &callee.kind else { return Err(bad(callee.span, "not a fixture".into())) };
-    let [arg] = &args[..] else { return Err(bad(e.span, format!("`{f}` takes one argument"))) };
-    let mut col = SeriesColumn::new(SeriesId::named("value".to_owned()));
+    let (positional, named): (Vec<&ast::Arg>, Vec<&ast::Arg>) = args.iter().partition(|a| a.name.is_none());
+    let [arg] = &positional[..] else { return Err(bad(e.span, format!("`{f}` takes one fixture, and `labels:`"))) };
+    let mut labels: Vec<(String, String)> = Vec::new();
+    for a in named {
+        let name = a.name.as_ref().map(|n| n.node.as_str()).unwrap_or_default();
+        match (name, &a.value.kind) {
+            ("labels", ExprKind::Map(entries)) => {
+                for (k, v) in entries {
+                    let ExprKind::Str(v) = &v.kind else { return Err(bad(v.span, "label values are strings".into())) };
+                    labels.push((k.node.clone(), v.value.clone()));
+                }
+            }
+            _ => return Err(bad(a.value.span, format!("`{name}`: a fixture takes `labels: {{ name: \"value\" }}`"))),
+        }
+    }
+    labels.sort();
+    let mut col = SeriesColumn::new(SeriesId::new("value", labels));
     let mut push = |ts: i64, v: f64, span: Span, what: String| -> Result<(), (Span, String, String)> {
         if !v.is_finite() {
             return Err((span, format!("{what}: the value is not a finite number"), "fix or remove the row".into()));
@@ -727,6 +746,16 @@ fn explain(e: &Expr, out: &Outputs<'_>, whole: &V) -> String {
                 Err(e) => Some(e),
             };
             part(a).or_else(|| part(b)).unwrap_or_else(|| whole.to_string())
+        }
+        ExprKind::Call { callee, args } if matches!(&callee.kind, ExprKind::Name(f) if f == "contains") && args.len() == 2 => {
+            let show = |x: &Expr| eval(x, out).map_or_else(|e| format!("error: {e}"), |v| v.to_string());
+            format!(
+                "in: {}
+looked for: {}
+(not found)",
+                show(&args[0].value),
+                show(&args[1].value)
+            )
         }
         _ => format!("found: {whole}"),
     }

@@ -18,6 +18,18 @@ fn the_pipelines_tests_pass() {
     assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("test demo::spike_opens_and_resolves_one_incident ... ok"), "{out}");
     assert!(out.contains("test result: ok."), "{out}");
+    // Every pipeline with sources the tests can replace has tests of its own.
+    for p in ["demo", "nab", "node_cpu", "log_error_rate"] {
+        assert!(out.contains(&format!("test {p}::")), "{p} has no tests: {out}");
+    }
+}
+
+#[test]
+fn the_stdlib_stages_tests_pass() {
+    let o = vigil(&["test", "tests/stdlib"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("test stdlib_tour::learned_detectors_find_the_spike ... ok"), "{out}");
 }
 
 /// A copy of the demo with tests of its own.
