@@ -10,7 +10,8 @@
 //! ```
 //!
 //! A test runs its pipeline once, causally, over its fixtures — every collect stage is
-//! *given* its data (a CSV file or inline points) and any Series stage may be — through
+//! *given* its data (a CSV file or inline points, with `labels:`; `events("file.csv")`
+//! for Events) and any Series stage may be — through
 //! the same operators as `vigil run` and `vigil replay` (training inline and seeded, so
 //! results are reproducible). Respond stages are mocked: they open and resolve incidents
 //! and render their notifications, which the test can read, but nothing is sent and no
@@ -21,8 +22,8 @@
 //! without a fixture (E0703), an expectation that reads something the run does not
 //! produce (E0704), and unknown stages (E0202) are diagnostics with positions.
 //!
-//! What an expectation can read, per port type of the stage:
-//! - Series: `value`, `timestamp` (ms since the epoch);
+//! What an expectation can read, per port type of the stage (see `docs/testing.md`):
+//! - Series: `value`, `timestamp` (ms since the epoch); Events: `timestamp`, `status`;
 //! - Scores: `score`, `value`, `anomalous`, `expected`, `lower`, `upper`, `timestamp`;
 //! - respond stages: `opened` and `resolved` (incident keys, in order), `notifications`
 //!   (their transitions: `firing`, `resolved`, ...), `subject` and `body` (rendered).
@@ -56,8 +57,8 @@ pub struct TestCase {
     pub span: Span,
     /// `file:line:col` of the test.
     pub location: String,
-    /// Stage index → the data it is given.
-    pub givens: Vec<(usize, Arc<SeriesData>)>,
+    /// Stage index → the data it is given (Series or Events).
+    pub givens: Vec<(usize, Data)>,
     pub expects: Vec<Expectation>,
 }
 
@@ -79,6 +80,7 @@ const FUNCTIONS: &[&str] = &["count", "max", "min", "mean", "sum", "first", "las
 fn fields_of(ty: Ty, kind: StageKind) -> &'static [&'static str] {
     match (ty, kind) {
         (Ty::Series, _) => &["value", "timestamp"],
+        (Ty::Events, _) => &["timestamp", "status"],
         (Ty::Scores, _) => &["score", "value", "anomalous", "expected", "lower", "upper", "timestamp"],
         (_, StageKind::Respond) | (Ty::Incidents, _) => &["opened", "resolved", "notifications", "subject", "body"],
         _ => &[],
@@ -114,7 +116,7 @@ fn check_test(t: &ast::Test, base: &Path, sources: &SourceMap, plan: &Plan, diag
         return None;
     };
     let before = diags.len();
-    let mut givens: Vec<(usize, Arc<SeriesData>)> = Vec::new();
+    let mut givens: Vec<(usize, Data)> = Vec::new();
     // Stages given something, valid or not (an invalid fixture is reported once).
     let mut given_any: Vec<usize> = Vec::new();
     let mut expects = Vec::new();
@@ -126,23 +128,46 @@ fn check_test(t: &ast::Test, base: &Path, sources: &SourceMap, plan: &Plan, diag
                     continue;
                 };
                 given_any.push(i);
-                if p.stages[i].output != Ty::Series {
+                let out = p.stages[i].output;
+                if !matches!(out, Ty::Series | Ty::Events) {
                     diags.push(
                         Diagnostic::error(
                             Code::E0702,
                             stage.span,
-                            format!("`{}` yields {}, and fixtures are Series", stage.node, p.stages[i].output),
+                            format!("`{}` yields {out}, and fixtures are Series or Events", stage.node),
                         )
                         .with_label("cannot be given a fixture")
-                        .with_help("give a collect or preprocess stage that yields Series"),
+                        .with_help("give a collect or preprocess stage that yields Series (or Events)"),
                     );
                     continue;
                 }
-                match fixture(value, base, &p.stages[i].key.0) {
-                    // Several `given`s of one stage are several series.
-                    Ok(data) => match givens.iter_mut().find(|(g, _)| *g == i) {
-                        Some((_, d)) => Arc::make_mut(d).series.extend(data.series),
-                        None => givens.push((i, Arc::new(data))),
+                let is_events =
+                    matches!(&value.kind, ExprKind::Call { callee, .. } if matches!(&callee.kind, ExprKind::Name(n) if n == "events"));
+                if is_events != (out == Ty::Events) {
+                    let want = if out == Ty::Events { "`events(\"alerts.csv\")`" } else { "`csv(\"file.csv\")` or `points([...])`" };
+                    diags.push(
+                        Diagnostic::error(Code::E0702, value.span, format!("`{}` yields {out}", stage.node))
+                            .with_label(format!("this fixture is not {out}"))
+                            .with_help(format!("give it {want}")),
+                    );
+                    continue;
+                }
+                let made = if is_events {
+                    events_fixture(value, base).map(|e| Data::Events(Arc::new(e)))
+                } else {
+                    fixture(value, base, &p.stages[i].key.0).map(|d| Data::Series(Arc::new(d)))
+                };
+                match made {
+                    // Several `given`s of one stage are several series (or more events).
+                    Ok(data) => match (givens.iter_mut().find(|(g, _)| *g == i), data) {
+                        (Some((_, Data::Series(d))), Data::Series(more)) => Arc::make_mut(d).series.extend(more.series.iter().cloned()),
+                        (Some((_, Data::Events(d))), Data::Events(more)) => {
+                            let all = Arc::make_mut(d);
+                            all.events.extend(more.events.iter().cloned());
+                            all.events.sort_by_key(|e| e.ts);
+                        }
+                        (Some(_), _) => {}
+                        (None, data) => givens.push((i, data)),
                     },
                     Err((span, label, help)) => {
                         diags.push(Diagnostic::error(Code::E0702, span, "invalid fixture").with_label(label).with_help(help));
@@ -300,6 +325,58 @@ fn fixture(e: &Expr, base: &Path, key: &str) -> Result<SeriesData, (Span, String
     }
     let _ = key;
     Ok(SeriesData { series: vec![col] })
+}
+
+/// An Events fixture: `events("alerts.csv")`, a CSV whose `timestamp` column is the time,
+/// `status` (optional) the alert status, and every other column a label (empty: absent).
+fn events_fixture(e: &Expr, base: &Path) -> Result<crate::data::EventsData, (Span, String, String)> {
+    let help = || "write `events(\"alerts.csv\")`: a `timestamp,<label>,...` CSV, one event a row".to_owned();
+    let ExprKind::Call { args, .. } = &e.kind else { return Err((e.span, "not a fixture".into(), help())) };
+    let [arg] = &args[..] else { return Err((e.span, "`events` takes one file".into(), help())) };
+    let ExprKind::Str(path) = &arg.value.kind else { return Err((arg.value.span, "the file name must be a string".into(), help())) };
+    let full = if Path::new(&path.value).is_absolute() { PathBuf::from(&path.value) } else { base.join(&path.value) };
+    let text = std::fs::read_to_string(&full).map_err(|err| {
+        (arg.value.span, format!("cannot read `{}`: {err}", full.display()), "paths are relative to the test's file".to_owned())
+    })?;
+    let mut lines = text.lines().enumerate();
+    let cols: Vec<&str> = lines.next().map(|(_, h)| h.split(',').map(str::trim).collect()).unwrap_or_default();
+    let Some(tc) = cols.iter().position(|c| *c == "timestamp") else {
+        return Err((arg.value.span, format!("`{}` has no `timestamp` column", path.value), help()));
+    };
+    let mut out = crate::data::EventsData::default();
+    for (n, line) in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let bad = |why: &str| (arg.value.span, format!("`{}` row {}: {why}", path.value, n + 1), "fix or remove the row".to_owned());
+        if fields.len() != cols.len() {
+            return Err(bad(&format!("{} fields, the header has {}", fields.len(), cols.len())));
+        }
+        let ts = crate::time::parse_timestamp(fields[tc]).ok_or_else(|| bad("the timestamp does not parse"))?;
+        if out.events.last().is_some_and(|l| ts < l.ts) {
+            return Err(bad("earlier than the row before"));
+        }
+        let mut ev = crate::data::Event {
+            ts,
+            labels: Default::default(),
+            annotations: Default::default(),
+            status: "firing".into(),
+            fingerprint: String::new(),
+        };
+        for (c, v) in cols.iter().zip(&fields) {
+            match *c {
+                "timestamp" => {}
+                "status" => ev.status = (*v).to_owned(),
+                _ if v.is_empty() => {}
+                _ => {
+                    ev.labels.insert((*c).to_owned(), (*v).to_owned());
+                }
+            }
+        }
+        out.events.push(ev);
+    }
+    Ok(out)
 }
 
 /// Checks an expectation's names, fields and functions.
@@ -499,12 +576,21 @@ fn execute<'a>(t: &TestCase, plan: &'a Plan, base_dir: &Path) -> Result<Outputs<
         models: None,
         responder: responder.clone(),
     };
-    let given: HashMap<usize, &Arc<SeriesData>> = t.givens.iter().map(|(i, d)| (*i, d)).collect();
+    let given: HashMap<usize, &Data> = t.givens.iter().map(|(i, d)| (*i, d)).collect();
     let mut data: Vec<Option<Data>> = vec![None; p.stages.len()];
-    let now = t.givens.iter().filter_map(|(_, d)| d.series.first()?.ts.last().copied()).max().unwrap_or(0);
+    let now = t
+        .givens
+        .iter()
+        .filter_map(|(_, d)| match d {
+            Data::Series(s) => s.series.iter().filter_map(|c| c.ts.last().copied()).max(),
+            Data::Events(e) => e.events.last().map(|e| e.ts),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
     for (i, node) in p.stages.iter().enumerate() {
         if let Some(d) = given.get(&i) {
-            data[i] = Some(Data::Series((*d).clone()));
+            data[i] = Some((*d).clone());
             continue;
         }
         let mut op = match ops::build(node, &env).map_err(|e| format!("stage `{}`: {e}", node.key))? {
@@ -531,6 +617,8 @@ impl Outputs<'_> {
             (None, _) => V::List(Vec::new()),
             (Some(Data::Series(s)), "value") => nums(&s.series.iter().flat_map(|c| c.values.iter().copied()).collect::<Vec<_>>()),
             (Some(Data::Series(s)), "timestamp") => V::List(s.series.iter().flat_map(|c| c.ts.iter().map(|t| V::Num(*t as f64))).collect()),
+            (Some(Data::Events(e)), "timestamp") => V::List(e.events.iter().map(|e| V::Num(e.ts as f64)).collect()),
+            (Some(Data::Events(e)), "status") => V::List(e.events.iter().map(|e| V::Str(e.status.clone())).collect()),
             (Some(Data::Scores(s)), f) => {
                 let mut out = Vec::new();
                 for c in &s.series {

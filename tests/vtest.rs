@@ -19,7 +19,7 @@ fn the_pipelines_tests_pass() {
     assert!(out.contains("test demo::spike_opens_and_resolves_one_incident ... ok"), "{out}");
     assert!(out.contains("test result: ok."), "{out}");
     // Every pipeline with sources the tests can replace has tests of its own.
-    for p in ["demo", "nab", "node_cpu", "log_error_rate"] {
+    for p in ["demo", "nab", "node_cpu", "log_error_rate", "alertmanager_ingest"] {
         assert!(out.contains(&format!("test {p}::")), "{p} has no tests: {out}");
     }
 }
@@ -84,6 +84,16 @@ fn bad_tests_are_diagnostics_at_check_time() {
         assert!(err.contains("[E0202]") && err.contains("did you mean `console`?"), "{err}");
         assert!(err.contains("demo.test.vigil:2:19"), "positions: {err}");
     }
+    // A fixture of the wrong kind for the stage.
+    std::fs::write(
+        dir.join("demo.test.vigil"),
+        "test t for demo {\n  given raw = events(\"fixtures/demo_spike.csv\")\n  expect count(console.opened) == 0\n}\n",
+    )
+    .unwrap();
+    let o = vigil(&["test", dir.path().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err.contains("[E0702]") && err.contains("this fixture is not Series"), "{err}");
     // A fixture with a bad row names the row.
     std::fs::write(dir.join("fixtures/bad.csv"), "timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:00:01,NaN\n").unwrap();
     std::fs::write(
