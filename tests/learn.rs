@@ -350,3 +350,30 @@ fn the_engine_trains_in_the_background_saves_models_and_reuses_them_after_a_rest
     });
     assert_eq!(models_listed(&state).unwrap().len(), 1, "no retraining after the restart");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_finite_samples_are_skipped_and_counted_and_a_constant_series_trains() {
+    let dir = TempDir::new("learn-nan");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+    let mut op = train_op(store.clone(), dir.path(), "fp-nan");
+    let mut c = SeriesColumn::new(SeriesId::named("latency"));
+    for i in 0..300i64 {
+        c.push(
+            i * 60_000,
+            match i % 10 {
+                3 => f64::NAN,
+                7 => f64::INFINITY,
+                _ => 42.0,
+            },
+        );
+    }
+    let mut ctx = OpCtx::new(0);
+    op.process(&[Data::Series(Arc::new(SeriesData { series: vec![c] }))], &mut ctx).unwrap();
+    let skipped: u64 = ctx.skipped.iter().filter(|(why, _)| *why == "non-finite value").map(|(_, n)| n).sum();
+    assert_eq!(skipped, 60, "every NaN and infinity is skipped and counted");
+    // The 240 finite samples of a constant series are enough (200), and train.
+    let empty = Data::Series(Arc::new(SeriesData::default()));
+    assert_eq!(tick_until(&mut op, empty, |v| v.is_some()).await, Some(1));
+    let rows = store.models(Some("p.model")).await.unwrap();
+    assert!(rows[0].meta.loss.is_finite(), "{:?}", rows[0].meta);
+}

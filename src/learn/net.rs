@@ -33,7 +33,8 @@ pub struct Mlp {
 }
 
 /// burn's initialisers draw from the device's generator, which may be global: seeding and
-/// initialising happen under one lock so that concurrent trainings stay reproducible.
+/// initialising (forced, as burn defers it to first use) happen under one lock so that
+/// concurrent trainings stay reproducible.
 static INIT: Mutex<()> = Mutex::new(());
 
 impl Mlp {
@@ -41,7 +42,15 @@ impl Mlp {
     pub fn new(dims: &[usize], seed: u64, device: &Device) -> Mlp {
         let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
         device.seed(seed);
-        let layers = dims.windows(2).map(|w| LinearConfig::new(w[0], w[1]).init(device)).collect();
+        let layers: Vec<Linear> = dims.windows(2).map(|w| LinearConfig::new(w[0], w[1]).init(device)).collect();
+        // burn initialises parameters lazily, on first use: draw them now, under the lock,
+        // or a training running at the same time takes numbers from the same generator.
+        for l in &layers {
+            let _ = l.weight.val();
+            if let Some(b) = &l.bias {
+                let _ = b.val();
+            }
+        }
         Mlp { layers, act: Relu::new() }
     }
 
