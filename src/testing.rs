@@ -264,7 +264,7 @@ fn fixture(e: &Expr, base: &Path, key: &str) -> Result<SeriesData, (Span, String
         "csv" => {
             let ExprKind::Str(path) = &arg.value.kind else { return Err(bad(arg.value.span, "the file name must be a string".into())) };
             let full = if Path::new(&path.value).is_absolute() { PathBuf::from(&path.value) } else { base.join(&path.value) };
-            let text = std::fs::read_to_string(&full).map_err(|e| {
+            let text = std::fs::read_to_string(&full).map(|t| t.trim_start_matches('\u{feff}').to_owned()).map_err(|e| {
                 (arg.value.span, format!("cannot read `{}`: {e}", full.display()), "paths are relative to the test's file".to_owned())
             })?;
             let mut lines = text.lines().enumerate();
@@ -335,7 +335,7 @@ fn events_fixture(e: &Expr, base: &Path) -> Result<crate::data::EventsData, (Spa
     let [arg] = &args[..] else { return Err((e.span, "`events` takes one file".into(), help())) };
     let ExprKind::Str(path) = &arg.value.kind else { return Err((arg.value.span, "the file name must be a string".into(), help())) };
     let full = if Path::new(&path.value).is_absolute() { PathBuf::from(&path.value) } else { base.join(&path.value) };
-    let text = std::fs::read_to_string(&full).map_err(|err| {
+    let text = std::fs::read_to_string(&full).map(|t| t.trim_start_matches('\u{feff}').to_owned()).map_err(|err| {
         (arg.value.span, format!("cannot read `{}`: {err}", full.display()), "paths are relative to the test's file".to_owned())
     })?;
     let mut lines = text.lines().enumerate();
@@ -367,7 +367,8 @@ fn events_fixture(e: &Expr, base: &Path) -> Result<crate::data::EventsData, (Spa
         for (c, v) in cols.iter().zip(&fields) {
             match *c {
                 "timestamp" => {}
-                "status" => ev.status = (*v).to_owned(),
+                "status" if !v.is_empty() => ev.status = (*v).to_owned(),
+                "status" => {}
                 _ if v.is_empty() => {}
                 _ => {
                     ev.labels.insert((*c).to_owned(), (*v).to_owned());
@@ -686,10 +687,14 @@ impl Outputs<'_> {
                     continue;
                 }
                 flagged += 1;
-                if let Some(w) = spans.iter().position(|(a, b)| *a <= c.ts[k] && c.ts[k] <= *b) {
-                    hits += 1;
-                    found[w] = true;
+                let mut hit = false;
+                for (w, (a, b)) in spans.iter().enumerate() {
+                    if *a <= c.ts[k] && c.ts[k] <= *b {
+                        hit = true;
+                        found[w] = true;
+                    }
                 }
+                hits += usize::from(hit);
             }
         }
         let precision = if flagged == 0 { 0.0 } else { hits as f64 / flagged as f64 };
@@ -717,6 +722,12 @@ fn eval(e: &Expr, out: &Outputs<'_>) -> Result<V, String> {
         ExprKind::Unary(UnaryOp::Neg, inner) => match eval(inner, out)? {
             V::Num(n) => V::Num(-n),
             v => return Err(format!("`-` of {v}")),
+        },
+        // `and` / `or` stop at the left side when it decides.
+        ExprKind::Binary(op @ (BinaryOp::And | BinaryOp::Or), a, b) => match (op, eval(a, out)?) {
+            (BinaryOp::And, V::Bool(false)) => V::Bool(false),
+            (BinaryOp::Or, V::Bool(true)) => V::Bool(true),
+            (_, left) => binary(*op, left, eval(b, out)?)?,
         },
         ExprKind::Binary(op, a, b) => binary(*op, eval(a, out)?, eval(b, out)?)?,
         ExprKind::Call { callee, args } => {
@@ -858,7 +869,22 @@ pub fn run_all(tests: &[TestCase], plan: &Plan, base_dir: &Path, threads: usize)
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(t) = tests.get(i) else { break };
-                let r = run_test(t, plan, base_dir);
+                // A panic in an operator is a bug, reported as this test's error.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_test(t, plan, base_dir))).unwrap_or_else(|p| {
+                    let why = p
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    TestResult {
+                        name: t.name.clone(),
+                        pipeline: t.pipeline.clone(),
+                        location: t.location.clone(),
+                        duration: Default::default(),
+                        failures: Vec::new(),
+                        error: Some(format!("the run panicked (a bug in vigil): {why}")),
+                    }
+                });
                 results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
             });
         }
@@ -868,7 +894,7 @@ pub fn run_all(tests: &[TestCase], plan: &Plan, base_dir: &Path, threads: usize)
 
 /// JUnit XML for CI systems.
 pub fn junit(results: &[TestResult]) -> String {
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\n', "&#10;");
     let failed = results.iter().filter(|r| !r.passed()).count();
     let total: f64 = results.iter().map(|r| r.duration.as_secs_f64()).sum();
     let mut s = format!(
@@ -881,7 +907,7 @@ pub fn junit(results: &[TestResult]) -> String {
             "    <testcase classname=\"{}\" name=\"{}\" file=\"{}\" time=\"{:.3}\"",
             esc(&r.pipeline),
             esc(&r.name),
-            esc(r.location.split(':').next().unwrap_or_default()),
+            esc(r.location.rsplitn(3, ':').nth(2).unwrap_or_default()),
             r.duration.as_secs_f64()
         ));
         if r.passed() {

@@ -606,10 +606,11 @@ fn silences_keep_incidents_quiet_and_dry_run_prints_instead_of_sending() {
 
 #[test]
 fn rate_limits_hold_notifications_back_and_group_by_makes_one_incident() {
-    // Rate limit: two incidents, room for two notifications.
+    // Rate limit: two incidents, room for one notification (a resolution of an incident
+    // whose opening was sent is owed, and always goes out).
     let dir = TempDir::new("respond-rate");
     let rx = Receiver::start(&[]);
-    pipeline(&dir, &format!("  respond hook = webhook(hot, url: \"http://127.0.0.1:{}/h\") {{\n    rate_limit 2 per 1h\n  }}", rx.port));
+    pipeline(&dir, &format!("  respond hook = webhook(hot, url: \"http://127.0.0.1:{}/h\") {{\n    rate_limit 1 per 1h\n  }}", rx.port));
     let mut body = rows(20, 3, 5);
     let later = rows(3, 3, 5);
     // The second spike after the first (timestamps moved on by an hour).

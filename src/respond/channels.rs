@@ -136,7 +136,12 @@ impl Channel {
                 format!("exec {:?}", argv.iter().map(|a| a.render(&ctx)).collect::<Vec<_>>())
             }
             Kind::Webhook { url, .. } | Kind::Alertmanager { url, .. } | Kind::PagerDuty { url, .. } => {
-                format!("{} POST {url}: {}", self.kind.name(), self.payload(n).map(|v| v.to_string()).unwrap_or_default())
+                let mut body = self.payload(n).unwrap_or_default();
+                // The routing key is a secret: never printed.
+                if body.get("routing_key").is_some() {
+                    body["routing_key"] = "***".into();
+                }
+                format!("{} POST {url}: {body}", self.kind.name())
             }
             Kind::Slack { .. } => format!("slack: {}", n.subject),
             Kind::Log { .. } => format!("log: {}", n.subject),
@@ -302,7 +307,8 @@ pub fn smtp(url: &str, tls: &str, from: &str, to: &[String], timeout: Duration) 
     if !matches!(u.scheme(), "smtp" | "smtps") {
         return Err(format!("the smtp secret must start with smtp:// or smtps://, not {}://", u.scheme()));
     }
-    let host = u.host_str().ok_or("the smtp secret has no host")?.to_owned();
+    // `[::1]` in a URL is `::1` to connect to.
+    let host = u.host_str().ok_or("the smtp secret has no host")?.trim_start_matches('[').trim_end_matches(']').to_owned();
     let tls = match if u.scheme() == "smtps" { "tls" } else { tls } {
         "none" => SmtpTls::None,
         "tls" => SmtpTls::Tls,
@@ -467,7 +473,18 @@ async fn tls_connect(host: &str, tcp: tokio::net::TcpStream) -> Result<tokio_rus
         std::sync::Arc::new(config)
     });
     let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| SmtpError::Permanent(format!("`{host}`: {e}")))?;
-    tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp).await.map_err(|e| SmtpError::Io(format!("TLS with {host}: {e}")))
+    tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp).await.map_err(|e| {
+        // A certificate the server will keep presenting is not worth retrying.
+        let certificate = e
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+            .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented));
+        if certificate {
+            SmtpError::Permanent(format!("TLS with {host}: {e}"))
+        } else {
+            SmtpError::Io(format!("TLS with {host}: {e}"))
+        }
+    })
 }
 
 fn percent_decode(s: &str) -> String {
@@ -519,7 +536,9 @@ async fn send_email(smtp: &Smtp, n: &Notification) -> Outcome {
         Ok(Ok(r)) => Outcome::Sent(format!("SMTP {}", r.code())),
         Ok(Err(SmtpError::Io(e))) => Outcome::Retry(format!("SMTP: cannot reach {}:{}: {e}", smtp.host, smtp.port)),
         Ok(Err(SmtpError::Permanent(e))) => Outcome::Fail(format!("SMTP: {e}")),
-        Ok(Err(SmtpError::Smtp(e))) if e.is_permanent() => Outcome::Fail(format!("SMTP: {e}")),
+        // A permanent reply, or a client-side refusal (no common authentication mechanism,
+        // an address the server cannot take): a retry would fail the same way.
+        Ok(Err(SmtpError::Smtp(e))) if e.is_permanent() || e.is_client() => Outcome::Fail(format!("SMTP: {e}")),
         Ok(Err(SmtpError::Smtp(e))) => Outcome::Retry(format!("SMTP: {e}")),
     }
 }
@@ -571,6 +590,55 @@ async fn run_exec(argv: &[Template], timeout: Duration, env: &[String], n: &Noti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dry_runs_never_print_the_pagerduty_routing_key() {
+        let c = Channel {
+            kind: Kind::PagerDuty {
+                routing_key: "R0UTING-SECRET".into(),
+                severity: "error".into(),
+                url: "https://events.pagerduty.com/v2/enqueue".into(),
+                client: reqwest::Client::new(),
+            },
+            subject: Template::new("{{ incident.status }}").unwrap(),
+            body: None,
+        };
+        let i = crate::respond::Incident {
+            id: "i1".into(),
+            key: "k".into(),
+            pipeline: "p".into(),
+            stage: "p.page".into(),
+            series: vec!["s".into()],
+            labels: Default::default(),
+            status: "firing".into(),
+            acknowledged: false,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            opened_at: 0,
+            updated_at: 0,
+            resolved_at: None,
+            resolved_by: None,
+            score: 1.0,
+            value: 1.0,
+            silenced: false,
+            feedback: None,
+            feedback_note: None,
+            notifications: 0,
+            last_notified_at: None,
+        };
+        let n = Notification {
+            dedupe: "d".into(),
+            incident_id: "i1".into(),
+            stage: "p.page".into(),
+            channel: "pagerduty".into(),
+            transition: "firing".into(),
+            subject: "firing".into(),
+            body: String::new(),
+            incident: i,
+        };
+        let shown = c.describe(&n);
+        assert!(!shown.contains("R0UTING-SECRET") && shown.contains("\"routing_key\":\"***\""), "{shown}");
+    }
 
     #[test]
     fn hmac_matches_rfc_4231_case_2() {

@@ -55,15 +55,18 @@ pub async fn run(responder: Arc<Responder>, cancel: CancellationToken) {
                 None => queues.push((row.notification.incident_id.clone(), vec![row])),
             }
         }
+        let progress = std::sync::atomic::AtomicBool::new(false);
         futures_util::stream::iter(queues)
             .for_each_concurrent(CONCURRENCY, |(_, rows)| {
-                let (responder, store, cancel) = (&responder, &store, &cancel);
+                let (responder, store, cancel, progress) = (&responder, &store, &cancel, &progress);
                 async move {
                     for row in rows {
                         if cancel.is_cancelled() {
                             return;
                         }
-                        deliver(responder, store.as_ref(), row).await;
+                        if deliver(responder, store.as_ref(), row).await {
+                            progress.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
                     }
                 }
             })
@@ -71,7 +74,8 @@ pub async fn run(responder: Arc<Responder>, cancel: CancellationToken) {
         if cancel.is_cancelled() {
             return;
         }
-        if full {
+        // Something went out: the next of its incident's notifications may be due now.
+        if full || progress.load(std::sync::atomic::Ordering::Relaxed) {
             continue;
         }
         tokio::select! {
@@ -83,14 +87,15 @@ pub async fn run(responder: Arc<Responder>, cancel: CancellationToken) {
 }
 
 /// Sends one row and records the outcome: sent, rescheduled with backoff, or failed.
-async fn deliver(responder: &Responder, store: &dyn crate::store::Store, row: OutboxRow) {
+/// Returns whether the row left the outbox (sent or failed for good).
+async fn deliver(responder: &Responder, store: &dyn crate::store::Store, row: OutboxRow) -> bool {
     let now = crate::time::now_ms();
     let n = &row.notification;
     let channel = responder.channels.read().unwrap_or_else(|e| e.into_inner()).get(&n.stage).cloned();
     let Some(channel) = channel else {
         // The stage is gone (or not built yet): keep the row for when it returns.
         let _ = store.reschedule_notification(row.id, row.attempts, now + 10_000, "the respond stage is not running").await;
-        return;
+        return false;
     };
     let (status, outcome) = if responder.dry_run {
         println!("[dry-run] {}", channel.describe(n));
@@ -107,6 +112,7 @@ async fn deliver(responder: &Responder, store: &dyn crate::store::Store, row: Ou
         event: event.into(),
         detail: format!("{} {}: {detail}", n.channel, n.transition),
     };
+    let done = !matches!(outcome, Outcome::Retry(_)) || row.attempts + 1 >= MAX_ATTEMPTS;
     let result = match outcome {
         Outcome::Sent(detail) => {
             tracing::debug!(stage = %n.stage, channel = %n.channel, transition = %n.transition, incident = %n.incident_id, "sent");
@@ -125,7 +131,11 @@ async fn deliver(responder: &Responder, store: &dyn crate::store::Store, row: Ou
             store.finish_notification(row.id, "failed", Some(&why), &audit("failed", why.clone())).await
         }
     };
-    if let Err(e) = result {
-        tracing::error!(error = %e, "cannot update the outbox");
+    match result {
+        Ok(()) => done,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot update the outbox");
+            false
+        }
     }
 }

@@ -72,7 +72,9 @@ pub trait Store: Send + Sync {
     ) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Incidents (of one status, or all), newest first.
     fn incidents<'a>(&'a self, status: Option<&'a str>, limit: i64) -> BoxFuture<'a, Result<Vec<Incident>, StoreError>>;
-    /// Pending notifications due at `now`, oldest first.
+    /// Pending notifications due at `now`, oldest first — only the oldest pending one of
+    /// each (incident, stage), so that one incident's notifications reach a channel in
+    /// order (a `resolved` never overtakes its `firing` while that waits for a retry).
     fn due_notifications<'a>(&'a self, now: i64, limit: i64) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>>;
     /// The outbox, newest first (all statuses).
     fn outbox<'a>(&'a self, limit: i64) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>>;
@@ -121,6 +123,7 @@ const SCHEMA: &[&str] = &[
      stage TEXT NOT NULL, data TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER NOT NULL, \
      last_error TEXT, created_at INTEGER NOT NULL, sent_at INTEGER)",
     "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at)",
+    "CREATE INDEX IF NOT EXISTS outbox_by_incident ON outbox (incident_id, stage, status, id)",
     "CREATE TABLE IF NOT EXISTS silences (id INTEGER PRIMARY KEY AUTOINCREMENT, data TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, ts INTEGER NOT NULL, incident_id TEXT NOT NULL, stage TEXT NOT NULL, \
      event TEXT NOT NULL, detail TEXT NOT NULL)",
@@ -343,7 +346,10 @@ impl Store for SqliteStore {
     fn due_notifications<'a>(&'a self, now: i64, limit: i64) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>> {
         Box::pin(async move {
             let rows = sqlx::query(&format!(
-                "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?"
+                "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? \
+                 AND NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.status = 'pending' \
+                 AND earlier.incident_id = outbox.incident_id AND earlier.stage = outbox.stage AND earlier.id < outbox.id) \
+                 ORDER BY id LIMIT ?"
             ))
             .bind(now)
             .bind(limit)

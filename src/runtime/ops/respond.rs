@@ -70,6 +70,9 @@ struct Open {
     /// Wall-clock time it opened (escalation counts from it), and whether it escalated.
     opened_wall: i64,
     escalated: bool,
+    /// The series whose latest sample matched: a grouped incident resolves only when
+    /// none does (series scraped at different offsets do not make it flap).
+    matching: std::collections::BTreeSet<String>,
 }
 
 /// Flap control and notification policy of a respond stage.
@@ -119,7 +122,7 @@ impl Policy {
     pub fn in_maintenance(&self, now: i64) -> Option<&str> {
         let at = |ms: i64| chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms);
         self.maintenance.iter().find_map(|(cron, len, text)| {
-            let next = cron.find_next_occurrence(&at(now - len)?, false).ok()?;
+            let next = cron.find_next_occurrence(&at(now.saturating_sub(*len))?, false).ok()?;
             (next.timestamp_millis() <= now).then_some(text.as_str())
         })
     }
@@ -174,6 +177,7 @@ impl Respond {
                     last_sent: i.last_notified_at.unwrap_or(0),
                     opened_wall: i.opened_at.min(crate::time::now_ms()),
                     escalated: false,
+                    matching: i.series.iter().cloned().collect(),
                     incident: Some(i),
                 },
             );
@@ -207,6 +211,18 @@ impl Respond {
     }
 }
 
+/// Copies what people change through the API (acknowledgement, feedback) from the
+/// responder's copy of an incident, so that a stage's own copy never overwrites it.
+fn refresh(responder: &Responder, inc: &mut Incident) {
+    if let Some(cur) = responder.get(&inc.id) {
+        inc.acknowledged = cur.acknowledged;
+        inc.acknowledged_by = cur.acknowledged_by;
+        inc.acknowledged_at = cur.acknowledged_at;
+        inc.feedback = cur.feedback;
+        inc.feedback_note = cur.feedback_note;
+    }
+}
+
 /// What one tick decided, to record in one go.
 #[derive(Default)]
 struct Batch {
@@ -230,12 +246,15 @@ impl Batch {
 impl Respond {
     /// Queues the notification of a transition, unless silenced or rate-limited.
     fn notify(&mut self, inc: &mut Incident, transition: &str, b: &mut Batch) {
-        let now = crate::time::now_ms();
+        let now = self.clock(inc.updated_at);
         if inc.silenced {
             b.audit(inc, "silenced", format!("{transition}: not sent (silenced when it opened)"));
             return;
         }
-        if !self.allow(now) {
+        // A resolution whose opening was sent always goes out: a channel must not be
+        // left with an incident open for ever.
+        let owed = transition == "resolved" && inc.notifications > 0;
+        if !owed && !self.allow(now) {
             let (count, per) = self.policy.rate_limit.unwrap_or((0, 0));
             b.audit(inc, "rate_limited", format!("{transition}: not sent (more than {count} per {per} ms)"));
             return;
@@ -247,8 +266,15 @@ impl Respond {
         }
         inc.notifications += 1;
         inc.last_notified_at = Some(now);
+        // Repeats and re-sends are numbered from 1 again after a restart: their key carries
+        // the time too, so that a new one is never taken for an old one.
+        let dedupe = if transition.starts_with("repeat-") || transition.starts_with("resend-") {
+            format!("{}/{}/{transition}@{now}", inc.id, self.stage)
+        } else {
+            format!("{}/{}/{transition}", inc.id, self.stage)
+        };
         b.notes.push(Notification {
-            dedupe: format!("{}/{}/{transition}", inc.id, self.stage),
+            dedupe,
             incident_id: inc.id.clone(),
             stage: self.stage.clone(),
             channel: self.channel.kind.name().into(),
@@ -262,6 +288,17 @@ impl Respond {
 }
 
 impl Respond {
+    /// The time silences, maintenance windows and rate limits are judged by: the wall
+    /// clock — or, under `vigil test`, the data's own time, so that a test gives the same
+    /// result whenever it runs.
+    fn clock(&self, data_ts: Timestamp) -> i64 {
+        if self.responder.is_capturing() {
+            data_ts
+        } else {
+            crate::time::now_ms()
+        }
+    }
+
     /// Resolves the incident of `key` at data time `ts` (or forgets it while pending).
     fn resolve(&mut self, key: &str, ts: Timestamp, updates: &mut Vec<IncidentUpdate>, b: &mut Batch) {
         let Some(o) = self.open.remove(key) else { return };
@@ -272,12 +309,7 @@ impl Respond {
         inc.updated_at = ts;
         inc.score = o.score;
         inc.value = o.value;
-        if let Some(cur) = self.responder.get(&inc.id) {
-            inc.acknowledged = cur.acknowledged;
-            inc.acknowledged_by = cur.acknowledged_by;
-            inc.feedback = cur.feedback;
-            inc.feedback_note = cur.feedback_note;
-        }
+        refresh(&self.responder, &mut inc);
         updates.push(IncidentUpdate {
             key: key.to_owned(),
             status: "resolved".into(),
@@ -366,7 +398,15 @@ impl Operator for Respond {
                 for (ts, quiet, c, i) in order {
                     let (col, series, key) = (cols[c].0, &cols[c].1, &cols[c].2);
                     if quiet {
-                        if self.open.get(key).is_some_and(|o| ts - o.last_match > self.policy.keep_firing_ms) {
+                        let keep = self.policy.keep_firing_ms;
+                        let Some(o) = self.open.get_mut(key) else { continue };
+                        o.matching.remove(series);
+                        if o.incident.is_none() {
+                            // Pending: the condition must hold for all of `pending_for`.
+                            if o.matching.is_empty() {
+                                self.open.remove(key);
+                            }
+                        } else if o.matching.is_empty() && ts - o.last_match > keep {
                             self.resolve(key, ts, &mut updates, &mut b);
                         }
                         continue;
@@ -387,7 +427,9 @@ impl Operator for Respond {
                         last_sent: 0,
                         opened_wall: 0,
                         escalated: false,
+                        matching: Default::default(),
                     });
+                    o.matching.insert(series.clone());
                     o.last_match = ts;
                     o.score = col.score[i];
                     o.value = col.value[i];
@@ -396,7 +438,8 @@ impl Operator for Respond {
                         if !inc.series.contains(&series) {
                             inc.series.push(series.clone());
                             inc.updated_at = ts;
-                            let inc = inc.clone();
+                            let mut inc = inc.clone();
+                            refresh(&self.responder, &mut inc);
                             b.audit(&inc, "grouped", format!("{series} joined"));
                             b.incidents.push(inc);
                         }
@@ -437,7 +480,7 @@ impl Operator for Respond {
                         ts,
                     });
                     b.audit(&inc, "opened", format!("{series} score {:.3} value {}", inc.score, inc.value));
-                    let now = crate::time::now_ms();
+                    let now = self.clock(ts);
                     if let Some(sid) = self.responder.silenced_by(&inc, &series, now) {
                         inc.silenced = true;
                         b.audit(&inc, "silenced", format!("by silence {sid}"));
@@ -454,7 +497,9 @@ impl Operator for Respond {
                 }
                 // Repeats while unacknowledged, and re-sends while firing.
                 let now = crate::time::now_ms();
-                let keys: Vec<String> = self.open.keys().cloned().collect();
+                // (Both follow the wall clock: not under `vigil test`.)
+                let capturing = self.responder.is_capturing();
+                let keys: Vec<String> = if capturing { Vec::new() } else { self.open.keys().cloned().collect() };
                 for key in keys {
                     let (repeat, resend) = (self.policy.repeat_ms, self.policy.resend_ms);
                     let Some(o) = self.open.get_mut(&key) else { continue };
@@ -471,7 +516,7 @@ impl Operator for Respond {
                         continue;
                     };
                     o.last_sent = now;
-                    inc.acknowledged = acked;
+                    refresh(&self.responder, &mut inc);
                     self.notify(&mut inc, &transition, &mut b);
                     if let Some(o) = self.open.get_mut(&key) {
                         o.incident = Some(inc.clone());
@@ -479,7 +524,7 @@ impl Operator for Respond {
                     b.incidents.push(inc);
                 }
                 // Escalation: still firing and unacknowledged `after` it opened.
-                if let Some((after, to)) = self.policy.escalate.clone() {
+                if let Some((after, to)) = self.policy.escalate.clone().filter(|_| !capturing) {
                     let due: Vec<String> = self
                         .open
                         .iter()
@@ -508,6 +553,70 @@ impl Operator for Respond {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use crate::data::{Data, IncidentsData, ScoreColumn, ScoresData, SeriesId};
+    use crate::respond::channels::{Channel, Kind};
+    use crate::respond::Responder;
+    use crate::runtime::cond::Template;
+    use crate::runtime::{OpCtx, Operator};
+
+    fn grouped(responder: &Arc<Responder>) -> super::Respond {
+        let channel = Channel { kind: Kind::Log { outbox: None }, subject: Template::new("{{ incident.status }}").unwrap(), body: None };
+        super::Respond::new(
+            "p".into(),
+            "p.out".into(),
+            None,
+            Template::new("{{ series }}").unwrap(),
+            vec!["job".into()],
+            super::Policy::default(),
+            channel,
+            responder.clone(),
+        )
+    }
+
+    /// Two series of one group, sampled at different offsets: (ts, anomalous) each.
+    fn scores(a: &[(i64, bool)], b: &[(i64, bool)]) -> Data {
+        let col = |name: &str, pts: &[(i64, bool)]| {
+            let mut c = ScoreColumn::new(SeriesId::new(name, [("job".to_owned(), "api".to_owned())]));
+            for &(t, anomalous) in pts {
+                c.push(t, 1.0, if anomalous { 0.99 } else { 0.0 }, f64::NAN, f64::NAN, f64::NAN, anomalous);
+            }
+            c
+        };
+        Data::Scores(Arc::new(ScoresData { series: vec![col("a", a), col("b", b)] }))
+    }
+
+    fn updates(d: Data) -> Vec<(String, i64)> {
+        let Data::Incidents(i) = d else { panic!("not incidents") };
+        let i: &IncidentsData = &i;
+        i.updates.iter().map(|u| (u.status.clone(), u.ts)).collect()
+    }
+
+    #[test]
+    fn a_group_does_not_flap_when_its_series_are_sampled_at_different_offsets() {
+        let responder = Arc::new(Responder::default());
+        let mut op = grouped(&responder);
+        // `a` is anomalous until 40; `b`, sampled between, never is.
+        let input = scores(&[(0, true), (20, true), (40, true), (60, false)], &[(10, false), (30, false), (50, false), (70, false)]);
+        let got = updates(op.process(&[input], &mut OpCtx::new(70)).unwrap());
+        assert_eq!(got, [("firing".to_owned(), 0), ("resolved".to_owned(), 60)], "one incident, resolved when `a` clears");
+    }
+
+    #[test]
+    fn acknowledgements_survive_a_series_joining_the_group() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let responder = Arc::new(Responder::default());
+        let mut op = grouped(&responder);
+        op.process(&[scores(&[(0, true)], &[])], &mut OpCtx::new(0)).unwrap();
+        let id = responder.list()[0].id.clone();
+        rt.block_on(responder.acknowledge(&id, "alice")).unwrap();
+        op.process(&[scores(&[(10, true)], &[(11, true)])], &mut OpCtx::new(11)).unwrap();
+        let now = responder.get(&id).unwrap();
+        assert_eq!(now.series.len(), 2, "b joined");
+        assert!(now.acknowledged && now.acknowledged_by.as_deref() == Some("alice"), "{now:?}");
+    }
+
     #[test]
     fn maintenance_windows_hold_exactly_their_span() {
         let opt = crate::check::StageOpt::Maintenance { schedule: "0 2 * * SAT".into(), ms: 2 * 3_600_000 };
