@@ -567,16 +567,7 @@ pub fn run_test(t: &TestCase, plan: &Plan, base_dir: &Path) -> TestResult {
 fn execute<'a>(t: &TestCase, plan: &'a Plan, base_dir: &Path) -> Result<Outputs<'a>, String> {
     let p = plan.pipeline(&t.pipeline).ok_or_else(|| format!("no pipeline `{}`", t.pipeline))?;
     let responder = Arc::new(crate::respond::Responder::capturing());
-    let env = BuildEnv {
-        pipeline: p.name.clone(),
-        base_dir: base_dir.to_path_buf(),
-        state_dir: None,
-        client: reqwest::Client::new(),
-        webhook_queue: None,
-        pipeline_version: String::new(),
-        models: None,
-        responder: responder.clone(),
-    };
+    let env = BuildEnv::offline(&p.name, base_dir, responder.clone());
     let given: HashMap<usize, &Data> = t.givens.iter().map(|(i, d)| (*i, d)).collect();
     let mut data: Vec<Option<Data>> = vec![None; p.stages.len()];
     let now = t

@@ -124,16 +124,7 @@ pub fn replay_to(p: &PipelinePlan, base_dir: &Path, input: &Path, mut wr: impl W
             }
         }
     }
-    let env = BuildEnv {
-        pipeline: p.name.clone(),
-        base_dir: base_dir.to_path_buf(),
-        state_dir: None,
-        client: reqwest::Client::new(),
-        webhook_queue: None,
-        pipeline_version: String::new(),
-        models: None,
-        responder: std::sync::Arc::new(crate::respond::Responder::default()),
-    };
+    let env = BuildEnv::offline(&p.name, base_dir, std::sync::Arc::new(crate::respond::Responder::default()));
     let mut steps: Vec<Option<Box<dyn crate::runtime::Operator>>> = Vec::with_capacity(p.stages.len());
     for (i, node) in p.stages.iter().enumerate() {
         if i == collect || !needed[i] {

@@ -36,6 +36,24 @@ pub struct BuildEnv {
     pub models: Option<learn::BackgroundEnv>,
 }
 
+impl BuildEnv {
+    /// An environment for running a pipeline outside the engine (`vigil replay`,
+    /// `vigil eval`, `vigil test`): no state directory, no webhooks, models in memory with
+    /// training inline.
+    pub fn offline(pipeline: &str, base_dir: &std::path::Path, responder: std::sync::Arc<crate::respond::Responder>) -> BuildEnv {
+        BuildEnv {
+            pipeline: pipeline.to_owned(),
+            base_dir: base_dir.to_path_buf(),
+            state_dir: None,
+            client: reqwest::Client::new(),
+            webhook_queue: None,
+            pipeline_version: String::new(),
+            models: None,
+            responder,
+        }
+    }
+}
+
 /// Why a stage could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -272,36 +290,23 @@ fn build_respond(node: &StageNode, env: &BuildEnv, p: &P<'_>) -> Result<Step, Bu
     let mut policy = respond::Policy::from_options(&node.options);
     let default_subject = "[vigil] {{ incident.status }}: {{ incident.key }}";
     // Under `vigil test` nothing is sent and no secret is read: the channel only renders.
-    if env.responder.is_capturing() {
-        let subject = match node.operator {
-            "log" => p.str("message"),
-            "email" => p.str("subject"),
-            "slack" => match p.str("text").as_str() {
-                "" => "{{ incident.status }}: {{ incident.key }} (score {{ incident.score }})".to_owned(),
-                t => t.to_owned(),
-            },
-            _ => default_subject.to_owned(),
-        };
-        if node.operator == "alertmanager" {
-            policy.resend_ms = p.dur("resend");
-        }
-        let body = match p.str("body").as_str() {
-            "" => None,
-            b => Some(Template::new(b).map_err(invalid)?),
-        };
-        let channel = Channel { kind: Kind::Log { outbox: None }, subject: Template::new(&subject).map_err(invalid)?, body };
-        return Ok(Step::Op(Box::new(respond::Respond::new(
-            env.pipeline.clone(),
-            node.key.0.clone(),
-            p.cond("when")?,
-            Template::new(&p.str("dedup")).map_err(invalid)?,
-            p.strs("group_by"),
-            policy,
-            channel,
-            env.responder.clone(),
-        ))));
+    let mocked = env.responder.is_capturing();
+    if mocked && node.operator == "alertmanager" {
+        policy.resend_ms = p.dur("resend");
     }
     let (kind, subject) = match node.operator {
+        _ if mocked => {
+            let subject = match node.operator {
+                "log" => p.str("message"),
+                "email" => p.str("subject"),
+                "slack" => match p.str("text").as_str() {
+                    "" => "{{ incident.status }}: {{ incident.key }} (score {{ incident.score }})".to_owned(),
+                    t => t.to_owned(),
+                },
+                _ => default_subject.to_owned(),
+            };
+            (Kind::Log { outbox: None }, subject)
+        }
         "log" => (Kind::Log { outbox: env.state_dir.as_ref().map(|d| d.join("outbox.jsonl")) }, p.str("message")),
         "email" => {
             let url = required("smtp", p.secret("smtp")?)?;
