@@ -42,7 +42,8 @@ pub struct Smtp {
     tls: SmtpTls,
     credentials: Option<Credentials>,
     timeout: Duration,
-    idle: tokio::sync::Mutex<Vec<AsyncSmtpConnection>>,
+    /// Idle connections with the time they went idle.
+    idle: tokio::sync::Mutex<Vec<(AsyncSmtpConnection, std::time::Instant)>>,
     pub from: Mailbox,
     pub to: Vec<Mailbox>,
 }
@@ -60,6 +61,11 @@ enum SmtpTls {
 
 /// Idle SMTP connections kept per channel.
 const SMTP_IDLE: usize = 4;
+
+/// How long an idle SMTP connection is reused: servers drop idle clients after a while
+/// (RFC 5321 asks for at least 5 minutes), and a connection that died silently would only
+/// be noticed through the send timeout.
+const SMTP_IDLE_FOR: Duration = Duration::from_secs(30);
 
 /// How a channel delivers.
 pub enum Kind {
@@ -372,7 +378,11 @@ impl Smtp {
         envelope: &lettre::address::Envelope,
         body: &[u8],
     ) -> Result<lettre::transport::smtp::response::Response, SmtpError> {
-        let reused = self.idle.lock().await.pop();
+        let reused = {
+            let mut idle = self.idle.lock().await;
+            idle.retain(|(_, since)| since.elapsed() < SMTP_IDLE_FOR);
+            idle.pop().map(|(c, _)| c)
+        };
         let mut conn = match reused {
             Some(mut c) => match c.send(envelope, body).await {
                 Ok(r) => {
@@ -401,7 +411,7 @@ impl Smtp {
     async fn keep(&self, conn: AsyncSmtpConnection) {
         let mut idle = self.idle.lock().await;
         if !conn.has_broken() && idle.len() < SMTP_IDLE {
-            idle.push(conn);
+            idle.push((conn, std::time::Instant::now()));
         }
     }
 }
