@@ -739,3 +739,26 @@ fn unacknowledged_incidents_escalate_once_and_maintenance_windows_silence() {
     );
     assert!(v["notifications"].as_array().unwrap().is_empty() && rx.at("/h").is_empty(), "nothing sent in a maintenance window");
 }
+
+#[test]
+fn a_hung_smtp_server_does_not_hold_up_other_channels() {
+    let dir = TempDir::new("respond-hung");
+    // An SMTP server that accepts connections and never answers.
+    let stall = TcpListener::bind("127.0.0.1:0").unwrap();
+    let stall_port = stall.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in stall.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let rx = Receiver::start(&[]);
+    pipeline(&dir, &format!("{EMAIL}\n  respond hook = webhook(hot, url: \"http://127.0.0.1:{}/h\")", rx.port));
+    data(&dir, &rows(20, 3, 5));
+    let e = start_engine(&dir, &[("SMTP_URL", format!("smtp://127.0.0.1:{stall_port}"))], &[]);
+    // Both webhook notifications arrive while the mail still hangs (its timeout is 30 s).
+    wait_for("the webhook's firing and resolved", Duration::from_secs(20), || (rx.at("/h").len() >= 2).then_some(()));
+    let mail = e.incidents().into_iter().find(|i| i["stage"] == "resp.mail").expect("the mail stage's incident");
+    let v = e.incident(mail["id"].as_str().unwrap());
+    assert!(v["notifications"].as_array().unwrap().iter().all(|n| n["status"] == "pending"), "the mail is still trying: {v}");
+}

@@ -16,8 +16,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::channels::Outcome;
-use futures_util::StreamExt;
-
 use super::{AuditRecord, OutboxRow, Responder};
 
 /// Attempts before a notification is given up (`failed`).
@@ -30,60 +28,67 @@ pub fn backoff(attempts: u32) -> i64 {
     (1000i64 << attempts.min(9)).min(300_000)
 }
 
-/// Notifications in flight at once: rows of different incidents go out concurrently (a
-/// slow receiver does not hold up the others); one incident's rows go in order.
+/// Notifications in flight at once. Rows of different incidents (or channels) go out
+/// concurrently, and new rows are picked up while slow sends are still waiting, so a
+/// receiver that hangs until its timeout holds up only its own notifications. One
+/// incident's rows on one channel go in order (the store offers only the oldest pending).
 pub const CONCURRENCY: usize = 16;
 
-/// Runs until `cancel`: waits for work (or 1 s), sends every due row.
+/// Runs until `cancel`: sends every due row, waking when something is enqueued, a send
+/// finishes, or every 500 ms.
 pub async fn run(responder: Arc<Responder>, cancel: CancellationToken) {
     let Some(store) = responder.store().cloned() else { return };
+    let mut in_flight: tokio::task::JoinSet<bool> = tokio::task::JoinSet::new();
+    let mut sending: std::collections::HashSet<i64> = std::collections::HashSet::new();
+    let finished = Arc::new(tokio::sync::Mutex::new(Vec::<i64>::new()));
     loop {
-        let now = crate::time::now_ms();
-        let due = match store.due_notifications(now, BATCH).await {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the outbox");
-                Vec::new()
-            }
-        };
-        let full = due.len() as i64 == BATCH;
-        // One queue per incident, in outbox order.
-        let mut queues: Vec<(String, Vec<OutboxRow>)> = Vec::new();
-        for row in due {
-            match queues.iter_mut().find(|(id, _)| *id == row.notification.incident_id) {
-                Some((_, q)) => q.push(row),
-                None => queues.push((row.notification.incident_id.clone(), vec![row])),
-            }
+        for id in finished.lock().await.drain(..) {
+            sending.remove(&id);
         }
-        let progress = std::sync::atomic::AtomicBool::new(false);
-        futures_util::stream::iter(queues)
-            .for_each_concurrent(CONCURRENCY, |(_, rows)| {
-                let (responder, store, cancel, progress) = (&responder, &store, &cancel, &progress);
-                async move {
-                    for row in rows {
-                        if cancel.is_cancelled() {
-                            return;
-                        }
-                        if deliver(responder, store.as_ref(), row).await {
-                            progress.store(true, std::sync::atomic::Ordering::Relaxed);
-                        }
-                    }
+        let mut progress = false;
+        if in_flight.len() < CONCURRENCY {
+            let due = match store.due_notifications(crate::time::now_ms(), BATCH).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the outbox");
+                    Vec::new()
                 }
-            })
-            .await;
-        if cancel.is_cancelled() {
-            return;
+            };
+            for row in due {
+                if in_flight.len() >= CONCURRENCY {
+                    break;
+                }
+                if !sending.insert(row.id) {
+                    continue; // still being sent
+                }
+                let (responder, store, finished) = (responder.clone(), store.clone(), finished.clone());
+                in_flight.spawn(async move {
+                    let id = row.id;
+                    let done = deliver(&responder, store.as_ref(), row).await;
+                    finished.lock().await.push(id);
+                    done
+                });
+                progress = true;
+            }
         }
-        // Something went out: the next of its incident's notifications may be due now.
-        if full || progress.load(std::sync::atomic::Ordering::Relaxed) {
+        if cancel.is_cancelled() {
+            break;
+        }
+        if progress && in_flight.len() < CONCURRENCY {
             continue;
         }
         tokio::select! {
-            () = cancel.cancelled() => return,
+            () = cancel.cancelled() => break,
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             () = responder.wake.notified() => {}
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }
+    // Give the sends under way a moment to finish, then stop them: a row is marked only
+    // after its channel answered, so a stopped one stays pending and goes out after the
+    // restart (as after a crash).
+    let _ = tokio::time::timeout(Duration::from_secs(2), async { while in_flight.join_next().await.is_some() {} }).await;
+    in_flight.abort_all();
 }
 
 /// Sends one row and records the outcome: sent, rescheduled with backoff, or failed.
