@@ -39,46 +39,38 @@ pub const CONCURRENCY: usize = 16;
 pub async fn run(responder: Arc<Responder>, cancel: CancellationToken) {
     let Some(store) = responder.store().cloned() else { return };
     let mut in_flight: tokio::task::JoinSet<bool> = tokio::task::JoinSet::new();
+    // Rows being sent, and rows fetched but not started yet (the store is asked again only
+    // when these run out: each question scans the outbox).
     let mut sending: std::collections::HashSet<i64> = std::collections::HashSet::new();
-    let finished = Arc::new(tokio::sync::Mutex::new(Vec::<i64>::new()));
+    let mut queued: std::collections::VecDeque<OutboxRow> = std::collections::VecDeque::new();
+    let finished = Arc::new(std::sync::Mutex::new(Vec::<i64>::new()));
     loop {
-        for id in finished.lock().await.drain(..) {
+        for id in finished.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
             sending.remove(&id);
         }
-        let mut progress = false;
-        if in_flight.len() < CONCURRENCY {
-            let due = match store.due_notifications(crate::time::now_ms(), BATCH).await {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the outbox");
-                    Vec::new()
-                }
-            };
-            for row in due {
-                if in_flight.len() >= CONCURRENCY {
-                    break;
-                }
-                if !sending.insert(row.id) {
-                    continue; // still being sent
-                }
-                let (responder, store, finished) = (responder.clone(), store.clone(), finished.clone());
-                in_flight.spawn(async move {
-                    let id = row.id;
-                    let done = deliver(&responder, store.as_ref(), row).await;
-                    finished.lock().await.push(id);
-                    done
-                });
-                progress = true;
+        if queued.is_empty() && in_flight.len() < CONCURRENCY {
+            match store.due_notifications(crate::time::now_ms(), BATCH).await {
+                Ok(due) => queued.extend(due.into_iter().filter(|r| !sending.contains(&r.id))),
+                Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
             }
+        }
+        while in_flight.len() < CONCURRENCY {
+            let Some(row) = queued.pop_front() else { break };
+            sending.insert(row.id);
+            let (responder, store, finished) = (responder.clone(), store.clone(), finished.clone());
+            in_flight.spawn(async move {
+                let id = row.id;
+                let done = deliver(&responder, store.as_ref(), row).await;
+                finished.lock().unwrap_or_else(|e| e.into_inner()).push(id);
+                done
+            });
         }
         if cancel.is_cancelled() {
             break;
         }
-        if progress && in_flight.len() < CONCURRENCY {
-            continue;
-        }
         tokio::select! {
             () = cancel.cancelled() => break,
+            // A send finished: the next notification of its incident may be due.
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             () = responder.wake.notified() => {}
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
