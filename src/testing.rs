@@ -72,8 +72,8 @@ pub struct Expectation {
     pub location: String,
 }
 
-/// The functions expectations may call: name, and whether the first argument is a bare
-/// Scores stage (quality functions) rather than a value.
+/// The functions expectations may call (`precision` and `recall` take a Scores stage
+/// first, the others values).
 const FUNCTIONS: &[&str] = &["count", "max", "min", "mean", "sum", "first", "last", "any", "all", "contains", "precision", "recall"];
 
 /// The fields a stage of this output type offers.
@@ -155,7 +155,7 @@ fn check_test(t: &ast::Test, base: &Path, sources: &SourceMap, plan: &Plan, diag
                 let made = if is_events {
                     events_fixture(value, base).map(|e| Data::Events(Arc::new(e)))
                 } else {
-                    fixture(value, base, &p.stages[i].key.0).map(|d| Data::Series(Arc::new(d)))
+                    fixture(value, base).map(|d| Data::Series(Arc::new(d)))
                 };
                 match made {
                     // Several `given`s of one stage are several series (or more events).
@@ -227,7 +227,7 @@ fn unknown_stage(p: &PipelinePlan, name: &str, span: Span) -> Diagnostic {
 }
 
 /// A fixture: `csv("file.csv")` or `points([[ts, value], ...])`.
-fn fixture(e: &Expr, base: &Path, key: &str) -> Result<SeriesData, (Span, String, String)> {
+fn fixture(e: &Expr, base: &Path) -> Result<SeriesData, (Span, String, String)> {
     let bad = |span: Span, label: String| {
         (span, label, "write `csv(\"file.csv\")` (relative to this file) or `points([[\"2024-01-01 00:00:00\", 1.5], ...])`".to_owned())
     };
@@ -323,7 +323,6 @@ fn fixture(e: &Expr, base: &Path, key: &str) -> Result<SeriesData, (Span, String
         }
         other => return Err(bad(callee.span, format!("`{other}` is not a fixture"))),
     }
-    let _ = key;
     Ok(SeriesData { series: vec![col] })
 }
 
@@ -512,6 +511,18 @@ pub struct TestResult {
 }
 
 impl TestResult {
+    /// A result for `t` with nothing recorded yet.
+    fn of(t: &TestCase) -> TestResult {
+        TestResult {
+            name: t.name.clone(),
+            pipeline: t.pipeline.clone(),
+            location: t.location.clone(),
+            duration: Default::default(),
+            failures: Vec::new(),
+            error: None,
+        }
+    }
+
     pub fn passed(&self) -> bool {
         self.failures.is_empty() && self.error.is_none()
     }
@@ -536,14 +547,7 @@ struct Outputs<'a> {
 /// Runs one test.
 pub fn run_test(t: &TestCase, plan: &Plan, base_dir: &Path) -> TestResult {
     let started = std::time::Instant::now();
-    let mut result = TestResult {
-        name: t.name.clone(),
-        pipeline: t.pipeline.clone(),
-        location: t.location.clone(),
-        duration: Default::default(),
-        failures: Vec::new(),
-        error: None,
-    };
+    let mut result = TestResult::of(t);
     match execute(t, plan, base_dir) {
         Err(e) => result.error = Some(e),
         Ok(out) => {
@@ -867,14 +871,7 @@ pub fn run_all(tests: &[TestCase], plan: &Plan, base_dir: &Path, threads: usize)
                         .map(|s| (*s).to_owned())
                         .or_else(|| p.downcast_ref::<String>().cloned())
                         .unwrap_or_default();
-                    TestResult {
-                        name: t.name.clone(),
-                        pipeline: t.pipeline.clone(),
-                        location: t.location.clone(),
-                        duration: Default::default(),
-                        failures: Vec::new(),
-                        error: Some(format!("the run panicked (a bug in vigil): {why}")),
-                    }
+                    TestResult { error: Some(format!("the run panicked (a bug in vigil): {why}")), ..TestResult::of(t) }
                 });
                 results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
             });

@@ -289,25 +289,23 @@ fn build_respond(node: &StageNode, env: &BuildEnv, p: &P<'_>) -> Result<Step, Bu
     };
     let mut policy = respond::Policy::from_options(&node.options);
     let default_subject = "[vigil] {{ incident.status }}: {{ incident.key }}";
-    // Under `vigil test` nothing is sent and no secret is read: the channel only renders.
-    let mocked = env.responder.is_capturing();
-    if mocked && node.operator == "alertmanager" {
+    // The message each operator renders (a subject, a Slack text, a log line).
+    let subject = match node.operator {
+        "log" => p.str("message"),
+        "email" => p.str("subject"),
+        "slack" => match p.str("text").as_str() {
+            "" => "{{ incident.status }}: {{ incident.key }} (score {{ incident.score }})".to_owned(),
+            t => t.to_owned(),
+        },
+        _ => default_subject.to_owned(),
+    };
+    if node.operator == "alertmanager" {
         policy.resend_ms = p.dur("resend");
     }
-    let (kind, subject) = match node.operator {
-        _ if mocked => {
-            let subject = match node.operator {
-                "log" => p.str("message"),
-                "email" => p.str("subject"),
-                "slack" => match p.str("text").as_str() {
-                    "" => "{{ incident.status }}: {{ incident.key }} (score {{ incident.score }})".to_owned(),
-                    t => t.to_owned(),
-                },
-                _ => default_subject.to_owned(),
-            };
-            (Kind::Log { outbox: None }, subject)
-        }
-        "log" => (Kind::Log { outbox: env.state_dir.as_ref().map(|d| d.join("outbox.jsonl")) }, p.str("message")),
+    let kind = match node.operator {
+        // Under `vigil test` nothing is sent and no secret is read: the channel only renders.
+        _ if env.responder.is_capturing() => Kind::Log { outbox: None },
+        "log" => Kind::Log { outbox: env.state_dir.as_ref().map(|d| d.join("outbox.jsonl")) },
         "email" => {
             let url = required("smtp", p.secret("smtp")?)?;
             let tls = match p.str("tls").as_str() {
@@ -319,38 +317,30 @@ fn build_respond(node: &StageNode, env: &BuildEnv, p: &P<'_>) -> Result<Step, Bu
                 f => f.to_owned(),
             };
             let smtp = channels::smtp(&url, &tls, &from, &p.strs("to"), std::time::Duration::from_secs(30)).map_err(invalid)?;
-            (Kind::Email(Box::new(smtp)), p.str("subject"))
+            Kind::Email(Box::new(smtp))
         }
         "webhook" => {
             let client = client_with_timeout(env, p.dur("timeout"))?;
-            (Kind::Webhook { url: http_url(p.str("url"))?, secret: p.secret("secret")?, client }, default_subject.to_owned())
+            Kind::Webhook { url: http_url(p.str("url"))?, secret: p.secret("secret")?, client }
         }
         "slack" => {
             let url = required("url", p.secret("url")?)?;
             let url = http_url(url).map_err(|_| invalid("the Slack webhook secret is not an http(s) URL".into()))?;
-            let text = match p.str("text").as_str() {
-                "" => "{{ incident.status }}: {{ incident.key }} (score {{ incident.score }})".to_owned(),
-                t => t.to_owned(),
-            };
-            (Kind::Slack { url, client: env.client.clone() }, text)
+            Kind::Slack { url, client: env.client.clone() }
         }
         "pagerduty" => {
             let routing_key = required("routing_key", p.secret("routing_key")?)?;
             let url = http_url(p.str("url"))?;
-            (Kind::PagerDuty { routing_key, severity: p.str("severity"), url, client: env.client.clone() }, default_subject.to_owned())
+            Kind::PagerDuty { routing_key, severity: p.str("severity"), url, client: env.client.clone() }
         }
         "alertmanager" => {
-            policy.resend_ms = p.dur("resend");
             let annotations = p
                 .map("annotations")
                 .into_iter()
                 .map(|(k, v)| Template::new(&v).map(|t| (k, t)).map_err(invalid))
                 .collect::<Result<Vec<_>, _>>()?;
             let url = http_url(p.str("url"))?;
-            (
-                Kind::Alertmanager { url, labels: p.map("labels").into_iter().collect(), annotations, client: env.client.clone() },
-                default_subject.to_owned(),
-            )
+            Kind::Alertmanager { url, labels: p.map("labels").into_iter().collect(), annotations, client: env.client.clone() }
         }
         "exec" => {
             let argv = p.strs("command").iter().map(|a| Template::new(a).map_err(invalid)).collect::<Result<Vec<_>, _>>()?;
@@ -358,7 +348,7 @@ fn build_respond(node: &StageNode, env: &BuildEnv, p: &P<'_>) -> Result<Step, Bu
                 return Err(invalid("`command` is empty: give the program and its arguments".into()));
             }
             let timeout = std::time::Duration::from_millis(p.dur("timeout").unwrap_or(30_000).max(1) as u64);
-            (Kind::Exec { argv, timeout, env: p.strs("env") }, default_subject.to_owned())
+            Kind::Exec { argv, timeout, env: p.strs("env") }
         }
         other => return Err(invalid(format!("`{other}` is not a respond operator"))),
     };

@@ -49,7 +49,7 @@ impl ZScore {
     ) {
         // Robust: place the sample first (one shift of the sorted window in the steady
         // state) and read the median and MAD without it; otherwise read, then push.
-        let (stats, pushed) = if robust {
+        let stats = if robust {
             let at = w.push_at(ts, v);
             let before = w.len() - usize::from(at.is_some());
             let stats = if before >= min_samples {
@@ -60,10 +60,14 @@ impl ZScore {
             } else {
                 None
             };
-            (stats.map(|(m, mad)| (m, mad * 1.4826)), true)
+            stats.map(|(m, mad)| (m, mad * 1.4826))
         } else {
             w.evict_until(ts);
-            (if w.len() >= min_samples { w.mean().zip(w.std()) } else { None }, false)
+            if w.len() >= min_samples {
+                w.mean().zip(w.std())
+            } else {
+                None
+            }
         };
         match stats {
             Some((center, sigma)) if center.is_finite() && sigma.is_finite() => {
@@ -75,7 +79,7 @@ impl ZScore {
             }
             _ => out.push(ts, v, 0.0, f64::NAN, f64::NAN, f64::NAN, false),
         }
-        if !pushed {
+        if !robust {
             w.push(ts, v);
         }
     }
