@@ -207,6 +207,10 @@ enum Command {
         /// exposes the API beyond this machine.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
+        /// Once listening, write the API's address (`127.0.0.1:8080`) to this file. With
+        /// `--listen 127.0.0.1:0` the system picks a free port; the file tells which.
+        #[arg(long, value_name = "FILE")]
+        addr_file: Option<PathBuf>,
         /// Read the stdlib from this directory instead of the embedded copy (and watch it).
         #[arg(long, value_name = "DIR")]
         stdlib: Option<PathBuf>,
@@ -343,8 +347,8 @@ fn main() -> ExitCode {
         Command::Fmt { paths, check } => cmd_fmt(paths, check),
         Command::Graph { file, format, pipeline } => cmd_graph(file, format, pipeline),
         Command::Explain { topic } => cmd_explain(&topic),
-        Command::Run { paths, state, listen, stdlib, debounce, poll, no_watch, dry_run } => {
-            cmd_run(RunArgs { paths, state, listen, stdlib, debounce, poll, no_watch, dry_run })
+        Command::Run { paths, state, listen, addr_file, stdlib, debounce, poll, no_watch, dry_run } => {
+            cmd_run(RunArgs { paths, state, listen, addr_file, stdlib, debounce, poll, no_watch, dry_run })
         }
         Command::Replay { file, input, output, pipeline } => cmd_replay(file, input, output, pipeline),
         Command::Test { paths, format, filter, stdlib } => cmd_test(paths, format, filter, stdlib),
@@ -512,6 +516,7 @@ struct RunArgs {
     paths: Vec<PathBuf>,
     state: PathBuf,
     listen: std::net::SocketAddr,
+    addr_file: Option<PathBuf>,
     stdlib: Option<PathBuf>,
     debounce: std::time::Duration,
     poll: bool,
@@ -563,6 +568,13 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let mut watched = paths.clone();
         watched.extend(args.stdlib.clone());
         let _watcher = if args.no_watch { None } else { Some(reload::spawn_watcher(&watched, args.debounce, args.poll, reload_tx.clone()).map_err(|e| anyhow::anyhow!("cannot watch the sources: {e}"))?) };
+        if let Some(file) = &args.addr_file {
+            // Written whole, then renamed: a reader never sees half an address.
+            let tmp = file.with_extension("tmp");
+            std::fs::write(&tmp, format!("{addr}\n"))
+                .and_then(|()| std::fs::rename(&tmp, file))
+                .map_err(|e| anyhow::anyhow!("cannot write the address to {}: {e}", file.display()))?;
+        }
         tracing::info!(listen = %addr, pipelines = engine.pipeline_names().await.len(), stages = engine.stage_count().await, state = %state.display(), version = %out.version, watching = !args.no_watch, "vigil running; SIGINT or SIGTERM stops it, SIGHUP reloads");
         let cancel = engine.cancellation();
         let server = axum::serve(listener, vigil::server::router(engine.shared.clone())).with_graceful_shutdown(cancel.clone().cancelled_owned());
@@ -571,6 +583,9 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tracing::info!("stopping: letting running ticks finish");
         let clean = engine.shutdown(std::time::Duration::from_millis(4500)).await;
         let _ = tokio::time::timeout(std::time::Duration::from_millis(300), server).await;
+        if let Some(file) = &args.addr_file {
+            let _ = std::fs::remove_file(file);
+        }
         tracing::info!(clean, "stopped");
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })

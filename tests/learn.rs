@@ -313,22 +313,16 @@ fn the_engine_trains_in_the_background_saves_models_and_reuses_them_after_a_rest
     .unwrap();
     std::fs::write(dir.join("data.csv"), format!("timestamp,value\n{}", rows(0, 300))).unwrap();
     let state = dir.join("state");
+    let log = dir.join("stderr.log");
     let start = || {
-        let port = free_port();
-        let child = vigil()
-            .args([
-                "run",
-                dir.join("learn.vigil").to_str().unwrap(),
-                "--state",
-                state.to_str().unwrap(),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--no-watch",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let (child, port) = spawn_engine(
+            vigil()
+                .args(["run", dir.join("learn.vigil").to_str().unwrap(), "--state", state.to_str().unwrap(), "--no-watch"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap()),
+            dir.path(),
+            Some(&log),
+        );
         (KillOnDrop(child), port)
     };
     let (child, _) = start();
@@ -341,7 +335,6 @@ fn the_engine_trains_in_the_background_saves_models_and_reuses_them_after_a_rest
     // After a restart the model is reused: 150 new samples (more than min_samples) train
     // nothing new.
     let (_child, port) = start();
-    wait_for("/healthz", Duration::from_secs(30), || http_get(port, "/healthz").filter(|(c, _)| *c == 200));
     let mut f = std::fs::OpenOptions::new().append(true).open(dir.join("data.csv")).unwrap();
     std::io::Write::write_all(&mut f, rows(300, 150).as_bytes()).unwrap();
     drop(f);

@@ -26,21 +26,21 @@ impl Drop for Running {
 const TOKEN: &str = "test-token-1234";
 
 fn start(dir: &TempDir, extra: &[&str]) -> Running {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .arg("run")
-        .arg(dir.join("pipelines"))
-        .args(["--state", dir.join("state").to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}"), "--debounce", "50ms"])
-        .args(extra)
-        .env("VIGIL_API_TOKEN", TOKEN)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let r = Running { child, port };
-    wait_for("the engine", Duration::from_secs(30), || http_get(port, "/healthz").filter(|(c, _)| *c == 200));
-    r
+    let log = dir.join("stderr.log");
+    let (child, port) = spawn_engine(
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .arg("run")
+            .arg(dir.join("pipelines"))
+            .args(["--state", dir.join("state").to_str().unwrap(), "--debounce", "50ms"])
+            .args(extra)
+            .env("VIGIL_API_TOKEN", TOKEN)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap()),
+        dir.path(),
+        Some(&log),
+    );
+    Running { child, port }
 }
 
 fn status(port: u16) -> Value {

@@ -71,10 +71,9 @@ impl Engine {
 }
 
 fn start_engine(dir: &TempDir, env: &[(&str, String)], args: &[&str]) -> Engine {
-    let port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
     cmd.current_dir(dir.path())
-        .args(["run", "resp.vigil", "--state", "state", "--listen", &format!("127.0.0.1:{port}"), "--no-watch"])
+        .args(["run", "resp.vigil", "--state", "state", "--no-watch"])
         .args(args)
         .env("NO_COLOR", "1")
         .env("VIGIL_API_TOKEN", TOKEN)
@@ -83,10 +82,8 @@ fn start_engine(dir: &TempDir, env: &[(&str, String)], args: &[&str]) -> Engine 
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().unwrap();
-    let e = Engine { child: Some(child), port, dir: dir.path().to_path_buf() };
-    wait_for("the engine to answer", Duration::from_secs(30), || http_get(port, "/healthz").filter(|(c, _)| *c == 200));
-    e
+    let (child, port) = spawn_engine(&mut cmd, dir.path(), Some(&dir.join("stderr.log")));
+    Engine { child: Some(child), port, dir: dir.path().to_path_buf() }
 }
 
 /// A pipeline over `data.csv` whose respond stages are `stages` (reading `hot`).
@@ -127,13 +124,14 @@ fn start_smtp_on(port: u16) -> Smtp {
     assert!(ok, "aiosmtpd is not installed for /usr/bin/python3. Run the tests with ./test.sh, which installs the Debian package `python3-aiosmtpd`.");
     let dir = TempDir::new("smtp");
     let maildir = dir.join("mail");
-    let child = Command::new("/usr/bin/python3")
+    let log = dir.join("smtp.log");
+    let mut child = Command::new("/usr/bin/python3")
         .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox", maildir.to_str().unwrap()])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("starting aiosmtpd");
-    wait_for("the SMTP server", Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
+    wait_for_child("the SMTP server", Duration::from_secs(30), &mut child, Some(&log), || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
     Smtp { server: Server { child, port, dir }, maildir }
 }
 
@@ -391,19 +389,24 @@ fn webhook_slack_and_pagerduty_formats_signatures_and_retries() {
 fn alertmanager_receives_alerts_and_their_resolution() {
     let bin = require("prometheus-alertmanager", "prometheus-alertmanager");
     let am_dir = TempDir::new("alertmanager");
-    let am_port = free_port();
     std::fs::write(am_dir.join("am.yml"), "route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n").unwrap();
-    let child = Command::new(bin)
-        .arg(format!("--config.file={}", am_dir.join("am.yml").display()))
-        .arg(format!("--storage.path={}", am_dir.join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting alertmanager");
+    let log = am_dir.join("alertmanager.log");
+    let (child, am_port) = start_on_free_port(
+        "alertmanager",
+        Some(&log),
+        |port| {
+            let mut c = Command::new(&bin);
+            c.arg(format!("--config.file={}", am_dir.join("am.yml").display()))
+                .arg(format!("--storage.path={}", am_dir.join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--cluster.listen-address=")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap());
+            c
+        },
+        |port| http_get(port, "/-/ready").is_some_and(|(c, _)| c == 200),
+    );
     let _am = Server { child, port: am_port, dir: am_dir };
-    wait_for("alertmanager to be ready", Duration::from_secs(60), || http_get(am_port, "/-/ready").filter(|(c, _)| *c == 200));
 
     let dir = TempDir::new("respond-am");
     pipeline(

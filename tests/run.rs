@@ -17,16 +17,18 @@ fn vigil() -> Command {
 #[test]
 fn the_demo_runs_serves_its_api_and_stops_cleanly_on_sigterm() {
     let dir = TempDir::new("run-demo");
-    let port = free_port();
     let state = dir.join("state");
-    let mut child = vigil()
-        .args(["run", "pipelines/demo.vigil", "--state", state.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let log = dir.join("stderr.log");
+    let (mut child, port) = spawn_engine(
+        vigil()
+            .args(["run", "pipelines/demo.vigil", "--state", state.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap()),
+        dir.path(),
+        Some(&log),
+    );
     let _guard = KillOnDrop(child.id());
-    wait_for("/healthz", Duration::from_secs(30), || http_get(port, "/healthz").filter(|(c, b)| *c == 200 && b.trim() == "ok"));
+    assert_eq!(http_get(port, "/healthz").map(|(c, b)| (c, b.trim().to_owned())), Some((200, "ok".to_owned())));
     // Three ticks, each recorded.
     let metrics = wait_for("three ticks", Duration::from_secs(30), || {
         let (_, m) = http_get(port, "/metrics")?;
@@ -65,8 +67,8 @@ fn the_demo_runs_serves_its_api_and_stops_cleanly_on_sigterm() {
     let exit = wait_for("the engine to exit", Duration::from_secs(5), || child.try_wait().unwrap());
     assert!(sent.elapsed() < Duration::from_secs(5));
     assert_eq!(exit.code(), Some(0));
-    let mut log = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(!dir.join("vigil.addr").exists(), "the address file is removed on a clean stop");
+    let log = std::fs::read_to_string(&log).unwrap();
     assert!(log.contains("stopped") && log.contains("clean=true"), "{log}");
 
     // The run history is in the SQLite file, with the version each run used.

@@ -163,13 +163,24 @@ pub struct AuditRecord {
     pub detail: String,
 }
 
-/// Runs a store future to completion from synchronous code (an operator's `process`),
-/// on a thread of its own so that it works inside and outside the runtime.
+/// Runs a store future to completion from synchronous code (an operator's `process`).
+///
+/// On a worker of a multi-threaded runtime the worker's other tasks are first handed to
+/// another thread (`block_in_place`): the store's future may need tasks of the runtime, and
+/// its I/O and timers, to make progress — blocking every worker in a respond stage at once
+/// used to deadlock the engine, HTTP API included. Outside any runtime the future simply
+/// runs on this thread. On a current-thread runtime it runs on a thread of its own, which
+/// works only for futures that need nothing from the blocked runtime.
 pub fn block_on<F: std::future::Future + Send>(handle: &tokio::runtime::Handle, f: F) -> F::Output
 where
     F::Output: Send,
 {
-    std::thread::scope(|s| s.spawn(|| handle.block_on(f)).join().expect("store thread panicked"))
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::CurrentThread) => std::thread::scope(|s| s.spawn(|| handle.block_on(f)).join().expect("store thread panicked")),
+        Ok(_) => tokio::task::block_in_place(|| handle.block_on(f)),
+        Err(_) => handle.block_on(f),
+    }
 }
 
 /// The engine-wide side of responding.
@@ -434,5 +445,44 @@ impl Responder {
             body,
             incident: i.clone(),
         }]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A respond stage commits from synchronous code on a runtime worker. With every
+    /// worker blocked that way, the store's own tasks (a pooled connection is returned by a
+    /// spawned task) never ran: the engine, HTTP API included, hung for good. Here the only
+    /// worker commits more times than the pool has connections, and the commits finish.
+    #[test]
+    fn commits_from_the_only_worker_do_not_stall_the_runtime() {
+        let dir = std::env::temp_dir().join(format!("vigil-commit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let dir2 = dir.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+            let audits = rt.block_on(async move {
+                let store: Arc<dyn Store> = Arc::new(crate::store::SqliteStore::open(&dir2).await.unwrap());
+                let responder = Arc::new(Responder::open(store.clone(), None, false).await.unwrap());
+                let r = responder.clone();
+                tokio::spawn(async move {
+                    for n in 0..12 {
+                        let record = AuditRecord { ts: n, incident_id: "i1".into(), stage: "p.s".into(), event: "opened".into(), detail: format!("#{n}") };
+                        r.commit(&[], &[], &[record]);
+                    }
+                })
+                .await
+                .unwrap();
+                store.audit_of("i1").await.unwrap().len()
+            });
+            let _ = done_tx.send(audits);
+        });
+        // Not a timing threshold: a deadlock never finishes, a slow machine does.
+        let audits = done_rx.recv_timeout(std::time::Duration::from_secs(120)).expect("the commits stalled the runtime");
+        assert_eq!(audits, 12);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

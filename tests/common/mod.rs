@@ -52,6 +52,77 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
+/// Polls `f` like [`wait_for`], but fails at once if `child` exits first, showing the end
+/// of `log` (where the child's stderr goes), so that a server that could not start says why.
+/// On a timeout the child is killed.
+pub fn wait_for_child<T>(what: &str, timeout: Duration, child: &mut Child, log: Option<&Path>, mut f: impl FnMut() -> Option<T>) -> T {
+    let tail = |log: Option<&Path>| {
+        let text = log.and_then(|l| std::fs::read_to_string(l).ok()).unwrap_or_default();
+        let start = text.len().saturating_sub(4000);
+        text.get(start..).unwrap_or(&text).to_owned()
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("waiting for {what}: the process exited ({status}); its log:\n{}", tail(log));
+        }
+        if Instant::now() >= deadline {
+            // Not left running after the test fails.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("timed out after {timeout:?} waiting for {what}; the log:\n{}", tail(log));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Spawns `cmd` (a `vigil run` without `--listen`) on a port the system picks, and waits
+/// until its /healthz answers 200; returns the child and the port. The address comes from
+/// `--addr-file DIR/vigil.addr`: a port picked beforehand could be taken by the time the
+/// engine binds it. `log` is where `cmd` sends its stderr, shown if the engine fails.
+pub fn spawn_engine(cmd: &mut Command, dir: &Path, log: Option<&Path>) -> (Child, u16) {
+    let addr_file = dir.join("vigil.addr");
+    let _ = std::fs::remove_file(&addr_file);
+    let mut child = cmd.args(["--listen", "127.0.0.1:0", "--addr-file"]).arg(&addr_file).spawn().expect("starting vigil run");
+    let port = wait_for_child("the engine to listen", Duration::from_secs(60), &mut child, log, || {
+        let addr: std::net::SocketAddr = std::fs::read_to_string(&addr_file).ok()?.trim().parse().ok()?;
+        Some(addr.port())
+    });
+    wait_for_child("the engine to answer /healthz", Duration::from_secs(60), &mut child, log, || http_get(port, "/healthz").filter(|(c, _)| *c == 200));
+    (child, port)
+}
+
+/// Starts a server that must be told its port: `command(port)` on a free port, until
+/// `ready(port)`. A port found free can be taken before the server binds it, so a server
+/// that exits at once is started again on another port (three tries).
+pub fn start_on_free_port(what: &str, log: Option<&Path>, command: impl Fn(u16) -> Command, ready: impl Fn(u16) -> bool) -> (Child, u16) {
+    for attempt in 1..=3 {
+        let port = free_port();
+        let mut child = command(port).spawn().unwrap_or_else(|e| panic!("starting {what}: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if ready(port) {
+                return (child, port);
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let text = log.and_then(|l| std::fs::read_to_string(l).ok()).unwrap_or_default();
+                assert!(attempt < 3, "{what} exited ({status}) three times; its log:\n{text}");
+                eprintln!("{what} exited ({status}) on port {port}; trying another port");
+                break;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                panic!("timed out after 60s waiting for {what} on port {port}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    unreachable!("the loop returns or panics")
+}
+
 /// A blocking HTTP GET of `http://127.0.0.1:{port}{path}`: status and body, or None when
 /// nothing answers.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
@@ -109,18 +180,22 @@ pub fn require(binary: &str, package: &str) -> PathBuf {
 pub fn start_prometheus() -> Server {
     let bin = require("prometheus", "prometheus");
     let dir = TempDir::new("prometheus");
-    let port = free_port();
-    let cfg = dir.join("prometheus.yml");
-    std::fs::write(&cfg, format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n")).unwrap();
-    let child = Command::new(bin)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting prometheus");
-    let server = Server { child, port, dir };
-    wait_for("prometheus to be ready", Duration::from_secs(60), || http_get(port, "/-/ready").filter(|(s, _)| *s == 200));
-    server
+    let log = dir.join("prometheus.log");
+    let (child, port) = start_on_free_port(
+        "prometheus",
+        Some(&log),
+        |port| {
+            let cfg = dir.join("prometheus.yml");
+            std::fs::write(&cfg, format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n")).unwrap();
+            let mut c = Command::new(&bin);
+            c.arg(format!("--config.file={}", cfg.display()))
+                .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap());
+            c
+        },
+        |port| http_get(port, "/-/ready").is_some_and(|(s, _)| s == 200),
+    );
+    Server { child, port, dir }
 }
