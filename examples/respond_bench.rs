@@ -92,6 +92,7 @@ fn main() {
         "none",
         "vigil@localhost",
         &["sre@example.com".into()],
+        None,
         Duration::from_secs(10),
     )
     .unwrap();

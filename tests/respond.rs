@@ -192,6 +192,112 @@ fn email_over_real_smtp_one_thread_per_incident() {
     assert!(!v.to_string().contains("smtp://") && !stderr.contains("smtp://127.0.0.1"), "the SMTP URL leaked");
 }
 
+/// A CA and a certificate for 127.0.0.1 that it signs, as `ca.pem`, `cert.pem` and
+/// `key.pem` in `dir`.
+fn certificates(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "vigil test CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut server = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    server.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+    let cert = server.signed_by(&key, &ca, &ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+}
+
+/// aiosmtpd through tests/servers/smtp.py: `mode` is `--starttls` or `--smtps`, with the
+/// certificate in `certs`, authentication required as `vigil:s3cret`.
+fn start_smtp_tls(mode: &str, certs: &Path) -> Smtp {
+    require("python3", "python3-aiosmtpd");
+    let dir = TempDir::new("smtp-tls");
+    let maildir = dir.join("mail");
+    let log = dir.join("smtp.log");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/smtp.py");
+    let (child, port) = start_on_free_port(
+        "the TLS SMTP server",
+        Some(&log),
+        |port| {
+            let mut c = Command::new("/usr/bin/python3");
+            c.arg(&script)
+                .args(["--port", &port.to_string(), "--maildir", maildir.to_str().unwrap(), mode])
+                .args([certs.join("cert.pem"), certs.join("key.pem")])
+                .args(["--auth", "vigil:s3cret"])
+                .stdout(std::fs::File::create(&log).unwrap())
+                .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap());
+            c
+        },
+        |_| std::fs::read_to_string(&log).is_ok_and(|l| l.contains("listening on")),
+    );
+    Smtp { server: Server { child, port, dir }, maildir }
+}
+
+#[test]
+fn email_over_starttls_and_implicit_tls_with_authentication_and_an_internal_ca() {
+    let dir = TempDir::new("respond-email-tls");
+    certificates(dir.path());
+    let starttls = start_smtp_tls("--starttls", dir.path());
+    let smtps = start_smtp_tls("--smtps", dir.path());
+    let stage = |name: &str, secret: &str, extra: &str| {
+        format!("  respond {name} = email(hot, to: [\"sre@example.com\"], smtp: secret(\"env:{secret}\"), subject: \"{{{{ incident.status }}}} {name}\"{extra})\n")
+    };
+    pipeline(
+        &dir,
+        &[
+            // Both servers refuse mail before TLS and before authentication.
+            stage("starttls", "SMTP_STARTTLS", ", ca: \"ca.pem\""),
+            stage("smtps", "SMTP_TLS", ", tls: \"tls\", ca: \"ca.pem\""),
+            // The web PKI roots do not know the test CA; a wrong password is refused.
+            stage("untrusted", "SMTP_STARTTLS", ""),
+            stage("badlogin", "SMTP_BADLOGIN", ", tls: \"tls\", ca: \"ca.pem\""),
+        ]
+        .concat(),
+    );
+    data(&dir, &rows(20, 3, 5));
+    let e = start_engine(
+        &dir,
+        &[
+            ("SMTP_STARTTLS", format!("smtp://vigil:s3cret@127.0.0.1:{}", starttls.server.port)),
+            ("SMTP_TLS", format!("smtps://vigil:s3cret@127.0.0.1:{}", smtps.server.port)),
+            ("SMTP_BADLOGIN", format!("smtps://vigil:wrong@127.0.0.1:{}", smtps.server.port)),
+        ],
+        &[],
+    );
+    let incidents = wait_for("four resolved incidents", Duration::from_secs(60), || {
+        let v = e.incidents();
+        (v.iter().filter(|i| i["status"] == "resolved").count() == 4).then_some(v)
+    });
+    let settled = |stage: &str| {
+        let i = incidents.iter().find(|i| i["stage"] == format!("resp.{stage}")).unwrap();
+        e.wait_settled(i["id"].as_str().unwrap(), 2)
+    };
+    for (stage, server) in [("starttls", &starttls), ("smtps", &smtps)] {
+        let v = settled(stage);
+        assert!(v["notifications"].as_array().unwrap().iter().all(|n| n["status"] == "sent"), "{v}");
+        let m = wait_for("two mails", Duration::from_secs(30), || Some(mails(&server.maildir)).filter(|m| m.len() >= 2));
+        let subjects: Vec<&str> = m.iter().map(|m| header(m, "Subject").unwrap()).collect();
+        assert_eq!(subjects, [format!("firing {stage}"), format!("resolved {stage}")], "only `{stage}` reached this server");
+    }
+    // Failures a retry cannot mend fail at once, with the reason.
+    for (stage, why) in [("untrusted", "certificate"), ("badlogin", "535")] {
+        let v = settled(stage);
+        for n in v["notifications"].as_array().unwrap() {
+            assert_eq!(n["status"], "failed", "{v}");
+            assert_eq!(n["attempts"], 1, "not retried: {v}");
+            assert!(n["last_error"].as_str().unwrap().contains(why), "{v}");
+        }
+    }
+    // The password never shows in the API or the logs.
+    let stderr = std::fs::read_to_string(dir.join("stderr.log")).unwrap();
+    let api = serde_json::to_string(&e.incidents()).unwrap();
+    assert!(!api.contains("s3cret") && !stderr.contains("s3cret") && !stderr.contains("wrong@"), "the SMTP password leaked");
+}
+
 #[test]
 fn smtp_down_then_back_delivers_every_notification_exactly_once() {
     let dir = TempDir::new("respond-smtp-down");

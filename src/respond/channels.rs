@@ -40,6 +40,9 @@ pub struct Smtp {
     host: String,
     port: u16,
     tls: SmtpTls,
+    /// The certificate check for STARTTLS (lettre's parameters) and for implicit TLS.
+    starttls: Option<TlsParameters>,
+    tls_config: std::sync::Arc<rustls::ClientConfig>,
     credentials: Option<Credentials>,
     timeout: Duration,
     /// Idle connections with the time they went idle.
@@ -306,9 +309,12 @@ fn without_url(e: &reqwest::Error) -> String {
 
 /// Parses the SMTP secret and builds the transport. Errors never contain the password.
 ///
+/// `ca` is a PEM bundle of the authorities that sign the server's certificate (an internal
+/// CA); they replace the public web PKI roots for this server.
+///
 /// # Errors
-/// When the URL, an address or the TLS settings are invalid.
-pub fn smtp(url: &str, tls: &str, from: &str, to: &[String], timeout: Duration) -> Result<Smtp, String> {
+/// When the URL, an address, the CA bundle or the TLS settings are invalid.
+pub fn smtp(url: &str, tls: &str, from: &str, to: &[String], ca: Option<&[u8]>, timeout: Duration) -> Result<Smtp, String> {
     let u = reqwest::Url::parse(url).map_err(|e| format!("the smtp secret is not a URL ({e}); expected smtp://user:password@host:port"))?;
     if !matches!(u.scheme(), "smtp" | "smtps") {
         return Err(format!("the smtp secret must start with smtp:// or smtps://, not {}://", u.scheme()));
@@ -335,10 +341,60 @@ pub fn smtp(url: &str, tls: &str, from: &str, to: &[String], timeout: Duration) 
     if to.is_empty() {
         return Err("`to` names no recipient".into());
     }
-    if tls != SmtpTls::None {
-        TlsParameters::new(host.clone()).map_err(|e| format!("TLS setup for {host}: {e}"))?;
+    let authorities = match ca {
+        None => None,
+        Some(_) if tls == SmtpTls::None => return Err("`ca` is set but `tls` is \"none\": nothing would check it".into()),
+        Some(pem) => Some(ca_certificates(pem)?),
+    };
+    let starttls = match (tls, &authorities) {
+        (SmtpTls::StartTls, None) => Some(TlsParameters::new(host.clone()).map_err(|e| format!("TLS setup for {host}: {e}"))?),
+        (SmtpTls::StartTls, Some(certs)) => {
+            let mut b = TlsParameters::builder(host.clone()).certificate_store(lettre::transport::smtp::client::CertificateStore::None);
+            for der in certs {
+                b = b.add_root_certificate(lettre::transport::smtp::client::Certificate::from_der(der.to_vec()).map_err(|e| format!("`ca`: {e}"))?);
+            }
+            Some(b.build_rustls().map_err(|e| format!("TLS setup for {host}: {e}"))?)
+        }
+        _ => None,
+    };
+    let tls_config = tls_client_config(authorities.as_deref())?;
+    Ok(Smtp { host, port, tls, starttls, tls_config, credentials, timeout, idle: tokio::sync::Mutex::new(Vec::new()), from, to })
+}
+
+/// The certificates of a PEM bundle; an error when it holds none.
+fn ca_certificates(pem: &[u8]) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("`ca` is not a PEM certificate bundle: {e}"))?;
+    if certs.is_empty() {
+        return Err("`ca` holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)".into());
     }
-    Ok(Smtp { host, port, tls, credentials, timeout, idle: tokio::sync::Mutex::new(Vec::new()), from, to })
+    Ok(certs)
+}
+
+/// A rustls client configuration trusting `authorities`, or the web PKI roots.
+fn tls_client_config(authorities: Option<&[rustls::pki_types::CertificateDer<'static>]>) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    static WEB_PKI: std::sync::OnceLock<std::sync::Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    let build = |roots: rustls::RootCertStore| {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        std::sync::Arc::new(config)
+    };
+    match authorities {
+        None => Ok(WEB_PKI.get_or_init(|| build(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() })).clone()),
+        Some(certs) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in certs {
+                roots.add(c.clone()).map_err(|e| format!("`ca`: {e}"))?;
+            }
+            Ok(build(roots))
+        }
+    }
 }
 
 impl Smtp {
@@ -350,20 +406,19 @@ impl Smtp {
         let hello = ClientId::default();
         let mut conn = match self.tls {
             SmtpTls::Tls => {
-                let stream = SmtpsStream(tls_connect(&self.host, tcp).await?);
+                let stream = SmtpsStream(tls_connect(&self.tls_config, &self.host, tcp).await?);
                 AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello).await?
             }
             _ => AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello).await?,
         };
-        if self.tls == SmtpTls::StartTls {
+        if let Some(params) = &self.starttls {
             if !conn.can_starttls() {
                 return Err(SmtpError::Permanent(format!(
                     "{} does not offer STARTTLS (set `tls: \"none\"` for a plain-text relay)",
                     self.host
                 )));
             }
-            let params = TlsParameters::new(self.host.clone()).map_err(|e| SmtpError::Permanent(format!("TLS setup: {e}")))?;
-            conn.starttls(params, &hello).await?;
+            conn.starttls(params.clone(), &hello).await?;
         }
         if let Some(c) = &self.credentials {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await?;
@@ -469,32 +524,39 @@ impl lettre::transport::smtp::client::AsyncTokioStream for SmtpsStream {
     }
 }
 
-/// Implicit TLS (`smtps://`) over a connected socket, checked against the web PKI roots.
-async fn tls_connect(host: &str, tcp: tokio::net::TcpStream) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, SmtpError> {
-    static CONFIG: std::sync::OnceLock<std::sync::Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        std::sync::Arc::new(config)
-    });
+/// Implicit TLS (`smtps://`) over a connected socket, checked against `config`'s roots.
+async fn tls_connect(
+    config: &std::sync::Arc<rustls::ClientConfig>,
+    host: &str,
+    tcp: tokio::net::TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, SmtpError> {
     let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| SmtpError::Permanent(format!("`{host}`: {e}")))?;
     tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp).await.map_err(|e| {
-        // A certificate the server will keep presenting is not worth retrying.
-        let certificate = e
-            .get_ref()
-            .and_then(|i| i.downcast_ref::<rustls::Error>())
-            .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented));
-        if certificate {
+        if bad_certificate(&e) {
             SmtpError::Permanent(format!("TLS with {host}: {e}"))
         } else {
             SmtpError::Io(format!("TLS with {host}: {e}"))
         }
     })
+}
+
+/// Whether `e` (or an error behind it) is a certificate the server will keep presenting:
+/// not worth retrying.
+fn bad_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        // An `io::Error`'s `source()` skips the error it wraps: look inside it too.
+        let inner = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|i| i as &(dyn std::error::Error + 'static));
+        for candidate in [Some(err), inner].into_iter().flatten() {
+            if let Some(r) = candidate.downcast_ref::<rustls::Error>() {
+                if matches!(r, rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented) {
+                    return true;
+                }
+            }
+        }
+        cur = inner.and_then(|i| i.source()).or_else(|| err.source());
+    }
+    false
 }
 
 fn percent_decode(s: &str) -> String {
@@ -548,7 +610,7 @@ async fn send_email(smtp: &Smtp, n: &Notification) -> Outcome {
         Ok(Err(SmtpError::Permanent(e))) => Outcome::Fail(format!("SMTP: {e}")),
         // A permanent reply, or a client-side refusal (no common authentication mechanism,
         // an address the server cannot take): a retry would fail the same way.
-        Ok(Err(SmtpError::Smtp(e))) if e.is_permanent() || e.is_client() => Outcome::Fail(format!("SMTP: {e}")),
+        Ok(Err(SmtpError::Smtp(e))) if e.is_permanent() || e.is_client() || bad_certificate(&e) => Outcome::Fail(format!("SMTP: {e}")),
         Ok(Err(SmtpError::Smtp(e))) => Outcome::Retry(format!("SMTP: {e}")),
     }
 }
@@ -657,11 +719,23 @@ mod tests {
 
     #[test]
     fn smtp_urls_are_checked_without_echoing_passwords() {
-        let e = smtp("smtp://u:hunter2@", "none", "a@b.c", &["x@y.z".into()], Duration::from_secs(1)).err().unwrap();
+        let e = smtp("smtp://u:hunter2@", "none", "a@b.c", &["x@y.z".into()], None, Duration::from_secs(1)).err().unwrap();
         assert!(!e.contains("hunter2"), "{e}");
-        assert!(smtp("http://h", "none", "a@b.c", &["x@y.z".into()], Duration::from_secs(1)).is_err());
-        assert!(smtp("smtp://h:2525", "none", "not an address", &["x@y.z".into()], Duration::from_secs(1)).is_err());
-        assert!(smtp("smtp://u:p%40ss@h:2525", "none", "a@b.c", &["x@y.z".into()], Duration::from_secs(1)).is_ok());
+        assert!(smtp("http://h", "none", "a@b.c", &["x@y.z".into()], None, Duration::from_secs(1)).is_err());
+        assert!(smtp("smtp://h:2525", "none", "not an address", &["x@y.z".into()], None, Duration::from_secs(1)).is_err());
+        assert!(smtp("smtp://u:p%40ss@h:2525", "none", "a@b.c", &["x@y.z".into()], None, Duration::from_secs(1)).is_ok());
         assert_eq!(percent_decode("p%40ss"), "p@ss");
+    }
+
+    #[test]
+    fn a_ca_bundle_must_hold_a_certificate_and_needs_tls() {
+        let to = ["x@y.z".to_owned()];
+        let e = smtp("smtp://h:2525", "starttls", "a@b.c", &to, Some(b"not a certificate"), Duration::from_secs(1)).err().unwrap();
+        assert!(e.contains("no PEM certificate"), "{e}");
+        let garbled = b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
+        let e = smtp("smtp://h:2525", "tls", "a@b.c", &to, Some(garbled), Duration::from_secs(1)).err().unwrap();
+        assert!(e.contains("`ca`"), "{e}");
+        let e = smtp("smtp://h:2525", "none", "a@b.c", &to, Some(b""), Duration::from_secs(1)).err().unwrap();
+        assert!(e.contains("`tls` is \"none\""), "{e}");
     }
 }

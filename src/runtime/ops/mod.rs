@@ -316,7 +316,14 @@ fn build_respond(node: &StageNode, env: &BuildEnv, p: &P<'_>) -> Result<Step, Bu
                 "" => "vigil@localhost".to_owned(),
                 f => f.to_owned(),
             };
-            let smtp = channels::smtp(&url, &tls, &from, &p.strs("to"), std::time::Duration::from_secs(30)).map_err(invalid)?;
+            let ca = match p.str("ca").as_str() {
+                "" => None,
+                file => {
+                    let file = path(&env.base_dir, file);
+                    Some(std::fs::read(&file).map_err(|e| invalid(format!("cannot read the `ca` file {}: {e}", file.display())))?)
+                }
+            };
+            let smtp = channels::smtp(&url, &tls, &from, &p.strs("to"), ca.as_deref(), std::time::Duration::from_secs(30)).map_err(invalid)?;
             Kind::Email(Box::new(smtp))
         }
         "webhook" => {
