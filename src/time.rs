@@ -105,6 +105,31 @@ pub fn format_timestamp(ms: i64) -> String {
     ascii_string(&buf[..len])
 }
 
+/// Formats a length of time the way the language writes durations: `90m` is `1h30m`,
+/// `45000` ms is `45s`; a length that is not a whole second keeps its milliseconds.
+///
+/// ```
+/// use vigil::time::format_duration_ms;
+/// assert_eq!(format_duration_ms(5_400_000), "1h30m");
+/// assert_eq!(format_duration_ms(45_000), "45s");
+/// assert_eq!(format_duration_ms(1_500), "1s500ms");
+/// assert_eq!(format_duration_ms(0), "0s");
+/// ```
+pub fn format_duration_ms(ms: i64) -> String {
+    if ms <= 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut rest = ms;
+    for (unit, len) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+        if rest >= len {
+            out.push_str(&format!("{}{unit}", rest / len));
+            rest %= len;
+        }
+    }
+    out
+}
+
 /// Formats `ms` as RFC 3339 in UTC with millisecond precision, e.g.
 /// `2014-04-01T00:00:00.000Z` (for JSON and HTTP APIs).
 ///

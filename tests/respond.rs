@@ -589,6 +589,22 @@ fn exec_runs_argv_without_a_shell_with_an_allowlisted_environment_and_timeouts()
 }
 
 #[test]
+fn an_incident_whose_series_stops_reporting_resolves_after_the_resolve_timeout() {
+    let dir = TempDir::new("respond-stale");
+    pipeline(&dir, "  respond report = log(hot) {\n    resolve_timeout 1s\n  }");
+    data(&dir, &rows(20, 3, 0)); // the data ends while the anomaly lasts
+    let e = start_engine(&dir, &[], &[]);
+    let inc = e.wait_incident("resolved");
+    let v = e.incident(inc["id"].as_str().unwrap());
+    let why = v["audit"].as_array().unwrap().iter().find(|a| a["event"] == "resolved").unwrap()["detail"].as_str().unwrap().to_owned();
+    assert!(why.starts_with("no data from") && why.ends_with("for 1s"), "{why}");
+    let outbox = wait_for("the resolution in the outbox", Duration::from_secs(30), || {
+        std::fs::read_to_string(dir.join("state/outbox.jsonl")).ok().filter(|o| o.contains("\"resolved\""))
+    });
+    assert!(outbox.contains("\"firing\""), "{outbox}");
+}
+
+#[test]
 fn a_template_that_fails_to_render_still_notifies_and_is_audited() {
     let dir = TempDir::new("respond-template");
     let rx = Receiver::start(&[]);

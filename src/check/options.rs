@@ -37,6 +37,8 @@ pub enum StageOpt {
     /// A maintenance window: from each time the five-field cron `schedule` (UTC) names, for
     /// `ms`, incidents open silenced. May be given more than once.
     Maintenance { schedule: String, ms: u64 },
+    /// Resolve an incident once its series have sent no data for this long.
+    ResolveTimeout { ms: u64 },
 }
 
 impl StageOpt {
@@ -55,6 +57,7 @@ impl StageOpt {
             StageOpt::RateLimit { .. } => "rate_limit",
             StageOpt::Escalate { .. } => "escalate",
             StageOpt::Maintenance { .. } => "maintenance",
+            StageOpt::ResolveTimeout { .. } => "resolve_timeout",
         }
     }
 }
@@ -83,6 +86,12 @@ pub const OPTIONS: &[(&str, &str, &[StageKind], &str)] = &[
         "maintenance \"0 2 * * SAT\" for 2h",
         &[StageKind::Respond],
         "A maintenance window: from every time the cron schedule (five fields, UTC) names, for the given length, incidents open silenced (recorded, audited, not sent). May be given more than once.",
+    ),
+    (
+        "resolve_timeout",
+        "resolve_timeout 30m",
+        &[StageKind::Respond],
+        "A series that has sent no data for this long no longer keeps an incident firing; an incident none of whose series report resolves (audited: `no data from ... for ...`). Without it an incident waits for data that clears it. Follows the wall clock, so not under `vigil test`.",
     ),
 ];
 
@@ -181,6 +190,7 @@ pub fn check_options(opts: &[StageOption], kind: StageKind, diags: &mut Vec<Diag
                     ("warm_start", [W::Bool(b)]) => Some(StageOpt::WarmStart { enabled: *b }),
                     ("pending_for", [W::Dur(d)]) => Some(StageOpt::PendingFor { ms: *d }),
                     ("keep_firing_for", [W::Dur(d)]) => Some(StageOpt::KeepFiringFor { ms: *d }),
+                    ("resolve_timeout", [W::Dur(d)]) if *d > 0 => Some(StageOpt::ResolveTimeout { ms: *d }),
                     ("repeat", [W::Kw("every"), W::Dur(d)]) if *d > 0 => Some(StageOpt::Repeat { ms: *d }),
                     ("rate_limit", [W::Int(n), W::Kw("per"), W::Dur(d)]) if *d > 0 => {
                         count(*n).map(|count| StageOpt::RateLimit { count, per_ms: *d })

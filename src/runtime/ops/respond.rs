@@ -73,6 +73,9 @@ struct Open {
     /// The series whose latest sample matched: a grouped incident resolves only when
     /// none does (series scraped at different offsets do not make it flap).
     matching: std::collections::BTreeSet<String>,
+    /// Wall-clock time each series last sent an item (matching or not), for
+    /// `resolve_timeout`.
+    heard: HashMap<String, i64>,
 }
 
 /// Flap control and notification policy of a respond stage.
@@ -92,6 +95,8 @@ pub struct Policy {
     /// Maintenance windows: a cron schedule (UTC) and a length; incidents opened inside
     /// one are silenced.
     pub maintenance: Vec<(croner::Cron, i64, String)>,
+    /// A series silent this long stops keeping an incident firing.
+    pub resolve_timeout_ms: Option<i64>,
 }
 
 impl Policy {
@@ -103,6 +108,7 @@ impl Policy {
             match *o {
                 O::PendingFor { ms } => p.pending_ms = ms as i64,
                 O::KeepFiringFor { ms } => p.keep_firing_ms = ms as i64,
+                O::ResolveTimeout { ms } => p.resolve_timeout_ms = Some(ms as i64),
                 O::Repeat { ms } => p.repeat_ms = Some(ms as i64),
                 O::RateLimit { count, per_ms } => p.rate_limit = Some((count, per_ms as i64)),
                 O::Escalate { after_ms, ref to } => p.escalate = Some((after_ms as i64, to.clone())),
@@ -162,6 +168,7 @@ impl Respond {
         let channel = Arc::new(channel);
         responder.channels.write().unwrap_or_else(|e| e.into_inner()).insert(stage.clone(), channel.clone());
         let mut open = HashMap::new();
+        let now = crate::time::now_ms();
         for i in responder.firing_of(&stage) {
             open.insert(
                 i.key.clone(),
@@ -178,6 +185,8 @@ impl Respond {
                     opened_wall: i.opened_at.min(crate::time::now_ms()),
                     escalated: false,
                     matching: i.series.iter().cloned().collect(),
+                    // Restored: each series gets `resolve_timeout` from now to report.
+                    heard: i.series.iter().map(|s| (s.clone(), now)).collect(),
                     incident: Some(i),
                 },
             );
@@ -299,8 +308,9 @@ impl Respond {
         }
     }
 
-    /// Resolves the incident of `key` at data time `ts` (or forgets it while pending).
-    fn resolve(&mut self, key: &str, ts: Timestamp, updates: &mut Vec<IncidentUpdate>, b: &mut Batch) {
+    /// Resolves the incident of `key` at time `ts` (or forgets it while pending); `why`
+    /// goes to the audit trail.
+    fn resolve(&mut self, key: &str, ts: Timestamp, why: String, updates: &mut Vec<IncidentUpdate>, b: &mut Batch) {
         let Some(o) = self.open.remove(key) else { return };
         let Some(mut inc) = o.incident else { return };
         inc.status = "resolved".into();
@@ -318,9 +328,37 @@ impl Respond {
             value: o.value,
             ts,
         });
-        b.audit(&inc, "resolved", "the anomaly cleared".into());
+        b.audit(&inc, "resolved", why);
         self.notify(&mut inc, "resolved", b);
         b.incidents.push(inc);
+    }
+
+    /// `resolve_timeout`: series silent for `timeout` stop keeping their incident firing;
+    /// an incident left with no matching series resolves, and one still pending is
+    /// forgotten.
+    fn resolve_silent(&mut self, timeout: i64, now: i64, updates: &mut Vec<IncidentUpdate>, b: &mut Batch) {
+        let mut done: Vec<(String, String)> = Vec::new();
+        for (key, o) in &mut self.open {
+            let silent: Vec<String> = o.matching.iter().filter(|s| now - o.heard.get(*s).copied().unwrap_or(now) >= timeout).cloned().collect();
+            if silent.is_empty() {
+                continue;
+            }
+            for s in &silent {
+                o.matching.remove(s);
+            }
+            if o.matching.is_empty() {
+                let why = format!("no data from {} for {}", silent.join(", "), crate::time::format_duration_ms(timeout));
+                done.push((key.clone(), why));
+            }
+        }
+        for (key, why) in done {
+            match self.open.get(&key) {
+                Some(o) if o.incident.is_some() => self.resolve(&key, now, why, updates, b),
+                _ => {
+                    self.open.remove(&key);
+                }
+            }
+        }
     }
 
     /// Queues an escalation: the incident's notification on the channel of the respond
@@ -395,11 +433,13 @@ impl Operator for Respond {
                 if cols.len() > 1 {
                     order.sort_by_key(|&(t, quiet, c, _)| (t, quiet, c));
                 }
+                let wall = crate::time::now_ms();
                 for (ts, quiet, c, i) in order {
                     let (col, series, key) = (cols[c].0, &cols[c].1, &cols[c].2);
                     if quiet {
                         let keep = self.policy.keep_firing_ms;
                         let Some(o) = self.open.get_mut(key) else { continue };
+                        o.heard.insert(series.clone(), wall);
                         o.matching.remove(series);
                         if o.incident.is_none() {
                             // Pending: the condition must hold for all of `pending_for`.
@@ -407,7 +447,7 @@ impl Operator for Respond {
                                 self.open.remove(key);
                             }
                         } else if o.matching.is_empty() && ts - o.last_match > keep {
-                            self.resolve(key, ts, &mut updates, &mut b);
+                            self.resolve(key, ts, "the anomaly cleared".into(), &mut updates, &mut b);
                         }
                         continue;
                     }
@@ -428,7 +468,9 @@ impl Operator for Respond {
                         opened_wall: 0,
                         escalated: false,
                         matching: Default::default(),
+                        heard: HashMap::new(),
                     });
+                    o.heard.insert(series.clone(), wall);
                     o.matching.insert(series.clone());
                     o.last_match = ts;
                     o.score = col.score[i];
@@ -499,6 +541,9 @@ impl Operator for Respond {
                 let now = crate::time::now_ms();
                 // (Both follow the wall clock: not under `vigil test`.)
                 let capturing = self.responder.is_capturing();
+                if let Some(timeout) = self.policy.resolve_timeout_ms.filter(|_| !capturing) {
+                    self.resolve_silent(timeout, now, &mut updates, &mut b);
+                }
                 let keys: Vec<String> = if capturing { Vec::new() } else { self.open.keys().cloned().collect() };
                 for key in keys {
                     let (repeat, resend) = (self.policy.repeat_ms, self.policy.resend_ms);
@@ -601,6 +646,30 @@ mod tests {
         let input = scores(&[(0, true), (20, true), (40, true), (60, false)], &[(10, false), (30, false), (50, false), (70, false)]);
         let got = updates(op.process(&[input], &mut OpCtx::new(70)).unwrap());
         assert_eq!(got, [("firing".to_owned(), 0), ("resolved".to_owned(), 60)], "one incident, resolved when `a` clears");
+    }
+
+    #[test]
+    fn series_that_fall_silent_stop_keeping_an_incident_firing() {
+        let responder = Arc::new(Responder::default());
+        let mut op = grouped(&responder);
+        // Both series match: one grouped incident. Then `a` clears and `b` says nothing.
+        op.process(&[scores(&[(0, true)], &[(5, true)])], &mut OpCtx::new(5)).unwrap();
+        let after_b = crate::time::now_ms();
+        let got = updates(op.process(&[scores(&[(10, false)], &[])], &mut OpCtx::new(10)).unwrap());
+        assert!(got.is_empty(), "`b` still matches: {got:?}");
+        let (mut ups, mut b) = (Vec::new(), super::Batch::default());
+        op.resolve_silent(60_000, after_b + 30_000, &mut ups, &mut b);
+        assert!(ups.is_empty() && b.audit.is_empty(), "silent for less than the timeout");
+        op.resolve_silent(60_000, after_b + 60_000, &mut ups, &mut b);
+        assert_eq!(ups.iter().map(|u| u.status.as_str()).collect::<Vec<_>>(), ["resolved"]);
+        let why = &b.audit.iter().find(|a| a.event == "resolved").unwrap().detail;
+        assert!(why.starts_with("no data from b") && why.ends_with("for 1m"), "{why}");
+        assert!(op.open.is_empty());
+        // A series that keeps reporting keeps its incident.
+        op.process(&[scores(&[(20, true)], &[])], &mut OpCtx::new(20)).unwrap();
+        let (mut ups, mut b) = (Vec::new(), super::Batch::default());
+        op.resolve_silent(60_000, crate::time::now_ms(), &mut ups, &mut b);
+        assert!(ups.is_empty() && op.open.len() == 1);
     }
 
     #[test]
