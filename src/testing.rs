@@ -11,7 +11,8 @@
 //!
 //! A test runs its pipeline once, causally, over its fixtures — every collect stage is
 //! *given* its data (a CSV file or inline points, with `labels:`; `events("file.csv")`
-//! for Events) and any Series stage may be — through
+//! for Events) and any Series or Scores stage may be (a Scores fixture has a `score`
+//! column, and may have `value` and `anomalous`) — through
 //! the same operators as `vigil run` and `vigil replay` (training inline and seeded, so
 //! results are reproducible). Respond stages are mocked: they open and resolve incidents
 //! and render their notifications, which the test can read, but nothing is sent and no
@@ -38,7 +39,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::data::{Data, SeriesColumn, SeriesData, SeriesId};
+use crate::data::{Data, ScoreColumn, ScoresData, SeriesColumn, SeriesData, SeriesId};
 use crate::diagnostic::{suggest, Code, Diagnostic};
 use crate::plan::{PipelinePlan, Plan};
 use crate::runtime::ops::{self, BuildEnv};
@@ -57,7 +58,7 @@ pub struct TestCase {
     pub span: Span,
     /// `file:line:col` of the test.
     pub location: String,
-    /// Stage index → the data it is given (Series or Events).
+    /// Stage index → the data it is given (Series, Events or Scores).
     pub givens: Vec<(usize, Data)>,
     pub expects: Vec<Expectation>,
 }
@@ -129,22 +130,26 @@ fn check_test(t: &ast::Test, base: &Path, sources: &SourceMap, plan: &Plan, diag
                 };
                 given_any.push(i);
                 let out = p.stages[i].output;
-                if !matches!(out, Ty::Series | Ty::Events) {
+                if !matches!(out, Ty::Series | Ty::Events | Ty::Scores) {
                     diags.push(
                         Diagnostic::error(
                             Code::E0702,
                             stage.span,
-                            format!("`{}` yields {out}, and fixtures are Series or Events", stage.node),
+                            format!("`{}` yields {out}, and fixtures are Series, Events or Scores", stage.node),
                         )
                         .with_label("cannot be given a fixture")
-                        .with_help("give a collect or preprocess stage that yields Series (or Events)"),
+                        .with_help("give a collect or preprocess stage (Series or Events), or a predict stage (Scores)"),
                     );
                     continue;
                 }
                 let is_events =
                     matches!(&value.kind, ExprKind::Call { callee, .. } if matches!(&callee.kind, ExprKind::Name(n) if n == "events"));
                 if is_events != (out == Ty::Events) {
-                    let want = if out == Ty::Events { "`events(\"alerts.csv\")`" } else { "`csv(\"file.csv\")` or `points([...])`" };
+                    let want = match out {
+                        Ty::Events => "`events(\"alerts.csv\")`",
+                        Ty::Scores => "`csv(\"scores.csv\")` (with a `score` column) or `points([[timestamp, score], ...])`",
+                        _ => "`csv(\"file.csv\")` or `points([...])`",
+                    };
                     diags.push(
                         Diagnostic::error(Code::E0702, value.span, format!("`{}` yields {out}", stage.node))
                             .with_label(format!("this fixture is not {out}"))
@@ -152,15 +157,16 @@ fn check_test(t: &ast::Test, base: &Path, sources: &SourceMap, plan: &Plan, diag
                     );
                     continue;
                 }
-                let made = if is_events {
-                    events_fixture(value, base).map(|e| Data::Events(Arc::new(e)))
-                } else {
-                    fixture(value, base).map(|d| Data::Series(Arc::new(d)))
+                let made = match out {
+                    Ty::Events => events_fixture(value, base).map(|e| Data::Events(Arc::new(e))),
+                    Ty::Scores => fixture(value, base, Measure::Score),
+                    _ => fixture(value, base, Measure::Value),
                 };
                 match made {
                     // Several `given`s of one stage are several series (or more events).
                     Ok(data) => match (givens.iter_mut().find(|(g, _)| *g == i), data) {
                         (Some((_, Data::Series(d))), Data::Series(more)) => Arc::make_mut(d).series.extend(more.series.iter().cloned()),
+                        (Some((_, Data::Scores(d))), Data::Scores(more)) => Arc::make_mut(d).series.extend(more.series.iter().cloned()),
                         (Some((_, Data::Events(d))), Data::Events(more)) => {
                             let all = Arc::make_mut(d);
                             all.events.extend(more.events.iter().cloned());
@@ -184,9 +190,17 @@ fn check_test(t: &ast::Test, base: &Path, sources: &SourceMap, plan: &Plan, diag
             }
         }
     }
-    // Nothing reaches outside: every collect stage needs its data.
+    // Nothing reaches outside: every collect stage whose data is used needs a fixture. A
+    // stage runs unless it is given; its data is used when a stage that runs reads it, or
+    // when nothing reads it (its own output is the point).
+    let mut used = vec![false; p.stages.len()];
+    for i in (0..p.stages.len()).rev() {
+        let read_by_running = p.stages.iter().enumerate().any(|(j, s)| used[j] && s.inputs.iter().any(|(_, k)| *k == i));
+        let read_at_all = p.stages.iter().any(|s| s.inputs.iter().any(|(_, k)| *k == i));
+        used[i] = !given_any.contains(&i) && (read_by_running || !read_at_all);
+    }
     for (i, s) in p.stages.iter().enumerate() {
-        if s.kind == StageKind::Collect && !given_any.contains(&i) {
+        if s.kind == StageKind::Collect && used[i] {
             let name = s.key.0.rsplit('.').next().unwrap_or(&s.key.0);
             diags.push(
                 Diagnostic::error(Code::E0703, t.name.span, format!("collect stage `{name}` has no fixture"))
@@ -226,10 +240,27 @@ fn unknown_stage(p: &PipelinePlan, name: &str, span: Span) -> Diagnostic {
         )
 }
 
-/// A fixture: `csv("file.csv")` or `points([[ts, value], ...])`.
-fn fixture(e: &Expr, base: &Path) -> Result<SeriesData, (Span, String, String)> {
+/// What a fixture feeds: a Series stage (`value`s) or a Scores stage (`score`s).
+#[derive(Clone, Copy, PartialEq)]
+enum Measure {
+    Value,
+    Score,
+}
+
+/// A Scores fixture's item is anomalous, when it has no `anomalous` column, from this
+/// score up.
+const FIXTURE_ANOMALOUS_FROM: f64 = 0.5;
+
+/// A fixture: `csv("file.csv")` or `points([[ts, value], ...])`; for a Scores stage the
+/// CSV has a `score` column (and may have `value` and `anomalous`) and the points are
+/// `[ts, score]`.
+fn fixture(e: &Expr, base: &Path, measure: Measure) -> Result<Data, (Span, String, String)> {
+    let (column, example) = match measure {
+        Measure::Value => ("value", "1.5"),
+        Measure::Score => ("score", "0.97"),
+    };
     let bad = |span: Span, label: String| {
-        (span, label, "write `csv(\"file.csv\")` (relative to this file) or `points([[\"2024-01-01 00:00:00\", 1.5], ...])`".to_owned())
+        (span, label, format!("write `csv(\"file.csv\")` (relative to this file) or `points([[\"2024-01-01 00:00:00\", {example}], ...])`"))
     };
     let ExprKind::Call { callee, args } = &e.kind else { return Err(bad(e.span, "not a fixture".into())) };
     let ExprKind::Name(f) = &callee.kind else { return Err(bad(callee.span, "not a fixture".into())) };
@@ -249,15 +280,22 @@ fn fixture(e: &Expr, base: &Path) -> Result<SeriesData, (Span, String, String)> 
         }
     }
     labels.sort();
-    let mut col = SeriesColumn::new(SeriesId::new("value", labels));
-    let mut push = |ts: i64, v: f64, span: Span, what: String| -> Result<(), (Span, String, String)> {
-        if !v.is_finite() {
+    // Each row: time, the measure, and for scores the optional value and anomalous flag.
+    let mut rows: Vec<(i64, f64, Option<f64>, Option<bool>)> = Vec::new();
+    let mut push = |row: (i64, f64, Option<f64>, Option<bool>), span: Span, what: String| -> Result<(), (Span, String, String)> {
+        if !row.1.is_finite() {
+            return Err((span, format!("{what}: the {column} is not a finite number"), "fix or remove the row".into()));
+        }
+        if row.2.is_some_and(|v| !v.is_finite()) {
             return Err((span, format!("{what}: the value is not a finite number"), "fix or remove the row".into()));
         }
-        if col.ts.last().is_some_and(|&last| ts <= last) {
+        if measure == Measure::Score && !(0.0..=1.0).contains(&row.1) {
+            return Err((span, format!("{what}: the score {} is outside [0, 1]", row.1), "scores are between 0 and 1".into()));
+        }
+        if rows.last().is_some_and(|last| row.0 <= last.0) {
             return Err((span, format!("{what}: not after the previous row"), "put the rows in increasing time".into()));
         }
-        col.push(ts, v);
+        rows.push(row);
         Ok(())
     };
     match f.as_str() {
@@ -270,36 +308,42 @@ fn fixture(e: &Expr, base: &Path) -> Result<SeriesData, (Span, String, String)> 
             let mut lines = text.lines().enumerate();
             let header = lines.next().map(|(_, h)| h.trim()).unwrap_or_default();
             let cols: Vec<&str> = header.split(',').map(str::trim).collect();
-            let (Some(tc), Some(vc)) = (cols.iter().position(|c| *c == "timestamp"), cols.iter().position(|c| *c == "value")) else {
+            let at = |name: &str| cols.iter().position(|c| *c == name);
+            let (Some(tc), Some(mc)) = (at("timestamp"), at(column)) else {
                 return Err((
                     arg.value.span,
-                    format!("`{}` has no `timestamp,value` header", path.value),
-                    "start the file with `timestamp,value`".into(),
+                    format!("`{}` has no `timestamp,{column}` header", path.value),
+                    format!("start the file with `timestamp,{column}`"),
                 ));
             };
+            let (vc, ac) = if measure == Measure::Score { (at("value"), at("anomalous")) } else { (None, None) };
             for (n, line) in lines {
                 if line.trim().is_empty() {
                     continue;
                 }
                 let fields: Vec<&str> = line.split(',').map(str::trim).collect();
                 let what = format!("`{}` row {}", path.value, n + 1);
+                let num = |c: usize| fields.get(c).and_then(|v| v.parse::<f64>().ok());
                 let ts = fields.get(tc).and_then(|t| crate::time::parse_timestamp(t));
-                let v = fields.get(vc).and_then(|v| v.parse::<f64>().ok());
-                match (ts, v) {
-                    (Some(ts), Some(v)) => push(ts, v, arg.value.span, what)?,
-                    _ => {
-                        return Err((arg.value.span, format!("{what} is not `timestamp,value`: `{line}`"), "fix or remove the row".into()))
-                    }
+                let value = vc.map(num);
+                let anomalous = ac.map(|c| match fields.get(c).map(|f| f.to_ascii_lowercase()).as_deref() {
+                    Some("true" | "1") => Some(true),
+                    Some("false" | "0") => Some(false),
+                    _ => None,
+                });
+                match (ts, num(mc), value, anomalous) {
+                    (Some(ts), Some(m), None | Some(Some(_)), None | Some(Some(_))) => push((ts, m, value.flatten(), anomalous.flatten()), arg.value.span, what)?,
+                    _ => return Err((arg.value.span, format!("{what} is not `{header}`: `{line}`"), "fix or remove the row".into())),
                 }
             }
         }
         "points" => {
-            let ExprKind::List(rows) = &arg.value.kind else {
-                return Err(bad(arg.value.span, "`points` takes a list of [timestamp, value]".into()));
+            let ExprKind::List(points) = &arg.value.kind else {
+                return Err(bad(arg.value.span, format!("`points` takes a list of [timestamp, {column}]")));
             };
-            for (n, row) in rows.iter().enumerate() {
+            for (n, row) in points.iter().enumerate() {
                 let what = format!("point {}", n + 1);
-                let ExprKind::List(pair) = &row.kind else { return Err(bad(row.span, format!("{what} is not [timestamp, value]"))) };
+                let ExprKind::List(pair) = &row.kind else { return Err(bad(row.span, format!("{what} is not [timestamp, {column}]"))) };
                 let ts = match pair.first().map(|e| &e.kind) {
                     Some(ExprKind::Str(s)) => crate::time::parse_timestamp(&s.value),
                     Some(ExprKind::Int(i)) => Some(*i),
@@ -316,14 +360,31 @@ fn fixture(e: &Expr, base: &Path) -> Result<SeriesData, (Span, String, String)> 
                     _ => None,
                 };
                 match (ts, v, pair.len()) {
-                    (Some(ts), Some(v), 2) => push(ts, v, row.span, what)?,
+                    (Some(ts), Some(v), 2) => push((ts, v, None, None), row.span, what)?,
                     _ => return Err(bad(row.span, format!("{what} is not [\"timestamp\", number]"))),
                 }
             }
         }
         other => return Err(bad(callee.span, format!("`{other}` is not a fixture"))),
     }
-    Ok(SeriesData { series: vec![col] })
+    let id = SeriesId::new(column, labels);
+    Ok(match measure {
+        Measure::Value => {
+            let mut col = SeriesColumn::new(id);
+            for (ts, v, _, _) in rows {
+                col.push(ts, v);
+            }
+            Data::Series(Arc::new(SeriesData { series: vec![col] }))
+        }
+        Measure::Score => {
+            let mut col = ScoreColumn::new(id);
+            for (ts, score, value, anomalous) in rows {
+                let anomalous = anomalous.unwrap_or(score >= FIXTURE_ANOMALOUS_FROM);
+                col.push(ts, value.unwrap_or(f64::NAN), score, f64::NAN, f64::NAN, f64::NAN, anomalous);
+            }
+            Data::Scores(Arc::new(ScoresData { series: vec![col] }))
+        }
+    })
 }
 
 /// An Events fixture: `events("alerts.csv")`, a CSV whose `timestamp` column is the time,
@@ -580,6 +641,7 @@ fn execute<'a>(t: &TestCase, plan: &'a Plan, base_dir: &Path) -> Result<Outputs<
         .filter_map(|(_, d)| match d {
             Data::Series(s) => s.series.iter().filter_map(|c| c.ts.last().copied()).max(),
             Data::Events(e) => e.events.last().map(|e| e.ts),
+            Data::Scores(s) => s.series.iter().filter_map(|c| c.ts.last().copied()).max(),
             _ => None,
         })
         .max()
@@ -591,7 +653,8 @@ fn execute<'a>(t: &TestCase, plan: &'a Plan, base_dir: &Path) -> Result<Outputs<
         }
         let mut op = match ops::build(node, &env).map_err(|e| format!("stage `{}`: {e}", node.key))? {
             Step::Op(op) => op,
-            Step::Source(_) => return Err(format!("collect stage `{}` has no fixture", node.key)),
+            // Its data is not used: every stage that reads it is given (checked).
+            Step::Source(_) => continue,
         };
         let inputs: Vec<Data> = node.inputs.iter().filter_map(|(_, j)| data[*j].clone()).collect();
         if inputs.len() < node.inputs.len() {

@@ -105,4 +105,15 @@ fn bad_tests_are_diagnostics_at_check_time() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1));
     assert!(err.contains("row 3: the value is not a finite number"), "{err}");
+    // Scores given to a predict stage must be scores; a respond stage takes no fixture.
+    std::fs::write(
+        dir.join("demo.test.vigil"),
+        "test t for demo {\n  given scores = points([[\"2024-01-01 00:00:00\", 1.5]])\n  given console = points([[0, 1]])\n  expect count(console.opened) == 0\n}\n",
+    )
+    .unwrap();
+    let o = vigil(&["test", dir.path().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err.contains("point 1: the score 1.5 is outside [0, 1]"), "{err}");
+    assert!(err.contains("`console` yields Incidents, and fixtures are Series, Events or Scores"), "{err}");
 }
