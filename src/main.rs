@@ -570,7 +570,9 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let _watcher = if args.no_watch { None } else { Some(reload::spawn_watcher(&watched, args.debounce, args.poll, reload_tx.clone()).map_err(|e| anyhow::anyhow!("cannot watch the sources: {e}"))?) };
         if let Some(file) = &args.addr_file {
             // Written whole, then renamed: a reader never sees half an address.
-            let tmp = file.with_extension("tmp");
+            let mut tmp = file.clone().into_os_string();
+            tmp.push(".tmp");
+            let tmp = PathBuf::from(tmp);
             std::fs::write(&tmp, format!("{addr}\n"))
                 .and_then(|()| std::fs::rename(&tmp, file))
                 .map_err(|e| anyhow::anyhow!("cannot write the address to {}: {e}", file.display()))?;

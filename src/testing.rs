@@ -60,6 +60,8 @@ pub struct TestCase {
     pub location: String,
     /// Stage index → the data it is given (Series, Events or Scores).
     pub givens: Vec<(usize, Data)>,
+    /// Per stage: whether it runs (it is not given, and what it makes is used).
+    pub runs: Vec<bool>,
     pub expects: Vec<Expectation>,
 }
 
@@ -181,7 +183,6 @@ fn check_test(t: &ast::Test, base: &Path, sources: &SourceMap, plan: &Plan, diag
                 }
             }
             TestStmt::Expect { cond, .. } => {
-                check_expr(cond, p, diags);
                 expects.push(Expectation {
                     cond: cond.clone(),
                     text: sources.get(cond.span.source).slice(cond.span).to_owned(),
@@ -198,6 +199,10 @@ fn check_test(t: &ast::Test, base: &Path, sources: &SourceMap, plan: &Plan, diag
         let read_by_running = p.stages.iter().enumerate().any(|(j, s)| used[j] && s.inputs.iter().any(|(_, k)| *k == i));
         let read_at_all = p.stages.iter().any(|s| s.inputs.iter().any(|(_, k)| *k == i));
         used[i] = !given_any.contains(&i) && (read_by_running || !read_at_all);
+    }
+    let live: Vec<bool> = (0..p.stages.len()).map(|i| used[i] || given_any.contains(&i)).collect();
+    for x in &expects {
+        check_expr(&x.cond, p, &live, diags);
     }
     for (i, s) in p.stages.iter().enumerate() {
         if s.kind == StageKind::Collect && used[i] {
@@ -217,6 +222,7 @@ fn check_test(t: &ast::Test, base: &Path, sources: &SourceMap, plan: &Plan, diag
         span: t.span,
         location: sources.location(t.name.span),
         givens,
+        runs: used,
         expects,
     })
 }
@@ -441,17 +447,26 @@ fn events_fixture(e: &Expr, base: &Path) -> Result<crate::data::EventsData, (Spa
 }
 
 /// Checks an expectation's names, fields and functions.
-fn check_expr(e: &Expr, p: &PipelinePlan, diags: &mut Vec<Diagnostic>) {
+/// E0704 for a stage that does not run: every stage it reads is given something else.
+fn not_run(stage: &str, span: Span) -> Diagnostic {
+    Diagnostic::error(Code::E0704, span, "invalid expectation")
+        .with_label(format!("`{stage}` does not run in this test: the stages it reads are given, or do not run"))
+        .with_help("read a stage that runs or is given, or give the stages upstream instead")
+}
+
+/// Checks an expectation; `live[i]`: stage `i` produces something in this test (it runs,
+/// or is given).
+fn check_expr(e: &Expr, p: &PipelinePlan, live: &[bool], diags: &mut Vec<Diagnostic>) {
     let invalid = |span: Span, label: String, help: String| {
         Diagnostic::error(Code::E0704, span, "invalid expectation").with_label(label).with_help(help)
     };
     match &e.kind {
         ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Str(_) | ExprKind::Bool(_) | ExprKind::Duration(_) => {}
-        ExprKind::List(items) => items.iter().for_each(|i| check_expr(i, p, diags)),
-        ExprKind::Unary(_, inner) => check_expr(inner, p, diags),
+        ExprKind::List(items) => items.iter().for_each(|i| check_expr(i, p, live, diags)),
+        ExprKind::Unary(_, inner) => check_expr(inner, p, live, diags),
         ExprKind::Binary(_, a, b) => {
-            check_expr(a, p, diags);
-            check_expr(b, p, diags);
+            check_expr(a, p, live, diags);
+            check_expr(b, p, live, diags);
         }
         ExprKind::Field(inner, field) => {
             let ExprKind::Name(stage) = &inner.kind else {
@@ -464,7 +479,9 @@ fn check_expr(e: &Expr, p: &PipelinePlan, diags: &mut Vec<Diagnostic>) {
             };
             let s = &p.stages[i];
             let fields = fields_of(s.output, s.kind);
-            if fields.is_empty() {
+            if !live[i] {
+                diags.push(not_run(stage, inner.span));
+            } else if fields.is_empty() {
                 diags.push(invalid(
                     inner.span,
                     format!("`{stage}` yields {}, which a test cannot read", s.output),
@@ -498,6 +515,7 @@ fn check_expr(e: &Expr, p: &PipelinePlan, diags: &mut Vec<Diagnostic>) {
                 });
                 match stage {
                     Some((n, span)) => match stage_index(p, n) {
+                        Some(i) if !live[i] => diags.push(not_run(n, span)),
                         Some(i) if p.stages[i].output == Ty::Scores => {}
                         Some(_) => diags.push(invalid(span, format!("`{n}` does not yield Scores"), format!("`{f}` reads a Scores stage"))),
                         None => diags.push(unknown_stage(p, n, span)),
@@ -514,7 +532,7 @@ fn check_expr(e: &Expr, p: &PipelinePlan, diags: &mut Vec<Diagnostic>) {
                 return;
             }
             for a in args {
-                check_expr(&a.value, p, diags);
+                check_expr(&a.value, p, live, diags);
             }
         }
         ExprKind::Name(n) => diags.push(match stage_index(p, n) {
@@ -651,10 +669,14 @@ fn execute<'a>(t: &TestCase, plan: &'a Plan, base_dir: &Path) -> Result<Outputs<
             data[i] = Some((*d).clone());
             continue;
         }
+        // Not built at all: a collect stage nothing running reads may need a secret or a
+        // server.
+        if !t.runs.get(i).copied().unwrap_or(true) {
+            continue;
+        }
         let mut op = match ops::build(node, &env).map_err(|e| format!("stage `{}`: {e}", node.key))? {
             Step::Op(op) => op,
-            // Its data is not used: every stage that reads it is given (checked).
-            Step::Source(_) => continue,
+            Step::Source(_) => return Err(format!("collect stage `{}` has no fixture", node.key)),
         };
         let inputs: Vec<Data> = node.inputs.iter().filter_map(|(_, j)| data[*j].clone()).collect();
         if inputs.len() < node.inputs.len() {

@@ -228,7 +228,7 @@ fn start_smtp_tls(mode: &str, certs: &Path) -> Smtp {
                 .args(["--port", &port.to_string(), "--maildir", maildir.to_str().unwrap(), mode])
                 .args([certs.join("cert.pem"), certs.join("key.pem")])
                 .args(["--auth", "vigil:s3cret"])
-                .stdout(std::fs::File::create(&log).unwrap())
+                .stdout(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
                 .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap());
             c
         },

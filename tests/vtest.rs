@@ -116,4 +116,15 @@ fn bad_tests_are_diagnostics_at_check_time() {
     assert_eq!(o.status.code(), Some(1));
     assert!(err.contains("point 1: the score 1.5 is outside [0, 1]"), "{err}");
     assert!(err.contains("`console` yields Incidents, and fixtures are Series, Events or Scores"), "{err}");
+    // A stage upstream of a given one does not run: reading it is an error, not an empty
+    // list that any `count(...) == 0` would pass on.
+    std::fs::write(
+        dir.join("demo.test.vigil"),
+        "test t for demo {\n  given scores = points([[\"2024-01-01 00:00:00\", 0.5]])\n  expect count(raw.value) == 0\n}\n",
+    )
+    .unwrap();
+    let o = vigil(&["test", dir.path().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err.contains("[E0704]") && err.contains("`raw` does not run in this test"), "{err}");
 }

@@ -357,6 +357,9 @@ pub fn smtp(url: &str, tls: &str, from: &str, to: &[String], ca: Option<&[u8]>, 
         }
         _ => None,
     };
+    if tls == SmtpTls::Tls {
+        rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| format!("TLS with `{host}`: {e}"))?;
+    }
     let tls_config = tls_client_config(authorities.as_deref())?;
     Ok(Smtp { host, port, tls, starttls, tls_config, credentials, timeout, idle: tokio::sync::Mutex::new(Vec::new()), from, to })
 }

@@ -169,8 +169,8 @@ pub struct AuditRecord {
 /// another thread (`block_in_place`): the store's future may need tasks of the runtime, and
 /// its I/O and timers, to make progress — blocking every worker in a respond stage at once
 /// used to deadlock the engine, HTTP API included. Outside any runtime the future simply
-/// runs on this thread. On a current-thread runtime it runs on a thread of its own, which
-/// works only for futures that need nothing from the blocked runtime.
+/// runs on this thread. Inside a current-thread runtime (not the store's: [`Responder::open`]
+/// refuses one) it runs on a thread of its own, on `handle`'s free workers.
 pub fn block_on<F: std::future::Future + Send>(handle: &tokio::runtime::Handle, f: F) -> F::Output
 where
     F::Output: Send,
@@ -210,7 +210,12 @@ impl Responder {
     ///
     /// # Errors
     /// When the store cannot be read.
+    /// Needs a multi-threaded tokio runtime: respond stages write to the store from
+    /// synchronous code (see [`block_on`]), which would stall a current-thread runtime.
     pub async fn open(store: Arc<dyn Store>, state_dir: Option<PathBuf>, dry_run: bool) -> Result<Responder, crate::store::StoreError> {
+        if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+            return Err(crate::store::StoreError::Unsupported("the responder needs a multi-threaded tokio runtime (respond stages write to the store from synchronous code)"));
+        }
         let incidents = store.incidents(None, 10_000).await?;
         let silences = store.silences().await?;
         let r = Responder {

@@ -24,6 +24,9 @@ pub enum StoreError {
     },
     #[error("state database query failed: {0}")]
     Query(#[from] sqlx::Error),
+    /// The store is used in a way it does not support.
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 /// One tick's record.

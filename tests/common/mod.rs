@@ -115,6 +115,7 @@ pub fn start_on_free_port(what: &str, log: Option<&Path>, command: impl Fn(u16) 
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
+                let _ = child.wait();
                 panic!("timed out after 60s waiting for {what} on port {port}");
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -333,27 +333,34 @@ impl Respond {
         b.incidents.push(inc);
     }
 
-    /// `resolve_timeout`: series silent for `timeout` stop keeping their incident firing;
-    /// an incident left with no matching series resolves, and one still pending is
-    /// forgotten.
+    /// `resolve_timeout`: series silent for `timeout` stop keeping their incident firing,
+    /// and an incident none of whose series has reported for `timeout` resolves (one still
+    /// pending is forgotten) — also one held by `keep_firing_for` after its last sample.
+    /// An incident whose other series still report resolves through them as usual.
     fn resolve_silent(&mut self, timeout: i64, now: i64, updates: &mut Vec<IncidentUpdate>, b: &mut Batch) {
         let mut done: Vec<(String, String)> = Vec::new();
         for (key, o) in &mut self.open {
-            let silent: Vec<String> = o.matching.iter().filter(|s| now - o.heard.get(*s).copied().unwrap_or(now) >= timeout).cloned().collect();
-            if silent.is_empty() {
+            let quiet_for = |s: &String| now - o.heard.get(s).copied().unwrap_or(now);
+            o.matching.retain(|s| quiet_for(s) < timeout);
+            if !o.matching.is_empty() {
                 continue;
             }
-            for s in &silent {
-                o.matching.remove(s);
+            let mut series: Vec<&String> = o.heard.keys().collect();
+            if series.is_empty() || series.iter().any(|s| quiet_for(s) < timeout) {
+                continue;
             }
-            if o.matching.is_empty() {
-                let why = format!("no data from {} for {}", silent.join(", "), crate::time::format_duration_ms(timeout));
-                done.push((key.clone(), why));
-            }
+            series.sort();
+            let names: Vec<&str> = series.iter().map(|s| s.as_str()).collect();
+            done.push((key.clone(), format!("no data from {} for {}", names.join(", "), crate::time::format_duration_ms(timeout))));
         }
         for (key, why) in done {
             match self.open.get(&key) {
-                Some(o) if o.incident.is_some() => self.resolve(&key, now, why, updates, b),
+                // Data time, like every other transition, unless the data ran ahead of
+                // the wall clock.
+                Some(o) if o.incident.is_some() => {
+                    let ts = now.max(o.last_match);
+                    self.resolve(&key, ts, why, updates, b);
+                }
                 _ => {
                     self.open.remove(&key);
                 }
@@ -654,22 +661,46 @@ mod tests {
         let mut op = grouped(&responder);
         // Both series match: one grouped incident. Then `a` clears and `b` says nothing.
         op.process(&[scores(&[(0, true)], &[(5, true)])], &mut OpCtx::new(5)).unwrap();
-        let after_b = crate::time::now_ms();
         let got = updates(op.process(&[scores(&[(10, false)], &[])], &mut OpCtx::new(10)).unwrap());
         assert!(got.is_empty(), "`b` still matches: {got:?}");
+        // When each series was last heard from, on a clock of the test's own.
+        let t0 = 1_700_000_000_000;
+        let o = op.open.values_mut().next().unwrap();
+        for (series, heard) in o.heard.iter_mut() {
+            *heard = if series.starts_with('a') { t0 + 50_000 } else { t0 };
+        }
         let (mut ups, mut b) = (Vec::new(), super::Batch::default());
-        op.resolve_silent(60_000, after_b + 30_000, &mut ups, &mut b);
-        assert!(ups.is_empty() && b.audit.is_empty(), "silent for less than the timeout");
-        op.resolve_silent(60_000, after_b + 60_000, &mut ups, &mut b);
-        assert_eq!(ups.iter().map(|u| u.status.as_str()).collect::<Vec<_>>(), ["resolved"]);
-        let why = &b.audit.iter().find(|a| a.event == "resolved").unwrap().detail;
-        assert!(why.starts_with("no data from b") && why.ends_with("for 1m"), "{why}");
-        assert!(op.open.is_empty());
+        op.resolve_silent(60_000, t0 + 30_000, &mut ups, &mut b);
+        assert!(ups.is_empty() && op.open.values().next().unwrap().matching.len() == 1, "silent for less than the timeout");
+        // `b` no longer holds the incident, but `a` still reports: `a` resolves it.
+        op.resolve_silent(60_000, t0 + 60_000, &mut ups, &mut b);
+        assert!(ups.is_empty() && op.open.values().next().unwrap().matching.is_empty());
+        let got = updates(op.process(&[scores(&[(20, false)], &[])], &mut OpCtx::new(20)).unwrap());
+        assert_eq!(got, [("resolved".to_owned(), 20)]);
         // A series that keeps reporting keeps its incident.
-        op.process(&[scores(&[(20, true)], &[])], &mut OpCtx::new(20)).unwrap();
+        op.process(&[scores(&[(30, true)], &[])], &mut OpCtx::new(30)).unwrap();
         let (mut ups, mut b) = (Vec::new(), super::Batch::default());
         op.resolve_silent(60_000, crate::time::now_ms(), &mut ups, &mut b);
         assert!(ups.is_empty() && op.open.len() == 1);
+    }
+
+    #[test]
+    fn an_incident_held_by_keep_firing_for_resolves_when_its_series_falls_silent() {
+        let responder = Arc::new(Responder::default());
+        let mut op = grouped(&responder);
+        op.policy.keep_firing_ms = 3_600_000;
+        // `a` fires, then clears once and stops: `keep_firing_for` holds the incident.
+        op.process(&[scores(&[(0, true), (10, false)], &[])], &mut OpCtx::new(10)).unwrap();
+        let after = 1_700_000_000_000;
+        op.open.values_mut().next().unwrap().heard.values_mut().for_each(|h| *h = after);
+        let (mut ups, mut b) = (Vec::new(), super::Batch::default());
+        op.resolve_silent(60_000, after + 59_000, &mut ups, &mut b);
+        assert!(ups.is_empty(), "heard from less than the timeout ago");
+        op.resolve_silent(60_000, after + 60_000, &mut ups, &mut b);
+        assert_eq!(ups.iter().map(|u| u.status.as_str()).collect::<Vec<_>>(), ["resolved"]);
+        let why = &b.audit.iter().find(|a| a.event == "resolved").unwrap().detail;
+        assert!(why.starts_with("no data from a") && why.ends_with("for 1m"), "{why}");
+        assert!(op.open.is_empty());
     }
 
     #[test]
