@@ -51,6 +51,9 @@ pub struct CompileOptions {
     /// Read the stdlib modules from this directory (`<dir>/<name>.vigil` is `std.<name>`)
     /// instead of the embedded copies.
     pub stdlib_dir: Option<PathBuf>,
+    /// Leave out the `*.test.vigil` files found in directories (`vigil run`: a broken test
+    /// must not keep the pipelines from running; `vigil check` and `vigil test` report it).
+    pub skip_test_files: bool,
 }
 
 /// An I/O problem with a path the user named.
@@ -83,6 +86,9 @@ pub fn compile(paths: &[PathBuf]) -> Result<Compiled, LoadError> {
 /// When a named path, or the stdlib directory, cannot be read.
 pub fn compile_with(paths: &[PathBuf], options: &CompileOptions) -> Result<Compiled, LoadError> {
     let mut files = source_files(paths)?;
+    if options.skip_test_files {
+        files.retain(|f| tested_file(f).is_none() || paths.contains(f));
+    }
     // A test file `NAME.test.vigil` is compiled with the pipeline file beside it.
     for f in files.clone() {
         if let Some(pipeline) = tested_file(&f) {

@@ -196,6 +196,8 @@ enum Command {
     /// Compiles the files (directories are searched for *.vigil), builds every stage and
     /// ticks each pipeline on its triggers until SIGINT or SIGTERM, which stop it cleanly
     /// (a running tick finishes). State (cursors, run history, outbox) lives in --state.
+    /// `*.test.vigil` files found in directories are left out: a broken test does not stop
+    /// the pipelines (`vigil check` and `vigil test` report it).
     /// Log verbosity: RUST_LOG (default `info`).
     Run {
         /// Files or directories to run [default: pipelines]
@@ -385,7 +387,7 @@ fn cmd_check(
 ) -> anyhow::Result<ExitCode> {
     let paths = if paths.is_empty() { vec![PathBuf::from("pipelines")] } else { paths };
     let started = std::time::Instant::now();
-    let out = compile_with(&paths, &CompileOptions { stdlib_dir: stdlib })?;
+    let out = compile_with(&paths, &CompileOptions { stdlib_dir: stdlib, ..CompileOptions::default() })?;
     let elapsed = started.elapsed();
     if timings {
         for (phase, t) in &out.timings {
@@ -539,7 +541,8 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     use vigil::runtime::reload::{self, ReloadRequest};
     init_tracing();
     let paths = if args.paths.is_empty() { vec![PathBuf::from("pipelines")] } else { args.paths };
-    let options = CompileOptions { stdlib_dir: args.stdlib.clone() };
+    // Tests are not part of what runs: a broken one is reported by `vigil check`/`test`.
+    let options = CompileOptions { stdlib_dir: args.stdlib.clone(), skip_test_files: true };
     let out = compile_with(&paths, &options)?;
     print_diagnostics(&out, &out.diagnostics.0);
     let Some(plan) = &out.plan else { return Ok(ExitCode::from(EXIT_ERRORS)) };
@@ -663,7 +666,7 @@ fn cmd_test(paths: Vec<PathBuf>, format: TestFormat, filter: Option<String>, std
             paths.push(test);
         }
     }
-    let out = compile_with(&paths, &CompileOptions { stdlib_dir: stdlib })?;
+    let out = compile_with(&paths, &CompileOptions { stdlib_dir: stdlib, ..CompileOptions::default() })?;
     print_diagnostics(&out, &out.diagnostics.0);
     let Some(plan) = &out.plan else { return Ok(ExitCode::from(EXIT_ERRORS)) };
     let tests: Vec<vigil::testing::TestCase> =

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -204,4 +205,28 @@ fn replay_usage_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no pipeline `nope`"));
+}
+
+#[test]
+fn a_broken_test_file_does_not_keep_the_pipelines_from_running() {
+    let dir = TempDir::new("run-broken-test");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/demo.vigil"), dir.join("demo.vigil")).unwrap();
+    std::fs::write(dir.join("demo.test.vigil"), "test t for demo {\n  given nope = points([])\n  expect count(console.opened) == 0\n}\n").unwrap();
+    // `vigil check` reports the test...
+    let out = vigil().args(["check", dir.path().to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown stage `nope`"));
+    // ...and `vigil run` runs the pipeline anyway.
+    let log = dir.join("stderr.log");
+    let (child, port) = spawn_engine(
+        vigil()
+            .args(["run", dir.path().to_str().unwrap(), "--state", dir.join("state").to_str().unwrap(), "--no-watch"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap()),
+        dir.path(),
+        Some(&log),
+    );
+    let _guard = KillOnDrop(child.id());
+    let status: serde_json::Value = serde_json::from_str(&http_get(port, "/api/v1/status").unwrap().1).unwrap();
+    assert_eq!(status["pipelines"][0]["name"], "demo");
 }
