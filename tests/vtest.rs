@@ -84,47 +84,28 @@ fn bad_tests_are_diagnostics_at_check_time() {
         assert!(err.contains("[E0202]") && err.contains("did you mean `console`?"), "{err}");
         assert!(err.contains("demo.test.vigil:2:19"), "positions: {err}");
     }
+    // Each of these tests is refused at check time (exit 1); the diagnostics.
+    let refused = |test: &str| {
+        std::fs::write(dir.join("demo.test.vigil"), test).unwrap();
+        let o = vigil(&["test", dir.path().to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{test}");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
     // A fixture of the wrong kind for the stage.
-    std::fs::write(
-        dir.join("demo.test.vigil"),
-        "test t for demo {\n  given raw = events(\"fixtures/demo_spike.csv\")\n  expect count(console.opened) == 0\n}\n",
-    )
-    .unwrap();
-    let o = vigil(&["test", dir.path().to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1));
+    let err = refused("test t for demo {\n  given raw = events(\"fixtures/demo_spike.csv\")\n  expect count(console.opened) == 0\n}\n");
     assert!(err.contains("[E0702]") && err.contains("this fixture is not Series"), "{err}");
     // A fixture with a bad row names the row.
     std::fs::write(dir.join("fixtures/bad.csv"), "timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:00:01,NaN\n").unwrap();
-    std::fs::write(
-        dir.join("demo.test.vigil"),
-        "test t for demo {\n  given raw = csv(\"fixtures/bad.csv\")\n  expect count(console.opened) == 0\n}\n",
-    )
-    .unwrap();
-    let o = vigil(&["test", dir.path().to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1));
+    let err = refused("test t for demo {\n  given raw = csv(\"fixtures/bad.csv\")\n  expect count(console.opened) == 0\n}\n");
     assert!(err.contains("row 3: the value is not a finite number"), "{err}");
     // Scores given to a predict stage must be scores; a respond stage takes no fixture.
-    std::fs::write(
-        dir.join("demo.test.vigil"),
+    let err = refused(
         "test t for demo {\n  given scores = points([[\"2024-01-01 00:00:00\", 1.5]])\n  given console = points([[0, 1]])\n  expect count(console.opened) == 0\n}\n",
-    )
-    .unwrap();
-    let o = vigil(&["test", dir.path().to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1));
+    );
     assert!(err.contains("point 1: the score 1.5 is outside [0, 1]"), "{err}");
     assert!(err.contains("`console` yields Incidents, and fixtures are Series, Events or Scores"), "{err}");
     // A stage upstream of a given one does not run: reading it is an error, not an empty
     // list that any `count(...) == 0` would pass on.
-    std::fs::write(
-        dir.join("demo.test.vigil"),
-        "test t for demo {\n  given scores = points([[\"2024-01-01 00:00:00\", 0.5]])\n  expect count(raw.value) == 0\n}\n",
-    )
-    .unwrap();
-    let o = vigil(&["test", dir.path().to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1));
+    let err = refused("test t for demo {\n  given scores = points([[\"2024-01-01 00:00:00\", 0.5]])\n  expect count(raw.value) == 0\n}\n");
     assert!(err.contains("[E0704]") && err.contains("`raw` does not run in this test"), "{err}");
 }
