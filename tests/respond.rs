@@ -118,21 +118,40 @@ struct Smtp {
     maildir: PathBuf,
 }
 
-fn start_smtp_on(port: u16) -> Smtp {
+/// aiosmtpd through tests/servers/smtp.py (`extra`: its TLS and authentication options),
+/// delivering to a Maildir: on `port`, or on a free port (and on another one if that port
+/// is taken before the server binds it).
+fn start_smtp_with(port: Option<u16>, extra: &[String]) -> Smtp {
     require("python3", "python3-aiosmtpd");
     let ok = Command::new("/usr/bin/python3").args(["-c", "import aiosmtpd"]).status().is_ok_and(|s| s.success());
     assert!(ok, "aiosmtpd is not installed for /usr/bin/python3. Run the tests with ./test.sh, which installs the Debian package `python3-aiosmtpd`.");
     let dir = TempDir::new("smtp");
     let maildir = dir.join("mail");
     let log = dir.join("smtp.log");
-    let mut child = Command::new("/usr/bin/python3")
-        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox", maildir.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("starting aiosmtpd");
-    wait_for_child("the SMTP server", Duration::from_secs(30), &mut child, Some(&log), || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/smtp.py");
+    let command = |port: u16| {
+        let mut c = Command::new("/usr/bin/python3");
+        c.arg(&script)
+            .args(["--port", &port.to_string(), "--maildir", maildir.to_str().unwrap()])
+            .args(extra)
+            .stdout(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
+            .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap());
+        c
+    };
+    let ready = |_: u16| std::fs::read_to_string(&log).is_ok_and(|l| l.contains("listening on"));
+    let (child, port) = match port {
+        None => start_on_free_port("the SMTP server", Some(&log), command, ready),
+        Some(port) => {
+            let mut child = command(port).spawn().expect("starting aiosmtpd");
+            wait_for_child("the SMTP server", Duration::from_secs(30), &mut child, Some(&log), || ready(port).then_some(()));
+            (child, port)
+        }
+    };
     Smtp { server: Server { child, port, dir }, maildir }
+}
+
+fn start_smtp() -> Smtp {
+    start_smtp_with(None, &[])
 }
 
 fn mails(maildir: &Path) -> Vec<String> {
@@ -173,7 +192,7 @@ fn check_thread(m: &[String]) {
 #[test]
 fn email_over_real_smtp_one_thread_per_incident() {
     let dir = TempDir::new("respond-email");
-    let smtp = start_smtp_on(free_port());
+    let smtp = start_smtp();
     pipeline(&dir, EMAIL);
     data(&dir, &rows(20, 3, 5));
     let e = start_engine(&dir, &[("SMTP_URL", format!("smtp://127.0.0.1:{}", smtp.server.port))], &[]);
@@ -211,30 +230,11 @@ fn certificates(dir: &Path) {
     std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
 }
 
-/// aiosmtpd through tests/servers/smtp.py: `mode` is `--starttls` or `--smtps`, with the
-/// certificate in `certs`, authentication required as `vigil:s3cret`.
+/// A TLS SMTP server: `mode` is `--starttls` or `--smtps`, with the certificate in
+/// `certs`; authentication required as `vigil:s3cret`.
 fn start_smtp_tls(mode: &str, certs: &Path) -> Smtp {
-    require("python3", "python3-aiosmtpd");
-    let dir = TempDir::new("smtp-tls");
-    let maildir = dir.join("mail");
-    let log = dir.join("smtp.log");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/smtp.py");
-    let (child, port) = start_on_free_port(
-        "the TLS SMTP server",
-        Some(&log),
-        |port| {
-            let mut c = Command::new("/usr/bin/python3");
-            c.arg(&script)
-                .args(["--port", &port.to_string(), "--maildir", maildir.to_str().unwrap(), mode])
-                .args([certs.join("cert.pem"), certs.join("key.pem")])
-                .args(["--auth", "vigil:s3cret"])
-                .stdout(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
-                .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap());
-            c
-        },
-        |_| std::fs::read_to_string(&log).is_ok_and(|l| l.contains("listening on")),
-    );
-    Smtp { server: Server { child, port, dir }, maildir }
+    let (cert, key) = (certs.join("cert.pem").display().to_string(), certs.join("key.pem").display().to_string());
+    start_smtp_with(None, &[mode.to_owned(), cert, key, "--auth".into(), "vigil:s3cret".into()])
 }
 
 #[test]
@@ -311,7 +311,7 @@ fn smtp_down_then_back_delivers_every_notification_exactly_once() {
     wait_for("a retried notification", Duration::from_secs(30), || {
         e.incident(&id)["audit"].as_array()?.iter().any(|a| a["event"] == "retried").then_some(())
     });
-    let smtp = start_smtp_on(port);
+    let smtp = start_smtp_with(Some(port), &[]);
     let v = e.wait_settled(&id, 2);
     assert!(v["notifications"].as_array().unwrap().iter().all(|n| n["status"] == "sent"), "{v}");
     check_thread(&mails(&smtp.maildir));
@@ -337,7 +337,7 @@ fn kill_9_mid_send_delivers_after_the_restart_not_twice() {
     rx.recv_timeout(Duration::from_secs(30)).expect("the engine connects to send");
     e.kill9();
     // Restart against a working server: what was pending is delivered, once.
-    let smtp = start_smtp_on(free_port());
+    let smtp = start_smtp();
     let e = start_engine(&dir, &[("SMTP_URL", format!("smtp://127.0.0.1:{}", smtp.server.port))], &[]);
     let inc = e.wait_incident("resolved");
     e.wait_settled(inc["id"].as_str().unwrap(), 2);
