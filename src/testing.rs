@@ -446,15 +446,15 @@ fn events_fixture(e: &Expr, base: &Path) -> Result<crate::data::EventsData, (Spa
     Ok(out)
 }
 
-/// Checks an expectation's names, fields and functions.
-/// E0704 for a stage that does not run: every stage it reads is given something else.
+/// E0704 for a stage that does not run: every stage that reads it is given, or does not
+/// run itself.
 fn not_run(stage: &str, span: Span) -> Diagnostic {
     Diagnostic::error(Code::E0704, span, "invalid expectation")
-        .with_label(format!("`{stage}` does not run in this test: the stages it reads are given, or do not run"))
-        .with_help("read a stage that runs or is given, or give the stages upstream instead")
+        .with_label(format!("`{stage}` does not run in this test: every stage that reads it is given, or does not run"))
+        .with_help("read a stage that runs or is given, or give the stages upstream of it instead")
 }
 
-/// Checks an expectation; `live[i]`: stage `i` produces something in this test (it runs,
+/// Checks an expectation's names, fields and functions; `live[i]`: stage `i` produces something in this test (it runs,
 /// or is given).
 fn check_expr(e: &Expr, p: &PipelinePlan, live: &[bool], diags: &mut Vec<Diagnostic>) {
     let invalid = |span: Span, label: String, help: String| {

@@ -284,7 +284,7 @@ codes! {
         "test t for checkout { expect max(scores.score) > 0.5 }",
         "Add `given <collect stage> = csv(\"fixture.csv\")` or `points([...])`.";
     E0704: "invalid expectation",
-        "An `expect` reads something a run does not produce: an unknown function, a stage without that field (Series have `value` and `timestamp`; Scores `score`, `value`, `anomalous`, `expected`, `lower`, `upper`, `timestamp`; respond stages `opened`, `resolved`, `notifications`, `subject`, `body`), a stage of another port type, or a bare stage name.",
+        "An `expect` reads something a run does not produce: an unknown function, a stage without that field (Series have `value` and `timestamp`; Scores `score`, `value`, `anomalous`, `expected`, `lower`, `upper`, `timestamp`; respond stages `opened`, `resolved`, `notifications`, `subject`, `body`), a stage of another port type, a bare stage name, or a stage that does not run in the test because every stage that reads it is given.",
         "expect max(alert.score) > 0.5",
         "Use `function(stage.field)` with a field of the stage's port type; `vigil explain E0704` lists them.";
     // ---- warnings -----------------------------------------------------------------------

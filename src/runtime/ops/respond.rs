@@ -333,9 +333,10 @@ impl Respond {
         b.incidents.push(inc);
     }
 
-    /// `resolve_timeout`: series silent for `timeout` stop keeping their incident firing,
-    /// and an incident none of whose series has reported for `timeout` resolves (one still
-    /// pending is forgotten) — also one held by `keep_firing_for` after its last sample.
+    /// `resolve_timeout`: series silent for `timeout` stop keeping their incident firing;
+    /// a pending one left with no matching series is forgotten, and a firing one none of
+    /// whose series has reported for `timeout` resolves — also one held by
+    /// `keep_firing_for` after its last sample.
     /// An incident whose other series still report resolves through them as usual.
     fn resolve_silent(&mut self, timeout: i64, now: i64, updates: &mut Vec<IncidentUpdate>, b: &mut Batch) {
         let mut done: Vec<(String, String)> = Vec::new();
@@ -343,6 +344,11 @@ impl Respond {
             let quiet_for = |s: &String| now - o.heard.get(s).copied().unwrap_or(now);
             o.matching.retain(|s| quiet_for(s) < timeout);
             if !o.matching.is_empty() {
+                continue;
+            }
+            if o.incident.is_none() {
+                // Pending: the condition must hold for all of `pending_for`.
+                done.push((key.clone(), String::new()));
                 continue;
             }
             let mut series: Vec<&String> = o.heard.keys().collect();
@@ -355,8 +361,8 @@ impl Respond {
         }
         for (key, why) in done {
             match self.open.get(&key) {
-                // Data time, like every other transition, unless the data ran ahead of
-                // the wall clock.
+                // The wall clock (no data marks the moment), never before the last
+                // matching sample.
                 Some(o) if o.incident.is_some() => {
                     let ts = now.max(o.last_match);
                     self.resolve(&key, ts, why, updates, b);
@@ -682,6 +688,24 @@ mod tests {
         let (mut ups, mut b) = (Vec::new(), super::Batch::default());
         op.resolve_silent(60_000, crate::time::now_ms(), &mut ups, &mut b);
         assert!(ups.is_empty() && op.open.len() == 1);
+    }
+
+    #[test]
+    fn a_pending_incident_whose_matching_series_falls_silent_is_forgotten() {
+        let responder = Arc::new(Responder::default());
+        let mut op = grouped(&responder);
+        op.policy.pending_ms = 3_600_000;
+        // `a` matches (pending), `b` reports quietly and goes on reporting.
+        op.process(&[scores(&[(0, true)], &[(5, false)])], &mut OpCtx::new(5)).unwrap();
+        let t0 = 1_700_000_000_000;
+        let o = op.open.values_mut().next().unwrap();
+        assert!(o.incident.is_none());
+        for (series, heard) in o.heard.iter_mut() {
+            *heard = if series.starts_with('a') { t0 } else { t0 + 50_000 };
+        }
+        let (mut ups, mut b) = (Vec::new(), super::Batch::default());
+        op.resolve_silent(60_000, t0 + 60_000, &mut ups, &mut b);
+        assert!(ups.is_empty() && b.audit.is_empty() && op.open.is_empty(), "forgotten, not resolved");
     }
 
     #[test]
