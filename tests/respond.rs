@@ -768,12 +768,13 @@ fn rate_limits_hold_notifications_back_and_group_by_makes_one_incident() {
     let start = vigil::time::now_ms() - 30 * 60_000;
     let mut csv = String::from("timestamp,a,b\n");
     for i in 0..30 {
+        // `a` hot from minute 20 to 22, `b` from 21 to 24: they overlap at 21 and 22.
         let (a, b) = match i {
-            20..=22 => (100, 10),
-            21..=24 => (10, 100),
+            20 => (100, 10),
+            21..=22 => (100, 100),
+            23..=24 => (10, 100),
             _ => (10, 10),
         };
-        let (a, b) = if (21..=22).contains(&i) { (100, 100) } else { (a, b) };
         csv.push_str(&format!("{},{a},{b}\n", vigil::time::format_timestamp(start + i * 60_000)));
     }
     std::fs::write(dir.join("data.csv"), csv).unwrap();
