@@ -199,7 +199,7 @@ codes! {
         "respond r = log(scores, when: other.anomalous)",
         "Refer to the stage's input (`scores.anomalous`).";
     E0313: "unknown stage option",
-        "Stage options are retry, timeout, retrain, min_samples, warm_start, fallback, pending_for, keep_firing_for, repeat, rate_limit, escalate and maintenance (see docs/operators.md, Stage options).",
+        "Stage options are retry, timeout, retrain, min_samples, warm_start, fallback, pending_for, keep_firing_for, repeat, rate_limit, escalate, maintenance and resolve_timeout (see docs/operators.md, Stage options).",
         "train m = autoencoder(x) { retrian every 6h }",
         "Use one of the options listed in the help.";
     E0314: "invalid option",
@@ -207,7 +207,7 @@ codes! {
         "train m = autoencoder(x) { retrain 6h }",
         "Use the form shown in the help.";
     E0315: "option not valid for this stage kind",
-        "Some options belong to one kind of stage: retrain, min_samples and warm_start to train; fallback to predict; pending_for, keep_firing_for, repeat, rate_limit, escalate and maintenance to respond.",
+        "Some options belong to one kind of stage: retrain, min_samples and warm_start to train; fallback to predict; pending_for, keep_firing_for, repeat, rate_limit, escalate, maintenance and resolve_timeout to respond.",
         "predict s = zscore(x) { retrain every 6h }",
         "Move the option to a stage of the right kind.";
     E0316: "option given twice",
