@@ -338,7 +338,9 @@ fn fixture(e: &Expr, base: &Path, measure: Measure) -> Result<Data, (Span, Strin
                     _ => None,
                 });
                 match (ts, num(mc), value, anomalous) {
-                    (Some(ts), Some(m), None | Some(Some(_)), None | Some(Some(_))) => push((ts, m, value.flatten(), anomalous.flatten()), arg.value.span, what)?,
+                    (Some(ts), Some(m), None | Some(Some(_)), None | Some(Some(_))) => {
+                        push((ts, m, value.flatten(), anomalous.flatten()), arg.value.span, what)?
+                    }
                     _ => return Err((arg.value.span, format!("{what} is not `{header}`: `{line}`"), "fix or remove the row".into())),
                 }
             }

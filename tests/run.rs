@@ -211,7 +211,8 @@ fn replay_usage_errors() {
 fn a_broken_test_file_does_not_keep_the_pipelines_from_running() {
     let dir = TempDir::new("run-broken-test");
     std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/demo.vigil"), dir.join("demo.vigil")).unwrap();
-    std::fs::write(dir.join("demo.test.vigil"), "test t for demo {\n  given nope = points([])\n  expect count(console.opened) == 0\n}\n").unwrap();
+    std::fs::write(dir.join("demo.test.vigil"), "test t for demo {\n  given nope = points([])\n  expect count(console.opened) == 0\n}\n")
+        .unwrap();
     // `vigil check` reports the test...
     let out = vigil().args(["check", dir.path().to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));

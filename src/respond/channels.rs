@@ -351,7 +351,9 @@ pub fn smtp(url: &str, tls: &str, from: &str, to: &[String], ca: Option<&[u8]>, 
         (SmtpTls::StartTls, Some(certs)) => {
             let mut b = TlsParameters::builder(host.clone()).certificate_store(lettre::transport::smtp::client::CertificateStore::None);
             for der in certs {
-                b = b.add_root_certificate(lettre::transport::smtp::client::Certificate::from_der(der.to_vec()).map_err(|e| format!("`ca`: {e}"))?);
+                b = b.add_root_certificate(
+                    lettre::transport::smtp::client::Certificate::from_der(der.to_vec()).map_err(|e| format!("`ca`: {e}"))?,
+                );
             }
             Some(b.build_rustls().map_err(|e| format!("TLS setup for {host}: {e}"))?)
         }
@@ -377,7 +379,9 @@ fn ca_certificates(pem: &[u8]) -> Result<Vec<rustls::pki_types::CertificateDer<'
 }
 
 /// A rustls client configuration trusting `authorities`, or the web PKI roots.
-fn tls_client_config(authorities: Option<&[rustls::pki_types::CertificateDer<'static>]>) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+fn tls_client_config(
+    authorities: Option<&[rustls::pki_types::CertificateDer<'static>]>,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
     static WEB_PKI: std::sync::OnceLock<std::sync::Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
     let build = |roots: rustls::RootCertStore| {
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());

@@ -214,7 +214,9 @@ impl Responder {
     /// synchronous code (see [`block_on`]), which would stall a current-thread runtime.
     pub async fn open(store: Arc<dyn Store>, state_dir: Option<PathBuf>, dry_run: bool) -> Result<Responder, crate::store::StoreError> {
         if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
-            return Err(crate::store::StoreError::Unsupported("the responder needs a multi-threaded tokio runtime (respond stages write to the store from synchronous code)"));
+            return Err(crate::store::StoreError::Unsupported(
+                "the responder needs a multi-threaded tokio runtime (respond stages write to the store from synchronous code)",
+            ));
         }
         let incidents = store.incidents(None, 10_000).await?;
         let silences = store.silences().await?;
@@ -475,7 +477,13 @@ mod tests {
                 let r = responder.clone();
                 tokio::spawn(async move {
                     for n in 0..12 {
-                        let record = AuditRecord { ts: n, incident_id: "i1".into(), stage: "p.s".into(), event: "opened".into(), detail: format!("#{n}") };
+                        let record = AuditRecord {
+                            ts: n,
+                            incident_id: "i1".into(),
+                            stage: "p.s".into(),
+                            event: "opened".into(),
+                            detail: format!("#{n}"),
+                        };
                         r.commit(&[], &[], &[record]);
                     }
                 })

@@ -91,7 +91,9 @@ pub fn spawn_engine(cmd: &mut Command, dir: &Path, log: Option<&Path>) -> (Child
         let addr: std::net::SocketAddr = std::fs::read_to_string(&addr_file).ok()?.trim().parse().ok()?;
         Some(addr.port())
     });
-    wait_for_child("the engine to answer /healthz", Duration::from_secs(60), &mut child, log, || http_get(port, "/healthz").filter(|(c, _)| *c == 200));
+    wait_for_child("the engine to answer /healthz", Duration::from_secs(60), &mut child, log, || {
+        http_get(port, "/healthz").filter(|(c, _)| *c == 200)
+    });
     (child, port)
 }
 

@@ -323,7 +323,8 @@ fn build_respond(node: &StageNode, env: &BuildEnv, p: &P<'_>) -> Result<Step, Bu
                     Some(std::fs::read(&file).map_err(|e| invalid(format!("cannot read the `ca` file {}: {e}", file.display())))?)
                 }
             };
-            let smtp = channels::smtp(&url, &tls, &from, &p.strs("to"), ca.as_deref(), std::time::Duration::from_secs(30)).map_err(invalid)?;
+            let smtp =
+                channels::smtp(&url, &tls, &from, &p.strs("to"), ca.as_deref(), std::time::Duration::from_secs(30)).map_err(invalid)?;
             Kind::Email(Box::new(smtp))
         }
         "webhook" => {
