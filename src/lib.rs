@@ -34,6 +34,7 @@ pub mod data;
 pub mod diagnostic;
 pub mod eval;
 pub mod learn;
+pub mod logs;
 pub mod plan;
 pub mod respond;
 pub mod runtime;
