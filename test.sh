@@ -1,6 +1,7 @@
 #!/bin/sh
 # The test command (README, .ci/run): installs the servers the tests start when they are
-# missing (Debian packages; needs root), then runs the whole test suite.
+# missing (Debian packages; needs root), checks formatting and lints, then runs the whole
+# test suite.
 set -eu
 cd "$(dirname "$0")"
 
@@ -14,4 +15,7 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
 
+# House rules first: formatting and lints (warnings are errors).
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked --no-fail-fast "$@"

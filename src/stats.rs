@@ -451,7 +451,7 @@ fn median_mad_of(n: usize, x: impl Fn(usize) -> f64) -> Option<(f64, f64)> {
         _ => x(n / 2 - 1).midpoint(x(n / 2)),
     };
     // x[..p] < m <= x[p..]: usually p is the middle (no ties with the median).
-    let mid = n / 2 - usize::from(n % 2 == 0);
+    let mid = n / 2 - usize::from(n.is_multiple_of(2));
     let p = if mid == 0 || x(mid - 1) < m {
         if x(mid) < m {
             mid + 1
@@ -474,7 +474,7 @@ fn median_mad_of(n: usize, x: impl Fn(usize) -> f64) -> Option<(f64, f64)> {
     // the distances x[p+j] - m grow with j.
     let left = |i: usize| m - x(p - 1 - i);
     let right = |j: usize| x(p + j) - m;
-    let (lo, hi) = kth_pair_of_two(p, left, n - p, right, n / 2 - usize::from(n % 2 == 0));
+    let (lo, hi) = kth_pair_of_two(p, left, n - p, right, n / 2 - usize::from(n.is_multiple_of(2)));
     Some((m, if n % 2 == 1 { lo } else { lo.midpoint(hi) }))
 }
 

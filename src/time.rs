@@ -376,6 +376,24 @@ fn ascii_string(bytes: &[u8]) -> String {
     bytes.iter().map(|&c| char::from(c)).collect()
 }
 
+/// A duration such as `500ms`, `30s`, `5m`, `2h`, `1d` or `1w` (or a plain number of
+/// milliseconds), in milliseconds.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let i = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: i64 = s[..i].parse().ok()?;
+    let unit = match &s[i..] {
+        "" | "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 604_800_000,
+        _ => return None,
+    };
+    n.checked_mul(unit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -649,22 +667,4 @@ mod tests {
             }
         }
     }
-}
-
-/// A duration such as `500ms`, `30s`, `5m`, `2h`, `1d` or `1w` (or a plain number of
-/// milliseconds), in milliseconds.
-pub fn parse_duration(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let i = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let n: i64 = s[..i].parse().ok()?;
-    let unit = match &s[i..] {
-        "" | "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        "w" => 604_800_000,
-        _ => return None,
-    };
-    n.checked_mul(unit)
 }

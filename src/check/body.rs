@@ -17,6 +17,9 @@ use crate::stages::{types::one_of, OperatorSpec, Output, Ty};
 use crate::syntax::ast::{self, Expr, ExprKind, Ident, StageKind};
 use crate::value::{self, Value};
 
+/// A positional argument: the input it names (with its span) or the expression given.
+type Positional<'a> = (Option<(Input, Span)>, Option<&'a Expr>);
+
 /// What a call calls.
 #[derive(Clone, Copy, Debug)]
 pub enum Callee {
@@ -689,7 +692,7 @@ impl Body<'_, '_, '_> {
                     }
                     _ => {}
                 }
-                let mut positional: Vec<(Option<(Input, Span)>, Option<&Expr>)> = Vec::new();
+                let mut positional: Vec<Positional<'_>> = Vec::new();
                 if let Some(r) = receiver {
                     positional.push((Some(r), None));
                 }
@@ -765,7 +768,7 @@ impl Body<'_, '_, '_> {
         slots: &[Slot],
         callee_span: Span,
         span: Span,
-        leading: Vec<(Option<(Input, Span)>, Option<&Expr>)>,
+        leading: Vec<Positional<'_>>,
         args: &[ast::Arg],
         kind: StageKind,
         kind_known: bool,
@@ -938,7 +941,7 @@ impl Body<'_, '_, '_> {
                 }
             }
         }
-        ok.then(|| Call { callee: *callee, callee_span, inputs, values, span })
+        ok.then_some(Call { callee: *callee, callee_span, inputs, values, span })
     }
 
     /// Checks a value argument against its declared type. Returns its constant value when

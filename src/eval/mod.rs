@@ -157,6 +157,7 @@ impl Corpus {
                 }
             }
             let mut prev: Option<(usize, usize)> = None; // (right index, width) of the last window passed
+            #[allow(clippy::needless_range_loop)] // `i` is also the row's position in the window
             for i in 0..f.ts.len() {
                 let (unweighted, window) = match in_window[i] {
                     Some(wi) => {

@@ -233,12 +233,12 @@ pub struct Examples<'a> {
 pub fn center_scale(values: &[f64]) -> (f64, f64) {
     let Some((median, mad)) = crate::stats::median_mad(values) else { return (0.0, 1.0) };
     let mut scale = 1.4826 * mad;
-    if !(scale > 1e-12) {
+    if scale.is_nan() || scale <= 1e-12 {
         let n = values.len() as f64;
         let mean = values.iter().sum::<f64>() / n;
         scale = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
     }
-    if !(scale > 1e-12) {
+    if scale.is_nan() || scale <= 1e-12 {
         scale = (median.abs() * 1e-3).max(1e-6);
     }
     (median, scale)

@@ -323,10 +323,8 @@ fn fields(line: &[u8], a: usize, b: usize) -> (Field, Field) {
     }
     let (mut fa, mut fb) = (None, None);
     let mut start = 0;
-    let mut idx = 0;
-    let mut it = memchr::memchr_iter(b',', line).chain(std::iter::once(line.len()));
-    loop {
-        let Some(end) = it.next() else { break };
+    let ends = memchr::memchr_iter(b',', line).chain(std::iter::once(line.len()));
+    for (idx, end) in ends.enumerate() {
         let trim = |mut s: usize, mut e: usize| {
             while s < e && line[s] == b' ' {
                 s += 1;
@@ -346,7 +344,6 @@ fn fields(line: &[u8], a: usize, b: usize) -> (Field, Field) {
             break;
         }
         start = end + 1;
-        idx += 1;
     }
     (fa, fb)
 }

@@ -48,7 +48,7 @@ pub fn scan(source: SourceId, text: &str) -> Scan {
             let rest = &bytes[i..];
             let starts_item = ["use", "pipeline", "stage", "test"].iter().any(|kw| starts_with_word(rest, kw));
             let is_doc = rest.starts_with(b"///") && !rest.starts_with(b"////");
-            if (starts_item && !prev_line_doc) || (is_doc && !prev_line_doc) {
+            if (starts_item || is_doc) && !prev_line_doc {
                 out.item_starts.push(i);
             }
             prev_line_doc = is_doc;

@@ -31,6 +31,9 @@ use crate::learn::registry::Registry;
 use crate::learn::{self, Examples, FitContext, Fitted, Spec};
 use crate::runtime::{OpCtx, OpError, Operator};
 
+/// A fallback detector's point: score, value, expected, spread, anomalous.
+type FallbackPoint = (f64, f64, f64, f64, bool);
+
 /// The models a train stage offers for one tick: per series (by its Prometheus notation),
 /// versions ordered by the last timestamp they were trained on.
 #[derive(Default)]
@@ -462,7 +465,7 @@ impl ModelScore {
         ModelScore { mode, history: history.max(10), state: HashMap::new() }
     }
 
-    fn fallback_index(fallback: Option<&Data>) -> HashMap<(SeriesId, Timestamp), (f64, f64, f64, f64, bool)> {
+    fn fallback_index(fallback: Option<&Data>) -> HashMap<(SeriesId, Timestamp), FallbackPoint> {
         let mut idx = HashMap::new();
         if let Some(Data::Scores(s)) = fallback {
             for c in &s.series {
