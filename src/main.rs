@@ -44,6 +44,14 @@ enum DiagFormat {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum TemplatesFormat {
+    /// A table: count, id, template; then a summary line.
+    Text,
+    /// One JSON object: the counts and `templates: [{id, count, template, evicted}]`.
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum GraphFormat {
     /// Graphviz DOT (`vigil graph f.vigil | dot -Tsvg > f.svg`).
     Dot,
@@ -230,6 +238,36 @@ enum Command {
         /// are still opened and resolved, and recorded in the state directory).
         #[arg(long)]
         dry_run: bool,
+        /// API tokens, one `NAME ROLE TOKEN` per line (ROLE: read or operator), added to
+        /// VIGIL_API_TOKEN (operator) and VIGIL_READ_TOKEN (read). The audit trail names the
+        /// token that made each change.
+        #[arg(long, value_name = "FILE")]
+        api_tokens: Option<PathBuf>,
+        /// Require a token to read the API and /metrics (on by default beyond loopback).
+        #[arg(long)]
+        read_auth: bool,
+        /// Listen beyond loopback without any API token (refused otherwise).
+        #[arg(long)]
+        insecure_listen: bool,
+        /// Accept requests for this Host name (repeatable). Default on a loopback listener:
+        /// localhost, 127.0.0.1 and [::1], against DNS rebinding; beyond loopback: any.
+        #[arg(long, value_name = "NAME")]
+        allowed_host: Vec<String>,
+        /// Serve the API over TLS with this PEM certificate chain (needs --tls-key);
+        /// reloaded when the file changes.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// The most HTTP connections open at once (also capped at a third of the open-file
+        /// limit); at the cap the oldest idle connection is closed for a new one.
+        #[arg(long, value_name = "N", default_value_t = 512)]
+        max_connections: usize,
+        /// How long a client has to send a request's headers; an idle keep-alive
+        /// connection is closed after as long.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+        http_header_timeout: std::time::Duration,
     },
     /// Replay a CSV of `timestamp,value` rows through a pipeline, causally, and write
     /// `timestamp,value,anomaly_score` (one row per input row, in order).
@@ -340,6 +378,39 @@ enum Command {
         /// A code, an operator name, `codes` or `operators`.
         topic: String,
     },
+    /// Mine log templates from a file, offline: which kinds of lines it holds, how many each.
+    ///
+    /// Splits each line's header from its message with --header, masks variables (numbers,
+    /// ids, IPs, hosts, paths, URLs, dates, ...) and groups messages into templates such as
+    /// `Received block blk_<*> of size <*> from <*>` (see docs/logs.md). Prints the templates,
+    /// most frequent first; with --output, writes `line,template_id,template` for every line
+    /// in order instead. Lines the header does not match are mined whole, invalid UTF-8 is
+    /// decoded lossily; both are counted in the summary. Template ids are creation numbers;
+    /// a template merged into another takes the other's id.
+    #[command(after_help = "Examples:\n  vigil templates hdfs.log --header '<Date> <Time> <Pid> <Level> <Component>: <Content>'\n  \
+                      vigil templates auth.log --header '<Month> <Date> <Time> <Host> <Component>([<PID>])?: <Content>' \\\n      \
+                      --output lines.csv\n  vigil templates app.log --header '<Time>|<Level>|<Content>' --mask 'req-[0-9a-f]+' --format json")]
+    Templates {
+        /// The log file (`-` for standard input).
+        file: PathBuf,
+        /// The header layout: `<Field>` placeholders and literal text, the message named
+        /// `<Content>`; runs of spaces match any whitespace; `(...)?` is optional.
+        #[arg(long, value_name = "FORMAT")]
+        header: String,
+        /// A regex whose matches are variables, on top of the built-in masks (repeatable).
+        #[arg(long, value_name = "REGEX")]
+        mask: Vec<String>,
+        /// Write `line,template_id,template` for every line to this CSV file.
+        #[arg(long, value_name = "CSV")]
+        output: Option<PathBuf>,
+        /// How to print the templates (without --output).
+        #[arg(long, value_enum, default_value_t = TemplatesFormat::Text)]
+        format: TemplatesFormat,
+        /// The most templates kept at once; beyond it the least recently seen eighth is
+        /// evicted (and counted).
+        #[arg(long, value_name = "N", default_value_t = 100_000)]
+        max_templates: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -349,9 +420,45 @@ fn main() -> ExitCode {
         Command::Fmt { paths, check } => cmd_fmt(paths, check),
         Command::Graph { file, format, pipeline } => cmd_graph(file, format, pipeline),
         Command::Explain { topic } => cmd_explain(&topic),
-        Command::Run { paths, state, listen, addr_file, stdlib, debounce, poll, no_watch, dry_run } => {
-            cmd_run(RunArgs { paths, state, listen, addr_file, stdlib, debounce, poll, no_watch, dry_run })
+        Command::Templates { file, header, mask, output, format, max_templates } => {
+            cmd_templates(&file, &header, &mask, output, format, max_templates)
         }
+        Command::Run {
+            paths,
+            state,
+            listen,
+            addr_file,
+            stdlib,
+            debounce,
+            poll,
+            no_watch,
+            dry_run,
+            api_tokens,
+            read_auth,
+            insecure_listen,
+            allowed_host,
+            tls_cert,
+            tls_key,
+            max_connections,
+            http_header_timeout,
+        } => cmd_run(RunArgs {
+            paths,
+            state,
+            listen,
+            addr_file,
+            stdlib,
+            debounce,
+            poll,
+            no_watch,
+            dry_run,
+            api_tokens,
+            read_auth,
+            insecure_listen,
+            allowed_host,
+            tls: tls_cert.zip(tls_key),
+            max_connections,
+            http_header_timeout,
+        }),
         Command::Replay { file, input, output, pipeline } => cmd_replay(file, input, output, pipeline),
         Command::Test { paths, format, filter, stdlib } => cmd_test(paths, format, filter, stdlib),
         Command::Eval { file, data, windows, out, plot, pipeline, json } => cmd_eval(file, data, windows, out, plot, pipeline, json),
@@ -524,6 +631,48 @@ struct RunArgs {
     poll: bool,
     no_watch: bool,
     dry_run: bool,
+    api_tokens: Option<PathBuf>,
+    read_auth: bool,
+    insecure_listen: bool,
+    allowed_host: Vec<String>,
+    tls: Option<(PathBuf, PathBuf)>,
+    max_connections: usize,
+    http_header_timeout: std::time::Duration,
+}
+
+/// The API's access rules from the flags and the environment.
+fn access_rules(args: &RunArgs) -> anyhow::Result<vigil::server::access::Access> {
+    use vigil::server::access::{Access, Role};
+    let mut access = Access::default();
+    let env = |k: &str| std::env::var(k).ok().filter(|t| !t.is_empty());
+    if let Some(t) = env("VIGIL_API_TOKEN") {
+        access.add("operator", Role::Operator, &t).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(t) = env("VIGIL_READ_TOKEN") {
+        access.add("reader", Role::Read, &t).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(f) = &args.api_tokens {
+        access.add_file(f).map_err(anyhow::Error::msg)?;
+    }
+    let loopback = args.listen.ip().is_loopback();
+    if !loopback && access.tokens.is_empty() && !args.insecure_listen {
+        anyhow::bail!(
+            "refusing to listen on {} (beyond loopback) without an API token: set VIGIL_API_TOKEN or --api-tokens, or pass --insecure-listen",
+            args.listen
+        );
+    }
+    if !loopback && access.tokens.is_empty() {
+        tracing::warn!(listen = %args.listen, "listening beyond loopback without any API token (--insecure-listen): anyone who reaches it can read the API");
+    }
+    access.read_auth = args.read_auth || (!loopback && !access.tokens.is_empty());
+    access.allowed_hosts = if !args.allowed_host.is_empty() {
+        Some(args.allowed_host.iter().map(|h| h.to_ascii_lowercase()).collect())
+    } else if loopback {
+        Some(Access::loopback_hosts())
+    } else {
+        None
+    };
+    Ok(access)
 }
 
 /// `100ms`, `2s`, or a number of milliseconds.
@@ -540,7 +689,7 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     use vigil::runtime::reload::{self, ReloadRequest};
     init_tracing();
-    let paths = if args.paths.is_empty() { vec![PathBuf::from("pipelines")] } else { args.paths };
+    let paths = if args.paths.is_empty() { vec![PathBuf::from("pipelines")] } else { args.paths.clone() };
     // Tests are not part of what runs: a broken one is reported by `vigil check`/`test`.
     let options = CompileOptions { stdlib_dir: args.stdlib.clone(), skip_test_files: true };
     let out = compile_with(&paths, &options)?;
@@ -549,7 +698,20 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if plan.pipelines.is_empty() {
         anyhow::bail!("no pipeline to run in {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
     }
-    let state = args.state;
+    let access = access_rules(&args)?;
+    let tls = match &args.tls {
+        Some((cert, key)) => {
+            Some(std::sync::Arc::new(vigil::server::listen::Tls::load(cert.clone(), key.clone()).map_err(anyhow::Error::msg)?))
+        }
+        None => None,
+    };
+    let fd_limit = vigil::server::listen::raise_fd_limit();
+    let serve_options = vigil::server::listen::ServeOptions {
+        max_connections: vigil::server::listen::effective_cap(args.max_connections, fd_limit),
+        header_timeout: args.http_header_timeout,
+        ..Default::default()
+    };
+    let state = args.state.clone();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         let store = vigil::store::SqliteStore::open(&state).await?;
@@ -566,7 +728,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         // Reloads: one controller; the watcher, SIGHUP and the API send it requests.
         let (reload_tx, reload_rx) = tokio::sync::mpsc::channel::<ReloadRequest>(16);
         *engine.shared.reload.write().unwrap_or_else(|e| e.into_inner()) = Some(reload_tx.clone());
-        *engine.shared.api_token.write().unwrap_or_else(|e| e.into_inner()) = std::env::var("VIGIL_API_TOKEN").ok().filter(|t| !t.is_empty());
+        *engine.shared.access.write().unwrap_or_else(|e| e.into_inner()) = access;
         tokio::spawn(reload::run_controller(engine.clone(), paths.clone(), options.clone(), reload_rx, out.version.clone()));
         let mut watched = paths.clone();
         watched.extend(args.stdlib.clone());
@@ -580,10 +742,17 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 .and_then(|()| std::fs::rename(&tmp, file))
                 .map_err(|e| anyhow::anyhow!("cannot write the address to {}: {e}", file.display()))?;
         }
-        tracing::info!(listen = %addr, pipelines = engine.pipeline_names().await.len(), stages = engine.stage_count().await, state = %state.display(), version = %out.version, watching = !args.no_watch, "vigil running; SIGINT or SIGTERM stops it, SIGHUP reloads");
+        tracing::info!(listen = %addr, tls = args.tls.is_some(), pipelines = engine.pipeline_names().await.len(), stages = engine.stage_count().await, state = %state.display(), version = %out.version, watching = !args.no_watch, "vigil running; SIGINT or SIGTERM stops it, SIGHUP reloads");
         let cancel = engine.cancellation();
-        let server = axum::serve(listener, vigil::server::router(engine.shared.clone())).with_graceful_shutdown(cancel.clone().cancelled_owned());
-        let server = tokio::spawn(async move { server.await });
+        let sink = engine.shared.clone();
+        let server = tokio::spawn(vigil::server::listen::serve(
+            listener,
+            vigil::server::router(engine.shared.clone()),
+            serve_options,
+            tls,
+            std::sync::Arc::new(move |e| sink.metrics.http(e)),
+            cancel.clone(),
+        ));
         wait_for_signal(&reload_tx).await;
         tracing::info!("stopping: letting running ticks finish");
         let clean = engine.shutdown(std::time::Duration::from_millis(4500)).await;
@@ -866,12 +1035,16 @@ fn api_call(method: &str, api: &str, path: &str, body: Option<serde_json::Value>
         let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
         let url = format!("{}{path}", api.trim_end_matches('/'));
         let mut req = if method == "POST" { client.post(&url) } else { client.get(&url) };
+        let token = |k: &str| std::env::var(k).ok().filter(|t| !t.is_empty());
         if method == "POST" {
-            match std::env::var("VIGIL_API_TOKEN") {
-                Ok(t) if !t.is_empty() => req = req.bearer_auth(t),
-                _ => anyhow::bail!("set VIGIL_API_TOKEN to the engine's API token"),
+            match token("VIGIL_API_TOKEN") {
+                Some(t) => req = req.bearer_auth(t),
+                None => anyhow::bail!("set VIGIL_API_TOKEN to the engine's API token"),
             }
             req = req.json(&body.unwrap_or_else(|| serde_json::json!({})));
+        } else if let Some(t) = token("VIGIL_API_TOKEN").or_else(|| token("VIGIL_READ_TOKEN")) {
+            // Reads need a token where the engine asks for one (beyond loopback).
+            req = req.bearer_auth(t);
         }
         let resp = req.send().await.map_err(|e| anyhow::anyhow!("cannot reach the engine at {api}: {e}"))?;
         let code = resp.status();
@@ -982,6 +1155,50 @@ fn cmd_silences(action: SilencesAction, api: &str) -> anyhow::Result<ExitCode> {
         SilencesAction::Expire { id } => {
             api_call("POST", api, &format!("/api/v1/silences/{id}/expire"), None)?;
             println!("silence {id} expired");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_templates(
+    file: &Path,
+    header: &str,
+    masks: &[String],
+    output: Option<PathBuf>,
+    format: TemplatesFormat,
+    max_templates: usize,
+) -> anyhow::Result<ExitCode> {
+    use vigil::logs::{report, Config, HeaderFormat};
+    let header = HeaderFormat::new(header)?;
+    let masks = masks
+        .iter()
+        .map(|m| regex::Regex::new(m).map_err(|e| anyhow::anyhow!("bad --mask `{m}`: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    anyhow::ensure!(max_templates > 0, "--max-templates must be at least 1");
+    let config = Config { max_templates, masks, ..Config::default() };
+    let mined = if file == Path::new("-") {
+        report::mine(std::io::stdin().lock(), Some(&header), config, output.is_some())?
+    } else {
+        let f = std::fs::File::open(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+        report::mine(std::io::BufReader::with_capacity(1 << 16, f), Some(&header), config, output.is_some())?
+    };
+    match output {
+        Some(path) => {
+            let f = std::fs::File::create(&path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            report::write_csv(std::io::BufWriter::new(f), &mined)?;
+            eprintln!("{}", report::summary(&mined));
+        }
+        None => {
+            let out = std::io::BufWriter::new(std::io::stdout().lock());
+            let written = match format {
+                TemplatesFormat::Text => report::write_text(out, &mined),
+                TemplatesFormat::Json => report::write_json(out, &mined),
+            };
+            // `vigil templates ... | head` is not an error.
+            match written {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other?,
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

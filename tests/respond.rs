@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,72 +18,8 @@ use common::*;
 
 const TOKEN: &str = "test-token-0123";
 
-struct Engine {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Engine {
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").args(["-KILL", &c.id().to_string()]).status();
-            let _ = c.wait();
-        }
-    }
-
-    fn incidents(&self) -> Vec<serde_json::Value> {
-        http_get(self.port, "/api/v1/incidents")
-            .and_then(|(_, b)| serde_json::from_str::<Vec<serde_json::Value>>(&b).ok())
-            .unwrap_or_default()
-    }
-
-    fn incident(&self, id: &str) -> serde_json::Value {
-        http_get(self.port, &format!("/api/v1/incidents/{id}")).and_then(|(_, b)| serde_json::from_str(&b).ok()).unwrap_or_default()
-    }
-
-    /// Waits for the first incident whose status is `status`.
-    fn wait_incident(&self, status: &str) -> serde_json::Value {
-        wait_for(&format!("an incident {status}"), Duration::from_secs(60), || self.incidents().into_iter().find(|i| i["status"] == status))
-    }
-
-    /// Waits until every notification of the incident left the outbox (sent or failed).
-    fn wait_settled(&self, id: &str, count: usize) -> serde_json::Value {
-        wait_for("the notifications to settle", Duration::from_secs(60), || {
-            let v = self.incident(id);
-            let notes = v["notifications"].as_array()?;
-            (notes.len() >= count && notes.iter().all(|n| n["status"] != "pending")).then_some(v)
-        })
-    }
-
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(self.dir.join("stdout.log")).unwrap_or_default()
-    }
-}
-
 fn start_engine(dir: &TempDir, env: &[(&str, String)], args: &[&str]) -> Engine {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
-    cmd.current_dir(dir.path())
-        .args(["run", "resp.vigil", "--state", "state", "--no-watch"])
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env("VIGIL_API_TOKEN", TOKEN)
-        .stdout(std::fs::File::create(dir.join("stdout.log")).unwrap())
-        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(dir.join("stderr.log")).unwrap());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let (child, port) = spawn_engine(&mut cmd, dir.path(), Some(&dir.join("stderr.log")));
-    Engine { child: Some(child), port, dir: dir.path().to_path_buf() }
+    Engine::start(dir, "resp.vigil", TOKEN, env, args)
 }
 
 /// A pipeline over `data.csv` whose respond stages are `stages` (reading `hot`).
@@ -354,6 +290,9 @@ struct Received {
     body: String,
 }
 
+/// Per path, the status codes still to answer.
+type Scripts = Arc<Mutex<Vec<(String, VecDeque<u16>)>>>;
+
 /// An HTTP receiver: records every request; answers from a per-path script of status
 /// codes (then 200).
 struct Receiver {
@@ -366,7 +305,7 @@ impl Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let got = Arc::new(Mutex::new(Vec::new()));
-        let scripts: Arc<Mutex<Vec<(String, VecDeque<u16>)>>> =
+        let scripts: Scripts =
             Arc::new(Mutex::new(script.iter().map(|(p, codes)| (p.to_string(), codes.iter().copied().collect())).collect()));
         let g = got.clone();
         std::thread::spawn(move || {
@@ -610,9 +549,7 @@ fn a_template_that_fails_to_render_still_notifies_and_is_audited() {
     let rx = Receiver::start(&[]);
     pipeline(
         &dir,
-        &format!(
-            "  respond chat = slack(hot, url: secret(\"env:SLACK_URL\"), text: \"{{{{ incident.status | no_such_filter }}}} {{{{ incident.key }}}}\")"
-        ),
+        "  respond chat = slack(hot, url: secret(\"env:SLACK_URL\"), text: \"{{ incident.status | no_such_filter }} {{ incident.key }}\")",
     );
     data(&dir, &rows(20, 3, 5));
     let e = start_engine(&dir, &[("SLACK_URL", format!("http://127.0.0.1:{}/s", rx.port))], &[]);
@@ -658,7 +595,7 @@ fn acknowledge_feedback_and_resolve_through_the_api_and_cli() {
     let out = cli(e.port, &["incidents", "ack", &id, "--by", "alice"], true);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let acked = e.incident(&id);
-    assert_eq!(acked["incident"]["acknowledged_by"], "alice");
+    assert_eq!(acked["incident"]["acknowledged_by"], "alice (token operator)", "the person and the token that acted");
     // PagerDuty hears the acknowledgement.
     wait_for("PagerDuty acknowledge", Duration::from_secs(30), || {
         rx.at("/pd").iter().any(|r| r.body.contains("\"event_action\":\"acknowledge\"")).then_some(())

@@ -3,12 +3,19 @@
 //! A notification stays `pending` until its channel delivered it; then it is marked
 //! `sent` (or `dry_run`). A failure worth retrying is retried after 1 s, 2 s, 4 s, … (at
 //! most 5 minutes apart, at most [`MAX_ATTEMPTS`] times); a failure that a retry cannot
-//! fix marks it `failed`. Every outcome goes to the audit trail. After a crash or a
-//! `kill -9`, the pending rows are sent when the engine starts again — and since a row
-//! is only marked sent after its channel accepted it, nothing is lost (a crash in the
-//! instant between the receiver's acceptance and the mark can repeat one delivery; email
-//! carries a stable Message-ID and webhooks an `X-Vigil-Delivery` id for receivers to
-//! drop such a repeat).
+//! fix marks it `failed`. Every outcome goes to the audit trail.
+//!
+//! **Delivery is at-least-once, and only what was in flight can repeat.** Each send is
+//! marked as started in the store before it begins. After a crash or `kill -9`, the rows
+//! still pending are sent when the engine starts again, so nothing is lost; the rows
+//! whose send had started (at most [`CONCURRENCY`]) are the only ones a receiver can see
+//! twice, each with the same idempotency key (PagerDuty `dedup_key`, Alertmanager's
+//! labels, the email Message-ID, the webhook `X-Vigil-Delivery` header).
+//!
+//! **Remediation is at-most-once.** An `exec` command whose run was interrupted by a
+//! crash is not started again — its outcome is unknown, so the row is marked `unknown`
+//! and audited (`interrupted`) — unless its stage says `retry_on_crash: true`. The
+//! command runs in its own process group, which dies with the engine.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +45,7 @@ pub const CONCURRENCY: usize = 16;
 /// finishes, or every 500 ms.
 pub async fn run(responder: Arc<Responder>, cancel: CancellationToken) {
     let Some(store) = responder.store().cloned() else { return };
+    recover_interrupted(&responder, store.as_ref()).await;
     let mut in_flight: tokio::task::JoinSet<bool> = tokio::task::JoinSet::new();
     // Rows being sent, and rows fetched but not started yet (the store is asked again only
     // when these run out: each question scans the outbox).
@@ -83,6 +91,52 @@ pub async fn run(responder: Arc<Responder>, cancel: CancellationToken) {
     in_flight.abort_all();
 }
 
+/// The sends a crash interrupted: re-sent (at-least-once), except remediations, which
+/// are marked `unknown` unless their stage retries on crash (at-most-once).
+async fn recover_interrupted(responder: &Responder, store: &dyn crate::store::Store) {
+    let rows = match store.interrupted_notifications().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the outbox");
+            return;
+        }
+    };
+    let now = crate::time::now_ms();
+    for row in rows {
+        let n = &row.notification;
+        let retry = if n.channel == "exec" {
+            let channels = responder.channels.read().unwrap_or_else(|e| e.into_inner());
+            channels.get(&n.stage).is_some_and(|c| c.kind.retries_on_crash())
+        } else {
+            true
+        };
+        let audit = |detail: String| AuditRecord {
+            ts: now,
+            incident_id: n.incident_id.clone(),
+            stage: n.stage.clone(),
+            event: "interrupted".into(),
+            detail: format!("{} {}: {detail}", n.channel, n.transition),
+        };
+        let result = if retry {
+            tracing::warn!(incident = %n.incident_id, channel = %n.channel, transition = %n.transition, "a send was in flight when the engine stopped: sending it again (same idempotency key)");
+            let a = audit(
+                "in flight when the engine stopped; sent again (the receiver may see it twice, with the same idempotency key)".into(),
+            );
+            match store.reschedule_notification(row.id, row.attempts, now, "interrupted by a stop of the engine").await {
+                Ok(()) => store.audit(&a).await,
+                Err(e) => Err(e),
+            }
+        } else {
+            tracing::warn!(incident = %n.incident_id, stage = %n.stage, transition = %n.transition, "a remediation was running when the engine stopped: its outcome is unknown and it is not run again (set retry_on_crash to re-run it)");
+            let why = "the engine stopped while the command ran: outcome unknown; not run again (retry_on_crash: true re-runs it)";
+            store.finish_notification(row.id, "unknown", Some(why), &audit(why.into())).await
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "cannot update the outbox");
+        }
+    }
+}
+
 /// Sends one row and records the outcome: sent, rescheduled with backoff, or failed.
 /// Returns whether the row left the outbox (sent or failed for good).
 async fn deliver(responder: &Responder, store: &dyn crate::store::Store, row: OutboxRow) -> bool {
@@ -98,6 +152,11 @@ async fn deliver(responder: &Responder, store: &dyn crate::store::Store, row: Ou
         println!("[dry-run] {}", channel.describe(n));
         ("dry_run", Outcome::Sent("dry run: not sent".into()))
     } else {
+        if let Err(e) = store.mark_started(row.id, now).await {
+            // Not sending what could not be marked: a crash could repeat it unnoticed.
+            tracing::error!(error = %e, "cannot update the outbox");
+            return false;
+        }
         let o = channel.send(n).await;
         (if matches!(o, Outcome::Sent(_)) { "sent" } else { "pending" }, o)
     };

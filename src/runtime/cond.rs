@@ -142,6 +142,31 @@ impl Template {
         self.env.get_template("t").and_then(|t| t.render(ctx)).map_err(|e| e.to_string())
     }
 
+    /// Renders with `ctx`, refusing any value put in by `{{ … }}` that `allow` does not
+    /// match (command arguments: the caller of a webhook must not choose them freely).
+    ///
+    /// # Errors
+    /// The refused value (shortened), or the rendering error.
+    pub fn render_values(&self, ctx: &serde_json::Value, allow: &regex::Regex) -> Result<String, String> {
+        let mut env = self.env.clone();
+        let allow = allow.clone();
+        env.set_formatter(move |out, state, value| {
+            let text = value.to_string();
+            if !allow.is_match(&text) {
+                let shown: String = text.chars().take(60).collect();
+                return Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!("the value {shown:?} does not match the allowed pattern `{}`", allow.as_str()),
+                ));
+            }
+            minijinja::escape_formatter(out, state, value)
+        });
+        env.get_template("t").and_then(|t| t.render(ctx)).map_err(|e| match e.detail() {
+            Some(d) if e.kind() == minijinja::ErrorKind::InvalidOperation => d.to_owned(),
+            _ => e.to_string(),
+        })
+    }
+
     /// The template's source text.
     pub fn source(&self) -> &str {
         &self.source

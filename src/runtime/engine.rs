@@ -56,6 +56,18 @@ pub struct WebhookRoute {
     pub max_body: usize,
     pub queue: collect::EventQueue,
     pub tick: mpsc::Sender<()>,
+    /// What a request must carry to be accepted.
+    pub auth: WebhookAuth,
+    /// Requests per second, with bursts as large.
+    pub limiter: Arc<Mutex<crate::server::RateLimiter>>,
+}
+
+/// A webhook path's authentication (from its `webhook_events` stage).
+#[derive(Clone, Default)]
+pub struct WebhookAuth {
+    pub token: Option<String>,
+    /// The HMAC key and the header holding the signature.
+    pub hmac: Option<(String, String)>,
 }
 
 /// One stage in `/api/v1/status`.
@@ -114,8 +126,8 @@ pub struct Shared {
     pub responder: RwLock<Arc<crate::respond::Responder>>,
     /// Where `POST /api/v1/reload` sends its request (set by `vigil run`).
     pub reload: RwLock<Option<mpsc::Sender<super::reload::ReloadRequest>>>,
-    /// The bearer token mutating API calls need; without one they are disabled.
-    pub api_token: RwLock<Option<String>>,
+    /// Who may call the API (tokens, read authentication, Host allowlist).
+    pub access: RwLock<crate::server::access::Access>,
 }
 
 /// A built stage.
@@ -182,6 +194,7 @@ pub struct StageChanges {
 /// are unchanged — the same object, so its state (windows, cursors, open incidents) and
 /// its generation carry over. Stages that changed get the next generation; a changed
 /// source keeps its cursor when its operator is the same.
+#[allow(clippy::too_many_arguments)] // one call site each; #11 replaces these with a build context
 async fn rebuild(
     p: &PipelinePlan,
     sources: &SourceMap,
@@ -209,6 +222,7 @@ async fn rebuild(
     Ok((rt, changes))
 }
 
+#[allow(clippy::too_many_arguments)] // one call site each; #11 replaces these with a build context
 fn build_pipeline_from(
     p: &PipelinePlan,
     sources: &SourceMap,
@@ -362,6 +376,10 @@ pub async fn run_tick(p: &PipelineRt, shared: &Shared, now: i64) -> TickReport {
             for (reason, count) in &ctx.skipped {
                 shared.metrics.skipped(&p.name, &stage.key, reason, *count);
                 tracing::warn!(pipeline = %p.name, stage = %stage.key, reason, count, "skipped invalid input records");
+            }
+            for (reason, count) in &ctx.lost {
+                shared.metrics.lost(&p.name, &stage.key, reason, *count);
+                tracing::warn!(pipeline = %p.name, stage = %stage.key, reason, count, "rows lost before they could be read");
             }
             match result {
                 Ok(data) => {
@@ -582,7 +600,23 @@ impl Engine {
                     Some(crate::value::Value::Int(i)) => (*i).max(1) as usize,
                     _ => 1 << 20,
                 };
-                routes.insert(path, WebhookRoute { pipeline: p.name.clone(), format, max_body, queue, tick: h.tick.clone() });
+                let param = |k: &str| node.and_then(|n| n.params.get(k));
+                let secret = |k: &str| match param(k) {
+                    Some(crate::value::Value::Secret(s)) => ops::resolve_secret(s).ok(),
+                    _ => None,
+                };
+                let header = match param("signature_header") {
+                    Some(crate::value::Value::Str(h)) => h.clone(),
+                    _ => "X-Signature".into(),
+                };
+                let rate = match param("rate_limit") {
+                    Some(crate::value::Value::Int(i)) => (*i).max(1) as f64,
+                    _ => 100.0,
+                };
+                let auth = WebhookAuth { token: secret("token"), hmac: secret("hmac").map(|k| (k, header)) };
+                let limiter = Arc::new(Mutex::new(crate::server::RateLimiter::new(rate)));
+                routes
+                    .insert(path, WebhookRoute { pipeline: p.name.clone(), format, max_body, queue, tick: h.tick.clone(), auth, limiter });
             }
         }
         // Removed pipelines drain: their running tick finishes, then their loop ends.

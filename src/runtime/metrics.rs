@@ -47,9 +47,12 @@ pub struct Metrics {
     stage_errors: Family,
     stage_items: Family,
     skipped: Family,
+    lost: Family,
     anomaly_score: Family,
     reloads: Family,
     webhook_requests: Family,
+    http_connections: Family,
+    http_shed: Family,
 }
 
 /// The families: name, type, help, label names.
@@ -61,9 +64,17 @@ const FAMILIES: &[(&str, &str, &str, &[&str])] = &[
     ("vigil_stage_errors_total", "counter", "Stage failures (after retries).", &["pipeline", "stage"]),
     ("vigil_stage_items_total", "counter", "Items (samples, events, scores) a stage produced.", &["pipeline", "stage"]),
     ("vigil_skipped_total", "counter", "Input records skipped as invalid, by reason.", &["pipeline", "stage", "reason"]),
+    (
+        "vigil_source_lost_rows_total",
+        "counter",
+        "Rows a source could not read (a rotated file gone before it was read: counted once), by reason.",
+        &["pipeline", "stage", "reason"],
+    ),
     ("vigil_anomaly_score", "gauge", "The latest anomaly score per series.", &["pipeline", "stage", "series"]),
     ("vigil_reloads_total", "counter", "Reloads, by outcome.", &["outcome"]),
     ("vigil_webhook_requests_total", "counter", "Webhook requests, by answer.", &["path", "code"]),
+    ("vigil_http_connections", "gauge", "Open HTTP connections.", &[]),
+    ("vigil_http_connections_shed_total", "counter", "HTTP connections closed or refused by a limit, by reason.", &["reason"]),
 ];
 
 impl Metrics {
@@ -90,6 +101,10 @@ impl Metrics {
         self.skipped.add(&[pipeline, stage, reason], n as f64);
     }
 
+    pub fn lost(&self, pipeline: &str, stage: &str, reason: &str, n: u64) {
+        self.lost.add(&[pipeline, stage, reason], n as f64);
+    }
+
     pub fn score(&self, pipeline: &str, stage: &str, series: &str, score: f64) {
         self.anomaly_score.set(&[pipeline, stage, series], score);
     }
@@ -102,11 +117,25 @@ impl Metrics {
         self.webhook_requests.add(&[path, &code.to_string()], 1.0);
     }
 
+    /// The listener's connection count and shed connections.
+    pub fn http(&self, event: crate::server::listen::Event) {
+        match event {
+            crate::server::listen::Event::Open(n) => self.http_connections.set(&[], n as f64),
+            crate::server::listen::Event::Shed(reason) => self.http_shed.add(&[reason], 1.0),
+        }
+    }
+
     /// Forgets the per-stage series of stages that no longer exist.
     pub fn forget_stages(&self, keep: impl Fn(&str, &str) -> bool) {
-        for f in
-            [&self.stage_seconds_sum, &self.stage_seconds_count, &self.stage_errors, &self.stage_items, &self.skipped, &self.anomaly_score]
-        {
+        for f in [
+            &self.stage_seconds_sum,
+            &self.stage_seconds_count,
+            &self.stage_errors,
+            &self.stage_items,
+            &self.skipped,
+            &self.lost,
+            &self.anomaly_score,
+        ] {
             f.retain(|k| keep(&k[0], &k[1]));
         }
     }
@@ -119,7 +148,7 @@ impl Metrics {
             "# HELP vigil_build_info The running version and the content hash of its sources.\n# TYPE vigil_build_info gauge"
         );
         let _ = writeln!(out, "vigil_build_info{{version=\"{}\",sources=\"{}\"}} 1", env!("CARGO_PKG_VERSION"), escape_label(version));
-        let families: [(&Family, Option<&Family>); 10] = [
+        let families: [(&Family, Option<&Family>); 13] = [
             (&self.ticks, None),
             (&self.tick_seconds_sum, Some(&self.tick_seconds_count)),
             (&self.ticks_coalesced, None),
@@ -127,15 +156,22 @@ impl Metrics {
             (&self.stage_errors, None),
             (&self.stage_items, None),
             (&self.skipped, None),
+            (&self.lost, None),
             (&self.anomaly_score, None),
             (&self.reloads, None),
             (&self.webhook_requests, None),
+            (&self.http_connections, None),
+            (&self.http_shed, None),
         ];
         for ((name, kind, help, labels), (fam, count)) in FAMILIES.iter().zip(families) {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             let fmt_labels = |vals: &[String]| -> String {
                 let parts: Vec<String> = labels.iter().zip(vals).map(|(k, v)| format!("{k}=\"{}\"", escape_label(v))).collect();
-                format!("{{{}}}", parts.join(","))
+                if parts.is_empty() {
+                    String::new()
+                } else {
+                    format!("{{{}}}", parts.join(","))
+                }
             };
             let values = fam.values.lock().map(|m| m.clone()).unwrap_or_default();
             for (k, v) in &values {

@@ -48,11 +48,14 @@ pub struct OpCtx {
     pub now: Timestamp,
     /// Records skipped in this tick, by reason: counted in `/metrics` and logged.
     pub skipped: Vec<(&'static str, u64)>,
+    /// Rows a source could not read at all (a rotated file that is gone), by reason:
+    /// `vigil_source_lost_rows_total` and a warning.
+    pub lost: Vec<(&'static str, u64)>,
 }
 
 impl OpCtx {
     pub fn new(now: Timestamp) -> OpCtx {
-        OpCtx { now, skipped: Vec::new() }
+        OpCtx { now, skipped: Vec::new(), lost: Vec::new() }
     }
 
     /// Counts a skipped record (a malformed row, a NaN, an out-of-order sample).
@@ -68,6 +71,14 @@ impl OpCtx {
         match self.skipped.iter_mut().find(|(r, _)| *r == reason) {
             Some((_, c)) => *c += n,
             None => self.skipped.push((reason, n)),
+        }
+    }
+
+    /// Counts rows lost before they could be read.
+    pub fn lose(&mut self, reason: &'static str, n: u64) {
+        match self.lost.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, c)) => *c += n,
+            None => self.lost.push((reason, n)),
         }
     }
 

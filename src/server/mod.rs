@@ -12,11 +12,12 @@
 //!   (`{"matchers": {"label": "value"}, "duration": "2h"` or `"ends_at": RFC 3339,
 //!   optional `"starts_at"`, `"comment"`, `"created_by"`}); `POST
 //!   /api/v1/silences/{id}/expire`.
-//! - Every POST needs `Authorization: Bearer <token>` (the token in `VIGIL_API_TOKEN`,
-//!   compared in constant time); without a configured token they are disabled (403).
+//! - Access ([`access`]): every POST of the API needs an operator token
+//!   (`Authorization: Bearer <token>`); reads need a token when read authentication is on;
+//!   the Host header is checked against an allowlist (loopback names on a loopback
+//!   listener). The listener's limits (timeouts, connection cap, TLS) are in [`listen`].
 //! - `POST /api/v1/reload`: recompiles and applies the sources; answers the reload's
-//!   outcome. Needs `Authorization: Bearer <token>` with the token in `VIGIL_API_TOKEN`;
-//!   without a configured token the endpoint is disabled (403).
+//!   outcome (an operator token, like every POST of the API).
 //! - `POST <path>` for each `on webhook "<path>"` trigger: the body becomes events for the
 //!   pipeline's `webhook_events` stage and fires a tick. Answers 202 with the number of
 //!   events accepted, 400 for a body that cannot be read, 413 above the stage's
@@ -34,6 +35,11 @@ use axum::{Json, Router};
 use crate::runtime::engine::Shared;
 use crate::runtime::ops::collect;
 
+pub mod access;
+pub mod listen;
+
+use access::Caller;
+
 /// The router over the engine's shared state.
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -47,7 +53,42 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/silences/{id}/expire", axum::routing::post(expire_silence))
         .route("/api/v1/reload", axum::routing::post(reload))
         .fallback(webhook)
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), guard))
         .with_state(shared)
+}
+
+/// Every request: the Host allowlist; then the API's and `/metrics`' access rules (the
+/// caller is put in the request's extensions for the audit trail).
+async fn guard(State(shared): State<Arc<Shared>>, mut req: Request, next: axum::middleware::Next) -> Response {
+    let access = shared.access.read().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Err(r) = access.check_host(req.headers()) {
+        return error(r.status, r.message);
+    }
+    let path = req.uri().path();
+    if path == "/metrics" || path.starts_with("/api/") {
+        match access.authorize(req.method(), req.headers()) {
+            Ok(caller) => {
+                req.extensions_mut().insert(caller);
+            }
+            Err(r) => return error(r.status, r.message),
+        }
+    }
+    next.run(req).await
+}
+
+/// Who made a call, for the audit trail: the body's `by` (a person) and the token's name.
+fn caller_name(req: &Request) -> Option<String> {
+    req.extensions().get::<Caller>().and_then(|c| c.token.clone())
+}
+
+/// `alice (token ops)`, `token ops`, or the body's name alone.
+fn by_whom(given: Option<&str>, token: Option<&str>, default: &str) -> String {
+    match (given, token) {
+        (Some(by), Some(t)) => format!("{by} (token {t})"),
+        (None, Some(t)) => format!("token {t}"),
+        (Some(by), None) => by.to_owned(),
+        (None, None) => default.to_owned(),
+    }
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
@@ -97,24 +138,19 @@ async fn incident(State(shared): State<Arc<Shared>>, axum::extract::Path(id): ax
     Json(serde_json::json!({ "incident": i, "audit": audit, "notifications": notifications })).into_response()
 }
 
-/// Checks the bearer token of a mutating call; the error response when it fails.
-fn authorize(shared: &Shared, headers: &axum::http::HeaderMap) -> Result<(), Response> {
-    let token = shared.api_token.read().ok().and_then(|t| t.clone());
-    let Some(token) = token else {
-        return Err(error(StatusCode::FORBIDDEN, "mutating API calls are disabled: start vigil with VIGIL_API_TOKEN set"));
-    };
-    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
-    if same_secret(given, &token) {
-        Ok(())
-    } else {
-        Err(error(StatusCode::UNAUTHORIZED, "a valid `Authorization: Bearer <token>` is required"))
-    }
-}
-
 /// Bodies of API calls are small.
 const API_BODY: usize = 64 * 1024;
 
+/// The announced length of a request's body, when it has one.
+fn content_length(req: &Request) -> Option<u64> {
+    req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+}
+
 async fn json_body(req: Request) -> Result<serde_json::Value, Response> {
+    // Refused before reading: a client announcing a huge body gets its answer at once.
+    if content_length(&req).is_some_and(|n| n > API_BODY as u64) {
+        return Err(error(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {API_BODY} bytes")));
+    }
     let bytes = axum::body::to_bytes(req.into_body(), API_BODY)
         .await
         .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {API_BODY} bytes")))?;
@@ -129,15 +165,13 @@ async fn incident_action(
     axum::extract::Path((id, action)): axum::extract::Path<(String, String)>,
     req: Request,
 ) -> Response {
-    if let Err(r) = authorize(&shared, req.headers()) {
-        return r;
-    }
+    let token = caller_name(&req);
     let body = match json_body(req).await {
         Ok(b) => b,
         Err(r) => return r,
     };
     let r = responder(&shared);
-    let by = body.get("by").and_then(|v| v.as_str()).unwrap_or("api").to_owned();
+    let by = by_whom(body.get("by").and_then(|v| v.as_str()), token.as_deref(), "api");
     let result = match action.as_str() {
         "ack" => r.acknowledge(&id, &by).await,
         "resolve" => r.resolve(&id, &by).await,
@@ -160,28 +194,26 @@ async fn silences(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn add_silence(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    if let Err(r) = authorize(&shared, req.headers()) {
-        return r;
-    }
+    let token = caller_name(&req);
     let body = match json_body(req).await {
         Ok(b) => b,
         Err(r) => return r,
     };
     let now = crate::time::now_ms();
-    let time = |k: &str| -> Result<Option<i64>, Response> {
+    let time = |k: &str| -> Result<Option<i64>, Box<Response>> {
         match body.get(k).and_then(|v| v.as_str()) {
             None => Ok(None),
             Some(t) => crate::time::parse_timestamp(t)
                 .map(Some)
-                .ok_or_else(|| error(StatusCode::BAD_REQUEST, format!("`{k}` is not a timestamp: `{t}`"))),
+                .ok_or_else(|| Box::new(error(StatusCode::BAD_REQUEST, format!("`{k}` is not a timestamp: `{t}`")))),
         }
     };
     let starts_at = match time("starts_at") {
         Ok(t) => t.unwrap_or(now),
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let ends_at = match (time("ends_at"), body.get("duration").and_then(|v| v.as_str())) {
-        (Err(r), _) => return r,
+        (Err(r), _) => return *r,
         (Ok(Some(t)), _) => t,
         (Ok(None), Some(d)) => match crate::time::parse_duration(d) {
             Some(ms) => starts_at.saturating_add(ms),
@@ -197,7 +229,7 @@ async fn add_silence(State(shared): State<Arc<Shared>>, req: Request) -> Respons
         id: 0,
         matchers,
         comment: body.get("comment").and_then(|v| v.as_str()).unwrap_or("").to_owned(),
-        created_by: body.get("created_by").and_then(|v| v.as_str()).unwrap_or("api").to_owned(),
+        created_by: by_whom(body.get("created_by").and_then(|v| v.as_str()), token.as_deref(), "api"),
         starts_at,
         ends_at,
         created_at: now,
@@ -209,31 +241,27 @@ async fn add_silence(State(shared): State<Arc<Shared>>, req: Request) -> Respons
 }
 
 async fn expire_silence(State(shared): State<Arc<Shared>>, axum::extract::Path(id): axum::extract::Path<i64>, req: Request) -> Response {
-    if let Err(r) = authorize(&shared, req.headers()) {
-        return r;
-    }
+    let token = caller_name(&req);
     match responder(&shared).expire_silence(id).await {
-        Ok(s) => Json(s).into_response(),
+        Ok(s) => {
+            tracing::info!(silence = id, token = token.as_deref().unwrap_or("-"), "silence expired through the API");
+            Json(s).into_response()
+        }
         Err(e) => error(StatusCode::NOT_FOUND, e),
     }
 }
 
-/// Compares in time independent of where the strings differ.
-fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn reload(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    if let Err(r) = authorize(&shared, req.headers()) {
-        return r;
-    }
+    let token = caller_name(&req);
+    tracing::info!(token = token.as_deref().unwrap_or("-"), "reload asked through the API");
     let tx = shared.reload.read().ok().and_then(|t| t.clone());
     let Some(tx) = tx else { return error(StatusCode::SERVICE_UNAVAILABLE, "reloading is not available") };
     let (reply, answer) = tokio::sync::oneshot::channel();
     if tx.send(crate::runtime::reload::ReloadRequest { reason: "api", reply: Some(reply) }).await.is_err() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "reloading is not available");
     }
-    match tokio::time::timeout(std::time::Duration::from_secs(60), answer).await {
+    // Within the listener's request timeout (30 s).
+    match tokio::time::timeout(std::time::Duration::from_secs(25), answer).await {
         Ok(Ok(Some(status))) => Json(status).into_response(),
         Ok(Ok(None)) => Json(serde_json::json!({ "outcome": "unchanged" })).into_response(),
         _ => error(StatusCode::GATEWAY_TIMEOUT, "the reload did not finish in time"),
@@ -257,6 +285,34 @@ async fn webhook(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         shared.metrics.webhook(&path, code.as_u16());
         r
     };
+    let limited = !route.limiter.lock().unwrap_or_else(|e| e.into_inner()).allow(std::time::Instant::now());
+    if limited {
+        return answer(StatusCode::TOO_MANY_REQUESTS, error(StatusCode::TOO_MANY_REQUESTS, "too many requests on this path; retry later"));
+    }
+    if let Some(token) = &route.auth.token {
+        let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| access::same_secret(g.trim(), token)) {
+            tracing::warn!(path = %path, pipeline = %route.pipeline, "refused a webhook request: no valid bearer token");
+            return answer(
+                StatusCode::UNAUTHORIZED,
+                error(StatusCode::UNAUTHORIZED, "a valid `Authorization: Bearer <token>` is required"),
+            );
+        }
+    }
+    if !is_json(req.headers()) {
+        return answer(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "webhooks take JSON: send `Content-Type: application/json`"),
+        );
+    }
+    let signature =
+        route.auth.hmac.as_ref().map(|(_, h)| req.headers().get(h.as_str()).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned());
+    if content_length(&req).is_some_and(|n| n > route.max_body as u64) {
+        return answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            error(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {} bytes", route.max_body)),
+        );
+    }
     let body = match axum::body::to_bytes(Body::new(req.into_body()), route.max_body).await {
         Ok(b) => b,
         Err(_) => {
@@ -266,6 +322,15 @@ async fn webhook(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             )
         }
     };
+    if let (Some((key, name)), Some(sig)) = (&route.auth.hmac, &signature) {
+        if !valid_signature(key.as_bytes(), &body, sig) {
+            tracing::warn!(path = %path, pipeline = %route.pipeline, "refused a webhook request: bad or missing signature");
+            return answer(
+                StatusCode::UNAUTHORIZED,
+                error(StatusCode::UNAUTHORIZED, format!("`{name}` must hold the body's HMAC-SHA256 in hex")),
+            );
+        }
+    }
     let events = match collect::parse_webhook(&route.format, &body, crate::time::now_ms()) {
         Ok(e) => e,
         Err(why) => {
@@ -289,4 +354,87 @@ async fn webhook(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         shared.metrics.coalesced(&route.pipeline);
     }
     answer(StatusCode::ACCEPTED, (StatusCode::ACCEPTED, Json(serde_json::json!({ "accepted": n }))).into_response())
+}
+
+/// `application/json`, or a `+json` type (parameters such as `charset` allowed).
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// Checks an HMAC-SHA256 signature (hex, optionally `sha256=`-prefixed) in constant time.
+fn valid_signature(key: &[u8], body: &[u8], given: &str) -> bool {
+    use hmac::Mac;
+    let hex = given.trim().strip_prefix("sha256=").unwrap_or(given.trim());
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return false;
+    }
+    let bytes: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0)).collect();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(body);
+    mac.verify_slice(&bytes).is_ok()
+}
+
+/// A token bucket: `rate` requests per second, bursts of as many.
+#[derive(Debug)]
+pub struct RateLimiter {
+    rate: f64,
+    tokens: f64,
+    last: Option<std::time::Instant>,
+}
+
+impl RateLimiter {
+    pub fn new(rate: f64) -> RateLimiter {
+        RateLimiter { rate, tokens: rate, last: None }
+    }
+
+    /// Whether a request at `now` may go on (taking a token).
+    pub fn allow(&mut self, now: std::time::Instant) -> bool {
+        if let Some(last) = self.last {
+            self.tokens = (self.tokens + now.saturating_duration_since(last).as_secs_f64() * self.rate).min(self.rate);
+        }
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limiter_allows_bursts_then_the_rate() {
+        let mut r = RateLimiter::new(3.0);
+        let t0 = std::time::Instant::now();
+        assert_eq!((0..5).filter(|_| r.allow(t0)).count(), 3);
+        assert!(r.allow(t0 + std::time::Duration::from_millis(340)));
+        assert!(!r.allow(t0 + std::time::Duration::from_millis(350)));
+    }
+
+    #[test]
+    fn signatures_and_content_types() {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"k").unwrap();
+        mac.update(b"{}");
+        let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        assert!(valid_signature(b"k", b"{}", &hex));
+        assert!(valid_signature(b"k", b"{}", &format!("sha256={hex}")));
+        assert!(!valid_signature(b"k", b"{ }", &hex));
+        assert!(!valid_signature(b"other", b"{}", &hex));
+        assert!(!valid_signature(b"k", b"{}", ""));
+        let h = |ct: &str| {
+            let mut m = axum::http::HeaderMap::new();
+            m.insert(header::CONTENT_TYPE, ct.parse().unwrap());
+            is_json(&m)
+        };
+        assert!(h("application/json") && h("application/json; charset=utf-8") && h("application/vnd.x+json"));
+        assert!(!h("text/plain") && !h("application/x-www-form-urlencoded") && !h("multipart/form-data"));
+        assert!(!is_json(&axum::http::HeaderMap::new()));
+    }
 }

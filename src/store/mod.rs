@@ -81,7 +81,13 @@ pub trait Store: Send + Sync {
     fn due_notifications<'a>(&'a self, now: i64, limit: i64) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>>;
     /// The outbox, newest first (all statuses).
     fn outbox<'a>(&'a self, limit: i64) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>>;
-    /// Keeps a notification pending for another attempt at `next`.
+    /// Records that a send of notification `id` starts now: a crash before its outcome is
+    /// recorded leaves the mark, which [`Store::interrupted_notifications`] finds.
+    fn mark_started(&self, id: i64, now: i64) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Pending notifications whose send started and never finished: in flight when the
+    /// engine last stopped. Call before the dispatcher starts.
+    fn interrupted_notifications(&self) -> BoxFuture<'_, Result<Vec<OutboxRow>, StoreError>>;
+    /// Keeps a notification pending for another attempt at `next` (clearing its start).
     fn reschedule_notification<'a>(&'a self, id: i64, attempts: u32, next: i64, why: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Marks a notification `sent`, `dry_run` or `failed`, with its audit record.
     fn finish_notification<'a>(
@@ -163,6 +169,12 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.map_err(open_err)?;
         for stmt in SCHEMA {
             sqlx::query(stmt).execute(&pool).await?;
+        }
+        // Added after the first release: when a send started (a crash leaves it set).
+        if let Err(e) = sqlx::query("ALTER TABLE outbox ADD COLUMN started_at INTEGER").execute(&pool).await {
+            if !e.to_string().contains("duplicate column") {
+                return Err(e.into());
+            }
         }
         Ok(SqliteStore { pool })
     }
@@ -372,9 +384,27 @@ impl Store for SqliteStore {
         })
     }
 
+    fn mark_started(&self, id: i64, now: i64) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query("UPDATE outbox SET started_at = ? WHERE id = ?").bind(now).bind(id).execute(&self.pool).await?;
+            Ok(())
+        })
+    }
+
+    fn interrupted_notifications(&self) -> BoxFuture<'_, Result<Vec<OutboxRow>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(&format!(
+                "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' AND started_at IS NOT NULL ORDER BY id"
+            ))
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.iter().filter_map(outbox_row).collect())
+        })
+    }
+
     fn reschedule_notification<'a>(&'a self, id: i64, attempts: u32, next: i64, why: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            sqlx::query("UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?")
+            sqlx::query("UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, started_at = NULL WHERE id = ?")
                 .bind(i64::from(attempts))
                 .bind(next)
                 .bind(why)

@@ -202,3 +202,74 @@ pub fn start_prometheus() -> Server {
     );
     Server { child, port, dir }
 }
+
+/// A `vigil run` of the real binary in a test directory, killed on drop.
+pub struct Engine {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Engine {
+    /// `vigil run FILE --state state --no-watch ARGS` in `dir` with `VIGIL_API_TOKEN`
+    /// set to `token`, stdout and stderr in `dir/stdout.log` and `dir/stderr.log`.
+    pub fn start(dir: &TempDir, file: &str, token: &str, env: &[(&str, String)], args: &[&str]) -> Engine {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        cmd.current_dir(dir.path())
+            .args(["run", file, "--state", "state", "--no-watch"])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("VIGIL_API_TOKEN", token)
+            .stdout(std::fs::File::create(dir.join("stdout.log")).unwrap())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(dir.join("stderr.log")).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let (child, port) = spawn_engine(&mut cmd, dir.path(), Some(&dir.join("stderr.log")));
+        Engine { child: Some(child), port, dir: dir.path().to_path_buf() }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-KILL", &c.id().to_string()]).status();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn incidents(&self) -> Vec<serde_json::Value> {
+        http_get(self.port, "/api/v1/incidents")
+            .and_then(|(_, b)| serde_json::from_str::<Vec<serde_json::Value>>(&b).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn incident(&self, id: &str) -> serde_json::Value {
+        http_get(self.port, &format!("/api/v1/incidents/{id}")).and_then(|(_, b)| serde_json::from_str(&b).ok()).unwrap_or_default()
+    }
+
+    /// Waits for the first incident whose status is `status`.
+    pub fn wait_incident(&self, status: &str) -> serde_json::Value {
+        wait_for(&format!("an incident {status}"), Duration::from_secs(60), || self.incidents().into_iter().find(|i| i["status"] == status))
+    }
+
+    /// Waits until every notification of the incident left the outbox (sent or failed).
+    pub fn wait_settled(&self, id: &str, count: usize) -> serde_json::Value {
+        wait_for("the notifications to settle", Duration::from_secs(60), || {
+            let v = self.incident(id);
+            let notes = v["notifications"].as_array()?;
+            (notes.len() >= count && notes.iter().all(|n| n["status"] != "pending")).then_some(v)
+        })
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stdout.log")).unwrap_or_default()
+    }
+}

@@ -7,23 +7,23 @@
 //! - a sample older than the last one of its series: skipped and counted (`out_of_order`);
 //!   a sample with the same timestamp as the last: skipped and counted (`duplicate`), the
 //!   first one wins — so downstream state never sees time go backwards;
-//! - a file shorter than the cursor (truncated or rotated): read again from the start,
-//!   with a warning;
+//! - a file rotated (renamed, deleted and recreated, copytruncated), also while vigil was
+//!   stopped: the rest of the old file is read, then the new one from its start; what
+//!   cannot be found is counted (`vigil_source_lost_rows_total`) — see [`super::tail`];
 //! - a huge file: read at most [`MAX_READ`] bytes per tick, the rest on later ticks;
 //! - an unreachable server, an HTTP error, a body that is not the expected format: the
 //!   stage fails the tick with the reason (retried per the stage's `retry` option); the
 //!   cursor does not move, so nothing is lost.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::data::{Data, Event, EventsData, SeriesColumn, SeriesData, SeriesId, Timestamp};
 use crate::runtime::{BoxFuture, OpCtx, OpError, Source};
 
-/// The most bytes a file source reads in one tick.
-pub const MAX_READ: usize = 64 << 20;
+use super::tail::Tail;
+pub use super::tail::MAX_READ;
 
 /// Per-series guard against time going backwards: drops out-of-order and duplicate
 /// samples, counting them.
@@ -102,43 +102,13 @@ pub fn split_csv(line: &str) -> Vec<std::borrow::Cow<'_, str>> {
     out
 }
 
-/// Reads a file from `offset`: at most [`MAX_READ`] bytes, whole lines only. Returns the
-/// bytes and the new offset; restarts from 0 when the file is shorter than `offset`.
-fn read_new_lines(path: &PathBuf, offset: u64) -> Result<(Vec<u8>, u64, bool), OpError> {
-    let mut f = std::fs::File::open(path).map_err(|e| OpError::Io(format!("cannot open `{}`: {e}", path.display())))?;
-    let len = f.metadata().map_err(|e| OpError::Io(format!("cannot stat `{}`: {e}", path.display())))?.len();
-    let (start, truncated) = if len < offset { (0, true) } else { (offset, false) };
-    f.seek(SeekFrom::Start(start)).map_err(|e| OpError::Io(format!("cannot seek `{}`: {e}", path.display())))?;
-    let want = ((len - start) as usize).min(MAX_READ);
-    let mut buf = vec![0u8; want];
-    f.read_exact(&mut buf).map_err(|e| OpError::Io(format!("cannot read `{}`: {e}", path.display())))?;
-    // Whole lines only: a line still being written is read on a later tick. A full read
-    // with no line break at all is not a line anyone is writing: it is skipped (the
-    // caller counts it) so that the source moves on.
-    match memchr::memrchr(b'\n', &buf) {
-        Some(i) => {
-            buf.truncate(i + 1);
-            Ok((buf, start + i as u64 + 1, truncated))
-        }
-        None if want == MAX_READ => Ok((Vec::new(), start + want as u64, truncated)),
-        None => Ok((Vec::new(), start, truncated)),
-    }
-}
-
-/// The cursor of a file source.
-#[derive(serde::Serialize, serde::Deserialize, Default, Clone, Debug)]
-struct FileCursor {
-    offset: u64,
-    header: Option<Vec<String>>,
-}
-
 /// `csv(path, timestamp_column, value_columns, labels)`.
 pub struct CsvSource {
     pub path: PathBuf,
     pub timestamp_column: String,
     pub value_columns: Vec<String>,
     pub labels: Vec<(String, String)>,
-    cursor: FileCursor,
+    tail: Tail,
     monotonic: Monotonic,
     ids: Vec<SeriesId>,
 }
@@ -146,18 +116,25 @@ pub struct CsvSource {
 impl CsvSource {
     pub fn new(path: PathBuf, timestamp_column: String, value_columns: Vec<String>, labels: Vec<(String, String)>) -> CsvSource {
         let ids = value_columns.iter().map(|c| SeriesId::new(c.clone(), labels.clone())).collect();
-        CsvSource { path, timestamp_column, value_columns, labels, cursor: FileCursor::default(), monotonic: Monotonic::default(), ids }
+        let tail = Tail::new(path.clone());
+        CsvSource { path, timestamp_column, value_columns, labels, tail, monotonic: Monotonic::default(), ids }
     }
 
-    /// Parses whole lines (the first is the header when none is known yet).
-    pub fn parse_lines(&mut self, text: &str, ctx: &mut OpCtx) -> Result<SeriesData, OpError> {
-        let mut out = Collector::default();
-        let mut lines = text.split('\n').enumerate().peekable();
-        if self.cursor.header.is_none() {
-            let Some((_, first)) = lines.next() else { return Ok(SeriesData::default()) };
-            self.cursor.header = Some(split_csv(first.trim_end_matches('\r')).into_iter().map(|c| c.into_owned()).collect());
+    /// Parses whole lines of one file into `out`; the first is the header when `header`
+    /// is not known yet (it is set then).
+    pub fn parse_lines(
+        &mut self,
+        text: &str,
+        header: &mut Option<Vec<String>>,
+        out: &mut Collector,
+        ctx: &mut OpCtx,
+    ) -> Result<(), OpError> {
+        let mut lines = text.split('\n');
+        if header.is_none() {
+            let Some(first) = lines.next() else { return Ok(()) };
+            *header = Some(split_csv(first.trim_end_matches('\r')).into_iter().map(|c| c.into_owned()).collect());
         }
-        let header = self.cursor.header.clone().unwrap_or_default();
+        let header = header.as_deref().unwrap_or_default();
         let ts_col = header.iter().position(|h| *h == self.timestamp_column).ok_or_else(|| {
             OpError::Invalid(format!(
                 "`{}` has no column `{}`; its columns are: {}",
@@ -172,7 +149,7 @@ impl CsvSource {
                 OpError::Invalid(format!("`{}` has no column `{c}`; its columns are: {}", self.path.display(), header.join(", ")))
             })?);
         }
-        for (_, line) in lines {
+        for line in lines {
             let line = line.trim_end_matches('\r');
             if line.trim().is_empty() {
                 continue;
@@ -198,74 +175,35 @@ impl CsvSource {
                 }
             }
         }
-        Ok(out.finish())
-    }
-}
-
-impl FileCursor {
-    /// Reads what was appended to `path` since the cursor, off the async threads. Skipped
-    /// bytes (a full read without a line break) are counted; a truncated file restarts
-    /// from the beginning (`on_truncate` resets what depends on the old content). Returns
-    /// the text and the offset to commit once it has been used.
-    async fn read_new(&mut self, path: &std::path::Path, ctx: &mut OpCtx) -> Result<(String, u64), OpError> {
-        let owned = path.to_path_buf();
-        let offset = self.offset;
-        let (buf, next, truncated) =
-            tokio::task::spawn_blocking(move || read_new_lines(&owned, offset)).await.map_err(|e| OpError::Io(e.to_string()))??;
-        if truncated {
-            tracing::warn!(file = %path.display(), "the file is shorter than what was read: reading it again from the start");
-            self.header = None;
-        }
-        if buf.is_empty() && next > offset {
-            ctx.skip("malformed_row");
-            tracing::warn!(file = %path.display(), bytes = next - offset, "skipped bytes without a line break");
-        }
-        Ok((String::from_utf8_lossy(&buf).into_owned(), next))
-    }
-
-    fn save(&self) -> Option<String> {
-        serde_json::to_string(self).ok()
-    }
-
-    fn load(&mut self, path: &std::path::Path, cursor: &str) {
-        match serde_json::from_str(cursor) {
-            Ok(c) => *self = c,
-            Err(e) => tracing::warn!(file = %path.display(), error = %e, "ignoring an unreadable cursor"),
-        }
+        Ok(())
     }
 }
 
 impl Source for CsvSource {
     fn collect<'a>(&'a mut self, ctx: &'a mut OpCtx) -> BoxFuture<'a, Result<Data, OpError>> {
         Box::pin(async move {
-            let path = self.path.clone();
-            let (text, next) = self.cursor.read_new(&path, ctx).await?;
-            if text.is_empty() {
-                self.cursor.offset = next;
-                return Ok(Data::Series(Arc::new(SeriesData::default())));
-            }
-            let saved = self.cursor.header.clone();
-            match self.parse_lines(&text, ctx) {
-                Ok(data) => {
-                    // Commit only once parsing succeeded, so a failed tick reads the same
-                    // bytes again.
-                    self.cursor.offset = next;
-                    Ok(Data::Series(Arc::new(data)))
-                }
-                Err(e) => {
-                    self.cursor.header = saved;
-                    Err(e)
+            let mut read = self.tail.read(ctx).await?;
+            let mut out = Collector::default();
+            for chunk in std::mem::take(&mut read.chunks) {
+                let mut header = chunk.header;
+                self.parse_lines(&chunk.text, &mut header, &mut out, ctx)?;
+                if let Some(h) = read.header_mut(chunk.slot) {
+                    *h = header;
                 }
             }
+            // Commit only once parsing succeeded, so a failed tick reads the same rows
+            // again.
+            self.tail.commit(read.next);
+            Ok(Data::Series(Arc::new(out.finish())))
         })
     }
 
     fn cursor(&self) -> Option<String> {
-        self.cursor.save()
+        self.tail.save()
     }
 
     fn restore(&mut self, cursor: &str) {
-        self.cursor.load(&self.path, cursor);
+        self.tail.restore(cursor);
     }
 }
 
@@ -275,15 +213,15 @@ pub struct JsonlSource {
     pub timestamp_field: String,
     pub value_field: String,
     pub label_fields: Vec<String>,
-    cursor: FileCursor,
+    tail: Tail,
     monotonic: Monotonic,
 }
 
 impl JsonlSource {
     pub fn new(path: PathBuf, timestamp_field: String, value_field: String, label_fields: Vec<String>) -> JsonlSource {
-        JsonlSource { path, timestamp_field, value_field, label_fields, cursor: FileCursor::default(), monotonic: Monotonic::default() }
+        let tail = Tail::new(path.clone());
+        JsonlSource { path, timestamp_field, value_field, label_fields, tail, monotonic: Monotonic::default() }
     }
-
     fn parse_line(&mut self, line: &str, out: &mut Collector, ctx: &mut OpCtx) {
         let Ok(serde_json::Value::Object(obj)) = serde_json::from_str::<serde_json::Value>(line) else {
             ctx.skip("malformed_row");
@@ -326,25 +264,26 @@ impl JsonlSource {
 impl Source for JsonlSource {
     fn collect<'a>(&'a mut self, ctx: &'a mut OpCtx) -> BoxFuture<'a, Result<Data, OpError>> {
         Box::pin(async move {
-            let path = self.path.clone();
-            let (text, next) = self.cursor.read_new(&path, ctx).await?;
+            let read = self.tail.read(ctx).await?;
             let mut out = Collector::default();
-            for line in text.split('\n') {
-                if !line.trim().is_empty() {
-                    self.parse_line(line, &mut out, ctx);
+            for chunk in &read.chunks {
+                for line in chunk.text.split('\n') {
+                    if !line.trim().is_empty() {
+                        self.parse_line(line, &mut out, ctx);
+                    }
                 }
             }
-            self.cursor.offset = next;
+            self.tail.commit(read.next);
             Ok(Data::Series(Arc::new(out.finish())))
         })
     }
 
     fn cursor(&self) -> Option<String> {
-        self.cursor.save()
+        self.tail.save()
     }
 
     fn restore(&mut self, cursor: &str) {
-        self.cursor.load(&self.path, cursor);
+        self.tail.restore(cursor);
     }
 }
 
@@ -742,7 +681,9 @@ mod tests {
         let mut src = CsvSource::new("t.csv".into(), "timestamp".into(), vec!["value".into()], vec![]);
         let mut ctx = OpCtx::new(0);
         let text = "timestamp,value\n2014-04-01 00:00:00,1.5\nnot a date,2\n2014-04-01 00:05:00,abc\n2014-04-01 00:05:00,NaN\n2014-04-01 00:10:00,3\n2014-04-01 00:10:00,4\n2014-04-01 00:05:00,5\n";
-        let data = src.parse_lines(text, &mut ctx).unwrap();
+        let mut out = Collector::default();
+        src.parse_lines(text, &mut None, &mut out, &mut ctx).unwrap();
+        let data = out.finish();
         assert_eq!(data.series.len(), 1);
         assert_eq!(data.series[0].values, vec![1.5, 3.0]);
         let count = |r: &str| ctx.skipped.iter().find(|(k, _)| *k == r).map_or(0, |(_, n)| *n);
@@ -752,7 +693,7 @@ mod tests {
     #[test]
     fn csv_without_the_timestamp_column_is_an_error() {
         let mut src = CsvSource::new("t.csv".into(), "timestamp".into(), vec!["value".into()], vec![]);
-        let err = src.parse_lines("time,value\n1,2\n", &mut OpCtx::new(0)).unwrap_err();
+        let err = src.parse_lines("time,value\n1,2\n", &mut None, &mut Collector::default(), &mut OpCtx::new(0)).unwrap_err();
         assert!(err.to_string().contains("no column `timestamp`"), "{err}");
     }
 

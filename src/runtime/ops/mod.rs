@@ -6,6 +6,7 @@ pub mod learn;
 pub mod predict;
 pub mod preprocess;
 pub mod respond;
+pub mod tail;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -199,6 +200,10 @@ pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
         }
         "webhook_events" => {
             let queue = env.webhook_queue.clone().ok_or_else(|| invalid("webhook_events needs an `on webhook` trigger".into()))?;
+            // The route checks these on every request: a secret that does not resolve
+            // fails the build (and so the reload) rather than leaving the path open.
+            p.secret("token")?;
+            p.secret("hmac")?;
             Step::Source(Box::new(collect::WebhookSource { queue }))
         }
         "resample" => Step::Op(Box::new(Resample::new(p.dur("every").unwrap_or(60_000), Agg::parse(&p.str("agg")).unwrap_or(Agg::Mean)))),
@@ -356,7 +361,18 @@ fn build_respond(node: &StageNode, env: &BuildEnv, p: &P<'_>) -> Result<Step, Bu
                 return Err(invalid("`command` is empty: give the program and its arguments".into()));
             }
             let timeout = std::time::Duration::from_millis(p.dur("timeout").unwrap_or(30_000).max(1) as u64);
-            Kind::Exec { argv, timeout, env: p.strs("env") }
+            let allow = match p.str("allow").as_str() {
+                "" => crate::respond::channels::DEFAULT_EXEC_ALLOW.to_owned(),
+                a => a.to_owned(),
+            };
+            let allow = regex::Regex::new(&allow).map_err(|e| invalid(format!("`allow` is not a valid regular expression: {e}")))?;
+            Kind::Exec(Box::new(crate::respond::channels::Exec {
+                argv,
+                timeout,
+                env: p.strs("env"),
+                allow,
+                retry_on_crash: p.bool("retry_on_crash"),
+            }))
         }
         other => return Err(invalid(format!("`{other}` is not a respond operator"))),
     };

@@ -1,0 +1,476 @@
+//! Rotation-safe reading of a file that grows by appends (the `csv` and `jsonl` sources).
+//!
+//! A [`Tail`] follows a *path*, not a file: the file at the path may be replaced by
+//! rotation while vigil runs or while it is stopped. Every row is read once:
+//!
+//! - **Identity.** The cursor records the file's device and inode and a fingerprint (FNV-1a
+//!   of its first [`FP_MAX`] bytes, widened as the file grows). The file at the path is the
+//!   one being read when all three match and it is at least as long as the offset.
+//! - **Rename, or delete and recreate** (logrotate's `create`): the file at the path has
+//!   another inode. The old file is drained from the offset to its end — through the handle
+//!   kept open since the last tick (which reads a deleted file too), else found again by its
+//!   inode among the files of the same directory — including a last line without a line
+//!   break. Files rotated in between (two rotations between ticks) are siblings whose name
+//!   starts like the path's and that were written after the old file: they are read whole,
+//!   oldest first. Then the new file is read from its start.
+//! - **copytruncate**: same inode, but shorter than the offset or with other first bytes.
+//!   The copy is looked for among the siblings by the fingerprint and drained from the
+//!   offset; then the file is read from its start.
+//! - **What cannot be found is counted**: when the rest of a rotated file is gone (deleted
+//!   while vigil was stopped, compressed, or a copytruncate whose copy is not beside it),
+//!   `vigil_source_lost_rows_total{reason="rotated_file_missing"}` counts the event once
+//!   (how many rows it held is unknowable) and a warning says which file and offset.
+//!   copytruncate's own race — rows written between the copy and the truncation — cannot
+//!   be seen by any reader.
+//!
+//! A file still being appended to is read in whole lines; a partial last line waits for
+//! the next tick. At most [`MAX_READ`] bytes are read per tick; a backlog of rotated files
+//! is drained over as many ticks as it needs, and is part of the cursor, so a restart
+//! goes on where it stopped.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::runtime::{OpCtx, OpError};
+
+/// The most bytes a file source reads in one tick.
+pub const MAX_READ: usize = 64 << 20;
+
+/// The most bytes the fingerprint covers.
+pub const FP_MAX: u64 = 256;
+
+/// A file's identity on this machine.
+type FileId = (u64, u64);
+
+/// Where reading one file stands: persisted in the source's cursor.
+#[derive(serde::Serialize, serde::Deserialize, Default, Clone, Debug, PartialEq)]
+pub struct FilePos {
+    /// Bytes consumed (always just after a line break, or the file's end once drained).
+    pub offset: u64,
+    /// The first line, for sources that read one (CSV's header).
+    #[serde(default)]
+    pub header: Option<Vec<String>>,
+    #[serde(default)]
+    pub dev: u64,
+    /// 0: not known yet (a new cursor, or one written before rotation was tracked).
+    #[serde(default)]
+    pub ino: u64,
+    /// How many leading bytes `fp` covers.
+    #[serde(default)]
+    pub fp_len: u64,
+    #[serde(default)]
+    pub fp: u64,
+}
+
+impl FilePos {
+    fn id(&self) -> FileId {
+        (self.dev, self.ino)
+    }
+
+    fn fresh(id: FileId) -> FilePos {
+        FilePos { dev: id.0, ino: id.1, ..FilePos::default() }
+    }
+}
+
+/// The whole cursor: the current file and rotated files still to drain, oldest first.
+#[derive(serde::Serialize, serde::Deserialize, Default, Clone, Debug, PartialEq)]
+pub struct TailState {
+    #[serde(flatten)]
+    pub current: FilePos,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backlog: Vec<FilePos>,
+}
+
+/// Which file a chunk came from, to find its parser state in [`TailRead::next`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// A rotated file read to its end in this tick.
+    Drained,
+    /// `next.backlog[i]`: a rotated file with more to read on a later tick.
+    Backlog(usize),
+    /// `next.current`.
+    Current,
+}
+
+/// Whole lines of one file.
+#[derive(Debug)]
+pub struct Chunk {
+    pub text: String,
+    pub slot: Slot,
+    /// The file's header as known before this chunk (None: the chunk starts the file).
+    pub header: Option<Vec<String>>,
+}
+
+/// What one tick read, and the cursor to commit once it has been used.
+#[derive(Debug)]
+pub struct TailRead {
+    pub chunks: Vec<Chunk>,
+    pub next: TailState,
+}
+
+impl TailRead {
+    /// The parser state of the file a chunk came from, in the cursor to commit.
+    pub fn header_mut(&mut self, slot: Slot) -> Option<&mut Option<Vec<String>>> {
+        match slot {
+            Slot::Drained => None,
+            Slot::Backlog(i) => self.next.backlog.get_mut(i).map(|p| &mut p.header),
+            Slot::Current => Some(&mut self.next.current.header),
+        }
+    }
+}
+
+/// Follows one path across rotations.
+pub struct Tail {
+    pub path: PathBuf,
+    pub state: TailState,
+    /// Open handles of the files in `state`, so a file renamed or deleted since the last
+    /// tick can still be drained. Not persisted.
+    handles: HashMap<FileId, File>,
+}
+
+/// Things seen while reading, reported on the async side.
+#[derive(Default)]
+struct Report {
+    warnings: Vec<String>,
+    lost: Vec<(&'static str, u64)>,
+    skipped_bytes: u64,
+}
+
+impl Tail {
+    pub fn new(path: PathBuf) -> Tail {
+        Tail { path, state: TailState::default(), handles: HashMap::new() }
+    }
+
+    /// Restores a persisted cursor (the forms written by this and earlier versions).
+    pub fn restore(&mut self, cursor: &str) {
+        match serde_json::from_str(cursor) {
+            Ok(s) => {
+                self.state = s;
+                self.handles.clear();
+            }
+            Err(e) => tracing::warn!(file = %self.path.display(), error = %e, "ignoring an unreadable cursor"),
+        }
+    }
+
+    pub fn save(&self) -> Option<String> {
+        serde_json::to_string(&self.state).ok()
+    }
+
+    /// Commits what [`Tail::read`] returned once its rows have been used.
+    pub fn commit(&mut self, next: TailState) {
+        let keep: Vec<FileId> = std::iter::once(next.current.id()).chain(next.backlog.iter().map(FilePos::id)).collect();
+        self.handles.retain(|id, _| keep.contains(id));
+        self.state = next;
+    }
+
+    /// Reads what was written since the cursor, off the async threads. Nothing is
+    /// committed: call [`Tail::commit`] with `next` once the rows are used, so a failed
+    /// tick reads the same rows again.
+    ///
+    /// # Errors
+    /// The path cannot be opened and no rotated file is left to drain; an I/O error.
+    pub async fn read(&mut self, ctx: &mut OpCtx) -> Result<TailRead, OpError> {
+        let path = self.path.clone();
+        let state = self.state.clone();
+        let handles = std::mem::take(&mut self.handles);
+        let (result, handles, report) = tokio::task::spawn_blocking(move || {
+            let mut handles = handles;
+            let mut report = Report::default();
+            let r = read_blocking(&path, state, &mut handles, &mut report);
+            (r, handles, report)
+        })
+        .await
+        .map_err(|e| OpError::Io(e.to_string()))?;
+        self.handles = handles;
+        for w in &report.warnings {
+            tracing::warn!(file = %self.path.display(), "{w}");
+        }
+        for (reason, n) in report.lost {
+            ctx.lose(reason, n);
+        }
+        if report.skipped_bytes > 0 {
+            ctx.skip("malformed_row");
+            tracing::warn!(file = %self.path.display(), bytes = report.skipped_bytes, "skipped bytes without a line break");
+        }
+        result
+    }
+}
+
+/// FNV-1a over the first `len` bytes of `f`; None when it is shorter.
+fn fingerprint(f: &mut File, len: u64) -> std::io::Result<Option<u64>> {
+    if len == 0 {
+        return Ok(Some(0));
+    }
+    let mut buf = vec![0u8; len as usize];
+    f.seek(SeekFrom::Start(0))?;
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read(&mut buf[got..])? {
+            0 => return Ok(None),
+            n => got += n,
+        }
+    }
+    Ok(Some(buf.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))))
+}
+
+fn id_of(meta: &std::fs::Metadata) -> FileId {
+    (meta.dev(), meta.ino())
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> OpError {
+    OpError::Io(format!("cannot {what} `{}`: {e}", path.display()))
+}
+
+/// Regular files beside `path` whose name starts like its own (`r.csv.1`, `r-2026.csv`),
+/// with their metadata; compressed ones are left out (they cannot be read as text).
+fn siblings(path: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return Vec::new() };
+    let stem = name.split('.').next().unwrap_or(name);
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let file_name = e.file_name();
+        let Some(n) = file_name.to_str() else { continue };
+        if n == name || !n.starts_with(stem) || [".gz", ".zst", ".bz2", ".xz", ".zip"].iter().any(|x| n.ends_with(x)) {
+            continue;
+        }
+        let p = e.path();
+        if let Ok(meta) = std::fs::metadata(&p) {
+            if meta.is_file() {
+                out.push((p, meta));
+            }
+        }
+    }
+    out
+}
+
+/// Reads from `pos.offset` to the end (`drain`: the file no longer grows, a last line
+/// without a break is a line) or to the last line break, within `budget`. Returns the
+/// text and whether the file was read to its end.
+fn read_from(f: &mut File, pos: &mut FilePos, budget: &mut usize, drain: bool, report: &mut Report) -> std::io::Result<(Vec<u8>, bool)> {
+    let len = f.metadata()?.len();
+    if len <= pos.offset || *budget == 0 {
+        return Ok((Vec::new(), len <= pos.offset));
+    }
+    f.seek(SeekFrom::Start(pos.offset))?;
+    let want = ((len - pos.offset) as usize).min(*budget);
+    let mut buf = vec![0u8; want];
+    f.read_exact(&mut buf)?;
+    let all = want as u64 == len - pos.offset;
+    if drain && all {
+        pos.offset = len;
+        *budget -= want;
+        if buf.last() != Some(&b'\n') {
+            buf.push(b'\n');
+        }
+        return Ok((buf, true));
+    }
+    match memchr::memrchr(b'\n', &buf) {
+        Some(i) => {
+            buf.truncate(i + 1);
+            pos.offset += i as u64 + 1;
+            *budget -= i + 1;
+            Ok((buf, false))
+        }
+        // A full read with no line break is no line anyone is writing: skip it (counted)
+        // so that the source moves on.
+        None if want == MAX_READ => {
+            pos.offset += want as u64;
+            *budget -= want;
+            report.skipped_bytes += want as u64;
+            Ok((Vec::new(), false))
+        }
+        None => Ok((Vec::new(), false)),
+    }
+}
+
+/// Widens the fingerprint of the current file to what it now holds (up to [`FP_MAX`]).
+fn widen_fingerprint(f: &mut File, pos: &mut FilePos, len: u64) -> std::io::Result<()> {
+    let want = len.min(FP_MAX);
+    if want > pos.fp_len {
+        if let Some(fp) = fingerprint(f, want)? {
+            pos.fp = fp;
+            pos.fp_len = want;
+        }
+    }
+    Ok(())
+}
+
+/// Opens a rotated file of the backlog: its kept handle, else a sibling with its inode.
+fn open_rotated(path: &Path, pos: &FilePos, handles: &mut HashMap<FileId, File>) -> Option<File> {
+    if let Some(f) = handles.remove(&pos.id()) {
+        return Some(f);
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        if let Ok(meta) = std::fs::metadata(e.path()) {
+            if meta.is_file() && id_of(&meta) == pos.id() {
+                return File::open(e.path()).ok();
+            }
+        }
+    }
+    None
+}
+
+fn read_blocking(path: &Path, mut state: TailState, handles: &mut HashMap<FileId, File>, report: &mut Report) -> Result<TailRead, OpError> {
+    let opened = File::open(path).and_then(|f| f.metadata().map(|m| (f, m)));
+    let (mut file, meta) = match opened {
+        Ok(x) => x,
+        Err(e) => {
+            // Deleted and not recreated yet: what is still readable through the kept
+            // handle is read; the rest waits for the file to appear.
+            if state.current.ino != 0 {
+                if let Some(mut f) = handles.remove(&state.current.id()) {
+                    let mut budget = MAX_READ;
+                    let header = state.current.header.clone();
+                    let (buf, _) =
+                        read_from(&mut f, &mut state.current, &mut budget, false, report).map_err(|e| io_err("read", path, e))?;
+                    handles.insert(state.current.id(), f);
+                    let chunks = if buf.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![Chunk { text: String::from_utf8_lossy(&buf).into_owned(), slot: Slot::Current, header }]
+                    };
+                    return Ok(TailRead { chunks, next: state });
+                }
+            }
+            return Err(io_err("open", path, e));
+        }
+    };
+    let id = id_of(&meta);
+    let len = meta.len();
+    let cur = &state.current;
+    if cur.ino == 0 {
+        // A new cursor, or one from before rotation was tracked (offset only).
+        if len < cur.offset {
+            report.warnings.push("the file is shorter than what was read: reading it again from the start".into());
+            state.current = FilePos::fresh(id);
+        } else {
+            state.current.dev = id.0;
+            state.current.ino = id.1;
+        }
+    } else {
+        let same_content = cur.fp_len == 0
+            || (len >= cur.fp_len && fingerprint(&mut file, cur.fp_len).map_err(|e| io_err("read", path, e))? == Some(cur.fp));
+        if id != cur.id() {
+            rotated(path, &mut state, id, handles, report);
+        } else if !same_content || len < cur.offset {
+            copy_truncated(path, &mut state, id, handles, report);
+        }
+    }
+
+    // Drain the backlog, oldest first, then read the current file.
+    let mut budget = MAX_READ;
+    let mut chunks = Vec::new();
+    let mut backlog = Vec::new();
+    let pending = std::mem::take(&mut state.backlog);
+    let mut blocked = false;
+    for mut pos in pending {
+        if blocked {
+            backlog.push(pos);
+            continue;
+        }
+        let Some(mut f) = open_rotated(path, &pos, handles) else {
+            report
+                .warnings
+                .push(format!("a rotated file (inode {}) with unread rows from byte {} is gone; those rows are lost", pos.ino, pos.offset));
+            report.lost.push(("rotated_file_missing", 1));
+            continue;
+        };
+        let header = pos.header.clone();
+        let (buf, done) = read_from(&mut f, &mut pos, &mut budget, true, report).map_err(|e| io_err("read", path, e))?;
+        let slot = if done { Slot::Drained } else { Slot::Backlog(backlog.len()) };
+        if !buf.is_empty() {
+            chunks.push(Chunk { text: String::from_utf8_lossy(&buf).into_owned(), slot, header });
+        }
+        if !done {
+            handles.insert(pos.id(), f);
+            backlog.push(pos);
+            blocked = true;
+        }
+    }
+    state.backlog = backlog;
+    if !blocked {
+        let header = state.current.header.clone();
+        let (buf, _) = read_from(&mut file, &mut state.current, &mut budget, false, report).map_err(|e| io_err("read", path, e))?;
+        if !buf.is_empty() {
+            chunks.push(Chunk { text: String::from_utf8_lossy(&buf).into_owned(), slot: Slot::Current, header });
+        }
+    }
+    let now_len = len.max(state.current.offset);
+    widen_fingerprint(&mut file, &mut state.current, now_len).map_err(|e| io_err("read", path, e))?;
+    handles.insert(id, file);
+    Ok(TailRead { chunks, next: state })
+}
+
+/// The path holds another file: the old one joins the backlog (if it still exists), and
+/// so do files rotated after it; the new one is read from its start.
+fn rotated(path: &Path, state: &mut TailState, new_id: FileId, handles: &mut HashMap<FileId, File>, report: &mut Report) {
+    let old = std::mem::replace(&mut state.current, FilePos::fresh(new_id));
+    let known: Vec<FileId> = std::iter::once(old.id()).chain(state.backlog.iter().map(FilePos::id)).chain([new_id]).collect();
+    // The old file's last write: files written after it were rotated after it.
+    let old_mtime = match open_rotated(path, &old, handles) {
+        Some(f) => {
+            let m = f.metadata().ok().map(|m| (m.mtime(), m.mtime_nsec()));
+            handles.insert(old.id(), f);
+            state.backlog.push(old);
+            m
+        }
+        None => {
+            report.warnings.push(format!(
+                "the file was rotated and the old one (inode {}) is gone: rows after byte {} may be lost",
+                old.ino, old.offset
+            ));
+            report.lost.push(("rotated_file_missing", 1));
+            None
+        }
+    };
+    report.warnings.push("the file was rotated: reading the rest of the old file, then the new one from its start".into());
+    if let Some(old_mtime) = old_mtime {
+        let mut between: Vec<_> =
+            siblings(path).into_iter().filter(|(_, m)| !known.contains(&id_of(m)) && (m.mtime(), m.mtime_nsec()) >= old_mtime).collect();
+        between.sort_by_key(|(_, m)| (m.mtime(), m.mtime_nsec()));
+        for (p, m) in between {
+            if let Ok(f) = File::open(&p) {
+                report.warnings.push(format!("reading `{}`, rotated since the last read", p.display()));
+                handles.insert(id_of(&m), f);
+                state.backlog.push(FilePos::fresh(id_of(&m)));
+            }
+        }
+    }
+}
+
+/// Same inode, other content (copytruncate): the copy beside it is drained from the
+/// offset, then the file is read from its start.
+fn copy_truncated(path: &Path, state: &mut TailState, id: FileId, handles: &mut HashMap<FileId, File>, report: &mut Report) {
+    let old = std::mem::replace(&mut state.current, FilePos::fresh(id));
+    handles.remove(&id);
+    report.warnings.push("the file was truncated or rewritten: reading it again from the start".into());
+    if old.offset == 0 || old.fp_len == 0 {
+        return;
+    }
+    let mut copies: Vec<_> = siblings(path)
+        .into_iter()
+        .filter(|(_, m)| m.len() >= old.offset && !state.backlog.iter().any(|b| b.id() == id_of(m)))
+        .filter_map(|(p, m)| {
+            let mut f = File::open(&p).ok()?;
+            (fingerprint(&mut f, old.fp_len).ok()?? == old.fp).then_some((p, m, f))
+        })
+        .collect();
+    copies.sort_by_key(|(_, m, _)| std::cmp::Reverse((m.mtime(), m.mtime_nsec())));
+    match copies.into_iter().next() {
+        Some((p, m, f)) => {
+            report.warnings.push(format!("reading the rest of its copy `{}`", p.display()));
+            handles.insert(id_of(&m), f);
+            state.backlog.push(FilePos { dev: m.dev(), ino: m.ino(), ..old });
+        }
+        None => {
+            report.warnings.push(format!("no copy of the old content found beside it: rows after byte {} may be lost", old.offset));
+            report.lost.push(("rotated_file_missing", 1));
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! The engine under hostile or unlucky conditions, end to end with the real binary: slow
+//! and idle connections under a small open-file limit, lying `Content-Length`s, webhook
+//! authentication, content types and rate limits, command arguments chosen by a webhook's
+//! caller, API roles and the Host header, and a remediation interrupted by `kill -9`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const TOKEN: &str = "hardening-token-42";
+
+fn write(dir: &TempDir, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+fn metric(port: u16, name: &str) -> f64 {
+    let (_, text) = http_get(port, "/metrics").unwrap_or_default();
+    text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
+
+/// A connection that sent half a request header and nothing more.
+fn slow_connection(port: u16) -> Option<TcpStream> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").ok()?;
+    Some(s)
+}
+
+#[test]
+fn slow_connections_beyond_the_open_file_limit_do_not_starve_healthz_or_the_api() {
+    let dir = TempDir::new("hard-slow");
+    write(&dir, "p.vigil", "pipeline p {\n  every 1s\n  collect raw = synthetic(seed: 1)\n  predict s = zscore(raw, window: 5m)\n}\n");
+    // 256 open files at most (soft and hard): the engine caps its connections at a third.
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(dir.path())
+        .args([
+            "-c",
+            "ulimit -n 256 && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_vigil"),
+            "run",
+            "p.vigil",
+            "--state",
+            "state",
+            "--no-watch",
+        ])
+        .env("NO_COLOR", "1")
+        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
+    let (mut child, port) = spawn_engine(&mut cmd, dir.path(), Some(&dir.join("stderr.log")));
+    // 600 slow clients: more than the file limit allows at once.
+    let mut held = Vec::new();
+    for _ in 0..600 {
+        if let Some(s) = slow_connection(port) {
+            held.push(s);
+        }
+    }
+    for _ in 0..5 {
+        let (code, body) = http_get(port, "/healthz").expect("/healthz answers under attack");
+        assert_eq!(code, 200, "{body}");
+        let (code, _) = http_get(port, "/api/v1/status").expect("the API answers under attack");
+        assert_eq!(code, 200);
+    }
+    assert!(metric(port, "vigil_http_connections_shed_total{reason=\"evicted\"}") > 0.0, "slow connections were evicted");
+    let open = metric(port, "vigil_http_connections ");
+    assert!(open <= 86.0, "the cap holds: {open} open");
+    drop(held);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn trickling_headers_idle_keepalives_and_lying_lengths_get_an_answer_or_are_closed() {
+    let dir = TempDir::new("hard-timeouts");
+    write(&dir, "p.vigil", "pipeline p {\n  on webhook \"/hooks/in\"\n  collect ev = webhook_events()\n}\n");
+    let e = Engine::start(&dir, "p.vigil", TOKEN, &[], &["--http-header-timeout", "1s"]);
+    // Half a header: closed after the header timeout.
+    let mut s = slow_connection(e.port).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut buf = Vec::new();
+    let n = s.read_to_end(&mut buf).unwrap_or(0);
+    assert!(n == 0 || String::from_utf8_lossy(&buf).contains("408"), "closed: {}", String::from_utf8_lossy(&buf));
+    // An idle keep-alive connection after a request: closed too.
+    let mut s = TcpStream::connect(("127.0.0.1", e.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "the idle connection is closed");
+    // A body announced far larger than the route takes: 413 at once, nothing read.
+    for (path, headers) in [
+        ("/api/v1/silences", vec![("Authorization", format!("Bearer {TOKEN}")), ("Content-Type", "application/json".to_owned())]),
+        ("/hooks/in", vec![("Content-Type", "application/json".to_owned())]),
+    ] {
+        let mut s = TcpStream::connect(("127.0.0.1", e.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut req = format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000000000000000\r\n");
+        for (k, v) in &headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let n = s.read(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 413"), "{path}: {}", String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+fn hmac_hex(key: &[u8], body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(body);
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn webhooks_need_their_token_or_signature_json_and_stay_within_their_rate() {
+    let dir = TempDir::new("hard-hooks");
+    write(
+        &dir,
+        "p.vigil",
+        r#"pipeline bearer {
+  on webhook "/hooks/bearer"
+  collect ev = webhook_events(token: secret("env:HOOK_TOKEN"), rate_limit: 3)
+}
+
+pipeline signed {
+  on webhook "/hooks/signed"
+  collect ev = webhook_events(hmac: secret("env:HOOK_KEY"), signature_header: "X-Hub-Signature-256")
+}
+"#,
+    );
+    let e = Engine::start(&dir, "p.vigil", TOKEN, &[("HOOK_TOKEN", "tok-1".into()), ("HOOK_KEY", "key-2".into())], &[]);
+    let json = ("Content-Type", "application/json");
+    let post = |path: &str, body: &str, headers: &[(&str, &str)]| http("POST", e.port, path, body, headers).unwrap().0;
+    assert_eq!(post("/hooks/bearer", "{}", &[json]), 401);
+    assert_eq!(post("/hooks/bearer", "{}", &[json, ("Authorization", "Bearer wrong")]), 401);
+    assert_eq!(post("/hooks/bearer", "{}", &[("Content-Type", "text/plain"), ("Authorization", "Bearer tok-1")]), 415);
+    // The bucket holds 3 requests (refilled at 3/s): once one is accepted, a burst of six
+    // goes beyond it.
+    wait_for("a request with the token accepted", Duration::from_secs(30), || {
+        (post("/hooks/bearer", "{}", &[json, ("Authorization", "Bearer tok-1")]) == 202).then_some(())
+    });
+    let codes: Vec<u16> = (0..6).map(|_| post("/hooks/bearer", "{}", &[json, ("Authorization", "Bearer tok-1")])).collect();
+    assert!(codes.contains(&429), "the rate limit answers 429: {codes:?}");
+    assert!(codes.iter().all(|c| *c == 202 || *c == 429), "{codes:?}");
+    let body = r#"{"msg": "hi"}"#;
+    let sig = format!("sha256={}", hmac_hex(b"key-2", body.as_bytes()));
+    assert_eq!(post("/hooks/signed", body, &[json, ("X-Hub-Signature-256", &sig)]), 202);
+    assert_eq!(post("/hooks/signed", r#"{"msg": "tampered"}"#, &[json, ("X-Hub-Signature-256", &sig)]), 401);
+    assert_eq!(post("/hooks/signed", body, &[json]), 401);
+    // A secret that does not resolve fails the start: the path is never left open.
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .current_dir(dir.path())
+        .args(["run", "p.vigil", "--state", "state2", "--no-watch", "--listen", "127.0.0.1:0"])
+        .env_remove("HOOK_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HOOK_TOKEN"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_webhook_caller_cannot_choose_command_options_or_paths() {
+    let dir = TempDir::new("hard-exec-args");
+    write(
+        &dir,
+        "p.vigil",
+        r#"pipeline p {
+  on webhook "/hooks/am"
+  collect events = webhook_events(format: "alertmanager")
+  preprocess counts = aggregate(events, by: ["alertname"], op: "count")
+  predict hot = threshold(counts, above: 0.5)
+  respond fix = exec(hot, command: ["touch", "{{ labels.alertname }}"])
+}
+"#,
+    );
+    let e = Engine::start(&dir, "p.vigil", TOKEN, &[], &[]);
+    let alert = |name: &str| {
+        format!(
+            r#"{{"version":"4","status":"firing","receiver":"v","groupKey":"g","groupLabels":{{}},"commonLabels":{{}},"commonAnnotations":{{}},"externalURL":"x","alerts":[{{"status":"firing","labels":{{"alertname":"{name}"}},"annotations":{{}},"startsAt":"2024-01-01T00:00:00Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"{name}"}}]}}"#
+        )
+    };
+    for name in ["--help", "../escaped", "web-1"] {
+        let (code, body) = http("POST", e.port, "/hooks/am", &alert(name), &[("Content-Type", "application/json")]).unwrap();
+        assert_eq!(code, 202, "{body}");
+    }
+    wait_for("the good command to run", Duration::from_secs(60), || dir.join("web-1").exists().then_some(()));
+    let refused = wait_for("both bad commands refused", Duration::from_secs(60), || {
+        let notes: Vec<serde_json::Value> = e
+            .incidents()
+            .iter()
+            .map(|i| e.incident(i["id"].as_str().unwrap()))
+            .flat_map(|v| v["notifications"].as_array().cloned().unwrap_or_default())
+            .filter(|n| n["status"] == "failed")
+            .collect();
+        (notes.len() >= 2).then_some(notes)
+    });
+    let errors: Vec<&str> = refused.iter().filter_map(|n| n["last_error"].as_str()).collect();
+    assert!(errors.iter().any(|e| e.contains("not run") && e.contains("--help")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("not run") && e.contains("../escaped")), "{errors:?}");
+    assert!(!dir.join("--help").exists() && !dir.path().parent().unwrap().join("escaped").exists());
+}
+
+#[test]
+fn api_roles_host_allowlist_and_the_token_in_the_audit_trail() {
+    let dir = TempDir::new("hard-roles");
+    write(&dir, "p.vigil", "pipeline p {\n  every 1s\n  collect raw = synthetic(seed: 1)\n}\n");
+    write(&dir, "tokens", "# name role token\nalice operator alice-secret-1\ngrafana read grafana-secret-2\n");
+    let e = Engine::start(&dir, "p.vigil", TOKEN, &[], &["--api-tokens", "tokens", "--read-auth"]);
+    let bearer = |t: &str| format!("Bearer {t}");
+    let get = |path: &str, auth: Option<&str>| {
+        let h = auth.map(bearer);
+        let headers: Vec<(&str, &str)> = h.iter().map(|h| ("Authorization", h.as_str())).collect();
+        http("GET", e.port, path, "", &headers).unwrap().0
+    };
+    assert_eq!(get("/healthz", None), 200, "probes need no token");
+    assert_eq!(get("/api/v1/status", None), 401, "--read-auth");
+    assert_eq!(get("/metrics", None), 401);
+    assert_eq!(get("/api/v1/status", Some("grafana-secret-2")), 200);
+    let silence = r#"{"matchers": {"pipeline": "p"}, "duration": "1h"}"#;
+    let post = |token: &str| {
+        http("POST", e.port, "/api/v1/silences", silence, &[("Authorization", &bearer(token)), ("Content-Type", "application/json")])
+            .unwrap()
+    };
+    assert_eq!(post("grafana-secret-2").0, 403, "a read token cannot mutate");
+    let (code, body) = post("alice-secret-1");
+    assert_eq!(code, 201, "{body}");
+    assert!(body.contains("token alice"), "the change names the token: {body}");
+    assert!(!body.contains("alice-secret-1"));
+    // DNS rebinding: a page on evil.example resolving to 127.0.0.1.
+    let mut s = TcpStream::connect(("127.0.0.1", e.port)).unwrap();
+    s.write_all(
+        b"GET /api/v1/status HTTP/1.1\r\nHost: evil.example:8080\r\nAuthorization: Bearer grafana-secret-2\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 421"), "another Host is refused: {answer}");
+    let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap();
+    assert!(!log.contains("alice-secret-1") && !log.contains("grafana-secret-2"), "tokens never logged");
+}
+
+#[test]
+fn listening_beyond_loopback_without_a_token_is_refused() {
+    let dir = TempDir::new("hard-listen");
+    write(&dir, "p.vigil", "pipeline p {\n  every 1s\n  collect raw = synthetic(seed: 1)\n}\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .current_dir(dir.path())
+        .args(["run", "p.vigil", "--state", "state", "--no-watch", "--listen", "0.0.0.0:0"])
+        .env_remove("VIGIL_API_TOKEN")
+        .env_remove("VIGIL_READ_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--insecure-listen") && err.contains("VIGIL_API_TOKEN"), "{err}");
+}
+
+#[test]
+fn a_remediation_interrupted_by_kill_9_dies_with_the_engine_and_is_not_run_again() {
+    let dir = TempDir::new("hard-exec-crash");
+    let now = vigil::time::now_ms();
+    let rows: String = (0..20)
+        .map(|i| format!("{},{}\n", vigil::time::format_timestamp(now - (20 - i) * 60_000), if i >= 15 { 100 } else { 10 }))
+        .collect();
+    write(&dir, "data.csv", &format!("timestamp,value\n{rows}"));
+    write(
+        &dir,
+        "p.vigil",
+        r#"pipeline p {
+  every 200ms
+  collect raw = csv(path: "data.csv")
+  predict hot = threshold(raw, above: 90.0)
+  respond fix = exec(hot, command: ["sh", "-c", "echo $$ >> runs-{{ incident.status }}.log; exec sleep 60"], timeout: 5m)
+}
+"#,
+    );
+    let mut e = Engine::start(&dir, "p.vigil", TOKEN, &[], &[]);
+    let pid: i32 = wait_for("the remediation to start", Duration::from_secs(60), || {
+        std::fs::read_to_string(dir.join("runs-firing.log")).ok()?.lines().next()?.trim().parse().ok()
+    });
+    e.kill9();
+    wait_for("the remediation to die with the engine", Duration::from_secs(30), || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Gone, or a zombie waiting for its new parent to reap it.
+        (stat.is_empty() || stat.split(") ").nth(1).is_some_and(|r| r.starts_with('Z'))).then_some(())
+    });
+    let e = Engine::start(&dir, "p.vigil", TOKEN, &[], &[]);
+    let id = e.wait_incident("firing")["id"].as_str().unwrap().to_owned();
+    let v = wait_for("the interrupted run to be reported", Duration::from_secs(60), || {
+        let v = e.incident(&id);
+        v["notifications"].as_array()?.iter().any(|n| n["status"] == "unknown").then_some(v)
+    });
+    let audit = v["audit"].as_array().unwrap();
+    assert!(audit.iter().any(|a| a["event"] == "interrupted" && a["detail"].as_str().unwrap().contains("outcome unknown")), "{v}");
+    let runs = std::fs::read_to_string(dir.join("runs-firing.log")).unwrap();
+    assert_eq!(runs.lines().count(), 1, "run at most once: {runs}");
+}
