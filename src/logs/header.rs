@@ -407,6 +407,43 @@ mod tests {
     }
 
     #[test]
+    fn fast_path_agrees_with_regex_on_random_lines() {
+        let fmts = [
+            "<Date> <Time> <Level> [<Process>] <Component>: <Content>",
+            "<Month> <Date> <Time> <Level> <Component>([<PID>])?: <Content>",
+            "<Date> <Time> - <Level>  [<Node>:<Component>@<Id>] - <Content>",
+            "<Time>|<Component>|<Pid>|<Content>",
+            "[<Time>] <Program> - <Content>",
+            "<A>(: <B>)? <Content> [<C>]",
+        ];
+        let alphabet = [" ", "  ", "a", "b1", "[", "]", ":", ": ", "|", "-", " - ", "(", ")", "@", "\t", "é"];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for f in fmts {
+            let f = HeaderFormat::new(f).unwrap();
+            let re = Regex::new(f.regex()).unwrap();
+            let mut spans = Vec::new();
+            for _ in 0..3000 {
+                let mut line = String::new();
+                for _ in 0..(x % 24) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    line.push_str(alphabet[(x % alphabet.len() as u64) as usize]);
+                }
+                x = x.wrapping_add(1);
+                let ok = f.parse_into(&line, &mut spans);
+                let c = re.captures(&line);
+                assert_eq!(ok, c.is_some(), "{} on {line:?}", f.source());
+                if let Some(c) = c {
+                    for (i, n) in f.fields().iter().enumerate() {
+                        assert_eq!(spans[i], c.name(n).map(|m| (m.start(), m.end())), "{} on {line:?}", f.source());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn fast_path_agrees_with_regex() {
         let fmts = ["<A> <B>: <Content>", "<A>([<P>])?: <Content>", "[<T>] <P> - <Content>", "<A>|<B>|<Content>"];
         let lines = [

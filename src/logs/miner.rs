@@ -354,14 +354,17 @@ impl Miner {
     /// reached `merge_after` distinct members.
     fn register(&mut self, id: TemplateId) -> Option<(Vec<TemplateId>, usize)> {
         let t = self.templates.get(&id)?;
-        if t.words < 2 {
-            return None;
-        }
         let sum = t.pos_sum();
         let len = t.hashes.len() as u64;
         let version = t.version;
-        let positions: Vec<(usize, u64)> =
-            t.kinds.iter().enumerate().filter(|&(p, &k)| k == Kind::Word && p > 0).map(|(p, _)| (p, t.hashes[p])).collect();
+        // Word places (when a word would be left) and `<*>` places (when a word is left).
+        let positions: Vec<(usize, u64)> = t
+            .kinds
+            .iter()
+            .enumerate()
+            .filter(|&(p, &k)| p > 0 && ((k == Kind::Word && t.words >= 2) || (k == Kind::Var && t.words >= 1)))
+            .map(|(p, _)| (p, t.hashes[p]))
+            .collect();
         let mut found = None;
         for (p, h) in positions {
             let skel = sum.wrapping_sub(pos_hash(p, h)).wrapping_add(pos_hash(p, WILD)) ^ len.wrapping_mul(0xff51_afd7_ed55_8ccd);
@@ -370,7 +373,10 @@ impl Miner {
             if found.is_none() {
                 let templates = &self.templates;
                 group.retain(|(m, v, _)| templates.get(m).is_some_and(|t| t.version == *v));
-                if group.len() >= self.cfg.merge_after {
+                let vars = group.iter().filter(|(m, _, _)| templates[m].kinds[p] == Kind::Var).count();
+                let words = group.len() - vars;
+                // Enough distinct words, or a word where another message had a value.
+                if words >= self.cfg.merge_after || (vars > 0 && words > 0) {
                     found = Some((group.iter().map(|g| g.0).collect::<Vec<_>>(), p));
                 }
             }
@@ -408,18 +414,46 @@ impl Miner {
         let old_key = t.bucket_key();
         t.count += count;
         t.last_seen = t.last_seen.max(last);
-        t.hashes[p] = VAR_HASH;
-        t.kinds[p] = Kind::Var;
-        t.texts[p] = "<*>".into();
+        if t.kinds[p] == Kind::Word {
+            t.hashes[p] = VAR_HASH;
+            t.kinds[p] = Kind::Var;
+            t.texts[p] = "<*>".into();
+            t.words -= 1;
+            t.vars += 1;
+        }
         t.version += 1;
-        t.words -= 1;
-        t.vars += 1;
         let new_key = t.bucket_key();
         if new_key != old_key {
             self.remove_from_bucket(into, old_key);
             self.buckets.entry(new_key).or_default().push(into);
         }
-        into
+        // A template of the same shape may exist already (made by a message with a value
+        // there, `user 42` beside `user alice`): one template, the oldest id.
+        let t = &self.templates[&into];
+        let same: Vec<TemplateId> = self.buckets[&new_key]
+            .iter()
+            .copied()
+            .filter(|&o| o != into && self.templates.get(&o).is_some_and(|x| x.hashes == t.hashes && x.kinds == t.kinds))
+            .collect();
+        if same.is_empty() {
+            return into;
+        }
+        let keep = same.iter().copied().chain([into]).min().expect("not empty");
+        let (mut count, mut last) = (0, 0);
+        for o in same.into_iter().chain([into]).filter(|&o| o != keep) {
+            if let Some(x) = self.templates.remove(&o) {
+                self.remove_from_bucket(o, new_key);
+                count += x.count;
+                last = last.max(x.last_seen);
+                self.aliases.insert(o, keep);
+                self.events.push(Event::Merged { from: o, into: keep });
+            }
+        }
+        let t = self.templates.get_mut(&keep).expect("live");
+        t.count += count;
+        t.last_seen = t.last_seen.max(last);
+        t.version += 1;
+        keep
     }
 
     /// Evicts the least recently matched eighth of the templates.
@@ -474,6 +508,23 @@ mod tests {
         let g = m.ingest("VM Paused now").id;
         let h = m.ingest("VM Resumed now").id;
         assert_ne!(m.resolve(g), m.resolve(h));
+    }
+
+    #[test]
+    fn a_word_where_a_value_was_is_a_parameter() {
+        let mut m = Miner::default();
+        let a = m.ingest("login by user alice").id;
+        let v = m.ingest("login by user 42");
+        assert_eq!(v, Outcome { id: a, new: true });
+        assert_eq!(m.take_events(), vec![Event::Merged { from: a + 1, into: a }]);
+        assert_eq!(m.ingest("login by user bob").id, a);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.get(a).unwrap().count, 3);
+        assert_eq!(m.get(a).unwrap().text(), "login by user <*>");
+        // Not at the first token.
+        let x = m.ingest("alpha beta gamma").id;
+        let y = m.ingest("7 beta gamma").id;
+        assert_ne!(x, y);
     }
 
     #[test]

@@ -26,7 +26,8 @@
 //! 3. no match: a new template. Templates that differ in exactly one word (not the first
 //!    token) are merged into one with `<*>` there once [`miner::Config::merge_after`] (4)
 //!    distinct words have been seen at that place — fewer are taken for an enumeration
-//!    (`GET`/`POST`/`DELETE`, `user=root`/`user=guest`), more for a parameter (user names).
+//!    (`GET`/`POST`/`DELETE`, `user=root`/`user=guest`), more for a parameter (user names)
+//!    — or as soon as another message had a value (`<*>`) there (`user 42`, `user alice`).
 //!
 //! **Invariants**: at most [`miner::Config::max_templates`] live templates (the least
 //! recently matched eighth is evicted when a new one would exceed it, and counted); at most
