@@ -299,3 +299,48 @@ fn a_remediation_interrupted_by_kill_9_dies_with_the_engine_and_is_not_run_again
     let runs = std::fs::read_to_string(dir.join("runs-firing.log")).unwrap();
     assert_eq!(runs.lines().count(), 1, "run at most once: {runs}");
 }
+
+#[test]
+fn a_flood_of_label_values_is_capped_and_idle_series_are_forgotten() {
+    let dir = TempDir::new("hard-cardinality");
+    write(
+        &dir,
+        "p.vigil",
+        r#"pipeline p {
+  on webhook "/hooks/am"
+  every 200ms
+  collect events = webhook_events(format: "alertmanager", rate_limit: 100000)
+  preprocess counts = aggregate(events, by: ["alertname"], op: "count") {
+    max_series 50
+    series_idle 2s
+  }
+  predict hot = threshold(counts, above: 0.5)
+}
+"#,
+    );
+    let e = Engine::start(&dir, "p.vigil", TOKEN, &[], &[]);
+    let post = |names: std::ops::Range<usize>| {
+        let alerts: Vec<String> = names
+            .map(|i| format!(r#"{{"status":"firing","labels":{{"alertname":"a{i}"}},"annotations":{{}},"startsAt":"2024-01-01T00:00:00Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"f{i}"}}"#))
+            .collect();
+        let body = format!(
+            r#"{{"version":"4","status":"firing","receiver":"v","groupKey":"g","groupLabels":{{}},"commonLabels":{{}},"commonAnnotations":{{}},"externalURL":"x","alerts":[{}]}}"#,
+            alerts.join(",")
+        );
+        let (code, text) = http("POST", e.port, "/hooks/am", &body, &[("Content-Type", "application/json")]).unwrap();
+        assert_eq!(code, 202, "{text}");
+    };
+    let gauges = |prefix: &str| {
+        let (_, text) = http_get(e.port, "/metrics").unwrap();
+        text.lines().filter(|l| l.starts_with("vigil_anomaly_score{") && l.contains(prefix)).count()
+    };
+    post(0..500);
+    wait_for("the flood beyond the cap to be counted", Duration::from_secs(30), || {
+        (metric(e.port, "vigil_skipped_total{pipeline=\"p\",stage=\"p.counts\",reason=\"series_limit\"}") >= 450.0).then_some(())
+    });
+    assert!(gauges("p.hot") <= 50, "at most max_series series reach the gauges: {}", gauges("p.hot"));
+    // Silent for longer than series_idle: forgotten, with their gauges; new series fit again.
+    wait_for("idle series to be forgotten", Duration::from_secs(30), || (gauges("p.hot") == 0).then_some(()));
+    post(1000..1010);
+    wait_for("new series to be admitted", Duration::from_secs(30), || (gauges("alertname=\\\"a100") >= 10).then_some(()));
+}

@@ -39,6 +39,10 @@ pub enum StageOpt {
     Maintenance { schedule: String, ms: u64 },
     /// Resolve an incident once its series have sent no data for this long.
     ResolveTimeout { ms: u64 },
+    /// Carry at most this many series; new ones beyond are dropped (counted).
+    MaxSeries { count: u64 },
+    /// Forget a series not seen for this long.
+    SeriesIdle { ms: u64 },
 }
 
 impl StageOpt {
@@ -58,6 +62,8 @@ impl StageOpt {
             StageOpt::Escalate { .. } => "escalate",
             StageOpt::Maintenance { .. } => "maintenance",
             StageOpt::ResolveTimeout { .. } => "resolve_timeout",
+            StageOpt::MaxSeries { .. } => "max_series",
+            StageOpt::SeriesIdle { .. } => "series_idle",
         }
     }
 }
@@ -92,6 +98,18 @@ pub const OPTIONS: &[(&str, &str, &[StageKind], &str)] = &[
         "resolve_timeout 30m",
         &[StageKind::Respond],
         "A series that has sent no data for this long no longer keeps an incident firing; an incident none of whose series report resolves (audited: `no data from ... for ...`). Without it an incident waits for data that clears it. Checked whenever the stage runs: a tick whose source fails does not reach it. Follows the wall clock, so not under `vigil test`.",
+    ),
+    (
+        "max_series",
+        "max_series 10000",
+        &[],
+        "Carry at most this many series (default 10000): a new series beyond it is dropped, counted in `vigil_skipped_total{reason=\"series_limit\"}` and warned about; known series go on.",
+    ),
+    (
+        "series_idle",
+        "series_idle 24h",
+        &[],
+        "Forget a series not seen for this long (default 24h): its state here and downstream (windows, models in training, gauges) is dropped, making room under `max_series`. Follows the wall clock.",
     ),
 ];
 
@@ -191,6 +209,8 @@ pub fn check_options(opts: &[StageOption], kind: StageKind, diags: &mut Vec<Diag
                     ("pending_for", [W::Dur(d)]) => Some(StageOpt::PendingFor { ms: *d }),
                     ("keep_firing_for", [W::Dur(d)]) => Some(StageOpt::KeepFiringFor { ms: *d }),
                     ("resolve_timeout", [W::Dur(d)]) if *d > 0 => Some(StageOpt::ResolveTimeout { ms: *d }),
+                    ("max_series", [W::Int(n)]) => count(*n).filter(|n| *n > 0).map(|count| StageOpt::MaxSeries { count }),
+                    ("series_idle", [W::Dur(d)]) if *d > 0 => Some(StageOpt::SeriesIdle { ms: *d }),
                     ("repeat", [W::Kw("every"), W::Dur(d)]) if *d > 0 => Some(StageOpt::Repeat { ms: *d }),
                     ("rate_limit", [W::Int(n), W::Kw("per"), W::Dur(d)]) if *d > 0 => {
                         count(*n).map(|count| StageOpt::RateLimit { count, per_ms: *d })

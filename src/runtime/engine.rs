@@ -143,6 +143,8 @@ pub struct StageRt {
     pub backoff_ms: u64,
     pub timeout_ms: Option<u64>,
     pub step: tokio::sync::Mutex<Step>,
+    /// The stage's cardinality limits (`max_series`, `series_idle`).
+    pub guard: Mutex<super::cardinality::SeriesGuard>,
 }
 
 /// A built pipeline.
@@ -278,10 +280,13 @@ fn build_pipeline_from(
         let step =
             ops::build(node, &env).map_err(|source| RuntimeError::Build { key: node.key.0.clone(), location: location.clone(), source })?;
         let (mut retries, mut backoff_ms, mut timeout_ms) = (0, 1000, None);
+        let (mut max_series, mut series_idle) = (super::cardinality::DEFAULT_MAX_SERIES, super::cardinality::DEFAULT_SERIES_IDLE_MS);
         for o in &node.options {
             match o {
                 StageOpt::Retry { attempts, backoff_ms: b } => (retries, backoff_ms) = (*attempts, *b),
                 StageOpt::Timeout { ms } => timeout_ms = Some(*ms),
+                StageOpt::MaxSeries { count } => max_series = usize::try_from(*count).unwrap_or(usize::MAX),
+                StageOpt::SeriesIdle { ms } => series_idle = i64::try_from(*ms).unwrap_or(i64::MAX),
                 _ => {}
             }
         }
@@ -296,6 +301,7 @@ fn build_pipeline_from(
             backoff_ms,
             timeout_ms,
             step: tokio::sync::Mutex::new(step),
+            guard: Mutex::new(super::cardinality::SeriesGuard::new(max_series, series_idle)),
         }));
         all_inputs.push(inputs);
     }
@@ -339,6 +345,20 @@ async fn run_stage(stage: Arc<StageRt>, inputs: Vec<Data>, now: i64) -> (Result<
                 tokio::time::sleep(Duration::from_millis(wait)).await;
                 attempt += 1;
             }
+            Ok(data) => {
+                // Cardinality limits: new series beyond the cap are dropped, idle ones
+                // expire; the operator forgets both.
+                let wall = crate::time::now_ms();
+                let (data, dropped, expired) = {
+                    let mut guard = stage.guard.lock().unwrap_or_else(|e| e.into_inner());
+                    let (data, dropped) = guard.admit(data, wall, &mut ctx);
+                    (data, dropped, guard.sweep(wall))
+                };
+                step.forget(&dropped);
+                step.forget(&expired);
+                ctx.expired = expired;
+                return (Ok(data), ctx, started.elapsed().as_secs_f64());
+            }
             r => return (r, ctx, started.elapsed().as_secs_f64()),
         }
     }
@@ -373,6 +393,9 @@ pub async fn run_tick(p: &PipelineRt, shared: &Shared, now: i64) -> TickReport {
         let mut failure = None;
         for (i, (result, ctx, secs)) in results {
             let stage = &p.stages[i];
+            if !ctx.expired.is_empty() {
+                forget_downstream(p, i, &ctx.expired, shared).await;
+            }
             for (reason, count) in &ctx.skipped {
                 shared.metrics.skipped(&p.name, &stage.key, reason, *count);
                 tracing::warn!(pipeline = %p.name, stage = %stage.key, reason, count, "skipped invalid input records");
@@ -407,6 +430,24 @@ pub async fn run_tick(p: &PipelineRt, shared: &Shared, now: i64) -> TickReport {
         }
     }
     TickReport { ok: true, items, failed_stage: None, error: None, outputs }
+}
+
+/// Series that stage `from` forgot (idle): every stage downstream forgets them too, and
+/// their gauges go.
+async fn forget_downstream(p: &PipelineRt, from: usize, ids: &[crate::data::SeriesId], shared: &Shared) {
+    tracing::debug!(pipeline = %p.name, stage = %p.stages[from].key, series = ids.len(), "forgetting idle series");
+    let mut reached = vec![false; p.stages.len()];
+    reached[from] = true;
+    // Stages come in topological order: a stage is downstream when one of its inputs is.
+    for i in from + 1..p.stages.len() {
+        if p.inputs[i].iter().any(|&j| reached[j]) {
+            reached[i] = true;
+            p.stages[i].step.lock().await.forget(ids);
+        }
+    }
+    let names: std::collections::HashSet<String> = ids.iter().map(ToString::to_string).collect();
+    let keys: std::collections::HashSet<&str> = p.stages.iter().zip(&reached).filter(|(_, r)| **r).map(|(s, _)| s.key.as_str()).collect();
+    shared.metrics.forget_series(|stage, series| keys.contains(stage) && names.contains(series));
 }
 
 /// How a reload ended.

@@ -28,6 +28,22 @@ impl Family {
         }
     }
 
+    /// Sets a value unless that would make more than `cap` label sets; false when it did
+    /// not.
+    fn set_capped(&self, labels: &[&str], v: f64, cap: usize) -> bool {
+        let Ok(mut m) = self.values.lock() else { return false };
+        let key: Vec<String> = labels.iter().map(|s| (*s).to_owned()).collect();
+        if let Some(x) = m.get_mut(&key) {
+            *x = v;
+            return true;
+        }
+        if m.len() >= cap {
+            return false;
+        }
+        m.insert(key, v);
+        true
+    }
+
     fn retain(&self, keep: impl Fn(&[String]) -> bool) {
         if let Ok(mut m) = self.values.lock() {
             m.retain(|k, _| keep(k));
@@ -53,7 +69,11 @@ pub struct Metrics {
     webhook_requests: Family,
     http_connections: Family,
     http_shed: Family,
+    gauges_dropped: Family,
 }
+
+/// Score gauges exported at most (each stage also caps its series: `max_series`).
+pub const MAX_SCORE_GAUGES: usize = 100_000;
 
 /// The families: name, type, help, label names.
 const FAMILIES: &[(&str, &str, &str, &[&str])] = &[
@@ -75,6 +95,7 @@ const FAMILIES: &[(&str, &str, &str, &[&str])] = &[
     ("vigil_webhook_requests_total", "counter", "Webhook requests, by answer.", &["path", "code"]),
     ("vigil_http_connections", "gauge", "Open HTTP connections.", &[]),
     ("vigil_http_connections_shed_total", "counter", "HTTP connections closed or refused by a limit, by reason.", &["reason"]),
+    ("vigil_metrics_series_dropped_total", "counter", "Score updates not exported because the gauge family is full.", &[]),
 ];
 
 impl Metrics {
@@ -105,8 +126,17 @@ impl Metrics {
         self.lost.add(&[pipeline, stage, reason], n as f64);
     }
 
+    /// The latest score of a series; at most [`MAX_SCORE_GAUGES`] label sets in all
+    /// (further ones are not exported: `vigil_metrics_series_dropped_total`).
     pub fn score(&self, pipeline: &str, stage: &str, series: &str, score: f64) {
-        self.anomaly_score.set(&[pipeline, stage, series], score);
+        if !self.anomaly_score.set_capped(&[pipeline, stage, series], score, MAX_SCORE_GAUGES) {
+            self.gauges_dropped.add(&[], 1.0);
+        }
+    }
+
+    /// Drops the score gauges of series a stage forgot.
+    pub fn forget_series(&self, drop: impl Fn(&str, &str) -> bool) {
+        self.anomaly_score.retain(|k| !drop(&k[1], &k[2]));
     }
 
     pub fn reload(&self, outcome: &str) {
@@ -148,7 +178,7 @@ impl Metrics {
             "# HELP vigil_build_info The running version and the content hash of its sources.\n# TYPE vigil_build_info gauge"
         );
         let _ = writeln!(out, "vigil_build_info{{version=\"{}\",sources=\"{}\"}} 1", env!("CARGO_PKG_VERSION"), escape_label(version));
-        let families: [(&Family, Option<&Family>); 13] = [
+        let families: [(&Family, Option<&Family>); 14] = [
             (&self.ticks, None),
             (&self.tick_seconds_sum, Some(&self.tick_seconds_count)),
             (&self.ticks_coalesced, None),
@@ -162,6 +192,7 @@ impl Metrics {
             (&self.webhook_requests, None),
             (&self.http_connections, None),
             (&self.http_shed, None),
+            (&self.gauges_dropped, None),
         ];
         for ((name, kind, help, labels), (fam, count)) in FAMILIES.iter().zip(families) {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

@@ -15,6 +15,7 @@
 //! Invariants: a failing stage fails its tick, never the engine; no input data panics an
 //! operator — bad records are skipped, counted ([`OpCtx::skip`]) and logged.
 
+pub mod cardinality;
 pub mod cond;
 pub mod engine;
 pub mod metrics;
@@ -51,11 +52,14 @@ pub struct OpCtx {
     /// Rows a source could not read at all (a rotated file that is gone), by reason:
     /// `vigil_source_lost_rows_total` and a warning.
     pub lost: Vec<(&'static str, u64)>,
+    /// Series the stage's guard forgot this tick (idle): the stages downstream forget them
+    /// too.
+    pub expired: Vec<crate::data::SeriesId>,
 }
 
 impl OpCtx {
     pub fn new(now: Timestamp) -> OpCtx {
-        OpCtx { now, skipped: Vec::new(), lost: Vec::new() }
+        OpCtx { now, skipped: Vec::new(), lost: Vec::new(), expired: Vec::new() }
     }
 
     /// Counts a skipped record (a malformed row, a NaN, an out-of-order sample).
@@ -96,6 +100,10 @@ pub trait Operator: Send {
     /// # Errors
     /// When the input cannot be processed at all; bad records are skipped instead.
     fn process(&mut self, inputs: &[Data], ctx: &mut OpCtx) -> Result<Data, OpError>;
+
+    /// Drops what is kept for these series (idle, or beyond the stage's `max_series`):
+    /// see [`cardinality`]. Stateless operators keep the default.
+    fn forget(&mut self, _ids: &[crate::data::SeriesId]) {}
 }
 
 /// A boxed future, for the object-safe [`Source`] trait.
@@ -115,10 +123,26 @@ pub trait Source: Send {
     /// Resumes from a cursor saved by [`Source::cursor`]. A cursor it cannot read is
     /// ignored (logged) and the source starts afresh.
     fn restore(&mut self, _cursor: &str) {}
+
+    /// Drops what is kept for these series (see [`Operator::forget`]).
+    fn forget(&mut self, _ids: &[crate::data::SeriesId]) {}
 }
 
 /// A stage's implementation.
 pub enum Step {
     Source(Box<dyn Source>),
     Op(Box<dyn Operator>),
+}
+
+impl Step {
+    /// Forgets these series (see [`Operator::forget`]).
+    pub fn forget(&mut self, ids: &[crate::data::SeriesId]) {
+        if ids.is_empty() {
+            return;
+        }
+        match self {
+            Step::Source(s) => s.forget(ids),
+            Step::Op(o) => o.forget(ids),
+        }
+    }
 }

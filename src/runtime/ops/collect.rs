@@ -180,6 +180,12 @@ impl CsvSource {
 }
 
 impl Source for CsvSource {
+    fn forget(&mut self, ids: &[SeriesId]) {
+        for id in ids {
+            self.monotonic.last.remove(id);
+        }
+    }
+
     fn collect<'a>(&'a mut self, ctx: &'a mut OpCtx) -> BoxFuture<'a, Result<Data, OpError>> {
         Box::pin(async move {
             let mut read = self.tail.read(ctx).await?;
@@ -262,6 +268,12 @@ impl JsonlSource {
 }
 
 impl Source for JsonlSource {
+    fn forget(&mut self, ids: &[SeriesId]) {
+        for id in ids {
+            self.monotonic.last.remove(id);
+        }
+    }
+
     fn collect<'a>(&'a mut self, ctx: &'a mut OpCtx) -> BoxFuture<'a, Result<Data, OpError>> {
         Box::pin(async move {
             let read = self.tail.read(ctx).await?;

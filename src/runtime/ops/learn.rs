@@ -366,6 +366,12 @@ fn train_with_progress(
 }
 
 impl Operator for Train {
+    fn forget(&mut self, ids: &[SeriesId]) {
+        for id in ids {
+            self.series.remove(&id.to_string());
+        }
+    }
+
     fn process(&mut self, inputs: &[Data], ctx: &mut OpCtx) -> Result<Data, OpError> {
         self.apply_updates();
         self.poll_registry();
@@ -479,6 +485,12 @@ impl ModelScore {
 }
 
 impl Operator for ModelScore {
+    fn forget(&mut self, ids: &[SeriesId]) {
+        for id in ids {
+            self.state.remove(id);
+        }
+    }
+
     fn process(&mut self, inputs: &[Data], _ctx: &mut OpCtx) -> Result<Data, OpError> {
         let models = match inputs.first() {
             Some(Data::Model(m)) => m.clone(),

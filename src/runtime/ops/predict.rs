@@ -86,6 +86,12 @@ impl ZScore {
 }
 
 impl Operator for ZScore {
+    fn forget(&mut self, ids: &[SeriesId]) {
+        for id in ids {
+            self.state.remove(id);
+        }
+    }
+
     fn process(&mut self, inputs: &[Data], _ctx: &mut OpCtx) -> Result<Data, OpError> {
         let input = super::preprocess::series_input(inputs)?;
         let mut out = Vec::with_capacity(input.series.len());
@@ -117,6 +123,12 @@ impl Novelty {
 }
 
 impl Operator for Novelty {
+    fn forget(&mut self, ids: &[SeriesId]) {
+        for id in ids {
+            self.state.remove(id);
+        }
+    }
+
     fn process(&mut self, inputs: &[Data], ctx: &mut OpCtx) -> Result<Data, OpError> {
         let input = super::preprocess::series_input(inputs)?;
         let mut out = Vec::with_capacity(input.series.len());
@@ -177,6 +189,12 @@ impl Threshold {
 }
 
 impl Operator for Threshold {
+    fn forget(&mut self, ids: &[SeriesId]) {
+        for id in ids {
+            self.since.remove(id);
+        }
+    }
+
     fn process(&mut self, inputs: &[Data], _ctx: &mut OpCtx) -> Result<Data, OpError> {
         let mut out = Vec::new();
         match inputs.first() {

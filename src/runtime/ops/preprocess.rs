@@ -91,6 +91,12 @@ impl Resample {
 }
 
 impl Operator for Resample {
+    fn forget(&mut self, ids: &[SeriesId]) {
+        for id in ids {
+            self.open.remove(id);
+        }
+    }
+
     fn process(&mut self, inputs: &[Data], ctx: &mut OpCtx) -> Result<Data, OpError> {
         let input = series_input(inputs)?;
         let mut out: BTreeMap<SeriesId, SeriesColumn> = BTreeMap::new();
@@ -156,6 +162,12 @@ impl Fill {
 const MAX_FILL: i64 = 100_000;
 
 impl Operator for Fill {
+    fn forget(&mut self, ids: &[SeriesId]) {
+        for id in ids {
+            self.last.remove(id);
+        }
+    }
+
     fn process(&mut self, inputs: &[Data], ctx: &mut OpCtx) -> Result<Data, OpError> {
         let input = series_input(inputs)?;
         let mut out = Vec::new();
@@ -237,6 +249,12 @@ impl Normalize {
 }
 
 impl Operator for Normalize {
+    fn forget(&mut self, ids: &[SeriesId]) {
+        for id in ids {
+            self.state.remove(id);
+        }
+    }
+
     fn process(&mut self, inputs: &[Data], _ctx: &mut OpCtx) -> Result<Data, OpError> {
         let input = series_input(inputs)?;
         let mut out = Vec::new();
@@ -278,6 +296,12 @@ impl Diff {
 }
 
 impl Operator for Diff {
+    fn forget(&mut self, ids: &[SeriesId]) {
+        for id in ids {
+            self.history.remove(id);
+        }
+    }
+
     fn process(&mut self, inputs: &[Data], _ctx: &mut OpCtx) -> Result<Data, OpError> {
         let input = series_input(inputs)?;
         let mut out = Vec::new();
@@ -336,6 +360,12 @@ impl Rolling {
 }
 
 impl Operator for Rolling {
+    fn forget(&mut self, ids: &[SeriesId]) {
+        for id in ids {
+            self.state.remove(id);
+        }
+    }
+
     fn process(&mut self, inputs: &[Data], _ctx: &mut OpCtx) -> Result<Data, OpError> {
         let input = series_input(inputs)?;
         let mut out = Vec::new();
@@ -373,6 +403,12 @@ impl Window {
 }
 
 impl Operator for Window {
+    fn forget(&mut self, ids: &[SeriesId]) {
+        for id in ids {
+            self.state.remove(id);
+        }
+    }
+
     fn process(&mut self, inputs: &[Data], _ctx: &mut OpCtx) -> Result<Data, OpError> {
         let input = series_input(inputs)?;
         let mut out = Vec::new();
@@ -535,6 +571,12 @@ impl Aggregate {
 }
 
 impl Operator for Aggregate {
+    fn forget(&mut self, ids: &[SeriesId]) {
+        for id in ids {
+            self.open.remove(id);
+        }
+    }
+
     fn process(&mut self, inputs: &[Data], ctx: &mut OpCtx) -> Result<Data, OpError> {
         // Samples to combine: (group, ts, value).
         let mut items: Vec<(SeriesId, Timestamp, f64)> = Vec::new();

@@ -1,0 +1,179 @@
+//! Cardinality limits: how many series a stage may carry, and when an idle one is
+//! forgotten.
+//!
+//! Every distinct label set is a series, and every series holds state (windows, models,
+//! `/metrics` gauges). A flood of distinct label values — a webhook caller, a bad
+//! exporter — would otherwise grow memory for ever. Each stage's output passes a
+//! [`SeriesGuard`]:
+//!
+//! - **A cap** (`max_series 10000` by default, a stage option): a new series beyond it is
+//!   dropped (its samples counted in `vigil_skipped_total{reason="series_limit"}`, a warning
+//!   at most once a minute); series already known go on.
+//! - **Idle expiry** (`series_idle 24h` by default, a stage option): a series that has not
+//!   been seen for that long is forgotten by the stage and by every stage downstream of it
+//!   (their windows, models in training and gauges), which makes room under the cap and
+//!   gives memory back.
+//!
+//! Events are not series; they become series where they are counted (`aggregate`), and
+//! that stage's guard bounds them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::data::{Data, FeaturesData, ScoresData, SeriesData, SeriesId, Timestamp};
+use crate::runtime::OpCtx;
+
+/// Series a stage carries at most, by default.
+pub const DEFAULT_MAX_SERIES: usize = 10_000;
+/// How long a series may be silent before it is forgotten, by default (a day: a series
+/// reported once a day keeps its state).
+pub const DEFAULT_SERIES_IDLE_MS: i64 = 86_400_000;
+
+/// The guard of one stage's output.
+#[derive(Debug)]
+pub struct SeriesGuard {
+    max: usize,
+    idle_ms: i64,
+    seen: HashMap<SeriesId, Timestamp>,
+    last_sweep: Timestamp,
+    last_warning: Option<Timestamp>,
+}
+
+impl SeriesGuard {
+    pub fn new(max: usize, idle_ms: i64) -> SeriesGuard {
+        SeriesGuard { max, idle_ms: idle_ms.max(1), seen: HashMap::new(), last_sweep: 0, last_warning: None }
+    }
+
+    /// Series known now.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    /// Lets through the series it knows and new ones while under the cap; the others are
+    /// dropped (counted). Returns the data and the ids dropped.
+    pub fn admit(&mut self, data: Data, now: Timestamp, ctx: &mut OpCtx) -> (Data, Vec<SeriesId>) {
+        let mut dropped = Vec::new();
+        let mut dropped_items = 0u64;
+        let mut keep = |id: &SeriesId, items: usize| -> bool {
+            if let Some(t) = self.seen.get_mut(id) {
+                *t = now;
+                return true;
+            }
+            if self.seen.len() < self.max {
+                self.seen.insert(id.clone(), now);
+                return true;
+            }
+            dropped.push(id.clone());
+            dropped_items += items as u64;
+            false
+        };
+        let out = match data {
+            Data::Series(s) => {
+                let flags: Vec<bool> = s.series.iter().map(|c| keep(&c.id, c.ts.len())).collect();
+                if flags.iter().all(|k| *k) {
+                    Data::Series(s)
+                } else {
+                    let series = s.series.iter().zip(&flags).filter(|(_, k)| **k).map(|(c, _)| c.clone()).collect();
+                    Data::Series(Arc::new(SeriesData { series }))
+                }
+            }
+            Data::Scores(s) => {
+                let flags: Vec<bool> = s.series.iter().map(|c| keep(&c.id, c.ts.len())).collect();
+                if flags.iter().all(|k| *k) {
+                    Data::Scores(s)
+                } else {
+                    let series = s.series.iter().zip(&flags).filter(|(_, k)| **k).map(|(c, _)| c.clone()).collect();
+                    Data::Scores(Arc::new(ScoresData { series }))
+                }
+            }
+            Data::Features(f) => {
+                let flags: Vec<bool> = f.matrices.iter().map(|m| keep(&m.id, m.ts.len())).collect();
+                if flags.iter().all(|k| *k) {
+                    Data::Features(f)
+                } else {
+                    let matrices = f.matrices.iter().zip(&flags).filter(|(_, k)| **k).map(|(m, _)| m.clone()).collect();
+                    Data::Features(Arc::new(FeaturesData { matrices }))
+                }
+            }
+            other => other,
+        };
+        if !dropped.is_empty() {
+            ctx.skip_n("series_limit", dropped_items.max(1));
+            if self.last_warning.is_none_or(|t| now - t >= 60_000) {
+                self.last_warning = Some(now);
+                tracing::warn!(
+                    max_series = self.max,
+                    dropped = dropped.len(),
+                    example = %dropped[0],
+                    "new series beyond the stage's max_series are dropped (raise `max_series` or lower `series_idle` if they are wanted)"
+                );
+            }
+        }
+        (out, dropped)
+    }
+
+    /// The series not seen for `series_idle`, forgotten (checked at most every tenth of
+    /// that time, and at least once a minute).
+    pub fn sweep(&mut self, now: Timestamp) -> Vec<SeriesId> {
+        if now - self.last_sweep < (self.idle_ms / 10).min(60_000) {
+            return Vec::new();
+        }
+        self.last_sweep = now;
+        let cutoff = now - self.idle_ms;
+        let expired: Vec<SeriesId> = self.seen.iter().filter(|(_, t)| **t < cutoff).map(|(id, _)| id.clone()).collect();
+        for id in &expired {
+            self.seen.remove(id);
+        }
+        if self.seen.capacity() > 4 * self.seen.len().max(64) {
+            self.seen.shrink_to_fit();
+        }
+        expired
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::SeriesColumn;
+
+    fn series(names: &[&str]) -> Data {
+        let series = names
+            .iter()
+            .map(|n| {
+                let mut c = SeriesColumn::new(SeriesId::new("v".to_owned(), vec![("k".to_owned(), (*n).to_owned())]));
+                c.push(1, 1.0);
+                c
+            })
+            .collect();
+        Data::Series(Arc::new(SeriesData { series }))
+    }
+
+    fn ids(d: &Data) -> usize {
+        match d {
+            Data::Series(s) => s.series.len(),
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn the_cap_drops_new_series_and_keeps_known_ones() {
+        let mut g = SeriesGuard::new(2, 1000);
+        let mut ctx = OpCtx::new(0);
+        let (d, dropped) = g.admit(series(&["a", "b", "c"]), 0, &mut ctx);
+        assert_eq!((ids(&d), dropped.len()), (2, 1));
+        assert_eq!(ctx.skipped, vec![("series_limit", 1)]);
+        let (d, dropped) = g.admit(series(&["a", "b", "d"]), 10, &mut ctx);
+        assert_eq!((ids(&d), dropped.len()), (2, 1));
+        // Idle series expire and make room.
+        assert!(g.sweep(500).is_empty());
+        let expired = g.sweep(2000);
+        assert_eq!(expired.len(), 2);
+        assert!(g.is_empty());
+        let (d, dropped) = g.admit(series(&["d"]), 2000, &mut ctx);
+        assert_eq!((ids(&d), dropped.len()), (1, 0));
+    }
+}
