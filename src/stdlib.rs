@@ -19,6 +19,7 @@ pub const MODULES: &[Module] = &[
     Module { name: "std.preprocess", file: "stdlib/preprocess.vigil", text: include_str!("../stdlib/preprocess.vigil") },
     Module { name: "std.detect", file: "stdlib/detect.vigil", text: include_str!("../stdlib/detect.vigil") },
     Module { name: "std.respond", file: "stdlib/respond.vigil", text: include_str!("../stdlib/respond.vigil") },
+    Module { name: "std.logs", file: "stdlib/logs.vigil", text: include_str!("../stdlib/logs.vigil") },
 ];
 
 /// The module name for a stdlib file stem (`detect` → `std.detect`).

@@ -47,3 +47,23 @@ fn every_code_has_a_complete_entry() {
         assert!(!i.title.is_empty() && !i.explanation.is_empty() && !i.example.is_empty() && !i.fix.is_empty(), "{}", i.code);
     }
 }
+
+/// Every ```vigil block of the README and the guides that hold whole pipelines compiles (the stdlib
+/// embedded). operators.md's examples are checked above; diagnostics.md's are wrong on
+/// purpose; testing.md's is a test file, run by `vigil test` through the pipelines'.
+#[test]
+fn every_vigil_block_in_the_docs_compiles() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for path in [root.join("README.md"), root.join("docs/logs.md")] {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (i, block) in text.split("```vigil\n").skip(1).enumerate() {
+            let src = block.split("\n```").next().unwrap();
+            let name = format!("{}#{}.vigil", path.display(), i + 1);
+            let out = vigil::compile_str(&name, src);
+            assert!(!out.diagnostics.has_errors(), "{name} does not compile:\n{src}\n{:?}", out.diagnostics);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2);
+}

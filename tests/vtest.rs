@@ -19,7 +19,7 @@ fn the_pipelines_tests_pass() {
     assert!(out.contains("test demo::spike_opens_and_resolves_one_incident ... ok"), "{out}");
     assert!(out.contains("test result: ok."), "{out}");
     // Every pipeline with sources the tests can replace has tests of its own.
-    for p in ["demo", "nab", "node_cpu", "log_error_rate", "alertmanager_ingest"] {
+    for p in ["demo", "nab", "node_cpu", "log_error_rate", "alertmanager_ingest", "log_templates"] {
         assert!(out.contains(&format!("test {p}::")), "{p} has no tests: {out}");
     }
 }
@@ -30,6 +30,7 @@ fn the_stdlib_stages_tests_pass() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("test stdlib_tour::learned_detectors_find_the_spike ... ok"), "{out}");
+    assert!(out.contains("test stdlib_logs::bursts_and_new_messages ... ok"), "{out}");
 }
 
 /// A copy of the demo with tests of its own.

@@ -36,7 +36,7 @@ pub const VAR_HASH: u64 = 0x9e37_79b9_7f4a_7c15;
 pub const LONG_PIECE: usize = 256;
 
 /// What a token is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     /// Text with letters (possibly with masked parts, `blk_<*>`).
     Word,

@@ -126,6 +126,33 @@ fn apply_masks(masks: &[regex::Regex], msg: &str) -> String {
 
 const WILD: u64 = 0x7777_7777_7777_7777;
 
+/// The version of [`Snapshot`]'s layout.
+pub const SNAPSHOT_FORMAT: u32 = 1;
+
+/// A miner's persisted state ([`Miner::snapshot`], [`Miner::restore`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    pub format: u32,
+    pub next_id: TemplateId,
+    pub lines: u64,
+    pub evictions: u64,
+    pub templates: Vec<SavedTemplate>,
+    /// `(alias, id)`: ids merged into another.
+    pub aliases: Vec<(TemplateId, TemplateId)>,
+}
+
+/// One template of a [`Snapshot`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedTemplate {
+    pub id: TemplateId,
+    pub hashes: Vec<u64>,
+    pub kinds: Vec<Kind>,
+    pub texts: Vec<String>,
+    pub spaces: Vec<bool>,
+    pub count: u64,
+    pub last_seen: u64,
+}
+
 /// What happened besides a match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -232,6 +259,110 @@ impl Miner {
     /// Merges and evictions since the last call.
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
+    }
+
+    /// The miner's state, to persist: the live templates (with their token hashes, which
+    /// are the same in every process), the aliases, the next id and the counters. The
+    /// prefix tree and merge index are rebuilt by [`Miner::restore`]; the cache of exact
+    /// token sequences starts empty.
+    #[must_use]
+    pub fn snapshot(&self) -> Snapshot {
+        let mut templates: Vec<SavedTemplate> = self
+            .templates
+            .values()
+            .map(|t| SavedTemplate {
+                id: t.id,
+                hashes: t.hashes.clone(),
+                kinds: t.kinds.clone(),
+                texts: t.texts.iter().map(|x| x.to_string()).collect(),
+                spaces: t.spaces.clone(),
+                count: t.count,
+                last_seen: t.last_seen,
+            })
+            .collect();
+        templates.sort_by_key(|t| t.id);
+        let mut aliases: Vec<(TemplateId, TemplateId)> = self.aliases.iter().map(|(&a, &b)| (a, b)).collect();
+        aliases.sort_unstable();
+        Snapshot { format: SNAPSHOT_FORMAT, next_id: self.next_id, lines: self.lines, evictions: self.evictions, templates, aliases }
+    }
+
+    /// A miner with `cfg` resuming from a [`Snapshot`]: the same ids for the same
+    /// templates. Templates beyond `cfg.max_templates` (a smaller cap than when it was
+    /// saved) are dropped, least recently matched first.
+    ///
+    /// # Errors
+    /// A snapshot of another format, or one whose columns disagree.
+    pub fn restore(cfg: Config, snap: Snapshot) -> Result<Miner, String> {
+        if snap.format != SNAPSHOT_FORMAT {
+            return Err(format!("template snapshot format {} (this version reads {SNAPSHOT_FORMAT})", snap.format));
+        }
+        let mut m = Miner::new(cfg);
+        m.next_id = snap.next_id.max(1);
+        m.lines = snap.lines;
+        m.evictions = snap.evictions;
+        let mut saved = snap.templates;
+        if saved.len() > m.cfg.max_templates {
+            saved.sort_by_key(|t| std::cmp::Reverse(t.last_seen));
+            saved.truncate(m.cfg.max_templates);
+            saved.sort_by_key(|t| t.id);
+        }
+        for s in saved {
+            let n = s.hashes.len();
+            if s.kinds.len() != n || s.texts.len() != n || s.spaces.len() != n || s.id >= m.next_id {
+                return Err(format!("template {} of the snapshot is inconsistent", s.id));
+            }
+            let t = Template {
+                id: s.id,
+                words: s.kinds.iter().filter(|&&k| k == Kind::Word).count(),
+                vars: s.kinds.iter().filter(|&&k| k == Kind::Var).count(),
+                hashes: s.hashes,
+                kinds: s.kinds,
+                texts: s.texts.into_iter().map(String::into_boxed_str).collect(),
+                spaces: s.spaces,
+                count: s.count,
+                last_seen: s.last_seen,
+                version: 0,
+            };
+            m.buckets.entry(t.bucket_key()).or_default().push(t.id);
+            m.templates.insert(t.id, t);
+        }
+        for (a, b) in snap.aliases {
+            m.aliases.insert(a, b);
+        }
+        // The merge index: every live template's skeletons, as when it was last changed.
+        // A group that would merge now merged when it formed, so nothing merges here.
+        let mut ids: Vec<TemplateId> = m.templates.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let _ = m.register(id);
+        }
+        m.events.clear();
+        Ok(m)
+    }
+
+    /// Mines one message and returns, besides its outcome, the message's text at each
+    /// `<*>` of its template (the text after the masks ran: a user mask's match reads `0`).
+    pub fn ingest_with_params(&mut self, msg: &str) -> (Outcome, Vec<String>) {
+        let masked;
+        let bytes = if self.cfg.masks.is_empty() {
+            msg.as_bytes()
+        } else {
+            masked = apply_masks(&self.cfg.masks, msg);
+            masked.as_bytes()
+        };
+        let out = self.ingest_raw(bytes);
+        let mut params = Vec::new();
+        if let Some(t) = self.templates.get(&out.id) {
+            if t.kinds.len() == self.buf.len() {
+                for (k, tok) in t.kinds.iter().zip(&self.buf) {
+                    if *k == Kind::Var {
+                        let (s, e) = (tok.start as usize, (tok.end as usize).min(bytes.len()));
+                        params.push(String::from_utf8_lossy(&bytes[s.min(e)..e]).into_owned());
+                    }
+                }
+            }
+        }
+        (out, params)
     }
 
     /// Mines one message.
@@ -549,6 +680,30 @@ mod tests {
         m.ingest(&spaces);
         assert!(t.elapsed().as_secs_f64() < 5.0);
         assert!(m.templates().all(|t| t.hashes.len() <= 256));
+    }
+
+    #[test]
+    fn a_restored_miner_keeps_ids_and_merges_on() {
+        let mut m = Miner::default();
+        let lines = ["session closed for user alice", "session closed for user bob", "disk /dev/sda1 is 91% full", "login by user 7"];
+        let ids: Vec<_> = lines.iter().map(|l| m.ingest(l).id).collect();
+        let json = serde_json::to_string(&m.snapshot()).unwrap();
+        let mut r = Miner::restore(Config::default(), serde_json::from_str(&json).unwrap()).unwrap();
+        assert_eq!(r.snapshot(), m.snapshot());
+        for (l, id) in lines.iter().zip(&ids) {
+            assert_eq!(r.ingest(l), Outcome { id: *id, new: false });
+            assert_eq!(m.ingest(l).id, *id);
+        }
+        // Merges go on where they were: carol and dave make four users in both.
+        for u in ["carol", "dave"] {
+            let line = format!("session closed for user {u}");
+            assert_eq!(r.ingest(&line).id, m.ingest(&line).id);
+        }
+        assert_eq!(r.get(ids[0]).unwrap().text(), "session closed for user <*>");
+        assert_eq!(r.ingest("brand new message here"), m.ingest("brand new message here"));
+        let (o, params) = r.ingest_with_params("disk /dev/sdb2 is 12% full");
+        assert_eq!(o.id, ids[2]);
+        assert_eq!(params, vec!["/dev/sdb2".to_string(), "12%".to_string()]);
     }
 
     #[test]

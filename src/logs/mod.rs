@@ -45,4 +45,4 @@ pub mod miner;
 pub mod report;
 
 pub use header::{FormatError, HeaderFormat};
-pub use miner::{Config, Event, Miner, Outcome, Template, TemplateId};
+pub use miner::{Config, Event, Miner, Outcome, Snapshot, Template, TemplateId};

@@ -211,12 +211,10 @@ async fn rebuild(
     if let Some(old) = old {
         for s in &rt.stages {
             if let Some(prev) = old.stages.iter().find(|o| o.key == s.key && o.operator == s.operator && !Arc::ptr_eq(o, s)) {
-                let cursor = match &*prev.step.lock().await {
-                    Step::Source(src) => src.cursor(),
-                    Step::Op(_) => None,
-                };
-                if let (Some(c), Step::Source(src)) = (cursor, &mut *s.step.lock().await) {
-                    src.restore(&c);
+                // A source's cursor, an operator's snapshot (log templates).
+                let state = prev.step.lock().await.saved_state();
+                if let Some(c) = state {
+                    s.step.lock().await.restore_state(&c);
                 }
             }
         }
@@ -400,6 +398,9 @@ pub async fn run_tick(p: &PipelineRt, shared: &Shared, now: i64) -> TickReport {
                 shared.metrics.skipped(&p.name, &stage.key, reason, *count);
                 tracing::warn!(pipeline = %p.name, stage = %stage.key, reason, count, "skipped invalid input records");
             }
+            for (event, count) in &ctx.counted {
+                shared.metrics.counted(&p.name, &stage.key, event, *count);
+            }
             for (reason, count) in &ctx.lost {
                 shared.metrics.lost(&p.name, &stage.key, reason, *count);
                 tracing::warn!(pipeline = %p.name, stage = %stage.key, reason, count, "rows lost before they could be read");
@@ -577,13 +578,12 @@ impl Engine {
             let responder = self.shared.responder.read().unwrap_or_else(|e| e.into_inner()).clone();
             let (rt, c) =
                 rebuild(p, sources, version, self.state_dir.clone(), queue.clone(), old_rt.as_deref(), self.models(), responder).await?;
-            // Sources new to this engine resume from their saved cursors.
+            // Stages new to this engine resume from their saved cursors (sources) and
+            // snapshots (operators that keep one).
             for key in &c.added {
-                if let Some(s) = rt.stages.iter().find(|s| &s.key == key && s.kind == StageKind::Collect) {
+                if let Some(s) = rt.stages.iter().find(|s| &s.key == key) {
                     if let Some(cur) = self.store.load_cursor(&s.key).await? {
-                        if let Step::Source(src) = &mut *s.step.lock().await {
-                            src.restore(&cur);
-                        }
+                        s.step.lock().await.restore_state(&cur);
                     }
                 }
             }
@@ -851,12 +851,8 @@ async fn pipeline_loop(
         if report.ok {
             let mut cursors = Vec::new();
             for s in &p.stages {
-                if s.kind == StageKind::Collect {
-                    if let Step::Source(src) = &*s.step.lock().await {
-                        if let Some(c) = src.cursor().filter(|c| saved.get(&s.key) != Some(c)) {
-                            cursors.push((s.key.clone(), c));
-                        }
-                    }
+                if let Some(c) = s.step.lock().await.saved_state().filter(|c| saved.get(&s.key) != Some(c)) {
+                    cursors.push((s.key.clone(), c));
                 }
             }
             match store.save_cursors(&cursors).await {

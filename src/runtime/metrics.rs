@@ -64,6 +64,7 @@ pub struct Metrics {
     stage_items: Family,
     skipped: Family,
     lost: Family,
+    counted: Family,
     anomaly_score: Family,
     reloads: Family,
     webhook_requests: Family,
@@ -89,6 +90,12 @@ const FAMILIES: &[(&str, &str, &str, &[&str])] = &[
         "counter",
         "Rows a source could not read (a rotated file gone before it was read: counted once), by reason.",
         &["pipeline", "stage", "reason"],
+    ),
+    (
+        "vigil_stage_events_total",
+        "counter",
+        "Things a stage counted besides its items (log templates created, merged, evicted), by event.",
+        &["pipeline", "stage", "event"],
     ),
     ("vigil_anomaly_score", "gauge", "The latest anomaly score per series.", &["pipeline", "stage", "series"]),
     ("vigil_reloads_total", "counter", "Reloads, by outcome.", &["outcome"]),
@@ -120,6 +127,10 @@ impl Metrics {
 
     pub fn skipped(&self, pipeline: &str, stage: &str, reason: &str, n: u64) {
         self.skipped.add(&[pipeline, stage, reason], n as f64);
+    }
+
+    pub fn counted(&self, pipeline: &str, stage: &str, event: &str, n: u64) {
+        self.counted.add(&[pipeline, stage, event], n as f64);
     }
 
     pub fn lost(&self, pipeline: &str, stage: &str, reason: &str, n: u64) {
@@ -164,6 +175,7 @@ impl Metrics {
             &self.stage_items,
             &self.skipped,
             &self.lost,
+            &self.counted,
             &self.anomaly_score,
         ] {
             f.retain(|k| keep(&k[0], &k[1]));
@@ -178,7 +190,7 @@ impl Metrics {
             "# HELP vigil_build_info The running version and the content hash of its sources.\n# TYPE vigil_build_info gauge"
         );
         let _ = writeln!(out, "vigil_build_info{{version=\"{}\",sources=\"{}\"}} 1", env!("CARGO_PKG_VERSION"), escape_label(version));
-        let families: [(&Family, Option<&Family>); 14] = [
+        let families: [(&Family, Option<&Family>); 15] = [
             (&self.ticks, None),
             (&self.tick_seconds_sum, Some(&self.tick_seconds_count)),
             (&self.ticks_coalesced, None),
@@ -187,6 +199,7 @@ impl Metrics {
             (&self.stage_items, None),
             (&self.skipped, None),
             (&self.lost, None),
+            (&self.counted, None),
             (&self.anomaly_score, None),
             (&self.reloads, None),
             (&self.webhook_requests, None),

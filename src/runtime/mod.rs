@@ -55,11 +55,14 @@ pub struct OpCtx {
     /// Series the stage's guard forgot this tick (idle): the stages downstream forget them
     /// too.
     pub expired: Vec<crate::data::SeriesId>,
+    /// Things the stage counted besides its items (log templates created, merged,
+    /// evicted), by event: `vigil_stage_events_total`.
+    pub counted: Vec<(&'static str, u64)>,
 }
 
 impl OpCtx {
     pub fn new(now: Timestamp) -> OpCtx {
-        OpCtx { now, skipped: Vec::new(), lost: Vec::new(), expired: Vec::new() }
+        OpCtx { now, skipped: Vec::new(), lost: Vec::new(), expired: Vec::new(), counted: Vec::new() }
     }
 
     /// Counts a skipped record (a malformed row, a NaN, an out-of-order sample).
@@ -75,6 +78,17 @@ impl OpCtx {
         match self.skipped.iter_mut().find(|(r, _)| *r == reason) {
             Some((_, c)) => *c += n,
             None => self.skipped.push((reason, n)),
+        }
+    }
+
+    /// Counts `n` occurrences of an event (see [`OpCtx::counted`]).
+    pub fn count(&mut self, event: &'static str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        match self.counted.iter_mut().find(|(r, _)| *r == event) {
+            Some((_, c)) => *c += n,
+            None => self.counted.push((event, n)),
         }
     }
 
@@ -104,6 +118,18 @@ pub trait Operator: Send {
     /// Drops what is kept for these series (idle, or beyond the stage's `max_series`):
     /// see [`cardinality`]. Stateless operators keep the default.
     fn forget(&mut self, _ids: &[crate::data::SeriesId]) {}
+
+    /// State to persist across restarts and to carry over when a reload rebuilds the
+    /// stage, as text (the engine keeps it in the store's `cursors` table under the
+    /// stage's key, saved after every successful tick in which it changed). Most
+    /// operators keep none: their state is rebuilt from the data.
+    fn snapshot(&mut self) -> Option<String> {
+        None
+    }
+
+    /// Resumes from a [`Operator::snapshot`]. A snapshot it cannot read is ignored
+    /// (logged) and the operator starts afresh.
+    fn restore(&mut self, _snapshot: &str) {}
 }
 
 /// A boxed future, for the object-safe [`Source`] trait.
@@ -135,6 +161,22 @@ pub enum Step {
 }
 
 impl Step {
+    /// The state to persist: a source's cursor or an operator's snapshot.
+    pub fn saved_state(&mut self) -> Option<String> {
+        match self {
+            Step::Source(s) => s.cursor(),
+            Step::Op(o) => o.snapshot(),
+        }
+    }
+
+    /// Resumes from [`Step::saved_state`].
+    pub fn restore_state(&mut self, state: &str) {
+        match self {
+            Step::Source(s) => s.restore(state),
+            Step::Op(o) => o.restore(state),
+        }
+    }
+
     /// Forgets these series (see [`Operator::forget`]).
     pub fn forget(&mut self, ids: &[crate::data::SeriesId]) {
         if ids.is_empty() {

@@ -3,6 +3,7 @@
 
 pub mod collect;
 pub mod learn;
+pub mod logs;
 pub mod predict;
 pub mod preprocess;
 pub mod respond;
@@ -206,6 +207,47 @@ pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
             p.secret("hmac")?;
             Step::Source(Box::new(collect::WebhookSource { queue }))
         }
+        "logs.file" | "logs.jsonl" => {
+            let format = if node.operator == "logs.file" {
+                let header = crate::logs::HeaderFormat::new(&p.str("header"))
+                    .map_err(|e| invalid(format!("`header` is not a valid header format: {}", e.0)))?;
+                logs::Format::Header { format: header, from_header: p.str("timestamp") == "header" }
+            } else {
+                let ts = p.str("timestamp_field");
+                logs::Format::Json {
+                    message: p.str("message"),
+                    label_fields: p.strs("label_fields"),
+                    timestamp_field: (!ts.is_empty()).then_some(ts),
+                }
+            };
+            let continuation = match p.str("continuation").as_str() {
+                "" => None,
+                c => Some(regex::Regex::new(c).map_err(|e| invalid(format!("`continuation` is not a valid regular expression: {e}")))?),
+            };
+            Step::Source(Box::new(logs::LogSource::new(logs::LogConfig {
+                path: path(&env.base_dir, &p.str("path")),
+                format,
+                continuation,
+                continuation_wait: p.dur("continuation_wait").unwrap_or(5_000),
+                max_line: usize::try_from(p.int("max_line")).unwrap_or(logs::DEFAULT_MAX_LINE).clamp(64, 64 << 20),
+                labels: p.map("labels"),
+                start_at_end: p.str("start_at") == "end",
+            })))
+        }
+        "templates" => {
+            let masks = p
+                .strs("masks")
+                .iter()
+                .map(|m| regex::Regex::new(m).map_err(|e| invalid(format!("the mask `{m}` is not a valid regular expression: {e}"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            let cfg = crate::logs::Config {
+                max_templates: usize::try_from(p.int("max_templates")).unwrap_or(10_000).max(8),
+                masks,
+                ..Default::default()
+            };
+            Step::Op(Box::new(logs::Templates::new(p.str("field"), cfg)))
+        }
+        "new_templates" => Step::Op(Box::new(logs::NewTemplates::new(p.dur("after").unwrap_or(3_600_000)))),
         "resample" => Step::Op(Box::new(Resample::new(p.dur("every").unwrap_or(60_000), Agg::parse(&p.str("agg")).unwrap_or(Agg::Mean)))),
         "fill" => {
             let method = match p.str("method").as_str() {

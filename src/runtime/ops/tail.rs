@@ -102,6 +102,19 @@ pub struct Chunk {
     pub slot: Slot,
     /// The file's header as known before this chunk (None: the chunk starts the file).
     pub header: Option<Vec<String>>,
+    /// Lines of the chunk that were not valid UTF-8 (decoded lossily: each bad byte is
+    /// U+FFFD).
+    pub invalid_utf8: u64,
+}
+
+impl Chunk {
+    fn new(buf: &[u8], slot: Slot, header: Option<Vec<String>>) -> Chunk {
+        let invalid_utf8 = match std::str::from_utf8(buf) {
+            Ok(_) => 0,
+            Err(_) => buf.split(|&b| b == b'\n').filter(|l| std::str::from_utf8(l).is_err()).count() as u64,
+        };
+        Chunk { text: String::from_utf8_lossy(buf).into_owned(), slot, header, invalid_utf8 }
+    }
 }
 
 /// What one tick read, and the cursor to commit once it has been used.
@@ -330,11 +343,7 @@ fn read_blocking(path: &Path, mut state: TailState, handles: &mut HashMap<FileId
                     let (buf, _) =
                         read_from(&mut f, &mut state.current, &mut budget, false, report).map_err(|e| io_err("read", path, e))?;
                     handles.insert(state.current.id(), f);
-                    let chunks = if buf.is_empty() {
-                        Vec::new()
-                    } else {
-                        vec![Chunk { text: String::from_utf8_lossy(&buf).into_owned(), slot: Slot::Current, header }]
-                    };
+                    let chunks = if buf.is_empty() { Vec::new() } else { vec![Chunk::new(&buf, Slot::Current, header)] };
                     return Ok(TailRead { chunks, next: state });
                 }
             }
@@ -385,7 +394,7 @@ fn read_blocking(path: &Path, mut state: TailState, handles: &mut HashMap<FileId
         let (buf, done) = read_from(&mut f, &mut pos, &mut budget, true, report).map_err(|e| io_err("read", path, e))?;
         let slot = if done { Slot::Drained } else { Slot::Backlog(backlog.len()) };
         if !buf.is_empty() {
-            chunks.push(Chunk { text: String::from_utf8_lossy(&buf).into_owned(), slot, header });
+            chunks.push(Chunk::new(&buf, slot, header));
         }
         if !done {
             handles.insert(pos.id(), f);
@@ -398,7 +407,7 @@ fn read_blocking(path: &Path, mut state: TailState, handles: &mut HashMap<FileId
         let header = state.current.header.clone();
         let (buf, _) = read_from(&mut file, &mut state.current, &mut budget, false, report).map_err(|e| io_err("read", path, e))?;
         if !buf.is_empty() {
-            chunks.push(Chunk { text: String::from_utf8_lossy(&buf).into_owned(), slot: Slot::Current, header });
+            chunks.push(Chunk::new(&buf, Slot::Current, header));
         }
     }
     let now_len = len.max(state.current.offset);
