@@ -8,7 +8,7 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::{http_get, wait_for, Engine, TempDir};
+use common::{http, http_get, wait_for, Engine, TempDir};
 
 const TOKEN: &str = "logs-e2e-token";
 const HEADER: &str = "<Date> <Time> <Level> <Component>: <Content>";
@@ -221,4 +221,54 @@ fn bad_log_input_is_counted_and_reading_goes_on() {
     });
     assert!(evicted <= 60.0 + 10.0, "{evicted}");
     assert!(healthy());
+}
+
+fn reload_pipeline(max_templates: u32) -> String {
+    format!(
+        r#"pipeline p {{
+  every 200ms
+  collect lines = logs.file(path: "app.log", header: "{HEADER}", start_at: "end")
+  collect json = logs.jsonl(path: "app.jsonl", message: "msg", label_fields: ["level"])
+  preprocess tpl = templates(lines, max_templates: {max_templates})
+  preprocess counts = aggregate(tpl, by: ["template_id", "template"], op: "count")
+  predict seen = threshold(counts, above: 0.5)
+  respond r = log(seen, dedup: "{{{{ labels.template_id }}}}")
+  preprocess jtpl = templates(json)
+  preprocess jcounts = aggregate(jtpl, by: ["template_id", "template", "level"], op: "count")
+  predict jseen = threshold(jcounts, above: 0.5)
+  respond jr = log(jseen, dedup: "json/{{{{ labels.template_id }}}}")
+}}
+"#
+    )
+}
+
+#[test]
+fn start_at_end_json_logs_and_template_ids_across_a_reload_that_changes_the_stage() {
+    let dir = TempDir::new("logs-e2e-reload");
+    write(&dir, "app.log", &line("INFO", "a", "old message before the start"));
+    write(&dir, "app.jsonl", "{\"msg\": \"json says hello to 10.0.0.1\", \"level\": \"info\"}\nnot json at all\n");
+    write(&dir, "p.vigil", &reload_pipeline(100));
+    let e = Engine::start(&dir, "p.vigil", TOKEN, &[], &[]);
+    // JSON lines: the message field is mined, `level` is a label; a line that is not JSON
+    // is kept whole and counted.
+    let j = incident_of(&e, "p.jr", "json says hello to");
+    assert_eq!(j["labels"]["level"], "info", "{j}");
+    incident_of(&e, "p.jr", "not json at all");
+    wait_for("not_json counted", Duration::from_secs(30), || metric(e.port, &["vigil_skipped_total", "not_json"]).filter(|v| *v >= 1.0));
+
+    // start_at "end": what the file held at the start is not read.
+    append(&dir, "app.log", line("INFO", "a", "fresh message after the start").as_bytes());
+    let fresh = incident_of(&e, "p.r", "fresh message");
+    assert_eq!(fresh["labels"]["template_id"], "1", "{fresh}");
+    assert!(e.incidents().iter().all(|i| !i["labels"]["template"].as_str().unwrap_or("").contains("old message")));
+
+    // A reload that changes the templates stage (another cap) carries its templates over.
+    std::thread::sleep(Duration::from_millis(600));
+    write(&dir, "p.vigil", &reload_pipeline(200));
+    let (code, body) = http("POST", e.port, "/api/v1/reload", "", &[("Authorization", &format!("Bearer {TOKEN}"))]).unwrap();
+    // The answer comes once the reload is done, and names the stages it rebuilt.
+    assert!(code < 300 && body.contains("applied") && body.contains("p.tpl"), "{code} {body}");
+    append(&dir, "app.log", line("INFO", "a", "another kind of message entirely").as_bytes());
+    let another = incident_of(&e, "p.r", "another kind of message");
+    assert_eq!(another["labels"]["template_id"], "2", "the rebuilt stage kept its templates: {another}");
 }

@@ -36,6 +36,10 @@ use super::tail::{FilePos, Slot, Tail, TailState};
 /// The default bound on one line (and one multi-line record), in bytes.
 pub const DEFAULT_MAX_LINE: usize = 64 << 10;
 
+/// The default bound on the bytes read per tick: a log record in flight costs far more
+/// memory than a CSV sample, so less than [`super::tail::MAX_READ`].
+pub const DEFAULT_MAX_READ: usize = 16 << 20;
+
 /// The most bytes of a message a `new_templates` score carries in its `sample` label.
 pub const SAMPLE_MAX: usize = 1024;
 
@@ -75,6 +79,8 @@ pub struct LogConfig {
     pub labels: Vec<(String, String)>,
     /// Start at the end of a file met for the first time (no cursor).
     pub start_at_end: bool,
+    /// The most bytes read per tick.
+    pub max_read: usize,
 }
 
 /// `logs.file(...)` and `logs.jsonl(...)`.
@@ -102,7 +108,8 @@ fn truncate(s: &mut String, max: usize) -> bool {
 
 impl LogSource {
     pub fn new(cfg: LogConfig) -> LogSource {
-        let tail = Tail::new(cfg.path.clone());
+        let mut tail = Tail::new(cfg.path.clone());
+        tail.max_read = cfg.max_read;
         LogSource { cfg, tail, pending: None, started: false, spans: Vec::new() }
     }
 
@@ -475,6 +482,7 @@ mod tests {
             max_line: 64,
             labels: vec![("app".into(), "db".into())],
             start_at_end: false,
+            max_read: super::super::tail::MAX_READ,
         })
     }
 

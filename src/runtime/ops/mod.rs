@@ -232,6 +232,7 @@ pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
                 max_line: usize::try_from(p.int("max_line")).unwrap_or(logs::DEFAULT_MAX_LINE).clamp(64, 64 << 20),
                 labels: p.map("labels"),
                 start_at_end: p.str("start_at") == "end",
+                max_read: usize::try_from(p.int("max_read")).unwrap_or(logs::DEFAULT_MAX_READ).clamp(1 << 16, tail::MAX_READ),
             })))
         }
         "templates" => {

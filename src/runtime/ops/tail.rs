@@ -142,6 +142,9 @@ pub struct Tail {
     /// Open handles of the files in `state`, so a file renamed or deleted since the last
     /// tick can still be drained. Not persisted.
     handles: HashMap<FileId, File>,
+    /// The most bytes read per tick ([`MAX_READ`] unless the source says otherwise); a
+    /// line longer than this is skipped (counted).
+    pub max_read: usize,
 }
 
 /// Things seen while reading, reported on the async side.
@@ -150,11 +153,12 @@ struct Report {
     warnings: Vec<String>,
     lost: Vec<(&'static str, u64)>,
     skipped_bytes: u64,
+    max_read: usize,
 }
 
 impl Tail {
     pub fn new(path: PathBuf) -> Tail {
-        Tail { path, state: TailState::default(), handles: HashMap::new() }
+        Tail { path, state: TailState::default(), handles: HashMap::new(), max_read: MAX_READ }
     }
 
     /// Restores a persisted cursor (the forms written by this and earlier versions).
@@ -189,9 +193,10 @@ impl Tail {
         let path = self.path.clone();
         let state = self.state.clone();
         let handles = std::mem::take(&mut self.handles);
+        let max_read = self.max_read.max(1);
         let (result, handles, report) = tokio::task::spawn_blocking(move || {
             let mut handles = handles;
-            let mut report = Report::default();
+            let mut report = Report { max_read, ..Report::default() };
             let r = read_blocking(&path, state, &mut handles, &mut report);
             (r, handles, report)
         })
@@ -291,7 +296,7 @@ fn read_from(f: &mut File, pos: &mut FilePos, budget: &mut usize, drain: bool, r
         }
         // A full read with no line break is no line anyone is writing: skip it (counted)
         // so that the source moves on.
-        None if want == MAX_READ => {
+        None if want == report.max_read => {
             pos.offset += want as u64;
             *budget -= want;
             report.skipped_bytes += want as u64;
@@ -338,7 +343,7 @@ fn read_blocking(path: &Path, mut state: TailState, handles: &mut HashMap<FileId
             // handle is read; the rest waits for the file to appear.
             if state.current.ino != 0 {
                 if let Some(mut f) = handles.remove(&state.current.id()) {
-                    let mut budget = MAX_READ;
+                    let mut budget = report.max_read;
                     let header = state.current.header.clone();
                     let (buf, _) =
                         read_from(&mut f, &mut state.current, &mut budget, false, report).map_err(|e| io_err("read", path, e))?;
@@ -373,7 +378,7 @@ fn read_blocking(path: &Path, mut state: TailState, handles: &mut HashMap<FileId
     }
 
     // Drain the backlog, oldest first, then read the current file.
-    let mut budget = MAX_READ;
+    let mut budget = report.max_read;
     let mut chunks = Vec::new();
     let mut backlog = Vec::new();
     let pending = std::mem::take(&mut state.backlog);
