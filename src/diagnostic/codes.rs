@@ -123,7 +123,7 @@ codes! {
     E0205: "unknown module",
         "A `use` names a module that does not exist in the standard library.",
         "use std.detct",
-        "Use one of the stdlib modules: std.collect, std.preprocess, std.detect, std.respond.";
+        "Use one of the stdlib modules: std.collect, std.preprocess, std.detect, std.respond, std.logs.";
     E0206: "unknown item in module",
         "A `use` or a qualified name asks a module for an item it does not define.",
         "use std.detect.{robust_zscor}",

@@ -524,6 +524,52 @@ mod tests {
         assert_eq!(ctx.skipped, vec![("line_truncated", 1), ("not_json", 1)]);
     }
 
+    /// A real file renamed away (logrotate) while a multi-line record waits: the record is
+    /// completed from the old file and emitted once it is drained; nothing is read twice.
+    #[tokio::test]
+    async fn a_rotation_completes_the_waiting_record_and_reads_the_new_file() {
+        let dir = std::env::temp_dir().join(format!("vigil-logs-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("app.log");
+        std::fs::write(&path, "2026-12-02 10:00:00 ERROR db: first failure\n  at a()\n").unwrap();
+        let header = HeaderFormat::new("<Date> <Time> <Level> <Component>: <Content>").unwrap();
+        let mut s = LogSource::new(LogConfig {
+            path: path.clone(),
+            format: Format::Header { format: header, from_header: false },
+            continuation: Some(regex::Regex::new(r"^\s").unwrap()),
+            continuation_wait: 60_000,
+            max_line: DEFAULT_MAX_LINE,
+            labels: Vec::new(),
+            start_at_end: false,
+            max_read: DEFAULT_MAX_READ,
+        });
+        let mut ctx = OpCtx::new(1_000);
+        let Data::Events(e) = s.collect(&mut ctx).await.unwrap() else { panic!() };
+        assert!(e.events.is_empty(), "the record waits");
+        // Its cursor holds the waiting record; a restored source resumes with it.
+        let cursor = s.cursor().unwrap();
+        assert!(cursor.contains("first failure"), "{cursor}");
+        // More of the trace, then the rotation: renamed, and a new file at the path.
+        {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+            f.write_all(b"  at b()").unwrap();
+        }
+        std::fs::rename(&path, dir.join("app.log.1")).unwrap();
+        std::fs::write(&path, "2026-12-02 10:00:05 INFO db: recovered\n").unwrap();
+        let mut ctx = OpCtx::new(2_000);
+        let Data::Events(e) = s.collect(&mut ctx).await.unwrap() else { panic!() };
+        let lines: Vec<&str> = e.events.iter().map(|e| e.annotations["line"].as_str()).collect();
+        assert_eq!(lines, vec!["2026-12-02 10:00:00 ERROR db: first failure\n  at a()\n  at b()"]);
+        // The new file's record waits for its continuation lines, then comes by time.
+        let mut ctx = OpCtx::new(70_000);
+        let Data::Events(e) = s.collect(&mut ctx).await.unwrap() else { panic!() };
+        assert_eq!(e.events.len(), 1);
+        assert_eq!(e.events[0].annotations["message"], "recovered");
+        assert_eq!(e.events[0].labels["Level"], "INFO");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     fn events(msgs: &[(i64, &str)]) -> Data {
         let events = msgs
             .iter()
