@@ -84,7 +84,7 @@ fn main() {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("smtp")).await.unwrap());
         let responder = Arc::new(Responder::open(store.clone(), None, false).await.unwrap());
         let cancel = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(vigil::respond::dispatch::run(responder.clone(), cancel.clone()));
+        tokio::spawn(vigil::respond::dispatch::run(responder.clone(), cancel.clone(), std::sync::Arc::new(|_: &str, _: &str, _: &str| {})));
         (store, responder, cancel)
     });
     let smtp = vigil::respond::channels::smtp(
@@ -153,7 +153,7 @@ fn main() {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("hook")).await.unwrap());
         let responder = Arc::new(Responder::open(store.clone(), None, false).await.unwrap());
         let cancel = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(vigil::respond::dispatch::run(responder.clone(), cancel.clone()));
+        tokio::spawn(vigil::respond::dispatch::run(responder.clone(), cancel.clone(), std::sync::Arc::new(|_: &str, _: &str, _: &str| {})));
         (store, responder, cancel, url)
     });
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();

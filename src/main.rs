@@ -33,7 +33,20 @@ const EXIT_USAGE: u8 = 2;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines (stderr) are written: `text` for people, `json` (one object per line)
+    /// for log shippers. `RUST_LOG` sets the level (default info).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
 }
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The `--log-format` given, for [`init_tracing`].
+static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
 
 #[derive(Clone, Copy, ValueEnum)]
 enum DiagFormat {
@@ -105,9 +118,11 @@ enum SilencesAction {
     },
     /// Add a silence: `vigil silences add --match service=checkout --for 2h --comment deploy`.
     Add {
-        /// A matcher `label=value` (repeatable); `series`, `pipeline`, `stage` and `key`
-        /// match the incident's own.
-        #[arg(long = "match", value_name = "LABEL=VALUE", required = true)]
+        /// A matcher (repeatable, all must match): `label=value`, `label!=value`,
+        /// `label=~regex` or `label!~regex` (regexes match the whole value); `series`,
+        /// `pipeline`, `stage` and `key` match the incident's own. A silence also holds back
+        /// the later notifications of incidents already firing.
+        #[arg(long = "match", value_name = "MATCHER", required = true)]
         matchers: Vec<String>,
         /// How long it lasts (`30m`, `2h`, `1d`).
         #[arg(long = "for", value_name = "DURATION")]
@@ -349,8 +364,9 @@ enum Command {
     Incidents {
         #[command(subcommand)]
         action: IncidentsAction,
-        /// The engine's address.
-        #[arg(long, default_value = "http://127.0.0.1:8080", global = true)]
+        /// The engine's address: a URL (`https://vigil.internal:8443`) or `host:port` as
+        /// `--addr-file` writes it.
+        #[arg(long, env = "VIGIL_API", default_value = "http://127.0.0.1:8080", global = true)]
         api: String,
     },
     /// List, add and expire silences of a running engine (through its API).
@@ -360,8 +376,9 @@ enum Command {
     Silences {
         #[command(subcommand)]
         action: SilencesAction,
-        /// The engine's address.
-        #[arg(long, default_value = "http://127.0.0.1:8080", global = true)]
+        /// The engine's address: a URL (`https://vigil.internal:8443`) or `host:port` as
+        /// `--addr-file` writes it.
+        #[arg(long, env = "VIGIL_API", default_value = "http://127.0.0.1:8080", global = true)]
         api: String,
     },
     /// Inspect and manage trained models: the registry under STATE/models.
@@ -415,6 +432,16 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = LOG_FORMAT.set(cli.log_format);
+    if !matches!(cli.command, Command::Run { .. }) {
+        // A command whose output goes to a pipe closed early (`vigil eval --json | head`)
+        // ends quietly, as other Unix tools do. Not the engine: its sockets need EPIPE as an
+        // error, not a signal.
+        // SAFETY: setting a signal's disposition to the default before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = match cli.command {
         Command::Check { paths, format, deny_warnings, stdlib, timings } => cmd_check(paths, format, deny_warnings, stdlib, timings),
         Command::Fmt { paths, check } => cmd_fmt(paths, check),
@@ -618,7 +645,11 @@ fn cmd_graph(file: PathBuf, format: GraphFormat, pipeline: Option<String>) -> an
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(color()).try_init();
+    if LOG_FORMAT.get() == Some(&LogFormat::Json) {
+        let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    } else {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(color()).try_init();
+    }
 }
 
 struct RunArgs {
@@ -638,6 +669,39 @@ struct RunArgs {
     tls: Option<(PathBuf, PathBuf)>,
     max_connections: usize,
     http_header_timeout: std::time::Duration,
+}
+
+/// Locks `STATE/lock` for this process (released when it exits, even by `kill -9`),
+/// writing its pid there.
+///
+/// # Errors
+/// Another process holds the lock (its pid is named), or the directory cannot be made.
+fn lock_state(state: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(state).map_err(|e| anyhow::anyhow!("cannot create the state directory {}: {e}", state.display()))?;
+    let path = state.join("lock");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+    // SAFETY: flock(2) on a descriptor this function owns.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut pid = String::new();
+        let _ = f.read_to_string(&mut pid);
+        anyhow::bail!(
+            "another vigil (pid {}) is running with the state directory {}: stop it, or give this one another --state",
+            pid.trim(),
+            state.display()
+        );
+    }
+    f.set_len(0)?;
+    f.rewind()?;
+    write!(f, "{}", std::process::id())?;
+    Ok(f)
 }
 
 /// The API's access rules from the flags and the environment.
@@ -675,15 +739,13 @@ fn access_rules(args: &RunArgs) -> anyhow::Result<vigil::server::access::Access>
     Ok(access)
 }
 
-/// `100ms`, `2s`, or a number of milliseconds.
+/// A duration as the language writes it (`100ms`, `2s`, `1h30m`), or a number of
+/// milliseconds.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, "ms"), |i| (&s[..i], &s[i..]));
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration such as `100ms` or `2s`"))?;
-    match unit {
-        "ms" => Ok(std::time::Duration::from_millis(n)),
-        "s" => Ok(std::time::Duration::from_secs(n)),
-        _ => Err(format!("unknown unit in `{s}`: use ms or s")),
-    }
+    vigil::time::parse_duration(s)
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(|| format!("`{s}` is not a duration such as `100ms`, `2s` or `1h30m` (units: ms, s, m, h, d, w)"))
 }
 
 fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -712,6 +774,8 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let state = args.state.clone();
+    // One engine per state directory: a second one would send every notification twice.
+    let _lock = lock_state(&state)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         let store = vigil::store::SqliteStore::open(&state).await?;
@@ -847,7 +911,7 @@ fn cmd_test(paths: Vec<PathBuf>, format: TestFormat, filter: Option<String>, std
     match format {
         TestFormat::Junit => print!("{}", vigil::testing::junit(&results)),
         TestFormat::Text => {
-            println!("running {} tests", results.len());
+            println!("running {} test{}", results.len(), if results.len() == 1 { "" } else { "s" });
             for r in &results {
                 let status = if r.passed() { "ok" } else { "FAILED" };
                 println!("test {}::{} ... {status} ({} ms)", r.pipeline, r.name, r.duration.as_millis());
@@ -884,7 +948,53 @@ fn cmd_explain(topic: &str) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if topic == "operators" {
-        print!("{}", vigil::stages::operators_markdown());
+        let mut kind = None;
+        for op in vigil::stages::OPERATORS {
+            if kind != Some(op.kind) {
+                kind = Some(op.kind);
+                println!("{}:", op.kind);
+            }
+            println!("  {:<24} {}", op.name, op.summary);
+        }
+        println!("\nstdlib stages (`vigil explain NAME`):");
+        for (module, t) in stdlib_templates() {
+            println!("  {:<24} {}", format!("{module}.{}", t.name.node), t.doc.first().map(|d| d.trim()).unwrap_or(""));
+        }
+        println!("\n`vigil explain NAME` for an operator's parameters; `vigil explain options`, `templates`, `codes`.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if topic == "options" {
+        for (name, form, kinds, doc) in vigil::check::options::OPTIONS {
+            let kinds =
+                if kinds.is_empty() { "every stage".to_owned() } else { kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ") };
+            println!("{name}  ({kinds})\n  {form}\n  {doc}\n");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if topic == "templates" {
+        print!("{TEMPLATE_VARIABLES}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some((name, form, kinds, doc)) = vigil::check::options::OPTIONS.iter().find(|(n, _, _, _)| *n == topic) {
+        let kinds =
+            if kinds.is_empty() { "every stage".to_owned() } else { kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ") };
+        println!("stage option `{name}` ({kinds})\n\n  {form}\n\n{doc}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let short = topic.rsplit('.').next().unwrap_or(topic);
+    if let Some((module, t)) =
+        stdlib_templates().into_iter().find(|(m, t)| t.name.node == topic || (t.name.node == short && topic == format!("{m}.{short}")))
+    {
+        println!("stdlib stage `{}` (use {module}.{{{}}})\n", t.name.node, t.name.node);
+        for line in &t.doc {
+            println!("{}", line.strip_prefix(' ').unwrap_or(line));
+        }
+        println!("\nparameters:");
+        for p in &t.params {
+            let default = p.default.as_ref().map(|d| format!(" = {d}")).unwrap_or_default();
+            println!("  {}: {}{default}  {}", p.name.node, type_text(&p.ty), p.doc.iter().map(|d| d.trim()).collect::<Vec<_>>().join(" "));
+        }
+        println!("\nyields {}", type_text(&t.output));
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(code) = Code::parse(topic) {
@@ -895,10 +1005,60 @@ fn cmd_explain(topic: &str) -> anyhow::Result<ExitCode> {
         print!("{}", vigil::stages::operator_markdown(op));
         return Ok(ExitCode::SUCCESS);
     }
+    let templates = stdlib_templates();
     let mut candidates: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
     candidates.extend(vigil::stages::OPERATORS.iter().map(|o| o.name));
+    candidates.extend(vigil::check::options::OPTIONS.iter().map(|o| o.0));
+    candidates.extend(templates.iter().map(|(_, t)| t.name.node.as_str()));
+    candidates.extend(["codes", "operators", "options", "templates"]);
     let hint = vigil::diagnostic::suggest(topic, candidates).map(|s| format!(" ({s})")).unwrap_or_default();
     anyhow::bail!("nothing to explain for `{topic}`{hint}; try `vigil explain codes` or `vigil explain operators`")
+}
+
+/// The variables of notification templates (subjects, bodies, exec arguments, dedup keys).
+const TEMPLATE_VARIABLES: &str = "Notification templates (minijinja: `{{ incident.key }}`, filters such as `| upper`) see:
+
+  pipeline                  the pipeline's name
+  stage                     the respond stage's key (`pipeline.stage`)
+  series                    the first series of the incident (`name{label=\"value\"}`)
+  labels.NAME               a label of the incident's series
+  transition                firing, resolved, acknowledged, escalated, repeat-N, resend-N
+  incident.id               the incident's id (stable)
+  incident.key              its dedup key
+  incident.status           firing or resolved
+  incident.score            the anomaly score that opened or last updated it (text, 3 decimals)
+  incident.value            the series' value then
+  incident.series           the first series; incident.all_series: every series (grouped incidents)
+  incident.labels.NAME      as labels.NAME
+  incident.opened_at        when it opened (RFC 3339); incident.timestamp: its last update
+  incident.acknowledged     true once acknowledged; incident.acknowledged_by: who
+  incident.transition       as transition
+
+An unknown variable renders as empty; a template that fails to render sends its source
+text with the error and audits it (`render_failed`).
+";
+
+/// The stdlib's stage templates with their module names.
+fn stdlib_templates() -> Vec<(&'static str, vigil::syntax::ast::Template)> {
+    let mut out = Vec::new();
+    let mut sources = vigil::source::SourceMap::new();
+    for m in vigil::stdlib::MODULES {
+        let id = sources.add(m.file, None, vigil::source::Origin::Stdlib, m.text);
+        for item in vigil::syntax::parse(id, m.text).file.items {
+            if let vigil::syntax::ast::Item::Template(t) = item {
+                out.push((m.name, t));
+            }
+        }
+    }
+    out
+}
+
+/// A parameter type as written: `Series`, `List<String>`.
+fn type_text(t: &vigil::syntax::ast::TypeExpr) -> String {
+    match &t.arg {
+        Some(a) => format!("{}<{}>", t.name.node, type_text(a)),
+        None => t.name.node.clone(),
+    }
 }
 
 fn cmd_eval(
@@ -1033,7 +1193,9 @@ fn api_call(method: &str, api: &str, path: &str, body: Option<serde_json::Value>
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
-        let url = format!("{}{path}", api.trim_end_matches('/'));
+        let base =
+            if api.contains("://") { api.trim_end_matches('/').to_owned() } else { format!("http://{}", api.trim().trim_end_matches('/')) };
+        let url = format!("{base}{path}");
         let mut req = if method == "POST" { client.post(&url) } else { client.get(&url) };
         let token = |k: &str| std::env::var(k).ok().filter(|t| !t.is_empty());
         if method == "POST" {
@@ -1072,14 +1234,20 @@ fn cmd_incidents(action: IncidentsAction, api: &str) -> anyhow::Result<ExitCode>
             if list.is_empty() {
                 eprintln!("no incidents");
             } else {
-                println!("{:<16}  {:<8}  {:<4}  {:<24}  {:<28}  key", "id", "status", "ack", "opened", "stage");
+                println!("{:<16}  {:<8}  {:<4}  {:<9}  {:<24}  {:<28}  key", "id", "status", "ack", "silenced", "opened", "stage");
             }
             for i in list {
+                let silenced = match &i["silenced_by"] {
+                    serde_json::Value::Number(n) => format!("#{n}"),
+                    _ if i["silenced"] == true => "at open".into(),
+                    _ => String::new(),
+                };
                 println!(
-                    "{:<16}  {:<8}  {:<4}  {:<24}  {:<28}  {}",
+                    "{:<16}  {:<8}  {:<4}  {:<9}  {:<24}  {:<28}  {}",
                     i["id"].as_str().unwrap_or(""),
                     i["status"].as_str().unwrap_or(""),
                     if i["acknowledged"] == true { "yes" } else { "" },
+                    silenced,
                     vigil::time::format_rfc3339(i["opened_at"].as_i64().unwrap_or(0)),
                     i["stage"].as_str().unwrap_or(""),
                     i["key"].as_str().unwrap_or("")
@@ -1134,17 +1302,29 @@ fn cmd_silences(action: SilencesAction, api: &str) -> anyhow::Result<ExitCode> {
                     state,
                     vigil::time::format_rfc3339(start),
                     vigil::time::format_rfc3339(end),
-                    s["matchers"],
+                    s["matchers"]
+                        .as_array()
+                        .map(|ms| ms
+                            .iter()
+                            .map(|m| format!(
+                                "{}{}{}",
+                                m["name"].as_str().unwrap_or(""),
+                                m["op"].as_str().unwrap_or(""),
+                                m["value"].as_str().unwrap_or("")
+                            ))
+                            .collect::<Vec<_>>()
+                            .join(","))
+                        .unwrap_or_default(),
                     s["comment"].as_str().unwrap_or("")
                 );
             }
         }
         SilencesAction::Add { matchers, duration, starts, comment, by } => {
-            let mut m = serde_json::Map::new();
+            // Checked here too, so a typo is a usage error before anything is sent.
             for x in &matchers {
-                let (k, v) = x.split_once('=').ok_or_else(|| anyhow::anyhow!("`{x}` is not LABEL=VALUE"))?;
-                m.insert(k.trim().to_owned(), v.trim().into());
+                vigil::respond::SilenceMatcher::parse(x).map_err(anyhow::Error::msg)?;
             }
+            let m = matchers.clone();
             let mut body = serde_json::json!({ "matchers": m, "duration": duration, "comment": comment, "created_by": by });
             if let Some(s) = starts {
                 body["starts_at"] = s.into();

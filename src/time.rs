@@ -376,27 +376,82 @@ fn ascii_string(bytes: &[u8]) -> String {
     bytes.iter().map(|&c| char::from(c)).collect()
 }
 
-/// A duration such as `500ms`, `30s`, `5m`, `2h`, `1d` or `1w` (or a plain number of
-/// milliseconds), in milliseconds.
+/// The duration units and their size in milliseconds: the one list the language, the CLI
+/// and the API read.
+pub const DURATION_UNITS: [(&str, u64); 6] =
+    [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000), ("w", 604_800_000)];
+
+/// Why a duration does not read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DurationError {
+    /// Nothing, or something that is not digits followed by a unit.
+    Malformed,
+    /// A unit not in [`DURATION_UNITS`], at these byte offsets.
+    UnknownUnit { start: usize, end: usize },
+    /// Too long to count in milliseconds.
+    Overflow,
+}
+
+/// Reads `500ms`, `30s`, `5m`, `6h`, `1d`, `2w` or a sum such as `1h30m`, in
+/// milliseconds. The one duration codec: the language, the CLI and the API use it.
+///
+/// # Errors
+/// See [`DurationError`].
+pub fn duration_ms(text: &str) -> Result<u64, DurationError> {
+    let bytes = text.as_bytes();
+    if bytes.is_empty() {
+        return Err(DurationError::Malformed);
+    }
+    let (mut i, mut millis) = (0, 0u64);
+    while i < bytes.len() {
+        let num_start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        let unit_start = i;
+        while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        if num_start == unit_start || unit_start == i {
+            return Err(DurationError::Malformed);
+        }
+        let unit = &text[unit_start..i];
+        let Some((_, size)) = DURATION_UNITS.iter().find(|(u, _)| *u == unit) else {
+            return Err(DurationError::UnknownUnit { start: unit_start, end: i });
+        };
+        let n: u64 = text[num_start..unit_start].parse().map_err(|_| DurationError::Overflow)?;
+        millis = n.checked_mul(*size).and_then(|v| millis.checked_add(v)).ok_or(DurationError::Overflow)?;
+    }
+    Ok(millis)
+}
+
+/// A duration as [`duration_ms`] reads it, or a plain number of milliseconds; surrounding
+/// space is ignored.
 pub fn parse_duration(s: &str) -> Option<i64> {
     let s = s.trim();
-    let i = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let n: i64 = s[..i].parse().ok()?;
-    let unit = match &s[i..] {
-        "" | "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        "w" => 604_800_000,
-        _ => return None,
-    };
-    n.checked_mul(unit)
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse().ok();
+    }
+    duration_ms(s).ok().and_then(|ms| i64::try_from(ms).ok())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_duration_codec_for_the_language_the_cli_and_the_api() {
+        assert_eq!(duration_ms("1h30m"), Ok(5_400_000));
+        assert_eq!(duration_ms("500ms"), Ok(500));
+        assert_eq!(duration_ms("2w1d"), Ok(15 * 86_400_000));
+        assert_eq!(duration_ms("30sec"), Err(DurationError::UnknownUnit { start: 2, end: 5 }));
+        assert_eq!(duration_ms(""), Err(DurationError::Malformed));
+        assert_eq!(duration_ms("h"), Err(DurationError::Malformed));
+        assert_eq!(duration_ms("5"), Err(DurationError::Malformed));
+        assert_eq!(duration_ms("99999999999999999999w"), Err(DurationError::Overflow));
+        assert_eq!(parse_duration(" 1h30m "), Some(5_400_000));
+        assert_eq!(parse_duration("250"), Some(250), "a plain number is milliseconds");
+    }
     use chrono::{DateTime, NaiveDate, NaiveDateTime};
     use proptest::prelude::*;
 

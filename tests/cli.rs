@@ -100,3 +100,42 @@ fn explain_codes_and_operators() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `zscore`?"));
 }
+
+#[test]
+fn output_into_a_pipe_closed_early_ends_quietly() {
+    use std::io::Read;
+    let dir = tmpdir("cli-pipe");
+    // Thousands of diagnostics: far more JSON than a pipe buffers.
+    let src: String = (0..4000).map(|i| format!("pipeline p{i} {{\n  every 1x\n}}\n")).collect();
+    std::fs::write(dir.join("many.vigil"), src).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["check", "--format", "json"])
+        .arg(dir.join("many.vigil"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The reader is gone (like `| head`): the rest cannot be written.
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(out.status.code(), Some(101), "no panic: {err}");
+}
+
+#[test]
+fn explain_covers_stdlib_stages_options_and_template_variables() {
+    let text = |args: &[&str]| {
+        let o = vigil(args);
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let z = text(&["explain", "robust_zscore"]);
+    assert!(z.contains("std.detect") && z.contains("window: Duration = 1h"), "{z}");
+    assert_eq!(text(&["explain", "std.detect.robust_zscore"]), z);
+    assert!(text(&["explain", "pending_for"]).contains("flap control"));
+    assert!(text(&["explain", "templates"]).contains("incident.acknowledged_by"));
+    let ops = text(&["explain", "operators"]);
+    assert!(ops.contains("  zscore ") && ops.contains("std.detect.robust_zscore") && !ops.contains("| "), "a list, not markdown: {ops}");
+}

@@ -344,3 +344,207 @@ fn a_flood_of_label_values_is_capped_and_idle_series_are_forgotten() {
     post(1000..1010);
     wait_for("new series to be admitted", Duration::from_secs(30), || (gauges("alertname=\\\"a100") >= 10).then_some(()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_the_api_and_picks_up_a_renewed_certificate() {
+    let dir = TempDir::new("hard-tls");
+    write(&dir, "p.vigil", "pipeline p {\n  every 1s\n  collect raw = synthetic(seed: 1)\n}\n");
+    std::fs::create_dir_all(dir.join("old")).unwrap();
+    std::fs::create_dir_all(dir.join("new")).unwrap();
+    certificates(&dir.join("old"));
+    certificates(&dir.join("new"));
+    for f in ["cert.pem", "key.pem"] {
+        std::fs::copy(dir.join("old").join(f), dir.join(f)).unwrap();
+    }
+    let addr_file = dir.join("vigil.addr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .current_dir(dir.path())
+        .args(["run", "p.vigil", "--state", "state", "--no-watch", "--listen", "127.0.0.1:0", "--addr-file", "vigil.addr"])
+        .args(["--tls-cert", "cert.pem", "--tls-key", "key.pem"])
+        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let log = dir.join("stderr.log");
+    let port = wait_for_child("the engine to listen", Duration::from_secs(60), &mut child, Some(&log), || {
+        std::fs::read_to_string(&addr_file).ok()?.trim().parse::<std::net::SocketAddr>().ok().map(|a| a.port())
+    });
+    let client = |ca: &str| {
+        let pem = std::fs::read(dir.join(ca).join("ca.pem")).unwrap();
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    };
+    let url = format!("https://127.0.0.1:{port}/healthz");
+    let old = client("old");
+    let mut ok = false;
+    for _ in 0..200 {
+        if old.get(&url).send().await.is_ok_and(|r| r.status() == 200) {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "healthz over TLS: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(client("new").get(&url).send().await.is_err(), "another CA's client does not trust it");
+    let plain = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await;
+    assert!(plain.map(|r| r.status() != 200).unwrap_or(true), "no plain HTTP on a TLS listener");
+    // Renewed on disk (a key first, then its certificate, as tools do): new connections
+    // get the new certificate.
+    for f in ["key.pem", "cert.pem"] {
+        std::fs::copy(dir.join("new").join(f), dir.join(f)).unwrap();
+    }
+    let new = client("new");
+    let mut renewed = false;
+    for _ in 0..400 {
+        if new.get(&url).send().await.is_ok_and(|r| r.status() == 200) {
+            renewed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(renewed, "the renewed certificate is served: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A webhook receiver that records each request's `X-Vigil-Delivery` as soon as the
+/// request is read, then answers after `delay` (while `slow` holds) or at once.
+struct SlowReceiver {
+    port: u16,
+    deliveries: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    slow: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SlowReceiver {
+    fn start(delay: Duration) -> SlowReceiver {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let deliveries = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let slow = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (d, s) = (deliveries.clone(), slow.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (d, s) = (d.clone(), s.clone());
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(stream.try_clone().unwrap());
+                    loop {
+                        let (mut len, mut id) = (0usize, String::new());
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        loop {
+                            let mut h = String::new();
+                            if r.read_line(&mut h).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let h = h.trim_end();
+                            if h.is_empty() {
+                                break;
+                            }
+                            let (k, v) = h.split_once(':').unwrap_or((h, ""));
+                            if k.eq_ignore_ascii_case("content-length") {
+                                len = v.trim().parse().unwrap_or(0);
+                            } else if k.eq_ignore_ascii_case("x-vigil-delivery") {
+                                id = v.trim().to_owned();
+                            }
+                        }
+                        let mut body = vec![0; len];
+                        if r.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        d.lock().unwrap().push(id);
+                        if s.load(std::sync::atomic::Ordering::SeqCst) {
+                            std::thread::sleep(delay);
+                        }
+                        let mut w = stream.try_clone().unwrap();
+                        if w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}").is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        SlowReceiver { port, deliveries, slow }
+    }
+}
+
+#[test]
+fn after_kill_9_only_the_sends_in_flight_repeat() {
+    let dir = TempDir::new("hard-inflight");
+    let rx = SlowReceiver::start(Duration::from_secs(30));
+    write(
+        &dir,
+        "p.vigil",
+        &format!(
+            r#"pipeline p {{
+  on webhook "/hooks/am"
+  collect events = webhook_events(format: "alertmanager")
+  preprocess counts = aggregate(events, by: ["alertname"], op: "count")
+  predict hot = threshold(counts, above: 0.5)
+  respond hook = webhook(hot, url: "http://127.0.0.1:{}/h")
+}}
+"#,
+            rx.port
+        ),
+    );
+    let mut e = Engine::start(&dir, "p.vigil", TOKEN, &[], &[]);
+    let alerts: Vec<String> = (0..24)
+        .map(|i| format!(r#"{{"status":"firing","labels":{{"alertname":"n{i}"}},"annotations":{{}},"startsAt":"2024-01-01T00:00:00Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"f{i}"}}"#))
+        .collect();
+    let body = format!(
+        r#"{{"version":"4","status":"firing","receiver":"v","groupKey":"g","groupLabels":{{}},"commonLabels":{{}},"commonAnnotations":{{}},"externalURL":"x","alerts":[{}]}}"#,
+        alerts.join(",")
+    );
+    assert_eq!(http("POST", e.port, "/hooks/am", &body, &[("Content-Type", "application/json")]).unwrap().0, 202);
+    // Killed while the receiver holds its answers: those sends are in flight.
+    wait_for("sends in flight", Duration::from_secs(60), || (rx.deliveries.lock().unwrap().len() >= 10).then_some(()));
+    e.kill9();
+    let before_restart = rx.deliveries.lock().unwrap().len();
+    rx.slow.store(false, std::sync::atomic::Ordering::SeqCst);
+    let e = Engine::start(&dir, "p.vigil", TOKEN, &[], &[]);
+    let incidents = wait_for("24 incidents", Duration::from_secs(60), || Some(e.incidents()).filter(|v| v.len() == 24));
+    let details: Vec<serde_json::Value> = wait_for("every notification sent", Duration::from_secs(120), || {
+        let d: Vec<serde_json::Value> = incidents.iter().map(|i| e.incident(i["id"].as_str().unwrap())).collect();
+        d.iter()
+            .all(|v| v["notifications"].as_array().is_some_and(|n| !n.is_empty() && n.iter().all(|n| n["status"] == "sent")))
+            .then_some(d)
+    });
+    let interrupted =
+        details.iter().flat_map(|v| v["audit"].as_array().cloned().unwrap_or_default()).filter(|a| a["event"] == "interrupted").count();
+    let got = rx.deliveries.lock().unwrap().clone();
+    let mut counts = std::collections::HashMap::new();
+    for id in &got {
+        *counts.entry(id.clone()).or_insert(0) += 1;
+    }
+    let notes = details.iter().map(|v| v["notifications"].as_array().unwrap().len()).sum::<usize>();
+    let duplicates: usize = counts.values().map(|c| c - 1).sum();
+    eprintln!(
+        "in-flight-at-kill: {interrupted} marked in flight, {before_restart} received before the restart, {duplicates} duplicates, {} distinct of {notes} notifications",
+        counts.len()
+    );
+    assert_eq!(counts.len(), notes, "every notification delivered");
+    assert!(duplicates <= interrupted, "only sends in flight repeat: {duplicates} duplicates, {interrupted} in flight");
+    assert!(interrupted <= 16, "at most the dispatcher's concurrency is in flight: {interrupted}");
+}
+
+#[test]
+fn a_second_engine_on_the_same_state_directory_is_refused() {
+    let dir = TempDir::new("hard-lock");
+    write(&dir, "p.vigil", "pipeline p {\n  every 1s\n  collect raw = synthetic(seed: 1)\n}\n");
+    let e = Engine::start(&dir, "p.vigil", TOKEN, &[], &[]);
+    assert_eq!(http_get(e.port, "/readyz").unwrap().0, 200);
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .current_dir(dir.path())
+        .args(["run", "p.vigil", "--state", "state", "--no-watch", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let pid = e.child.as_ref().unwrap().id();
+    assert!(err.contains(&format!("another vigil (pid {pid}) is running")), "{err}");
+}

@@ -147,25 +147,6 @@ fn email_over_real_smtp_one_thread_per_incident() {
     assert!(!v.to_string().contains("smtp://") && !stderr.contains("smtp://127.0.0.1"), "the SMTP URL leaked");
 }
 
-/// A CA and a certificate for 127.0.0.1 that it signs, as `ca.pem`, `cert.pem` and
-/// `key.pem` in `dir`.
-fn certificates(dir: &Path) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "vigil test CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
-    let ca = ca.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let mut server = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
-    server.distinguished_name.push(DnType::CommonName, "127.0.0.1");
-    let cert = server.signed_by(&key, &ca, &ca_key).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
-}
-
 /// A TLS SMTP server: `mode` is `--starttls` or `--smtps`, with the certificate in
 /// `certs`; authentication required as `vigil:s3cret`.
 fn start_smtp_tls(mode: &str, certs: &Path) -> Smtp {

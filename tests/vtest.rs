@@ -68,7 +68,7 @@ fn failures_show_the_position_and_the_values_and_exit_1() {
     // A pipeline file brings its tests: `vigil test demo.vigil`; --filter picks by name.
     let o = vigil(&["test", dir.join("demo.vigil").to_str().unwrap(), "--filter", "right"]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success() && out.contains("running 1 tests"), "{out}");
+    assert!(o.status.success() && out.contains("running 1 test\n"), "{out}");
 }
 
 #[test]

@@ -111,15 +111,32 @@ impl Kind {
         }
     }
 
+    /// Where it delivers, for logs: never a secret (Slack's and PagerDuty's URLs and keys
+    /// are secrets; a URL's query string may hold one).
+    pub fn destination(&self) -> String {
+        let no_query = |u: &str| u.split(['?', '#']).next().unwrap_or("").to_owned();
+        match self {
+            Kind::Log { .. } => "console".into(),
+            Kind::Email(s) => s.to.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+            Kind::Webhook { url, .. } | Kind::Alertmanager { url, .. } => no_query(url),
+            Kind::Slack { .. } => "slack".into(),
+            Kind::PagerDuty { .. } => "pagerduty".into(),
+            Kind::Exec(x) => x.argv.first().map(|a| a.source().to_owned()).unwrap_or_default(),
+        }
+    }
+
     /// Whether an interrupted send runs again after a restart: every channel but an
     /// `exec` remediation without `retry_on_crash`.
     pub fn retries_on_crash(&self) -> bool {
         !matches!(self, Kind::Exec(x) if !x.retry_on_crash)
     }
 
-    /// Channels told about acknowledgements.
+    /// Channels told about acknowledgements: PagerDuty (`acknowledge` events), webhooks
+    /// (`transition: "acknowledged"`), Slack and the log. Email, Alertmanager and
+    /// remediation commands are not (an alert has no acknowledged state, and a command
+    /// must not run again).
     pub fn knows_acknowledgements(&self) -> bool {
-        matches!(self, Kind::PagerDuty { .. })
+        matches!(self, Kind::PagerDuty { .. } | Kind::Webhook { .. } | Kind::Slack { .. } | Kind::Log { .. })
     }
 }
 
@@ -185,7 +202,9 @@ impl Channel {
         let i = &n.incident;
         Some(match &self.kind {
             Kind::Webhook { .. } => serde_json::json!({
-                "version": "1", "transition": n.transition, "subject": n.subject, "body": n.body, "incident": i,
+                "version": "1", "transition": n.transition,
+                "status": if n.transition == "acknowledged" { "acknowledged" } else { i.status.as_str() },
+                "subject": n.subject, "body": n.body, "incident": i,
             }),
             Kind::Slack { .. } => serde_json::json!({
                 "text": n.subject,

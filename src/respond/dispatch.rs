@@ -35,6 +35,10 @@ pub fn backoff(attempts: u32) -> i64 {
     (1000i64 << attempts.min(9)).min(300_000)
 }
 
+/// Where the dispatcher reports each outcome: (stage, channel, result) — the engine counts
+/// them in `vigil_notifications_total`.
+pub type Report = Arc<dyn Fn(&str, &str, &str) + Send + Sync>;
+
 /// Notifications in flight at once. Rows of different incidents (or channels) go out
 /// concurrently, and new rows are picked up while slow sends are still waiting, so a
 /// receiver that hangs until its timeout holds up only its own notifications. One
@@ -43,9 +47,9 @@ pub const CONCURRENCY: usize = 16;
 
 /// Runs until `cancel`: sends every due row, waking when something is enqueued, a send
 /// finishes, or every 500 ms.
-pub async fn run(responder: Arc<Responder>, cancel: CancellationToken) {
+pub async fn run(responder: Arc<Responder>, cancel: CancellationToken, report: Report) {
     let Some(store) = responder.store().cloned() else { return };
-    recover_interrupted(&responder, store.as_ref()).await;
+    recover_interrupted(&responder, store.as_ref(), &report).await;
     let mut in_flight: tokio::task::JoinSet<bool> = tokio::task::JoinSet::new();
     // Rows being sent, and rows fetched but not started yet (the store is asked again only
     // when these run out: each question scans the outbox).
@@ -65,10 +69,10 @@ pub async fn run(responder: Arc<Responder>, cancel: CancellationToken) {
         while in_flight.len() < CONCURRENCY {
             let Some(row) = queued.pop_front() else { break };
             sending.insert(row.id);
-            let (responder, store, finished) = (responder.clone(), store.clone(), finished.clone());
+            let (responder, store, finished, report) = (responder.clone(), store.clone(), finished.clone(), report.clone());
             in_flight.spawn(async move {
                 let id = row.id;
-                let done = deliver(&responder, store.as_ref(), row).await;
+                let done = deliver(&responder, store.as_ref(), row, &report).await;
                 finished.lock().unwrap_or_else(|e| e.into_inner()).push(id);
                 done
             });
@@ -93,7 +97,7 @@ pub async fn run(responder: Arc<Responder>, cancel: CancellationToken) {
 
 /// The sends a crash interrupted: re-sent (at-least-once), except remediations, which
 /// are marked `unknown` unless their stage retries on crash (at-most-once).
-async fn recover_interrupted(responder: &Responder, store: &dyn crate::store::Store) {
+async fn recover_interrupted(responder: &Responder, store: &dyn crate::store::Store, report: &Report) {
     let rows = match store.interrupted_notifications().await {
         Ok(r) => r,
         Err(e) => {
@@ -128,6 +132,7 @@ async fn recover_interrupted(responder: &Responder, store: &dyn crate::store::St
             }
         } else {
             tracing::warn!(incident = %n.incident_id, stage = %n.stage, transition = %n.transition, "a remediation was running when the engine stopped: its outcome is unknown and it is not run again (set retry_on_crash to re-run it)");
+            report(&n.stage, &n.channel, "unknown");
             let why = "the engine stopped while the command ran: outcome unknown; not run again (retry_on_crash: true re-runs it)";
             store.finish_notification(row.id, "unknown", Some(why), &audit(why.into())).await
         };
@@ -139,7 +144,7 @@ async fn recover_interrupted(responder: &Responder, store: &dyn crate::store::St
 
 /// Sends one row and records the outcome: sent, rescheduled with backoff, or failed.
 /// Returns whether the row left the outbox (sent or failed for good).
-async fn deliver(responder: &Responder, store: &dyn crate::store::Store, row: OutboxRow) -> bool {
+async fn deliver(responder: &Responder, store: &dyn crate::store::Store, row: OutboxRow, report: &Report) -> bool {
     let now = crate::time::now_ms();
     let n = &row.notification;
     let channel = responder.channels.read().unwrap_or_else(|e| e.into_inner()).get(&n.stage).cloned();
@@ -171,19 +176,47 @@ async fn deliver(responder: &Responder, store: &dyn crate::store::Store, row: Ou
     let done = !matches!(outcome, Outcome::Retry(_)) || row.attempts + 1 >= MAX_ATTEMPTS;
     let result = match outcome {
         Outcome::Sent(detail) => {
-            tracing::debug!(stage = %n.stage, channel = %n.channel, transition = %n.transition, incident = %n.incident_id, "sent");
+            report(&n.stage, &n.channel, status);
+            tracing::info!(
+                incident = %n.incident_id,
+                stage = %n.stage,
+                channel = %n.channel,
+                destination = %channel.kind.destination(),
+                transition = %n.transition,
+                attempt = row.attempts + 1,
+                "notification {}", if status == "dry_run" { "printed (dry run)" } else { "sent" }
+            );
             store.finish_notification(row.id, status, None, &audit(if status == "dry_run" { "dry_run" } else { "sent" }, detail)).await
         }
         Outcome::Retry(why) if row.attempts + 1 < MAX_ATTEMPTS => {
             let wait = backoff(row.attempts);
-            tracing::warn!(stage = %n.stage, channel = %n.channel, attempt = row.attempts + 1, retry_in_ms = wait, "notification failed: {why}");
+            report(&n.stage, &n.channel, "retried");
+            tracing::warn!(
+                incident = %n.incident_id,
+                stage = %n.stage,
+                channel = %n.channel,
+                destination = %channel.kind.destination(),
+                transition = %n.transition,
+                attempt = row.attempts + 1,
+                retry_in_ms = wait,
+                "notification failed, will retry: {why}"
+            );
             match store.reschedule_notification(row.id, row.attempts + 1, now + wait, &why).await {
                 Ok(()) => store.audit(&audit("retried", format!("attempt {}: {why}", row.attempts + 1))).await,
                 Err(e) => Err(e),
             }
         }
         Outcome::Retry(why) | Outcome::Fail(why) => {
-            tracing::error!(stage = %n.stage, channel = %n.channel, incident = %n.incident_id, "notification failed for good: {why}");
+            report(&n.stage, &n.channel, "failed");
+            tracing::error!(
+                incident = %n.incident_id,
+                stage = %n.stage,
+                channel = %n.channel,
+                destination = %channel.kind.destination(),
+                transition = %n.transition,
+                attempt = row.attempts + 1,
+                "notification failed for good: {why}"
+            );
             store.finish_notification(row.id, "failed", Some(&why), &audit("failed", why.clone())).await
         }
     };

@@ -85,13 +85,150 @@ impl Incident {
     }
 }
 
+/// How a silence matcher compares a label: as Alertmanager's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum MatchOp {
+    #[serde(rename = "=")]
+    Eq,
+    #[serde(rename = "!=")]
+    Ne,
+    /// The value is a regular expression matching the whole label value.
+    #[serde(rename = "=~")]
+    Re,
+    #[serde(rename = "!~")]
+    NotRe,
+}
+
+/// One matcher of a silence: `service=checkout`, `env!=dev`, `route=~/api/.*`,
+/// `team!~"ops|sre"`. A label the incident does not have matches as the empty string.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SilenceMatcher {
+    pub name: String,
+    pub op: MatchOp,
+    pub value: String,
+    #[serde(skip)]
+    re: Option<regex::Regex>,
+}
+
+impl PartialEq for SilenceMatcher {
+    fn eq(&self, o: &Self) -> bool {
+        self.name == o.name && self.op == o.op && self.value == o.value
+    }
+}
+
+impl SilenceMatcher {
+    /// A matcher; a regex is anchored (it must match the whole value).
+    ///
+    /// # Errors
+    /// An empty label name or an invalid regular expression.
+    pub fn new(name: &str, op: MatchOp, value: &str) -> Result<SilenceMatcher, String> {
+        let name = name.trim();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+            return Err(format!("`{name}` is not a label name"));
+        }
+        let re = match op {
+            MatchOp::Re | MatchOp::NotRe => {
+                Some(regex::Regex::new(&format!("^(?:{value})$")).map_err(|e| format!("`{value}` is not a regular expression: {e}"))?)
+            }
+            _ => None,
+        };
+        Ok(SilenceMatcher { name: name.to_owned(), op, value: value.to_owned(), re })
+    }
+
+    /// Parses `NAME=VALUE`, `NAME!=VALUE`, `NAME=~REGEX` or `NAME!~REGEX` (a value may be
+    /// in double quotes).
+    ///
+    /// # Errors
+    /// No operator, an empty name, or an invalid regular expression.
+    pub fn parse(s: &str) -> Result<SilenceMatcher, String> {
+        let i = s.find(['=', '!']).ok_or_else(|| format!("`{s}` is not LABEL=VALUE (or !=, =~, !~)"))?;
+        let (name, rest) = s.split_at(i);
+        let (op, value) = if let Some(v) = rest.strip_prefix("=~") {
+            (MatchOp::Re, v)
+        } else if let Some(v) = rest.strip_prefix("!~") {
+            (MatchOp::NotRe, v)
+        } else if let Some(v) = rest.strip_prefix("!=") {
+            (MatchOp::Ne, v)
+        } else if let Some(v) = rest.strip_prefix('=') {
+            (MatchOp::Eq, v)
+        } else {
+            return Err(format!("`{s}` is not LABEL=VALUE (or !=, =~, !~)"));
+        };
+        let value = value.trim();
+        let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+        SilenceMatcher::new(name, op, value)
+    }
+
+    pub fn matches(&self, got: Option<&str>) -> bool {
+        let got = got.unwrap_or("");
+        match (self.op, &self.re) {
+            (MatchOp::Eq, _) => got == self.value,
+            (MatchOp::Ne, _) => got != self.value,
+            (MatchOp::Re, Some(re)) => re.is_match(got),
+            (MatchOp::NotRe, Some(re)) => !re.is_match(got),
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for SilenceMatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let op = match self.op {
+            MatchOp::Eq => "=",
+            MatchOp::Ne => "!=",
+            MatchOp::Re => "=~",
+            MatchOp::NotRe => "!~",
+        };
+        write!(f, "{}{op}{}", self.name, self.value)
+    }
+}
+
+/// Matchers as stored: a list of `{name, op, value}` (or strings such as `a=~b`), or the
+/// first release's `{label: value}` map of equalities.
+fn matchers_compat<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SilenceMatcher>, D::Error> {
+    use serde::de::Error;
+    use serde::Deserialize;
+    parse_matchers(&serde_json::Value::deserialize(d)?).map_err(D::Error::custom)
+}
+
+/// Reads matchers from JSON: `{"label": "value"}` (equality), `["a=b", "c=~d"]` or
+/// `[{"name": "a", "op": "=~", "value": "b"}]`.
+///
+/// # Errors
+/// Another shape, or a matcher that does not parse.
+pub fn parse_matchers(v: &serde_json::Value) -> Result<Vec<SilenceMatcher>, String> {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.iter().map(|(k, v)| SilenceMatcher::new(k, MatchOp::Eq, &v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect()
+        }
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|it| match it {
+                serde_json::Value::String(s) => SilenceMatcher::parse(s),
+                serde_json::Value::Object(o) => {
+                    let field = |k: &str| o.get(k).and_then(|v| v.as_str()).unwrap_or("");
+                    let op: MatchOp = serde_json::from_value(o.get("op").cloned().unwrap_or_else(|| "=".into())).map_err(|_| {
+                        format!("`op` must be one of =, !=, =~, !~, not {}", o.get("op").map(|v| v.to_string()).unwrap_or_default())
+                    })?;
+                    SilenceMatcher::new(field("name"), op, field("value"))
+                }
+                other => Err(format!("a matcher is a string such as \"service=~api-.*\" or an object, not {other}")),
+            })
+            .collect(),
+        other => Err(format!("`matchers` is a list such as [\"service=checkout\"], not {other}")),
+    }
+}
+
 /// A silence: while active, incidents whose labels match every matcher open without
-/// notifications. Maintenance windows are silences scheduled ahead (`starts_at`).
+/// notifications, and the later notifications of firing incidents it matches are held
+/// back (all but a resolution owed to a channel that was told of the opening).
+/// Maintenance windows are silences scheduled ahead (`starts_at`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Silence {
     pub id: i64,
-    /// Label → value; `series`, `pipeline`, `stage` and `key` match the incident's.
-    pub matchers: BTreeMap<String, String>,
+    /// All must match; `series`, `pipeline`, `stage` and `key` match the incident's own.
+    #[serde(deserialize_with = "matchers_compat")]
+    pub matchers: Vec<SilenceMatcher>,
     pub comment: String,
     pub created_by: String,
     pub starts_at: Timestamp,
@@ -105,15 +242,15 @@ impl Silence {
     }
 
     pub fn matches(&self, i: &Incident, series: &str) -> bool {
-        self.matchers.iter().all(|(k, v)| {
-            let got = match k.as_str() {
+        self.matchers.iter().all(|m| {
+            let got = match m.name.as_str() {
                 "series" => Some(series),
                 "pipeline" => Some(i.pipeline.as_str()),
                 "stage" => Some(i.stage.as_str()),
                 "key" => Some(i.key.as_str()),
                 other => i.labels.get(other).map(String::as_str),
             };
-            got == Some(v.as_str())
+            m.matches(got)
         })
     }
 }
@@ -329,12 +466,18 @@ impl Responder {
         if i.status != "firing" {
             return Err(format!("incident `{id}` is {}", i.status));
         }
+        if i.acknowledged {
+            // Once: a second acknowledgement changes nothing, notifies and audits nothing.
+            return Ok(i);
+        }
         let now = crate::time::now_ms();
         i.acknowledged = true;
         i.acknowledged_by = Some(by.to_owned());
         i.acknowledged_at = Some(now);
         i.updated_at = now;
-        let notes = self.notifications_for(&i, "acknowledged", |c| c.kind.knows_acknowledgements());
+        let silenced = i.series.first().and_then(|s| self.silenced_by(&i, s, crate::time::now_ms()));
+        let notes =
+            if silenced.is_some() { Vec::new() } else { self.notifications_for(&i, "acknowledged", |c| c.kind.knows_acknowledgements()) };
         let audit = [AuditRecord {
             ts: now,
             incident_id: i.id.clone(),
@@ -369,8 +512,12 @@ impl Responder {
         Ok(i)
     }
 
-    /// Stores operator feedback: `true_positive` or `false_positive`.
-    pub async fn feedback(&self, id: &str, verdict: &str, note: Option<String>) -> Result<Incident, String> {
+    /// Stores on-call's verdict on an incident (`true_positive` or `false_positive`); `by`
+    /// (who gave it) goes to the audit trail.
+    ///
+    /// # Errors
+    /// An unknown verdict or incident, or a store failure.
+    pub async fn feedback(&self, id: &str, verdict: &str, note: Option<String>, by: &str) -> Result<Incident, String> {
         if !matches!(verdict, "true_positive" | "false_positive") {
             return Err(format!("the verdict must be `true_positive` or `false_positive`, not `{verdict}`"));
         }
@@ -382,7 +529,7 @@ impl Responder {
             incident_id: i.id.clone(),
             stage: i.stage.clone(),
             event: "feedback".into(),
-            detail: verdict.to_owned(),
+            detail: format!("{verdict} by {by}"),
         }];
         self.commit_async(std::slice::from_ref(&i), &[], &audit).await?;
         Ok(i)
@@ -458,6 +605,26 @@ impl Responder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn silence_matchers_parse_match_and_read_the_old_form() {
+        let m = |s: &str| SilenceMatcher::parse(s).unwrap();
+        assert!(m("route=~/api/.*").matches(Some("/api/v1")));
+        assert!(!m("route=~/api/.*").matches(Some("x/api/v1")), "anchored");
+        assert!(m("env!=dev").matches(None), "a missing label is empty");
+        assert!(m("team!~\"ops|sre\"").matches(Some("db")));
+        assert!(!m("team!~ops|sre").matches(Some("sre")));
+        assert!(m("a=b=c").matches(Some("b=c")));
+        assert!(SilenceMatcher::parse("=x").is_err());
+        assert!(SilenceMatcher::parse("novalue").is_err());
+        assert!(SilenceMatcher::parse("r=~(").unwrap_err().contains("not a regular expression"));
+        // A silence stored by the first release: `{label: value}` equalities.
+        let old = r#"{"id":1,"matchers":{"service":"checkout"},"comment":"","created_by":"api","starts_at":0,"ends_at":10,"created_at":0}"#;
+        let s: Silence = serde_json::from_str(old).unwrap();
+        assert_eq!(s.matchers, vec![SilenceMatcher::new("service", MatchOp::Eq, "checkout").unwrap()]);
+        let again: Silence = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(again, s);
+    }
 
     /// A respond stage commits from synchronous code on a runtime worker. With every
     /// worker blocked that way, the store's own tasks (a pooled connection is returned by a

@@ -461,6 +461,9 @@ pub enum ReloadOutcome {
     Rejected,
     /// The new plan compiled but a stage could not be built: the old plan keeps running.
     RolledBack,
+    /// After a rejected or rolled-back reload, the sources are back to what runs: nothing
+    /// to apply, and the configuration is good again.
+    Restored,
 }
 
 impl ReloadOutcome {
@@ -469,7 +472,13 @@ impl ReloadOutcome {
             ReloadOutcome::Applied => "applied",
             ReloadOutcome::Rejected => "rejected",
             ReloadOutcome::RolledBack => "rolled_back",
+            ReloadOutcome::Restored => "restored",
         }
+    }
+
+    /// Whether the configuration that runs is the one on disk afterwards.
+    pub fn successful(self) -> bool {
+        matches!(self, ReloadOutcome::Applied | ReloadOutcome::Restored)
     }
 }
 
@@ -550,7 +559,10 @@ impl Engine {
         let responder = Arc::new(crate::respond::Responder::open(store, state_dir, dry_run).await?);
         *engine.shared.responder.write().unwrap_or_else(|e| e.into_inner()) = responder.clone();
         engine.apply(plan, sources, version).await?;
-        engine.tracker.spawn(crate::respond::dispatch::run(responder, engine.cancel.clone()));
+        let shared = engine.shared.clone();
+        let report: crate::respond::dispatch::Report =
+            Arc::new(move |stage: &str, channel: &str, result: &str| shared.metrics.notification(stage, channel, result));
+        engine.tracker.spawn(crate::respond::dispatch::run(responder, engine.cancel.clone(), report));
         Ok(engine)
     }
 
@@ -718,7 +730,7 @@ impl Engine {
 
     /// Records a reload's outcome in the status, the metrics and the history.
     pub fn record_reload(&self, outcome: ReloadOutcome, version: &str, changes: &StageChanges, diagnostics: Vec<String>) {
-        self.shared.metrics.reload(outcome.as_str());
+        self.shared.metrics.reload(outcome.as_str(), outcome.successful());
         let r = ReloadStatus {
             outcome: outcome.as_str().into(),
             at: crate::time::format_rfc3339(crate::time::now_ms()),

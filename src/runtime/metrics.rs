@@ -71,6 +71,9 @@ pub struct Metrics {
     http_connections: Family,
     http_shed: Family,
     gauges_dropped: Family,
+    reload_ok: Family,
+    reload_ok_at: Family,
+    notifications: Family,
 }
 
 /// Score gauges exported at most (each stage also caps its series: `max_series`).
@@ -103,6 +106,19 @@ const FAMILIES: &[(&str, &str, &str, &[&str])] = &[
     ("vigil_http_connections", "gauge", "Open HTTP connections.", &[]),
     ("vigil_http_connections_shed_total", "counter", "HTTP connections closed or refused by a limit, by reason.", &["reason"]),
     ("vigil_metrics_series_dropped_total", "counter", "Score updates not exported because the gauge family is full.", &[]),
+    (
+        "vigil_config_last_reload_successful",
+        "gauge",
+        "1 when the configuration on disk is the one running (the last reload applied, or the sources were restored), else 0.",
+        &[],
+    ),
+    ("vigil_config_last_reload_success_timestamp_seconds", "gauge", "When the configuration last became good (Unix seconds).", &[]),
+    (
+        "vigil_notifications_total",
+        "counter",
+        "Notification attempts by stage, channel and result (sent, retried, failed, dry_run, unknown).",
+        &["stage", "channel", "result"],
+    ),
 ];
 
 impl Metrics {
@@ -150,8 +166,18 @@ impl Metrics {
         self.anomaly_score.retain(|k| !drop(&k[1], &k[2]));
     }
 
-    pub fn reload(&self, outcome: &str) {
+    /// A reload's outcome; `ok`: the configuration on disk is the one that runs.
+    pub fn reload(&self, outcome: &str, ok: bool) {
         self.reloads.add(&[outcome], 1.0);
+        self.reload_ok.set(&[], if ok { 1.0 } else { 0.0 });
+        if ok {
+            self.reload_ok_at.set(&[], crate::time::now_ms() as f64 / 1000.0);
+        }
+    }
+
+    /// A notification's outcome (`sent`, `retried`, `failed`, `dry_run`, `unknown`).
+    pub fn notification(&self, stage: &str, channel: &str, result: &str) {
+        self.notifications.add(&[stage, channel, result], 1.0);
     }
 
     pub fn webhook(&self, path: &str, code: u16) {
@@ -190,7 +216,7 @@ impl Metrics {
             "# HELP vigil_build_info The running version and the content hash of its sources.\n# TYPE vigil_build_info gauge"
         );
         let _ = writeln!(out, "vigil_build_info{{version=\"{}\",sources=\"{}\"}} 1", env!("CARGO_PKG_VERSION"), escape_label(version));
-        let families: [(&Family, Option<&Family>); 15] = [
+        let families: [(&Family, Option<&Family>); 18] = [
             (&self.ticks, None),
             (&self.tick_seconds_sum, Some(&self.tick_seconds_count)),
             (&self.ticks_coalesced, None),
@@ -206,7 +232,11 @@ impl Metrics {
             (&self.http_connections, None),
             (&self.http_shed, None),
             (&self.gauges_dropped, None),
+            (&self.reload_ok, None),
+            (&self.reload_ok_at, None),
+            (&self.notifications, None),
         ];
+        debug_assert_eq!(FAMILIES.len(), families.len(), "every family is rendered");
         for ((name, kind, help, labels), (fam, count)) in FAMILIES.iter().zip(families) {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             let fmt_labels = |vals: &[String]| -> String {

@@ -76,8 +76,14 @@ pub async fn reload_once(engine: &Engine, paths: &[PathBuf], options: &CompileOp
         }
     };
     if out.version == *version {
-        tracing::debug!("sources unchanged; nothing to reload");
-        return None;
+        let failed = last(engine).is_some_and(|r| r.outcome == "rejected" || r.outcome == "rolled_back");
+        if !failed {
+            tracing::debug!("sources unchanged; nothing to reload");
+            return None;
+        }
+        tracing::info!(version = %out.version, "the sources are back to the running version: the configuration is good again");
+        engine.record_reload(ReloadOutcome::Restored, &out.version, &StageChanges::default(), Vec::new());
+        return last(engine);
     }
     if changed_since_read(&out.sources) {
         tracing::debug!("sources changed while compiling; waiting for the next change");

@@ -1,6 +1,7 @@
 //! The HTTP API and `/metrics` (axum), bound to loopback unless told otherwise.
 //!
-//! - `GET /healthz`: `ok`.
+//! - `GET /healthz`: `ok`. `GET /readyz`: 200 once pipelines run, else 503 (neither needs
+//!   a token).
 //! - `GET /metrics`: the Prometheus text format 0.0.4.
 //! - `GET /api/v1/status`: version, pipelines, stages (`key`, `fingerprint`, `generation`),
 //!   `last_reload`.
@@ -10,8 +11,9 @@
 //!   `/feedback` (`{"verdict": "true_positive"|"false_positive", "note": "..."}`).
 //! - `GET /api/v1/silences`; `POST /api/v1/silences`
 //!   (`{"matchers": {"label": "value"}, "duration": "2h"` or `"ends_at": RFC 3339,
-//!   optional `"starts_at"`, `"comment"`, `"created_by"`}); `POST
-//!   /api/v1/silences/{id}/expire`.
+//!   optional `"starts_at"`, `"comment"`, `"created_by"`}; matchers may also be a list:
+//!   `["service=checkout", "route=~/api/.*", "env!=dev", "team!~ops|sre"]`); `POST
+//!   /api/v1/silences/{id}/expire` or `DELETE /api/v1/silences/{id}` ends one.
 //! - Access ([`access`]): every POST of the API needs an operator token
 //!   (`Authorization: Bearer <token>`); reads need a token when read authentication is on;
 //!   the Host header is checked against an allowlist (loopback names on a loopback
@@ -44,6 +46,7 @@ use access::Caller;
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status))
         .route("/api/v1/incidents", get(incidents))
@@ -51,6 +54,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/incidents/{id}/{action}", axum::routing::post(incident_action))
         .route("/api/v1/silences", get(silences).post(add_silence))
         .route("/api/v1/silences/{id}/expire", axum::routing::post(expire_silence))
+        .route("/api/v1/silences/{id}", axum::routing::delete(expire_silence))
         .route("/api/v1/reload", axum::routing::post(reload))
         .fallback(webhook)
         .layer(axum::middleware::from_fn_with_state(shared.clone(), guard))
@@ -96,6 +100,16 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], shared.metrics.render(&version)).into_response()
 }
 
+/// Ready once the engine runs pipelines: 200, else 503.
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    let pipelines = shared.status.read().map(|s| s.pipelines.len()).unwrap_or(0);
+    if pipelines > 0 {
+        (StatusCode::OK, format!("ready: {pipelines} pipelines\n")).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: no pipeline running\n").into_response()
+    }
+}
+
 async fn status(State(shared): State<Arc<Shared>>) -> Response {
     let s = shared.status.read().map(|s| s.clone()).unwrap_or_default();
     Json(s).into_response()
@@ -109,11 +123,26 @@ async fn incidents(
     State(shared): State<Arc<Shared>>,
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
-    let mut list = responder(&shared).list();
+    let r = responder(&shared);
+    let mut list = r.list();
     if let Some(status) = q.get("status") {
+        if !["firing", "resolved"].contains(&status.as_str()) {
+            return error(StatusCode::BAD_REQUEST, format!("`status` is firing or resolved, not `{status}`"));
+        }
         list.retain(|i| &i.status == status);
     }
-    Json(list).into_response()
+    // `silenced_by`: the active silence that holds a firing incident's notifications back.
+    let now = crate::time::now_ms();
+    let out: Vec<serde_json::Value> = list
+        .into_iter()
+        .map(|i| {
+            let by = (i.status == "firing").then(|| i.series.first().and_then(|s| r.silenced_by(&i, s, now))).flatten();
+            let mut v = serde_json::to_value(&i).unwrap_or_default();
+            v["silenced_by"] = by.map_or(serde_json::Value::Null, Into::into);
+            v
+        })
+        .collect();
+    Json(out).into_response()
 }
 
 async fn incident(State(shared): State<Arc<Shared>>, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
@@ -178,7 +207,7 @@ async fn incident_action(
         "feedback" => {
             let verdict = body.get("verdict").and_then(|v| v.as_str()).unwrap_or("").to_owned();
             let note = body.get("note").and_then(|v| v.as_str()).map(str::to_owned);
-            r.feedback(&id, &verdict, note).await
+            r.feedback(&id, &verdict, note, &by).await
         }
         other => return error(StatusCode::NOT_FOUND, format!("no action `{other}`; use ack, resolve or feedback")),
     };
@@ -221,9 +250,10 @@ async fn add_silence(State(shared): State<Arc<Shared>>, req: Request) -> Respons
         },
         (Ok(None), None) => return error(StatusCode::BAD_REQUEST, "a silence needs `duration` (such as \"2h\") or `ends_at`"),
     };
-    let matchers: std::collections::BTreeMap<String, String> = match body.get("matchers").and_then(|m| m.as_object()) {
-        Some(m) => m.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect(),
-        None => return error(StatusCode::BAD_REQUEST, "a silence needs `matchers`: {\"label\": \"value\"}"),
+    let matchers = match body.get("matchers").map(crate::respond::parse_matchers) {
+        Some(Ok(m)) => m,
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+        None => return error(StatusCode::BAD_REQUEST, "a silence needs `matchers`: [\"service=checkout\", \"route=~/api/.*\"]"),
     };
     let s = crate::respond::Silence {
         id: 0,

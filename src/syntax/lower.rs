@@ -602,51 +602,30 @@ impl Lower<'_> {
     fn lower_duration_value(&mut self, p: P) -> Duration {
         let text = p.as_str();
         let span = self.span(&p);
-        let mut millis: u64 = 0;
-        let bytes = text.as_bytes();
-        let mut i = 0;
-        while i < bytes.len() {
-            let num_start = i;
-            while i < bytes.len() && bytes[i].is_ascii_digit() {
-                i += 1;
+        match crate::time::duration_ms(text) {
+            Ok(millis) => Duration { millis },
+            Err(crate::time::DurationError::UnknownUnit { start, end }) => {
+                let unit = &text[start..end];
+                let num_start = text[..start].rfind(|c: char| !c.is_ascii_digit()).map_or(0, |i| i + 1);
+                let uspan = Span::new(self.source, span.start as usize + start, span.start as usize + end);
+                let units = crate::time::DURATION_UNITS.map(|(u, _)| u);
+                let mut d = Diagnostic::error(Code::E0107, uspan, format!("unknown duration unit `{unit}`")).with_label("not a unit");
+                d = d.with_help(match crate::diagnostic::did_you_mean(unit, units).or(unit_alias(unit)) {
+                    Some(u) => format!("did you mean `{}{u}`? units are ms, s, m, h, d, w", &text[num_start..start]),
+                    None => "units are ms, s, m, h, d, w".to_owned(),
+                });
+                self.error(d);
+                Duration { millis: 0 }
             }
-            let unit_start = i;
-            while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
-                i += 1;
-            }
-            let unit = &text[unit_start..i];
-            let size: u64 = match unit {
-                "ms" => 1,
-                "s" => 1000,
-                "m" => 60_000,
-                "h" => 3_600_000,
-                "d" => 86_400_000,
-                "w" => 604_800_000,
-                _ => {
-                    let uspan = Span::new(self.source, span.start as usize + unit_start, span.start as usize + i);
-                    let mut d = Diagnostic::error(Code::E0107, uspan, format!("unknown duration unit `{unit}`")).with_label("not a unit");
-                    d = d.with_help(match crate::diagnostic::did_you_mean(unit, ["ms", "s", "m", "h", "d", "w"]).or(unit_alias(unit)) {
-                        Some(u) => format!("did you mean `{}{u}`? units are ms, s, m, h, d, w", &text[num_start..unit_start]),
-                        None => "units are ms, s, m, h, d, w".to_owned(),
-                    });
-                    self.error(d);
-                    return Duration { millis: 0 };
-                }
-            };
-            let n: Option<u64> = text[num_start..unit_start].parse().ok();
-            match n.and_then(|n| n.checked_mul(size)).and_then(|v| millis.checked_add(v)) {
-                Some(v) => millis = v,
-                None => {
-                    self.error(
-                        Diagnostic::error(Code::E0107, span, "duration out of range")
-                            .with_label("this duration overflows")
-                            .with_help("use a smaller duration"),
-                    );
-                    return Duration { millis: 0 };
-                }
+            Err(_) => {
+                self.error(
+                    Diagnostic::error(Code::E0107, span, "duration out of range")
+                        .with_label("this duration overflows")
+                        .with_help("use a smaller duration"),
+                );
+                Duration { millis: 0 }
             }
         }
-        Duration { millis }
     }
 
     fn lower_string(&mut self, p: P) -> StrLit {

@@ -315,7 +315,7 @@ impl Train {
                         let id = handle.block_on(registry.register(&f))?;
                         tracing::info!(
                             stage = %cx.key, series = %cx.series, version = f.meta.version, id, loss = f.meta.loss,
-                            val_loss = ?f.meta.val_loss, train_ms = f.meta.train_ms, "trained model"
+                            val_loss = f.meta.val_loss.unwrap_or(f64::NAN), train_ms = f.meta.train_ms, "trained model"
                         );
                         Ok(Arc::new(f))
                     });

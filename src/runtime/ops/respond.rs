@@ -263,6 +263,14 @@ impl Respond {
         // A resolution whose opening was sent always goes out: a channel must not be
         // left with an incident open for ever.
         let owed = transition == "resolved" && inc.notifications > 0;
+        // A silence added while it fires holds its later notifications back.
+        if !owed {
+            let series = inc.series.first().cloned().unwrap_or_default();
+            if let Some(sid) = self.responder.silenced_by(inc, &series, now) {
+                b.audit(inc, "silenced", format!("{transition}: not sent (silence {sid})"));
+                return;
+            }
+        }
         if !owed && !self.allow(now) {
             let (count, per) = self.policy.rate_limit.unwrap_or((0, 0));
             b.audit(inc, "rate_limited", format!("{transition}: not sent (more than {count} per {per} ms)"));
