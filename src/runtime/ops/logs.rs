@@ -43,6 +43,9 @@ pub const DEFAULT_MAX_READ: usize = 16 << 20;
 /// The most bytes of a message a `new_templates` score carries in its `sample` label.
 pub const SAMPLE_MAX: usize = 1024;
 
+/// The most bytes of one parameter in `templates`' `params` annotation.
+pub const PARAM_MAX: usize = 1024;
+
 /// How a record's text becomes labels and a message.
 pub enum Format {
     /// `logs.file`: a header format; `from_header` takes the timestamp from its
@@ -302,7 +305,8 @@ impl Source for LogSource {
 
 /// `templates(input, field, masks, max_templates)`: each event gains label `template_id`
 /// and label and annotation `template` (the template's text as of this event) and
-/// annotation `params` (a JSON array of the message's text at each `<*>`).
+/// annotation `params` (a JSON array of the message's text at each `<*>`, each cut to
+/// [`PARAM_MAX`] bytes).
 pub struct Templates {
     field: String,
     cfg: Config,
@@ -338,7 +342,11 @@ impl Operator for Templates {
                 ctx.skip("no_message");
                 continue;
             };
-            let (outcome, params) = self.miner.ingest_with_params(msg);
+            let (outcome, mut params) = self.miner.ingest_with_params(msg);
+            // A masked piece may be a 64 KiB blob: parameters are for reading, not storage.
+            for p in &mut params {
+                truncate(p, PARAM_MAX);
+            }
             if outcome.new {
                 ctx.count("template_created", 1);
                 self.dirty = true;
