@@ -1026,7 +1026,7 @@ const TEMPLATE_VARIABLES: &str = "Notification templates (minijinja: `{{ inciden
   incident.id               the incident's id (stable)
   incident.key              its dedup key
   incident.status           firing or resolved
-  incident.score            the anomaly score that opened or last updated it (text, 3 decimals)
+  incident.score            the anomaly score that opened or last updated it (a number, 3 decimals)
   incident.value            the series' value then
   incident.series           the first series; incident.all_series: every series (grouped incidents)
   incident.labels.NAME      as labels.NAME
@@ -1034,8 +1034,9 @@ const TEMPLATE_VARIABLES: &str = "Notification templates (minijinja: `{{ inciden
   incident.acknowledged     true once acknowledged; incident.acknowledged_by: who
   incident.transition       as transition
 
-An unknown variable renders as empty; a template that fails to render sends its source
-text with the error and audits it (`render_failed`).
+`vigil check` refuses an unknown variable (with a suggestion). A template that fails to
+render at send time (an unknown filter, a filter on the wrong type) is replaced by the
+default message and the error is audited (`render_failed`).
 ";
 
 /// The stdlib's stage templates with their module names.

@@ -539,7 +539,9 @@ fn a_template_that_fails_to_render_still_notifies_and_is_audited() {
     assert!(v["audit"].as_array().unwrap().iter().any(|a| a["event"] == "render_failed"), "{v}");
     let got = rx.at("/s");
     assert_eq!(got.len(), 2);
-    assert!(got[0].body.contains("template error"), "{}", got[0].body);
+    // The default message goes out instead, never the error text.
+    assert!(got[0].body.contains(inc["key"].as_str().unwrap()) && got[0].body.contains("firing"), "{}", got[0].body);
+    assert!(!got[0].body.contains("error"), "{}", got[0].body);
 }
 
 // ---------------------------------------------------------------- API, CLI, silences, dry run

@@ -115,6 +115,16 @@ pub(crate) fn find_cycle<N, E>(g: &DiGraph<N, E>, start: NodeIndex, members: &Ha
 }
 
 /// The port types a stage of `kind` may produce.
+/// Every string in a value (lists and maps walked).
+fn collect_strings<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
+    match v {
+        Value::Str(s) => out.push(s),
+        Value::List(items) => items.iter().for_each(|x| collect_strings(x, out)),
+        Value::Map(m) => m.values().for_each(|x| collect_strings(x, out)),
+        _ => {}
+    }
+}
+
 fn kind_outputs(kind: StageKind) -> &'static [Ty] {
     match kind {
         StageKind::Collect => &[Ty::Series, Ty::Events],
@@ -910,12 +920,12 @@ impl Body<'_, '_, '_> {
                 Callee::Template(_) => None,
             };
             let good = self.check_value(local, &v.value, slot.ty, &call_inputs, &[]);
-            if let (Some(val), Some(spec)) = (good, spec) {
-                if let Some(why) = value::validate(&val, spec) {
+            if let (Some(val), Some(spec)) = (&good, spec) {
+                if let Some(why) = value::validate(val, spec) {
                     let help = if spec.choices.is_empty() {
                         format!("{}: {}", spec.name, spec.doc)
                     } else {
-                        let s = match &val {
+                        let s = match val {
                             Value::Str(s) => s.clone(),
                             Value::List(l) => l
                                 .iter()
@@ -938,6 +948,34 @@ impl Body<'_, '_, '_> {
                             .with_label(why)
                             .with_help(help),
                     );
+                }
+            }
+            // What building would refuse, refused here: notification templates' variables,
+            // exec's `allow` pattern.
+            if let (Some(val), Callee::Op(op)) = (good.as_ref(), callee) {
+                let mut wrong = Vec::new();
+                if op.kind == StageKind::Respond && super::templates::TEMPLATED_PARAMS.contains(&v.name.as_str()) {
+                    let mut texts = Vec::new();
+                    collect_strings(val, &mut texts);
+                    for t in texts {
+                        wrong.extend(super::templates::problems(t));
+                    }
+                }
+                if op.name == "exec" && v.name == "allow" {
+                    if let Value::Str(re) = val {
+                        if let Err(e) = regex::Regex::new(re) {
+                            wrong.push(format!("not a regular expression: {e}"));
+                        }
+                    }
+                }
+                for why in wrong {
+                    let (label, help) = why.split_once(": ").map_or((why.as_str(), ""), |(l, h)| (l, h));
+                    let mut d = Diagnostic::error(Code::E0307, v.value.span, format!("invalid value for `{}`", v.name))
+                        .with_label(label.to_owned());
+                    if !help.is_empty() {
+                        d = d.with_help(help.to_owned());
+                    }
+                    self.cx.diags.push(d);
                 }
             }
         }

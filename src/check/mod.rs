@@ -15,6 +15,7 @@
 
 mod body;
 pub mod options;
+pub mod templates;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

@@ -149,23 +149,27 @@ pub struct Channel {
 
 const DEFAULT_BODY: &str = "Incident {{ incident.key }} is {{ incident.status }}.\n\nPipeline: {{ pipeline }}\nStage: {{ stage }}\nSeries: {{ incident.series }}\nScore: {{ incident.score }}\nValue: {{ incident.value }}\nOpened: {{ incident.opened_at }}\nUpdated: {{ incident.timestamp }}\nIncident id: {{ incident.id }}\n";
 
+/// The subject sent when a stage's own template fails to render.
+const FALLBACK_SUBJECT: &str = "[vigil] {{ incident.key }} is {{ incident.status }} ({{ transition }})";
+
 impl Channel {
     /// Renders the subject (the whole message for single-text channels) and body. A
-    /// template that fails to render yields its source text plus the error, so nothing
-    /// is lost; the errors are returned for the audit trail.
+    /// template that fails to render is replaced by the default message (the incident's
+    /// key, status and details), so the notification still says what happened and never
+    /// carries an error text; the errors are returned for the audit trail.
     pub fn render(&self, i: &Incident, transition: &str) -> (String, String, Vec<String>) {
         let ctx = i.template_context(transition);
         let mut errors = Vec::new();
-        let mut render = |t: &Template| match t.try_render(&ctx) {
+        let mut render = |t: &Template, fallback: &str| match t.try_render(&ctx) {
             Ok(s) => s,
             Err(e) => {
-                errors.push(e.clone());
-                format!("{} [template error: {e}]", t.source())
+                errors.push(format!("`{}`: {e}", t.source()));
+                Template::new(fallback).map(|f| f.render(&ctx)).unwrap_or_default()
             }
         };
-        let subject = render(&self.subject);
+        let subject = render(&self.subject, FALLBACK_SUBJECT);
         let body = match &self.body {
-            Some(b) => render(b),
+            Some(b) => render(b, DEFAULT_BODY),
             None => Template::new(DEFAULT_BODY).map(|t| t.render(&ctx)).unwrap_or_default(),
         };
         (subject, body, errors)

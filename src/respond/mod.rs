@@ -75,7 +75,7 @@ impl Incident {
             "labels": self.labels,
             "transition": transition,
             "incident": {
-                "id": self.id, "key": self.key, "status": self.status, "score": format!("{:.3}", self.score),
+                "id": self.id, "key": self.key, "status": self.status, "score": (self.score * 1000.0).round() / 1000.0,
                 "value": self.value, "series": self.series.first().cloned().unwrap_or_default(), "all_series": self.series,
                 "labels": self.labels, "opened_at": crate::time::format_rfc3339(self.opened_at),
                 "timestamp": crate::time::format_rfc3339(self.updated_at), "acknowledged": self.acknowledged,

@@ -623,7 +623,9 @@ pub struct WebhookSource {
 impl Source for WebhookSource {
     fn collect<'a>(&'a mut self, _ctx: &'a mut OpCtx) -> BoxFuture<'a, Result<Data, OpError>> {
         Box::pin(async move {
-            let events: Vec<Event> = self.queue.lock().map(|mut q| q.drain(..).collect()).unwrap_or_default();
+            // Taken whole: a flood's queue gives its memory back instead of keeping the
+            // capacity for ever.
+            let events: Vec<Event> = self.queue.lock().map(|mut q| Vec::from(std::mem::take(&mut *q))).unwrap_or_default();
             Ok(Data::Events(Arc::new(EventsData { events })))
         })
     }
