@@ -139,3 +139,17 @@ fn explain_covers_stdlib_stages_options_and_template_variables() {
     let ops = text(&["explain", "operators"]);
     assert!(ops.contains("  zscore ") && ops.contains("std.detect.robust_zscore") && !ops.contains("| "), "a list, not markdown: {ops}");
 }
+
+#[test]
+fn graph_labels_name_the_stdlib_stage_the_user_called() {
+    let dir = tmpdir("cli-graph-via");
+    let file = dir.join("g.vigil");
+    std::fs::write(
+        &file,
+        "use std.detect.{robust_zscore}\npipeline p {\n  every 1m\n  collect raw = synthetic(seed: 1)\n  predict scores = robust_zscore(raw, window: 1h)\n  respond r = log(scores)\n}\n",
+    )
+    .unwrap();
+    let o = vigil(&["graph", file.to_str().unwrap(), "--format", "mermaid"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("predict robust_zscore (zscore)"), "{out}");
+}

@@ -44,6 +44,10 @@ fn sends_are_logged_and_counted_and_logs_can_be_json() {
         }
     }
     assert!(saw_send);
+    // The incidents firing and the outbox, read when /metrics is asked.
+    assert_eq!(metric(e.port, "vigil_incidents_firing{pipeline=\"p\"}"), Some(1.0));
+    wait_for("an empty outbox", Duration::from_secs(30), || (metric(e.port, "vigil_outbox_pending ")? == 0.0).then_some(()));
+    assert_eq!(metric(e.port, "vigil_outbox_oldest_age_seconds "), Some(0.0));
 }
 
 #[test]

@@ -109,6 +109,9 @@ pub struct StageNode {
     pub call_span: Span,
     /// Whether the user named this stage (as opposed to a template's or a chain's inner step).
     pub named: bool,
+    /// The stage template (stdlib or the user's) the user's stage called, when the node
+    /// comes from one: `robust_zscore` for a `zscore` node (graph labels, model names).
+    pub via: Option<String>,
     pub doc: Vec<String>,
     pub fingerprint: Fingerprint,
     /// The output port type.
@@ -150,7 +153,8 @@ fn plan_pipelines(pipelines: &[crate::check::CheckedPipeline], templates: &[Chec
     let mut out = Vec::with_capacity(pipelines.len());
     for p in pipelines {
         let mut b = Builder { templates, stages: Vec::new(), edges: Vec::new(), diags: &mut diags, used_keys: HashMap::new() };
-        let frame = Frame { prefix: p.name.node.clone(), values: HashMap::new(), ports: HashMap::new(), depth: 0, user_span: None };
+        let frame =
+            Frame { prefix: p.name.node.clone(), values: HashMap::new(), ports: HashMap::new(), depth: 0, user_span: None, via: None };
         b.expand_stages(&p.stages, &frame, None);
         let mut graph = DiGraph::new();
         let nodes: Vec<_> = (0..b.stages.len()).map(|i| graph.add_node(i)).collect();
@@ -180,6 +184,8 @@ struct Frame {
     depth: usize,
     /// The user's stage statement everything in this frame comes from.
     user_span: Option<Span>,
+    /// The stage template the user called, when this frame expands one.
+    via: Option<String>,
 }
 
 struct Builder<'a> {
@@ -310,6 +316,7 @@ impl Builder<'_> {
                     span: user_span,
                     call_span: call.span,
                     named,
+                    via: frame.via.clone(),
                     doc,
                     fingerprint,
                     output,
@@ -333,6 +340,7 @@ impl Builder<'_> {
                     ports: HashMap::new(),
                     depth: frame.depth + 1,
                     user_span: Some(user_span),
+                    via: frame.via.clone().or_else(|| Some(t.name.node.clone())),
                 };
                 for (slot, idx) in &inputs {
                     inner.ports.insert(slot.clone(), *idx);

@@ -7,7 +7,10 @@ use super::PipelinePlan;
 fn label(p: &PipelinePlan, i: usize) -> String {
     let s = &p.stages[i];
     let name = s.key.0.strip_prefix(&format!("{}.", p.name)).unwrap_or(&s.key.0);
-    format!("{name}\\n{} {} → {}", s.kind, s.operator, s.output)
+    match &s.via {
+        Some(t) => format!("{name}\\n{} {t} ({}) → {}", s.kind, s.operator, s.output),
+        None => format!("{name}\\n{} {} → {}", s.kind, s.operator, s.output),
+    }
 }
 
 fn shape(kind: crate::syntax::ast::StageKind) -> (&'static str, &'static str) {

@@ -96,8 +96,32 @@ fn by_whom(given: Option<&str>, token: Option<&str>, default: &str) -> String {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    use std::fmt::Write;
     let version = shared.status.read().map(|s| s.version.clone()).unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], shared.metrics.render(&version)).into_response()
+    let mut text = shared.metrics.render(&version);
+    // Read from the incidents and the outbox when asked, so they are never stale.
+    let r = responder(&shared);
+    let mut firing: std::collections::BTreeMap<String, usize> =
+        shared.status.read().map(|s| s.pipelines.iter().map(|p| (p.name.clone(), 0)).collect()).unwrap_or_default();
+    for i in r.list().iter().filter(|i| i.status == "firing") {
+        *firing.entry(i.pipeline.clone()).or_default() += 1;
+    }
+    let _ = writeln!(text, "# HELP vigil_incidents_firing Incidents firing now, per pipeline.\n# TYPE vigil_incidents_firing gauge");
+    for (p, n) in firing {
+        let _ = writeln!(text, "vigil_incidents_firing{{pipeline=\"{}\"}} {n}", crate::data::escape_label(&p));
+    }
+    if let Some(store) = r.store() {
+        if let Ok((depth, oldest)) = store.outbox_depth().await {
+            let age = oldest.map_or(0.0, |t| (crate::time::now_ms() - t).max(0) as f64 / 1000.0);
+            let _ = writeln!(
+                text,
+                "# HELP vigil_outbox_pending Notifications waiting in the outbox.\n# TYPE vigil_outbox_pending gauge\nvigil_outbox_pending {depth}\n\
+                 # HELP vigil_outbox_oldest_age_seconds How long the oldest waiting notification has waited (0 when none).\n\
+                 # TYPE vigil_outbox_oldest_age_seconds gauge\nvigil_outbox_oldest_age_seconds {age}"
+            );
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
 /// Ready once the engine runs pipelines: 200, else 503.

@@ -81,6 +81,8 @@ pub trait Store: Send + Sync {
     fn due_notifications<'a>(&'a self, now: i64, limit: i64) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>>;
     /// The outbox, newest first (all statuses).
     fn outbox<'a>(&'a self, limit: i64) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>>;
+    /// Pending notifications: how many, and when the oldest was enqueued.
+    fn outbox_depth(&self) -> BoxFuture<'_, Result<(i64, Option<i64>), StoreError>>;
     /// Records that a send of notification `id` starts now: a crash before its outcome is
     /// recorded leaves the mark, which [`Store::interrupted_notifications`] finds.
     fn mark_started(&self, id: i64, now: i64) -> BoxFuture<'_, Result<(), StoreError>>;
@@ -371,6 +373,13 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
             Ok(rows.iter().filter_map(outbox_row).collect())
+        })
+    }
+
+    fn outbox_depth(&self) -> BoxFuture<'_, Result<(i64, Option<i64>), StoreError>> {
+        Box::pin(async move {
+            let row = sqlx::query("SELECT COUNT(*), MIN(created_at) FROM outbox WHERE status = 'pending'").fetch_one(&self.pool).await?;
+            Ok((row.get(0), row.get(1)))
         })
     }
 
