@@ -27,7 +27,11 @@ const EXIT_USAGE: u8 = 2;
     about = "A declarative engine for automated incident pipelines",
     long_about = "vigil runs incident pipelines written in the vigil language: it collects telemetry, \
                   preprocesses it, trains anomaly models, predicts incidents and responds to them.\n\n\
-                  Exit status: 0 success, 1 errors in the sources, 2 bad usage or I/O errors.",
+                  Exit status, for every command: 0 success; 1 what was checked failed (check: errors in \
+                  the sources, or warnings with --deny-warnings; test: a failing test; fmt --check: files \
+                  to reformat; run: the pipelines do not compile or cannot start); 2 bad usage, I/O, \
+                  the engine's API refusing a call, or state errors (a locked state directory, nothing \
+                  to roll back). Commands that print results take --format text|json.",
     after_help = "Examples:\n  vigil check pipelines/\n  vigil fmt --check pipelines/ stdlib/\n  vigil graph pipelines/demo.vigil --format mermaid\n  vigil explain E0202"
 )]
 struct Cli {
@@ -37,6 +41,39 @@ struct Cli {
     /// for log shippers. `RUST_LOG` sets the level (default info).
     #[arg(long, global = true, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Log only warnings and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Log more: `-v` debug, `-vv` trace (RUST_LOG, when set, wins).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+/// The log level `--quiet`/`--verbose` ask for.
+static LOG_LEVEL: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// `--format text|json` of the commands that print results (`--json` is kept as its
+/// old spelling).
+#[derive(clap::Args, Clone, Copy, Debug)]
+struct OutputFormat {
+    /// How results are printed: `text` for people, `json` for programs.
+    #[arg(long, value_enum, default_value = "text")]
+    format: TextOrJson,
+    /// The same as `--format json`.
+    #[arg(long, hide = true)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+enum TextOrJson {
+    Text,
+    Json,
+}
+
+impl OutputFormat {
+    fn json(self) -> bool {
+        self.json || self.format == TextOrJson::Json
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -79,9 +116,8 @@ enum IncidentsAction {
         /// Only `firing` or `resolved` ones.
         #[arg(long)]
         status: Option<String>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        format: OutputFormat,
     },
     /// Show one incident with its audit trail and notifications (JSON).
     Show { id: String },
@@ -113,8 +149,8 @@ enum IncidentsAction {
 enum SilencesAction {
     /// List silences.
     List {
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        format: OutputFormat,
     },
     /// Add a silence: `vigil silences add --match service=checkout --for 2h --comment deploy`.
     Add {
@@ -146,9 +182,8 @@ enum ModelsAction {
         /// Only this train stage (`pipeline.stage`).
         #[arg(long)]
         stage: Option<String>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        format: OutputFormat,
     },
     /// Show one version's metadata.
     Show {
@@ -333,9 +368,8 @@ enum Command {
         /// The pipeline to evaluate, when the file has several.
         #[arg(long)]
         pipeline: Option<String>,
-        /// Print the report as JSON on standard output.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        format: OutputFormat,
     },
     /// Run the pipeline tests (`test name for pipeline { given ... expect ... }`).
     ///
@@ -433,6 +467,12 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = LOG_FORMAT.set(cli.log_format);
+    let _ = LOG_LEVEL.set(match (cli.quiet, cli.verbose) {
+        (true, _) => "warn",
+        (_, 0) => "info",
+        (_, 1) => "debug",
+        _ => "trace",
+    });
     if !matches!(cli.command, Command::Run { .. }) {
         // A command whose output goes to a pipe closed early (`vigil eval --json | head`)
         // ends quietly, as other Unix tools do. Not the engine: its sockets need EPIPE as an
@@ -488,7 +528,9 @@ fn main() -> ExitCode {
         }),
         Command::Replay { file, input, output, pipeline } => cmd_replay(file, input, output, pipeline),
         Command::Test { paths, format, filter, stdlib } => cmd_test(paths, format, filter, stdlib),
-        Command::Eval { file, data, windows, out, plot, pipeline, json } => cmd_eval(file, data, windows, out, plot, pipeline, json),
+        Command::Eval { file, data, windows, out, plot, pipeline, format } => {
+            cmd_eval(file, data, windows, out, plot, pipeline, format.json())
+        }
         Command::Models { action, state } => cmd_models(action, state),
         Command::Incidents { action, api } => cmd_incidents(action, &api),
         Command::Silences { action, api } => cmd_silences(action, &api),
@@ -644,7 +686,8 @@ fn cmd_graph(file: PathBuf, format: GraphFormat, pipeline: Option<String>) -> an
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(LOG_LEVEL.get().copied().unwrap_or("info")));
     if LOG_FORMAT.get() == Some(&LogFormat::Json) {
         let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     } else {
@@ -1117,7 +1160,8 @@ fn cmd_models(action: ModelsAction, state: PathBuf) -> anyhow::Result<ExitCode> 
     rt.block_on(async move {
         let store = vigil::store::SqliteStore::open(&state).await?;
         match action {
-            ModelsAction::List { stage, json } => {
+            ModelsAction::List { stage, format } => {
+                let json = format.json();
                 let rows = store.models(stage.as_deref()).await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -1181,7 +1225,8 @@ fn cmd_models(action: ModelsAction, state: PathBuf) -> anyhow::Result<ExitCode> 
                     done += 1;
                 }
                 if done == 0 {
-                    return Ok(ExitCode::from(EXIT_ERRORS));
+                    // Nothing to roll back is a state problem, not an error in the sources.
+                    return Ok(ExitCode::from(EXIT_USAGE));
                 }
             }
         }
@@ -1221,7 +1266,8 @@ fn api_call(method: &str, api: &str, path: &str, body: Option<serde_json::Value>
 
 fn cmd_incidents(action: IncidentsAction, api: &str) -> anyhow::Result<ExitCode> {
     match action {
-        IncidentsAction::List { status, json } => {
+        IncidentsAction::List { status, format } => {
+            let json = format.json();
             let path = match &status {
                 Some(s) => format!("/api/v1/incidents?status={s}"),
                 None => "/api/v1/incidents".into(),
@@ -1281,7 +1327,8 @@ fn cmd_incidents(action: IncidentsAction, api: &str) -> anyhow::Result<ExitCode>
 
 fn cmd_silences(action: SilencesAction, api: &str) -> anyhow::Result<ExitCode> {
     match action {
-        SilencesAction::List { json } => {
+        SilencesAction::List { format } => {
+            let json = format.json();
             let v = api_call("GET", api, "/api/v1/silences", None)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);

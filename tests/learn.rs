@@ -267,6 +267,12 @@ async fn models_are_registered_survive_restarts_and_bad_artifacts_retrain() {
     assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("v2 → v1"), "{}", String::from_utf8_lossy(&o.stdout));
     let active: Vec<u32> = store.models(None).await.unwrap().iter().filter(|r| r.active).map(|r| r.meta.version).collect();
     assert_eq!(active, [1]);
+    // Nothing older than v1: a state problem (2), not errors in the sources (1).
+    let o = vigil().args(["models", "rollback", "p.model", "--state", state]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to roll back"));
+    let formatted = vigil().args(["models", "list", "--state", state, "--format", "json"]).output().unwrap();
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&formatted.stdout).unwrap().as_array().unwrap().len(), 2);
     let id = rows[1]["id"].as_i64().unwrap().to_string();
     assert!(vigil().args(["models", "promote", &id, "--state", state]).output().unwrap().status.success());
     let show = vigil().args(["models", "show", &id, "--state", state]).output().unwrap();

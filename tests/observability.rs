@@ -167,3 +167,14 @@ fn an_acknowledgement_reaches_the_channel_once() {
         .unwrap();
     assert_eq!(bogus.status.code(), Some(2), "a bad filter is a usage error");
 }
+
+#[test]
+fn quiet_keeps_info_lines_out_of_the_log() {
+    let dir = TempDir::new("obs-quiet");
+    std::fs::write(dir.join("p.vigil"), "pipeline p {\n  every 1s\n  collect raw = synthetic(seed: 1)\n}\n").unwrap();
+    let e = Engine::start(&dir, "p.vigil", TOKEN, &[], &["-q"]);
+    assert_eq!(http_get(e.port, "/readyz").unwrap().0, 200);
+    drop(e);
+    let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap();
+    assert!(!log.contains("vigil running") && !log.contains("INFO"), "{log}");
+}
