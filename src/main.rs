@@ -257,68 +257,7 @@ enum Command {
     /// `*.test.vigil` files found in directories are left out: a broken test does not stop
     /// the pipelines (`vigil check` and `vigil test` report it).
     /// Log verbosity: RUST_LOG (default `info`).
-    Run {
-        /// Files or directories to run [default: pipelines]
-        paths: Vec<PathBuf>,
-        /// The state directory (created if missing).
-        #[arg(long, value_name = "DIR", default_value = ".vigil")]
-        state: PathBuf,
-        /// The address of the HTTP API and /metrics. Loopback by default; another address
-        /// exposes the API beyond this machine.
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
-        listen: std::net::SocketAddr,
-        /// Once listening, write the API's address (`127.0.0.1:8080`) to this file. With
-        /// `--listen 127.0.0.1:0` the system picks a free port; the file tells which.
-        #[arg(long, value_name = "FILE")]
-        addr_file: Option<PathBuf>,
-        /// Read the stdlib from this directory instead of the embedded copy (and watch it).
-        #[arg(long, value_name = "DIR")]
-        stdlib: Option<PathBuf>,
-        /// How long the files must be quiet after a change before reloading, e.g. `100ms`.
-        #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
-        debounce: std::time::Duration,
-        /// Poll the files for changes instead of using file system notifications (for file
-        /// systems without them, such as some network mounts).
-        #[arg(long)]
-        poll: bool,
-        /// Do not watch the files; reload only on SIGHUP or POST /api/v1/reload.
-        #[arg(long)]
-        no_watch: bool,
-        /// Print the notifications that would be sent instead of sending them (incidents
-        /// are still opened and resolved, and recorded in the state directory).
-        #[arg(long)]
-        dry_run: bool,
-        /// API tokens, one `NAME ROLE TOKEN` per line (ROLE: read or operator), added to
-        /// VIGIL_API_TOKEN (operator) and VIGIL_READ_TOKEN (read). The audit trail names the
-        /// token that made each change.
-        #[arg(long, value_name = "FILE")]
-        api_tokens: Option<PathBuf>,
-        /// Require a token to read the API and /metrics (on by default beyond loopback).
-        #[arg(long)]
-        read_auth: bool,
-        /// Listen beyond loopback without any API token (refused otherwise).
-        #[arg(long)]
-        insecure_listen: bool,
-        /// Accept requests for this Host name (repeatable). Default on a loopback listener:
-        /// localhost, 127.0.0.1 and [::1], against DNS rebinding; beyond loopback: any.
-        #[arg(long, value_name = "NAME")]
-        allowed_host: Vec<String>,
-        /// Serve the API over TLS with this PEM certificate chain (needs --tls-key);
-        /// reloaded when the file changes.
-        #[arg(long, value_name = "FILE", requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        /// The PEM private key of --tls-cert.
-        #[arg(long, value_name = "FILE", requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
-        /// The most HTTP connections open at once (also capped at a third of the open-file
-        /// limit); at the cap the oldest idle connection is closed for a new one.
-        #[arg(long, value_name = "N", default_value_t = 512)]
-        max_connections: usize,
-        /// How long a client has to send a request's headers; an idle keep-alive
-        /// connection is closed after as long.
-        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-        http_header_timeout: std::time::Duration,
-    },
+    Run(RunArgs),
     /// Replay a CSV of `timestamp,value` rows through a pipeline, causally, and write
     /// `timestamp,value,anomaly_score` (one row per input row, in order).
     ///
@@ -490,42 +429,7 @@ fn main() -> ExitCode {
         Command::Templates { file, header, mask, output, format, max_templates } => {
             cmd_templates(&file, &header, &mask, output, format, max_templates)
         }
-        Command::Run {
-            paths,
-            state,
-            listen,
-            addr_file,
-            stdlib,
-            debounce,
-            poll,
-            no_watch,
-            dry_run,
-            api_tokens,
-            read_auth,
-            insecure_listen,
-            allowed_host,
-            tls_cert,
-            tls_key,
-            max_connections,
-            http_header_timeout,
-        } => cmd_run(RunArgs {
-            paths,
-            state,
-            listen,
-            addr_file,
-            stdlib,
-            debounce,
-            poll,
-            no_watch,
-            dry_run,
-            api_tokens,
-            read_auth,
-            insecure_listen,
-            allowed_host,
-            tls: tls_cert.zip(tls_key),
-            max_connections,
-            http_header_timeout,
-        }),
+        Command::Run(args) => cmd_run(args),
         Command::Replay { file, input, output, pipeline } => cmd_replay(file, input, output, pipeline),
         Command::Test { paths, format, filter, stdlib } => cmd_test(paths, format, filter, stdlib),
         Command::Eval { file, data, windows, out, plot, pipeline, format } => {
@@ -695,23 +599,69 @@ fn init_tracing() {
     }
 }
 
+/// `vigil run`'s options.
+#[derive(clap::Args)]
 struct RunArgs {
-    paths: Vec<PathBuf>,
-    state: PathBuf,
-    listen: std::net::SocketAddr,
-    addr_file: Option<PathBuf>,
-    stdlib: Option<PathBuf>,
-    debounce: std::time::Duration,
-    poll: bool,
-    no_watch: bool,
-    dry_run: bool,
-    api_tokens: Option<PathBuf>,
-    read_auth: bool,
-    insecure_listen: bool,
-    allowed_host: Vec<String>,
-    tls: Option<(PathBuf, PathBuf)>,
-    max_connections: usize,
-    http_header_timeout: std::time::Duration,
+    /// Files or directories to run [default: pipelines]
+    pub paths: Vec<PathBuf>,
+    /// The state directory (created if missing).
+    #[arg(long, value_name = "DIR", default_value = ".vigil")]
+    pub state: PathBuf,
+    /// The address of the HTTP API and /metrics. Loopback by default; another address
+    /// exposes the API beyond this machine.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Once listening, write the API's address (`127.0.0.1:8080`) to this file. With
+    /// `--listen 127.0.0.1:0` the system picks a free port; the file tells which.
+    #[arg(long, value_name = "FILE")]
+    pub addr_file: Option<PathBuf>,
+    /// Read the stdlib from this directory instead of the embedded copy (and watch it).
+    #[arg(long, value_name = "DIR")]
+    pub stdlib: Option<PathBuf>,
+    /// How long the files must be quiet after a change before reloading, e.g. `100ms`.
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
+    pub debounce: std::time::Duration,
+    /// Poll the files for changes instead of using file system notifications (for file
+    /// systems without them, such as some network mounts).
+    #[arg(long)]
+    pub poll: bool,
+    /// Do not watch the files; reload only on SIGHUP or POST /api/v1/reload.
+    #[arg(long)]
+    pub no_watch: bool,
+    /// Print the notifications that would be sent instead of sending them (incidents
+    /// are still opened and resolved, and recorded in the state directory).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// API tokens, one `NAME ROLE TOKEN` per line (ROLE: read or operator), added to
+    /// VIGIL_API_TOKEN (operator) and VIGIL_READ_TOKEN (read). The audit trail names the
+    /// token that made each change.
+    #[arg(long, value_name = "FILE")]
+    pub api_tokens: Option<PathBuf>,
+    /// Require a token to read the API and /metrics (on by default beyond loopback).
+    #[arg(long)]
+    pub read_auth: bool,
+    /// Listen beyond loopback without any API token (refused otherwise).
+    #[arg(long)]
+    pub insecure_listen: bool,
+    /// Accept requests for this Host name (repeatable). Default on a loopback listener:
+    /// localhost, 127.0.0.1 and [::1], against DNS rebinding; beyond loopback: any.
+    #[arg(long, value_name = "NAME")]
+    pub allowed_host: Vec<String>,
+    /// Serve the API over TLS with this PEM certificate chain (needs --tls-key);
+    /// reloaded when the file changes.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The most HTTP connections open at once (also capped at a third of the open-file
+    /// limit); at the cap the oldest idle connection is closed for a new one.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    pub max_connections: usize,
+    /// How long a client has to send a request's headers; an idle keep-alive
+    /// connection is closed after as long.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub http_header_timeout: std::time::Duration,
 }
 
 /// Locks `STATE/lock` for this process (released when it exits, even by `kill -9`),
@@ -804,7 +754,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("no pipeline to run in {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
     }
     let access = access_rules(&args)?;
-    let tls = match &args.tls {
+    let tls = match args.tls_cert.clone().zip(args.tls_key.clone()) {
         Some((cert, key)) => {
             Some(std::sync::Arc::new(vigil::server::listen::Tls::load(cert.clone(), key.clone()).map_err(anyhow::Error::msg)?))
         }
@@ -849,7 +799,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 .and_then(|()| std::fs::rename(&tmp, file))
                 .map_err(|e| anyhow::anyhow!("cannot write the address to {}: {e}", file.display()))?;
         }
-        tracing::info!(listen = %addr, tls = args.tls.is_some(), pipelines = engine.pipeline_names().await.len(), stages = engine.stage_count().await, state = %state.display(), version = %out.version, watching = !args.no_watch, "vigil running; SIGINT or SIGTERM stops it, SIGHUP reloads");
+        tracing::info!(listen = %addr, tls = args.tls_cert.is_some(), pipelines = engine.pipeline_names().await.len(), stages = engine.stage_count().await, state = %state.display(), version = %out.version, watching = !args.no_watch, "vigil running; SIGINT or SIGTERM stops it, SIGHUP reloads");
         let cancel = engine.cancellation();
         let sink = engine.shared.clone();
         let server = tokio::spawn(vigil::server::listen::serve(

@@ -9,6 +9,21 @@ use common::*;
 
 const TOKEN: &str = "obs-token-7";
 
+/// `data.csv` whose last two rows (a minute apart, ending now) are hot, and a pipeline
+/// whose respond stage `r` logs them, with `options` after its call (`" {\n ... }"`).
+fn hot_pipeline(dir: &TempDir, options: &str) {
+    let now = vigil::time::now_ms();
+    let rows: String = (0..10)
+        .map(|i| format!("{},{}\n", vigil::time::format_timestamp(now - (10 - i) * 60_000), if i >= 8 { 100 } else { 10 }))
+        .collect();
+    std::fs::write(dir.join("data.csv"), format!("timestamp,value\n{rows}")).unwrap();
+    std::fs::write(
+        dir.join("p.vigil"),
+        format!("pipeline p {{\n  every 200ms\n  collect raw = csv(path: \"data.csv\")\n  predict hot = threshold(raw, above: 90.0)\n  respond r = log(hot){options}\n}}\n"),
+    )
+    .unwrap();
+}
+
 fn metric(port: u16, name: &str) -> Option<f64> {
     let (_, text) = http_get(port, "/metrics")?;
     text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
@@ -17,16 +32,7 @@ fn metric(port: u16, name: &str) -> Option<f64> {
 #[test]
 fn sends_are_logged_and_counted_and_logs_can_be_json() {
     let dir = TempDir::new("obs-sends");
-    let now = vigil::time::now_ms();
-    let rows: String = (0..10)
-        .map(|i| format!("{},{}\n", vigil::time::format_timestamp(now - (10 - i) * 60_000), if i >= 8 { 100 } else { 10 }))
-        .collect();
-    std::fs::write(dir.join("data.csv"), format!("timestamp,value\n{rows}")).unwrap();
-    std::fs::write(
-        dir.join("p.vigil"),
-        "pipeline p {\n  every 200ms\n  collect raw = csv(path: \"data.csv\")\n  predict hot = threshold(raw, above: 90.0)\n  respond r = log(hot)\n}\n",
-    )
-    .unwrap();
+    hot_pipeline(&dir, "");
     let e = Engine::start(&dir, "p.vigil", TOKEN, &[], &["--log-format", "json"]);
     wait_for("the send to be counted", Duration::from_secs(60), || {
         metric(e.port, "vigil_notifications_total{stage=\"p.r\",channel=\"log\",result=\"sent\"}").filter(|v| *v >= 1.0)
@@ -78,16 +84,7 @@ fn restoring_a_broken_file_makes_the_configuration_good_again() {
 #[test]
 fn a_silence_with_regex_matchers_mutes_an_incident_already_firing() {
     let dir = TempDir::new("obs-silence");
-    let now = vigil::time::now_ms();
-    let rows: String = (0..10)
-        .map(|i| format!("{},{}\n", vigil::time::format_timestamp(now - (10 - i) * 60_000), if i >= 8 { 100 } else { 10 }))
-        .collect();
-    std::fs::write(dir.join("data.csv"), format!("timestamp,value\n{rows}")).unwrap();
-    std::fs::write(
-        dir.join("p.vigil"),
-        "pipeline p {\n  every 200ms\n  collect raw = csv(path: \"data.csv\")\n  predict hot = threshold(raw, above: 90.0)\n  respond r = log(hot) {\n    repeat every 1s\n  }\n}\n",
-    )
-    .unwrap();
+    hot_pipeline(&dir, " {\n    repeat every 1s\n  }");
     let e = Engine::start(&dir, "p.vigil", TOKEN, &[], &[]);
     let auth = format!("Bearer {TOKEN}");
     let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
@@ -128,16 +125,7 @@ fn a_silence_with_regex_matchers_mutes_an_incident_already_firing() {
 #[test]
 fn an_acknowledgement_reaches_the_channel_once() {
     let dir = TempDir::new("obs-ack");
-    let now = vigil::time::now_ms();
-    let rows: String = (0..10)
-        .map(|i| format!("{},{}\n", vigil::time::format_timestamp(now - (10 - i) * 60_000), if i >= 8 { 100 } else { 10 }))
-        .collect();
-    std::fs::write(dir.join("data.csv"), format!("timestamp,value\n{rows}")).unwrap();
-    std::fs::write(
-        dir.join("p.vigil"),
-        "pipeline p {\n  every 200ms\n  collect raw = csv(path: \"data.csv\")\n  predict hot = threshold(raw, above: 90.0)\n  respond r = log(hot)\n}\n",
-    )
-    .unwrap();
+    hot_pipeline(&dir, "");
     let e = Engine::start(&dir, "p.vigil", TOKEN, &[], &[]);
     let id = e.wait_incident("firing")["id"].as_str().unwrap().to_owned();
     let auth = format!("Bearer {TOKEN}");
