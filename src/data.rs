@@ -207,6 +207,11 @@ pub struct ScoreColumn {
     pub lower: Vec<f64>,
     pub upper: Vec<f64>,
     pub anomalous: Vec<bool>,
+    /// Indices (ascending) of samples the detector could not score yet — a window still
+    /// filling, no model and no fallback: their score is 0, but it says nothing about
+    /// whether the anomaly has cleared, so a respond stage never resolves on them. Columns
+    /// copied sample by sample with [`ScoreColumn::push`] lose the mark (old behaviour).
+    pub unscored: Vec<usize>,
 }
 
 impl ScoreColumn {
@@ -220,7 +225,20 @@ impl ScoreColumn {
             lower: Vec::new(),
             upper: Vec::new(),
             anomalous: Vec::new(),
+            unscored: Vec::new(),
         }
+    }
+
+    /// Appends a sample the detector could not score yet (see [`ScoreColumn::unscored`]):
+    /// score 0, bounds unknown, not anomalous.
+    pub fn push_unscored(&mut self, ts: Timestamp, value: f64) {
+        self.unscored.push(self.len());
+        self.push(ts, value, 0.0, f64::NAN, f64::NAN, f64::NAN, false);
+    }
+
+    /// Whether sample `i` was scored (see [`ScoreColumn::unscored`]).
+    pub fn is_scored(&self, i: usize) -> bool {
+        self.unscored.binary_search(&i).is_err()
     }
 
     /// Appends one scored sample.

@@ -367,3 +367,91 @@ fn an_edit_to_a_stdlib_module_reloads_exactly_the_stages_that_use_it() {
     let (g0, g1) = (generations(&before), generations(&after));
     assert_eq!((g1["p.z"], g1["p.plain"], g1["p.raw"], g1["p.a"], g1["p.b"]), (g0["p.z"] + 1, 1, 1, 1, 1));
 }
+
+/// Issue 13: editing a detector's threshold during a spike must not forget its window. The
+/// rebuilt stage starts warm (the engine replays its recent inputs into it), so the open
+/// incident stays firing through the reload, resolves once when latency is normal again,
+/// and no false incident opens afterwards.
+#[test]
+fn a_threshold_edit_during_a_spike_keeps_the_incident_open() {
+    use std::io::Write;
+    let dir = TempDir::new("reload-threshold");
+    std::fs::create_dir_all(dir.join("pipelines")).unwrap();
+    let data = dir.join("latency.csv");
+    // Minute by minute from 2024-01-01 00:00; normal latency is 100–104 ms.
+    let row = |minute: usize, v: f64| format!("2024-01-01 {:02}:{:02}:00,{v}\n", minute / 60, minute % 60);
+    let normal = |minute: usize| 100.0 + (minute % 5) as f64;
+    let append = |from: usize, to: usize, value: &dyn Fn(usize) -> f64| {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&data).unwrap();
+        let text: String = (from..to).map(|m| row(m, value(m))).collect();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    std::fs::write(&data, "timestamp,latency_ms\n").unwrap();
+    append(0, 60, &normal);
+    let pipeline = |threshold: &str| {
+        format!(
+            "pipeline p {{\n  every 100ms\n\n  collect raw = csv(path: \"{}\", value_columns: [\"latency_ms\"])\n  predict z = zscore(raw, method: \"robust\", window: 6h, threshold: {threshold})\n  respond page = log(z)\n}}\n",
+            data.display()
+        )
+    };
+    std::fs::write(dir.join("pipelines/p.vigil"), pipeline("6.0")).unwrap();
+    let r = start(&dir, &[]);
+    let metric = |name: &str, labels: &str| -> f64 {
+        let (_, m) = http_get(r.port, "/metrics").unwrap();
+        m.lines().find(|l| l.starts_with(&format!("{name}{{{labels}}}"))).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0)
+    };
+    let scored = || metric("vigil_stage_items_total", "pipeline=\"p\",stage=\"p.z\"");
+    let ticks = || metric("vigil_ticks_total", "pipeline=\"p\",outcome=\"ok\"");
+    let incidents = || -> Vec<Value> { serde_json::from_str(&http_get(r.port, "/api/v1/incidents").unwrap().1).unwrap() };
+    // Waits until `n` samples are scored and a later tick (which ran the respond stage on
+    // them too: a pipeline's ticks run one at a time) has finished.
+    let settled = |n: f64| {
+        wait_for(&format!("{n} samples scored"), Duration::from_secs(30), || (scored() >= n).then_some(()));
+        let t = ticks();
+        wait_for("a later tick", Duration::from_secs(30), || (ticks() > t).then_some(()));
+    };
+    settled(60.0);
+    assert!(incidents().is_empty(), "normal latency opens nothing: {:?}", incidents());
+
+    // The spike: an incident opens.
+    append(60, 65, &|_| 1000.0);
+    let opened = wait_for("the incident to open", Duration::from_secs(30), || incidents().into_iter().find(|i| i["status"] == "firing"));
+    let id = opened["id"].as_str().unwrap().to_owned();
+
+    // The threshold is edited while the spike goes on: only the detector is rebuilt.
+    let n = reloads(r.port);
+    std::fs::write(dir.join("pipelines/p.vigil"), pipeline("8.0")).unwrap();
+    let after = next_reload(r.port, n);
+    assert_eq!(after["last_reload"]["outcome"], "applied");
+    assert_eq!(after["last_reload"]["changed"], serde_json::json!(["p.z"]));
+    let g = generations(&after);
+    assert_eq!((g["p.raw"], g["p.z"], g["p.page"]), (1, 2, 1), "the detector was rebuilt, nothing else");
+
+    // Still high after the reload: the rebuilt detector scores it against the window it
+    // was given back, and the incident stays firing.
+    append(65, 70, &|_| 1000.0);
+    settled(70.0);
+    let now = incidents();
+    assert_eq!(now.len(), 1, "one incident: {now:?}");
+    assert_eq!(
+        (now[0]["id"].as_str(), now[0]["status"].as_str()),
+        (Some(id.as_str()), Some("firing")),
+        "not resolved by the reload: {now:?}"
+    );
+    assert!(now[0]["resolved_at"].is_null());
+    let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains("warmed up from its recent inputs") && l.contains("p.z")),
+        "the new detector was warmed up:\n{log}"
+    );
+
+    // Latency back to normal: the incident resolves, once, and nothing new opens.
+    append(70, 90, &normal);
+    wait_for("the incident to resolve", Duration::from_secs(30), || {
+        incidents().into_iter().find(|i| i["id"] == id.as_str() && i["status"] == "resolved")
+    });
+    settled(90.0);
+    let end = incidents();
+    assert_eq!(end.len(), 1, "no false incident after the spike: {end:?}");
+    assert_eq!(end[0]["status"], "resolved");
+}

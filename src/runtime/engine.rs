@@ -11,6 +11,45 @@
 //!   recorded in the run history, counted in `/metrics`; the engine carries on.
 //! - Cursors of collect stages are saved after each successful tick.
 //! - Shutdown cancels the triggers and lets a running tick finish.
+//!
+//! # What a reload keeps
+//!
+//! A stage whose key and fingerprint (its resolved configuration and its input keys) are
+//! unchanged is the same object after the reload: all of its state, and its generation.
+//! A stage that changed is built anew (the next generation) and starts *warm*:
+//!
+//! - Every preprocess, predict and train stage keeps its recent inputs
+//!   ([`InputHistory`]: the ticks holding the last 10 000 samples of each series, at most
+//!   1 000 000 samples per stage). When a reload rebuilds the stage with the same input
+//!   stages, the new stage takes the history over and, before its first tick, the engine
+//!   replays it (the replay's outputs are discarded: downstream stages already saw those
+//!   samples). Replaying inputs rather than migrating state works whatever the edit, for
+//!   every operator, with no per-operator code, and is exact: the new stage holds what it
+//!   would hold had it run from the start of the history.
+//!   - A threshold change (`zscore(threshold: 6.0 → 8.0)`): the same window, now judged
+//!     against the new threshold; an incident open downstream stays open while the new
+//!     scores still match, and resolves when they do not.
+//!   - A window length change: the new window is refilled from the history — exactly,
+//!     up to 10 000 samples of each series (a longer window fills up as data comes).
+//!   - A detector swap (`zscore` → `novelty`, another operator): the new detector is
+//!     trained on the same replayed inputs, so it scores from its first live sample.
+//!   - A model architecture change (a train stage's `lookback`, layers, …): the models
+//!     of the old configuration stay in the registry but are not used by the new stage
+//!     (a model made by another configuration is retrained). The new train stage refills
+//!     its per-series training history from the replay and trains as soon as its policy
+//!     allows — during the replay itself when it holds `min_samples` — instead of waiting
+//!     for `min_samples` new samples; until a series has a model, predict uses the
+//!     stage's `fallback`, or gives no score (which clears no incident, below).
+//!   - Other input stages than before: nothing to replay; the stage starts empty.
+//! - A stage whose operator keeps a snapshot (log templates) and is rebuilt with the
+//!   same operator restores that snapshot instead (template ids must not change).
+//! - Collect stages keep their cursor when the operator is the same; respond stages are
+//!   never replayed (that would notify again): a rebuilt respond stage takes over its
+//!   firing incidents from the responder.
+//! - A respond stage never resolves an incident on a sample its detector could not score
+//!   yet (a window still filling: [`crate::data::ScoreColumn::unscored`]), so a detector
+//!   that starts cold (new input stages, a history shorter than its `min_samples`) does
+//!   not clear open incidents either.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -21,6 +60,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::history::InputHistory;
 use super::metrics::Metrics;
 use super::ops::{self, collect, BuildEnv};
 use super::{OpCtx, OpError, Step};
@@ -145,6 +185,12 @@ pub struct StageRt {
     pub step: tokio::sync::Mutex<Step>,
     /// The stage's cardinality limits (`max_series`, `series_idle`).
     pub guard: Mutex<super::cardinality::SeriesGuard>,
+    /// The recent inputs of a preprocess, predict or train stage (see "What a reload
+    /// keeps"): shared with the stage it replaces when a reload rebuilds it.
+    pub history: Option<Arc<Mutex<InputHistory>>>,
+    /// Set when the stage replaces another: `history` is replayed into it before its
+    /// first tick (when every tick of the old version has finished).
+    pub replay: std::sync::atomic::AtomicBool,
 }
 
 /// A built pipeline.
@@ -215,6 +261,8 @@ async fn rebuild(
                 let state = prev.step.lock().await.saved_state();
                 if let Some(c) = state {
                     s.step.lock().await.restore_state(&c);
+                    // Its snapshot carries its state: replaying would count things twice.
+                    s.replay.store(false, std::sync::atomic::Ordering::Release);
                 }
             }
         }
@@ -274,6 +322,20 @@ fn build_pipeline_from(
             Some(_) => changes.changed.push(node.key.0.clone()),
             None => changes.added.push(node.key.0.clone()),
         }
+        // The inputs kept for replay: taken over from the stage this one replaces when it
+        // reads the same stages, in the same slots.
+        let keeps_history = matches!(node.kind, StageKind::Preprocess | StageKind::Predict | StageKind::Train);
+        let same_inputs = |o: &PipelineRt, prev: &Arc<StageRt>| {
+            o.stages.iter().position(|s| Arc::ptr_eq(s, prev)).is_some_and(|at| {
+                o.inputs[at].iter().map(|&j| o.stages[j].key.as_str()).eq(inputs.iter().map(|&j| p.stages[j].key.0.as_str()))
+            })
+        };
+        let taken_over = match (old, previous) {
+            (Some(o), Some(prev)) if keeps_history && same_inputs(o, prev) => prev.history.clone(),
+            _ => None,
+        };
+        let replay = taken_over.is_some();
+        let history = keeps_history.then(|| taken_over.unwrap_or_default());
         let location = sources.location(node.span);
         let step =
             ops::build(node, &env).map_err(|source| RuntimeError::Build { key: node.key.0.clone(), location: location.clone(), source })?;
@@ -300,6 +362,8 @@ fn build_pipeline_from(
             timeout_ms,
             step: tokio::sync::Mutex::new(step),
             guard: Mutex::new(super::cardinality::SeriesGuard::new(max_series, series_idle)),
+            history,
+            replay: replay.into(),
         }));
         all_inputs.push(inputs);
     }
@@ -321,6 +385,11 @@ fn build_pipeline_from(
 async fn run_stage(stage: Arc<StageRt>, inputs: Vec<Data>, now: i64) -> (Result<Data, OpError>, OpCtx, f64) {
     let started = Instant::now();
     let mut step = stage.step.lock().await;
+    if stage.replay.swap(false, std::sync::atomic::Ordering::AcqRel) {
+        if let (Some(history), Step::Op(op)) = (&stage.history, &mut *step) {
+            warm_up(&stage, history, op.as_mut());
+        }
+    }
     let mut attempt = 0;
     loop {
         let mut ctx = OpCtx::new(now);
@@ -354,12 +423,41 @@ async fn run_stage(stage: Arc<StageRt>, inputs: Vec<Data>, now: i64) -> (Result<
                 };
                 step.forget(&dropped);
                 step.forget(&expired);
+                if let Some(h) = &stage.history {
+                    let mut h = h.lock().unwrap_or_else(|e| e.into_inner());
+                    h.record(now, &inputs);
+                    h.forget(&dropped);
+                    h.forget(&expired);
+                }
                 ctx.expired = expired;
                 return (Ok(data), ctx, started.elapsed().as_secs_f64());
             }
             r => return (r, ctx, started.elapsed().as_secs_f64()),
         }
     }
+}
+
+/// Replays a rebuilt stage's inherited inputs into it (see "What a reload keeps"); the
+/// outputs are discarded. A tick of the history that fails is skipped.
+fn warm_up(stage: &StageRt, history: &Mutex<InputHistory>, op: &mut dyn super::Operator) {
+    let ticks = history.lock().unwrap_or_else(|e| e.into_inner()).ticks();
+    let clock = Instant::now();
+    let (mut samples, mut failed) = (0usize, 0usize);
+    for (now, inputs) in &ticks {
+        samples += inputs.iter().filter(|d| !matches!(d, Data::Model(_))).map(Data::items).sum::<usize>();
+        if op.process(inputs, &mut OpCtx::new(*now)).is_err() {
+            failed += 1;
+        }
+    }
+    tracing::info!(
+        stage = %stage.key,
+        generation = stage.generation,
+        ticks = ticks.len(),
+        samples,
+        failed,
+        ms = clock.elapsed().as_millis() as u64,
+        "rebuilt stage warmed up from its recent inputs"
+    );
 }
 
 /// Runs one tick of a pipeline: every stage, level by level.
@@ -444,6 +542,9 @@ async fn forget_downstream(p: &PipelineRt, from: usize, ids: &[crate::data::Seri
         if p.inputs[i].iter().any(|&j| reached[j]) {
             reached[i] = true;
             p.stages[i].step.lock().await.forget(ids);
+            if let Some(h) = &p.stages[i].history {
+                h.lock().unwrap_or_else(|e| e.into_inner()).forget(ids);
+            }
         }
     }
     let names: std::collections::HashSet<String> = ids.iter().map(ToString::to_string).collect();

@@ -9,6 +9,8 @@
 //! - [`engine`]: builds a pipeline's stages from its plan, runs ticks (independent stages
 //!   concurrently, per-stage timeout and retry), fires triggers, shuts down cleanly.
 //! - [`replay`]: feeds a CSV through a pipeline, causally, without the async machinery.
+//! - [`history`]: a stage's recent inputs, replayed into the stage that replaces it when
+//!   a reload rebuilds it (so that it starts warm).
 //! - [`cond`]: conditions (`when:`) and message templates evaluated per item.
 //! - [`metrics`]: the counters and gauges `/metrics` serves.
 //!
@@ -18,6 +20,7 @@
 pub mod cardinality;
 pub mod cond;
 pub mod engine;
+pub mod history;
 pub mod metrics;
 pub mod ops;
 pub mod reload;

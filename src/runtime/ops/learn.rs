@@ -569,7 +569,7 @@ impl Operator for ModelScore {
                     }
                     (None, _) => match fallback.get(&(id.clone(), t)) {
                         Some(&(s, e, lo, hi, a)) => o.push(t, v, s, e, lo, hi, a),
-                        None => o.push(t, v, 0.0, f64::NAN, f64::NAN, f64::NAN, false),
+                        None => o.push_unscored(t, v),
                     },
                 }
             }

@@ -77,7 +77,8 @@ impl ZScore {
                 let z = (v - center) / s;
                 out.push(ts, v, z_to_score(z, threshold), center, center - threshold * s, center + threshold * s, z.abs() >= threshold);
             }
-            _ => out.push(ts, v, 0.0, f64::NAN, f64::NAN, f64::NAN, false),
+            // Too few samples in the window: no score yet.
+            _ => out.push_unscored(ts, v),
         }
         if !robust {
             w.push(ts, v);
@@ -241,6 +242,7 @@ mod tests {
         let col = &s.series[0];
         assert_eq!(col.len(), 101, "one score per input sample");
         assert_eq!(col.score[0], 0.0, "no score before min_samples");
+        assert!(!col.is_scored(0) && !col.is_scored(29) && col.is_scored(30), "{:?}", col.unscored);
         assert!(col.anomalous[100] && col.score[100] > 0.9);
         assert!(!col.anomalous[50]);
         assert!(col.score.iter().all(|s| (0.0..=1.0).contains(s)));

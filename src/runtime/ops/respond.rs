@@ -1,7 +1,8 @@
 //! Respond stages: every respond operator (`log`, `email`, `webhook`, `slack`,
 //! `pagerduty`, `alertmanager`, `exec`) is a [`Respond`] with its channel. It opens an
 //! incident per dedup key when items match the stage's condition (after `pending_for`),
-//! resolves it when nothing matched for `keep_firing_for`, repeats while unacknowledged,
+//! resolves it when nothing matched for `keep_firing_for` (a sample its detector could
+//! not score yet — see [`ScoreColumn::unscored`] — never clears it), repeats while unacknowledged,
 //! honours silences and rate limits, and queues each transition's notification in the
 //! durable outbox ([`crate::respond`]).
 
@@ -461,6 +462,12 @@ impl Operator for Respond {
                         let keep = self.policy.keep_firing_ms;
                         let Some(o) = self.open.get_mut(key) else { continue };
                         o.heard.insert(series.clone(), wall);
+                        if !col.is_scored(i) {
+                            // No score yet (a detector rebuilt by a reload, or restarted,
+                            // whose window is still filling): the series reports, but
+                            // says nothing about whether the anomaly cleared.
+                            continue;
+                        }
                         o.matching.remove(series);
                         if o.incident.is_none() {
                             // Pending: the condition must hold for all of `pending_for`.
@@ -667,6 +674,24 @@ mod tests {
         let input = scores(&[(0, true), (20, true), (40, true), (60, false)], &[(10, false), (30, false), (50, false), (70, false)]);
         let got = updates(op.process(&[input], &mut OpCtx::new(70)).unwrap());
         assert_eq!(got, [("firing".to_owned(), 0), ("resolved".to_owned(), 60)], "one incident, resolved when `a` clears");
+    }
+
+    #[test]
+    fn a_sample_without_a_score_does_not_resolve_an_incident() {
+        // As after a reload that rebuilt the detector with a window still filling.
+        let responder = Arc::new(Responder::default());
+        let mut op = grouped(&responder);
+        op.process(&[scores(&[(0, true)], &[])], &mut OpCtx::new(0)).unwrap();
+        let mut warming = ScoreColumn::new(SeriesId::new("a", [("job".to_owned(), "api".to_owned())]));
+        warming.push_unscored(10, 1.0);
+        warming.push_unscored(20, 1.0);
+        assert!(!warming.is_scored(0) && !warming.is_scored(1));
+        let got = updates(op.process(&[Data::Scores(Arc::new(ScoresData { series: vec![warming] }))], &mut OpCtx::new(20)).unwrap());
+        assert!(got.is_empty(), "no score is not a clear: {got:?}");
+        assert_eq!(responder.list()[0].status, "firing");
+        // A scored quiet sample clears it.
+        let got = updates(op.process(&[scores(&[(30, false)], &[])], &mut OpCtx::new(30)).unwrap());
+        assert_eq!(got, [("resolved".to_owned(), 30)]);
     }
 
     #[test]
