@@ -117,11 +117,14 @@ pub struct SeriesColumn {
     pub id: SeriesId,
     pub ts: Vec<Timestamp>,
     pub values: Vec<f64>,
+    /// Context for people, carried along to incidents (not part of the series' identity):
+    /// `samples`, the last lines counted by `aggregate` over log events.
+    pub annotations: Option<Arc<BTreeMap<String, String>>>,
 }
 
 impl SeriesColumn {
     pub fn new(id: SeriesId) -> SeriesColumn {
-        SeriesColumn { id, ts: Vec::new(), values: Vec::new() }
+        SeriesColumn { id, ts: Vec::new(), values: Vec::new(), annotations: None }
     }
 
     pub fn push(&mut self, ts: Timestamp, v: f64) {
@@ -212,6 +215,8 @@ pub struct ScoreColumn {
     /// whether the anomaly has cleared, so a respond stage never resolves on them. Columns
     /// copied sample by sample with [`ScoreColumn::push`] lose the mark (old behaviour).
     pub unscored: Vec<usize>,
+    /// The input series' [`SeriesColumn::annotations`], passed on.
+    pub annotations: Option<Arc<BTreeMap<String, String>>>,
 }
 
 impl ScoreColumn {
@@ -226,6 +231,7 @@ impl ScoreColumn {
             upper: Vec::new(),
             anomalous: Vec::new(),
             unscored: Vec::new(),
+            annotations: None,
         }
     }
 

@@ -965,7 +965,12 @@ fn cmd_explain(topic: &str) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if topic == "templates" {
+        // Two things share the word: notification templates and the log-mining operator.
         print!("{TEMPLATE_VARIABLES}");
+        if let Some(op) = vigil::stages::operator("templates") {
+            println!("\n---\n\nThe `templates` operator (log template mining):\n");
+            print!("{}", vigil::stages::operator_markdown(op));
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if let Some((name, form, kinds, doc)) = vigil::check::options::OPTIONS.iter().find(|(n, _, _, _)| *n == topic) {
@@ -1026,6 +1031,8 @@ const TEMPLATE_VARIABLES: &str = "Notification templates (minijinja: `{{ inciden
   incident.opened_at        when it opened (RFC 3339); incident.timestamp: its last update
   incident.acknowledged     true once acknowledged; incident.acknowledged_by: who
   incident.transition       as transition
+  incident.samples          lines that show what happened (log incidents: the last lines of
+                            the template counted when it opened), a list
 
 `vigil check` refuses an unknown variable (with a suggestion). A template that fails to
 render at send time (an unknown filter, a filter on the wrong type) is replaced by the

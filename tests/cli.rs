@@ -135,7 +135,9 @@ fn explain_covers_stdlib_stages_options_and_template_variables() {
     assert!(z.contains("std.detect") && z.contains("window: Duration = 1h"), "{z}");
     assert_eq!(text(&["explain", "std.detect.robust_zscore"]), z);
     assert!(text(&["explain", "pending_for"]).contains("flap control"));
-    assert!(text(&["explain", "templates"]).contains("incident.acknowledged_by"));
+    let templates = text(&["explain", "templates"]);
+    assert!(templates.contains("incident.acknowledged_by") && templates.contains("incident.samples"), "{templates}");
+    assert!(templates.contains("log template mining"), "the operator too: {templates}");
     let ops = text(&["explain", "operators"]);
     assert!(ops.contains("  zscore ") && ops.contains("std.detect.robust_zscore") && !ops.contains("| "), "a list, not markdown: {ops}");
 }

@@ -93,6 +93,13 @@ fn a_burst_of_one_message_and_a_new_message_become_incidents_with_their_template
     assert_eq!(hot["stage"], "p.burst");
     assert_eq!(hot["labels"]["template"], "timeout talking to <*> after <*>", "{hot}");
     assert_eq!(hot["value"], 30.0, "the stack traces are part of their records, not records of their own: {hot}");
+    // The incident shows the last lines counted, whole records with their stack traces.
+    let samples = hot["samples"].as_array().unwrap_or_else(|| panic!("samples: {hot}"));
+    assert_eq!(samples.len(), 3, "{hot}");
+    assert!(
+        samples.iter().all(|s| s.as_str().unwrap().contains("timeout talking to db-") && s.as_str().unwrap().contains("at pool.acquire")),
+        "{hot}"
+    );
     // The rendered notification (the `log` channel writes it to the outbox).
     let logged = |text: &str| {
         wait_for(&format!("`{text}` logged"), Duration::from_secs(60), || {

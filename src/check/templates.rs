@@ -25,6 +25,7 @@ pub const TEMPLATE_VARIABLES: &[&str] = &[
     "incident.acknowledged",
     "incident.acknowledged_by",
     "incident.transition",
+    "incident.samples",
 ];
 
 /// The parameters of respond operators that hold notification templates.

@@ -147,7 +147,7 @@ pub struct Channel {
     pub body: Option<Template>,
 }
 
-const DEFAULT_BODY: &str = "Incident {{ incident.key }} is {{ incident.status }}.\n\nPipeline: {{ pipeline }}\nStage: {{ stage }}\nSeries: {{ incident.series }}\nScore: {{ incident.score }}\nValue: {{ incident.value }}\nOpened: {{ incident.opened_at }}\nUpdated: {{ incident.timestamp }}\nIncident id: {{ incident.id }}\n";
+const DEFAULT_BODY: &str = "Incident {{ incident.key }} is {{ incident.status }}.\n\nPipeline: {{ pipeline }}\nStage: {{ stage }}\nSeries: {{ incident.series }}\nScore: {{ incident.score }}\nValue: {{ incident.value }}\nOpened: {{ incident.opened_at }}\nUpdated: {{ incident.timestamp }}\nIncident id: {{ incident.id }}\n{% if incident.samples %}\nSample lines:\n{% for s in incident.samples %}{{ s }}\n{% endfor %}{% endif %}";
 
 /// The subject sent when a stage's own template fails to render.
 const FALLBACK_SUBJECT: &str = "[vigil] {{ incident.key }} is {{ incident.status }} ({{ transition }})";
@@ -832,6 +832,7 @@ mod tests {
             feedback_note: None,
             notifications: 0,
             last_notified_at: None,
+            samples: Vec::new(),
         };
         let n = Notification {
             dedupe: "d".into(),

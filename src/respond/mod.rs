@@ -57,6 +57,10 @@ pub struct Incident {
     /// Notifications enqueued for it.
     pub notifications: u32,
     pub last_notified_at: Option<Timestamp>,
+    /// Lines that show what happened (log incidents: the last lines of the template counted
+    /// when it opened); `incident.samples` in templates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<String>,
 }
 
 impl Incident {
@@ -80,6 +84,7 @@ impl Incident {
                 "labels": self.labels, "opened_at": crate::time::format_rfc3339(self.opened_at),
                 "timestamp": crate::time::format_rfc3339(self.updated_at), "acknowledged": self.acknowledged,
                 "acknowledged_by": self.acknowledged_by, "transition": transition,
+                "samples": self.samples,
             },
         })
     }

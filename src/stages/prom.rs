@@ -1119,7 +1119,10 @@ rpc_duration_seconds_count 2693
         let body = r#"{"status":"success","data":{"resultType":"scalar","result":[1435781451.781,"42.5"]}}"#;
         let (cols, skipped) = parse_query_range(body.as_bytes(), "answer").unwrap();
         assert_eq!(skipped, 0);
-        assert_eq!(cols, vec![SeriesColumn { id: SeriesId::named("answer"), ts: vec![1435781451781], values: vec![42.5] }]);
+        assert_eq!(
+            cols,
+            vec![SeriesColumn { id: SeriesId::named("answer"), ts: vec![1435781451781], values: vec![42.5], annotations: None }]
+        );
         let (cols, skipped) = qr(r#"{"status":"success","data":{"resultType":"scalar","result":[1,"NaN?"]}}"#);
         assert_eq!(skipped, 1);
         assert!(cols[0].is_empty());

@@ -99,6 +99,7 @@ impl Operator for ZScore {
         for col in &input.series {
             let w = self.state.entry(col.id.clone()).or_insert_with(|| RollingWindow::new(self.window));
             let mut o = ScoreColumn::new(col.id.clone());
+            o.annotations = col.annotations.clone();
             for (&ts, &v) in col.ts.iter().zip(&col.values) {
                 ZScore::score_one(w, self.robust, self.threshold, self.min_samples, ts, v, &mut o);
             }
@@ -140,6 +141,7 @@ impl Operator for Novelty {
                 .entry(col.id.clone())
                 .or_insert_with(|| (crate::learn::novelty::NoveltyState::new(memory, suppress), Timestamp::MIN));
             let mut o = ScoreColumn::new(col.id.clone());
+            o.annotations = col.annotations.clone();
             for (&ts, &v) in col.ts.iter().zip(&col.values) {
                 if !v.is_finite() || ts <= *last {
                     ctx.skip(if v.is_finite() { "out-of-order sample" } else { "non-finite value" });
@@ -202,6 +204,7 @@ impl Operator for Threshold {
             Some(Data::Series(s)) => {
                 for col in &s.series {
                     let mut o = ScoreColumn::new(col.id.clone());
+                    o.annotations = col.annotations.clone();
                     for (&ts, &v) in col.ts.iter().zip(&col.values) {
                         self.one(&col.id, ts, v, v, &mut o);
                     }
@@ -211,6 +214,7 @@ impl Operator for Threshold {
             Some(Data::Scores(s)) => {
                 for col in &s.series {
                     let mut o = ScoreColumn::new(col.id.clone());
+                    o.annotations = col.annotations.clone();
                     for i in 0..col.len() {
                         self.one(&col.id, col.ts[i], col.score[i], col.value[i], &mut o);
                     }

@@ -558,11 +558,20 @@ pub struct Aggregate {
     pub every: Option<i64>,
     /// Per group: the open interval's start and values.
     open: BTreeMap<SeriesId, (Timestamp, Vec<f64>)>,
+    /// Per group of events, the last few lines counted (`line`, else `message`
+    /// annotations): the `samples` annotation of its series, so incidents show them.
+    samples: HashMap<SeriesId, VecDeque<String>>,
 }
+
+/// Sample lines kept per group, and the longest kept (in characters).
+const SAMPLES: usize = 3;
+const SAMPLE_CHARS: usize = 500;
+/// Between the samples of the `samples` annotation (a record may span lines).
+pub const SAMPLE_SEPARATOR: &str = "\u{1e}";
 
 impl Aggregate {
     pub fn new(by: Vec<String>, agg: Agg, every: Option<i64>) -> Aggregate {
-        Aggregate { by, agg, every: every.map(|e| e.max(1)), open: BTreeMap::new() }
+        Aggregate { by, agg, every: every.map(|e| e.max(1)), open: BTreeMap::new(), samples: HashMap::new() }
     }
 
     fn group(&self, name: &str, get: &dyn Fn(&str) -> Option<String>) -> SeriesId {
@@ -574,6 +583,7 @@ impl Operator for Aggregate {
     fn forget(&mut self, ids: &[SeriesId]) {
         for id in ids {
             self.open.remove(id);
+            self.samples.remove(id);
         }
     }
 
@@ -591,6 +601,13 @@ impl Operator for Aggregate {
             Some(Data::Events(e)) => {
                 for ev in &e.events {
                     let g = self.group("events", &|l| ev.labels.get(l).cloned());
+                    if let Some(line) = ev.annotations.get("line").or_else(|| ev.annotations.get("message")) {
+                        let kept = self.samples.entry(g.clone()).or_default();
+                        if kept.len() == SAMPLES {
+                            kept.pop_front();
+                        }
+                        kept.push_back(line.chars().take(SAMPLE_CHARS).collect());
+                    }
                     items.push((g, ev.ts, 1.0));
                 }
                 true
@@ -646,7 +663,14 @@ impl Operator for Aggregate {
                 }
             }
         }
-        Ok(series(out.into_values().collect()))
+        let mut cols: Vec<SeriesColumn> = out.into_values().collect();
+        for c in &mut cols {
+            if let Some(kept) = self.samples.get(&c.id).filter(|k| !k.is_empty()) {
+                let text = kept.iter().cloned().collect::<Vec<_>>().join(SAMPLE_SEPARATOR);
+                c.annotations = Some(Arc::new(BTreeMap::from([("samples".to_owned(), text)])));
+            }
+        }
+        Ok(series(cols))
     }
 }
 

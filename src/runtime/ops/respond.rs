@@ -540,6 +540,12 @@ impl Operator for Respond {
                         feedback_note: None,
                         notifications: 0,
                         last_notified_at: None,
+                        samples: col
+                            .annotations
+                            .as_ref()
+                            .and_then(|a| a.get("samples"))
+                            .map(|s| s.split(super::preprocess::SAMPLE_SEPARATOR).map(str::to_owned).collect())
+                            .unwrap_or_default(),
                     };
                     updates.push(IncidentUpdate {
                         key,
