@@ -358,7 +358,7 @@ pub static OPERATORS: &[OperatorSpec] = &[
         name: "aggregate",
         kind: StageKind::Preprocess,
         summary: "Aggregates series, or counts events, by labels.",
-        doc: "Combines the series (or events) that share the values of the `by` labels into one series per group, at each timestamp, or per `every` interval. Events are counted.",
+        doc: "Combines the series (or events) that share the values of the `by` labels into one series per group, at each timestamp, or per `every` interval. Events are counted; the last three records counted per group (their `line` or `message` annotation: log records) go along with the series as its samples, and an incident opened on it shows them (`incident.samples`).",
         inputs: &[input("input", &[Ty::Series, Ty::Events], "Series to combine or events to count.")],
         params: &[
             p("by", Ty::List(Scalar::String), Strs(&[]), "The labels that define a group (all series together when empty)."),
