@@ -69,7 +69,12 @@ fn restoring_a_broken_file_makes_the_configuration_good_again() {
     };
     assert_eq!(metric(e.port, "vigil_config_last_reload_successful "), Some(1.0));
     std::fs::write(dir.join("p.vigil"), "pipeline p {\n  every 1s\n  collect raw = synthetc()\n}\n").unwrap();
-    assert_eq!(reload()["outcome"], "rejected");
+    let rejected = reload();
+    assert_eq!(rejected["outcome"], "rejected");
+    // The diagnostics as data too: code, file, line, column.
+    let err = &rejected["errors"][0];
+    assert!(err["code"].as_str().is_some_and(|c| c.starts_with('E')) && err["line"] == 3, "{rejected}");
+    assert!(err["file"].as_str().is_some_and(|f| f.ends_with("p.vigil")), "{rejected}");
     assert_eq!(metric(e.port, "vigil_config_last_reload_successful "), Some(0.0));
     std::fs::write(dir.join("p.vigil"), good).unwrap();
     assert_eq!(reload()["outcome"], "restored");

@@ -135,6 +135,10 @@ pub struct ReloadStatus {
     pub removed: Vec<String>,
     /// The diagnostics of a rejected reload, or the error of a rolled-back one, rendered.
     pub diagnostics: Vec<String>,
+    /// The same diagnostics as data (as `vigil check --format json` prints them: code,
+    /// message, file, line, column, labels, help); empty for a rolled-back reload.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<serde_json::Value>,
 }
 
 /// What `/api/v1/status` reports.
@@ -840,6 +844,7 @@ impl Engine {
             changed: changes.changed.clone(),
             removed: changes.removed.clone(),
             diagnostics,
+            errors: Vec::new(),
         };
         let mut status = self.shared.status.write().unwrap_or_else(|e| e.into_inner());
         status.reloads.push(r.clone());
@@ -847,6 +852,17 @@ impl Engine {
             status.reloads.remove(0);
         }
         status.last_reload = Some(r);
+    }
+
+    /// Attaches structured diagnostics to the last reload recorded.
+    pub fn attach_errors(&self, errors: Vec<serde_json::Value>) {
+        let mut status = self.shared.status.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = status.last_reload.as_mut() {
+            r.errors.clone_from(&errors);
+        }
+        if let Some(r) = status.reloads.last_mut() {
+            r.errors = errors;
+        }
     }
 
     /// The names of the running pipelines.

@@ -94,6 +94,10 @@ pub async fn reload_once(engine: &Engine, paths: &[PathBuf], options: &CompileOp
         tracing::warn!("reload rejected: the old plan keeps running\n{rendered}");
         let diags = out.diagnostics.0.iter().filter(|d| d.is_error()).map(|d| crate::diagnostic::render(d, &out.sources, false)).collect();
         engine.record_reload(ReloadOutcome::Rejected, &out.version, &StageChanges::default(), diags);
+        let errors: Vec<_> = out.diagnostics.0.iter().filter(|d| d.is_error()).cloned().collect();
+        if let serde_json::Value::Array(list) = crate::diagnostic::to_json(&errors, &out.sources) {
+            engine.attach_errors(list);
+        }
         return last(engine);
     };
     match engine.apply(plan, &out.sources, &out.version).await {
