@@ -183,3 +183,21 @@ async fn a_cursor_written_before_rotation_tracking_still_resumes() {
     append(&path, 5, 7);
     assert_eq!(tick(&mut src).await.0, vec![5, 6]);
 }
+
+#[tokio::test]
+async fn another_file_beside_it_is_not_taken_for_a_rotated_copy() {
+    let dir = TempDir::new("rot-neighbour");
+    let path = dir.join("r.csv");
+    append(&path, 0, 5);
+    let mut src = csv(&path);
+    tick(&mut src).await;
+    append(&path, 5, 7);
+    std::fs::rename(&path, dir.join("r.csv.1")).unwrap();
+    // Written after the rotation, but another source's file.
+    append(&dir.join("r2.csv"), 500, 510);
+    append(&dir.join("r.jsonl.csv"), 600, 610);
+    append(&path, 7, 9);
+    let (values, ctx) = tick(&mut src).await;
+    assert_eq!(values, (5..9).collect::<Vec<_>>());
+    assert_eq!(lost(&ctx), 0);
+}

@@ -242,18 +242,34 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> OpError {
     OpError::Io(format!("cannot {what} `{}`: {e}", path.display()))
 }
 
-/// Regular files beside `path` whose name starts like its own (`r.csv.1`, `r-2026.csv`),
-/// with their metadata; compressed ones are left out (they cannot be read as text).
+/// Whether `n` names a rotated copy of the file `name`: `name` plus a suffix
+/// (`app.log.1`, `app.log-20261202`), or its stem and extension around a marker with a
+/// digit (`app.1.log`, `app-2026-12-02.log`). Another source's file beside it (`app.jsonl`,
+/// `app2.log`) is not one.
+pub fn is_rotation_of(n: &str, name: &str) -> bool {
+    if n == name || [".gz", ".zst", ".bz2", ".xz", ".zip"].iter().any(|x| n.ends_with(x)) {
+        return false;
+    }
+    if let Some(rest) = n.strip_prefix(name) {
+        return rest.starts_with(['.', '-', '_']) && rest.len() > 1;
+    }
+    let (stem, ext) = name.rsplit_once('.').map_or((name, ""), |(s, e)| (s, e));
+    let Some(rest) = n.strip_prefix(stem) else { return false };
+    let middle = if ext.is_empty() { Some(rest) } else { rest.strip_suffix(ext).and_then(|m| m.strip_suffix('.')) };
+    middle.is_some_and(|m| m.starts_with(['.', '-', '_']) && m.bytes().any(|b| b.is_ascii_digit()))
+}
+
+/// Regular files beside `path` that are rotated copies of it ([`is_rotation_of`]), with
+/// their metadata; compressed ones are left out (they cannot be read as text).
 fn siblings(path: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return Vec::new() };
-    let stem = name.split('.').next().unwrap_or(name);
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut out = Vec::new();
     for e in entries.flatten() {
         let file_name = e.file_name();
         let Some(n) = file_name.to_str() else { continue };
-        if n == name || !n.starts_with(stem) || [".gz", ".zst", ".bz2", ".xz", ".zip"].iter().any(|x| n.ends_with(x)) {
+        if !is_rotation_of(n, name) {
             continue;
         }
         let p = e.path();
@@ -486,5 +502,21 @@ fn copy_truncated(path: &Path, state: &mut TailState, id: FileId, handles: &mut 
             report.warnings.push(format!("no copy of the old content found beside it: rows after byte {} may be lost", old.offset));
             report.lost.push(("rotated_file_missing", 1));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_rotation_of;
+
+    #[test]
+    fn rotated_copies_and_other_files() {
+        for n in ["app.log.1", "app.log-20261202", "app.log_old", "app.1.log", "app-2026-12-02.log"] {
+            assert!(is_rotation_of(n, "app.log"), "{n}");
+        }
+        for n in ["app.log", "app.jsonl", "app2.log", "app.log.1.gz", "apple.log", "app.log.", "app-old.log"] {
+            assert!(!is_rotation_of(n, "app.log"), "{n}");
+        }
+        assert!(is_rotation_of("data.1", "data") && !is_rotation_of("database", "data"));
     }
 }
