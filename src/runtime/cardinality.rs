@@ -72,33 +72,18 @@ impl SeriesGuard {
             false
         };
         let out = match data {
-            Data::Series(s) => {
-                let flags: Vec<bool> = s.series.iter().map(|c| keep(&c.id, c.ts.len())).collect();
-                if flags.iter().all(|k| *k) {
-                    Data::Series(s)
-                } else {
-                    let series = s.series.iter().zip(&flags).filter(|(_, k)| **k).map(|(c, _)| c.clone()).collect();
-                    Data::Series(Arc::new(SeriesData { series }))
-                }
-            }
-            Data::Scores(s) => {
-                let flags: Vec<bool> = s.series.iter().map(|c| keep(&c.id, c.ts.len())).collect();
-                if flags.iter().all(|k| *k) {
-                    Data::Scores(s)
-                } else {
-                    let series = s.series.iter().zip(&flags).filter(|(_, k)| **k).map(|(c, _)| c.clone()).collect();
-                    Data::Scores(Arc::new(ScoresData { series }))
-                }
-            }
-            Data::Features(f) => {
-                let flags: Vec<bool> = f.matrices.iter().map(|m| keep(&m.id, m.ts.len())).collect();
-                if flags.iter().all(|k| *k) {
-                    Data::Features(f)
-                } else {
-                    let matrices = f.matrices.iter().zip(&flags).filter(|(_, k)| **k).map(|(m, _)| m.clone()).collect();
-                    Data::Features(Arc::new(FeaturesData { matrices }))
-                }
-            }
+            Data::Series(s) => match kept(&s.series, |c| (&c.id, c.ts.len()), &mut keep) {
+                None => Data::Series(s),
+                Some(series) => Data::Series(Arc::new(SeriesData { series })),
+            },
+            Data::Scores(s) => match kept(&s.series, |c| (&c.id, c.ts.len()), &mut keep) {
+                None => Data::Scores(s),
+                Some(series) => Data::Scores(Arc::new(ScoresData { series })),
+            },
+            Data::Features(f) => match kept(&f.matrices, |m| (&m.id, m.ts.len()), &mut keep) {
+                None => Data::Features(f),
+                Some(matrices) => Data::Features(Arc::new(FeaturesData { matrices })),
+            },
             other => other,
         };
         if !dropped.is_empty() {
@@ -133,6 +118,22 @@ impl SeriesGuard {
         }
         expired
     }
+}
+
+/// The columns `keep` admits, or `None` when it admits them all (the data is then passed
+/// on as it is, without a copy).
+fn kept<T: Clone>(cols: &[T], id: impl Fn(&T) -> (&SeriesId, usize), keep: &mut impl FnMut(&SeriesId, usize) -> bool) -> Option<Vec<T>> {
+    let flags: Vec<bool> = cols
+        .iter()
+        .map(|c| {
+            let (i, n) = id(c);
+            keep(i, n)
+        })
+        .collect();
+    if flags.iter().all(|k| *k) {
+        return None;
+    }
+    Some(cols.iter().zip(&flags).filter(|(_, k)| **k).map(|(c, _)| c.clone()).collect())
 }
 
 #[cfg(test)]

@@ -822,7 +822,7 @@ impl Engine {
             })
             .collect();
         drop(status);
-        self.record_reload(ReloadOutcome::Applied, version, &changes, Vec::new());
+        self.record_reload(ReloadOutcome::Applied, version, &changes, Vec::new(), Vec::new());
         tracing::info!(
             version,
             added = changes.added.len(),
@@ -834,7 +834,14 @@ impl Engine {
     }
 
     /// Records a reload's outcome in the status, the metrics and the history.
-    pub fn record_reload(&self, outcome: ReloadOutcome, version: &str, changes: &StageChanges, diagnostics: Vec<String>) {
+    pub fn record_reload(
+        &self,
+        outcome: ReloadOutcome,
+        version: &str,
+        changes: &StageChanges,
+        diagnostics: Vec<String>,
+        errors: Vec<serde_json::Value>,
+    ) {
         self.shared.metrics.reload(outcome.as_str(), outcome.successful());
         let r = ReloadStatus {
             outcome: outcome.as_str().into(),
@@ -844,7 +851,7 @@ impl Engine {
             changed: changes.changed.clone(),
             removed: changes.removed.clone(),
             diagnostics,
-            errors: Vec::new(),
+            errors,
         };
         let mut status = self.shared.status.write().unwrap_or_else(|e| e.into_inner());
         status.reloads.push(r.clone());
@@ -852,17 +859,6 @@ impl Engine {
             status.reloads.remove(0);
         }
         status.last_reload = Some(r);
-    }
-
-    /// Attaches structured diagnostics to the last reload recorded.
-    pub fn attach_errors(&self, errors: Vec<serde_json::Value>) {
-        let mut status = self.shared.status.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = status.last_reload.as_mut() {
-            r.errors.clone_from(&errors);
-        }
-        if let Some(r) = status.reloads.last_mut() {
-            r.errors = errors;
-        }
     }
 
     /// The names of the running pipelines.

@@ -67,7 +67,7 @@ pub async fn reload_once(engine: &Engine, paths: &[PathBuf], options: &CompileOp
         Ok(Ok(out)) => out,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "reload rejected: the sources cannot be read");
-            engine.record_reload(ReloadOutcome::Rejected, version, &StageChanges::default(), vec![e.to_string()]);
+            engine.record_reload(ReloadOutcome::Rejected, version, &StageChanges::default(), vec![e.to_string()], Vec::new());
             return last(engine);
         }
         Err(e) => {
@@ -82,7 +82,7 @@ pub async fn reload_once(engine: &Engine, paths: &[PathBuf], options: &CompileOp
             return None;
         }
         tracing::info!(version = %out.version, "the sources are back to the running version: the configuration is good again");
-        engine.record_reload(ReloadOutcome::Restored, &out.version, &StageChanges::default(), Vec::new());
+        engine.record_reload(ReloadOutcome::Restored, &out.version, &StageChanges::default(), Vec::new(), Vec::new());
         return last(engine);
     }
     if changed_since_read(&out.sources) {
@@ -93,18 +93,19 @@ pub async fn reload_once(engine: &Engine, paths: &[PathBuf], options: &CompileOp
         let rendered = crate::diagnostic::render_all(&out.diagnostics.0, &out.sources, false);
         tracing::warn!("reload rejected: the old plan keeps running\n{rendered}");
         let diags = out.diagnostics.0.iter().filter(|d| d.is_error()).map(|d| crate::diagnostic::render(d, &out.sources, false)).collect();
-        engine.record_reload(ReloadOutcome::Rejected, &out.version, &StageChanges::default(), diags);
         let errors: Vec<_> = out.diagnostics.0.iter().filter(|d| d.is_error()).cloned().collect();
-        if let serde_json::Value::Array(list) = crate::diagnostic::to_json(&errors, &out.sources) {
-            engine.attach_errors(list);
-        }
+        let structured = match crate::diagnostic::to_json(&errors, &out.sources) {
+            serde_json::Value::Array(list) => list,
+            _ => Vec::new(),
+        };
+        engine.record_reload(ReloadOutcome::Rejected, &out.version, &StageChanges::default(), diags, structured);
         return last(engine);
     };
     match engine.apply(plan, &out.sources, &out.version).await {
         Ok(_) => *version = out.version.clone(),
         Err(e) => {
             tracing::error!(error = %e, "reload rolled back: the old plan keeps running");
-            engine.record_reload(ReloadOutcome::RolledBack, &out.version, &StageChanges::default(), vec![e.to_string()]);
+            engine.record_reload(ReloadOutcome::RolledBack, &out.version, &StageChanges::default(), vec![e.to_string()], Vec::new());
         }
     }
     last(engine)
