@@ -90,6 +90,9 @@ const fn p(name: &'static str, ty: Ty, default: Default, doc: &'static str) -> P
     ParamSpec { name, ty, default, choices: &[], min: None, doc }
 }
 
+/// The `start_at` parameter of the file sources.
+const START_AT_DOC: &str = "Where to start in a file met for the first time (no cursor in the state yet): `beginning` reads what it holds, `end` only lines written from then on (a CSV's header is still read). Unset: `end` under `vigil run` — a first start never pages about the past — and `beginning` under `replay`, `eval` and `test`. A file that does not exist yet is read from its beginning when it appears. Under `vigil run`, what `beginning` reads at the first start is a backlog: respond stages record the incidents it shows but notify only those still open once it is read.";
+
 const fn choice(name: &'static str, choices: &'static [&'static str], default: Default, doc: &'static str) -> ParamSpec {
     ParamSpec { name, ty: Ty::String, default, choices, min: None, doc }
 }
@@ -134,6 +137,7 @@ pub static OPERATORS: &[OperatorSpec] = &[
             p("timestamp_column", Ty::String, Str("timestamp"), "The column holding timestamps."),
             p("value_columns", Ty::List(Scalar::String), Strs(&["value"]), "Columns read as series, one series each."),
             p("labels", Ty::Map, Optional, "Labels added to every series read."),
+            choice("start_at", &["beginning", "end"], Optional, START_AT_DOC),
         ],
         output: Output::Fixed(Ty::Series),
         example: r#"collect cpu = csv(path: "data/cpu.csv")"#,
@@ -149,6 +153,7 @@ pub static OPERATORS: &[OperatorSpec] = &[
             p("timestamp_field", Ty::String, Str("timestamp"), "The field holding the timestamp."),
             p("value_field", Ty::String, Str("value"), "The field holding the value."),
             p("label_fields", Ty::List(Scalar::String), Strs(&[]), "Fields copied into the series labels."),
+            choice("start_at", &["beginning", "end"], Optional, START_AT_DOC),
         ],
         output: Output::Fixed(Ty::Series),
         example: r#"collect errors = jsonl(path: "logs/errors.jsonl", label_fields: ["service"])"#,
@@ -235,7 +240,7 @@ pub static OPERATORS: &[OperatorSpec] = &[
             p("header", Ty::String, Str("<Content>"), "The line's layout, e.g. `<Date> <Time> <Level> <Component>: <Content>` (docs/logs.md); `<Content>` is the message."),
             p("continuation", Ty::String, Optional, "A regular expression: a line it matches continues the previous record, e.g. `^\\s` for indented stack traces."),
             min("continuation_wait", Ty::Duration, Dur(5_000), 0.0, "How long the last record waits for continuation lines (it is emitted at the first tick after this)."),
-            choice("start_at", &["beginning", "end"], Str("beginning"), "Where to start in a file met for the first time (no cursor yet): its first line, or its end (only lines written from then on)."),
+            choice("start_at", &["beginning", "end"], Optional, START_AT_DOC),
             choice("timestamp", &["read", "header"], Str("read"), "The events' time: when the record was read, or the header's `<Timestamp>` field (else `<Date> <Time>`), parsed as in `csv`; a record whose time does not parse gets the read time and is counted (`bad_timestamp`)."),
             min("max_line", Ty::Int, Int(65_536), 64.0, "The longest line (and multi-line record) kept, in bytes; longer ones are cut."),
             min("max_read", Ty::Int, Int(16_777_216), 65_536.0, "The most bytes read per tick (at most 64 MiB); a backlog is read over the next ticks, so a log written faster than `max_read` per tick falls behind: raise it or tick more often. Each record in flight costs about 3 KB (16 MiB of HDFS lines: about 500 MB). A line longer than this is skipped (counted)."),
@@ -255,7 +260,7 @@ pub static OPERATORS: &[OperatorSpec] = &[
             p("message", Ty::String, Str("msg"), "The field holding the message."),
             p("label_fields", Ty::List(Scalar::String), Strs(&[]), "Fields copied into the labels."),
             p("timestamp_field", Ty::String, Optional, "A field holding the record's time (RFC 3339, `YYYY-MM-DD HH:MM:SS` or Unix seconds); the read time when absent."),
-            choice("start_at", &["beginning", "end"], Str("beginning"), "Where to start in a file met for the first time."),
+            choice("start_at", &["beginning", "end"], Optional, START_AT_DOC),
             min("max_line", Ty::Int, Int(65_536), 64.0, "The longest line kept, in bytes; longer ones are cut."),
             min("max_read", Ty::Int, Int(16_777_216), 65_536.0, "The most bytes read per tick (at most 64 MiB), as for `logs.file`."),
             p("labels", Ty::Map, Optional, "Labels added to every event."),

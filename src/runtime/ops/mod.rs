@@ -36,6 +36,9 @@ pub struct BuildEnv {
     /// Under `vigil run`: the model registry, and training on threads of its own. Without
     /// it (replay, eval) training runs inline and models live in memory.
     pub models: Option<learn::BackgroundEnv>,
+    /// Under `vigil run`: file sources without `start_at` start at the end of a file they
+    /// meet for the first time, not at its beginning.
+    pub live: bool,
 }
 
 impl BuildEnv {
@@ -52,6 +55,7 @@ impl BuildEnv {
             pipeline_version: String::new(),
             models: None,
             responder,
+            live: false,
         }
     }
 }
@@ -158,18 +162,24 @@ pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
     let p = P(&node.params);
     let invalid = BuildError::Invalid;
     Ok(match node.operator {
-        "csv" => Step::Source(Box::new(collect::CsvSource::new(
-            path(&env.base_dir, &p.str("path")),
-            p.str("timestamp_column"),
-            p.strs("value_columns"),
-            p.map("labels"),
-        ))),
-        "jsonl" => Step::Source(Box::new(collect::JsonlSource::new(
-            path(&env.base_dir, &p.str("path")),
-            p.str("timestamp_field"),
-            p.str("value_field"),
-            p.strs("label_fields"),
-        ))),
+        "csv" => Step::Source(Box::new(
+            collect::CsvSource::new(
+                path(&env.base_dir, &p.str("path")),
+                p.str("timestamp_column"),
+                p.strs("value_columns"),
+                p.map("labels"),
+            )
+            .start_at(tail::StartAt::from_param(&p.str("start_at"), env.live)),
+        )),
+        "jsonl" => Step::Source(Box::new(
+            collect::JsonlSource::new(
+                path(&env.base_dir, &p.str("path")),
+                p.str("timestamp_field"),
+                p.str("value_field"),
+                p.strs("label_fields"),
+            )
+            .start_at(tail::StartAt::from_param(&p.str("start_at"), env.live)),
+        )),
         "synthetic" => Step::Source(Box::new(collect::SyntheticSource::new(collect::SyntheticConfig {
             seed: p.int("seed") as u64,
             series: p.int("series").clamp(1, 100_000) as usize,
@@ -231,7 +241,7 @@ pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
                 continuation_wait: p.dur("continuation_wait").unwrap_or(5_000),
                 max_line: usize::try_from(p.int("max_line")).unwrap_or(logs::DEFAULT_MAX_LINE).clamp(64, 64 << 20),
                 labels: p.map("labels"),
-                start_at_end: p.str("start_at") == "end",
+                start_at: tail::StartAt::from_param(&p.str("start_at"), env.live),
                 max_read: usize::try_from(p.int("max_read")).unwrap_or(logs::DEFAULT_MAX_READ).clamp(1 << 16, tail::MAX_READ),
             })))
         }

@@ -6,7 +6,7 @@
 //! honours silences and rate limits, and queues each transition's notification in the
 //! durable outbox ([`crate::respond`]).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use crate::data::{Data, IncidentUpdate, IncidentsData, ScoreColumn, Timestamp};
 use crate::respond::channels::Channel;
 use crate::respond::{AuditRecord, Incident, Notification, Responder};
 use crate::runtime::cond::{Condition, Fields, Template, Val};
-use crate::runtime::{OpCtx, OpError, Operator};
+use crate::runtime::{Backlog, OpCtx, OpError, Operator};
 
 /// Appends one line to a file shared by stages that run concurrently: the line is
 /// written with a single call, under a process-wide lock, so lines never interleave.
@@ -150,6 +150,10 @@ pub struct Respond {
     open: HashMap<String, Open>,
     /// Wall-clock times of recent notifications, for the rate limit.
     sent: VecDeque<i64>,
+    /// Whether this tick reads a first start's backlog: notifications are held.
+    holding: bool,
+    /// Incidents whose notifications a backlog held, by id.
+    held: HashSet<String>,
 }
 
 impl Respond {
@@ -192,7 +196,20 @@ impl Respond {
                 },
             );
         }
-        Respond { pipeline, stage, when, dedup, group_by, policy, responder, channel, open, sent: VecDeque::new() }
+        Respond {
+            pipeline,
+            stage,
+            when,
+            dedup,
+            group_by,
+            policy,
+            responder,
+            channel,
+            open,
+            sent: VecDeque::new(),
+            holding: false,
+            held: HashSet::new(),
+        }
     }
 
     fn key(&self, series: &str, labels: &[(String, String)]) -> String {
@@ -257,6 +274,11 @@ impl Respond {
     /// Queues the notification of a transition, unless silenced or rate-limited.
     fn notify(&mut self, inc: &mut Incident, transition: &str, b: &mut Batch) {
         let now = self.clock(inc.updated_at);
+        if self.holding {
+            b.audit(inc, "held", format!("{transition}: not sent yet (read from the backlog a first start found)"));
+            self.held.insert(inc.id.clone());
+            return;
+        }
         if inc.silenced {
             b.audit(inc, "silenced", format!("{transition}: not sent (silenced when it opened)"));
             return;
@@ -413,10 +435,42 @@ impl Respond {
     }
 }
 
+impl Respond {
+    /// The end of a first start's backlog: the incidents it opened that are still open
+    /// are notified now; those it opened and resolved stay recorded, unsent.
+    fn release_held(&mut self, b: &mut Batch) {
+        self.holding = false;
+        let held = std::mem::take(&mut self.held);
+        if held.is_empty() {
+            return;
+        }
+        let keys: Vec<String> =
+            self.open.iter().filter(|(_, o)| o.incident.as_ref().is_some_and(|i| held.contains(&i.id))).map(|(k, _)| k.clone()).collect();
+        for key in &keys {
+            let Some(mut inc) = self.open.get(key).and_then(|o| o.incident.clone()) else { continue };
+            refresh(&self.responder, &mut inc);
+            self.notify(&mut inc, "firing", b);
+            let sent_at = self.clock(inc.updated_at);
+            if let Some(o) = self.open.get_mut(key) {
+                o.last_sent = sent_at;
+                o.incident = Some(inc.clone());
+            }
+            b.incidents.push(inc);
+        }
+        tracing::info!(
+            stage = %self.stage,
+            still_open = keys.len(),
+            resolved_in_backlog = held.len() - keys.len(),
+            "read the backlog a first start found: incidents still open are notified now; those that opened and resolved in it are recorded, not sent"
+        );
+    }
+}
+
 impl Operator for Respond {
-    fn process(&mut self, inputs: &[Data], _ctx: &mut OpCtx) -> Result<Data, OpError> {
+    fn process(&mut self, inputs: &[Data], ctx: &mut OpCtx) -> Result<Data, OpError> {
         let mut updates = Vec::new();
         let mut b = Batch::default();
+        self.holding = ctx.backlog != Backlog::None;
         // Incidents resolved by hand (API, CLI) since the last tick: forget them.
         self.open.retain(|_, o| match &o.incident {
             Some(i) => self.responder.get(&i.id).is_none_or(|now| now.status == "firing"),
@@ -625,6 +679,10 @@ impl Operator for Respond {
             Some(other) => return Err(OpError::Invalid(format!("a respond stage takes Scores or Incidents, got {}", other.kind()))),
             None => return Err(OpError::Invalid("missing input".into())),
         }
+        if ctx.backlog == Backlog::LastTick {
+            self.release_held(&mut b);
+        }
+        self.holding = false;
         self.responder.commit(&b.incidents, &b.notes, &b.audit);
         Ok(Data::Incidents(Arc::new(IncidentsData { updates })))
     }
@@ -670,6 +728,43 @@ mod tests {
         let Data::Incidents(i) = d else { panic!("not incidents") };
         let i: &IncidentsData = &i;
         i.updates.iter().map(|u| (u.status.clone(), u.ts)).collect()
+    }
+
+    #[test]
+    fn a_backlog_notifies_only_the_incidents_still_open_at_its_end() {
+        use crate::runtime::Backlog;
+        let responder = Arc::new(Responder::capturing());
+        let channel = Channel { kind: Kind::Log { outbox: None }, subject: Template::new("{{ incident.status }}").unwrap(), body: None };
+        let mut op = super::Respond::new(
+            "p".into(),
+            "p.out".into(),
+            None,
+            Template::new("{{ series }}").unwrap(),
+            Vec::new(),
+            super::Policy::default(),
+            channel,
+            responder.clone(),
+        );
+        let tick = |op: &mut super::Respond, a: &[(i64, bool)], b: &[(i64, bool)], backlog: Backlog| {
+            let mut ctx = OpCtx::new(0);
+            ctx.backlog = backlog;
+            updates(op.process(&[scores(a, b)], &mut ctx).unwrap())
+        };
+        // Two ticks of backlog: `a` opens and clears in the first, `b` opens in the second
+        // and is still open at its end.
+        let first = tick(&mut op, &[(0, true), (10, false)], &[(0, false)], Backlog::Reading);
+        assert_eq!(first.len(), 2, "the backlog's incidents are built: {first:?}");
+        assert!(responder.captured().is_empty(), "nothing sent while the backlog is read");
+        tick(&mut op, &[(20, false)], &[(20, true)], Backlog::LastTick);
+        let sent: Vec<(String, String)> =
+            responder.captured().iter().map(|n| (n.transition.clone(), n.incident.series[0].clone())).collect();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0].0, "firing");
+        assert!(sent[0].1.starts_with('b'), "{sent:?}");
+        // Live from here: `b` clears, and its resolution goes out (its opening was sent).
+        tick(&mut op, &[(30, false)], &[(30, false)], Backlog::None);
+        let sent: Vec<String> = responder.captured().iter().map(|n| n.transition.clone()).collect();
+        assert_eq!(sent, ["firing", "resolved"]);
     }
 
     #[test]
