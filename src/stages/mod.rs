@@ -35,6 +35,9 @@ pub struct InputSpec {
     /// The port types this input accepts.
     pub types: &'static [Ty],
     pub doc: &'static str,
+    /// Takes every positional argument from here on (`correlate(a, b, c)`): one or more
+    /// stages. The parameters after it are given by name.
+    pub many: bool,
 }
 
 /// One parameter: a constant value (or a condition), given by name or position.
@@ -102,7 +105,12 @@ const fn min(name: &'static str, ty: Ty, default: Default, min: f64, doc: &'stat
 }
 
 const fn input(name: &'static str, types: &'static [Ty], doc: &'static str) -> InputSpec {
-    InputSpec { name, types, doc }
+    InputSpec { name, types, doc, many: false }
+}
+
+/// An input that takes one or more stages.
+const fn inputs(name: &'static str, types: &'static [Ty], doc: &'static str) -> InputSpec {
+    InputSpec { name, types, doc, many: true }
 }
 
 use self::Default::*;
@@ -502,6 +510,29 @@ pub static OPERATORS: &[OperatorSpec] = &[
         ],
         output: Output::Fixed(Ty::Scores),
         example: r#"predict hot = threshold(raw, above: 90.0, for: 2m)"#,
+    },
+    OperatorSpec {
+        name: "correlate",
+        kind: StageKind::Predict,
+        summary: "Groups the incidents of several respond stages into situations — one per cascade, with its probable origin — so that a respond stage after it pages once.",
+        doc: "Incidents join an open situation when they are close in time (within `window` of its members, extended while members keep arriving, at most `max_span` in all) and related by any of: a shared value of one of the `by` labels, services within `hops` edges of each other in the topology (`topology`: a JSON file, `{\"edges\": [[\"checkout\", \"payments\"]]}` or `{\"checkout\": [\"payments\"]}` meaning checkout depends on payments; or inline `edges: [\"checkout -> payments\"]`; the service is the label `service_label`), or titles (their series) at least `similarity` alike (word Jaccard, digits masked). A situation is open while any member fires and closes `window` after the last member resolved; a member that fires again within the window rejoins it. Its probable origin is the member furthest upstream in the topology, else the earliest. Output: one series per situation (label `situation` and the first member's labels), anomalous while it is open, with annotations `origin`, `members` and `samples` (one line per member: key, stage, why it joined), so that a respond stage sends one notification per situation; `GET /api/v1/situations` and `vigil situations` show them. Time is the incidents' own. Situations survive restarts and reloads. See docs/correlation.md.",
+        inputs: &[inputs("input", &[Ty::Incidents], "One or more respond stages.")],
+        params: &[
+            min("window", Ty::Duration, Dur(300_000), 0.0, "How close in time incidents must be to join a situation."),
+            min("max_span", Ty::Duration, Dur(3_600_000), 0.0, "The longest a situation accepts new members for, from its first."),
+            p("by", Ty::List(Scalar::String), Strs(&["service", "host"]), "Labels: incidents sharing a value of any of them are related."),
+            p("topology", Ty::String, Optional, "A JSON file of service dependencies, relative to the pipeline file."),
+            p("edges", Ty::List(Scalar::String), Optional, "Service dependencies inline, `\"a -> b\"` meaning a depends on b (with `topology`, both count)."),
+            min("hops", Ty::Int, Int(1), 0.0, "How many dependency edges (either direction) may separate related services."),
+            p("service_label", Ty::String, Str("service"), "The label naming an incident's service in the topology."),
+            min("similarity", Ty::Float, Optional, 0.0, "Relate incidents whose titles are at least this alike (0–1); unset: off."),
+            min("max_open", Ty::Int, Int(100_000), 1.0, "Open situations kept; one more closes the oldest (counted)."),
+            min("max_members", Ty::Int, Int(10_000), 1.0, "Members kept per situation; later ones are counted, not kept."),
+        ],
+        output: Output::Fixed(Ty::Scores),
+        example: r#"respond latency = log(scores)
+  respond errors = log(scores)
+  predict situations = correlate(latency, errors, by: ["service"], edges: ["checkout -> payments"])"#,
     },
     OperatorSpec {
         name: "new_templates",

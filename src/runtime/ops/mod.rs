@@ -2,6 +2,7 @@
 //! [`Step`] from its planned node (parameters already evaluated and defaulted).
 
 pub mod collect;
+pub mod correlate;
 pub mod learn;
 pub mod logs;
 pub mod predict;
@@ -257,6 +258,31 @@ pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
                 ..Default::default()
             };
             Step::Op(Box::new(logs::Templates::new(p.str("field"), cfg)))
+        }
+        "correlate" => {
+            let file = match p.str("topology").as_str() {
+                "" => None,
+                f => {
+                    let path = path(&env.base_dir, f);
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| invalid(format!("cannot read the topology `{}`: {e}", path.display())))?;
+                    Some((path, text))
+                }
+            };
+            let topology = correlate::topology(file.as_ref().map(|(p, t)| (p.as_path(), t.clone())), &p.strs("edges")).map_err(invalid)?;
+            let config = crate::correlate::Config {
+                window_ms: p.dur("window").unwrap_or(300_000),
+                max_span_ms: p.dur("max_span").unwrap_or(3_600_000),
+                by: p.strs("by"),
+                topology,
+                hops: usize::try_from(p.int("hops")).unwrap_or(1),
+                service_label: p.str("service_label"),
+                similarity: p.f64("similarity"),
+                max_open: usize::try_from(p.int("max_open")).unwrap_or(100_000),
+                max_members: usize::try_from(p.int("max_members")).unwrap_or(10_000),
+                ..crate::correlate::Config::default()
+            };
+            Step::Op(Box::new(correlate::Correlate::new(node.key.0.clone(), config, env.responder.clone())))
         }
         "new_templates" => Step::Op(Box::new(logs::NewTemplates::new(p.dur("after").unwrap_or(3_600_000)))),
         "resample" => Step::Op(Box::new(Resample::new(p.dur("every").unwrap_or(60_000), Agg::parse(&p.str("agg")).unwrap_or(Agg::Mean)))),

@@ -71,6 +71,9 @@ struct Open {
     /// Wall-clock time it opened (escalation counts from it), and whether it escalated.
     opened_wall: i64,
     escalated: bool,
+    /// Updates sent (a situation's members changed), and when the last one was.
+    updates: u32,
+    last_update: i64,
     /// The series whose latest sample matched: a grouped incident resolves only when
     /// none does (series scraped at different offsets do not make it flap).
     matching: std::collections::BTreeSet<String>,
@@ -78,6 +81,10 @@ struct Open {
     /// `resolve_timeout`.
     heard: HashMap<String, i64>,
 }
+
+/// The least time between two `updated-N` notifications of one incident (a situation
+/// whose members change), so that a cascade still growing does not page on every join.
+pub const UPDATE_EVERY_MS: i64 = 5 * 60_000;
 
 /// Flap control and notification policy of a respond stage.
 #[derive(Clone, Debug, Default)]
@@ -189,6 +196,9 @@ impl Respond {
                     last_sent: i.last_notified_at.unwrap_or(0),
                     opened_wall: i.opened_at.min(crate::time::now_ms()),
                     escalated: false,
+                    updates: 0,
+                    // Restored: updates wait their interval from now.
+                    last_update: now,
                     matching: i.series.iter().cloned().collect(),
                     // Restored: each series gets `resolve_timeout` from now to report.
                     heard: i.series.iter().map(|s| (s.clone(), now)).collect(),
@@ -308,7 +318,7 @@ impl Respond {
         inc.last_notified_at = Some(now);
         // Repeats and re-sends are numbered from 1 again after a restart: their key carries
         // the time too, so that a new one is never taken for an old one.
-        let dedupe = if transition.starts_with("repeat-") || transition.starts_with("resend-") {
+        let dedupe = if transition.starts_with("repeat-") || transition.starts_with("resend-") || transition.starts_with("updated-") {
             format!("{}/{}/{transition}@{now}", inc.id, self.stage)
         } else {
             format!("{}/{}/{transition}", inc.id, self.stage)
@@ -352,12 +362,15 @@ impl Respond {
         inc.value = o.value;
         refresh(&self.responder, &mut inc);
         updates.push(IncidentUpdate {
+            id: inc.id.clone(),
+            stage: self.stage.clone(),
             key: key.to_owned(),
             status: "resolved".into(),
             series: o.series,
             score: o.score,
             value: o.value,
             ts,
+            labels: inc.labels.clone(),
         });
         b.audit(&inc, "resolved", why);
         self.notify(&mut inc, "resolved", b);
@@ -549,6 +562,8 @@ impl Operator for Respond {
                         last_sent: 0,
                         opened_wall: 0,
                         escalated: false,
+                        updates: 0,
+                        last_update: 0,
                         matching: Default::default(),
                         heard: HashMap::new(),
                     });
@@ -565,6 +580,32 @@ impl Operator for Respond {
                             let mut inc = inc.clone();
                             refresh(&self.responder, &mut inc);
                             b.audit(&inc, "grouped", format!("{series} joined"));
+                            b.incidents.push(inc);
+                        }
+                        // A situation (`correlate`): its members changed.
+                        let notes = col.annotations.as_ref().filter(|a| a.contains_key("members"));
+                        let members: Option<Vec<String>> = notes
+                            .and_then(|a| a.get("samples"))
+                            .map(|s| s.split(super::preprocess::SAMPLE_SEPARATOR).map(str::to_owned).collect());
+                        if let Some(members) = members.filter(|m| *m != inc.samples) {
+                            inc.samples = members;
+                            inc.updated_at = ts;
+                            let mut inc = inc.clone();
+                            refresh(&self.responder, &mut inc);
+                            let count = notes.and_then(|a| a.get("members")).cloned().unwrap_or_default();
+                            b.audit(&inc, "updated", format!("{count} members"));
+                            let now = self.clock(ts);
+                            let o = self.open.get_mut(&key).expect("open");
+                            let due = inc.notifications > 0 && now - o.last_update >= UPDATE_EVERY_MS;
+                            if due && self.channel.kind.name() != "exec" {
+                                o.updates += 1;
+                                o.last_update = now;
+                                let transition = format!("updated-{}", o.updates);
+                                self.notify(&mut inc, &transition, &mut b);
+                            }
+                            if let Some(o) = self.open.get_mut(&key) {
+                                o.incident = Some(inc.clone());
+                            }
                             b.incidents.push(inc);
                         }
                         continue;
@@ -602,12 +643,15 @@ impl Operator for Respond {
                             .unwrap_or_default(),
                     };
                     updates.push(IncidentUpdate {
+                        id: inc.id.clone(),
+                        stage: self.stage.clone(),
                         key,
                         status: "firing".into(),
                         series: series.clone(),
                         score: inc.score,
                         value: inc.value,
                         ts,
+                        labels: inc.labels.clone(),
                     });
                     b.audit(&inc, "opened", format!("{series} score {:.3} value {}", inc.score, inc.value));
                     let now = self.clock(ts);
@@ -622,6 +666,7 @@ impl Operator for Respond {
                     let o = self.open.get_mut(&inc.key).expect("just inserted");
                     o.last_sent = now;
                     o.opened_wall = now;
+                    o.last_update = now;
                     o.incident = Some(inc.clone());
                     b.incidents.push(inc);
                 }
