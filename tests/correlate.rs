@@ -92,7 +92,15 @@ fn a_cascade_is_one_situation_with_its_origin_paged_once() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(2), "an unknown situation is an error");
 
-    // A restart keeps the situation.
+    // A reload that changes the stage keeps the situation.
+    std::fs::write(dir.join("p.vigil"), PIPELINE.replace("window: 2s", "window: 3s")).unwrap();
+    let (code, body) = http("POST", e.port, "/api/v1/reload", "", &[("Authorization", &format!("Bearer {TOKEN}"))]).unwrap();
+    assert_eq!(code, 200, "{body}");
+    let r: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((r["outcome"].as_str(), r["changed"][0].as_str()), (Some("applied"), Some("shop.situations")), "{r}");
+    assert!(situations(&e).iter().any(|s| s["id"] == id.as_str() && s["status"] == "open"), "{:?}", situations(&e));
+
+    // A restart keeps it too.
     e.kill9();
     let e = Engine::start(&dir, "p.vigil", TOKEN, &[], &[]);
     wait_for("the situation after the restart", Duration::from_secs(60), || situations(&e).into_iter().find(|s| s["id"] == id.as_str()));

@@ -40,8 +40,9 @@ pub struct Correlate {
     responder: Arc<Responder>,
     /// The latest time seen (incidents' or ticks').
     clock: i64,
-    /// Changed since the last snapshot.
+    /// Changed since the last snapshot, and that snapshot.
     dirty: bool,
+    saved: Option<String>,
 }
 
 /// Reads a topology: a JSON file and inline `"a -> b"` edges.
@@ -68,7 +69,7 @@ pub fn topology(file: Option<(&std::path::Path, String)>, edges: &[String]) -> R
 
 impl Correlate {
     pub fn new(stage: String, config: Config, responder: Arc<Responder>) -> Correlate {
-        Correlate { stage, correlator: Correlator::new(config), responder, clock: i64::MIN, dirty: false }
+        Correlate { stage, correlator: Correlator::new(config), responder, clock: i64::MIN, dirty: false, saved: None }
     }
 
     /// The output column of a situation: `open` or its closing sample.
@@ -186,10 +187,11 @@ impl Operator for Correlate {
     }
 
     fn snapshot(&mut self) -> Option<String> {
-        if !std::mem::take(&mut self.dirty) {
-            return None;
+        if self.dirty || self.saved.is_none() {
+            self.saved = serde_json::to_string(&self.correlator).ok();
+            self.dirty = false;
         }
-        serde_json::to_string(&self.correlator).ok()
+        self.saved.clone()
     }
 
     fn restore(&mut self, snapshot: &str) {
@@ -198,6 +200,7 @@ impl Operator for Correlate {
                 // A reload with other parameters keeps the situations under the new ones.
                 c.reconfigure(self.correlator.config().clone());
                 self.correlator = c;
+                self.dirty = true;
                 self.publish();
             }
             Err(e) => tracing::warn!(stage = %self.stage, error = %e, "ignoring an unreadable correlation snapshot"),
