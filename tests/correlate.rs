@@ -23,15 +23,9 @@ const PIPELINE: &str = r#"pipeline shop {
 }
 "#;
 
-/// CSV rows a second apart ending `end_ago` seconds before now.
+/// Rows a second apart, the last `end_ago` seconds before now.
 fn rows(values: &[f64], end_ago: i64) -> String {
-    let now = vigil::time::now_ms();
-    let n = values.len() as i64;
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| format!("{},{v}\n", vigil::time::format_timestamp(now - (end_ago + n - 1 - i as i64) * 1000)))
-        .collect()
+    rows_until_now(values, end_ago, 1000)
 }
 
 fn append(dir: &TempDir, file: &str, text: &str) {

@@ -10,16 +10,9 @@ use common::*;
 
 const TOKEN: &str = "start-token-3";
 
-/// CSV rows a minute apart ending `end_ago` minutes before now, with the columns
-/// `ts,latency` (not the defaults, so that the header must be known): `values` in order.
+/// Rows a minute apart, the last `end_ago` minutes before now.
 fn rows(values: &[f64], end_ago: i64) -> String {
-    let now = vigil::time::now_ms();
-    let n = values.len() as i64;
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| format!("{},{v}\n", vigil::time::format_timestamp(now - (end_ago + n - 1 - i as i64) * 60_000)))
-        .collect()
+    rows_until_now(values, end_ago, 60_000)
 }
 
 /// A pipeline over `lat.csv` whose `log` stage opens incidents above 500.

@@ -109,44 +109,11 @@ pub struct Scenario {
     pub fault_roots: Vec<usize>,
 }
 
-/// SplitMix64: small, fast, and the same on every platform.
-pub struct Rng(u64);
+/// The generator of the scenarios ([`crate::stats::Rng`]); each seed gives its own stream.
+pub use crate::stats::Rng;
 
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x5eed_c0de_d00d_f00d)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (0 when n is 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next_u64() % n as u64) as usize
-        }
-    }
-
-    /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        if hi <= lo {
-            lo
-        } else {
-            lo + (self.next_u64() % (hi - lo + 1) as u64) as i64
-        }
-    }
-
-    pub fn chance(&mut self, p: f64) -> bool {
-        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
-    }
-}
+/// Mixed into a scenario's seed, so that its stream differs from `synthetic`'s.
+const SCENARIO_SEED: u64 = 0x5eed_c0de_d00d_f00d ^ 0x9E37_79B9_7F4A_7C15;
 
 const KINDS: [&str; 6] = ["db", "cache", "core", "api", "web", "edge"];
 
@@ -160,7 +127,7 @@ struct Event {
 impl Scenario {
     /// Generates a scenario; the same config and seed give the same scenario.
     pub fn generate(config: &ScenarioConfig, seed: u64) -> Scenario {
-        let mut rng = Rng::new(seed);
+        let mut rng = Rng::new(seed ^ SCENARIO_SEED);
         let n = config.services.max(1);
         let layers = config.layers.clamp(1, n);
         let layer_of = |i: usize| i * layers / n;

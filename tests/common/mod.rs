@@ -310,3 +310,15 @@ pub fn certificates(dir: &Path) {
     std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
     std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
 }
+
+/// CSV rows `timestamp,value`, `step_ms` apart, the last `end_ago` steps before now (a
+/// negative `end_ago`: after now).
+pub fn rows_until_now(values: &[f64], end_ago: i64, step_ms: i64) -> String {
+    let now = vigil::time::now_ms();
+    let n = values.len() as i64;
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("{},{v}\n", vigil::time::format_timestamp(now - (end_ago + n - 1 - i as i64) * step_ms)))
+        .collect()
+}
