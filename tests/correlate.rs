@@ -72,7 +72,8 @@ fn a_cascade_is_one_situation_with_its_origin_paged_once() {
     let v = e.wait_settled(page["id"].as_str().unwrap(), 1);
     let sent: Vec<&str> = v["notifications"].as_array().unwrap().iter().map(|n| n["transition"].as_str().unwrap()).collect();
     assert_eq!(sent, ["firing"], "{v}");
-    assert!(v["incident"]["samples"].as_array().is_some_and(|m| !m.is_empty()), "members listed: {v}");
+    let samples: Vec<&str> = v["incident"]["samples"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    assert!(samples[0].starts_with("origin: ") && samples[0].contains("db"), "the origin first: {samples:?}");
     // The CLI shows it, with its origin and timeline.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args(["situations", "show", &id, "--api", &format!("127.0.0.1:{}", e.port)])

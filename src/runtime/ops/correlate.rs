@@ -13,8 +13,9 @@
 //!   with label `situation` (its id) and the first member's labels — stable for the
 //!   situation's life, so the respond stage keys one incident per situation, and silences
 //!   on those labels apply to it. Annotations: `origin` (the probable origin's key),
-//!   `origin_service`, `members` (how many) and `samples` (one line per member: key,
-//!   stage, why it joined), which the respond stage copies into the incident
+//!   `origin_service`, `members` (how many) and `samples` (the origin and why, then one
+//!   line per member: key, stage, state, why it joined), which the respond stage copies
+//!   into the incident
 //!   (`incident.samples`) and re-sends as `updated` when they change.
 //! - State: the correlator is the stage's snapshot (restart, reload); a reload that
 //!   changes the parameters keeps the situations ([`Correlator::reconfigure`]).
@@ -87,7 +88,11 @@ impl Correlate {
         notes.insert("origin".to_owned(), s.origin.clone().unwrap_or_default());
         notes.insert("origin_service".to_owned(), origin.and_then(|m| m.labels.get("service").cloned()).unwrap_or_default());
         notes.insert("members".to_owned(), (s.members.len() as u64 + s.dropped_members).to_string());
-        let mut lines: Vec<String> = s.members.iter().take(LISTED).map(member_line).collect();
+        let mut lines: Vec<String> = Vec::with_capacity(LISTED + 2);
+        if let Some(o) = &s.origin {
+            lines.push(format!("origin: {o} — {}", s.origin_reason));
+        }
+        lines.extend(s.members.iter().take(LISTED).map(member_line));
         let more = s.members.len().saturating_sub(LISTED) as u64 + s.dropped_members;
         if more > 0 {
             lines.push(format!("… and {more} more"));
