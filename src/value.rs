@@ -291,13 +291,21 @@ pub fn validate(value: &Value, spec: &ParamSpec) -> Option<String> {
             }
         }
     }
-    if let (Some(min), Some(v)) = (spec.min, value.as_f64()) {
-        if v < min {
-            let shown = match value {
-                Value::Duration(_) => crate::syntax::ast::Duration { millis: min as u64 }.to_string(),
-                _ => format!("{min}"),
-            };
-            return Some(format!("`{}` must be at least {shown}", spec.name));
+    let shown = |bound: f64, v: &Value| match v {
+        Value::Duration(_) => crate::syntax::ast::Duration { millis: bound as u64 }.to_string(),
+        _ => format!("{bound}"),
+    };
+    let numbers: Vec<&Value> = match value {
+        Value::List(items) => items.iter().collect(),
+        v => vec![v],
+    };
+    for v in numbers {
+        let Some(x) = v.as_f64() else { continue };
+        if let Some(min) = spec.min.filter(|m| x < *m) {
+            return Some(format!("`{}` must be at least {}", spec.name, shown(min, v)));
+        }
+        if let Some(max) = spec.max.filter(|m| x > *m) {
+            return Some(format!("`{}` must be at most {}", spec.name, shown(max, v)));
         }
     }
     None

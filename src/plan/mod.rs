@@ -285,6 +285,20 @@ impl Builder<'_> {
                     };
                     params.insert(spec.name.to_owned(), v);
                 }
+                // Rules between parameters, as building applies them.
+                if let Some(bad) = crate::stages::cross_check(op.name, &params) {
+                    match call.values.iter().find(|v| v.name == bad.param) {
+                        Some(arg) => self.invalid(&arg.value, frame, &arg.name, bad.why, &[]),
+                        None => self.diags.push(
+                            Diagnostic::error(Code::E0307, call.span, format!("invalid value for `{}`", bad.param))
+                                .with_label(bad.why.clone()),
+                        ),
+                    }
+                    if let Some(d) = self.diags.0.last_mut() {
+                        *d = d.clone().with_help(bad.help);
+                    }
+                    return None;
+                }
                 let (options, doc, named) = match &stage {
                     Some((s, opts)) => (opts.clone(), s.doc.clone(), frame.depth == 0),
                     None => (Vec::new(), Vec::new(), false),

@@ -48,8 +48,11 @@ pub struct ParamSpec {
     pub default: Default,
     /// For strings (and lists of strings): the values accepted; empty means any.
     pub choices: &'static [&'static str],
-    /// For numbers and durations: the smallest value accepted.
+    /// For numbers and durations (and each item of a list of numbers): the smallest value
+    /// accepted.
     pub min: Option<f64>,
+    /// Likewise, the largest.
+    pub max: Option<f64>,
     pub doc: &'static str,
 }
 
@@ -90,19 +93,26 @@ impl OperatorSpec {
 }
 
 const fn p(name: &'static str, ty: Ty, default: Default, doc: &'static str) -> ParamSpec {
-    ParamSpec { name, ty, default, choices: &[], min: None, doc }
+    ParamSpec { name, ty, default, choices: &[], min: None, max: None, doc }
 }
 
 /// The `start_at` parameter of the file sources.
 const START_AT_DOC: &str = "Where to start in a file met for the first time (no cursor in the state yet): `beginning` reads what it holds, `end` only lines written from then on (a CSV's header is still read). Unset: `end` under `vigil run` — a first start never pages about the past — and `beginning` under `replay`, `eval` and `test`. A file that does not exist yet is read from its beginning when it appears. Under `vigil run`, what `beginning` reads at the first start is a backlog: respond stages record the incidents it shows but notify only those still open once it is read.";
 
 const fn choice(name: &'static str, choices: &'static [&'static str], default: Default, doc: &'static str) -> ParamSpec {
-    ParamSpec { name, ty: Ty::String, default, choices, min: None, doc }
+    ParamSpec { name, ty: Ty::String, default, choices, min: None, max: None, doc }
 }
 
 const fn min(name: &'static str, ty: Ty, default: Default, min: f64, doc: &'static str) -> ParamSpec {
-    ParamSpec { name, ty, default, choices: &[], min: Some(min), doc }
+    ParamSpec { name, ty, default, choices: &[], min: Some(min), max: None, doc }
 }
+
+const fn range(name: &'static str, ty: Ty, default: Default, min: f64, max: f64, doc: &'static str) -> ParamSpec {
+    ParamSpec { name, ty, default, choices: &[], min: Some(min), max: Some(max), doc }
+}
+
+/// The largest network dimension (window, lookback, horizon, hidden sizes).
+const MAX_DIM: f64 = 4096.0;
 
 const fn input(name: &'static str, types: &'static [Ty], doc: &'static str) -> InputSpec {
     InputSpec { name, types, doc, many: false }
@@ -174,7 +184,7 @@ pub static OPERATORS: &[OperatorSpec] = &[
         inputs: &[],
         params: &[
             p("seed", Ty::Int, Int(1), "Seed of the random generator."),
-            min("series", Ty::Int, Int(1), 1.0, "How many series to generate."),
+            range("series", Ty::Int, Int(1), 1.0, 100_000.0, "How many series to generate."),
             min("interval", Ty::Duration, Dur(1000), 1.0, "Time between samples."),
             p("baseline", Ty::Float, Float(50.0), "Mean level."),
             min("noise", Ty::Float, Float(2.0), 0.0, "Standard deviation of the noise."),
@@ -250,8 +260,8 @@ pub static OPERATORS: &[OperatorSpec] = &[
             min("continuation_wait", Ty::Duration, Dur(5_000), 0.0, "How long the last record waits for continuation lines (it is emitted at the first tick after this)."),
             choice("start_at", &["beginning", "end"], Optional, START_AT_DOC),
             choice("timestamp", &["read", "header"], Str("read"), "The events' time: when the record was read, or the header's `<Timestamp>` field (else `<Date> <Time>`), parsed as in `csv`; a record whose time does not parse gets the read time and is counted (`bad_timestamp`)."),
-            min("max_line", Ty::Int, Int(65_536), 64.0, "The longest line (and multi-line record) kept, in bytes; longer ones are cut."),
-            min("max_read", Ty::Int, Int(16_777_216), 65_536.0, "The most bytes read per tick (at most 64 MiB); a backlog is read over the next ticks, so a log written faster than `max_read` per tick falls behind: raise it or tick more often. Each record in flight costs about 3 KB (16 MiB of HDFS lines: about 500 MB). A line longer than this is skipped (counted)."),
+            range("max_line", Ty::Int, Int(65_536), 64.0, 67_108_864.0, "The longest line (and multi-line record) kept, in bytes; longer ones are cut."),
+            range("max_read", Ty::Int, Int(16_777_216), 65_536.0, 67_108_864.0, "The most bytes read per tick (at most 64 MiB); a backlog is read over the next ticks, so a log written faster than `max_read` per tick falls behind: raise it or tick more often. Each record in flight costs about 3 KB (16 MiB of HDFS lines: about 500 MB). A line longer than this is skipped (counted)."),
             p("labels", Ty::Map, Optional, "Labels added to every event."),
         ],
         output: Output::Fixed(Ty::Events),
@@ -269,8 +279,8 @@ pub static OPERATORS: &[OperatorSpec] = &[
             p("label_fields", Ty::List(Scalar::String), Strs(&[]), "Fields copied into the labels."),
             p("timestamp_field", Ty::String, Optional, "A field holding the record's time (RFC 3339, `YYYY-MM-DD HH:MM:SS` or Unix seconds); the read time when absent."),
             choice("start_at", &["beginning", "end"], Optional, START_AT_DOC),
-            min("max_line", Ty::Int, Int(65_536), 64.0, "The longest line kept, in bytes; longer ones are cut."),
-            min("max_read", Ty::Int, Int(16_777_216), 65_536.0, "The most bytes read per tick (at most 64 MiB), as for `logs.file`."),
+            range("max_line", Ty::Int, Int(65_536), 64.0, 67_108_864.0, "The longest line kept, in bytes; longer ones are cut."),
+            range("max_read", Ty::Int, Int(16_777_216), 65_536.0, 67_108_864.0, "The most bytes read per tick (at most 64 MiB), as for `logs.file`."),
             p("labels", Ty::Map, Optional, "Labels added to every event."),
         ],
         output: Output::Fixed(Ty::Events),
@@ -341,6 +351,7 @@ pub static OPERATORS: &[OperatorSpec] = &[
                 default: Strs(&["mean"]),
                 choices: &["mean", "std", "median", "mad", "min", "max", "sum", "count", "p50", "p90", "p95", "p99"],
                 min: None,
+                max: None,
                 doc: "The statistics computed.",
             },
         ],
@@ -353,7 +364,7 @@ pub static OPERATORS: &[OperatorSpec] = &[
         summary: "Turns a series into sliding windows (Features) for models.",
         doc: "Emits, for each new sample, the vector of the last `size` values (every `stride` samples): the input of autoencoders and forecasters.",
         inputs: &[input("input", NUMERIC, "The series.")],
-        params: &[min("size", Ty::Int, Int(32), 2.0, "Values per window."), min("stride", Ty::Int, Int(1), 1.0, "Samples between windows.")],
+        params: &[range("size", Ty::Int, Int(32), 2.0, 1_048_576.0, "Values per window."), min("stride", Ty::Int, Int(1), 1.0, "Samples between windows.")],
         output: Output::Fixed(Ty::Features),
         example: r#"preprocess windows = window(raw, size: 64)"#,
     },
@@ -403,8 +414,8 @@ pub static OPERATORS: &[OperatorSpec] = &[
         doc: "A dense autoencoder (burn, CPU) over sliding windows of the input, trained to reconstruct normal behaviour. Predict with `score`, which turns the reconstruction error into a calibrated anomaly score.",
         inputs: &[input("input", &[Ty::Series, Ty::Features], "A series (windowed with `window`) or windows.")],
         params: &[
-            min("window", Ty::Int, Int(32), 2.0, "Values per window when the input is a series."),
-            p("hidden", Ty::List(Scalar::Int), Ints(&[16, 4]), "Sizes of the encoder's layers; the decoder mirrors them."),
+            range("window", Ty::Int, Int(32), 2.0, MAX_DIM, "Values per window when the input is a series."),
+            range("hidden", Ty::List(Scalar::Int), Ints(&[16, 4]), 1.0, MAX_DIM, "Sizes of the encoder's layers; the decoder mirrors them."),
             min("epochs", Ty::Int, Int(20), 1.0, "Training epochs."),
             min("learning_rate", Ty::Float, Float(0.001), 0.0, "Adam's learning rate."),
             min("batch_size", Ty::Int, Int(64), 1.0, "Windows per batch."),
@@ -420,9 +431,9 @@ pub static OPERATORS: &[OperatorSpec] = &[
         doc: "A small MLP (burn, CPU) that predicts the next `horizon` values from the last `lookback`. Predict with `score` (residual-based score) or `forecast` (bounds).",
         inputs: &[input("input", NUMERIC, "The series.")],
         params: &[
-            min("lookback", Ty::Int, Int(32), 1.0, "Values the forecast looks at."),
-            min("horizon", Ty::Int, Int(1), 1.0, "Values forecast ahead."),
-            p("hidden", Ty::List(Scalar::Int), Ints(&[32]), "Hidden layer sizes."),
+            range("lookback", Ty::Int, Int(32), 1.0, MAX_DIM, "Values the forecast looks at."),
+            range("horizon", Ty::Int, Int(1), 1.0, MAX_DIM, "Values forecast ahead."),
+            range("hidden", Ty::List(Scalar::Int), Ints(&[32]), 1.0, MAX_DIM, "Hidden layer sizes."),
             min("epochs", Ty::Int, Int(20), 1.0, "Training epochs."),
             min("learning_rate", Ty::Float, Float(0.001), 0.0, "Adam's learning rate."),
             p("seed", Ty::Int, Int(42), "Seed for initialisation and shuffling."),
@@ -463,7 +474,7 @@ pub static OPERATORS: &[OperatorSpec] = &[
         inputs: &[input("input", NUMERIC, "The series.")],
         params: &[
             p("suppress", Ty::Duration, Dur(43_200_000), "Quiet period after a detection."),
-            min("memory", Ty::Int, Int(25_000), 100.0, "Samples remembered per series (time per sample grows with it)."),
+            range("memory", Ty::Int, Int(25_000), 100.0, 10_000_000.0, "Samples remembered per series (time per sample grows with it)."),
             min("threshold", Ty::Float, Float(0.7), 0.0, "Scores at or above this are anomalous."),
         ],
         output: Output::Fixed(Ty::Scores),
@@ -550,7 +561,7 @@ pub static OPERATORS: &[OperatorSpec] = &[
         summary: "Forecasts with bounds using a trained forecaster or baseline.",
         doc: "Emits the expected value and the lower and upper bounds of the `interval` for each sample; the sample is anomalous when outside the bounds.",
         inputs: &[input("model", &[Ty::Model], "A forecaster or baseline."), input("input", NUMERIC, "The series.")],
-        params: &[min("horizon", Ty::Int, Int(1), 1.0, "Steps ahead."), min("interval", Ty::Float, Float(0.95), 0.0, "Coverage of the bounds.")],
+        params: &[min("horizon", Ty::Int, Int(1), 1.0, "Steps ahead."), range("interval", Ty::Float, Float(0.95), 0.0, 1.0, "Coverage of the bounds.")],
         output: Output::Fixed(Ty::Scores),
         example: r#"predict fc = forecast(model, raw, interval: 0.99)"#,
     },
@@ -706,11 +717,13 @@ pub fn operator_markdown(op: &OperatorSpec) -> String {
         if !prm.choices.is_empty() {
             doc.push_str(&format!(" One of: {}.", prm.choices.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")));
         }
-        if let Some(m) = prm.min {
-            doc.push_str(&format!(
-                " At least {}.",
-                if prm.ty == Ty::Duration { crate::syntax::ast::Duration { millis: m as u64 }.to_string() } else { m.to_string() }
-            ));
+        let shown =
+            |m: f64| if prm.ty == Ty::Duration { crate::syntax::ast::Duration { millis: m as u64 }.to_string() } else { m.to_string() };
+        match (prm.min, prm.max) {
+            (Some(lo), Some(hi)) => doc.push_str(&format!(" From {} to {}.", shown(lo), shown(hi))),
+            (Some(lo), None) => doc.push_str(&format!(" At least {}.", shown(lo))),
+            (None, Some(hi)) => doc.push_str(&format!(" At most {}.", shown(hi))),
+            (None, None) => {}
         }
         let _ = writeln!(s, "| `{}` | {} | {} | {} |", prm.name, prm.ty, default_str(&prm.default), doc.replace('|', "\\|"));
     }
@@ -730,5 +743,41 @@ pub fn default_str(d: &Default) -> String {
         Dur(ms) => format!("`{}`", crate::syntax::ast::Duration { millis: *ms }),
         Strs(v) => format!("`[{}]`", v.iter().map(|s| crate::syntax::print::quote(s)).collect::<Vec<_>>().join(", ")),
         Ints(v) => format!("`[{}]`", v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+/// A value an operator's parameters cannot take together (see [`cross_check`]).
+#[derive(Debug)]
+pub struct CrossCheck {
+    /// The parameter to point at.
+    pub param: &'static str,
+    pub why: String,
+    pub help: String,
+}
+
+/// Rules between an operator's parameters (evaluated, defaults filled, `Null` when an
+/// optional one is absent), so that `vigil check` refuses what building would.
+pub fn cross_check(op: &str, params: &std::collections::BTreeMap<String, crate::value::Value>) -> Option<CrossCheck> {
+    use crate::value::Value;
+    let get = |k: &str| params.get(k).unwrap_or(&Value::Null);
+    match op {
+        "fill" if matches!(get("method"), Value::Str(m) if m == "value") && matches!(get("value"), Value::Null) => Some(CrossCheck {
+            param: "method",
+            why: "`method: \"value\"` fills gaps with `value`, which is not given".into(),
+            help: "add the constant, such as `value: 0.0`, or choose another method".into(),
+        }),
+        "baseline" => match (get("season"), get("bucket")) {
+            (Value::Duration(season), Value::Duration(bucket)) if season / (*bucket).max(1) > 1_000_000 => Some(CrossCheck {
+                param: "bucket",
+                why: format!(
+                    "a season of {} in buckets of {} is more than a million buckets",
+                    crate::syntax::ast::Duration { millis: *season },
+                    crate::syntax::ast::Duration { millis: *bucket }
+                ),
+                help: "use larger buckets or a shorter season".into(),
+            }),
+            _ => None,
+        },
+        _ => None,
     }
 }
