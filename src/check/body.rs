@@ -1390,6 +1390,12 @@ impl Body<'_, '_, '_> {
                     (Ty::Series, Some(Ty::Scores | Ty::Incidents)) => {
                         "score the series first, e.g. `predict s = zscore(series)`".to_owned()
                     }
+                    (Ty::Incidents, Some(Ty::Scores)) => {
+                        "a respond stage pages on scores; to page once for the incidents of other respond \
+                         stages, group them first: `predict s = correlate(a, b)`, then respond to `s`; to page someone else when an \
+                         incident stays unacknowledged, use the option `escalate after 30m to \"OTHER_STAGE\"`"
+                            .to_owned()
+                    }
                     _ => format!("connect a stage that yields {}", one_of(accepted)),
                 };
                 self.cx.diags.push(d.with_help(help));

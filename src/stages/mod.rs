@@ -126,7 +126,7 @@ const fn inputs(name: &'static str, types: &'static [Ty], doc: &'static str) -> 
 use self::Default::*;
 
 const NUMERIC: &[Ty] = &[Ty::Series];
-const RESPONDABLE: &[Ty] = &[Ty::Scores, Ty::Incidents];
+const RESPONDABLE: &[Ty] = &[Ty::Scores];
 
 /// Parameters every stage of a kind takes.
 pub fn common_params(kind: StageKind) -> &'static [ParamSpec] {
@@ -571,7 +571,7 @@ pub static OPERATORS: &[OperatorSpec] = &[
         kind: StageKind::Respond,
         summary: "Sends email over SMTP, one thread per incident.",
         doc: "Opens or updates incidents and mails their transitions through lettre: STARTTLS or TLS (certificates checked against the web PKI roots, or the authorities in `ca`), optional authentication (PLAIN or LOGIN) from the SMTP URL (`smtp://user:pass@host:587`). Messages of one incident share a thread (stable Message-ID, In-Reply-To). Subject and body are minijinja templates over the incident.",
-        inputs: &[input("input", RESPONDABLE, "Scores or incidents.")],
+        inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too).")],
         params: &[
             p("to", Ty::List(Scalar::String), Required, "Recipients."),
             p("smtp", Ty::Secret, Required, "The SMTP URL, as a secret (it may hold a password)."),
@@ -589,7 +589,7 @@ pub static OPERATORS: &[OperatorSpec] = &[
         kind: StageKind::Respond,
         summary: "Posts incidents as signed JSON to a URL.",
         doc: "POSTs each incident transition as JSON. With `secret`, adds `X-Vigil-Signature: sha256=<hex>`, an HMAC-SHA256 of the body. 5xx and 429 answers are retried with backoff; other 4xx are not.",
-        inputs: &[input("input", RESPONDABLE, "Scores or incidents.")],
+        inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too).")],
         params: &[
             p("url", Ty::String, Required, "The receiver."),
             p("secret", Ty::Secret, Optional, "The HMAC key."),
@@ -603,7 +603,7 @@ pub static OPERATORS: &[OperatorSpec] = &[
         kind: StageKind::Respond,
         summary: "Posts incidents to a Slack incoming webhook.",
         doc: "Sends `{text, blocks}` to a Slack incoming webhook URL, which is a credential and so a secret.",
-        inputs: &[input("input", RESPONDABLE, "Scores or incidents.")],
+        inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too).")],
         params: &[p("url", Ty::Secret, Required, "The incoming webhook URL."), p("text", Ty::String, Optional, "Message template (a default summary when absent).")],
         output: Output::Fixed(Ty::Incidents),
         example: r#"respond chat = slack(scores, url: secret("env:SLACK_WEBHOOK"))"#,
@@ -613,7 +613,7 @@ pub static OPERATORS: &[OperatorSpec] = &[
         kind: StageKind::Respond,
         summary: "Triggers, acknowledges and resolves PagerDuty incidents (Events v2).",
         doc: "Sends Events API v2 `trigger`, `acknowledge` and `resolve` events with the incident's key as `dedup_key`. 429 and 5xx are retried.",
-        inputs: &[input("input", RESPONDABLE, "Scores or incidents.")],
+        inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too).")],
         params: &[
             p("routing_key", Ty::Secret, Required, "The integration's routing key."),
             choice("severity", &["critical", "error", "warning", "info"], Str("error"), "The PagerDuty severity."),
@@ -627,7 +627,7 @@ pub static OPERATORS: &[OperatorSpec] = &[
         kind: StageKind::Respond,
         summary: "Pushes incidents to Alertmanager as alerts.",
         doc: "POSTs `/api/v2/alerts` with labels and annotations, re-sent every `resend` while the incident fires, with `endsAt` when it resolves.",
-        inputs: &[input("input", RESPONDABLE, "Scores or incidents.")],
+        inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too).")],
         params: &[
             p("url", Ty::String, Required, "The Alertmanager, e.g. `http://127.0.0.1:9093`."),
             p("labels", Ty::Map, Optional, "Extra alert labels."),
@@ -642,7 +642,7 @@ pub static OPERATORS: &[OperatorSpec] = &[
         kind: StageKind::Respond,
         summary: "Runs a remediation command (argv, never a shell).",
         doc: "Runs `command` (argv list; the first element is the program; elements may be templates) on each incident transition, without a shell, with a timeout after which it is killed, and only the environment variables in `env`. Output is kept in the audit trail.",
-        inputs: &[input("input", RESPONDABLE, "Scores or incidents.")],
+        inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too).")],
         params: &[
             p("command", Ty::List(Scalar::String), Required, "The program and its arguments."),
             min("timeout", Ty::Duration, Dur(30_000), 1.0, "Kill the command after this."),
@@ -663,7 +663,7 @@ pub static OPERATORS: &[OperatorSpec] = &[
         kind: StageKind::Respond,
         summary: "Writes incidents to the console and STATE/outbox.jsonl.",
         doc: "Opens and resolves incidents like every respond operator and reports each transition on the console and in the outbox file. The demo's default: it works offline.",
-        inputs: &[input("input", RESPONDABLE, "Scores or incidents.")],
+        inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too).")],
         params: &[p("message", Ty::String, Str("{{ incident.status }} {{ incident.key }} score={{ incident.score }}"), "The line written (a template).")],
         output: Output::Fixed(Ty::Incidents),
         example: r#"respond console = log(scores, when: scores.score > 0.9)"#,

@@ -720,7 +720,9 @@ impl Operator for Respond {
                     }
                 }
             }
-            Some(Data::Incidents(i)) => updates.extend(i.updates.iter().cloned()),
+            Some(Data::Incidents(_)) => {
+                return Err(OpError::Invalid("a respond stage takes scores; group incidents with `correlate` first".into()))
+            }
             Some(other) => return Err(OpError::Invalid(format!("a respond stage takes Scores or Incidents, got {}", other.kind()))),
             None => return Err(OpError::Invalid("missing input".into())),
         }
