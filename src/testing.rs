@@ -806,10 +806,29 @@ fn eval(e: &Expr, out: &Outputs<'_>) -> Result<V, String> {
             v => return Err(format!("`-` of {v}")),
         },
         // `and` / `or` stop at the left side when it decides.
-        ExprKind::Binary(op @ (BinaryOp::And | BinaryOp::Or), a, b) => match (op, eval(a, out)?) {
-            (BinaryOp::And, V::Bool(false)) => V::Bool(false),
-            (BinaryOp::Or, V::Bool(true)) => V::Bool(true),
-            (_, left) => binary(*op, left, eval(b, out)?)?,
+        ExprKind::Binary(op @ (BinaryOp::And | BinaryOp::Or), a, b) => match eval(a, out)? {
+            V::Bool(left) => {
+                // The language's one rule for `and` / `or` (an expectation's values are
+                // always known, or an error).
+                let mut right_err = None;
+                let r = crate::value::logic(*op == BinaryOp::And, Some(left), || match eval(b, out) {
+                    Ok(V::Bool(r)) => Some(r),
+                    Ok(v) => {
+                        right_err = Some(format!("`{}` of {v}", if *op == BinaryOp::And { "and" } else { "or" }));
+                        None
+                    }
+                    Err(e) => {
+                        right_err = Some(e);
+                        None
+                    }
+                });
+                match (r, right_err) {
+                    (Some(b), _) => V::Bool(b),
+                    (None, Some(e)) => return Err(e),
+                    (None, None) => return Err("an unknown value".into()),
+                }
+            }
+            left => binary(*op, left, eval(b, out)?)?,
         },
         ExprKind::Binary(op, a, b) => binary(*op, eval(a, out)?, eval(b, out)?)?,
         ExprKind::Call { callee, args } => {

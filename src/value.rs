@@ -158,6 +158,28 @@ pub enum EvalError {
     NotConstant(crate::source::Span),
 }
 
+/// `and` and `or` for every evaluator of the language (constants, conditions at run time,
+/// `vigil test`'s expectations): Kleene's three-valued logic, where `None` is a value not
+/// known — a missing field, a comparison with NaN. The left side decides when it can
+/// (`false and x` is false, `true or x` is true, whatever `x` is, and `right` is not
+/// evaluated); otherwise the result is known only when both sides are.
+pub fn logic(and: bool, left: Option<bool>, right: impl FnOnce() -> Option<bool>) -> Option<bool> {
+    match (and, left) {
+        (true, Some(false)) => Some(false),
+        (false, Some(true)) => Some(true),
+        (true, l) => match (l, right()) {
+            (_, Some(false)) => Some(false),
+            (Some(true), Some(true)) => Some(true),
+            _ => None,
+        },
+        (false, l) => match (l, right()) {
+            (_, Some(true)) => Some(true),
+            (Some(false), Some(false)) => Some(false),
+            _ => None,
+        },
+    }
+}
+
 /// Evaluates a constant expression. `lookup` gives the value of a name (a template
 /// parameter) or `None` if the name is not a constant.
 ///
@@ -212,8 +234,7 @@ fn binary(op: BinaryOp, l: Value, r: Value) -> Result<Value, String> {
     use Value as V;
     let overflow = || "arithmetic overflow".to_owned();
     Ok(match (op, &l, &r) {
-        (And, V::Bool(a), V::Bool(b)) => V::Bool(*a && *b),
-        (Or, V::Bool(a), V::Bool(b)) => V::Bool(*a || *b),
+        (And | Or, V::Bool(a), V::Bool(b)) => V::Bool(logic(op == And, Some(*a), || Some(*b)).unwrap_or(false)),
         (Eq, a, b) => V::Bool(a == b),
         (Ne, a, b) => V::Bool(a != b),
         (Add, V::Str(a), V::Str(b)) => V::Str(format!("{a}{b}")),

@@ -78,11 +78,16 @@ fn eval<'a>(e: &Expr, item: &'a dyn Fields) -> Val<'a> {
             (UnaryOp::Not, Val::Bool(b)) => Val::Bool(!b),
             _ => Val::Null,
         },
+        ExprKind::Binary(op @ (BinaryOp::And | BinaryOp::Or), l, r) => {
+            let known = |v: Val<'_>| if let Val::Bool(b) = v { Some(b) } else { None };
+            match crate::value::logic(*op == BinaryOp::And, known(eval(l, item)), || known(eval(r, item))) {
+                Some(b) => Val::Bool(b),
+                None => Val::Null,
+            }
+        }
         ExprKind::Binary(op, l, r) => {
             let (l, r) = (eval(l, item), eval(r, item));
             match (op, l, r) {
-                (BinaryOp::And, Val::Bool(a), Val::Bool(b)) => Val::Bool(a && b),
-                (BinaryOp::Or, Val::Bool(a), Val::Bool(b)) => Val::Bool(a || b),
                 (BinaryOp::Eq, a, b) => Val::Bool(a == b),
                 (BinaryOp::Ne, a, b) => Val::Bool(a != b),
                 (op, Val::Num(a), Val::Num(b)) => match op {
@@ -208,6 +213,11 @@ mod tests {
         assert!(!c.holds(&Item(0.95, false)));
         assert!(!Condition::parse("item.nope > 1").unwrap().holds(&Item(1.0, true)));
         assert!(Condition::parse("not (item.score < 0.5)").unwrap().holds(&Item(0.7, false)));
+        // A field that is not there is unknown, as in `vigil test`: `or` holds when the
+        // known side does, `and` fails when it does not.
+        assert!(Condition::parse("item.anomalous or item.nope > 1").unwrap().holds(&Item(0.0, true)));
+        assert!(!Condition::parse("item.anomalous and item.nope > 1").unwrap().holds(&Item(0.0, true)));
+        assert!(!Condition::parse("not (item.anomalous or item.nope > 1)").unwrap().holds(&Item(0.0, false)));
     }
 
     #[test]
