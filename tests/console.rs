@@ -16,10 +16,13 @@ use common::*;
 const TOKEN: &str = "console-operator-token-5b1";
 const READ_TOKEN: &str = "console-read-token-77";
 
-/// A copy of the demo pipeline (the README's first command runs it) in `dir`.
+/// The demo pipeline (the README's first command runs it) in `dir`, its incidents kept
+/// firing for an hour of series time (a minute of the test's) instead of two minutes
+/// (two seconds), so that there is time to act on one.
 fn demo(dir: &TempDir) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/demo.vigil");
-    std::fs::copy(&src, dir.join("demo.vigil")).unwrap();
+    let src = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/demo.vigil")).unwrap();
+    assert!(src.contains("keep_firing_for 2m"), "the demo pipeline changed: update this test");
+    std::fs::write(dir.join("demo.vigil"), src.replace("keep_firing_for 2m", "keep_firing_for 1h")).unwrap();
 }
 
 /// One HTTP/1.1 request: status, headers (lowercase names) and body. `Host: 127.0.0.1`
@@ -300,6 +303,7 @@ async fn console_in_a_real_browser() {
     assert!(location.contains("demo.vigil:"), "{location}");
     let panel = text(c, "#stage").await.unwrap();
     assert!(panel.contains("Fingerprint") && panel.contains("threshold") && panel.contains("Generation"), "{panel}");
+    c.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
     screenshot(c, "pipeline").await;
 
     // Live scores: the series, then one series' chart.
@@ -329,7 +333,8 @@ async fn console_in_a_real_browser() {
     assert_labelled(c, "an incident").await;
 
     // Acknowledge with the keyboard: Tab to the button, Enter.
-    if firing["acknowledged"] == false && c.find(Css("#ack")).await.is_ok() {
+    assert_eq!(firing["acknowledged"], false);
+    {
         let mut reached = false;
         for _ in 0..80 {
             let active = c.active_element().await.unwrap();
@@ -357,6 +362,7 @@ async fn console_in_a_real_browser() {
     let s = &silences[0];
     assert_eq!(s["comment"], "looking into it", "{silences}");
     assert_eq!(s["created_by"], "alice (token operator)");
+    assert!(text(c, "#silenced").await.is_some_and(|t| t.contains(&format!("silenced by #{}", s["id"]))), "the silence holds it");
 
     // Feedback: a false positive, with a note.
     c.find(Css("#verdict-fp")).await.unwrap().click().await.unwrap();

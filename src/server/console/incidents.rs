@@ -90,16 +90,45 @@ pub async fn list(
     console.render("incidents.html", &v, ctx, started)
 }
 
-/// Silence matchers that match an incident: its pipeline and its labels (or its series
-/// when it has none), one per line.
+/// Silence matchers that match an incident, one per line: its pipeline, its labels, and
+/// its series when a label cannot say it (none, or one a silence reads as the
+/// incident's own `series`, `pipeline`, `stage` or `key`).
 fn matchers_for(i: &crate::respond::Incident) -> String {
+    const OWN: [&str; 4] = ["series", "pipeline", "stage", "key"];
     let mut lines = vec![format!("pipeline={}", i.pipeline)];
-    if i.labels.is_empty() {
+    lines.extend(i.labels.iter().filter(|(k, _)| !OWN.contains(&k.as_str())).map(|(k, v)| format!("{k}={v}")));
+    if lines.len() == 1 || i.labels.keys().any(|k| OWN.contains(&k.as_str())) {
         lines.extend(i.series.first().map(|s| format!("series={s}")));
-    } else {
-        lines.extend(i.labels.iter().map(|(k, v)| format!("{k}={v}")));
     }
     lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn prefilled_matchers_match_the_incident() {
+        let mut i: crate::respond::Incident = serde_json::from_value(serde_json::json!({
+            "id": "x", "key": "k", "pipeline": "demo", "stage": "demo.r", "series": ["cpu{series=\"2\"}"],
+            "labels": {"series": "2", "host": "a"}, "status": "firing", "acknowledged": false, "acknowledged_by": null,
+            "acknowledged_at": null, "opened_at": 0, "updated_at": 0, "resolved_at": null, "resolved_by": null, "score": 1.0,
+            "value": 1.0, "silenced": false, "feedback": null, "feedback_note": null, "notifications": 0, "last_notified_at": null
+        }))
+        .unwrap();
+        let silence = |text: &str| crate::respond::Silence {
+            id: 1,
+            matchers: text.lines().map(|l| crate::respond::SilenceMatcher::parse(l).unwrap()).collect(),
+            comment: String::new(),
+            created_by: String::new(),
+            starts_at: 0,
+            ends_at: 10,
+            created_at: 0,
+        };
+        let m = super::matchers_for(&i);
+        assert_eq!(m, "pipeline=demo\nhost=a\nseries=cpu{series=\"2\"}");
+        assert!(silence(&m).matches(&i, &i.series[0]));
+        i.labels.remove("series");
+        assert_eq!(super::matchers_for(&i), "pipeline=demo\nhost=a");
+    }
 }
 
 /// `GET /ui/incidents/{id}`: the story and the actions.

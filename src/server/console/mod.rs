@@ -104,7 +104,7 @@ impl Console {
             "logged_in": viewer.session.is_some(),
             "csrf": viewer.csrf.clone().unwrap_or_default(),
         });
-        ctx["version"] = env!("CARGO_PKG_VERSION").into();
+        ctx["vigil_version"] = env!("CARGO_PKG_VERSION").into();
         let html = match self.templates.get_template(name).and_then(|t| t.render(&ctx)) {
             Ok(h) => h,
             Err(e) => {
