@@ -128,11 +128,13 @@ fn console_forms_need_a_session_and_their_csrf_token() {
     assert_eq!(code, 403, "no CSRF token");
     let (code, _, _) = request(e.port, "POST", &ack, &[FORM, ("Cookie", &cookie)], &format!("csrf={}", "0".repeat(64)));
     assert_eq!(code, 403, "a wrong CSRF token");
-    let (code, _, _) = request(e.port, "POST", &ack, &[FORM, ("Cookie", &cookie), ("Origin", "http://evil.example")], &format!("csrf={token}"));
+    let (code, _, _) =
+        request(e.port, "POST", &ack, &[FORM, ("Cookie", &cookie), ("Origin", "http://evil.example")], &format!("csrf={token}"));
     assert_eq!(code, 403, "a cross-site form");
     assert_eq!(e.incident(id)["incident"]["acknowledged"], false, "nothing refused changed anything");
     // The same site (`request` sends `Host: 127.0.0.1`).
-    let (code, headers, page) = request(e.port, "POST", &ack, &[FORM, ("Cookie", &cookie), ("Origin", "http://127.0.0.1")], &format!("csrf={token}"));
+    let (code, headers, page) =
+        request(e.port, "POST", &ack, &[FORM, ("Cookie", &cookie), ("Origin", "http://127.0.0.1")], &format!("csrf={token}"));
     assert_eq!(code, 303, "{page}");
     assert_eq!(header(&headers, "location"), Some(format!("/ui/incidents/{id}?done=acknowledged").as_str()));
     let after = e.incident(id);
@@ -144,7 +146,8 @@ fn console_forms_need_a_session_and_their_csrf_token() {
     assert!(code == 404 && page.contains("no incident `nope`"), "{code} {page}");
     let (code, _, _) = request(e.port, "GET", "/ui/incidents?page=zero", &[], "");
     assert_eq!(code, 400);
-    let (code, _, page) = request(e.port, "POST", "/ui/silences", &[FORM, ("Cookie", &cookie)], &format!("csrf={token}&matchers=a%3Db&duration=soon"));
+    let (code, _, page) =
+        request(e.port, "POST", "/ui/silences", &[FORM, ("Cookie", &cookie)], &format!("csrf={token}&matchers=a%3Db&duration=soon"));
     assert!(code == 400 && page.contains("not a duration"), "{code} {page}");
     let (code, _, _) = request(e.port, "GET", "/ui/pipelines/nope", &[], "");
     assert_eq!(code, 404);
@@ -152,7 +155,8 @@ fn console_forms_need_a_session_and_their_csrf_token() {
     // Logging out ends the session: its cookie acts no more.
     let (code, _, _) = request(e.port, "POST", "/ui/logout", &[FORM, ("Cookie", &cookie)], &format!("csrf={token}"));
     assert_eq!(code, 303);
-    let (code, _, _) = request(e.port, "POST", &format!("/ui/incidents/{id}/resolve"), &[FORM, ("Cookie", &cookie)], &format!("csrf={token}"));
+    let (code, _, _) =
+        request(e.port, "POST", &format!("/ui/incidents/{id}/resolve"), &[FORM, ("Cookie", &cookie)], &format!("csrf={token}"));
     assert_eq!(code, 403);
 }
 
@@ -357,7 +361,8 @@ async fn console_in_a_real_browser() {
     assert!(matchers.contains("pipeline=demo"), "{matchers}");
     c.find(Css("#comment")).await.unwrap().send_keys("looking into it").await.unwrap();
     c.find(Css("#silence")).await.unwrap().click().await.unwrap();
-    until("the silence to be confirmed", Duration::from_secs(10), || async { text(c, "#flash").await.filter(|t| t.contains("silenced")) }).await;
+    until("the silence to be confirmed", Duration::from_secs(10), || async { text(c, "#flash").await.filter(|t| t.contains("silenced")) })
+        .await;
     let silences = api(e.port, "/api/v1/silences");
     let s = &silences[0];
     assert_eq!(s["comment"], "looking into it", "{silences}");
@@ -370,7 +375,10 @@ async fn console_in_a_real_browser() {
     c.find(Css("#give-feedback")).await.unwrap().click().await.unwrap();
     until("the feedback to show", Duration::from_secs(10), || async { text(c, "#feedback-state").await }).await;
     let i = e.incident(&id);
-    assert_eq!((i["incident"]["feedback"].as_str(), i["incident"]["feedback_note"].as_str()), (Some("false_positive"), Some("a load test")));
+    assert_eq!(
+        (i["incident"]["feedback"].as_str(), i["incident"]["feedback_note"].as_str()),
+        (Some("false_positive"), Some("a load test"))
+    );
     assert!(i["audit"].as_array().unwrap().iter().any(|a| a["event"] == "feedback"), "{i}");
     screenshot(c, "incident").await;
 

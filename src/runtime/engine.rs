@@ -150,7 +150,9 @@ fn stage_statuses(pipeline: &str, rt: &PipelineRt, plan: Option<&PipelinePlan>) 
                 location: s.location.clone(),
                 via: node.and_then(|n| n.via.clone()),
                 params: node
-                    .map(|n| n.params.iter().filter(|(_, v)| **v != crate::value::Value::Null).map(|(k, v)| (k.clone(), v.to_string())).collect())
+                    .map(|n| {
+                        n.params.iter().filter(|(_, v)| **v != crate::value::Value::Null).map(|(k, v)| (k.clone(), v.to_string())).collect()
+                    })
                     .unwrap_or_default(),
             }
         })

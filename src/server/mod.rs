@@ -225,7 +225,9 @@ pub fn list_incidents(r: &crate::respond::Responder, f: &IncidentFilter) -> Resu
             };
             return got == Some(value);
         }
-        i.key.contains(want.as_str()) || i.series.iter().any(|s| s.contains(want.as_str())) || i.labels.values().any(|v| v.contains(want.as_str()))
+        i.key.contains(want.as_str())
+            || i.series.iter().any(|s| s.contains(want.as_str()))
+            || i.labels.values().any(|v| v.contains(want.as_str()))
     };
     let now = crate::time::now_ms();
     Ok(r.list()
@@ -293,11 +295,8 @@ pub async fn incident_story(r: &crate::respond::Responder, id: &str) -> Option<S
     let (audit, notifications) = match r.store() {
         Some(store) => {
             let audit = store.audit_of(id).await.unwrap_or_default();
-            let destinations: std::collections::HashMap<String, String> = r
-                .channels
-                .read()
-                .map(|c| c.iter().map(|(stage, ch)| (stage.clone(), ch.kind.destination())).collect())
-                .unwrap_or_default();
+            let destinations: std::collections::HashMap<String, String> =
+                r.channels.read().map(|c| c.iter().map(|(stage, ch)| (stage.clone(), ch.kind.destination())).collect()).unwrap_or_default();
             let notes = store
                 .outbox_of(id)
                 .await

@@ -57,13 +57,7 @@ pub fn graph(shared: &Shared, name: &str) -> Option<Graph> {
         .zip(placed)
         .map(|(s, (level, row))| GraphNode { stats: shared.metrics.stage_stats(name, &s.key), stage: s.clone(), level, row })
         .collect();
-    Some(Graph {
-        pipeline: name.to_owned(),
-        nodes,
-        edges,
-        levels: rows_in.len(),
-        rows: rows_in.iter().copied().max().unwrap_or(0),
-    })
+    Some(Graph { pipeline: name.to_owned(), nodes, edges, levels: rows_in.len(), rows: rows_in.iter().copied().max().unwrap_or(0) })
 }
 
 /// A running pipeline as the console's list shows it.

@@ -71,11 +71,12 @@ pub async fn list(
         .collect();
     let pipelines: Vec<String> = shared.status.read().map(|s| s.pipelines.iter().map(|p| p.name.clone()).collect()).unwrap_or_default();
     // The filters again, for the pager's links.
-    let query: String = [("status", &filter.status), ("pipeline", &filter.pipeline), ("label", &filter.label), ("silenced", &filter.silenced)]
-        .iter()
-        .filter_map(|(k, v)| v.as_deref().filter(|v| !v.is_empty()).map(|v| format!("{k}={}&", super::urlencode(v))))
-        .collect::<String>()
-        + &(if per_page == PER_PAGE { String::new() } else { format!("per_page={per_page}&") });
+    let query: String =
+        [("status", &filter.status), ("pipeline", &filter.pipeline), ("label", &filter.label), ("silenced", &filter.silenced)]
+            .iter()
+            .filter_map(|(k, v)| v.as_deref().filter(|v| !v.is_empty()).map(|v| format!("{k}={}&", super::urlencode(v))))
+            .collect::<String>()
+            + &(if per_page == PER_PAGE { String::new() } else { format!("per_page={per_page}&") });
     let ctx = serde_json::json!({
         "page": "incidents",
         "title": "Incidents",
@@ -101,34 +102,6 @@ fn matchers_for(i: &crate::respond::Incident) -> String {
         lines.extend(i.series.first().map(|s| format!("series={s}")));
     }
     lines.join("\n")
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn prefilled_matchers_match_the_incident() {
-        let mut i: crate::respond::Incident = serde_json::from_value(serde_json::json!({
-            "id": "x", "key": "k", "pipeline": "demo", "stage": "demo.r", "series": ["cpu{series=\"2\"}"],
-            "labels": {"series": "2", "host": "a"}, "status": "firing", "acknowledged": false, "acknowledged_by": null,
-            "acknowledged_at": null, "opened_at": 0, "updated_at": 0, "resolved_at": null, "resolved_by": null, "score": 1.0,
-            "value": 1.0, "silenced": false, "feedback": null, "feedback_note": null, "notifications": 0, "last_notified_at": null
-        }))
-        .unwrap();
-        let silence = |text: &str| crate::respond::Silence {
-            id: 1,
-            matchers: text.lines().map(|l| crate::respond::SilenceMatcher::parse(l).unwrap()).collect(),
-            comment: String::new(),
-            created_by: String::new(),
-            starts_at: 0,
-            ends_at: 10,
-            created_at: 0,
-        };
-        let m = super::matchers_for(&i);
-        assert_eq!(m, "pipeline=demo\nhost=a\nseries=cpu{series=\"2\"}");
-        assert!(silence(&m).matches(&i, &i.series[0]));
-        i.labels.remove("series");
-        assert_eq!(super::matchers_for(&i), "pipeline=demo\nhost=a");
-    }
 }
 
 /// `GET /ui/incidents/{id}`: the story and the actions.
@@ -221,7 +194,7 @@ pub async fn silences(State(shared): State<Arc<Shared>>, Extension(console): Ext
     };
     let now = crate::time::now_ms();
     let mut list = responder(&shared).silences();
-    list.sort_by(|a, b| b.id.cmp(&a.id));
+    list.sort_by_key(|s| std::cmp::Reverse(s.id));
     let rows: Vec<serde_json::Value> = list
         .into_iter()
         .map(|s| {
@@ -300,5 +273,33 @@ pub async fn expire_silence(
             super::see_other("/ui/silences")
         }
         Err(e) => console.error(&v, StatusCode::NOT_FOUND, e, started),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn prefilled_matchers_match_the_incident() {
+        let mut i: crate::respond::Incident = serde_json::from_value(serde_json::json!({
+            "id": "x", "key": "k", "pipeline": "demo", "stage": "demo.r", "series": ["cpu{series=\"2\"}"],
+            "labels": {"series": "2", "host": "a"}, "status": "firing", "acknowledged": false, "acknowledged_by": null,
+            "acknowledged_at": null, "opened_at": 0, "updated_at": 0, "resolved_at": null, "resolved_by": null, "score": 1.0,
+            "value": 1.0, "silenced": false, "feedback": null, "feedback_note": null, "notifications": 0, "last_notified_at": null
+        }))
+        .unwrap();
+        let silence = |text: &str| crate::respond::Silence {
+            id: 1,
+            matchers: text.lines().map(|l| crate::respond::SilenceMatcher::parse(l).unwrap()).collect(),
+            comment: String::new(),
+            created_by: String::new(),
+            starts_at: 0,
+            ends_at: 10,
+            created_at: 0,
+        };
+        let m = super::matchers_for(&i);
+        assert_eq!(m, "pipeline=demo\nhost=a\nseries=cpu{series=\"2\"}");
+        assert!(silence(&m).matches(&i, &i.series[0]));
+        i.labels.remove("series");
+        assert_eq!(super::matchers_for(&i), "pipeline=demo\nhost=a");
     }
 }

@@ -80,13 +80,16 @@ impl Console {
             }
         });
         env.add_filter("dur", |ms: i64| crate::time::format_duration_ms(ms));
-        env.add_filter("num", |x: f64, digits: Option<usize>| {
-            if x.is_finite() {
-                format!("{x:.*}", digits.unwrap_or(3))
-            } else {
-                "–".to_owned()
-            }
-        });
+        env.add_filter(
+            "num",
+            |x: f64, digits: Option<usize>| {
+                if x.is_finite() {
+                    format!("{x:.*}", digits.unwrap_or(3))
+                } else {
+                    "–".to_owned()
+                }
+            },
+        );
         env.add_filter("urlencode_component", |s: String| urlencode(&s));
         Console { sessions: Sessions::new(), templates: env }
     }

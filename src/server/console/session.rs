@@ -271,7 +271,9 @@ pub async fn login(
     let person = form.get("name").map(|n| n.trim().chars().take(64).collect::<String>()).filter(|n| !n.is_empty());
     let id = match console.sessions.create(token, person) {
         Ok(id) => id,
-        Err(e) => return console.error(&Viewer::default(), StatusCode::INTERNAL_SERVER_ERROR, format!("cannot start a session: {e}"), started),
+        Err(e) => {
+            return console.error(&Viewer::default(), StatusCode::INTERNAL_SERVER_ERROR, format!("cannot start a session: {e}"), started)
+        }
     };
     let secure = if tls.0 { "; Secure" } else { "" };
     let cookie = format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict{secure}");
