@@ -380,6 +380,11 @@ async fn console_in_a_real_browser() {
         (Some("false_positive"), Some("a load test"))
     );
     assert!(i["audit"].as_array().unwrap().iter().any(|a| a["event"] == "feedback"), "{i}");
+    // The story: every step on the timeline.
+    let timeline = text(c, "#timeline").await.unwrap();
+    for step in ["opened", "acknowledged", "silence", "feedback"] {
+        assert!(timeline.contains(step), "`{step}` is not on the timeline:\n{timeline}");
+    }
     screenshot(c, "incident").await;
 
     // A mutating form without the token: after logging out, a form posted from the page

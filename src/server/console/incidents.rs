@@ -136,13 +136,34 @@ pub async fn show(
         })
         .unwrap_or_default();
     let silence = story.silenced_by.and_then(|sid| r.silences().into_iter().find(|s| s.id == sid));
+    // The timeline: the audit trail, with the silences that matched the incident while it
+    // was open (a silence is not an event of one incident, so the trail does not hold it).
+    let end = i.resolved_at.unwrap_or(i64::MAX);
+    let mut timeline: Vec<serde_json::Value> = story
+        .audit
+        .iter()
+        .map(|a| serde_json::json!({ "ts": a.ts, "event": a.event, "detail": a.detail, "stage": a.stage }))
+        .collect();
+    for s in r.silences().iter().filter(|s| s.starts_at < end && s.ends_at > i.opened_at && s.matches(i, &series)) {
+        let matchers: Vec<String> = s.matchers.iter().map(ToString::to_string).collect();
+        let detail = format!(
+            "#{} by {} until {}: {}{}",
+            s.id,
+            s.created_by,
+            crate::time::format_rfc3339(s.ends_at),
+            matchers.join(", "),
+            if s.comment.is_empty() { String::new() } else { format!(" — {}", s.comment) }
+        );
+        timeline.push(serde_json::json!({ "ts": s.created_at.max(s.starts_at), "event": "silence", "detail": detail, "stage": "" }));
+    }
+    timeline.sort_by_key(|e| e["ts"].as_i64().unwrap_or(0));
     let ctx = serde_json::json!({
         "page": "incidents",
         "title": format!("Incident {id}"),
         "i": i,
         "silenced_by": story.silenced_by,
         "silence": silence,
-        "audit": story.audit,
+        "timeline": timeline,
         "notifications": story.notifications,
         "detector": detector,
         "series": series,
