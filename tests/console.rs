@@ -386,6 +386,8 @@ async fn console_in_a_real_browser() {
         assert!(timeline.contains(step), "`{step}` is not on the timeline:\n{timeline}");
     }
     screenshot(c, "incident").await;
+    c.execute("document.getElementById('opening-title') ? document.getElementById('opening-title').scrollIntoView() : document.getElementById('timeline-title').scrollIntoView()", vec![]).await.unwrap();
+    screenshot(c, "incident-story").await;
 
     // A mutating form without the token: after logging out, a form posted from the page
     // is refused and changes nothing.

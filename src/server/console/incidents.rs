@@ -139,11 +139,8 @@ pub async fn show(
     // The timeline: the audit trail, with the silences that matched the incident while it
     // was open (a silence is not an event of one incident, so the trail does not hold it).
     let end = i.resolved_at.unwrap_or(i64::MAX);
-    let mut timeline: Vec<serde_json::Value> = story
-        .audit
-        .iter()
-        .map(|a| serde_json::json!({ "ts": a.ts, "event": a.event, "detail": a.detail, "stage": a.stage }))
-        .collect();
+    let mut timeline: Vec<serde_json::Value> =
+        story.audit.iter().map(|a| serde_json::json!({ "ts": a.ts, "event": a.event, "detail": a.detail, "stage": a.stage })).collect();
     for s in r.silences().iter().filter(|s| s.starts_at < end && s.ends_at > i.opened_at && s.matches(i, &series)) {
         let matchers: Vec<String> = s.matchers.iter().map(ToString::to_string).collect();
         let detail = format!(
