@@ -178,6 +178,91 @@ fn with_read_auth_pages_need_a_login() {
     assert_eq!(code, 200, "{page}");
 }
 
+/// The models page lists the registry's versions; promote and roll back act through the
+/// console as through the API; and the API endpoints the console added answer.
+#[test]
+fn models_promote_and_rollback_and_the_new_api_endpoints() {
+    let dir = TempDir::new("console-models");
+    demo(&dir);
+    let series = "synthetic{series=\"0\"}";
+    // Two versions of one series' model, the second active, as training leaves them.
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let ids: Vec<i64> = rt.block_on(async {
+        use vigil::store::Store;
+        let store = vigil::store::SqliteStore::open(&dir.join("state")).await.unwrap();
+        let mut ids = Vec::new();
+        for version in [1, 2] {
+            let meta: vigil::learn::ModelMeta = serde_json::from_value(serde_json::json!({
+                "key": "demo.model", "series": series, "version": version, "kind": "baseline", "fingerprint": "f",
+                "pipeline_version": "v", "data_from": 0, "data_to": 1, "samples": 300 * version, "loss": 0.5 / version as f64,
+                "val_loss": null, "epochs": 0, "train_ms": 12, "created_at": 1_000 * version as i64, "center": 0.0, "scale": 1.0,
+                "dims": [], "horizon": 0
+            }))
+            .unwrap();
+            ids.push(store.insert_model(&meta, &format!("/nowhere/v{version}.profile.json")).await.unwrap());
+        }
+        store.close().await;
+        ids
+    });
+    let e = Engine::start(&dir, "demo.vigil", TOKEN, &[], &[]);
+    let active = || -> Vec<bool> { api(e.port, "/api/v1/models").as_array().unwrap().iter().map(|m| m["active"] == true).collect() };
+    assert_eq!(active(), [false, true]);
+    let (code, _, page) = request(e.port, "GET", "/ui/models", &[], "");
+    assert_eq!(code, 200);
+    assert!(page.contains("demo.model") && page.contains("★ active") && !page.contains("Roll back"), "read only: no buttons");
+
+    let cookie = login(e.port, TOKEN);
+    let (_, _, page) = request(e.port, "GET", "/ui/models", &[("Cookie", &cookie)], "");
+    assert!(page.contains("Roll back") && page.contains("Promote"), "{page}");
+    let token = csrf(&page);
+    let form = format!("csrf={token}&stage=demo.model&series=synthetic%7Bseries%3D%220%22%7D");
+    let (code, _, page) = request(e.port, "POST", "/ui/models/rollback", &[FORM, ("Cookie", &cookie)], &form);
+    assert_eq!(code, 303, "{page}");
+    assert_eq!(active(), [true, false], "rolled back to v1");
+    let (code, _, _) =
+        request(e.port, "POST", &format!("/ui/models/{}/promote", ids[1]), &[FORM, ("Cookie", &cookie)], &format!("csrf={token}"));
+    assert_eq!(code, 303);
+    assert_eq!(active(), [false, true], "v2 promoted again");
+    let (code, _, page) = request(e.port, "POST", "/ui/models/999/promote", &[FORM, ("Cookie", &cookie)], &format!("csrf={token}"));
+    assert!(code == 404 && page.contains("no model version with id 999"), "{code}");
+
+    // The API: the same actions need an operator token.
+    let bearer = format!("Bearer {TOKEN}");
+    let json = ("Content-Type", "application/json");
+    let (code, _, _) = request(e.port, "POST", "/api/v1/models/rollback", &[json], r#"{"stage": "demo.model"}"#);
+    assert_eq!(code, 401);
+    let (code, _, body) =
+        request(e.port, "POST", "/api/v1/models/rollback", &[json, ("Authorization", &bearer)], r#"{"stage": "demo.model"}"#);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(r#""outcome":"rolled""#), "{body}");
+    let (code, _, _) = request(e.port, "POST", "/api/v1/models/rollback", &[json, ("Authorization", &bearer)], r#"{"stage": "demo.none"}"#);
+    assert_eq!(code, 404);
+    let (code, _, _) = request(e.port, "POST", &format!("/api/v1/models/{}/promote", ids[1]), &[("Authorization", &bearer)], "");
+    assert_eq!(code, 200);
+    assert_eq!(active(), [false, true]);
+
+    // A pipeline's graph, and the recent scores.
+    let g = api(e.port, "/api/v1/pipelines/demo/graph");
+    let nodes: Vec<(&str, u64)> =
+        g["nodes"].as_array().unwrap().iter().map(|n| (n["key"].as_str().unwrap(), n["level"].as_u64().unwrap())).collect();
+    assert_eq!(nodes, [("demo.raw", 0), ("demo.scores", 1), ("demo.console", 2)]);
+    assert_eq!(g["nodes"][1]["params"]["threshold"], "5.0", "{g}");
+    assert_eq!(g["nodes"][1]["inputs"], serde_json::json!(["demo.raw"]));
+    assert_eq!(http_get(e.port, "/api/v1/pipelines/nope/graph").unwrap().0, 404);
+    let listed = wait_for("scored series", Duration::from_secs(30), || {
+        Some(api(e.port, "/api/v1/scores?stage=demo.scores")).filter(|v| v.as_array().is_some_and(|a| a.len() == 3))
+    });
+    let name = listed[0]["series"].as_str().unwrap();
+    let q = format!(
+        "/api/v1/scores?stage=demo.scores&series={}",
+        name.replace('{', "%7B").replace('}', "%7D").replace('"', "%22").replace('=', "%3D")
+    );
+    let points = api(e.port, &q);
+    let p = &points["points"][0];
+    assert!(p["value"].is_number() && p["score"].is_number() && p["anomalous"].is_boolean(), "{points}");
+    assert_eq!(http_get(e.port, "/api/v1/scores?series=x").unwrap().0, 400);
+}
+
 // ---------------------------------------------------------------------------------------
 // In a real browser.
 

@@ -41,8 +41,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 
 use crate::runtime::engine::Shared;
-pub use session::Sessions;
-use session::Viewer;
+use session::{Sessions, Viewer};
 
 /// The console's own state: its sessions and its templates.
 pub struct Console {
@@ -79,7 +78,6 @@ impl Console {
                 format!("{} ago", crate::time::format_duration_ms((d / 1000) * 1000))
             }
         });
-        env.add_filter("dur", |ms: i64| crate::time::format_duration_ms(ms));
         env.add_filter(
             "num",
             |x: f64, digits: Option<usize>| {
