@@ -3,9 +3,9 @@
 //!
 //! A bounded ring per series ([`POINTS`] points, the newest kept), recorded where a tick
 //! sets the score gauges, for at most [`MAX_SERIES`] series over all stages (a series past
-//! the cap is not recorded; the gauges have their own cap). Memory is bounded by
-//! `POINTS × MAX_SERIES` points of 7 numbers. Series a stage forgets, and stages a reload
-//! removes, are dropped.
+//! the cap is not recorded until others go; the gauges have their own cap). A point takes
+//! 56 bytes, so the rings take at most `POINTS × MAX_SERIES × 56` bytes (34 MB), allocated
+//! as series appear. Series a stage forgets, and stages a reload removes, are dropped.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -16,7 +16,7 @@ use crate::data::{ScoresData, Timestamp};
 pub const POINTS: usize = 600;
 
 /// Series kept over all stages.
-pub const MAX_SERIES: usize = 10_000;
+pub const MAX_SERIES: usize = 1_000;
 
 /// One scored sample. `expected`, `lower` and `upper` are `None` where the detector
 /// gives none (NaN in [`crate::data::ScoreColumn`]).
@@ -42,10 +42,35 @@ pub struct SeriesSummary {
     pub points: usize,
 }
 
-#[derive(Default)]
+/// A point as kept: NaN where the detector gives no expected value or band.
+#[derive(Clone, Copy)]
+struct Kept {
+    ts: Timestamp,
+    value: f64,
+    score: f64,
+    expected: f64,
+    lower: f64,
+    upper: f64,
+    anomalous: bool,
+}
+
+impl Kept {
+    fn point(&self) -> ScorePoint {
+        ScorePoint {
+            ts: self.ts,
+            value: self.value,
+            score: self.score,
+            expected: finite(self.expected),
+            lower: finite(self.lower),
+            upper: finite(self.upper),
+            anomalous: self.anomalous,
+        }
+    }
+}
+
 struct Ring {
     pipeline: String,
-    points: VecDeque<ScorePoint>,
+    points: VecDeque<Kept>,
 }
 
 /// The rings, by (stage key, series).
@@ -67,20 +92,21 @@ impl RecentScores {
             if !rings.contains_key(&key) && rings.len() >= MAX_SERIES {
                 continue;
             }
-            let ring = rings.entry(key).or_insert_with(|| Ring { pipeline: pipeline.to_owned(), points: VecDeque::new() });
+            let ring = rings.entry(key).or_insert_with(|| Ring { pipeline: pipeline.to_owned(), points: VecDeque::with_capacity(POINTS) });
             // Only the newest POINTS samples of a large batch (a replay, a backfill).
             let from = col.len().saturating_sub(POINTS);
             for i in from..col.len() {
                 if ring.points.len() == POINTS {
                     ring.points.pop_front();
                 }
-                ring.points.push_back(ScorePoint {
+                let at = |v: &[f64]| v.get(i).copied().unwrap_or(f64::NAN);
+                ring.points.push_back(Kept {
                     ts: col.ts[i],
                     value: col.value[i],
                     score: col.score[i],
-                    expected: col.expected.get(i).copied().and_then(finite),
-                    lower: col.lower.get(i).copied().and_then(finite),
-                    upper: col.upper.get(i).copied().and_then(finite),
+                    expected: at(&col.expected),
+                    lower: at(&col.lower),
+                    upper: at(&col.upper),
                     anomalous: col.anomalous.get(i).copied().unwrap_or(false),
                 });
             }
@@ -98,7 +124,7 @@ impl RecentScores {
                     pipeline: r.pipeline.clone(),
                     stage: s.clone(),
                     series: series.clone(),
-                    last: *r.points.back()?,
+                    last: r.points.back()?.point(),
                     points: r.points.len(),
                 })
             })
@@ -109,7 +135,7 @@ impl RecentScores {
     pub fn points(&self, stage: &str, series: &str, since: Option<Timestamp>) -> Option<Vec<ScorePoint>> {
         let rings = self.rings.lock().ok()?;
         let ring = rings.get(&(stage.to_owned(), series.to_owned()))?;
-        Some(ring.points.iter().filter(|p| since.is_none_or(|t| p.ts > t)).copied().collect())
+        Some(ring.points.iter().filter(|p| since.is_none_or(|t| p.ts > t)).map(Kept::point).collect())
     }
 
     /// Drops the series for which `drop(stage, series)` holds.
@@ -132,6 +158,11 @@ mod tests {
             c.push(t, t as f64, 0.1, if i % 2 == 0 { f64::NAN } else { 1.0 }, 0.0, 2.0, i + 1 == n);
         }
         ScoresData { series: vec![c] }
+    }
+
+    #[test]
+    fn a_point_is_small() {
+        assert_eq!(std::mem::size_of::<Kept>(), 56, "the memory bound in the module header");
     }
 
     #[test]
