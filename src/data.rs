@@ -277,6 +277,10 @@ pub struct ScoresData {
 /// One incident transition reported by a respond stage.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct IncidentUpdate {
+    /// The incident's id.
+    pub id: String,
+    /// The respond stage that reported it.
+    pub stage: String,
     pub key: String,
     /// `firing` or `resolved`.
     pub status: String,
@@ -284,6 +288,8 @@ pub struct IncidentUpdate {
     pub score: f64,
     pub value: f64,
     pub ts: Timestamp,
+    /// The incident's labels (its first series').
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A batch of incident transitions.

@@ -30,6 +30,7 @@
 
 pub mod check;
 pub mod compile;
+pub mod correlate;
 pub mod data;
 pub mod diagnostic;
 pub mod eval;

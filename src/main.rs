@@ -110,6 +110,24 @@ enum GraphFormat {
 }
 
 #[derive(Subcommand)]
+enum SituationsAction {
+    /// List situations (groups of correlated incidents), newest change first.
+    List {
+        /// Only `open` or `closed` ones.
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        format: OutputFormat,
+    },
+    /// Show one situation: its members and why each joined, its origin, its timeline.
+    Show {
+        id: String,
+        #[command(flatten)]
+        format: OutputFormat,
+    },
+}
+
+#[derive(Subcommand)]
 enum IncidentsAction {
     /// List incidents, newest first.
     List {
@@ -342,6 +360,15 @@ enum Command {
         #[arg(long, env = "VIGIL_API", default_value = "http://127.0.0.1:8080", global = true)]
         api: String,
     },
+    /// List and show the situations of a running engine's `correlate` stages (through
+    /// its API): incidents grouped by time, labels, topology and text, with their origin.
+    Situations {
+        #[command(subcommand)]
+        action: SituationsAction,
+        /// The engine's address: a URL or `host:port` as `--addr-file` writes it.
+        #[arg(long, env = "VIGIL_API", default_value = "http://127.0.0.1:8080", global = true)]
+        api: String,
+    },
     /// List, add and expire silences of a running engine (through its API).
     ///
     /// While a silence is active, incidents whose labels match all its matchers open
@@ -437,6 +464,7 @@ fn main() -> ExitCode {
         }
         Command::Models { action, state } => cmd_models(action, state),
         Command::Incidents { action, api } => cmd_incidents(action, &api),
+        Command::Situations { action, api } => cmd_situations(action, &api),
         Command::Silences { action, api } => cmd_silences(action, &api),
     };
     match result {
@@ -1271,6 +1299,67 @@ fn cmd_incidents(action: IncidentsAction, api: &str) -> anyhow::Result<ExitCode>
                 Some(serde_json::json!({ "verdict": verdict, "note": note })),
             )?;
             println!("{id}: {verdict}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_situations(action: SituationsAction, api: &str) -> anyhow::Result<ExitCode> {
+    let time = |v: &serde_json::Value| v.as_i64().map(vigil::time::format_rfc3339).unwrap_or_default();
+    match action {
+        SituationsAction::List { status, format } => {
+            if let Some(s) = status.as_deref().filter(|s| !["open", "closed"].contains(s)) {
+                anyhow::bail!("--status is open or closed, not `{s}`");
+            }
+            let path = match &status {
+                Some(s) => format!("/api/v1/situations?status={s}"),
+                None => "/api/v1/situations".into(),
+            };
+            let v = api_call("GET", api, &path, None)?;
+            if format.json() {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let list = v.as_array().cloned().unwrap_or_default();
+            if list.is_empty() {
+                eprintln!("no situations");
+            } else {
+                println!("{:<21}  {:<6}  {:>7}  {:>6}  {:<24}  {:<28}  origin", "id", "status", "members", "firing", "opened", "stage");
+            }
+            for s in list {
+                println!(
+                    "{:<21}  {:<6}  {:>7}  {:>6}  {:<24}  {:<28}  {}",
+                    s["id"].as_str().unwrap_or(""),
+                    s["status"].as_str().unwrap_or(""),
+                    s["members"].as_array().map_or(0, Vec::len),
+                    s["firing"],
+                    time(&s["opened_at"]),
+                    s["stage"].as_str().unwrap_or(""),
+                    s["origin"].as_str().unwrap_or("")
+                );
+            }
+        }
+        SituationsAction::Show { id, format } => {
+            let s = api_call("GET", api, &format!("/api/v1/situations/{id}"), None)?;
+            if format.json() {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "situation {}  ({}, stage {})",
+                s["id"].as_str().unwrap_or(""),
+                s["status"].as_str().unwrap_or(""),
+                s["stage"].as_str().unwrap_or("")
+            );
+            println!("origin     {}  ({})", s["origin"].as_str().unwrap_or("-"), s["origin_reason"].as_str().unwrap_or(""));
+            println!(
+                "incidents  {}",
+                s["incidents"].as_array().map(|a| a.iter().filter_map(|i| i.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default()
+            );
+            println!("timeline");
+            for e in s["timeline"].as_array().cloned().unwrap_or_default() {
+                println!("  {}  {}", time(&e["ts"]), e["event"].as_str().unwrap_or(""));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

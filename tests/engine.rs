@@ -71,7 +71,8 @@ async fn cursors_survive_a_restart() {
         rows.push_str(&format!("2024-01-01 00:{i:02}:00,{i}\n"));
     }
     std::fs::write(&csv, rows).unwrap();
-    let src = "pipeline p {\n  every 50ms\n  collect raw = csv(path: \"data.csv\")\n  predict _s = zscore(raw)\n}\n";
+    let src =
+        "pipeline p {\n  every 50ms\n  collect raw = csv(path: \"data.csv\", start_at: \"beginning\")\n  predict _s = zscore(raw)\n}\n";
     let out = compile(&dir, src);
     let plan = out.plan.as_ref().unwrap();
     let store = store(&dir).await;

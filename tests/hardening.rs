@@ -272,7 +272,7 @@ fn a_remediation_interrupted_by_kill_9_dies_with_the_engine_and_is_not_run_again
         "p.vigil",
         r#"pipeline p {
   every 200ms
-  collect raw = csv(path: "data.csv")
+  collect raw = csv(path: "data.csv", start_at: "beginning")
   predict hot = threshold(raw, above: 90.0)
   respond fix = exec(hot, command: ["sh", "-c", "echo $$ >> runs-{{ incident.status }}.log; exec sleep 60"], timeout: 5m)
 }

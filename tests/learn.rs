@@ -314,7 +314,7 @@ fn the_engine_trains_in_the_background_saves_models_and_reuses_them_after_a_rest
     let dir = TempDir::new("learn-run");
     std::fs::write(
         dir.join("learn.vigil"),
-        "pipeline learn_run {\n  every 100ms\n  collect raw = csv(path: \"data.csv\")\n  train profile = baseline(raw, season: 1h, bucket: 1m) {\n    min_samples 100\n  }\n  predict scores = profile.score(raw, history: 50)\n  respond report = log(scores)\n}\n",
+        "pipeline learn_run {\n  every 100ms\n  collect raw = csv(path: \"data.csv\", start_at: \"beginning\")\n  train profile = baseline(raw, season: 1h, bucket: 1m) {\n    min_samples 100\n  }\n  predict scores = profile.score(raw, history: 50)\n  respond report = log(scores)\n}\n",
     )
     .unwrap();
     std::fs::write(dir.join("data.csv"), format!("timestamp,value\n{}", rows(0, 300))).unwrap();

@@ -60,7 +60,7 @@ fn a_burst_of_one_message_and_a_new_message_become_incidents_with_their_template
         &format!(
             r#"pipeline p {{
   every 200ms
-  collect lines = logs.file(path: "app.log", header: "{HEADER}", continuation: "^\\s", continuation_wait: 100ms)
+  collect lines = logs.file(path: "app.log", header: "{HEADER}", continuation: "^\\s", continuation_wait: 100ms, start_at: "beginning")
   preprocess tpl = templates(lines)
   preprocess counts = aggregate(tpl, by: ["template_id", "template"], op: "count")
   predict hot = threshold(counts, above: 20.0)
@@ -128,7 +128,7 @@ fn template_ids_survive_a_restart() {
         &format!(
             r#"pipeline p {{
   every 200ms
-  collect lines = logs.file(path: "app.log", header: "{HEADER}")
+  collect lines = logs.file(path: "app.log", header: "{HEADER}", start_at: "beginning")
   preprocess tpl = templates(lines)
   preprocess counts = aggregate(tpl, by: ["template_id", "template"], op: "count")
   predict seen = threshold(counts, above: 0.5)
@@ -166,7 +166,7 @@ fn bad_log_input_is_counted_and_reading_goes_on() {
         &format!(
             r#"pipeline p {{
   every 200ms
-  collect lines = logs.file(path: "app.log", header: "{HEADER}")
+  collect lines = logs.file(path: "app.log", header: "{HEADER}", start_at: "beginning")
   preprocess tpl = templates(lines, max_templates: 16)
   preprocess counts = aggregate(tpl, by: ["template"], op: "count")
   predict seen = threshold(counts, above: 0.5)
@@ -235,7 +235,7 @@ fn reload_pipeline(max_templates: u32) -> String {
         r#"pipeline p {{
   every 200ms
   collect lines = logs.file(path: "app.log", header: "{HEADER}", start_at: "end")
-  collect json = logs.jsonl(path: "app.jsonl", message: "msg", label_fields: ["level"])
+  collect json = logs.jsonl(path: "app.jsonl", message: "msg", label_fields: ["level"], start_at: "beginning")
   preprocess tpl = templates(lines, max_templates: {max_templates})
   preprocess counts = aggregate(tpl, by: ["template_id", "template"], op: "count")
   predict seen = threshold(counts, above: 0.5)

@@ -19,7 +19,7 @@ fn hot_pipeline(dir: &TempDir, options: &str) {
     std::fs::write(dir.join("data.csv"), format!("timestamp,value\n{rows}")).unwrap();
     std::fs::write(
         dir.join("p.vigil"),
-        format!("pipeline p {{\n  every 200ms\n  collect raw = csv(path: \"data.csv\")\n  predict hot = threshold(raw, above: 90.0)\n  respond r = log(hot){options}\n}}\n"),
+        format!("pipeline p {{\n  every 200ms\n  collect raw = csv(path: \"data.csv\", start_at: \"beginning\")\n  predict hot = threshold(raw, above: 90.0)\n  respond r = log(hot){options}\n}}\n"),
     )
     .unwrap();
 }

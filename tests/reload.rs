@@ -78,7 +78,7 @@ fn setup(name: &str, pipeline: &str) -> TempDir {
 const A: &str = r#"pipeline p {
   every 100ms
 
-  collect raw = csv(path: "data.csv")
+  collect raw = csv(path: "data.csv", start_at: "beginning")
   predict z = zscore(raw, min_samples: 2)
   respond a = log(z, when: z.score > 0.0)
   respond b = log(z, message: "B {{ incident.key }}")
@@ -346,7 +346,7 @@ fn polling_works_where_notifications_do_not() {
 fn an_edit_to_a_stdlib_module_reloads_exactly_the_stages_that_use_it() {
     let dir = setup(
         "reload-stdlib",
-        "use std.detect.{robust_zscore}\n\npipeline p {\n  every 100ms\n\n  collect raw = csv(path: \"data.csv\")\n  predict z = robust_zscore(raw)\n  predict plain = zscore(raw)\n  respond a = log(z)\n  respond b = log(plain)\n}\n",
+        "use std.detect.{robust_zscore}\n\npipeline p {\n  every 100ms\n\n  collect raw = csv(path: \"data.csv\", start_at: \"beginning\")\n  predict z = robust_zscore(raw)\n  predict plain = zscore(raw)\n  respond a = log(z)\n  respond b = log(plain)\n}\n",
     );
     let stdlib = dir.join("stdlib");
     std::fs::create_dir_all(&stdlib).unwrap();
@@ -390,7 +390,7 @@ fn a_threshold_edit_during_a_spike_keeps_the_incident_open() {
     append(0, 60, &normal);
     let pipeline = |threshold: &str| {
         format!(
-            "pipeline p {{\n  every 100ms\n\n  collect raw = csv(path: \"{}\", value_columns: [\"latency_ms\"])\n  predict z = zscore(raw, method: \"robust\", window: 6h, threshold: {threshold})\n  respond page = log(z)\n}}\n",
+            "pipeline p {{\n  every 100ms\n\n  collect raw = csv(path: \"{}\", value_columns: [\"latency_ms\"], start_at: \"beginning\")\n  predict z = zscore(raw, method: \"robust\", window: 6h, threshold: {threshold})\n  respond page = log(z)\n}}\n",
             data.display()
         )
     };

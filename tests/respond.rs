@@ -18,8 +18,16 @@ use common::*;
 
 const TOKEN: &str = "test-token-0123";
 
+/// Starts the engine; rows staged by [`data`] appear after its first tick, as live rows
+/// do (a file already there when a new state starts is read from its end).
 fn start_engine(dir: &TempDir, env: &[(&str, String)], args: &[&str]) -> Engine {
-    Engine::start(dir, "resp.vigil", TOKEN, env, args)
+    let e = Engine::start(dir, "resp.vigil", TOKEN, env, args);
+    let staged = dir.join("data.csv.next");
+    if staged.exists() {
+        e.wait_first_tick();
+        std::fs::rename(staged, dir.join("data.csv")).unwrap();
+    }
+    e
 }
 
 /// A pipeline over `data.csv` whose respond stages are `stages` (reading `hot`).
@@ -43,8 +51,15 @@ fn rows(normal: usize, spike: usize, after: usize) -> String {
         .collect()
 }
 
+/// Writes `data.csv` (its header, then `body`): staged for [`start_engine`] until the
+/// engine runs.
 fn data(dir: &TempDir, body: &str) {
-    std::fs::write(dir.join("data.csv"), format!("timestamp,value\n{body}")).unwrap();
+    stage(dir, &format!("timestamp,value\n{body}"));
+}
+
+fn stage(dir: &TempDir, text: &str) {
+    let live = dir.join("data.csv");
+    std::fs::write(if live.exists() { live } else { dir.join("data.csv.next") }, text).unwrap();
 }
 
 // ---------------------------------------------------------------- SMTP
@@ -697,7 +712,7 @@ fn rate_limits_hold_notifications_back_and_group_by_makes_one_incident() {
         };
         csv.push_str(&format!("{},{a},{b}\n", vigil::time::format_timestamp(start + i * 60_000)));
     }
-    std::fs::write(dir.join("data.csv"), csv).unwrap();
+    stage(&dir, &csv);
     let e = start_engine(&dir, &[], &[]);
     let inc = e.wait_incident("resolved");
     assert_eq!(e.incidents().len(), 1, "one incident for the group");

@@ -154,9 +154,9 @@ pub(crate) fn template_sig(cx: &mut Cx, t: &ast::Template) -> TemplateSig {
                         .with_help(format!("`{}` is a {ty}, fed by a stage; remove the default", p.name.node)),
                 );
             }
-            slots.push(Slot { name: p.name.node.clone(), ports: Some(vec![ty]), ty, required: true });
+            slots.push(Slot { name: p.name.node.clone(), ports: Some(vec![ty]), ty, required: true, many: false });
         } else {
-            slots.push(Slot { name: p.name.node.clone(), ports: None, ty, required: p.default.is_none() });
+            slots.push(Slot { name: p.name.node.clone(), ports: None, ty, required: p.default.is_none(), many: false });
         }
     }
     let broken = slots.len() < t.params.len();
@@ -790,6 +790,9 @@ impl Body<'_, '_, '_> {
         };
         // slot index → (argument span, bound value)
         let mut bound: Vec<Option<(Span, Bound)>> = vec![None; slots.len()];
+        // Further stages bound to an input that takes many, by slot.
+        let mut more: Vec<(usize, Input)> = Vec::new();
+        let many = slots.iter().position(|s| s.many);
         let mut next_pos = 0;
         let mut seen_named: Option<Span> = None;
         let mut ok = true;
@@ -817,7 +820,10 @@ impl Body<'_, '_, '_> {
                         ok = false;
                         continue;
                     }
-                    let i = next_pos;
+                    let i = match many {
+                        Some(m) if next_pos > m => m,
+                        _ => next_pos,
+                    };
                     next_pos += 1;
                     if i >= slots.len() {
                         self.cx.diags.push(
@@ -856,6 +862,13 @@ impl Body<'_, '_, '_> {
                     }
                 }
             };
+            if bound[idx].is_some() && slots[idx].many && a.name.is_none() {
+                match self.input_expr(&a.value, kind, kind_known, local) {
+                    Some(i) => more.push((idx, i)),
+                    None => ok = false,
+                }
+                continue;
+            }
             if let Some((first, _)) = &bound[idx] {
                 self.cx.diags.push(
                     Diagnostic::error(Code::E0303, arg_span, format!("`{}` is given twice", slots[idx].name))
@@ -902,9 +915,15 @@ impl Body<'_, '_, '_> {
         }
         let mut inputs = Vec::new();
         let mut values = Vec::new();
+        let mut more = more.into_iter().peekable();
         for (i, b) in bound.into_iter().enumerate() {
             match b {
-                Some((_, Bound::Input(input))) => inputs.push((slots[i].name.clone(), input)),
+                Some((_, Bound::Input(input))) => {
+                    inputs.push((slots[i].name.clone(), input));
+                    while let Some((_, input)) = more.next_if(|(slot, _)| *slot == i) {
+                        inputs.push((slots[i].name.clone(), input));
+                    }
+                }
                 Some((aspan, Bound::Value(v))) => {
                     values.push(ValueArg { name: slots[i].name.clone(), ty: slots[i].ty, value: v, span: aspan })
                 }

@@ -523,6 +523,8 @@ pub(crate) struct Slot {
     pub ports: Option<Vec<Ty>>,
     pub ty: Ty,
     pub required: bool,
+    /// An input taking every positional argument from here on.
+    pub many: bool,
 }
 
 impl Callee {
@@ -546,13 +548,14 @@ fn op_slots(op: &'static OperatorSpec) -> std::sync::Arc<[Slot]> {
                 let mut v: Vec<Slot> = op
                     .inputs
                     .iter()
-                    .map(|i| Slot { name: i.name.into(), ports: Some(i.types.to_vec()), ty: i.types[0], required: true })
+                    .map(|i| Slot { name: i.name.into(), ports: Some(i.types.to_vec()), ty: i.types[0], required: true, many: i.many })
                     .collect();
                 v.extend(op.all_params().map(|p| Slot {
                     name: p.name.into(),
                     ports: None,
                     ty: p.ty,
                     required: p.default == crate::stages::Default::Required,
+                    many: false,
                 }));
                 Arc::from(v)
             })

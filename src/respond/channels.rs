@@ -268,6 +268,9 @@ impl Channel {
                 tracing::info!(target: "vigil::incident", pipeline = %i.pipeline, stage = %i.stage, status = %i.status, key = %i.key, "{}", n.subject);
                 if let Some(path) = outbox {
                     let update = crate::data::IncidentUpdate {
+                        id: i.id.clone(),
+                        stage: i.stage.clone(),
+                        labels: i.labels.clone(),
                         key: i.key.clone(),
                         status: i.status.clone(),
                         series: i.series.first().cloned().unwrap_or_default(),

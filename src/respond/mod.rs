@@ -342,6 +342,8 @@ pub struct Responder {
     pub wake: tokio::sync::Notify,
     /// Under `vigil test`: the notifications, kept instead of sent.
     captured: Option<Mutex<Vec<Notification>>>,
+    /// The situations of the running `correlate` stages, newest first, by stage key.
+    pub situations: RwLock<BTreeMap<String, Vec<crate::correlate::Situation>>>,
 }
 
 /// Resolved incidents kept in memory for the API (the store keeps them all).

@@ -344,6 +344,7 @@ fn build_pipeline_from(
         pipeline_version: version.to_owned(),
         models,
         responder,
+        live: true,
     };
     let mut changes = StageChanges::default();
     let mut stages = Vec::with_capacity(p.stages.len());
@@ -425,7 +426,7 @@ fn build_pipeline_from(
 }
 
 /// Runs one stage with its timeout and retries.
-async fn run_stage(stage: Arc<StageRt>, inputs: Vec<Data>, now: i64) -> (Result<Data, OpError>, OpCtx, f64) {
+async fn run_stage(stage: Arc<StageRt>, inputs: Vec<Data>, now: i64, backlog: super::Backlog) -> (Result<Data, OpError>, OpCtx, f64) {
     let started = Instant::now();
     let mut step = stage.step.lock().await;
     if stage.replay.swap(false, std::sync::atomic::Ordering::AcqRel) {
@@ -436,6 +437,9 @@ async fn run_stage(stage: Arc<StageRt>, inputs: Vec<Data>, now: i64) -> (Result<
     let mut attempt = 0;
     loop {
         let mut ctx = OpCtx::new(now);
+        if !matches!(&*step, Step::Source(_)) {
+            ctx.backlog = backlog;
+        }
         let result = {
             let fut = async {
                 match &mut *step {
@@ -508,18 +512,20 @@ pub async fn run_tick(p: &PipelineRt, shared: &Shared, now: i64) -> TickReport {
     let n = p.stages.len();
     let mut outputs: Vec<Option<Data>> = vec![None; n];
     let mut items = 0;
+    // Set by the sources that read a first start's backlog, for the stages after them.
+    let mut backlog = super::Backlog::None;
     for level in &p.levels {
         let mut results = Vec::with_capacity(level.len());
         if level.len() == 1 {
             let i = level[0];
             let inputs = p.inputs[i].iter().filter_map(|&j| outputs[j].clone()).collect();
-            results.push((i, run_stage(p.stages[i].clone(), inputs, now).await));
+            results.push((i, run_stage(p.stages[i].clone(), inputs, now, backlog).await));
         } else {
             let handles: Vec<_> = level
                 .iter()
                 .map(|&i| {
                     let inputs: Vec<Data> = p.inputs[i].iter().filter_map(|&j| outputs[j].clone()).collect();
-                    (i, tokio::spawn(run_stage(p.stages[i].clone(), inputs, now)))
+                    (i, tokio::spawn(run_stage(p.stages[i].clone(), inputs, now, backlog)))
                 })
                 .collect();
             for (i, h) in handles {
@@ -532,6 +538,7 @@ pub async fn run_tick(p: &PipelineRt, shared: &Shared, now: i64) -> TickReport {
         let mut failure = None;
         for (i, (result, ctx, secs)) in results {
             let stage = &p.stages[i];
+            backlog = backlog.max(ctx.backlog);
             if !ctx.expired.is_empty() {
                 forget_downstream(p, i, &ctx.expired, shared).await;
             }

@@ -62,11 +62,29 @@ pub struct OpCtx {
     /// Things the stage counted besides its items (log templates created, merged,
     /// evicted), by event: `vigil_stage_events_total`.
     pub counted: Vec<(&'static str, u64)>,
+    /// Whether the tick reads a backlog a first start found (set by file sources, passed
+    /// down to the other stages by the engine).
+    pub backlog: Backlog,
+}
+
+/// Whether a tick reads what a file held before the engine first started reading it
+/// (`start_at: "beginning"` on a new state): respond stages record what it shows but
+/// hold their notifications until it is read, then notify only the incidents still open.
+/// Ordered: a tick with one source still reading its backlog is `Reading`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Backlog {
+    /// Live data.
+    #[default]
+    None,
+    /// The tick that reads the end of the backlog.
+    LastTick,
+    /// More backlog to read on later ticks.
+    Reading,
 }
 
 impl OpCtx {
     pub fn new(now: Timestamp) -> OpCtx {
-        OpCtx { now, skipped: Vec::new(), lost: Vec::new(), expired: Vec::new(), counted: Vec::new() }
+        OpCtx { now, skipped: Vec::new(), lost: Vec::new(), expired: Vec::new(), counted: Vec::new(), backlog: Backlog::None }
     }
 
     /// Counts a skipped record (a malformed row, a NaN, an out-of-order sample).

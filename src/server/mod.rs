@@ -10,6 +10,8 @@
 //!   `GET /api/v1/incidents/{id}`: one incident with its audit trail and notifications.
 //! - `POST /api/v1/incidents/{id}/ack`, `/resolve` (body optional: `{"by": "alice"}`) and
 //!   `/feedback` (`{"verdict": "true_positive"|"false_positive", "note": "..."}`).
+//! - `GET /api/v1/situations` (`?status=open|closed`) and `GET /api/v1/situations/{id}`:
+//!   the situations of the `correlate` stages, with members, origin and timeline.
 //! - `GET /api/v1/silences`; `POST /api/v1/silences`
 //!   (`{"matchers": {"label": "value"}, "duration": "2h"` or `"ends_at": RFC 3339,
 //!   optional `"starts_at"`, `"comment"`, `"created_by"`}; matchers may also be a list:
@@ -65,6 +67,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/incidents", get(incidents))
         .route("/api/v1/incidents/{id}", get(incident))
         .route("/api/v1/incidents/{id}/{action}", axum::routing::post(incident_action))
+        .route("/api/v1/situations", get(situations))
+        .route("/api/v1/situations/{id}", get(situation))
         .route("/api/v1/silences", get(silences).post(add_silence))
         .route("/api/v1/silences/{id}/expire", axum::routing::post(expire_silence))
         .route("/api/v1/silences/{id}", axum::routing::delete(expire_silence))
@@ -160,6 +164,66 @@ async fn status(State(shared): State<Arc<Shared>>) -> Response {
 
 fn responder(shared: &Shared) -> Arc<crate::respond::Responder> {
     shared.responder.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// A situation as the API shows it: its correlate stage, status, members (with why each
+/// joined), origin, the incidents that notify about it, and a timeline.
+fn situation_json(stage: &str, s: &crate::correlate::Situation, incidents: &[crate::respond::Incident]) -> serde_json::Value {
+    let notified: Vec<&str> =
+        incidents.iter().filter(|i| i.labels.get("situation").is_some_and(|v| *v == s.id)).map(|i| i.id.as_str()).collect();
+    let mut timeline: Vec<(i64, String)> = Vec::new();
+    for m in &s.members {
+        timeline.push((m.joined_at, format!("{} joined: {}", m.key, crate::runtime::ops::correlate::reason_text(&m.reason))));
+        if let Some(t) = m.resolved_at {
+            timeline.push((t, format!("{} resolved", m.key)));
+        }
+    }
+    if let Some(t) = s.closed_at {
+        timeline.push((t, "closed".into()));
+    }
+    timeline.sort();
+    serde_json::json!({
+        "id": s.id, "stage": stage, "status": if s.is_open() { "open" } else { "closed" },
+        "opened_at": s.opened_at, "closed_at": s.closed_at, "firing": s.firing(),
+        "origin": s.origin, "origin_reason": s.origin_reason, "members": s.members, "dropped_members": s.dropped_members,
+        "incidents": notified,
+        "timeline": timeline.into_iter().map(|(ts, what)| serde_json::json!({ "ts": ts, "event": what })).collect::<Vec<_>>(),
+    })
+}
+
+/// `GET /api/v1/situations`: the situations of every `correlate` stage, newest change
+/// first (`?status=open|closed`).
+async fn situations(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let status = q.get("status").map(String::as_str);
+    if let Some(s) = status.filter(|s| !["open", "closed"].contains(s)) {
+        return error(StatusCode::BAD_REQUEST, format!("`status` is open or closed, not `{s}`"));
+    }
+    let r = responder(&shared);
+    let incidents = r.list();
+    let all = r.situations.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut out: Vec<(i64, serde_json::Value)> = all
+        .iter()
+        .flat_map(|(stage, list)| list.iter().map(move |s| (stage, s)))
+        .filter(|(_, s)| status.is_none_or(|st| (st == "open") == s.is_open()))
+        .map(|(stage, s)| (s.last_change_at, situation_json(stage, s, &incidents)))
+        .collect();
+    out.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
+    Json(out.into_iter().map(|(_, v)| v).collect::<Vec<_>>()).into_response()
+}
+
+/// `GET /api/v1/situations/{id}`.
+async fn situation(State(shared): State<Arc<Shared>>, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+    let r = responder(&shared);
+    let all = r.situations.read().unwrap_or_else(|e| e.into_inner()).clone();
+    for (stage, list) in &all {
+        if let Some(s) = list.iter().find(|s| s.id == id) {
+            return Json(situation_json(stage, s, &r.list())).into_response();
+        }
+    }
+    error(StatusCode::NOT_FOUND, format!("no situation `{id}`"))
 }
 
 /// Which incidents a list shows: the query string of `GET /api/v1/incidents` and of the

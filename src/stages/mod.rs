@@ -35,6 +35,9 @@ pub struct InputSpec {
     /// The port types this input accepts.
     pub types: &'static [Ty],
     pub doc: &'static str,
+    /// Takes every positional argument from here on (`correlate(a, b, c)`): one or more
+    /// stages. The parameters after it are given by name.
+    pub many: bool,
 }
 
 /// One parameter: a constant value (or a condition), given by name or position.
@@ -90,6 +93,9 @@ const fn p(name: &'static str, ty: Ty, default: Default, doc: &'static str) -> P
     ParamSpec { name, ty, default, choices: &[], min: None, doc }
 }
 
+/// The `start_at` parameter of the file sources.
+const START_AT_DOC: &str = "Where to start in a file met for the first time (no cursor in the state yet): `beginning` reads what it holds, `end` only lines written from then on (a CSV's header is still read). Unset: `end` under `vigil run` — a first start never pages about the past — and `beginning` under `replay`, `eval` and `test`. A file that does not exist yet is read from its beginning when it appears. Under `vigil run`, what `beginning` reads at the first start is a backlog: respond stages record the incidents it shows but notify only those still open once it is read.";
+
 const fn choice(name: &'static str, choices: &'static [&'static str], default: Default, doc: &'static str) -> ParamSpec {
     ParamSpec { name, ty: Ty::String, default, choices, min: None, doc }
 }
@@ -99,7 +105,12 @@ const fn min(name: &'static str, ty: Ty, default: Default, min: f64, doc: &'stat
 }
 
 const fn input(name: &'static str, types: &'static [Ty], doc: &'static str) -> InputSpec {
-    InputSpec { name, types, doc }
+    InputSpec { name, types, doc, many: false }
+}
+
+/// An input that takes one or more stages.
+const fn inputs(name: &'static str, types: &'static [Ty], doc: &'static str) -> InputSpec {
+    InputSpec { name, types, doc, many: true }
 }
 
 use self::Default::*;
@@ -134,6 +145,7 @@ pub static OPERATORS: &[OperatorSpec] = &[
             p("timestamp_column", Ty::String, Str("timestamp"), "The column holding timestamps."),
             p("value_columns", Ty::List(Scalar::String), Strs(&["value"]), "Columns read as series, one series each."),
             p("labels", Ty::Map, Optional, "Labels added to every series read."),
+            choice("start_at", &["beginning", "end"], Optional, START_AT_DOC),
         ],
         output: Output::Fixed(Ty::Series),
         example: r#"collect cpu = csv(path: "data/cpu.csv")"#,
@@ -149,6 +161,7 @@ pub static OPERATORS: &[OperatorSpec] = &[
             p("timestamp_field", Ty::String, Str("timestamp"), "The field holding the timestamp."),
             p("value_field", Ty::String, Str("value"), "The field holding the value."),
             p("label_fields", Ty::List(Scalar::String), Strs(&[]), "Fields copied into the series labels."),
+            choice("start_at", &["beginning", "end"], Optional, START_AT_DOC),
         ],
         output: Output::Fixed(Ty::Series),
         example: r#"collect errors = jsonl(path: "logs/errors.jsonl", label_fields: ["service"])"#,
@@ -235,7 +248,7 @@ pub static OPERATORS: &[OperatorSpec] = &[
             p("header", Ty::String, Str("<Content>"), "The line's layout, e.g. `<Date> <Time> <Level> <Component>: <Content>` (docs/logs.md); `<Content>` is the message."),
             p("continuation", Ty::String, Optional, "A regular expression: a line it matches continues the previous record, e.g. `^\\s` for indented stack traces."),
             min("continuation_wait", Ty::Duration, Dur(5_000), 0.0, "How long the last record waits for continuation lines (it is emitted at the first tick after this)."),
-            choice("start_at", &["beginning", "end"], Str("beginning"), "Where to start in a file met for the first time (no cursor yet): its first line, or its end (only lines written from then on)."),
+            choice("start_at", &["beginning", "end"], Optional, START_AT_DOC),
             choice("timestamp", &["read", "header"], Str("read"), "The events' time: when the record was read, or the header's `<Timestamp>` field (else `<Date> <Time>`), parsed as in `csv`; a record whose time does not parse gets the read time and is counted (`bad_timestamp`)."),
             min("max_line", Ty::Int, Int(65_536), 64.0, "The longest line (and multi-line record) kept, in bytes; longer ones are cut."),
             min("max_read", Ty::Int, Int(16_777_216), 65_536.0, "The most bytes read per tick (at most 64 MiB); a backlog is read over the next ticks, so a log written faster than `max_read` per tick falls behind: raise it or tick more often. Each record in flight costs about 3 KB (16 MiB of HDFS lines: about 500 MB). A line longer than this is skipped (counted)."),
@@ -255,7 +268,7 @@ pub static OPERATORS: &[OperatorSpec] = &[
             p("message", Ty::String, Str("msg"), "The field holding the message."),
             p("label_fields", Ty::List(Scalar::String), Strs(&[]), "Fields copied into the labels."),
             p("timestamp_field", Ty::String, Optional, "A field holding the record's time (RFC 3339, `YYYY-MM-DD HH:MM:SS` or Unix seconds); the read time when absent."),
-            choice("start_at", &["beginning", "end"], Str("beginning"), "Where to start in a file met for the first time."),
+            choice("start_at", &["beginning", "end"], Optional, START_AT_DOC),
             min("max_line", Ty::Int, Int(65_536), 64.0, "The longest line kept, in bytes; longer ones are cut."),
             min("max_read", Ty::Int, Int(16_777_216), 65_536.0, "The most bytes read per tick (at most 64 MiB), as for `logs.file`."),
             p("labels", Ty::Map, Optional, "Labels added to every event."),
@@ -497,6 +510,29 @@ pub static OPERATORS: &[OperatorSpec] = &[
         ],
         output: Output::Fixed(Ty::Scores),
         example: r#"predict hot = threshold(raw, above: 90.0, for: 2m)"#,
+    },
+    OperatorSpec {
+        name: "correlate",
+        kind: StageKind::Predict,
+        summary: "Groups the incidents of several respond stages into situations — one per cascade, with its probable origin — so that a respond stage after it pages once.",
+        doc: "Incidents join an open situation when they are close in time (within `window` of its members, extended while members keep arriving, at most `max_span` in all) and related by any of: a shared value of one of the `by` labels, services within `hops` edges of each other in the topology (`topology`: a JSON file, `{\"edges\": [[\"checkout\", \"payments\"]]}` or `{\"checkout\": [\"payments\"]}` meaning checkout depends on payments; or inline `edges: [\"checkout -> payments\"]`; the service is the label `service_label`), or titles (their series) at least `similarity` alike (word Jaccard, digits masked). A situation is open while any member fires and closes `window` after the last member resolved; a member that fires again within the window rejoins it. Its probable origin is the member furthest upstream in the topology, else the earliest. Output: one series per situation (label `situation` and the first member's labels), anomalous while it is open, with annotations `origin`, `members` and `samples` (one line per member: key, stage, why it joined), so that a respond stage sends one notification per situation; `GET /api/v1/situations` and `vigil situations` show them. Time is the incidents' own. Situations survive restarts and reloads. See docs/correlation.md.",
+        inputs: &[inputs("input", &[Ty::Incidents], "One or more respond stages.")],
+        params: &[
+            min("window", Ty::Duration, Dur(300_000), 0.0, "How close in time incidents must be to join a situation."),
+            min("max_span", Ty::Duration, Dur(3_600_000), 0.0, "The longest a situation accepts new members for, from its first."),
+            p("by", Ty::List(Scalar::String), Strs(&["service", "host"]), "Labels: incidents sharing a value of any of them are related."),
+            p("topology", Ty::String, Optional, "A JSON file of service dependencies, relative to the pipeline file."),
+            p("edges", Ty::List(Scalar::String), Optional, "Service dependencies inline, `\"a -> b\"` meaning a depends on b (with `topology`, both count)."),
+            min("hops", Ty::Int, Int(1), 0.0, "How many dependency edges (either direction) may separate related services."),
+            p("service_label", Ty::String, Str("service"), "The label naming an incident's service in the topology."),
+            min("similarity", Ty::Float, Optional, 0.0, "Relate incidents whose titles are at least this alike (0–1); unset: off."),
+            min("max_open", Ty::Int, Int(100_000), 1.0, "Open situations kept; one more closes the oldest (counted)."),
+            min("max_members", Ty::Int, Int(10_000), 1.0, "Members kept per situation; later ones are counted, not kept."),
+        ],
+        output: Output::Fixed(Ty::Scores),
+        example: r#"respond latency = log(scores)
+  respond errors = log(scores)
+  predict situations = correlate(latency, errors, by: ["service"], edges: ["checkout -> payments"])"#,
     },
     OperatorSpec {
         name: "new_templates",

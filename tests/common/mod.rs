@@ -269,6 +269,24 @@ impl Engine {
         })
     }
 
+    /// The ticks the engine has run (every pipeline, every outcome), from `/metrics`.
+    pub fn ticks(&self) -> u64 {
+        http_get(self.port, "/metrics")
+            .map(|(_, text)| {
+                text.lines()
+                    .filter(|l| l.starts_with("vigil_ticks_total{"))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum::<f64>() as u64
+            })
+            .unwrap_or(0)
+    }
+
+    /// Waits for the engine's first tick: from then on, a data file that appears is read
+    /// from its beginning (one that was there at the first tick is started at its end).
+    pub fn wait_first_tick(&self) {
+        wait_for("the first tick", Duration::from_secs(60), || (self.ticks() > 0).then_some(()));
+    }
+
     pub fn stdout(&self) -> String {
         std::fs::read_to_string(self.dir.join("stdout.log")).unwrap_or_default()
     }

@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use crate::data::{Data, Event, EventsData, SeriesColumn, SeriesData, SeriesId, Timestamp};
 use crate::runtime::{BoxFuture, OpCtx, OpError, Source};
 
-use super::tail::Tail;
 pub use super::tail::MAX_READ;
+use super::tail::{StartAt, Tail};
 
 /// Per-series guard against time going backwards: drops out-of-order and duplicate
 /// samples, counting them.
@@ -116,8 +116,15 @@ pub struct CsvSource {
 impl CsvSource {
     pub fn new(path: PathBuf, timestamp_column: String, value_columns: Vec<String>, labels: Vec<(String, String)>) -> CsvSource {
         let ids = value_columns.iter().map(|c| SeriesId::new(c.clone(), labels.clone())).collect();
-        let tail = Tail::new(path.clone());
+        let mut tail = Tail::new(path.clone());
+        tail.header_line = true;
         CsvSource { path, timestamp_column, value_columns, labels, tail, monotonic: Monotonic::default(), ids }
+    }
+
+    /// Where to start in a file met for the first time (the header is read either way).
+    pub fn start_at(mut self, at: StartAt) -> CsvSource {
+        self.tail.start_at = at;
+        self
     }
 
     /// Parses whole lines of one file into `out`; the first is the header when `header`
@@ -228,6 +235,13 @@ impl JsonlSource {
         let tail = Tail::new(path.clone());
         JsonlSource { path, timestamp_field, value_field, label_fields, tail, monotonic: Monotonic::default() }
     }
+
+    /// Where to start in a file met for the first time.
+    pub fn start_at(mut self, at: StartAt) -> JsonlSource {
+        self.tail.start_at = at;
+        self
+    }
+
     fn parse_line(&mut self, line: &str, out: &mut Collector, ctx: &mut OpCtx) {
         let Ok(serde_json::Value::Object(obj)) = serde_json::from_str::<serde_json::Value>(line) else {
             ctx.skip("malformed_row");

@@ -22,8 +22,6 @@
 //! `new_templates`' warm-up start and highest id seen.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -31,7 +29,7 @@ use crate::data::{Data, Event, EventsData, ScoreColumn, ScoresData, SeriesId, Ti
 use crate::logs::{Config, Event as MinerEvent, HeaderFormat, Miner, TemplateId};
 use crate::runtime::{BoxFuture, OpCtx, OpError, Operator, Source};
 
-use super::tail::{FilePos, Slot, Tail, TailState};
+use super::tail::{Slot, StartAt, Tail, TailState};
 
 /// The default bound on one line (and one multi-line record), in bytes.
 pub const DEFAULT_MAX_LINE: usize = 64 << 10;
@@ -81,7 +79,8 @@ pub struct LogConfig {
     pub max_line: usize,
     pub labels: Vec<(String, String)>,
     /// Start at the end of a file met for the first time (no cursor).
-    pub start_at_end: bool,
+    /// Where to start in a file met for the first time.
+    pub start_at: StartAt,
     /// The most bytes read per tick.
     pub max_read: usize,
 }
@@ -91,8 +90,6 @@ pub struct LogSource {
     cfg: LogConfig,
     tail: Tail,
     pending: Option<Pending>,
-    /// A cursor was restored or the file was read once: `start_at` no longer applies.
-    started: bool,
     spans: crate::logs::header::Spans,
 }
 
@@ -113,26 +110,8 @@ impl LogSource {
     pub fn new(cfg: LogConfig) -> LogSource {
         let mut tail = Tail::new(cfg.path.clone());
         tail.max_read = cfg.max_read;
-        LogSource { cfg, tail, pending: None, started: false, spans: Vec::new() }
-    }
-
-    /// Places the cursor at the end of the file's last whole line (`start_at: "end"`).
-    fn seek_to_end(&mut self) {
-        let Ok(mut f) = std::fs::File::open(&self.cfg.path) else { return };
-        let Ok(meta) = f.metadata() else { return };
-        let len = meta.len();
-        let back = len.min(1 << 20);
-        let mut buf = vec![0u8; back as usize];
-        let offset = if f.seek(SeekFrom::Start(len - back)).is_ok() && f.read_exact(&mut buf).is_ok() {
-            match memchr::memrchr(b'\n', &buf) {
-                Some(i) => len - back + i as u64 + 1,
-                None => len,
-            }
-        } else {
-            len
-        };
-        self.tail.state =
-            TailState { current: FilePos { offset, dev: meta.dev(), ino: meta.ino(), ..FilePos::default() }, backlog: Vec::new() };
+        tail.start_at = cfg.start_at;
+        LogSource { cfg, tail, pending: None, spans: Vec::new() }
     }
 
     /// Turns one record's text into an event.
@@ -273,11 +252,7 @@ impl LogSource {
 impl Source for LogSource {
     fn collect<'a>(&'a mut self, ctx: &'a mut OpCtx) -> BoxFuture<'a, Result<Data, OpError>> {
         Box::pin(async move {
-            if !self.started && self.cfg.start_at_end && self.tail.state == TailState::default() {
-                self.seek_to_end();
-            }
             let read = self.tail.read(ctx).await?;
-            self.started = true;
             // Nothing fails after the read: a failed read left the cursor where it was.
             let events = self.records(&read.chunks, ctx);
             self.tail.commit(read.next);
@@ -296,7 +271,6 @@ impl Source for LogSource {
                     self.tail.restore(&t);
                 }
                 self.pending = c.pending;
-                self.started = true;
             }
             Err(e) => tracing::warn!(file = %self.cfg.path.display(), error = %e, "ignoring an unreadable cursor"),
         }
@@ -489,7 +463,7 @@ mod tests {
             continuation_wait: 5_000,
             max_line: 64,
             labels: vec![("app".into(), "db".into())],
-            start_at_end: false,
+            start_at: StartAt::Beginning,
             max_read: super::super::tail::MAX_READ,
         })
     }
@@ -548,7 +522,7 @@ mod tests {
             continuation_wait: 60_000,
             max_line: DEFAULT_MAX_LINE,
             labels: Vec::new(),
-            start_at_end: false,
+            start_at: StartAt::Beginning,
             max_read: DEFAULT_MAX_READ,
         });
         let mut ctx = OpCtx::new(1_000);

@@ -2,6 +2,7 @@
 //! [`Step`] from its planned node (parameters already evaluated and defaulted).
 
 pub mod collect;
+pub mod correlate;
 pub mod learn;
 pub mod logs;
 pub mod predict;
@@ -36,6 +37,9 @@ pub struct BuildEnv {
     /// Under `vigil run`: the model registry, and training on threads of its own. Without
     /// it (replay, eval) training runs inline and models live in memory.
     pub models: Option<learn::BackgroundEnv>,
+    /// Under `vigil run`: file sources without `start_at` start at the end of a file they
+    /// meet for the first time, not at its beginning.
+    pub live: bool,
 }
 
 impl BuildEnv {
@@ -52,6 +56,7 @@ impl BuildEnv {
             pipeline_version: String::new(),
             models: None,
             responder,
+            live: false,
         }
     }
 }
@@ -158,18 +163,24 @@ pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
     let p = P(&node.params);
     let invalid = BuildError::Invalid;
     Ok(match node.operator {
-        "csv" => Step::Source(Box::new(collect::CsvSource::new(
-            path(&env.base_dir, &p.str("path")),
-            p.str("timestamp_column"),
-            p.strs("value_columns"),
-            p.map("labels"),
-        ))),
-        "jsonl" => Step::Source(Box::new(collect::JsonlSource::new(
-            path(&env.base_dir, &p.str("path")),
-            p.str("timestamp_field"),
-            p.str("value_field"),
-            p.strs("label_fields"),
-        ))),
+        "csv" => Step::Source(Box::new(
+            collect::CsvSource::new(
+                path(&env.base_dir, &p.str("path")),
+                p.str("timestamp_column"),
+                p.strs("value_columns"),
+                p.map("labels"),
+            )
+            .start_at(tail::StartAt::from_param(&p.str("start_at"), env.live)),
+        )),
+        "jsonl" => Step::Source(Box::new(
+            collect::JsonlSource::new(
+                path(&env.base_dir, &p.str("path")),
+                p.str("timestamp_field"),
+                p.str("value_field"),
+                p.strs("label_fields"),
+            )
+            .start_at(tail::StartAt::from_param(&p.str("start_at"), env.live)),
+        )),
         "synthetic" => Step::Source(Box::new(collect::SyntheticSource::new(collect::SyntheticConfig {
             seed: p.int("seed") as u64,
             series: p.int("series").clamp(1, 100_000) as usize,
@@ -231,7 +242,7 @@ pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
                 continuation_wait: p.dur("continuation_wait").unwrap_or(5_000),
                 max_line: usize::try_from(p.int("max_line")).unwrap_or(logs::DEFAULT_MAX_LINE).clamp(64, 64 << 20),
                 labels: p.map("labels"),
-                start_at_end: p.str("start_at") == "end",
+                start_at: tail::StartAt::from_param(&p.str("start_at"), env.live),
                 max_read: usize::try_from(p.int("max_read")).unwrap_or(logs::DEFAULT_MAX_READ).clamp(1 << 16, tail::MAX_READ),
             })))
         }
@@ -247,6 +258,31 @@ pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
                 ..Default::default()
             };
             Step::Op(Box::new(logs::Templates::new(p.str("field"), cfg)))
+        }
+        "correlate" => {
+            let file = match p.str("topology").as_str() {
+                "" => None,
+                f => {
+                    let path = path(&env.base_dir, f);
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| invalid(format!("cannot read the topology `{}`: {e}", path.display())))?;
+                    Some((path, text))
+                }
+            };
+            let topology = correlate::topology(file.as_ref().map(|(p, t)| (p.as_path(), t.clone())), &p.strs("edges")).map_err(invalid)?;
+            let config = crate::correlate::Config {
+                window_ms: p.dur("window").unwrap_or(300_000),
+                max_span_ms: p.dur("max_span").unwrap_or(3_600_000),
+                by: p.strs("by"),
+                topology,
+                hops: usize::try_from(p.int("hops")).unwrap_or(1),
+                service_label: p.str("service_label"),
+                similarity: p.f64("similarity"),
+                max_open: usize::try_from(p.int("max_open")).unwrap_or(100_000),
+                max_members: usize::try_from(p.int("max_members")).unwrap_or(10_000),
+                ..crate::correlate::Config::default()
+            };
+            Step::Op(Box::new(correlate::Correlate::new(node.key.0.clone(), config, env.responder.clone())))
         }
         "new_templates" => Step::Op(Box::new(logs::NewTemplates::new(p.dur("after").unwrap_or(3_600_000)))),
         "resample" => Step::Op(Box::new(Resample::new(p.dur("every").unwrap_or(60_000), Agg::parse(&p.str("agg")).unwrap_or(Agg::Mean)))),

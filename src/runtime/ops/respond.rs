@@ -6,7 +6,7 @@
 //! honours silences and rate limits, and queues each transition's notification in the
 //! durable outbox ([`crate::respond`]).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use crate::data::{Data, IncidentUpdate, IncidentsData, ScoreColumn, Timestamp};
 use crate::respond::channels::Channel;
 use crate::respond::{AuditRecord, Incident, Notification, Responder};
 use crate::runtime::cond::{Condition, Fields, Template, Val};
-use crate::runtime::{OpCtx, OpError, Operator};
+use crate::runtime::{Backlog, OpCtx, OpError, Operator};
 
 /// Appends one line to a file shared by stages that run concurrently: the line is
 /// written with a single call, under a process-wide lock, so lines never interleave.
@@ -71,6 +71,9 @@ struct Open {
     /// Wall-clock time it opened (escalation counts from it), and whether it escalated.
     opened_wall: i64,
     escalated: bool,
+    /// Updates sent (a situation's members changed), and when the last one was.
+    updates: u32,
+    last_update: i64,
     /// The series whose latest sample matched: a grouped incident resolves only when
     /// none does (series scraped at different offsets do not make it flap).
     matching: std::collections::BTreeSet<String>,
@@ -78,6 +81,10 @@ struct Open {
     /// `resolve_timeout`.
     heard: HashMap<String, i64>,
 }
+
+/// The least time between two `updated-N` notifications of one incident (a situation
+/// whose members change), so that a cascade still growing does not page on every join.
+pub const UPDATE_EVERY_MS: i64 = 5 * 60_000;
 
 /// Flap control and notification policy of a respond stage.
 #[derive(Clone, Debug, Default)]
@@ -150,6 +157,10 @@ pub struct Respond {
     open: HashMap<String, Open>,
     /// Wall-clock times of recent notifications, for the rate limit.
     sent: VecDeque<i64>,
+    /// Whether this tick reads a first start's backlog: notifications are held.
+    holding: bool,
+    /// Incidents whose notifications a backlog held, by id.
+    held: HashSet<String>,
 }
 
 impl Respond {
@@ -185,6 +196,9 @@ impl Respond {
                     last_sent: i.last_notified_at.unwrap_or(0),
                     opened_wall: i.opened_at.min(crate::time::now_ms()),
                     escalated: false,
+                    updates: 0,
+                    // Restored: updates wait their interval from now.
+                    last_update: now,
                     matching: i.series.iter().cloned().collect(),
                     // Restored: each series gets `resolve_timeout` from now to report.
                     heard: i.series.iter().map(|s| (s.clone(), now)).collect(),
@@ -192,7 +206,20 @@ impl Respond {
                 },
             );
         }
-        Respond { pipeline, stage, when, dedup, group_by, policy, responder, channel, open, sent: VecDeque::new() }
+        Respond {
+            pipeline,
+            stage,
+            when,
+            dedup,
+            group_by,
+            policy,
+            responder,
+            channel,
+            open,
+            sent: VecDeque::new(),
+            holding: false,
+            held: HashSet::new(),
+        }
     }
 
     fn key(&self, series: &str, labels: &[(String, String)]) -> String {
@@ -257,6 +284,11 @@ impl Respond {
     /// Queues the notification of a transition, unless silenced or rate-limited.
     fn notify(&mut self, inc: &mut Incident, transition: &str, b: &mut Batch) {
         let now = self.clock(inc.updated_at);
+        if self.holding {
+            b.audit(inc, "held", format!("{transition}: not sent yet (read from the backlog a first start found)"));
+            self.held.insert(inc.id.clone());
+            return;
+        }
         if inc.silenced {
             b.audit(inc, "silenced", format!("{transition}: not sent (silenced when it opened)"));
             return;
@@ -286,7 +318,7 @@ impl Respond {
         inc.last_notified_at = Some(now);
         // Repeats and re-sends are numbered from 1 again after a restart: their key carries
         // the time too, so that a new one is never taken for an old one.
-        let dedupe = if transition.starts_with("repeat-") || transition.starts_with("resend-") {
+        let dedupe = if transition.starts_with("repeat-") || transition.starts_with("resend-") || transition.starts_with("updated-") {
             format!("{}/{}/{transition}@{now}", inc.id, self.stage)
         } else {
             format!("{}/{}/{transition}", inc.id, self.stage)
@@ -330,12 +362,15 @@ impl Respond {
         inc.value = o.value;
         refresh(&self.responder, &mut inc);
         updates.push(IncidentUpdate {
+            id: inc.id.clone(),
+            stage: self.stage.clone(),
             key: key.to_owned(),
             status: "resolved".into(),
             series: o.series,
             score: o.score,
             value: o.value,
             ts,
+            labels: inc.labels.clone(),
         });
         b.audit(&inc, "resolved", why);
         self.notify(&mut inc, "resolved", b);
@@ -413,10 +448,42 @@ impl Respond {
     }
 }
 
+impl Respond {
+    /// The end of a first start's backlog: the incidents it opened that are still open
+    /// are notified now; those it opened and resolved stay recorded, unsent.
+    fn release_held(&mut self, b: &mut Batch) {
+        self.holding = false;
+        let held = std::mem::take(&mut self.held);
+        if held.is_empty() {
+            return;
+        }
+        let keys: Vec<String> =
+            self.open.iter().filter(|(_, o)| o.incident.as_ref().is_some_and(|i| held.contains(&i.id))).map(|(k, _)| k.clone()).collect();
+        for key in &keys {
+            let Some(mut inc) = self.open.get(key).and_then(|o| o.incident.clone()) else { continue };
+            refresh(&self.responder, &mut inc);
+            self.notify(&mut inc, "firing", b);
+            let sent_at = self.clock(inc.updated_at);
+            if let Some(o) = self.open.get_mut(key) {
+                o.last_sent = sent_at;
+                o.incident = Some(inc.clone());
+            }
+            b.incidents.push(inc);
+        }
+        tracing::info!(
+            stage = %self.stage,
+            still_open = keys.len(),
+            resolved_in_backlog = held.len() - keys.len(),
+            "read the backlog a first start found: incidents still open are notified now; those that opened and resolved in it are recorded, not sent"
+        );
+    }
+}
+
 impl Operator for Respond {
-    fn process(&mut self, inputs: &[Data], _ctx: &mut OpCtx) -> Result<Data, OpError> {
+    fn process(&mut self, inputs: &[Data], ctx: &mut OpCtx) -> Result<Data, OpError> {
         let mut updates = Vec::new();
         let mut b = Batch::default();
+        self.holding = ctx.backlog != Backlog::None;
         // Incidents resolved by hand (API, CLI) since the last tick: forget them.
         self.open.retain(|_, o| match &o.incident {
             Some(i) => self.responder.get(&i.id).is_none_or(|now| now.status == "firing"),
@@ -495,6 +562,8 @@ impl Operator for Respond {
                         last_sent: 0,
                         opened_wall: 0,
                         escalated: false,
+                        updates: 0,
+                        last_update: 0,
                         matching: Default::default(),
                         heard: HashMap::new(),
                     });
@@ -511,6 +580,32 @@ impl Operator for Respond {
                             let mut inc = inc.clone();
                             refresh(&self.responder, &mut inc);
                             b.audit(&inc, "grouped", format!("{series} joined"));
+                            b.incidents.push(inc);
+                        }
+                        // A situation (`correlate`): its members changed.
+                        let notes = col.annotations.as_ref().filter(|a| a.contains_key("members"));
+                        let members: Option<Vec<String>> = notes
+                            .and_then(|a| a.get("samples"))
+                            .map(|s| s.split(super::preprocess::SAMPLE_SEPARATOR).map(str::to_owned).collect());
+                        if let Some(members) = members.filter(|m| *m != inc.samples) {
+                            inc.samples = members;
+                            inc.updated_at = ts;
+                            let mut inc = inc.clone();
+                            refresh(&self.responder, &mut inc);
+                            let count = notes.and_then(|a| a.get("members")).cloned().unwrap_or_default();
+                            b.audit(&inc, "updated", format!("{count} members"));
+                            let now = self.clock(ts);
+                            let o = self.open.get_mut(&key).expect("open");
+                            let due = inc.notifications > 0 && now - o.last_update >= UPDATE_EVERY_MS;
+                            if due && self.channel.kind.name() != "exec" {
+                                o.updates += 1;
+                                o.last_update = now;
+                                let transition = format!("updated-{}", o.updates);
+                                self.notify(&mut inc, &transition, &mut b);
+                            }
+                            if let Some(o) = self.open.get_mut(&key) {
+                                o.incident = Some(inc.clone());
+                            }
                             b.incidents.push(inc);
                         }
                         continue;
@@ -548,12 +643,15 @@ impl Operator for Respond {
                             .unwrap_or_default(),
                     };
                     updates.push(IncidentUpdate {
+                        id: inc.id.clone(),
+                        stage: self.stage.clone(),
                         key,
                         status: "firing".into(),
                         series: series.clone(),
                         score: inc.score,
                         value: inc.value,
                         ts,
+                        labels: inc.labels.clone(),
                     });
                     b.audit(&inc, "opened", format!("{series} score {:.3} value {}", inc.score, inc.value));
                     let now = self.clock(ts);
@@ -568,6 +666,7 @@ impl Operator for Respond {
                     let o = self.open.get_mut(&inc.key).expect("just inserted");
                     o.last_sent = now;
                     o.opened_wall = now;
+                    o.last_update = now;
                     o.incident = Some(inc.clone());
                     b.incidents.push(inc);
                 }
@@ -625,6 +724,10 @@ impl Operator for Respond {
             Some(other) => return Err(OpError::Invalid(format!("a respond stage takes Scores or Incidents, got {}", other.kind()))),
             None => return Err(OpError::Invalid("missing input".into())),
         }
+        if ctx.backlog == Backlog::LastTick {
+            self.release_held(&mut b);
+        }
+        self.holding = false;
         self.responder.commit(&b.incidents, &b.notes, &b.audit);
         Ok(Data::Incidents(Arc::new(IncidentsData { updates })))
     }
@@ -670,6 +773,43 @@ mod tests {
         let Data::Incidents(i) = d else { panic!("not incidents") };
         let i: &IncidentsData = &i;
         i.updates.iter().map(|u| (u.status.clone(), u.ts)).collect()
+    }
+
+    #[test]
+    fn a_backlog_notifies_only_the_incidents_still_open_at_its_end() {
+        use crate::runtime::Backlog;
+        let responder = Arc::new(Responder::capturing());
+        let channel = Channel { kind: Kind::Log { outbox: None }, subject: Template::new("{{ incident.status }}").unwrap(), body: None };
+        let mut op = super::Respond::new(
+            "p".into(),
+            "p.out".into(),
+            None,
+            Template::new("{{ series }}").unwrap(),
+            Vec::new(),
+            super::Policy::default(),
+            channel,
+            responder.clone(),
+        );
+        let tick = |op: &mut super::Respond, a: &[(i64, bool)], b: &[(i64, bool)], backlog: Backlog| {
+            let mut ctx = OpCtx::new(0);
+            ctx.backlog = backlog;
+            updates(op.process(&[scores(a, b)], &mut ctx).unwrap())
+        };
+        // Two ticks of backlog: `a` opens and clears in the first, `b` opens in the second
+        // and is still open at its end.
+        let first = tick(&mut op, &[(0, true), (10, false)], &[(0, false)], Backlog::Reading);
+        assert_eq!(first.len(), 2, "the backlog's incidents are built: {first:?}");
+        assert!(responder.captured().is_empty(), "nothing sent while the backlog is read");
+        tick(&mut op, &[(20, false)], &[(20, true)], Backlog::LastTick);
+        let sent: Vec<(String, String)> =
+            responder.captured().iter().map(|n| (n.transition.clone(), n.incident.series[0].clone())).collect();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0].0, "firing");
+        assert!(sent[0].1.starts_with('b'), "{sent:?}");
+        // Live from here: `b` clears, and its resolution goes out (its opening was sent).
+        tick(&mut op, &[(30, false)], &[(30, false)], Backlog::None);
+        let sent: Vec<String> = responder.captured().iter().map(|n| n.transition.clone()).collect();
+        assert_eq!(sent, ["firing", "resolved"]);
     }
 
     #[test]

@@ -23,6 +23,14 @@
 //!   copytruncate's own race — rows written between the copy and the truncation — cannot
 //!   be seen by any reader.
 //!
+//! - **Where a new cursor starts** ([`StartAt`]): a file met for the first time (no cursor
+//!   in the store) is read from its beginning, or from the end of its last whole line — a
+//!   CSV's header line is still read, so that later rows have their columns. A file that
+//!   does not exist yet at the first read is read from its beginning when it appears. A
+//!   file read from its beginning at the first start holds a *backlog*: the ticks that
+//!   read up to its length then say so ([`crate::runtime::Backlog`]), and respond stages
+//!   hold their notifications until it is read.
+//!
 //! A file still being appended to is read in whole lines; a partial last line waits for
 //! the next tick. At most [`MAX_READ`] bytes are read per tick; a backlog of rotated files
 //! is drained over as many ticks as it needs, and is part of the cursor, so a restart
@@ -34,7 +42,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::runtime::{OpCtx, OpError};
+use crate::runtime::{Backlog, OpCtx, OpError};
 
 /// The most bytes a file source reads in one tick.
 pub const MAX_READ: usize = 64 << 20;
@@ -135,10 +143,42 @@ impl TailRead {
     }
 }
 
+/// Where a source starts in a file it meets for the first time (no cursor yet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// Its first line: what the file holds is read, as a backlog.
+    Beginning,
+    /// After its last whole line: only lines written from then on.
+    End,
+}
+
+impl StartAt {
+    /// The `start_at` parameter: `"beginning"`, `"end"`, or unset — the end under
+    /// `vigil run` (`live`), so that a first start never pages about the past, and the
+    /// beginning for `replay`, `eval` and `test`.
+    pub fn from_param(value: &str, live: bool) -> StartAt {
+        match value {
+            "beginning" => StartAt::Beginning,
+            "end" => StartAt::End,
+            _ if live => StartAt::End,
+            _ => StartAt::Beginning,
+        }
+    }
+}
+
 /// Follows one path across rotations.
 pub struct Tail {
     pub path: PathBuf,
     pub state: TailState,
+    /// Where a new cursor starts.
+    pub start_at: StartAt,
+    /// The file's first line is a header (CSV): read even when starting at the end.
+    pub header_line: bool,
+    /// Whether the start is settled: a cursor was restored, or the first read happened.
+    started: bool,
+    /// A file read from its beginning at the first start: its identity and its length
+    /// then. The ticks that read up to there read a backlog.
+    backlog_mark: Option<(FileId, u64)>,
     /// Open handles of the files in `state`, so a file renamed or deleted since the last
     /// tick can still be drained. Not persisted.
     handles: HashMap<FileId, File>,
@@ -158,7 +198,16 @@ struct Report {
 
 impl Tail {
     pub fn new(path: PathBuf) -> Tail {
-        Tail { path, state: TailState::default(), handles: HashMap::new(), max_read: MAX_READ }
+        Tail {
+            path,
+            state: TailState::default(),
+            start_at: StartAt::Beginning,
+            header_line: false,
+            started: false,
+            backlog_mark: None,
+            handles: HashMap::new(),
+            max_read: MAX_READ,
+        }
     }
 
     /// Restores a persisted cursor (the forms written by this and earlier versions).
@@ -167,6 +216,7 @@ impl Tail {
             Ok(s) => {
                 self.state = s;
                 self.handles.clear();
+                self.started = true;
             }
             Err(e) => tracing::warn!(file = %self.path.display(), error = %e, "ignoring an unreadable cursor"),
         }
@@ -178,6 +228,9 @@ impl Tail {
 
     /// Commits what [`Tail::read`] returned once its rows have been used.
     pub fn commit(&mut self, next: TailState) {
+        if self.backlog_mark.is_some_and(|mark| backlog_read(mark, &next)) {
+            self.backlog_mark = None;
+        }
         let keep: Vec<FileId> = std::iter::once(next.current.id()).chain(next.backlog.iter().map(FilePos::id)).collect();
         self.handles.retain(|id, _| keep.contains(id));
         self.state = next;
@@ -191,18 +244,48 @@ impl Tail {
     /// The path cannot be opened and no rotated file is left to drain; an I/O error.
     pub async fn read(&mut self, ctx: &mut OpCtx) -> Result<TailRead, OpError> {
         let path = self.path.clone();
+        let first = (!self.started && self.state == TailState::default()).then_some((self.start_at, self.header_line));
+        self.started = true;
         let state = self.state.clone();
         let handles = std::mem::take(&mut self.handles);
         let max_read = self.max_read.max(1);
-        let (result, handles, report) = tokio::task::spawn_blocking(move || {
+        let (result, start, handles, report) = tokio::task::spawn_blocking(move || {
             let mut handles = handles;
             let mut report = Report { max_read, ..Report::default() };
-            let r = read_blocking(&path, state, &mut handles, &mut report);
-            (r, handles, report)
+            let start = first.and_then(|(at, header)| first_start(&path, at, header));
+            let state = start.as_ref().and_then(|s| s.state.clone()).unwrap_or(state);
+            let mut r = read_blocking(&path, state, &mut handles, &mut report);
+            if let (Ok(read), Some(header)) = (&mut r, start.as_ref().and_then(|s| s.header.as_ref())) {
+                // The header line first, in the chunk that starts the file's rows.
+                match read.chunks.iter_mut().find(|c| c.slot == Slot::Current && c.header.is_none()) {
+                    Some(c) => c.text.insert_str(0, header),
+                    None => read.chunks.push(Chunk::new(header.as_bytes(), Slot::Current, None)),
+                }
+            }
+            (r, start, handles, report)
         })
         .await
         .map_err(|e| OpError::Io(e.to_string()))?;
         self.handles = handles;
+        if let Some(start) = start {
+            match (start.state.as_ref(), start.mark) {
+                (Some(s), _) => tracing::info!(
+                    file = %self.path.display(),
+                    skipped_bytes = s.current.offset,
+                    "starting at the end of the file (start_at: \"end\"): only lines written from now on are read"
+                ),
+                (None, Some((_, len))) => {
+                    tracing::info!(
+                        file = %self.path.display(),
+                        bytes = len,
+                        "reading what the file holds first (start_at: \"beginning\"): notifications are held until it is read, \
+                         then only incidents still open are notified"
+                    );
+                    self.backlog_mark = Some(start.mark.unwrap_or_default());
+                }
+                (None, None) => {}
+            }
+        }
         for w in &report.warnings {
             tracing::warn!(file = %self.path.display(), "{w}");
         }
@@ -213,8 +296,67 @@ impl Tail {
             ctx.skip("malformed_row");
             tracing::warn!(file = %self.path.display(), bytes = report.skipped_bytes, "skipped bytes without a line break");
         }
-        result
+        let read = result?;
+        if let Some(mark) = self.backlog_mark {
+            ctx.backlog = ctx.backlog.max(if backlog_read(mark, &read.next) { Backlog::LastTick } else { Backlog::Reading });
+        }
+        Ok(read)
     }
+}
+
+/// Whether a cursor has read a first start's backlog: past the file's length then, or
+/// onto another file.
+fn backlog_read((id, len): (FileId, u64), next: &TailState) -> bool {
+    let cur = &next.current;
+    (cur.ino != 0 && cur.id() != id) || (cur.id() == id && cur.offset >= len && next.backlog.is_empty())
+}
+
+/// How a new cursor starts in the file at `path`.
+struct FirstStart {
+    /// The cursor to read from (None: the file's beginning).
+    state: Option<TailState>,
+    /// The header line, read even when starting at the end.
+    header: Option<String>,
+    /// Read from its beginning: the backlog's file and length.
+    mark: Option<(FileId, u64)>,
+}
+
+/// Where a new cursor starts (None: the file's beginning, nothing to say — the file is not
+/// there yet, or empty).
+fn first_start(path: &Path, at: StartAt, header_line: bool) -> Option<FirstStart> {
+    let mut f = File::open(path).ok()?;
+    let meta = f.metadata().ok()?;
+    let (id, len) = (id_of(&meta), meta.len());
+    if len == 0 {
+        return None;
+    }
+    if at == StartAt::Beginning {
+        return Some(FirstStart { state: None, header: None, mark: Some((id, len)) });
+    }
+    // The end of the last whole line (a partial last line is still being written: it is
+    // read once whole).
+    let back = len.min(1 << 20);
+    let mut tail = vec![0u8; back as usize];
+    f.seek(SeekFrom::Start(len - back)).ok()?;
+    f.read_exact(&mut tail).ok()?;
+    let end = match memchr::memrchr(b'\n', &tail) {
+        Some(i) => len - back + i as u64 + 1,
+        None if back == len => return None,
+        None => len,
+    };
+    let header = if header_line {
+        f.seek(SeekFrom::Start(0)).ok()?;
+        let mut first = Vec::new();
+        let mut reader = std::io::BufReader::new((&mut f).take(1 << 20));
+        std::io::BufRead::read_until(&mut reader, b'\n', &mut first).ok()?;
+        Some(String::from_utf8_lossy(&first).into_owned())
+    } else {
+        None
+    };
+    let mut pos = FilePos::fresh(id);
+    pos.offset = end;
+    widen_fingerprint(&mut f, &mut pos, len).ok()?;
+    Some(FirstStart { state: Some(TailState { current: pos, backlog: Vec::new() }), header, mark: None })
 }
 
 /// FNV-1a over the first `len` bytes of `f`; None when it is shorter.
