@@ -57,9 +57,12 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
 
-/// Logs in with `token`; the `vigil_session=…` cookie.
+/// Logs in with `token` (waiting out the login pace); the `vigil_session=…` cookie.
 fn login(port: u16, token: &str) -> String {
-    let (code, headers, body) = request(port, "POST", "/ui/login", &[FORM], &format!("token={token}&name=alice&next=%2Fui%2Fincidents"));
+    let (code, headers, body) = wait_for("a login attempt within the pace", Duration::from_secs(10), || {
+        Some(request(port, "POST", "/ui/login", &[FORM], &format!("token={token}&name=alice&next=%2Fui%2Fincidents")))
+            .filter(|r| r.0 != 429)
+    });
     assert_eq!(code, 303, "{body}");
     assert_eq!(header(&headers, "location"), Some("/ui/incidents"));
     let cookie = header(&headers, "set-cookie").expect("a session cookie");
@@ -103,6 +106,12 @@ fn console_forms_need_a_session_and_their_csrf_token() {
     assert_eq!(code, 401);
     assert!(header(&headers, "set-cookie").is_none());
     assert!(page.contains("The token is not valid"), "{page}");
+    // Guessing at speed is slowed down: 5 attempts a second.
+    let codes: Vec<u16> = (0..12).map(|_| request(e.port, "POST", "/ui/login", &[FORM], "token=guess").0).collect();
+    assert!(codes.contains(&429) && codes.iter().all(|c| *c == 401 || *c == 429), "{codes:?}");
+    wait_for("the login pace to recover", Duration::from_secs(5), || {
+        (request(e.port, "POST", "/ui/login", &[FORM], "token=x").0 == 401).then_some(())
+    });
 
     let incident = e.wait_incident("firing");
     let id = incident["id"].as_str().unwrap();

@@ -18,6 +18,7 @@
 //!   needs the form's CSRF token (an HMAC of the session id under a per-process key); a
 //!   cross-site `Origin` is refused. Pages need a session when read authentication is on
 //!   (`--read-auth`), like the API's reads. The token never appears in a URL or a page.
+//!   Login attempts are paced (5 a second over all clients: 429 beyond).
 //! - Pages: `pipelines` (list, and each pipeline's DAG), `scores` (series search, live
 //!   chart), `incidents` (filtered, paginated list; an incident's story and actions),
 //!   `silences`, `models` (versions, promote, rollback).
@@ -43,11 +44,17 @@ use axum::{Extension, Router};
 use crate::runtime::engine::Shared;
 use session::{Sessions, Viewer};
 
-/// The console's own state: its sessions and its templates.
+/// The console's own state: its sessions, its templates, and the pace of login attempts.
 pub struct Console {
     sessions: Sessions,
     templates: minijinja::Environment<'static>,
+    /// Login attempts, at most [`LOGINS_PER_SECOND`] a second (bursts as large), so that
+    /// tokens cannot be guessed through the form at speed.
+    logins: std::sync::Mutex<super::RateLimiter>,
 }
+
+/// Login attempts accepted per second, over all clients.
+const LOGINS_PER_SECOND: f64 = 5.0;
 
 /// The templates, by name.
 const TEMPLATES: &[(&str, &str)] = &[
@@ -89,7 +96,7 @@ impl Console {
             },
         );
         env.add_filter("urlencode_component", |s: String| urlencode(&s));
-        Console { sessions: Sessions::new(), templates: env }
+        Console { sessions: Sessions::new(), templates: env, logins: std::sync::Mutex::new(super::RateLimiter::new(LOGINS_PER_SECOND)) }
     }
 
     /// Renders page `name` with `ctx` plus what every page needs (the viewer, the CSRF

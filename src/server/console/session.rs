@@ -259,6 +259,14 @@ pub async fn login(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let started = Instant::now();
+    if !console.logins.lock().unwrap_or_else(|e| e.into_inner()).allow(Instant::now()) {
+        return console.error(
+            &Viewer::default(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many login attempts; wait a second and try again",
+            started,
+        );
+    }
     let token = form.get("token").map(|t| t.trim().to_owned()).unwrap_or_default();
     let next = super::local_path(form.get("next").map(String::as_str));
     let rules = access(&shared);
