@@ -89,6 +89,11 @@
       .then(function (d) { draw(d); el.dataset.loaded = "true"; say("live · updated " + clock()); })
       .catch(function () { say("offline · retrying"); });
   }
+  window.addEventListener("resize", function () {
+    var w = Math.max(320, el.clientWidth - 8);
+    if (valueChart) valueChart.setSize({ width: w, height: 240 });
+    if (scoreChart) scoreChart.setSize({ width: w, height: 170 });
+  });
   poll();
   setInterval(poll, 2000);
 })();
