@@ -404,9 +404,12 @@ async fn console_in_a_real_browser() {
     c.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
     screenshot(c, "pipeline").await;
 
-    // Live scores: the series, then one series' chart.
+    // Live scores: the series, then the chart of the one whose incident appeared.
+    let series = e.incident(&first)["incident"]["series"][0].as_str().unwrap().to_owned();
     c.goto(&format!("{base}/ui/scores?q=stage%3Ddemo.scores")).await.unwrap();
-    let link = until("a scored series", Duration::from_secs(30), || async { c.find(Css("#series tbody th a")).await.ok() }).await;
+    let link =
+        until("the incident's series", Duration::from_secs(30), || async { c.find(fantoccini::Locator::LinkText(&series)).await.ok() })
+            .await;
     link.click().await.unwrap();
     until("the chart to load", Duration::from_secs(20), || async { c.find(Css("#chart[data-loaded='true'] canvas")).await.ok() }).await;
     assert_eq!(c.find_all(Css("#chart .uplot")).await.unwrap().len(), 2, "a value chart and a score chart");
