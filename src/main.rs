@@ -828,6 +828,8 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("cannot write the address to {}: {e}", file.display()))?;
         }
         tracing::info!(listen = %addr, tls = args.tls_cert.is_some(), pipelines = engine.pipeline_names().await.len(), stages = engine.stage_count().await, state = %state.display(), version = %out.version, watching = !args.no_watch, "vigil running; SIGINT or SIGTERM stops it, SIGHUP reloads");
+        let console = format!("{}://{addr}/", if args.tls_cert.is_some() { "https" } else { "http" });
+        tracing::info!(url = %console, "console at {console}");
         let cancel = engine.cancellation();
         let sink = engine.shared.clone();
         let server = tokio::spawn(vigil::server::listen::serve(
@@ -1186,28 +1188,20 @@ fn cmd_models(action: ModelsAction, state: PathBuf) -> anyhow::Result<ExitCode> 
                 println!("model {id} is now active; a running engine switches to it within 10 s");
             }
             ModelsAction::Rollback { stage, series } => {
-                let rows = store.models(Some(&stage)).await?;
-                if rows.is_empty() {
+                if store.models(Some(&stage)).await?.is_empty() {
                     anyhow::bail!("stage `{stage}` has no models");
                 }
-                let mut by_series: std::collections::BTreeMap<String, Vec<vigil::store::ModelRow>> = Default::default();
-                for r in rows {
-                    by_series.entry(r.meta.series.clone()).or_default().push(r);
-                }
                 let mut done = 0;
-                for (s, versions) in by_series {
-                    if series.as_ref().is_some_and(|want| want != &s) {
-                        continue;
+                for r in vigil::learn::registry::rollback(&store, &stage, series.as_deref()).await? {
+                    match r {
+                        vigil::learn::registry::RolledBack::Rolled { series, from, to, id } => {
+                            println!("{series}: v{from} → v{to} (id {id})");
+                            done += 1;
+                        }
+                        vigil::learn::registry::RolledBack::Oldest { series, version } => {
+                            eprintln!("{series}: v{version} is the oldest version; nothing to roll back to");
+                        }
                     }
-                    let Some(active) = versions.iter().position(|r| r.active) else { continue };
-                    if active == 0 {
-                        eprintln!("{s}: v{} is the oldest version; nothing to roll back to", versions[0].meta.version);
-                        continue;
-                    }
-                    let prev = &versions[active - 1];
-                    store.activate_model(prev.id).await?;
-                    println!("{s}: v{} → v{} (id {})", versions[active].meta.version, prev.meta.version, prev.id);
-                    done += 1;
                 }
                 if done == 0 {
                     // Nothing to roll back is a state problem, not an error in the sources.

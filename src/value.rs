@@ -65,6 +65,45 @@ impl std::fmt::Display for SecretRef {
     }
 }
 
+/// The value as the language writes it (`5.0`, `"checkout"`, `5m`, `[1, 2]`): what the
+/// console and `/api/v1/status` show of a stage's parameters. A secret shows where it comes
+/// from, never its value.
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Null => f.write_str("null"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) if x.is_finite() && x.fract() == 0.0 && x.abs() < 1e15 => write!(f, "{x:.1}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Str(s) => write!(f, "{s:?}"),
+            Value::Duration(ms) => f.write_str(&crate::time::format_duration_ms(i64::try_from(*ms).unwrap_or(i64::MAX))),
+            Value::List(items) => {
+                f.write_str("[")?;
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                f.write_str("]")
+            }
+            Value::Map(m) => {
+                f.write_str("{")?;
+                for (i, (k, v)) in m.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{k}: {v}")?;
+                }
+                f.write_str("}")
+            }
+            Value::Secret(s) => write!(f, "{s}"),
+            Value::Condition(c) => f.write_str(c),
+        }
+    }
+}
+
 impl Value {
     /// The type of the value, where one can be named (`None` for `Null` and empty lists).
     pub fn ty(&self) -> Option<Ty> {
@@ -330,4 +369,17 @@ pub fn validate(value: &Value, spec: &ParamSpec) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod display_tests {
+    use super::*;
+
+    #[test]
+    fn values_display_as_source() {
+        let m: BTreeMap<String, Value> = [("a".to_owned(), Value::Int(1))].into_iter().collect();
+        let v = Value::List(vec![Value::Float(5.0), Value::Float(0.25), Value::Str("x".into()), Value::Duration(300_000), Value::Map(m)]);
+        assert_eq!(v.to_string(), r#"[5.0, 0.25, "x", 5m, {a: 1}]"#);
+        assert_eq!(Value::Secret(SecretRef::Env("K".into())).to_string(), r#"secret("env:K")"#);
+    }
 }

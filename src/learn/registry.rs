@@ -126,3 +126,41 @@ impl Registry {
         Ok(out)
     }
 }
+
+/// What rolling back did to one series of a stage.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RolledBack {
+    /// Version `from` was active; version `to` (id `id`) is now.
+    Rolled { series: String, from: u32, to: u32, id: i64 },
+    /// The active version is the oldest: nothing to roll back to.
+    Oldest { series: String, version: u32 },
+}
+
+/// Makes the version before the active one active again, for every series of a stage
+/// (or only `series`): `vigil models rollback`, the API and the console. Series without
+/// an active version are left alone.
+///
+/// # Errors
+/// When the store cannot be read or written.
+pub async fn rollback(store: &dyn Store, stage: &str, series: Option<&str>) -> Result<Vec<RolledBack>, crate::store::StoreError> {
+    let mut by_series: std::collections::BTreeMap<String, Vec<ModelRow>> = Default::default();
+    for r in store.models(Some(stage)).await? {
+        by_series.entry(r.meta.series.clone()).or_default().push(r);
+    }
+    let mut out = Vec::new();
+    for (s, versions) in by_series {
+        if series.is_some_and(|want| want != s) {
+            continue;
+        }
+        let Some(active) = versions.iter().position(|r| r.active) else { continue };
+        if active == 0 {
+            out.push(RolledBack::Oldest { series: s, version: versions[0].meta.version });
+            continue;
+        }
+        let prev = &versions[active - 1];
+        store.activate_model(prev.id).await?;
+        out.push(RolledBack::Rolled { series: s, from: versions[active].meta.version, to: prev.meta.version, id: prev.id });
+    }
+    Ok(out)
+}

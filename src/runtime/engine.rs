@@ -120,6 +120,43 @@ pub struct StageStatus {
     pub pipeline: String,
     pub kind: StageKind,
     pub operator: String,
+    /// The keys of the stages feeding it, in slot order.
+    pub inputs: Vec<String>,
+    /// `file:line:col` of the stage statement.
+    pub location: String,
+    /// The stage template it was called through (`robust_zscore` for a `zscore`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// Its parameters, defaults filled, as source text (secrets are references only).
+    pub params: std::collections::BTreeMap<String, String>,
+}
+
+/// The status of a pipeline's running stages; `plan` (the plan the pipeline was built
+/// from, stage for stage) adds their parameters.
+fn stage_statuses(pipeline: &str, rt: &PipelineRt, plan: Option<&PipelinePlan>) -> Vec<StageStatus> {
+    rt.stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let node = plan.and_then(|p| p.stages.get(i)).filter(|n| n.key.0 == s.key);
+            StageStatus {
+                key: s.key.clone(),
+                fingerprint: s.fingerprint.clone(),
+                generation: s.generation,
+                pipeline: pipeline.to_owned(),
+                kind: s.kind,
+                operator: s.operator.to_owned(),
+                inputs: rt.inputs[i].iter().map(|&j| rt.stages[j].key.clone()).collect(),
+                location: s.location.clone(),
+                via: node.and_then(|n| n.via.clone()),
+                params: node
+                    .map(|n| {
+                        n.params.iter().filter(|(_, v)| **v != crate::value::Value::Null).map(|(k, v)| (k.clone(), v.to_string())).collect()
+                    })
+                    .unwrap_or_default(),
+            }
+        })
+        .collect()
 }
 
 /// The last reload's outcome.
@@ -172,6 +209,8 @@ pub struct Shared {
     pub reload: RwLock<Option<mpsc::Sender<super::reload::ReloadRequest>>>,
     /// Who may call the API (tokens, read authentication, Host allowlist).
     pub access: RwLock<crate::server::access::Access>,
+    /// The recent scores of every series, for the console's live charts.
+    pub recent: super::recent::RecentScores,
 }
 
 /// A built stage.
@@ -525,6 +564,7 @@ pub async fn run_tick(p: &PipelineRt, shared: &Shared, now: i64) -> TickReport {
                                 shared.metrics.score(&p.name, &stage.key, &col.id.to_string(), *last);
                             }
                         }
+                        shared.recent.record(&p.name, &stage.key, s);
                     }
                     outputs[i] = Some(data);
                 }
@@ -561,6 +601,7 @@ async fn forget_downstream(p: &PipelineRt, from: usize, ids: &[crate::data::Seri
     let names: std::collections::HashSet<String> = ids.iter().map(ToString::to_string).collect();
     let keys: std::collections::HashSet<&str> = p.stages.iter().zip(&reached).filter(|(_, r)| **r).map(|(s, _)| s.key.as_str()).collect();
     shared.metrics.forget_series(|stage, series| keys.contains(stage) && names.contains(series));
+    shared.recent.forget(|stage, series| keys.contains(stage) && names.contains(series));
 }
 
 /// How a reload ended.
@@ -797,6 +838,7 @@ impl Engine {
             .flat_map(|h| h.current.lock().map(|c| c.stages.iter().map(|s| s.key.clone()).collect::<Vec<_>>()).unwrap_or_default())
             .collect();
         self.shared.metrics.forget_stages(|_, stage| keys.contains(stage));
+        self.shared.recent.forget(|stage, _| !keys.contains(stage));
         let mut status = self.shared.status.write().unwrap_or_else(|e| e.into_inner());
         status.version = version.to_owned();
         status.pipelines = plan
@@ -812,20 +854,8 @@ impl Engine {
             .iter()
             .flat_map(|(name, h)| {
                 let rt = h.current.lock().map(|c| c.clone()).ok();
-                rt.into_iter().flat_map(move |rt| {
-                    let name = name.clone();
-                    rt.stages
-                        .iter()
-                        .map(|s| StageStatus {
-                            key: s.key.clone(),
-                            fingerprint: s.fingerprint.clone(),
-                            generation: s.generation,
-                            pipeline: name.clone(),
-                            kind: s.kind,
-                            operator: s.operator.to_owned(),
-                        })
-                        .collect::<Vec<_>>()
-                })
+                let node = plan.pipelines.iter().find(|p| &p.name == name);
+                rt.map(|rt| stage_statuses(name, &rt, node)).unwrap_or_default()
             })
             .collect();
         drop(status);

@@ -121,7 +121,61 @@ const FAMILIES: &[(&str, &str, &str, &[&str])] = &[
     ),
 ];
 
+/// What the metrics say of one stage since the engine started (the console's stage panel).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct StageStats {
+    pub runs: u64,
+    pub errors: u64,
+    pub items: u64,
+    /// Mean time per run, in seconds (0 before the first run).
+    pub mean_seconds: f64,
+}
+
+/// What the metrics say of one pipeline's ticks since the engine started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct TickStats {
+    pub ok: u64,
+    pub failed: u64,
+    pub mean_seconds: f64,
+}
+
+impl Family {
+    fn get(&self, labels: &[&str]) -> f64 {
+        let key: Vec<String> = labels.iter().map(|s| (*s).to_owned()).collect();
+        self.values.lock().ok().and_then(|m| m.get(&key).copied()).unwrap_or(0.0)
+    }
+}
+
+fn mean(sum: f64, count: f64) -> f64 {
+    if count > 0.0 {
+        sum / count
+    } else {
+        0.0
+    }
+}
+
 impl Metrics {
+    /// A stage's runs, errors, items and mean latency.
+    pub fn stage_stats(&self, pipeline: &str, stage: &str) -> StageStats {
+        let l = [pipeline, stage];
+        let count = self.stage_seconds_count.get(&l);
+        StageStats {
+            runs: count as u64,
+            errors: self.stage_errors.get(&l) as u64,
+            items: self.stage_items.get(&l) as u64,
+            mean_seconds: mean(self.stage_seconds_sum.get(&l), count),
+        }
+    }
+
+    /// A pipeline's ticks by outcome and their mean duration.
+    pub fn tick_stats(&self, pipeline: &str) -> TickStats {
+        TickStats {
+            ok: self.ticks.get(&[pipeline, "ok"]) as u64,
+            failed: self.ticks.get(&[pipeline, "failed"]) as u64,
+            mean_seconds: mean(self.tick_seconds_sum.get(&[pipeline]), self.tick_seconds_count.get(&[pipeline])),
+        }
+    }
+
     pub fn tick(&self, pipeline: &str, ok: bool, seconds: f64) {
         self.ticks.add(&[pipeline, if ok { "ok" } else { "failed" }], 1.0);
         self.tick_seconds_sum.add(&[pipeline], seconds);

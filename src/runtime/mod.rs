@@ -23,6 +23,7 @@ pub mod engine;
 pub mod history;
 pub mod metrics;
 pub mod ops;
+pub mod recent;
 pub mod reload;
 pub mod replay;
 

@@ -36,6 +36,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+/// In a request's extensions when the listener serves TLS.
+#[derive(Clone, Copy, Debug)]
+pub struct OverTls;
+
 /// The listener's limits.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
@@ -188,6 +192,8 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let conns = Arc::new(Conns::default());
+    // Handlers that set cookies mark them `Secure` when the listener speaks TLS.
+    let router = if tls.is_some() { router.layer(axum::Extension(OverTls)) } else { router };
     let mut last_fd_warning: Option<Instant> = None;
     loop {
         let accepted = tokio::select! {

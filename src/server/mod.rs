@@ -5,7 +5,8 @@
 //! - `GET /metrics`: the Prometheus text format 0.0.4.
 //! - `GET /api/v1/status`: version, pipelines, stages (`key`, `fingerprint`, `generation`),
 //!   `last_reload`.
-//! - `GET /api/v1/incidents`: a JSON list, newest first (`?status=firing|resolved`);
+//! - `GET /api/v1/incidents`: a JSON list, newest first (`?status=firing|resolved`,
+//!   `pipeline=`, `label=name=value` or text, `silenced=true|false`);
 //!   `GET /api/v1/incidents/{id}`: one incident with its audit trail and notifications.
 //! - `POST /api/v1/incidents/{id}/ack`, `/resolve` (body optional: `{"by": "alice"}`) and
 //!   `/feedback` (`{"verdict": "true_positive"|"false_positive", "note": "..."}`).
@@ -22,6 +23,16 @@
 //!   listener). The listener's limits (timeouts, connection cap, TLS) are in [`listen`].
 //! - `POST /api/v1/reload`: recompiles and applies the sources; answers the reload's
 //!   outcome (an operator token, like every POST of the API).
+//! - `GET /api/v1/pipelines/{name}/graph`: a pipeline's stages placed in levels, with
+//!   their inputs, parameters, source location and run statistics ([`read::graph`]).
+//! - `GET /api/v1/scores`: the series with recent scores (`?stage=` one stage's);
+//!   `?stage=&series=` (optional `since`, ms): that series' last 600 points — value,
+//!   expected value and band where the detector gives them, score, anomalous.
+//! - `GET /api/v1/models` (`?stage=`): the model registry's versions; `POST
+//!   /api/v1/models/{id}/promote`; `POST /api/v1/models/rollback` (`{"stage": "p.train",
+//!   "series": "…"}`, series optional).
+//! - `/ui/…`: the web console ([`console`]); `GET /` redirects there. Its pages follow the
+//!   API's read rules and its forms the API's POST rules (through a login session).
 //! - `POST <path>` for each `on webhook "<path>"` trigger: the body becomes events for the
 //!   pipeline's `webhook_events` stage and fires a tick. Answers 202 with the number of
 //!   events accepted, 400 for a body that cannot be read, 413 above the stage's
@@ -40,7 +51,9 @@ use crate::runtime::engine::Shared;
 use crate::runtime::ops::collect;
 
 pub mod access;
+pub mod console;
 pub mod listen;
+pub mod read;
 
 use access::Caller;
 
@@ -60,6 +73,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/silences/{id}/expire", axum::routing::post(expire_silence))
         .route("/api/v1/silences/{id}", axum::routing::delete(expire_silence))
         .route("/api/v1/reload", axum::routing::post(reload))
+        .route("/api/v1/pipelines/{name}/graph", get(pipeline_graph))
+        .route("/api/v1/scores", get(scores))
+        .route("/api/v1/models", get(models))
+        .route("/api/v1/models/rollback", axum::routing::post(rollback_models))
+        .route("/api/v1/models/{id}/promote", axum::routing::post(promote_model))
+        .merge(console::routes())
         .fallback(webhook)
         .layer(axum::middleware::from_fn_with_state(shared.clone(), guard))
         .with_state(shared)
@@ -90,7 +109,7 @@ fn caller_name(req: &Request) -> Option<String> {
 }
 
 /// `alice (token ops)`, `token ops`, or the body's name alone.
-fn by_whom(given: Option<&str>, token: Option<&str>, default: &str) -> String {
+pub fn by_whom(given: Option<&str>, token: Option<&str>, default: &str) -> String {
     match (given, token) {
         (Some(by), Some(t)) => format!("{by} (token {t})"),
         (None, Some(t)) => format!("token {t}"),
@@ -207,52 +226,169 @@ async fn situation(State(shared): State<Arc<Shared>>, axum::extract::Path(id): a
     error(StatusCode::NOT_FOUND, format!("no situation `{id}`"))
 }
 
-async fn incidents(
-    State(shared): State<Arc<Shared>>,
-    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
-) -> Response {
-    let r = responder(&shared);
-    let mut list = r.list();
-    if let Some(status) = q.get("status") {
-        if !["firing", "resolved"].contains(&status.as_str()) {
-            return error(StatusCode::BAD_REQUEST, format!("`status` is firing or resolved, not `{status}`"));
-        }
-        list.retain(|i| &i.status == status);
+/// Which incidents a list shows: the query string of `GET /api/v1/incidents` and of the
+/// console's incidents page.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct IncidentFilter {
+    /// `firing` or `resolved`.
+    pub status: Option<String>,
+    pub pipeline: Option<String>,
+    /// `name=value` (a label, or `series`, `stage`, `key`, `pipeline`, equal), or text
+    /// found in the series, the key or a label value.
+    pub label: Option<String>,
+    /// `true`: only incidents that were silenced when they opened or that an active
+    /// silence holds back now; `false`: only the others.
+    pub silenced: Option<String>,
+}
+
+/// A listed incident and the active silence that holds its notifications back, if any.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    pub incident: crate::respond::Incident,
+    pub silenced_by: Option<i64>,
+}
+
+impl Listed {
+    /// Silenced when it opened, or held back by a silence now.
+    pub fn silenced(&self) -> bool {
+        self.incident.silenced || self.silenced_by.is_some()
     }
-    // `silenced_by`: the active silence that holds a firing incident's notifications back.
+}
+
+/// The incidents a filter selects, newest first: what `GET /api/v1/incidents` and the
+/// console list.
+///
+/// # Errors
+/// A filter value that means nothing (a status other than firing or resolved, `silenced`
+/// not a boolean), as a message for a 400.
+pub fn list_incidents(r: &crate::respond::Responder, f: &IncidentFilter) -> Result<Vec<Listed>, String> {
+    let empty = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+    let status = empty(&f.status);
+    if let Some(status) = &status {
+        if !["firing", "resolved"].contains(&status.as_str()) {
+            return Err(format!("`status` is firing or resolved, not `{status}`"));
+        }
+    }
+    let silenced = match empty(&f.silenced).as_deref() {
+        None => None,
+        Some("true" | "yes" | "1") => Some(true),
+        Some("false" | "no" | "0") => Some(false),
+        Some(other) => return Err(format!("`silenced` is true or false, not `{other}`")),
+    };
+    let (pipeline, label) = (empty(&f.pipeline), empty(&f.label));
+    let label_matches = |i: &crate::respond::Incident| -> bool {
+        let Some(want) = &label else { return true };
+        if let Some((name, value)) = want.split_once('=') {
+            let (name, value) = (name.trim(), value.trim());
+            let got = match name {
+                "series" => return i.series.iter().any(|s| s == value),
+                "pipeline" => Some(i.pipeline.as_str()),
+                "stage" => Some(i.stage.as_str()),
+                "key" => Some(i.key.as_str()),
+                other => i.labels.get(other).map(String::as_str),
+            };
+            return got == Some(value);
+        }
+        i.key.contains(want.as_str())
+            || i.series.iter().any(|s| s.contains(want.as_str()))
+            || i.labels.values().any(|v| v.contains(want.as_str()))
+    };
     let now = crate::time::now_ms();
+    Ok(r.list()
+        .into_iter()
+        .filter(|i| status.as_ref().is_none_or(|s| &i.status == s))
+        .filter(|i| pipeline.as_ref().is_none_or(|p| &i.pipeline == p))
+        .filter(|i| label_matches(i))
+        .map(|i| {
+            // The active silence that holds a firing incident's notifications back.
+            let silenced_by = (i.status == "firing").then(|| i.series.first().and_then(|s| r.silenced_by(&i, s, now))).flatten();
+            Listed { incident: i, silenced_by }
+        })
+        .filter(|l| silenced.is_none_or(|want| l.silenced() == want))
+        .collect())
+}
+
+async fn incidents(State(shared): State<Arc<Shared>>, axum::extract::Query(q): axum::extract::Query<IncidentFilter>) -> Response {
+    let r = responder(&shared);
+    let list = match list_incidents(&r, &q) {
+        Ok(l) => l,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
     let out: Vec<serde_json::Value> = list
         .into_iter()
-        .map(|i| {
-            let by = (i.status == "firing").then(|| i.series.first().and_then(|s| r.silenced_by(&i, s, now))).flatten();
-            let mut v = serde_json::to_value(&i).unwrap_or_default();
-            v["silenced_by"] = by.map_or(serde_json::Value::Null, Into::into);
+        .map(|l| {
+            let mut v = serde_json::to_value(&l.incident).unwrap_or_default();
+            v["silenced_by"] = l.silenced_by.map_or(serde_json::Value::Null, Into::into);
             v
         })
         .collect();
     Json(out).into_response()
 }
 
-async fn incident(State(shared): State<Arc<Shared>>, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
-    let r = responder(&shared);
-    let Some(i) = r.get(&id) else { return error(StatusCode::NOT_FOUND, format!("no incident `{id}`")) };
+/// A notification of an incident, as its story shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NotificationRow {
+    pub id: i64,
+    pub channel: String,
+    /// Where the channel delivers (never a secret); empty when its stage no longer runs.
+    pub destination: String,
+    pub transition: String,
+    /// `pending`, `sent`, `failed`, `dry_run`.
+    pub status: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: crate::data::Timestamp,
+    pub sent_at: Option<crate::data::Timestamp>,
+}
+
+/// An incident's story: the incident, its audit trail (oldest first) and its
+/// notifications (newest first), as `GET /api/v1/incidents/{id}` and the console's
+/// incident page show it.
+#[derive(Clone, Debug)]
+pub struct Story {
+    pub incident: crate::respond::Incident,
+    pub silenced_by: Option<i64>,
+    pub audit: Vec<crate::respond::AuditRecord>,
+    pub notifications: Vec<NotificationRow>,
+}
+
+/// The story of incident `id`; `None` when there is no such incident.
+pub async fn incident_story(r: &crate::respond::Responder, id: &str) -> Option<Story> {
+    let i = r.get(id)?;
+    let silenced_by = (i.status == "firing").then(|| i.series.first().and_then(|s| r.silenced_by(&i, s, crate::time::now_ms()))).flatten();
     let (audit, notifications) = match r.store() {
         Some(store) => {
-            let audit = store.audit_of(&id).await.unwrap_or_default();
-            let outbox: Vec<_> =
-                store.outbox(10_000).await.unwrap_or_default().into_iter().filter(|o| o.notification.incident_id == id).collect();
-            let notes: Vec<serde_json::Value> = outbox
-                .iter()
-                .map(|o| {
-                    serde_json::json!({ "id": o.id, "channel": o.notification.channel, "transition": o.notification.transition,
-                        "status": o.status, "attempts": o.attempts, "last_error": o.last_error, "sent_at": o.sent_at })
+            let audit = store.audit_of(id).await.unwrap_or_default();
+            let destinations: std::collections::HashMap<String, String> =
+                r.channels.read().map(|c| c.iter().map(|(stage, ch)| (stage.clone(), ch.kind.destination())).collect()).unwrap_or_default();
+            let notes = store
+                .outbox_of(id)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|o| NotificationRow {
+                    id: o.id,
+                    destination: destinations.get(&o.notification.stage).cloned().unwrap_or_default(),
+                    channel: o.notification.channel,
+                    transition: o.notification.transition,
+                    status: o.status,
+                    attempts: o.attempts,
+                    last_error: o.last_error,
+                    created_at: o.created_at,
+                    sent_at: o.sent_at,
                 })
                 .collect();
             (audit, notes)
         }
         None => (Vec::new(), Vec::new()),
     };
-    Json(serde_json::json!({ "incident": i, "audit": audit, "notifications": notifications })).into_response()
+    Some(Story { incident: i, silenced_by, audit, notifications })
+}
+
+async fn incident(State(shared): State<Arc<Shared>>, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+    let r = responder(&shared);
+    let Some(story) = incident_story(&r, &id).await else { return error(StatusCode::NOT_FOUND, format!("no incident `{id}`")) };
+    Json(serde_json::json!({ "incident": story.incident, "audit": story.audit, "notifications": story.notifications })).into_response()
 }
 
 /// Bodies of API calls are small.
@@ -277,6 +413,33 @@ async fn json_body(req: Request) -> Result<serde_json::Value, Response> {
     serde_json::from_slice(&bytes).map_err(|e| error(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")))
 }
 
+/// Acknowledges, resolves or gives feedback on an incident (`action`: `ack`, `resolve`,
+/// `feedback` with `verdict` and `note` in `body`), by `by` (see [`by_whom`]): what
+/// `POST /api/v1/incidents/{id}/{action}` and the console's buttons do.
+///
+/// # Errors
+/// 404 for an unknown incident or action, 409 for a change the incident's state refuses
+/// (and a bad verdict), with the message.
+pub async fn act_on_incident(
+    r: &crate::respond::Responder,
+    id: &str,
+    action: &str,
+    body: &serde_json::Value,
+    by: &str,
+) -> Result<crate::respond::Incident, (StatusCode, String)> {
+    let result = match action {
+        "ack" => r.acknowledge(id, by).await,
+        "resolve" => r.resolve(id, by).await,
+        "feedback" => {
+            let verdict = body.get("verdict").and_then(|v| v.as_str()).unwrap_or("").to_owned();
+            let note = body.get("note").and_then(|v| v.as_str()).map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned);
+            r.feedback(id, &verdict, note, by).await
+        }
+        other => return Err((StatusCode::NOT_FOUND, format!("no action `{other}`; use ack, resolve or feedback"))),
+    };
+    result.map_err(|e| if e.starts_with("no incident") { (StatusCode::NOT_FOUND, e) } else { (StatusCode::CONFLICT, e) })
+}
+
 async fn incident_action(
     State(shared): State<Arc<Shared>>,
     axum::extract::Path((id, action)): axum::extract::Path<(String, String)>,
@@ -289,25 +452,52 @@ async fn incident_action(
     };
     let r = responder(&shared);
     let by = by_whom(body.get("by").and_then(|v| v.as_str()), token.as_deref(), "api");
-    let result = match action.as_str() {
-        "ack" => r.acknowledge(&id, &by).await,
-        "resolve" => r.resolve(&id, &by).await,
-        "feedback" => {
-            let verdict = body.get("verdict").and_then(|v| v.as_str()).unwrap_or("").to_owned();
-            let note = body.get("note").and_then(|v| v.as_str()).map(str::to_owned);
-            r.feedback(&id, &verdict, note, &by).await
-        }
-        other => return error(StatusCode::NOT_FOUND, format!("no action `{other}`; use ack, resolve or feedback")),
-    };
-    match result {
+    match act_on_incident(&r, &id, &action, &body, &by).await {
         Ok(i) => Json(i).into_response(),
-        Err(e) if e.starts_with("no incident") => error(StatusCode::NOT_FOUND, e),
-        Err(e) => error(StatusCode::CONFLICT, e),
+        Err((code, e)) => error(code, e),
     }
 }
 
 async fn silences(State(shared): State<Arc<Shared>>) -> Response {
     Json(responder(&shared).silences()).into_response()
+}
+
+/// A silence from a request body (`matchers`, `duration` or `ends_at`, optional
+/// `starts_at`, `comment`, `created_by`), created by `token` (its name): what `POST
+/// /api/v1/silences` and the console's silence form read.
+///
+/// # Errors
+/// A body that does not describe a silence, with a message for a 400.
+pub fn silence_from(body: &serde_json::Value, token: Option<&str>, now: crate::data::Timestamp) -> Result<crate::respond::Silence, String> {
+    let time = |k: &str| -> Result<Option<i64>, String> {
+        match body.get(k).and_then(|v| v.as_str()).map(str::trim).filter(|t| !t.is_empty()) {
+            None => Ok(None),
+            Some(t) => crate::time::parse_timestamp(t).map(Some).ok_or_else(|| format!("`{k}` is not a timestamp: `{t}`")),
+        }
+    };
+    let starts_at = time("starts_at")?.unwrap_or(now);
+    let ends_at = match (time("ends_at")?, body.get("duration").and_then(|v| v.as_str()).map(str::trim).filter(|d| !d.is_empty())) {
+        (Some(t), _) => t,
+        (None, Some(d)) => match crate::time::parse_duration(d) {
+            Some(ms) => starts_at.saturating_add(ms),
+            None => return Err(format!("`duration` is not a duration such as 2h: `{d}`")),
+        },
+        (None, None) => return Err("a silence needs `duration` (such as \"2h\") or `ends_at`".into()),
+    };
+    let matchers = match body.get("matchers").map(crate::respond::parse_matchers) {
+        Some(Ok(m)) => m,
+        Some(Err(e)) => return Err(e),
+        None => return Err("a silence needs `matchers`: [\"service=checkout\", \"route=~/api/.*\"]".into()),
+    };
+    Ok(crate::respond::Silence {
+        id: 0,
+        matchers,
+        comment: body.get("comment").and_then(|v| v.as_str()).unwrap_or("").to_owned(),
+        created_by: by_whom(body.get("created_by").and_then(|v| v.as_str()).filter(|b| !b.trim().is_empty()), token, "api"),
+        starts_at,
+        ends_at,
+        created_at: now,
+    })
 }
 
 async fn add_silence(State(shared): State<Arc<Shared>>, req: Request) -> Response {
@@ -316,41 +506,9 @@ async fn add_silence(State(shared): State<Arc<Shared>>, req: Request) -> Respons
         Ok(b) => b,
         Err(r) => return r,
     };
-    let now = crate::time::now_ms();
-    let time = |k: &str| -> Result<Option<i64>, Box<Response>> {
-        match body.get(k).and_then(|v| v.as_str()) {
-            None => Ok(None),
-            Some(t) => crate::time::parse_timestamp(t)
-                .map(Some)
-                .ok_or_else(|| Box::new(error(StatusCode::BAD_REQUEST, format!("`{k}` is not a timestamp: `{t}`")))),
-        }
-    };
-    let starts_at = match time("starts_at") {
-        Ok(t) => t.unwrap_or(now),
-        Err(r) => return *r,
-    };
-    let ends_at = match (time("ends_at"), body.get("duration").and_then(|v| v.as_str())) {
-        (Err(r), _) => return *r,
-        (Ok(Some(t)), _) => t,
-        (Ok(None), Some(d)) => match crate::time::parse_duration(d) {
-            Some(ms) => starts_at.saturating_add(ms),
-            None => return error(StatusCode::BAD_REQUEST, format!("`duration` is not a duration such as 2h: `{d}`")),
-        },
-        (Ok(None), None) => return error(StatusCode::BAD_REQUEST, "a silence needs `duration` (such as \"2h\") or `ends_at`"),
-    };
-    let matchers = match body.get("matchers").map(crate::respond::parse_matchers) {
-        Some(Ok(m)) => m,
-        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e),
-        None => return error(StatusCode::BAD_REQUEST, "a silence needs `matchers`: [\"service=checkout\", \"route=~/api/.*\"]"),
-    };
-    let s = crate::respond::Silence {
-        id: 0,
-        matchers,
-        comment: body.get("comment").and_then(|v| v.as_str()).unwrap_or("").to_owned(),
-        created_by: by_whom(body.get("created_by").and_then(|v| v.as_str()), token.as_deref(), "api"),
-        starts_at,
-        ends_at,
-        created_at: now,
+    let s = match silence_from(&body, token.as_deref(), crate::time::now_ms()) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     match responder(&shared).add_silence(s).await {
         Ok(s) => (StatusCode::CREATED, Json(s)).into_response(),
@@ -383,6 +541,72 @@ async fn reload(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         Ok(Ok(Some(status))) => Json(status).into_response(),
         Ok(Ok(None)) => Json(serde_json::json!({ "outcome": "unchanged" })).into_response(),
         _ => error(StatusCode::GATEWAY_TIMEOUT, "the reload did not finish in time"),
+    }
+}
+
+async fn pipeline_graph(State(shared): State<Arc<Shared>>, axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    match read::graph(&shared, &name) {
+        Some(g) => Json(g).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no pipeline `{name}` runs")),
+    }
+}
+
+/// `GET /api/v1/scores` query: no `series`, the series with recent scores (of `stage`);
+/// with `stage` and `series`, that series' points (newer than `since`, ms).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ScoresQuery {
+    pub stage: Option<String>,
+    pub series: Option<String>,
+    pub since: Option<i64>,
+}
+
+async fn scores(State(shared): State<Arc<Shared>>, axum::extract::Query(q): axum::extract::Query<ScoresQuery>) -> Response {
+    match (&q.stage, &q.series) {
+        (Some(stage), Some(series)) => match shared.recent.points(stage, series, q.since) {
+            Some(points) => Json(serde_json::json!({ "stage": stage, "series": series, "points": points })).into_response(),
+            None => error(StatusCode::NOT_FOUND, format!("no recent scores of `{series}` in stage `{stage}`")),
+        },
+        (None, Some(_)) => error(StatusCode::BAD_REQUEST, "`series` needs `stage`"),
+        (stage, None) => Json(shared.recent.series(stage.as_deref())).into_response(),
+    }
+}
+
+async fn models(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    match read::models(&shared, q.get("stage").map(String::as_str)).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn promote_model(State(shared): State<Arc<Shared>>, axum::extract::Path(id): axum::extract::Path<i64>, req: Request) -> Response {
+    let token = caller_name(&req);
+    match read::promote_model(&shared, id).await {
+        Ok(()) => {
+            tracing::info!(model = id, token = token.as_deref().unwrap_or("-"), "model promoted through the API");
+            Json(serde_json::json!({ "promoted": id })).into_response()
+        }
+        Err((code, e)) => error(code, e),
+    }
+}
+
+async fn rollback_models(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let token = caller_name(&req);
+    let body = match json_body(req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(stage) = body.get("stage").and_then(|v| v.as_str()) else {
+        return error(StatusCode::BAD_REQUEST, "a rollback needs `stage` (a train stage's key), and optionally `series`");
+    };
+    match read::rollback_models(&shared, stage, body.get("series").and_then(|v| v.as_str())).await {
+        Ok(done) => {
+            tracing::info!(stage, token = token.as_deref().unwrap_or("-"), "models rolled back through the API");
+            Json(done).into_response()
+        }
+        Err((code, e)) => error(code, e),
     }
 }
 

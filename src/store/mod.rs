@@ -81,6 +81,11 @@ pub trait Store: Send + Sync {
     fn due_notifications<'a>(&'a self, now: i64, limit: i64) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>>;
     /// The outbox, newest first (all statuses).
     fn outbox<'a>(&'a self, limit: i64) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>>;
+    /// The notifications of one incident, newest first (all statuses). The default reads
+    /// the newest 10 000 of the outbox; a store with an index by incident overrides it.
+    fn outbox_of<'a>(&'a self, incident: &'a str) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>> {
+        Box::pin(async move { Ok(self.outbox(10_000).await?.into_iter().filter(|o| o.notification.incident_id == incident).collect()) })
+    }
     /// Pending notifications: how many, and when the oldest was enqueued.
     fn outbox_depth(&self) -> BoxFuture<'_, Result<(i64, Option<i64>), StoreError>>;
     /// Records that a send of notification `id` starts now: a crash before its outcome is
@@ -387,6 +392,16 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let rows = sqlx::query(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY id DESC LIMIT ?"))
                 .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows.iter().filter_map(outbox_row).collect())
+        })
+    }
+
+    fn outbox_of<'a>(&'a self, incident: &'a str) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE incident_id = ? ORDER BY id DESC"))
+                .bind(incident)
                 .fetch_all(&self.pool)
                 .await?;
             Ok(rows.iter().filter_map(outbox_row).collect())

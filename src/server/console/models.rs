@@ -1,0 +1,100 @@
+//! The models page: the registry's versions per train stage and series, their metrics,
+//! which one is active; promote a version, roll a series back.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::{Extension, Form};
+
+use super::{session, Console};
+use crate::runtime::engine::Shared;
+use crate::server::read;
+
+/// `GET /ui/models`.
+pub async fn list(State(shared): State<Arc<Shared>>, Extension(console): Extension<Arc<Console>>, req: Request) -> Response {
+    let started = Instant::now();
+    let v = match session::reader(&console, &shared, &req) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let rows = match read::models(&shared, None).await {
+        Ok(r) => r,
+        Err(e) => return console.error(&v, StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), started),
+    };
+    // Stage → series → versions, newest version first.
+    let mut groups: BTreeMap<String, BTreeMap<String, Vec<crate::store::ModelRow>>> = BTreeMap::new();
+    for r in rows {
+        groups.entry(r.meta.key.clone()).or_default().entry(r.meta.series.clone()).or_default().push(r);
+    }
+    let stages: Vec<serde_json::Value> = groups
+        .into_iter()
+        .map(|(stage, series)| {
+            let series: Vec<serde_json::Value> = series
+                .into_iter()
+                .map(|(name, mut versions)| {
+                    versions.reverse();
+                    serde_json::json!({ "name": name, "versions": versions })
+                })
+                .collect();
+            serde_json::json!({ "stage": stage, "series": series })
+        })
+        .collect();
+    let train_stages: Vec<String> = shared
+        .status
+        .read()
+        .map(|s| s.stages.iter().filter(|s| s.kind == crate::syntax::ast::StageKind::Train).map(|s| s.key.clone()).collect())
+        .unwrap_or_default();
+    let ctx = serde_json::json!({ "page": "models", "title": "Models", "stages": stages, "train_stages": train_stages });
+    console.render("models.html", &v, ctx, started)
+}
+
+/// `POST /ui/models/{id}/promote`.
+pub async fn promote(
+    State(shared): State<Arc<Shared>>,
+    Extension(console): Extension<Arc<Console>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let started = Instant::now();
+    let (v, token) = match session::operator(&console, &shared, &headers, &form, started) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let Ok(id) = id.parse::<i64>() else { return console.error(&v, StatusCode::NOT_FOUND, format!("no model version `{id}`"), started) };
+    match read::promote_model(&shared, id).await {
+        Ok(()) => {
+            tracing::info!(model = id, token = %token, "model promoted through the console");
+            super::see_other("/ui/models")
+        }
+        Err((code, e)) => console.error(&v, code, e, started),
+    }
+}
+
+/// `POST /ui/models/rollback` (`stage`, optional `series`).
+pub async fn rollback(
+    State(shared): State<Arc<Shared>>,
+    Extension(console): Extension<Arc<Console>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let started = Instant::now();
+    let (v, token) = match session::operator(&console, &shared, &headers, &form, started) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let Some(stage) = form.get("stage").filter(|s| !s.is_empty()) else {
+        return console.error(&v, StatusCode::BAD_REQUEST, "a rollback needs a train stage", started);
+    };
+    match read::rollback_models(&shared, stage, form.get("series").map(String::as_str).filter(|s| !s.is_empty())).await {
+        Ok(_) => {
+            tracing::info!(stage = %stage, token = %token, "models rolled back through the console");
+            super::see_other("/ui/models")
+        }
+        Err((code, e)) => console.error(&v, code, e, started),
+    }
+}
