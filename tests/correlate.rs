@@ -87,6 +87,13 @@ fn a_cascade_is_one_situation_with_its_origin_paged_once() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(2), "an unknown situation is an error");
 
+    // The console shows it: the list, and its page with the origin and the members.
+    let (code, page_html) = http_get(e.port, "/ui/situations").unwrap();
+    assert!(code == 200 && page_html.contains(&id), "{code} {page_html}");
+    let (code, page_html) = http_get(e.port, &format!("/ui/situations/{id}")).unwrap();
+    assert!(code == 200 && page_html.contains("Probable origin") && page_html.contains("depends along checkout"), "{code} {page_html}");
+    assert_eq!(http_get(e.port, "/ui/situations/sit-nope").unwrap().0, 404);
+
     // A reload that changes the stage keeps the situation.
     std::fs::write(dir.join("p.vigil"), PIPELINE.replace("window: 2s", "window: 3s")).unwrap();
     let (code, body) = http("POST", e.port, "/api/v1/reload", "", &[("Authorization", &format!("Bearer {TOKEN}"))]).unwrap();

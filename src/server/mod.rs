@@ -191,17 +191,16 @@ fn situation_json(stage: &str, s: &crate::correlate::Situation, incidents: &[cra
     })
 }
 
-/// `GET /api/v1/situations`: the situations of every `correlate` stage, newest change
-/// first (`?status=open|closed`).
-async fn situations(
-    State(shared): State<Arc<Shared>>,
-    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
-) -> Response {
-    let status = q.get("status").map(String::as_str);
+/// The situations of every `correlate` stage (`status`: `open` or `closed`, else all),
+/// newest change first, as the API and the console show them.
+///
+/// # Errors
+/// A `status` other than `open` or `closed`.
+pub(crate) fn list_situations(shared: &Shared, status: Option<&str>) -> Result<Vec<serde_json::Value>, String> {
     if let Some(s) = status.filter(|s| !["open", "closed"].contains(s)) {
-        return error(StatusCode::BAD_REQUEST, format!("`status` is open or closed, not `{s}`"));
+        return Err(format!("`status` is open or closed, not `{s}`"));
     }
-    let r = responder(&shared);
+    let r = responder(shared);
     let incidents = r.list();
     let all = r.situations.read().unwrap_or_else(|e| e.into_inner()).clone();
     let mut out: Vec<(i64, serde_json::Value)> = all
@@ -211,19 +210,34 @@ async fn situations(
         .map(|(stage, s)| (s.last_change_at, situation_json(stage, s, &incidents)))
         .collect();
     out.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
-    Json(out.into_iter().map(|(_, v)| v).collect::<Vec<_>>()).into_response()
+    Ok(out.into_iter().map(|(_, v)| v).collect())
+}
+
+/// One situation, as the API and the console show it.
+pub(crate) fn situation_story(shared: &Shared, id: &str) -> Option<serde_json::Value> {
+    let r = responder(shared);
+    let all = r.situations.read().unwrap_or_else(|e| e.into_inner()).clone();
+    all.iter().find_map(|(stage, list)| list.iter().find(|s| s.id == id).map(|s| situation_json(stage, s, &r.list())))
+}
+
+/// `GET /api/v1/situations`: the situations of every `correlate` stage, newest change
+/// first (`?status=open|closed`).
+async fn situations(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    match list_situations(&shared, q.get("status").map(String::as_str)) {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
 }
 
 /// `GET /api/v1/situations/{id}`.
 async fn situation(State(shared): State<Arc<Shared>>, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
-    let r = responder(&shared);
-    let all = r.situations.read().unwrap_or_else(|e| e.into_inner()).clone();
-    for (stage, list) in &all {
-        if let Some(s) = list.iter().find(|s| s.id == id) {
-            return Json(situation_json(stage, s, &r.list())).into_response();
-        }
+    match situation_story(&shared, &id) {
+        Some(v) => Json(v).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no situation `{id}`")),
     }
-    error(StatusCode::NOT_FOUND, format!("no situation `{id}`"))
 }
 
 /// Which incidents a list shows: the query string of `GET /api/v1/incidents` and of the

@@ -21,7 +21,8 @@
 //!   Login attempts are paced (5 a second over all clients: 429 beyond).
 //! - Pages: `pipelines` (list, and each pipeline's DAG), `scores` (series search, live
 //!   chart), `incidents` (filtered, paginated list; an incident's story and actions),
-//!   `silences`, `models` (versions, promote, rollback).
+//!   `silences`, `situations` (correlated incidents: members, origin, timeline), `models`
+//!   (versions, promote, rollback).
 //! - Bad input never panics: an unknown id is a 404 page, a bad form a 400 with the
 //!   reason.
 
@@ -31,6 +32,7 @@ mod models;
 mod pipelines;
 mod scores;
 mod session;
+mod situations;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -68,6 +70,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("incident.html", include_str!("assets/incident.html")),
     ("silences.html", include_str!("assets/silences.html")),
     ("models.html", include_str!("assets/models.html")),
+    ("situations.html", include_str!("assets/situations.html")),
+    ("situation.html", include_str!("assets/situation.html")),
 ];
 
 impl Console {
@@ -185,6 +189,8 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/ui/incidents/{id}/{action}", post(incidents::act))
         .route("/ui/silences", get(incidents::silences).post(incidents::add_silence))
         .route("/ui/silences/{id}/expire", post(incidents::expire_silence))
+        .route("/ui/situations", get(situations::list))
+        .route("/ui/situations/{id}", get(situations::show))
         .route("/ui/models", get(models::list))
         .route("/ui/models/rollback", post(models::rollback))
         .route("/ui/models/{id}/promote", post(models::promote))
