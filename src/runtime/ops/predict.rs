@@ -29,11 +29,24 @@ pub struct ZScore {
     pub threshold: f64,
     pub min_samples: usize,
     state: HashMap<SeriesId, RollingWindow>,
+    /// When each series was first seen, to tell a window still filling from one that can
+    /// never hold `min_samples` at the series' step.
+    first_seen: HashMap<SeriesId, Timestamp>,
+    /// Whether the stage has said so (once).
+    warned: bool,
 }
 
 impl ZScore {
     pub fn new(window: i64, robust: bool, threshold: f64, min_samples: usize) -> ZScore {
-        ZScore { window: window.max(1), robust, threshold, min_samples: min_samples.max(1), state: HashMap::new() }
+        ZScore {
+            window: window.max(1),
+            robust,
+            threshold,
+            min_samples: min_samples.max(1),
+            state: HashMap::new(),
+            first_seen: HashMap::new(),
+            warned: false,
+        }
     }
 
     /// Scores one sample of a series and adds it to the window.
@@ -90,10 +103,11 @@ impl Operator for ZScore {
     fn forget(&mut self, ids: &[SeriesId]) {
         for id in ids {
             self.state.remove(id);
+            self.first_seen.remove(id);
         }
     }
 
-    fn process(&mut self, inputs: &[Data], _ctx: &mut OpCtx) -> Result<Data, OpError> {
+    fn process(&mut self, inputs: &[Data], ctx: &mut OpCtx) -> Result<Data, OpError> {
         let input = super::preprocess::series_input(inputs)?;
         let mut out = Vec::with_capacity(input.series.len());
         for col in &input.series {
@@ -102,6 +116,31 @@ impl Operator for ZScore {
             o.annotations = col.annotations.clone();
             for (&ts, &v) in col.ts.iter().zip(&col.values) {
                 ZScore::score_one(w, self.robust, self.threshold, self.min_samples, ts, v, &mut o);
+            }
+            if let (Some(&first), Some(&last)) = (col.ts.first(), col.ts.last()) {
+                let since = *self.first_seen.entry(col.id.clone()).or_insert(first);
+                // The window has been full for a while, yet holds fewer than `min_samples`:
+                // at this step it never will, and nothing is ever scored.
+                if !self.warned && last - since > self.window && w.len() < self.min_samples {
+                    self.warned = true;
+                    let step = self.window / w.len().max(1) as i64;
+                    let needed = step.saturating_mul(self.min_samples as i64);
+                    let dur = crate::time::format_duration_ms;
+                    tracing::warn!(
+                        series = %col.id,
+                        window = %dur(self.window),
+                        holds = w.len(),
+                        step = %dur(step),
+                        min_samples = self.min_samples,
+                        "the window holds {} samples at this series' step of about {}, fewer than min_samples {}: nothing is scored; \
+                         lengthen `window` to at least {} or lower `min_samples`",
+                        w.len(),
+                        dur(step),
+                        self.min_samples,
+                        dur(needed)
+                    );
+                    ctx.count("window_below_min_samples", 1);
+                }
             }
             out.push(o);
         }
@@ -232,6 +271,33 @@ impl Operator for Threshold {
 mod tests {
     use super::*;
     use crate::data::{SeriesColumn, SeriesData};
+
+    #[test]
+    fn a_window_too_short_for_min_samples_says_so_once() {
+        // Five-minute data in a one-hour window: 12 samples, never the 30 needed.
+        let series = |from: i64, n: i64| {
+            let mut c = SeriesColumn::new(SeriesId::named("x"));
+            for i in from..from + n {
+                c.push(i * 300_000, 10.0);
+            }
+            Data::Series(Arc::new(SeriesData { series: vec![c] }))
+        };
+        let mut z = ZScore::new(3_600_000, true, 4.0, 30);
+        let mut ctx = OpCtx::new(0);
+        z.process(&[series(0, 10)], &mut ctx).unwrap();
+        assert!(ctx.counted.is_empty(), "the window is still filling");
+        let mut ctx = OpCtx::new(0);
+        z.process(&[series(10, 20)], &mut ctx).unwrap();
+        assert_eq!(ctx.counted, [("window_below_min_samples", 1)]);
+        let mut ctx = OpCtx::new(0);
+        z.process(&[series(30, 20)], &mut ctx).unwrap();
+        assert!(ctx.counted.is_empty(), "said once per stage");
+        // A window that holds enough never warns.
+        let mut ok = ZScore::new(3_600_000 * 3, true, 4.0, 30);
+        let mut ctx = OpCtx::new(0);
+        ok.process(&[series(0, 100)], &mut ctx).unwrap();
+        assert!(ctx.counted.is_empty());
+    }
 
     #[test]
     fn zscore_is_causal_and_flags_a_spike() {
