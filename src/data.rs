@@ -219,7 +219,38 @@ pub struct ScoreColumn {
     pub annotations: Option<Arc<BTreeMap<String, String>>>,
 }
 
+/// One field of one scored sample (see [`ScoreColumn::field`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ScoreField<'a> {
+    Num(f64),
+    Bool(bool),
+    /// The series' identity (`series`; its labels are `labels`).
+    Id(&'a SeriesId),
+    Labels(&'a [(String, String)]),
+}
+
 impl ScoreColumn {
+    /// Field `name` of sample `i`: the one reading of the fields of
+    /// [`crate::stages::Ty::Scores`] (conditions at run time, `vigil test`'s expectations).
+    /// `None` for a name Scores do not have, or an index out of range.
+    pub fn field(&self, i: usize, name: &str) -> Option<ScoreField<'_>> {
+        if i >= self.len() {
+            return None;
+        }
+        Some(match name {
+            "score" => ScoreField::Num(self.score[i]),
+            "value" => ScoreField::Num(self.value[i]),
+            "anomalous" => ScoreField::Bool(self.anomalous[i]),
+            "expected" => ScoreField::Num(self.expected[i]),
+            "lower" => ScoreField::Num(self.lower[i]),
+            "upper" => ScoreField::Num(self.upper[i]),
+            "timestamp" => ScoreField::Num(self.ts[i] as f64),
+            "series" => ScoreField::Id(&self.id),
+            "labels" => ScoreField::Labels(self.id.labels()),
+            _ => return None,
+        })
+    }
+
     pub fn new(id: SeriesId) -> ScoreColumn {
         ScoreColumn {
             id,
@@ -338,6 +369,17 @@ impl Data {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn every_field_of_scores_is_read_from_a_score_column() {
+        let mut c = ScoreColumn::new(SeriesId::named("x"));
+        c.push(1, 2.0, 0.5, 2.0, 1.0, 3.0, false);
+        for (name, _) in crate::stages::Ty::Scores.fields() {
+            assert!(c.field(0, name).is_some(), "Scores field `{name}`");
+        }
+        assert!(c.field(0, "nope").is_none() && c.field(1, "score").is_none());
+    }
+
     use super::*;
 
     #[test]

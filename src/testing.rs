@@ -84,7 +84,13 @@ fn fields_of(ty: Ty, kind: StageKind) -> &'static [&'static str] {
     match (ty, kind) {
         (Ty::Series, _) => &["value", "timestamp"],
         (Ty::Events, _) => &["timestamp", "status"],
-        (Ty::Scores, _) => &["score", "value", "anomalous", "expected", "lower", "upper", "timestamp"],
+        // The numeric and boolean fields of Scores (their one list is `Ty::fields`).
+        (Ty::Scores, _) => {
+            static SCORES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+            SCORES.get_or_init(|| {
+                Ty::Scores.fields().iter().filter(|(_, t)| matches!(t, Ty::Float | Ty::Int | Ty::Bool)).map(|(n, _)| *n).collect()
+            })
+        }
         (_, StageKind::Respond) | (Ty::Incidents, _) => &["opened", "resolved", "notifications", "subject", "body"],
         _ => &[],
     }
@@ -706,15 +712,10 @@ impl Outputs<'_> {
                 let mut out = Vec::new();
                 for c in &s.series {
                     for k in 0..c.len() {
-                        out.push(match f {
-                            "score" => V::Num(c.score[k]),
-                            "value" => V::Num(c.value[k]),
-                            "anomalous" => V::Bool(c.anomalous[k]),
-                            "expected" => V::Num(c.expected[k]),
-                            "lower" => V::Num(c.lower[k]),
-                            "upper" => V::Num(c.upper[k]),
-                            "timestamp" => V::Num(c.ts[k] as f64),
-                            other => return Err(format!("Scores have no field `{other}`")),
+                        out.push(match c.field(k, f) {
+                            Some(crate::data::ScoreField::Num(x)) => V::Num(x),
+                            Some(crate::data::ScoreField::Bool(b)) => V::Bool(b),
+                            _ => return Err(format!("Scores have no field `{f}` an expectation can read")),
                         });
                     }
                 }

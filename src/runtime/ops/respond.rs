@@ -38,18 +38,13 @@ pub struct ScoreItem<'a> {
 
 impl Fields for ScoreItem<'_> {
     fn field(&self, name: &str) -> Val<'_> {
-        let c = self.col;
-        match name {
-            "score" => Val::Num(c.score[self.i]),
-            "value" => Val::Num(c.value[self.i]),
-            "anomalous" => Val::Bool(c.anomalous[self.i]),
-            "expected" => Val::Num(c.expected[self.i]),
-            "lower" => Val::Num(c.lower[self.i]),
-            "upper" => Val::Num(c.upper[self.i]),
-            "timestamp" => Val::Num(c.ts[self.i] as f64),
-            "series" => Val::Str(std::borrow::Cow::Borrowed(self.series)),
-            "labels" => Val::Labels(c.id.labels()),
-            _ => Val::Null,
+        use crate::data::ScoreField;
+        match self.col.field(self.i, name) {
+            Some(ScoreField::Num(x)) => Val::Num(x),
+            Some(ScoreField::Bool(b)) => Val::Bool(b),
+            Some(ScoreField::Id(_)) => Val::Str(std::borrow::Cow::Borrowed(self.series)),
+            Some(ScoreField::Labels(l)) => Val::Labels(l),
+            None => Val::Null,
         }
     }
 }
