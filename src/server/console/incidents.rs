@@ -6,12 +6,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::{Extension, Form};
 
-use super::{session, Console};
+use super::session::{self, Page};
+use super::Console;
 use crate::runtime::engine::Shared;
 use crate::server::{self as api, IncidentFilter};
 
@@ -32,17 +33,8 @@ fn number(q: &HashMap<String, String>, k: &str, default: usize) -> Result<usize,
 }
 
 /// `GET /ui/incidents` (`status`, `pipeline`, `label`, `silenced`, `page`, `per_page`).
-pub async fn list(
-    State(shared): State<Arc<Shared>>,
-    Extension(console): Extension<Arc<Console>>,
-    Query(q): Query<HashMap<String, String>>,
-    req: Request,
-) -> Response {
-    let started = Instant::now();
-    let v = match session::reader(&console, &shared, &req) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn list(State(shared): State<Arc<Shared>>, page: Page, Query(q): Query<HashMap<String, String>>) -> Response {
+    let Page { console, viewer: v, started } = page;
     let filter = IncidentFilter {
         status: q.get("status").cloned(),
         pipeline: q.get("pipeline").cloned(),
@@ -107,16 +99,11 @@ fn matchers_for(i: &crate::respond::Incident) -> String {
 /// `GET /ui/incidents/{id}`: the story and the actions.
 pub async fn show(
     State(shared): State<Arc<Shared>>,
-    Extension(console): Extension<Arc<Console>>,
+    page: Page,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-    req: Request,
 ) -> Response {
-    let started = Instant::now();
-    let v = match session::reader(&console, &shared, &req) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let Page { console, viewer: v, started } = page;
     let r = responder(&shared);
     let Some(story) = api::incident_story(&r, &id).await else {
         return console.error(&v, StatusCode::NOT_FOUND, format!("no incident `{id}`"), started);
@@ -204,12 +191,8 @@ pub async fn act(
 }
 
 /// `GET /ui/silences`: active, scheduled and ended silences.
-pub async fn silences(State(shared): State<Arc<Shared>>, Extension(console): Extension<Arc<Console>>, req: Request) -> Response {
-    let started = Instant::now();
-    let v = match session::reader(&console, &shared, &req) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn silences(State(shared): State<Arc<Shared>>, page: Page) -> Response {
+    let Page { console, viewer: v, started } = page;
     let now = crate::time::now_ms();
     let mut list = responder(&shared).silences();
     list.sort_by_key(|s| std::cmp::Reverse(s.id));

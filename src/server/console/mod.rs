@@ -37,7 +37,6 @@ mod situations;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -214,6 +213,6 @@ fn see_other(to: &str) -> Response {
 }
 
 /// The path and query of a request (where a login sends the browser back to).
-fn here(req: &Request) -> String {
-    req.uri().path_and_query().map_or_else(|| "/ui/".to_owned(), |p| p.as_str().to_owned())
+fn here(uri: &axum::http::Uri) -> String {
+    uri.path_and_query().map_or_else(|| "/ui/".to_owned(), |p| p.as_str().to_owned())
 }

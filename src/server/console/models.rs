@@ -5,22 +5,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::{Extension, Form};
 
-use super::{session, Console};
+use super::session::{self, Page};
+use super::Console;
 use crate::runtime::engine::Shared;
 use crate::server::read;
 
 /// `GET /ui/models`.
-pub async fn list(State(shared): State<Arc<Shared>>, Extension(console): Extension<Arc<Console>>, req: Request) -> Response {
-    let started = Instant::now();
-    let v = match session::reader(&console, &shared, &req) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn list(State(shared): State<Arc<Shared>>, page: Page) -> Response {
+    let Page { console, viewer: v, started } = page;
     let rows = match read::models(&shared, None).await {
         Ok(r) => r,
         Err(e) => return console.error(&v, StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), started),

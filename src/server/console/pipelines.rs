@@ -3,24 +3,18 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Extension;
 
-use super::{session, Console};
+use super::session::Page;
 use crate::runtime::engine::Shared;
 use crate::server::read;
 
 /// `GET /ui/`: the running pipelines and the reloads.
-pub async fn list(State(shared): State<Arc<Shared>>, Extension(console): Extension<Arc<Console>>, req: Request) -> Response {
-    let started = Instant::now();
-    let v = match session::reader(&console, &shared, &req) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn list(State(shared): State<Arc<Shared>>, page: Page) -> Response {
+    let Page { console, viewer: v, started } = page;
     let pipelines = read::pipelines(&shared).await;
     let status = shared.status.read().map(|s| s.clone()).unwrap_or_default();
     let reloads: Vec<_> = status.reloads.iter().rev().take(10).cloned().collect();
@@ -45,16 +39,11 @@ const MARGIN: usize = 12;
 /// `GET /ui/pipelines/{name}` (`?stage=KEY` opens a stage's panel).
 pub async fn show(
     State(shared): State<Arc<Shared>>,
-    Extension(console): Extension<Arc<Console>>,
+    page: Page,
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-    req: Request,
 ) -> Response {
-    let started = Instant::now();
-    let v = match session::reader(&console, &shared, &req) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let Page { console, viewer: v, started } = page;
     let Some(graph) = read::graph(&shared, &name) else {
         return console.error(&v, StatusCode::NOT_FOUND, format!("no pipeline `{name}` runs here"), started);
     };

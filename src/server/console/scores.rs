@@ -5,14 +5,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
-use super::{session, Console};
+use super::session::{self, Page};
+use super::Console;
 use crate::runtime::engine::Shared;
 use crate::server::read;
 
@@ -32,17 +32,8 @@ fn matches(search: &str, stage: &str, series: &str) -> bool {
 }
 
 /// `GET /ui/scores` (`?q=` search, `?stage=&series=` the chart).
-pub async fn page(
-    State(shared): State<Arc<Shared>>,
-    Extension(console): Extension<Arc<Console>>,
-    Query(q): Query<HashMap<String, String>>,
-    req: Request,
-) -> Response {
-    let started = Instant::now();
-    let v = match session::reader(&console, &shared, &req) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn page(State(shared): State<Arc<Shared>>, page: Page, Query(q): Query<HashMap<String, String>>) -> Response {
+    let Page { console, viewer: v, started } = page;
     let search = q.get("q").map(|s| s.trim().to_owned()).unwrap_or_default();
     let all = shared.recent.series(None);
     let total = all.len();

@@ -182,13 +182,35 @@ pub fn viewer(console: &Console, shared: &Shared, headers: &HeaderMap) -> Viewer
 /// The viewer of a page, or the response to give instead: with read authentication on,
 /// a browser without a session is sent to the login page (and back afterwards).
 #[allow(clippy::result_large_err)] // a Response is the error: returned at once to the browser
-pub fn reader(console: &Console, shared: &Shared, req: &Request) -> Result<Viewer, Response> {
-    let v = viewer(console, shared, req.headers());
+fn reader(console: &Console, shared: &Shared, headers: &HeaderMap, uri: &axum::http::Uri) -> Result<Viewer, Response> {
+    let v = viewer(console, shared, headers);
     if access(shared).read_auth && v.role.is_none() {
-        let next = super::urlencode(&super::here(req));
+        let next = super::urlencode(&super::here(uri));
         return Err(super::see_other(&format!("/ui/login?next={next}")));
     }
     Ok(v)
+}
+
+/// What every console page starts with, as an extractor: the console, the viewer checked
+/// as a read ([`reader`]: a login page when read authentication is on and there is no
+/// session), and when the request started (its `Server-Timing`).
+pub struct Page {
+    pub console: std::sync::Arc<Console>,
+    pub viewer: Viewer,
+    pub started: Instant,
+}
+
+impl axum::extract::FromRequestParts<std::sync::Arc<Shared>> for Page {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, shared: &std::sync::Arc<Shared>) -> Result<Page, Response> {
+        let started = Instant::now();
+        let console = parts.extensions.get::<std::sync::Arc<Console>>().cloned().ok_or_else(|| {
+            axum::response::IntoResponse::into_response((StatusCode::INTERNAL_SERVER_ERROR, "the console is not mounted"))
+        })?;
+        let viewer = reader(&console, shared, &parts.headers, &parts.uri)?;
+        Ok(Page { console, viewer, started })
+    }
 }
 
 /// Checks a console form that changes something, as the API checks a POST: the session's

@@ -5,28 +5,17 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Extension;
 
-use super::{session, Console};
+use super::session::Page;
 use crate::runtime::engine::Shared;
 
 /// `GET /ui/situations` (`?status=open|closed`).
-pub async fn list(
-    State(shared): State<Arc<Shared>>,
-    Extension(console): Extension<Arc<Console>>,
-    Query(q): Query<HashMap<String, String>>,
-    req: Request,
-) -> Response {
-    let started = Instant::now();
-    let v = match session::reader(&console, &shared, &req) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn list(State(shared): State<Arc<Shared>>, page: Page, Query(q): Query<HashMap<String, String>>) -> Response {
+    let Page { console, viewer: v, started } = page;
     let status = q.get("status").map(String::as_str).filter(|s| !s.is_empty());
     match super::super::list_situations(&shared, status) {
         Ok(rows) => {
@@ -38,17 +27,8 @@ pub async fn list(
 }
 
 /// `GET /ui/situations/{id}`.
-pub async fn show(
-    State(shared): State<Arc<Shared>>,
-    Extension(console): Extension<Arc<Console>>,
-    Path(id): Path<String>,
-    req: Request,
-) -> Response {
-    let started = Instant::now();
-    let v = match session::reader(&console, &shared, &req) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn show(State(shared): State<Arc<Shared>>, page: Page, Path(id): Path<String>) -> Response {
+    let Page { console, viewer: v, started } = page;
     match super::super::situation_story(&shared, &id) {
         Some(s) => {
             let reasons: Vec<String> = s["members"]
