@@ -103,9 +103,14 @@ impl Correlate {
     }
 
     fn publish(&self) {
-        let mut all: Vec<Situation> = self.correlator.situations().cloned().collect();
+        // The newest PUBLISHED only are copied (there may be 100 000 open).
+        let mut all: Vec<&Situation> = self.correlator.situations().collect();
+        if all.len() > PUBLISHED {
+            all.select_nth_unstable_by_key(PUBLISHED - 1, |s| std::cmp::Reverse(s.last_change_at));
+            all.truncate(PUBLISHED);
+        }
         all.sort_by_key(|s| std::cmp::Reverse(s.last_change_at));
-        all.truncate(PUBLISHED);
+        let all: Vec<Situation> = all.into_iter().cloned().collect();
         self.responder.situations.write().unwrap_or_else(|e| e.into_inner()).insert(self.stage.clone(), all);
     }
 }
@@ -154,6 +159,7 @@ impl Operator for Correlate {
         changes.extend(self.correlator.advance(self.clock));
         // The situations this tick changed, each once, in the order of their changes.
         let mut touched: Vec<&str> = Vec::new();
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for c in &changes {
             match c {
                 Change::Unmatched { .. } => ctx.skip("unmatched_resolution"),
@@ -161,14 +167,12 @@ impl Operator for Correlate {
                 Change::Opened { .. } => ctx.count("situations_opened", 1),
                 _ => {}
             }
-            if let Some(id) = c.situation() {
-                if !touched.contains(&id) {
-                    touched.push(id);
-                }
+            if let Some(id) = c.situation().filter(|id| seen.insert(id)) {
+                touched.push(id);
             }
         }
         let ts = self.clock;
-        let opened: Vec<&str> =
+        let opened: std::collections::HashSet<&str> =
             changes.iter().filter_map(|c| if let Change::Opened { situation, .. } = c { Some(situation.as_str()) } else { None }).collect();
         let series: Vec<ScoreColumn> = touched
             .iter()

@@ -4,15 +4,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
-use axum::{Extension, Form};
 
-use super::session::{self, Page};
-use super::Console;
+use super::session::{Action, Page};
 use crate::runtime::engine::Shared;
 use crate::server::{self as api, IncidentFilter};
 
@@ -160,18 +157,8 @@ pub async fn show(
 
 /// `POST /ui/incidents/{id}/{action}` (`ack`, `resolve`, `feedback` with `verdict` and
 /// `note`): the API's action, by the session's token.
-pub async fn act(
-    State(shared): State<Arc<Shared>>,
-    Extension(console): Extension<Arc<Console>>,
-    Path((id, action)): Path<(String, String)>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let started = Instant::now();
-    let (v, token) = match session::operator(&console, &shared, &headers, &form, started) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+pub async fn act(State(shared): State<Arc<Shared>>, Path((id, action)): Path<(String, String)>, act: Action) -> Response {
+    let Action { console, viewer: v, token, form, started } = act;
     let by = api::by_whom(v.person.as_deref(), Some(&token), "console");
     let body = serde_json::json!({ "verdict": form.get("verdict"), "note": form.get("note") });
     if action == "feedback" && form.get("verdict").is_none_or(|x| x.is_empty()) {
@@ -216,17 +203,8 @@ pub async fn silences(State(shared): State<Arc<Shared>>, page: Page) -> Response
 
 /// `POST /ui/silences` (`matchers`, one per line; `duration`; `comment`; `incident`, the
 /// page to go back to): the API's silence, by the session's token.
-pub async fn add_silence(
-    State(shared): State<Arc<Shared>>,
-    Extension(console): Extension<Arc<Console>>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let started = Instant::now();
-    let (v, token) = match session::operator(&console, &shared, &headers, &form, started) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+pub async fn add_silence(State(shared): State<Arc<Shared>>, action: Action) -> Response {
+    let Action { console, viewer: v, token, form, started } = action;
     let matchers: Vec<String> =
         form.get("matchers").map(|m| m.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()).unwrap_or_default();
     if matchers.is_empty() {
@@ -255,18 +233,8 @@ pub async fn add_silence(
 }
 
 /// `POST /ui/silences/{id}/expire`: ends a silence now.
-pub async fn expire_silence(
-    State(shared): State<Arc<Shared>>,
-    Extension(console): Extension<Arc<Console>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let started = Instant::now();
-    let (v, token) = match session::operator(&console, &shared, &headers, &form, started) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+pub async fn expire_silence(State(shared): State<Arc<Shared>>, Path(id): Path<String>, action: Action) -> Response {
+    let Action { console, viewer: v, token, form: _, started } = action;
     let Ok(id) = id.parse::<i64>() else { return console.error(&v, StatusCode::NOT_FOUND, format!("no silence `{id}`"), started) };
     match responder(&shared).expire_silence(id).await {
         Ok(_) => {

@@ -1,17 +1,14 @@
 //! The models page: the registry's versions per train stage and series, their metrics,
 //! which one is active; promote a version, roll a series back.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
-use axum::{Extension, Form};
 
-use super::session::{self, Page};
-use super::Console;
+use super::session::{Action, Page};
 use crate::runtime::engine::Shared;
 use crate::server::read;
 
@@ -50,18 +47,8 @@ pub async fn list(State(shared): State<Arc<Shared>>, page: Page) -> Response {
 }
 
 /// `POST /ui/models/{id}/promote`.
-pub async fn promote(
-    State(shared): State<Arc<Shared>>,
-    Extension(console): Extension<Arc<Console>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let started = Instant::now();
-    let (v, token) = match session::operator(&console, &shared, &headers, &form, started) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+pub async fn promote(State(shared): State<Arc<Shared>>, Path(id): Path<String>, action: Action) -> Response {
+    let Action { console, viewer: v, token, form: _, started } = action;
     let Ok(id) = id.parse::<i64>() else { return console.error(&v, StatusCode::NOT_FOUND, format!("no model version `{id}`"), started) };
     match read::promote_model(&shared, id).await {
         Ok(()) => {
@@ -73,17 +60,8 @@ pub async fn promote(
 }
 
 /// `POST /ui/models/rollback` (`stage`, optional `series`).
-pub async fn rollback(
-    State(shared): State<Arc<Shared>>,
-    Extension(console): Extension<Arc<Console>>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let started = Instant::now();
-    let (v, token) = match session::operator(&console, &shared, &headers, &form, started) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+pub async fn rollback(State(shared): State<Arc<Shared>>, action: Action) -> Response {
+    let Action { console, viewer: v, token, form, started } = action;
     let Some(stage) = form.get("stage").filter(|s| !s.is_empty()) else {
         return console.error(&v, StatusCode::BAD_REQUEST, "a rollback needs a train stage", started);
     };

@@ -200,6 +200,33 @@ pub struct Page {
     pub started: Instant,
 }
 
+/// What every console action starts with, as an extractor: the form, checked by
+/// [`operator`] (an operator session, its CSRF token, no cross-site `Origin`), the viewer,
+/// the token's name for the audit trail, and when the request started.
+pub struct Action {
+    pub console: Arc<Console>,
+    pub viewer: Viewer,
+    pub token: String,
+    pub form: HashMap<String, String>,
+    pub started: Instant,
+}
+
+impl axum::extract::FromRequest<Arc<Shared>> for Action {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, shared: &Arc<Shared>) -> Result<Action, Response> {
+        let started = Instant::now();
+        let console = req.extensions().get::<Arc<Console>>().cloned().ok_or_else(|| {
+            axum::response::IntoResponse::into_response((StatusCode::INTERNAL_SERVER_ERROR, "the console is not mounted"))
+        })?;
+        let headers = req.headers().clone();
+        let Form(form) =
+            Form::<HashMap<String, String>>::from_request(req, shared).await.map_err(axum::response::IntoResponse::into_response)?;
+        let (viewer, token) = operator(&console, shared, &headers, &form, started)?;
+        Ok(Action { console, viewer, token, form, started })
+    }
+}
+
 impl axum::extract::FromRequestParts<std::sync::Arc<Shared>> for Page {
     type Rejection = Response;
 
