@@ -152,12 +152,32 @@ enum IncidentsAction {
         #[arg(long, default_value = "cli")]
         by: String,
     },
-    /// Mark an incident a true or false positive.
+    /// Give on-call's verdict on an incident. Train stages learn from it: a false
+    /// positive's window is learned as normal, a true positive's is never learned as
+    /// normal. The last verdict wins; every one is audited.
     Feedback {
         id: String,
-        /// `true_positive` or `false_positive`.
-        #[arg(long, value_parser = ["true_positive", "false_positive"])]
+        /// `true_positive`, `false_positive` or `duplicate`.
+        #[arg(long, value_parser = ["true_positive", "false_positive", "duplicate"])]
         verdict: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Report a window of a series that held an anomaly no incident reported (`missed`):
+    /// it counts against recall and is never learned as normal.
+    Missed {
+        /// The pipeline.
+        #[arg(long)]
+        pipeline: String,
+        /// The series, as incidents and `vigil models list` print it (`cpu{host="a"}`).
+        #[arg(long)]
+        series: String,
+        /// Start of the window (RFC 3339).
+        #[arg(long)]
+        from: String,
+        /// End of the window (RFC 3339).
+        #[arg(long)]
+        to: String,
         #[arg(long)]
         note: Option<String>,
     },
@@ -210,6 +230,19 @@ enum ModelsAction {
     },
     /// Make a version the active one of its stage and series.
     Promote { id: i64 },
+    /// Compare a challenger with the active version over its shadow period: alarms,
+    /// agreement, precision and recall against on-call's verdicts and labelled windows.
+    Compare {
+        /// The active version's id.
+        active: i64,
+        /// The candidate's id.
+        candidate: i64,
+        /// Labelled anomaly windows in NAB's format (`{"<series>": [["start", "end"]]}`).
+        #[arg(long)]
+        windows: Option<PathBuf>,
+        #[command(flatten)]
+        format: OutputFormat,
+    },
     /// Make the version before the active one active again (per series of the stage).
     Rollback {
         /// The train stage (`pipeline.stage`).
@@ -381,6 +414,24 @@ enum Command {
         #[arg(long, env = "VIGIL_API", default_value = "http://127.0.0.1:8080", global = true)]
         api: String,
     },
+    /// How well detection and remediation work (through a running engine's API): per
+    /// respond stage alarms per day, precision from on-call's verdicts, MTTA, MTTR and
+    /// notifications per incident; recall per pipeline (with `missed` windows); per
+    /// channel sends and failures, and for `exec` the success rate and how often the
+    /// incident resolved within `--within` after the command ran.
+    Report {
+        /// The period, back from now.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// How soon after a remediation command its incident must resolve to count.
+        #[arg(long, default_value = "15m")]
+        within: String,
+        #[command(flatten)]
+        format: OutputFormat,
+        /// The engine's address: a URL or `host:port` as `--addr-file` writes it.
+        #[arg(long, env = "VIGIL_API", default_value = "http://127.0.0.1:8080")]
+        api: String,
+    },
     /// Inspect and manage trained models: the registry under STATE/models.
     Models {
         #[command(subcommand)]
@@ -464,6 +515,7 @@ fn main() -> ExitCode {
         }
         Command::Models { action, state } => cmd_models(action, state),
         Command::Incidents { action, api } => cmd_incidents(action, &api),
+        Command::Report { since, within, format, api } => cmd_report(&since, &within, format.json(), &api),
         Command::Situations { action, api } => cmd_situations(action, &api),
         Command::Silences { action, api } => cmd_silences(action, &api),
     };
@@ -1179,13 +1231,73 @@ fn cmd_models(action: ModelsAction, state: PathBuf) -> anyhow::Result<ExitCode> 
             ModelsAction::Show { id } => {
                 let rows = store.models(None).await?;
                 let Some(r) = rows.into_iter().find(|r| r.id == id) else { anyhow::bail!("no model version with id {id}") };
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                // With the stage and series' decisions: promotions, rejections, rollbacks.
+                let audit = store.audit_of(&vigil::runtime::ops::learn::model_subject(&r.meta.key, &r.meta.series)).await?;
+                let mut v = serde_json::to_value(&r)?;
+                v["audit"] = serde_json::to_value(&audit)?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
             }
             ModelsAction::Promote { id } => {
+                let rows = store.models(None).await?;
+                let Some(row) = rows.iter().find(|r| r.id == id) else { anyhow::bail!("no model version with id {id}") };
+                let before = rows.iter().find(|r| r.active && r.meta.key == row.meta.key && r.meta.series == row.meta.series);
                 if !store.activate_model(id).await? {
                     anyhow::bail!("no model version with id {id}");
                 }
+                let detail = format!(
+                    "v{} promoted by hand (was v{}){}",
+                    row.meta.version,
+                    before.map_or("-".into(), |b| b.meta.version.to_string()),
+                    vigil::learn::shadow::summary(&state.join("models"), &row.meta).map(|s| format!(": {s}")).unwrap_or_default()
+                );
+                store
+                    .audit(&vigil::respond::AuditRecord {
+                        ts: vigil::time::now_ms(),
+                        incident_id: vigil::runtime::ops::learn::model_subject(&row.meta.key, &row.meta.series),
+                        stage: row.meta.key.clone(),
+                        event: "promoted".into(),
+                        detail,
+                    })
+                    .await?;
                 println!("model {id} is now active; a running engine switches to it within 10 s");
+            }
+            ModelsAction::Compare { active, candidate, windows, format } => {
+                let rows = store.models(None).await?;
+                let find = |id: i64| rows.iter().find(|r| r.id == id).ok_or_else(|| anyhow::anyhow!("no model version with id {id}"));
+                let (a, c) = (find(active)?, find(candidate)?);
+                if a.meta.key != c.meta.key || a.meta.series != c.meta.series {
+                    anyhow::bail!("versions {active} and {candidate} model different stages or series");
+                }
+                let run = vigil::learn::shadow::load_run(&state.join("models"), &c.meta).ok_or_else(|| {
+                    anyhow::anyhow!("no shadow period recorded for v{} (only retrained versions of a stage with `shadow for …` run in shadow)", c.meta.version)
+                })?;
+                if run.active.version != a.meta.version {
+                    anyhow::bail!("v{} ran in shadow beside v{}, not v{}", c.meta.version, run.active.version, a.meta.version);
+                }
+                let mut known: Vec<vigil::respond::feedback::Window> = Vec::new();
+                let pipeline = a.meta.key.split('.').next().unwrap_or("").to_owned();
+                let book = vigil::respond::feedback::FeedbackBook::with(store.feedback().await?);
+                known.extend(book.windows(&pipeline, &a.meta.series));
+                if let Some(path) = windows {
+                    known.extend(vigil::learn::shadow::labelled(&vigil::eval::load_windows(&path)?, &a.meta.series));
+                }
+                let to = run.active.alarms.iter().chain(&run.candidate.alarms).copied().max().unwrap_or(run.from).max(vigil::time::now_ms());
+                let cmp = vigil::learn::shadow::compare(&run.active, &run.candidate, &known, run.from, to);
+                if format.json() {
+                    println!("{}", serde_json::to_string_pretty(&cmp)?);
+                } else {
+                    let pct = |v: Option<f64>| v.map_or("-".into(), |x| format!("{:.0}%", x * 100.0));
+                    println!("{} {} from {}", a.meta.key, a.meta.series, vigil::time::format_rfc3339(cmp.from));
+                    println!("{:<10} {:>7} {:>10} {:>12} {:>10} {:>7}", "version", "alarms", "confirmed", "unconfirmed", "precision", "recall");
+                    for (who, f) in [("active", &cmp.active), ("candidate", &cmp.candidate)] {
+                        println!(
+                            "{:<10} {:>7} {:>10} {:>12} {:>10} {:>7}   v{}",
+                            who, f.alarms, f.confirmed, f.unconfirmed, pct(f.precision), pct(f.recall), f.version
+                        );
+                    }
+                    println!("agreement: {}; known anomaly windows: {}", pct(cmp.agreement), cmp.windows);
+                    println!("promote when better: {}", vigil::learn::shadow::better(&cmp).1);
+                }
             }
             ModelsAction::Rollback { stage, series } => {
                 if store.models(Some(&stage)).await?.is_empty() {
@@ -1300,7 +1412,30 @@ fn cmd_incidents(action: IncidentsAction, api: &str) -> anyhow::Result<ExitCode>
             )?;
             println!("{id}: {verdict}");
         }
+        IncidentsAction::Missed { pipeline, series, from, to, note } => {
+            let at = |s: &str| vigil::time::parse_timestamp(s).ok_or_else(|| anyhow::anyhow!("`{s}` is not a timestamp (RFC 3339)"));
+            let body = serde_json::json!({ "pipeline": pipeline, "series": series, "from": at(&from)?, "to": at(&to)?, "note": note });
+            let r = api_call("POST", api, "/api/v1/feedback", Some(body))?;
+            println!("missed window recorded (id {})", r.get("id").and_then(serde_json::Value::as_i64).unwrap_or(0));
+        }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_report(since: &str, within: &str, json: bool, api: &str) -> anyhow::Result<ExitCode> {
+    for (name, v) in [("since", since), ("within", within)] {
+        if vigil::time::parse_duration(v).is_none_or(|d| d <= 0) {
+            eprintln!("error: --{name} must be a duration such as 7d, 12h or 1h30m, not `{v}`");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    }
+    let r = api_call("GET", api, &format!("/api/v1/report?since={since}&within={within}"), None)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report: vigil::respond::report::Report = serde_json::from_value(r)?;
+    print!("{}", report.text());
     Ok(ExitCode::SUCCESS)
 }
 

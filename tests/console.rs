@@ -208,7 +208,7 @@ fn models_promote_and_rollback_and_the_new_api_endpoints() {
                 "dims": [], "horizon": 0
             }))
             .unwrap();
-            ids.push(store.insert_model(&meta, &format!("/nowhere/v{version}.profile.json")).await.unwrap());
+            ids.push(store.insert_model(&meta, &format!("/nowhere/v{version}.profile.json"), true).await.unwrap());
         }
         store.close().await;
         ids

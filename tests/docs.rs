@@ -55,7 +55,7 @@ fn every_code_has_a_complete_entry() {
 fn every_vigil_block_in_the_docs_compiles() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut checked = 0;
-    for path in [root.join("README.md"), root.join("docs/logs.md"), root.join("docs/correlation.md")] {
+    for path in [root.join("README.md"), root.join("docs/logs.md"), root.join("docs/correlation.md"), root.join("docs/mlops.md")] {
         let text = std::fs::read_to_string(&path).unwrap();
         for (i, block) in text.split("```vigil\n").skip(1).enumerate() {
             let src = block.split("\n```").next().unwrap();

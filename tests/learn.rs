@@ -192,12 +192,12 @@ fn train_op(store: Arc<dyn Store>, dir: &Path, fingerprint: &str) -> Train {
         hidden: vec![8],
         train: vigil::learn::TrainParams { epochs: 5, learning_rate: 0.01, batch_size: 64, seed: 3 },
     };
-    let policy = Policy { min_samples: 200, retrain_every_ms: None, retrain_samples: None, warm_start: false };
+    let policy = Policy { min_samples: 200, ..Policy::default() };
     let bg = Background {
         registry: vigil::learn::registry::Registry { dir: dir.join("models"), store },
         handle: tokio::runtime::Handle::current(),
     };
-    Train::new(spec, policy, "p.model".into(), fingerprint.into(), "v1".into(), Some(bg))
+    Train::new(spec, policy, Default::default(), "p.model".into(), fingerprint.into(), "v1".into(), Some(bg))
 }
 
 /// Feeds `data` once, then ticks with no data until the stage offers a model (or not).

@@ -43,6 +43,14 @@ pub enum StageOpt {
     MaxSeries { count: u64 },
     /// Forget a series not seen for this long.
     SeriesIdle { ms: u64 },
+    /// Whether training learns from on-call's verdicts (on by default).
+    LearnFrom { feedback: bool },
+    /// Retrain when the input's drift (population stability index) exceeds this.
+    RetrainOnDrift { above: f64 },
+    /// A retrained version first runs in shadow for this long (data time).
+    Shadow { ms: u64 },
+    /// How a challenger in shadow is promoted: automatically when better, or by hand.
+    Promote { when_better: bool },
 }
 
 impl StageOpt {
@@ -51,7 +59,7 @@ impl StageOpt {
         match self {
             StageOpt::Retry { .. } => "retry",
             StageOpt::Timeout { .. } => "timeout",
-            StageOpt::RetrainEvery { .. } | StageOpt::RetrainSamples { .. } => "retrain",
+            StageOpt::RetrainEvery { .. } | StageOpt::RetrainSamples { .. } | StageOpt::RetrainOnDrift { .. } => "retrain",
             StageOpt::MinSamples { .. } => "min_samples",
             StageOpt::WarmStart { .. } => "warm_start",
             StageOpt::Fallback { .. } => "fallback",
@@ -64,6 +72,9 @@ impl StageOpt {
             StageOpt::ResolveTimeout { .. } => "resolve_timeout",
             StageOpt::MaxSeries { .. } => "max_series",
             StageOpt::SeriesIdle { .. } => "series_idle",
+            StageOpt::LearnFrom { .. } => "learn_from",
+            StageOpt::Shadow { .. } => "shadow",
+            StageOpt::Promote { .. } => "promote",
         }
     }
 }
@@ -73,7 +84,30 @@ impl StageOpt {
 pub const OPTIONS: &[(&str, &str, &[StageKind], &str)] = &[
     ("retry", "retry 3 backoff 1s", &[], "Retry a failed run this many more times, waiting `backoff` (doubling each time; default 1s) in between."),
     ("timeout", "timeout 10s", &[], "Fail a run that takes longer than this."),
-    ("retrain", "retrain every 6h | retrain every 5000 samples", &[StageKind::Train], "Train a new model version after this much time or this many new samples."),
+    (
+        "retrain",
+        "retrain every 6h | retrain every 5000 samples | retrain when drift > 0.25",
+        &[StageKind::Train],
+        "Train a new model version after this much time or this many new samples, or when the input has drifted: its population stability index against the active version's training data (newest 256 values) exceeds the number. A drift retrain waits for enough samples after the shift and learns from them only. A time or sample form and the drift form may be combined.",
+    ),
+    (
+        "learn_from",
+        "learn_from feedback | learn_from nothing",
+        &[StageKind::Train],
+        "Whether training uses on-call's verdicts (default `feedback`): windows confirmed as incidents (`true_positive`, `missed`) are left out of what the model learns as normal, windows marked `false_positive` are learned as normal with extra weight, and the errors the model made there raise its calibration.",
+    ),
+    (
+        "shadow",
+        "shadow for 1d",
+        &[StageKind::Train],
+        "A retrained version first runs in shadow beside the active one for this long (in the data's time): it scores the same data, its would-be alarms are recorded, never notified; then `promote` decides. The first version of a series is active at once.",
+    ),
+    (
+        "promote",
+        "promote when better | promote manual",
+        &[StageKind::Train],
+        "What happens after a shadow period (default `when better`): promote the candidate when it finds at least the known anomalies the active version finds and raises no more unconfirmed alarms (else reject it), or wait for `vigil models promote`. Both are audited with the figures.",
+    ),
     ("min_samples", "min_samples 2000", &[StageKind::Train], "Train the first model only once a series has this many samples (default 500)."),
     ("warm_start", "warm_start true", &[StageKind::Train], "Start each retraining from the previous version's weights."),
     ("fallback", "fallback: other_stage", &[StageKind::Predict], "Until a series has a model, score it with this predict stage of the same pipeline."),
@@ -129,6 +163,7 @@ const REPEATABLE: &[&str] = &["maintenance"];
 enum W<'a> {
     Kw(&'a str),
     Int(i64),
+    Num(f64),
     Dur(u64),
     Bool(bool),
     Str(&'a str),
@@ -150,7 +185,10 @@ pub fn check_options(opts: &[StageOption], kind: StageKind, diags: &mut Vec<Diag
             diags.push(d);
             continue;
         };
-        if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name && !REPEATABLE.contains(n)) {
+        // `retrain every …` and `retrain when drift > …` are two options under one name.
+        let drift_form = matches!(&o.value, OptionValue::Words(w) if matches!(w.first(), Some(OptionArg::Keyword(k)) if k.node == "when"));
+        let name_seen: &str = if name == "retrain" && drift_form { "retrain when" } else { name };
+        if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name_seen && !REPEATABLE.contains(n)) {
             diags.push(
                 Diagnostic::error(Code::E0316, o.name.span, format!("option `{name}` given twice"))
                     .with_label("set again here")
@@ -159,7 +197,7 @@ pub fn check_options(opts: &[StageOption], kind: StageKind, diags: &mut Vec<Diag
             );
             continue;
         }
-        seen.push((name, o.name.span));
+        seen.push((name_seen, o.name.span));
         if !kinds.is_empty() && !kinds.contains(&kind) {
             let owners: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
             diags.push(
@@ -186,6 +224,7 @@ pub fn check_options(opts: &[StageOption], kind: StageKind, diags: &mut Vec<Diag
                         OptionArg::Keyword(k) => W::Kw(k.node.as_str()),
                         OptionArg::Lit(e) => match &e.kind {
                             ExprKind::Int(i) => W::Int(*i),
+                            ExprKind::Float(f) => W::Num(*f),
                             ExprKind::Duration(d) => W::Dur(d.millis),
                             ExprKind::Bool(b) => W::Bool(*b),
                             ExprKind::Str(st) => W::Str(st.value.as_str()),
@@ -211,6 +250,14 @@ pub fn check_options(opts: &[StageOption], kind: StageKind, diags: &mut Vec<Diag
                     ("resolve_timeout", [W::Dur(d)]) if *d > 0 => Some(StageOpt::ResolveTimeout { ms: *d }),
                     ("max_series", [W::Int(n)]) => count(*n).filter(|n| *n > 0).map(|count| StageOpt::MaxSeries { count }),
                     ("series_idle", [W::Dur(d)]) if *d > 0 => Some(StageOpt::SeriesIdle { ms: *d }),
+                    ("retrain", [W::Kw("when"), W::Kw("drift"), W::Kw(">"), W::Num(x)]) if *x > 0.0 => {
+                        Some(StageOpt::RetrainOnDrift { above: *x })
+                    }
+                    ("learn_from", [W::Kw("feedback")]) => Some(StageOpt::LearnFrom { feedback: true }),
+                    ("learn_from", [W::Kw("nothing")]) => Some(StageOpt::LearnFrom { feedback: false }),
+                    ("shadow", [W::Kw("for"), W::Dur(d)]) if *d > 0 => Some(StageOpt::Shadow { ms: *d }),
+                    ("promote", [W::Kw("when"), W::Kw("better")]) => Some(StageOpt::Promote { when_better: true }),
+                    ("promote", [W::Kw("manual")]) => Some(StageOpt::Promote { when_better: false }),
                     ("repeat", [W::Kw("every"), W::Dur(d)]) if *d > 0 => Some(StageOpt::Repeat { ms: *d }),
                     ("rate_limit", [W::Int(n), W::Kw("per"), W::Dur(d)]) if *d > 0 => {
                         count(*n).map(|count| StageOpt::RateLimit { count, per_ms: *d })

@@ -15,9 +15,11 @@
 //! constant series trains and scores without dividing by zero).
 
 pub mod calibrate;
+pub mod monitor;
 pub mod net;
 pub mod novelty;
 pub mod registry;
+pub mod shadow;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
@@ -185,6 +187,23 @@ pub struct ModelMeta {
     pub dims: Vec<usize>,
     /// Steps ahead (forecasters).
     pub horizon: usize,
+    /// What the training data looked like, for drift monitoring.
+    #[serde(default)]
+    pub summary: Option<monitor::DataSummary>,
+    /// Samples left out because on-call confirmed them as anomalies, and samples of
+    /// windows marked false positive, learned as normal with extra weight.
+    #[serde(default)]
+    pub feedback_excluded: u64,
+    #[serde(default)]
+    pub feedback_normal: u64,
+}
+
+impl ModelMeta {
+    /// The error a version made on data it did not train on (mean squared, in normalised
+    /// units; the training loss when there was no validation split).
+    pub fn reference_error(&self) -> f64 {
+        self.val_loss.filter(|v| v.is_finite()).unwrap_or(self.loss)
+    }
 }
 
 /// A seasonal profile: the median and robust spread per bucket of the season.
@@ -226,7 +245,17 @@ pub struct Prediction {
 pub struct Examples<'a> {
     pub ts: &'a [Timestamp],
     pub values: &'a [f64],
+    /// Per sample (or empty): confirmed anomalies, never learned as normal.
+    pub exclude: &'a [bool],
+    /// Per sample (or empty): windows marked false positive, learned as normal with
+    /// [`FEEDBACK_WEIGHT`] times the weight.
+    pub normal: &'a [bool],
 }
+
+/// How many times a sample of a window marked false positive counts in training (a reason:
+/// a nightly job seen in a few windows of a training set of thousands of samples must
+/// weigh enough to move the model; 4 keeps it below a tenth of a typical set).
+pub const FEEDBACK_WEIGHT: usize = 4;
 
 /// Robust centre and spread of values: median and 1.4826 × MAD, falling back to the
 /// standard deviation and then to a floor relative to the level.
@@ -271,15 +300,21 @@ pub fn fit(
     let n = data.values.len().min(data.ts.len());
     let skip = n.saturating_sub(MAX_TRAIN_SAMPLES);
     let (ts, values) = (&data.ts[skip..n], &data.values[skip..n]);
-    if values.len() < spec.min_samples() {
+    let flag = |m: &[bool], i: usize| m.get(skip + i).copied().unwrap_or(false);
+    let excluded: Vec<bool> = (0..values.len()).map(|i| flag(data.exclude, i)).collect();
+    let normal: Vec<bool> = (0..values.len()).map(|i| flag(data.normal, i) && !excluded[i]).collect();
+    let kept: Vec<f64> = values.iter().zip(&excluded).filter(|(_, &x)| !x).map(|(v, _)| *v).collect();
+    let kept_ts: Vec<Timestamp> = ts.iter().zip(&excluded).filter(|(_, &x)| !x).map(|(t, _)| *t).collect();
+    if kept.len() < spec.min_samples() {
         return Err(TrainError::Invalid(format!(
-            "{} samples are too few to train a {} (it needs {})",
-            values.len(),
+            "{} samples{} are too few to train a {} (it needs {})",
+            kept.len(),
+            if kept.len() < values.len() { " outside confirmed anomalies" } else { "" },
             spec.kind(),
             spec.min_samples()
         )));
     }
-    let (center, scale) = center_scale(values);
+    let (center, scale) = center_scale(&kept);
     let norm: Vec<f32> = values.iter().map(|v| ((v - center) / scale) as f32).collect();
     let dims = spec.dims();
     let mut meta = ModelMeta {
@@ -301,6 +336,20 @@ pub fn fit(
         scale,
         dims: dims.clone(),
         horizon: 1,
+        summary: monitor::DataSummary::of(&kept_ts, &kept),
+        feedback_excluded: excluded.iter().filter(|&&x| x).count() as u64,
+        feedback_normal: normal.iter().filter(|&&x| x).count() as u64,
+    };
+    // Rows of the neural models: a row touching a confirmed anomaly is left out; a row
+    // ending in a window marked false positive counts FEEDBACK_WEIGHT times.
+    let repeats = |start: usize, end: usize| -> usize {
+        if excluded[start..end].iter().any(|&x| x) {
+            0
+        } else if normal[end - 1] {
+            FEEDBACK_WEIGHT
+        } else {
+            1
+        }
     };
     let warm = warm.and_then(|w| match &w.body {
         Body::Net { record, .. } if w.meta.dims == dims => Some(record),
@@ -311,7 +360,12 @@ pub fn fit(
             let rows = norm.len() + 1 - window;
             let mut x = Vec::with_capacity(rows * window);
             for i in 0..rows {
-                x.extend_from_slice(&norm[i..i + window]);
+                for _ in 0..repeats(i, i + window) {
+                    x.extend_from_slice(&norm[i..i + window]);
+                }
+            }
+            if x.len() < 2 * window {
+                return Err(TrainError::Invalid("every window touches a confirmed anomaly: nothing normal to learn".into()));
             }
             let t = net::train(&dims, &x, &x, train, warm, cancel, progress)?;
             (meta.loss, meta.val_loss, meta.epochs) = (t.loss, t.val_loss, t.epochs_run);
@@ -322,8 +376,13 @@ pub fn fit(
             let mut x = Vec::with_capacity(rows * lookback);
             let mut y = Vec::with_capacity(rows * horizon);
             for i in 0..rows {
-                x.extend_from_slice(&norm[i..i + lookback]);
-                y.extend_from_slice(&norm[i + lookback..i + lookback + horizon]);
+                for _ in 0..repeats(i, i + lookback + horizon) {
+                    x.extend_from_slice(&norm[i..i + lookback]);
+                    y.extend_from_slice(&norm[i + lookback..i + lookback + horizon]);
+                }
+            }
+            if x.len() < 2 * lookback {
+                return Err(TrainError::Invalid("every window touches a confirmed anomaly: nothing normal to learn".into()));
             }
             let t = net::train(&dims, &x, &y, train, warm, cancel, progress)?;
             (meta.loss, meta.val_loss, meta.epochs, meta.horizon) = (t.loss, t.val_loss, t.epochs_run, *horizon);
@@ -333,8 +392,11 @@ pub fn fit(
             let mut p = Profile { season_ms: *season_ms, bucket_ms: *bucket_ms, buckets: Vec::new() };
             let slots = (season_ms / bucket_ms).max(1) as usize;
             let mut per: Vec<Vec<f64>> = vec![Vec::new(); slots];
-            for (&t, &v) in ts.iter().zip(values) {
-                per[p.bucket(t).min(slots - 1)].push(v);
+            for (i, (&t, &v)) in ts.iter().zip(values).enumerate() {
+                let times = if excluded[i] { 0 } else if normal[i] { FEEDBACK_WEIGHT } else { 1 };
+                for _ in 0..times {
+                    per[p.bucket(t).min(slots - 1)].push(v);
+                }
             }
             // A bucket's spread never falls below a tenth of the overall spread: a few
             // identical samples must not make the next slightly different one an anomaly.
@@ -431,7 +493,7 @@ mod tests {
         let ts: Vec<i64> = (0..2016).map(|i| i * 300_000).collect();
         let values: Vec<f64> = ts.iter().map(|t| if (t / 3_600_000) % 24 < 12 { 10.0 } else { 100.0 } + (t / 300_000 % 3) as f64).collect();
         let spec = Spec::Baseline { season_ms: 86_400_000, bucket_ms: 3_600_000 };
-        let f = fit(&spec, &cx(), Examples { ts: &ts, values: &values }, None, &AtomicBool::new(false), &mut |_, _, _| {}).unwrap();
+        let f = fit(&spec, &cx(), Examples { ts: &ts, values: &values, exclude: &[], normal: &[] }, None, &AtomicBool::new(false), &mut |_, _, _| {}).unwrap();
         let hist = [11.0, 101.0, 11.0];
         let p = f.predict(&hist, &[0, 1, 2], &[0, 0, 13 * 3_600_000], 1);
         assert!((p[0].unwrap().expected - 11.0).abs() < 1.1);
@@ -449,7 +511,7 @@ mod tests {
             hidden: vec![16],
             train: TrainParams { epochs: 30, learning_rate: 0.01, batch_size: 64, seed: 1 },
         };
-        let f = fit(&spec, &cx(), Examples { ts: &ts, values: &values }, None, &AtomicBool::new(false), &mut |_, _, _| {}).unwrap();
+        let f = fit(&spec, &cx(), Examples { ts: &ts, values: &values, exclude: &[], normal: &[] }, None, &AtomicBool::new(false), &mut |_, _, _| {}).unwrap();
         let mut hist = values[1000..1017].to_vec();
         let normal = f.predict(&hist, &[16], &[0], 1)[0].unwrap();
         hist[16] += 30.0;
@@ -467,11 +529,11 @@ mod tests {
             train: TrainParams { epochs: 5, learning_rate: 0.01, batch_size: 16, seed: 1 },
         };
         let short =
-            fit(&spec, &cx(), Examples { ts: &[1, 2, 3], values: &[1.0, 2.0, 3.0] }, None, &AtomicBool::new(false), &mut |_, _, _| {});
+            fit(&spec, &cx(), Examples { ts: &[1, 2, 3], values: &[1.0, 2.0, 3.0], exclude: &[], normal: &[] }, None, &AtomicBool::new(false), &mut |_, _, _| {});
         assert!(matches!(short, Err(TrainError::Invalid(m)) if m.contains("too few")));
         let ts: Vec<i64> = (0..200).collect();
         let flat = vec![5.0; 200];
-        let f = fit(&spec, &cx(), Examples { ts: &ts, values: &flat }, None, &AtomicBool::new(false), &mut |_, _, _| {}).unwrap();
+        let f = fit(&spec, &cx(), Examples { ts: &ts, values: &flat, exclude: &[], normal: &[] }, None, &AtomicBool::new(false), &mut |_, _, _| {}).unwrap();
         assert!(f.meta.scale > 0.0 && f.meta.loss.is_finite());
         let p = f.predict(&flat[..8], &[7], &[7], 1)[0].unwrap();
         assert!(p.error.is_finite());

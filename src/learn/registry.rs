@@ -95,13 +95,14 @@ pub fn load_artifact(path: &Path, meta: &ModelMeta) -> Result<Fitted, String> {
 }
 
 impl Registry {
-    /// Saves a new version and makes it the active one.
+    /// Saves a new version: the active one when `activate`, else a candidate (a
+    /// challenger in shadow).
     ///
     /// # Errors
     /// When the artifact or its metadata cannot be written.
-    pub async fn register(&self, f: &Fitted) -> Result<i64, String> {
+    pub async fn register(&self, f: &Fitted, activate: bool) -> Result<i64, String> {
         let path = save_artifact(&self.dir, f)?;
-        self.store.insert_model(&f.meta, &path.display().to_string()).await.map_err(|e| e.to_string())
+        self.store.insert_model(&f.meta, &path.display().to_string(), activate).await.map_err(|e| e.to_string())
     }
 
     /// The active versions of a stage, loaded, except those `skip` says are in use

@@ -16,6 +16,8 @@
 
 pub mod channels;
 pub mod dispatch;
+pub mod feedback;
+pub mod report;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -344,6 +346,14 @@ pub struct Responder {
     captured: Option<Mutex<Vec<Notification>>>,
     /// The situations of the running `correlate` stages, newest first, by stage key.
     pub situations: RwLock<BTreeMap<String, Vec<crate::correlate::Situation>>>,
+    /// On-call's verdicts, which train and predict stages learn from.
+    pub feedback: Arc<feedback::FeedbackBook>,
+}
+
+/// Whom the flood guard counts: the API token when the caller used one (the name in the
+/// body is the caller's to choose), else the name.
+fn flood_key(by: &str) -> &str {
+    by.rfind("(token ").map_or(by, |i| &by[i..])
 }
 
 /// Resolved incidents kept in memory for the API (the store keeps them all).
@@ -364,11 +374,13 @@ impl Responder {
         }
         let incidents = store.incidents(None, 10_000).await?;
         let silences = store.silences().await?;
+        let verdicts = store.feedback().await?;
         let r = Responder {
             store: Some((store, tokio::runtime::Handle::current())),
             dry_run,
             state_dir,
             silences: RwLock::new(silences),
+            feedback: Arc::new(feedback::FeedbackBook::with(verdicts)),
             ..Responder::default()
         };
         {
@@ -378,6 +390,12 @@ impl Responder {
             }
         }
         Ok(r)
+    }
+
+    /// A responder without a store that knows these verdicts (replays that show what
+    /// feedback changes).
+    pub fn with_verdicts(records: Vec<feedback::FeedbackRecord>) -> Responder {
+        Responder { feedback: Arc::new(feedback::FeedbackBook::with(records)), ..Responder::default() }
     }
 
     /// A responder that keeps every notification instead of sending it (`vigil test`).
@@ -519,27 +537,113 @@ impl Responder {
         Ok(i)
     }
 
-    /// Stores on-call's verdict on an incident (`true_positive` or `false_positive`); `by`
-    /// (who gave it) goes to the audit trail.
+    /// Stores on-call's verdict on an incident (`true_positive`, `false_positive`,
+    /// `duplicate`) with the series and time window it covers — from the incident's
+    /// opening to its resolution, or to now while it fires — for the stages that learn
+    /// from verdicts. A later verdict replaces an earlier one; both are audited. `by` (who
+    /// gave it) goes to the audit trail and is the unit of the flood guard.
     ///
     /// # Errors
-    /// An unknown verdict or incident, or a store failure.
+    /// An unknown verdict or incident, `missed` (which is about a window, not an
+    /// incident: [`Responder::missed`]), a caller over the rate limit, or a store failure.
     pub async fn feedback(&self, id: &str, verdict: &str, note: Option<String>, by: &str) -> Result<Incident, String> {
-        if !matches!(verdict, "true_positive" | "false_positive") {
-            return Err(format!("the verdict must be `true_positive` or `false_positive`, not `{verdict}`"));
+        let v = feedback::Verdict::parse(verdict)?;
+        if v == feedback::Verdict::Missed {
+            return Err("`missed` marks a window no incident covered: give it with the series and the window (POST /api/v1/feedback, `vigil feedback missed`)".into());
         }
         let mut i = self.get(id).ok_or_else(|| format!("no incident `{id}`"))?;
-        i.feedback = Some(verdict.to_owned());
-        i.feedback_note = note;
-        let audit = [AuditRecord {
-            ts: crate::time::now_ms(),
-            incident_id: i.id.clone(),
+        let now = crate::time::now_ms();
+        if !self.feedback.admit(flood_key(by), now) {
+            return Err(format!("too many verdicts from {by}: at most {} a minute", feedback::PER_MINUTE));
+        }
+        let previous = i.feedback.replace(verdict.to_owned());
+        i.feedback_note = note.clone();
+        let record = feedback::FeedbackRecord {
+            id: 0,
+            incident: i.id.clone(),
+            pipeline: i.pipeline.clone(),
             stage: i.stage.clone(),
-            event: "feedback".into(),
-            detail: format!("{verdict} by {by}"),
-        }];
-        self.commit_async(std::slice::from_ref(&i), &[], &audit).await?;
+            series: i.series.clone(),
+            from: i.opened_at,
+            to: i.resolved_at.unwrap_or(now.max(i.updated_at)),
+            verdict: v,
+            note,
+            by: by.to_owned(),
+            at: now,
+        };
+        let detail = match previous {
+            Some(p) if p != verdict => format!("{verdict} by {by} (replaces {p})"),
+            _ => format!("{verdict} by {by}"),
+        };
+        let audit = AuditRecord { ts: now, incident_id: i.id.clone(), stage: i.stage.clone(), event: "feedback".into(), detail };
+        self.store_feedback(record, Some(&i), &audit).await?;
+        self.incidents.lock().unwrap_or_else(|e| e.into_inner()).insert(i.id.clone(), i.clone());
         Ok(i)
+    }
+
+    /// Records a window of `series` in `pipeline` that held an anomaly no incident
+    /// reported (`missed`): train stages leave it out of what they learn as normal, and
+    /// reports count it against recall.
+    ///
+    /// # Errors
+    /// An empty series or window, a caller over the rate limit, or a store failure.
+    pub async fn missed(
+        &self,
+        pipeline: &str,
+        series: &str,
+        from: Timestamp,
+        to: Timestamp,
+        note: Option<String>,
+        by: &str,
+    ) -> Result<feedback::FeedbackRecord, String> {
+        if pipeline.trim().is_empty() || series.trim().is_empty() {
+            return Err("a missed window needs the pipeline and the series (as `vigil models list` or the incident shows it)".into());
+        }
+        if to <= from {
+            return Err("a missed window must end after it starts".into());
+        }
+        let now = crate::time::now_ms();
+        if !self.feedback.admit(flood_key(by), now) {
+            return Err(format!("too many verdicts from {by}: at most {} a minute", feedback::PER_MINUTE));
+        }
+        let record = feedback::FeedbackRecord {
+            id: 0,
+            incident: String::new(),
+            pipeline: pipeline.to_owned(),
+            stage: String::new(),
+            series: vec![series.to_owned()],
+            from,
+            to,
+            verdict: feedback::Verdict::Missed,
+            note,
+            by: by.to_owned(),
+            at: now,
+        };
+        let audit = AuditRecord {
+            ts: now,
+            incident_id: String::new(),
+            stage: pipeline.to_owned(),
+            event: "feedback".into(),
+            detail: format!(
+                "missed {series} from {} to {} by {by}",
+                crate::time::format_rfc3339(from),
+                crate::time::format_rfc3339(to)
+            ),
+        };
+        self.store_feedback(record, None, &audit).await
+    }
+
+    async fn store_feedback(
+        &self,
+        mut record: feedback::FeedbackRecord,
+        incident: Option<&Incident>,
+        audit: &AuditRecord,
+    ) -> Result<feedback::FeedbackRecord, String> {
+        if let Some((store, _)) = &self.store {
+            record.id = store.record_feedback(&record, incident, audit).await.map_err(|e| e.to_string())?;
+        }
+        self.feedback.add(record.clone());
+        Ok(record)
     }
 
     /// Adds a silence.

@@ -211,6 +211,8 @@ pub struct Shared {
     pub access: RwLock<crate::server::access::Access>,
     /// The recent scores of every series, for the console's live charts.
     pub recent: super::recent::RecentScores,
+    /// The health of every trained model (drift, error ratio, challengers).
+    pub monitor: Arc<crate::learn::monitor::Monitor>,
 }
 
 /// A built stage.
@@ -675,7 +677,11 @@ impl Engine {
     fn models(&self) -> Option<ops::learn::BackgroundEnv> {
         let dir = self.state_dir.as_ref()?.join("models");
         let handle = tokio::runtime::Handle::try_current().ok()?;
-        Some(ops::learn::BackgroundEnv { registry: crate::learn::registry::Registry { dir, store: self.store.clone() }, handle })
+        Some(ops::learn::BackgroundEnv {
+            registry: crate::learn::registry::Registry { dir, store: self.store.clone() },
+            handle,
+            monitor: self.shared.monitor.clone(),
+        })
     }
 
     /// Builds every pipeline of a plan and starts their triggers: applying the plan to an

@@ -101,7 +101,24 @@ pub fn replay(p: &PipelinePlan, base_dir: &Path, input: &Path, output: &Path) ->
 ///
 /// # Errors
 /// As [`replay`].
-pub fn replay_to(p: &PipelinePlan, base_dir: &Path, input: &Path, mut wr: impl Write, out_name: &str) -> Result<ReplayReport, ReplayError> {
+pub fn replay_to(p: &PipelinePlan, base_dir: &Path, input: &Path, wr: impl Write, out_name: &str) -> Result<ReplayReport, ReplayError> {
+    replay_with(p, base_dir, input, wr, out_name, std::sync::Arc::new(crate::respond::Responder::default()))
+}
+
+/// As [`replay_to`], with a responder of the caller's: its verdicts
+/// ([`crate::respond::Responder::feedback`]) are what train and predict stages learn from,
+/// as under `vigil run` (`vigil replay --feedback`).
+///
+/// # Errors
+/// As [`replay`].
+pub fn replay_with(
+    p: &PipelinePlan,
+    base_dir: &Path,
+    input: &Path,
+    mut wr: impl Write,
+    out_name: &str,
+    responder: std::sync::Arc<crate::respond::Responder>,
+) -> Result<ReplayReport, ReplayError> {
     let collects: Vec<usize> = (0..p.stages.len()).filter(|&i| p.stages[i].kind == StageKind::Collect).collect();
     let [collect] = collects[..] else {
         return Err(ReplayError::Usage(format!(
@@ -124,7 +141,7 @@ pub fn replay_to(p: &PipelinePlan, base_dir: &Path, input: &Path, mut wr: impl W
             }
         }
     }
-    let env = BuildEnv::offline(&p.name, base_dir, std::sync::Arc::new(crate::respond::Responder::default()));
+    let env = BuildEnv::offline(&p.name, base_dir, responder);
     let mut steps: Vec<Option<Box<dyn crate::runtime::Operator>>> = Vec::with_capacity(p.stages.len());
     for (i, node) in p.stages.iter().enumerate() {
         if i == collect || !needed[i] {

@@ -9,7 +9,13 @@
 //!   `pipeline=`, `label=name=value` or text, `silenced=true|false`);
 //!   `GET /api/v1/incidents/{id}`: one incident with its audit trail and notifications.
 //! - `POST /api/v1/incidents/{id}/ack`, `/resolve` (body optional: `{"by": "alice"}`) and
-//!   `/feedback` (`{"verdict": "true_positive"|"false_positive", "note": "..."}`).
+//!   `/feedback` (`{"verdict": "true_positive"|"false_positive"|"duplicate", "note": "..."}`;
+//!   at most 60 verdicts a minute per caller, 429 beyond).
+//! - `POST /api/v1/feedback`: a `missed` window (`{"pipeline", "series", "from", "to",
+//!   "note"}`); `GET /api/v1/feedback`: every verdict.
+//! - `GET /api/v1/report` (`?since=7d&within=15m`): alarms per day, precision, recall,
+//!   MTTA, MTTR, notifications per incident, channel and `exec` success
+//!   ([`crate::respond::report`]).
 //! - `GET /api/v1/situations` (`?status=open|closed`) and `GET /api/v1/situations/{id}`:
 //!   the situations of the `correlate` stages, with members, origin and timeline.
 //! - `GET /api/v1/silences`; `POST /api/v1/silences`
@@ -78,6 +84,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/models", get(models))
         .route("/api/v1/models/rollback", axum::routing::post(rollback_models))
         .route("/api/v1/models/{id}/promote", axum::routing::post(promote_model))
+        .route("/api/v1/feedback", get(list_feedback).post(add_feedback))
+        .route("/api/v1/report", get(report_api))
         .merge(console::routes())
         .fallback(webhook)
         .layer(axum::middleware::from_fn_with_state(shared.clone(), guard))
@@ -143,6 +151,10 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
                  # TYPE vigil_outbox_oldest_age_seconds gauge\nvigil_outbox_oldest_age_seconds {age}"
             );
         }
+    }
+    text.push_str(&shared.monitor.render());
+    if let Ok(report) = report(&shared, None, None).await {
+        text.push_str(&report.metrics());
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
@@ -451,7 +463,87 @@ pub async fn act_on_incident(
         }
         other => return Err((StatusCode::NOT_FOUND, format!("no action `{other}`; use ack, resolve or feedback"))),
     };
-    result.map_err(|e| if e.starts_with("no incident") { (StatusCode::NOT_FOUND, e) } else { (StatusCode::CONFLICT, e) })
+    result.map_err(|e| {
+        if e.starts_with("no incident") {
+            (StatusCode::NOT_FOUND, e)
+        } else if e.starts_with("too many verdicts") {
+            (StatusCode::TOO_MANY_REQUESTS, e)
+        } else {
+            (StatusCode::CONFLICT, e)
+        }
+    })
+}
+
+/// `POST /api/v1/feedback`: a window no incident reported (`missed`):
+/// `{"pipeline": "p", "series": "cpu{host=\"a\"}", "from": RFC 3339 or ms, "to": …,
+/// "note": "…", "by": "…"}`.
+async fn add_feedback(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let token = caller_name(&req);
+    let body = match json_body(req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let text = |k: &str| body.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+    let time = |k: &str| match body.get(k) {
+        Some(serde_json::Value::Number(n)) => n.as_i64(),
+        Some(serde_json::Value::String(s)) => crate::time::parse_timestamp(s),
+        _ => None,
+    };
+    if let Some(v) = body.get("verdict").and_then(|v| v.as_str()).filter(|v| *v != "missed") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("`{v}` is a verdict on an incident: POST /api/v1/incidents/{{id}}/feedback; this endpoint takes `missed` windows"),
+        );
+    }
+    let (Some(from), Some(to)) = (time("from"), time("to")) else {
+        return error(StatusCode::BAD_REQUEST, "`from` and `to` must be RFC 3339 timestamps or milliseconds since the epoch");
+    };
+    let note = Some(text("note")).filter(|n| !n.trim().is_empty());
+    let by = by_whom(body.get("by").and_then(|v| v.as_str()), token.as_deref(), "api");
+    match responder(&shared).missed(&text("pipeline"), &text("series"), from, to, note, &by).await {
+        Ok(r) => (StatusCode::CREATED, Json(r)).into_response(),
+        Err(e) if e.starts_with("too many verdicts") => error(StatusCode::TOO_MANY_REQUESTS, e),
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+/// `GET /api/v1/feedback`: every verdict, oldest first.
+async fn list_feedback(State(shared): State<Arc<Shared>>) -> Response {
+    Json(responder(&shared).feedback.all()).into_response()
+}
+
+/// The report over the last `since` (default 7 days), exec runs counted as resolving
+/// their incident within `within` (default 15 minutes).
+///
+/// # Errors
+/// A duration that does not parse, or a store failure.
+pub async fn report(shared: &Shared, since: Option<&str>, within: Option<&str>) -> Result<crate::respond::report::Report, (StatusCode, String)> {
+    let dur = |v: Option<&str>, default: i64, name: &str| match v {
+        None => Ok(default),
+        Some(s) => crate::time::parse_duration(s)
+            .filter(|d| *d > 0)
+            .ok_or_else(|| (StatusCode::BAD_REQUEST, format!("`{name}` must be a duration such as 7d or 1h30m, not `{s}`"))),
+    };
+    let since_ms = dur(since, 7 * 86_400_000, "since")?;
+    let within_ms = dur(within, 900_000, "within")?;
+    let r = responder(shared);
+    let until = crate::time::now_ms();
+    let from = until.saturating_sub(since_ms);
+    let (incidents, audit) = match r.store() {
+        Some(store) => (
+            store.incidents_since(from).await.map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?,
+            store.audit_since(from, &["sent", "failed"]).await.map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?,
+        ),
+        None => (r.list(), Vec::new()),
+    };
+    Ok(crate::respond::report::build(&incidents, &r.feedback.all(), &audit, from, until, within_ms))
+}
+
+async fn report_api(State(shared): State<Arc<Shared>>, q: axum::extract::Query<std::collections::HashMap<String, String>>) -> Response {
+    match report(&shared, q.get("since").map(String::as_str), q.get("within").map(String::as_str)).await {
+        Ok(r) => Json(r).into_response(),
+        Err((code, e)) => error(code, e),
+    }
 }
 
 async fn incident_action(

@@ -565,6 +565,30 @@ pub static OPERATORS: &[OperatorSpec] = &[
         output: Output::Fixed(Ty::Scores),
         example: r#"predict fc = forecast(model, raw, interval: 0.99)"#,
     },
+    OperatorSpec {
+        name: "drift",
+        kind: StageKind::Predict,
+        summary: "How far a model's live input has drifted from its training data, as scores.",
+        doc: "For every series of the train stage, the population stability index of its newest 256 values against the active version's training data (its deciles), each time the train stage computes it (every 32 samples): the value is the index, the score `psi / (psi + threshold)` (0.5 at the threshold), anomalous above the threshold. A respond stage over it alerts on drift like on any other anomaly. By the usual reading an index below 0.1 is stable, above 0.25 a major shift.",
+        inputs: &[input("model", &[Ty::Model], "The trained model.")],
+        params: &[min("threshold", Ty::Float, Float(0.25), 0.0, "The index above which the input has drifted.")],
+        output: Output::Fixed(Ty::Scores),
+        example: r#"predict moved = model.drift(threshold: 0.2)"#,
+    },
+    OperatorSpec {
+        name: "budget",
+        kind: StageKind::Predict,
+        summary: "Sets a detector's threshold from its own scores so it raises about `alarms` alarms per `per`.",
+        doc: "Keeps each series' scores over the last `horizon` and chooses the lowest threshold at which the scores would have started no more than `alarms` alarms per `per` there (an alarm is the start of a run of scores at or above the threshold); a sample is anomalous at or above it. Until a full `per` of scores is in, nothing is anomalous. Verdicts adapt it: scores inside windows on-call marked `false_positive` do not count toward the budget and the threshold stays above the highest of them for `horizon`. The score is rescaled so that the threshold maps to 0.5.",
+        inputs: &[input("input", &[Ty::Scores], "A detector's scores.")],
+        params: &[
+            min("alarms", Ty::Float, Float(1.0), 0.0, "Alarms allowed per period, per series."),
+            min("per", Ty::Duration, Dur(86_400_000), 1.0, "The period."),
+            min("horizon", Ty::Duration, Dur(604_800_000), 1.0, "How much score history sets the threshold."),
+        ],
+        output: Output::Fixed(Ty::Scores),
+        example: r#"predict paged = budget(scores, alarms: 2, per: 1d)"#,
+    },
     // ======================== respond ========================
     OperatorSpec {
         name: "email",

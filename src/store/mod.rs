@@ -10,6 +10,7 @@ use std::path::Path;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
 
+use crate::respond::feedback::FeedbackRecord;
 use crate::respond::{AuditRecord, Incident, Notification, OutboxRow, Silence};
 use crate::runtime::BoxFuture;
 
@@ -56,9 +57,14 @@ pub trait Store: Send + Sync {
     fn record_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<(), StoreError>>;
     /// The newest runs of a pipeline, newest first.
     fn recent_runs<'a>(&'a self, pipeline: &'a str, limit: i64) -> BoxFuture<'a, Result<Vec<RunRecord>, StoreError>>;
-    /// Records a new model version and makes it the active one of its (stage, series);
-    /// returns its id.
-    fn insert_model<'a>(&'a self, meta: &'a crate::learn::ModelMeta, path: &'a str) -> BoxFuture<'a, Result<i64, StoreError>>;
+    /// Records a new model version — the active one of its (stage, series) when `activate`,
+    /// else a candidate beside the active one (a challenger in shadow); returns its id.
+    fn insert_model<'a>(
+        &'a self,
+        meta: &'a crate::learn::ModelMeta,
+        path: &'a str,
+        activate: bool,
+    ) -> BoxFuture<'a, Result<i64, StoreError>>;
     /// The model versions of a stage (or of all stages), oldest first.
     fn models<'a>(&'a self, key: Option<&'a str>) -> BoxFuture<'a, Result<Vec<ModelRow>, StoreError>>;
     /// Makes version `id` the active one of its (stage, series); false when there is no
@@ -112,6 +118,20 @@ pub trait Store: Send + Sync {
     fn silences(&self) -> BoxFuture<'_, Result<Vec<Silence>, StoreError>>;
     /// Adds a silence (id 0) or replaces one; returns its id.
     fn insert_silence<'a>(&'a self, s: &'a Silence) -> BoxFuture<'a, Result<i64, StoreError>>;
+    /// Records a verdict (with the incident it changes, when it is about one, and its audit
+    /// record) in one transaction; returns its id.
+    fn record_feedback<'a>(
+        &'a self,
+        record: &'a FeedbackRecord,
+        incident: Option<&'a Incident>,
+        audit: &'a AuditRecord,
+    ) -> BoxFuture<'a, Result<i64, StoreError>>;
+    /// Every verdict, oldest first.
+    fn feedback(&self) -> BoxFuture<'_, Result<Vec<FeedbackRecord>, StoreError>>;
+    /// Incidents opened at or after `since`, oldest first (for reports).
+    fn incidents_since(&self, since: i64) -> BoxFuture<'_, Result<Vec<Incident>, StoreError>>;
+    /// Audit records of `events` at or after `since`, oldest first (for reports).
+    fn audit_since<'a>(&'a self, since: i64, events: &'a [&'a str]) -> BoxFuture<'a, Result<Vec<AuditRecord>, StoreError>>;
 }
 
 /// Rows per multi-row INSERT (7 parameters each at most, far below SQLite's limit).
@@ -144,6 +164,10 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, ts INTEGER NOT NULL, incident_id TEXT NOT NULL, stage TEXT NOT NULL, \
      event TEXT NOT NULL, detail TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS audit_by_incident ON audit (incident_id, id)",
+    "CREATE INDEX IF NOT EXISTS audit_by_time ON audit (ts)",
+    "CREATE TABLE IF NOT EXISTS feedback (id INTEGER PRIMARY KEY AUTOINCREMENT, incident_id TEXT NOT NULL, pipeline TEXT NOT NULL, \
+     verdict TEXT NOT NULL, at INTEGER NOT NULL, data TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS incidents_by_opened ON incidents (opened_at)",
     "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1')",
 ];
 
@@ -237,19 +261,26 @@ impl Store for SqliteStore {
         })
     }
 
-    fn insert_model<'a>(&'a self, meta: &'a crate::learn::ModelMeta, path: &'a str) -> BoxFuture<'a, Result<i64, StoreError>> {
+    fn insert_model<'a>(
+        &'a self,
+        meta: &'a crate::learn::ModelMeta,
+        path: &'a str,
+        activate: bool,
+    ) -> BoxFuture<'a, Result<i64, StoreError>> {
         Box::pin(async move {
             let json = serde_json::to_string(meta).unwrap_or_default();
             let mut tx = self.pool.begin().await?;
-            sqlx::query("UPDATE models SET active = 0 WHERE stage_key = ? AND series = ?")
-                .bind(&meta.key)
-                .bind(&meta.series)
-                .execute(&mut *tx)
-                .await?;
+            if activate {
+                sqlx::query("UPDATE models SET active = 0 WHERE stage_key = ? AND series = ?")
+                    .bind(&meta.key)
+                    .bind(&meta.series)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             let id = sqlx::query(
-                "INSERT INTO models (stage_key, series, version, kind, path, meta, created_at, active) VALUES (?, ?, ?, ?, ?, ?, ?, 1) \
+                "INSERT INTO models (stage_key, series, version, kind, path, meta, created_at, active) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT(stage_key, series, version) DO UPDATE SET kind = excluded.kind, path = excluded.path, meta = excluded.meta, \
-                 created_at = excluded.created_at, active = 1 RETURNING id",
+                 created_at = excluded.created_at, active = excluded.active RETURNING id",
             )
             .bind(&meta.key)
             .bind(&meta.series)
@@ -258,6 +289,7 @@ impl Store for SqliteStore {
             .bind(path)
             .bind(json)
             .bind(meta.created_at)
+            .bind(i64::from(activate))
             .fetch_one(&mut *tx)
             .await?
             .get::<i64, _>(0);
@@ -513,6 +545,71 @@ impl Store for SqliteStore {
             let id =
                 sqlx::query("INSERT INTO silences (data) VALUES (?) RETURNING id").bind(data).fetch_one(&self.pool).await?.get::<i64, _>(0);
             Ok(id)
+        })
+    }
+
+    fn record_feedback<'a>(
+        &'a self,
+        record: &'a FeedbackRecord,
+        incident: Option<&'a Incident>,
+        audit: &'a AuditRecord,
+    ) -> BoxFuture<'a, Result<i64, StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let id = sqlx::query("INSERT INTO feedback (incident_id, pipeline, verdict, at, data) VALUES (?, ?, ?, ?, ?) RETURNING id")
+                .bind(&record.incident)
+                .bind(&record.pipeline)
+                .bind(record.verdict.as_str())
+                .bind(record.at)
+                .bind(serde_json::to_string(record).unwrap_or_default())
+                .fetch_one(&mut *tx)
+                .await?
+                .get::<i64, _>(0);
+            if let Some(i) = incident {
+                sqlx::query("UPDATE incidents SET data = ? WHERE id = ?")
+                    .bind(serde_json::to_string(i).unwrap_or_default())
+                    .bind(&i.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            insert_audit(&mut tx, audit).await?;
+            tx.commit().await?;
+            Ok(id)
+        })
+    }
+
+    fn feedback(&self) -> BoxFuture<'_, Result<Vec<FeedbackRecord>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT id, data FROM feedback ORDER BY id").fetch_all(&self.pool).await?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|r| {
+                    let mut f: FeedbackRecord = serde_json::from_str(&r.get::<String, _>(1)).ok()?;
+                    f.id = r.get(0);
+                    Some(f)
+                })
+                .collect())
+        })
+    }
+
+    fn incidents_since(&self, since: i64) -> BoxFuture<'_, Result<Vec<Incident>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT data FROM incidents WHERE opened_at >= ? ORDER BY opened_at").bind(since).fetch_all(&self.pool).await?;
+            Ok(rows.into_iter().filter_map(|r| serde_json::from_str(&r.get::<String, _>(0)).ok()).collect())
+        })
+    }
+
+    fn audit_since<'a>(&'a self, since: i64, events: &'a [&'a str]) -> BoxFuture<'a, Result<Vec<AuditRecord>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT ts, incident_id, stage, event, detail FROM audit WHERE ts >= ? ORDER BY id")
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| AuditRecord { ts: r.get(0), incident_id: r.get(1), stage: r.get(2), event: r.get(3), detail: r.get(4) })
+                .filter(|a| events.is_empty() || events.contains(&a.event.as_str()))
+                .collect())
         })
     }
 

@@ -119,7 +119,7 @@ fn expected_words(rules: &[Rule]) -> Vec<String> {
             Rule::type_expr => "a type",
             Rule::options => "`{`",
             Rule::option => "an option",
-            Rule::option_kw => "`every`, `backoff`, `samples`, `per`, `after`, `to` or `for`",
+            Rule::option_kw => "an option word (`every`, `per`, `for`, `when`, ...)",
             Rule::expr | Rule::expr_only | Rule::postfix_expr | Rule::prefix_op | Rule::kw_not => "an expression",
             Rule::infix_op | Rule::kw_and | Rule::kw_or => "an operator",
             Rule::field => "`.`",

@@ -17,18 +17,21 @@
 //! Until a series has a model, predict uses the stage's `fallback` (when declared) or
 //! scores 0.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::check::StageOpt;
 use crate::data::{Data, ScoreColumn, ScoresData, SeriesId, Timestamp};
 use crate::learn::calibrate::{Suppressor, TailCalibrator};
+use crate::learn::monitor::{Monitor, DRIFT_WINDOW};
 use crate::learn::registry::Registry;
+use crate::learn::shadow::{self, Record};
 use crate::learn::{self, Examples, FitContext, Fitted, Spec};
+use crate::respond::feedback::{self, FeedbackBook, Verdict};
 use crate::runtime::{OpCtx, OpError, Operator};
 
 /// A fallback detector's point: score, value, expected, spread, anomalous.
@@ -40,7 +43,22 @@ type FallbackPoint = (f64, f64, f64, f64, bool);
 pub struct ModelSet {
     pub key: String,
     pub series: HashMap<String, Vec<Arc<Fitted>>>,
+    /// Challengers in shadow, per series: scored beside the active version, never used
+    /// for alarms; their would-be alarms go to `shadow`.
+    pub candidates: HashMap<String, Arc<Fitted>>,
+    /// What the shadow periods recorded so far, shared with the train stage that decides.
+    pub shadow: Option<Arc<Mutex<HashMap<String, ShadowRun>>>>,
+    /// Drift figures computed this tick: per series, (timestamp, population stability
+    /// index), for `drift`.
+    pub drift: Vec<(SeriesId, Vec<(Timestamp, f64)>)>,
+    /// Where the predict stages report each version's live error.
+    pub monitor: Option<Arc<Monitor>>,
+    /// Whether the train stage learns from verdicts (its predict stages then raise their
+    /// calibration where windows were marked false positive).
+    pub learns_from_feedback: bool,
 }
+
+pub use crate::learn::shadow::Run as ShadowRun;
 
 impl fmt::Debug for ModelSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -55,26 +73,55 @@ impl ModelSet {
     }
 }
 
-/// When to train.
+/// When to train, from what, and how a new version takes over.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
     pub min_samples: usize,
     pub retrain_every_ms: Option<i64>,
     pub retrain_samples: Option<u64>,
     pub warm_start: bool,
+    /// Retrain when the input's drift exceeds this.
+    pub drift_above: Option<f64>,
+    /// Learn from on-call's verdicts (`learn_from feedback`, the default).
+    pub learn_from_feedback: bool,
+    /// Run a retrained version in shadow for this long before it may take over.
+    pub shadow_ms: Option<i64>,
+    /// After the shadow period: promote when better (else wait for a person).
+    pub promote_when_better: bool,
+}
+
+impl Default for Policy {
+    /// 500 samples before the first version, no retraining, learning from verdicts, no
+    /// shadow period.
+    fn default() -> Policy {
+        Policy {
+            min_samples: 500,
+            retrain_every_ms: None,
+            retrain_samples: None,
+            warm_start: false,
+            drift_above: None,
+            learn_from_feedback: true,
+            shadow_ms: None,
+            promote_when_better: true,
+        }
+    }
 }
 
 impl Policy {
     /// The policy from a stage's options; `min_samples` defaults to 500 (and never below
     /// what the model needs).
     pub fn from_options(options: &[StageOpt], spec: &Spec) -> Policy {
-        let mut p = Policy { min_samples: 500, retrain_every_ms: None, retrain_samples: None, warm_start: false };
+        let mut p = Policy::default();
         for o in options {
             match o {
                 StageOpt::MinSamples { samples } => p.min_samples = usize::try_from(*samples).unwrap_or(usize::MAX),
                 StageOpt::RetrainEvery { ms } => p.retrain_every_ms = Some(i64::try_from(*ms).unwrap_or(i64::MAX)),
                 StageOpt::RetrainSamples { samples } => p.retrain_samples = Some(*samples),
                 StageOpt::WarmStart { enabled } => p.warm_start = *enabled,
+                StageOpt::RetrainOnDrift { above } => p.drift_above = Some(*above),
+                StageOpt::LearnFrom { feedback } => p.learn_from_feedback = *feedback,
+                StageOpt::Shadow { ms } => p.shadow_ms = Some(i64::try_from(*ms).unwrap_or(i64::MAX)),
+                StageOpt::Promote { when_better } => p.promote_when_better = *when_better,
                 _ => {}
             }
         }
@@ -88,6 +135,8 @@ impl Policy {
 pub struct BackgroundEnv {
     pub registry: Registry,
     pub handle: tokio::runtime::Handle,
+    /// Where models report their health (`/metrics`).
+    pub monitor: Arc<Monitor>,
 }
 
 /// Where trained versions go under `vigil run`.
@@ -96,11 +145,24 @@ pub struct Background {
     pub handle: tokio::runtime::Handle,
 }
 
+/// A finished training: the version, its registry id, whether it went straight to active.
+type TrainedVersion = (Arc<Fitted>, Option<i64>, bool);
+
 enum Update {
     /// The registry's active versions at start (or after a promotion).
     Loaded(Vec<Arc<Fitted>>, HashMap<String, u32>),
     /// A training finished (or failed, with the reason).
-    Trained(String, Result<Arc<Fitted>, String>),
+    Trained(String, Result<TrainedVersion, String>),
+}
+
+/// What the verdicts and the engine give a train stage.
+#[derive(Clone, Default)]
+pub struct Context {
+    /// The pipeline (verdicts are per pipeline and series).
+    pub pipeline: String,
+    /// On-call's verdicts (None: `learn_from nothing`).
+    pub feedback: Option<Arc<FeedbackBook>>,
+    pub monitor: Option<Arc<Monitor>>,
 }
 
 #[derive(Default)]
@@ -114,12 +176,34 @@ struct SeriesTrain {
     busy: bool,
     /// After a failed training, wait for this many more samples before trying again.
     backoff_until: u64,
+    /// Samples of this series so far.
+    count: u64,
+    /// The newest values, for the drift statistic.
+    live: VecDeque<f64>,
+    since_drift_check: usize,
+    /// The sample count at which drift exceeded the policy's bound (a retrain is due once
+    /// enough samples of the new regime are in).
+    drift_from: Option<u64>,
+    /// Whether the training running now was started by drift.
+    drift_training: bool,
+    /// A challenger in shadow and its registry id.
+    candidate: Option<(Arc<Fitted>, Option<i64>)>,
 }
+
+/// Samples between two computations of the drift statistic.
+const DRIFT_EVERY: usize = 32;
 
 /// A train stage.
 pub struct Train {
     spec: Spec,
     policy: Policy,
+    cx: Context,
+    /// The shadow periods running, shared with the predict stages through [`ModelSet`].
+    shadow: Arc<Mutex<HashMap<String, ShadowRun>>>,
+    /// Drift figures of this tick, per series.
+    drift_now: HashMap<String, Vec<(Timestamp, f64)>>,
+    /// When each shadow period was last written for `vigil models compare`.
+    persisted: HashMap<String, std::time::Instant>,
     key: String,
     fingerprint: String,
     pipeline_version: String,
@@ -145,6 +229,7 @@ impl Train {
     pub fn new(
         spec: Spec,
         policy: Policy,
+        cx: Context,
         key: String,
         fingerprint: String,
         pipeline_version: String,
@@ -155,6 +240,10 @@ impl Train {
         let train = Train {
             spec,
             policy,
+            cx,
+            shadow: Arc::default(),
+            drift_now: HashMap::new(),
+            persisted: HashMap::new(),
             key,
             fingerprint,
             pipeline_version,
@@ -235,6 +324,11 @@ impl Train {
                         if s.versions.last().is_some_and(|v| v.meta.version == f.meta.version) {
                             continue;
                         }
+                        if s.candidate.as_ref().is_some_and(|(c, _)| c.meta.version == f.meta.version) {
+                            // Promoted by hand (`vigil models promote`): the shadow ends.
+                            s.candidate = None;
+                            self.shadow.lock().unwrap_or_else(|e| e.into_inner()).remove(&f.meta.series);
+                        }
                         // A promoted older version is used from the next point on.
                         let mut f = f;
                         if let Some(newest) = s.ts.back() {
@@ -254,10 +348,48 @@ impl Train {
                 Update::Trained(series, result) => {
                     let s = self.series.entry(series.clone()).or_default();
                     s.busy = false;
+                    if std::mem::take(&mut s.drift_training) {
+                        s.drift_from = None;
+                    }
                     match result {
-                        Ok(f) => {
+                        Ok((f, _, _)) if !(f.meta.loss.is_finite() && f.meta.val_loss.is_none_or(f64::is_finite)) => {
+                            tracing::warn!(
+                                stage = %self.key, series = %series, version = f.meta.version,
+                                "the new version's loss is not a number; it is never used"
+                            );
+                            s.backoff_until = self.seen + self.policy.min_samples as u64;
+                        }
+                        Ok((f, id, activated)) => {
                             s.last_trained_ts = Some(f.meta.data_to);
-                            s.versions.push(f);
+                            if let Some(m) = &self.cx.monitor {
+                                m.update(&self.key, &series, |h| {
+                                    if activated {
+                                        h.version = f.meta.version;
+                                    } else {
+                                        h.candidate = Some(f.meta.version);
+                                    }
+                                });
+                            }
+                            if activated {
+                                s.versions.push(f);
+                            } else {
+                                let active = s.versions.last().map_or(0, |v| v.meta.version);
+                                tracing::info!(
+                                    stage = %self.key, series = %series, version = f.meta.version, active,
+                                    "a retrained version runs in shadow"
+                                );
+                                self.shadow.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                                    series.clone(),
+                                    ShadowRun {
+                                        from: f.meta.data_to,
+                                        active: Record { version: active, ..Record::default() },
+                                        candidate: Record { version: f.meta.version, ..Record::default() },
+                                        candidate_id: id,
+                                        last: 0,
+                                    },
+                                );
+                                s.candidate = Some((f, id));
+                            }
                         }
                         Err(e) => {
                             tracing::warn!(stage = %self.key, series = %series, "training failed: {e}");
@@ -275,17 +407,156 @@ impl Train {
         }
         match s.last_trained_ts {
             None => true,
+            // A challenger in shadow is judged before another is trained.
+            Some(_) if s.candidate.is_some() => false,
             Some(last) => {
                 self.policy.retrain_every_ms.is_some_and(|every| ts - last >= every)
                     || self.policy.retrain_samples.is_some_and(|n| s.since_train >= n)
+                    || self.drift_due(s)
             }
+        }
+    }
+
+    /// Samples of a new regime a drift retrain learns from (and waits for).
+    fn drift_samples(&self) -> u64 {
+        (DRIFT_WINDOW.max(self.spec.min_samples())) as u64
+    }
+
+    fn drift_due(&self, s: &SeriesTrain) -> bool {
+        s.drift_from.is_some_and(|from| s.count - from >= self.drift_samples())
+    }
+
+    /// Computes the drift statistic of a series every [`DRIFT_EVERY`] samples against
+    /// its active version, reports it, and notes when it crosses the policy's bound.
+    fn check_drift(&mut self, series: &str, t: Timestamp, ctx: &mut OpCtx) {
+        let s = self.series.get_mut(series).expect("series state exists");
+        if s.live.len() < DRIFT_WINDOW || s.since_drift_check < DRIFT_EVERY {
+            return;
+        }
+        s.since_drift_check = 0;
+        let Some(summary) = s.versions.last().and_then(|v| v.meta.summary.as_ref()) else { return };
+        let Some(psi) = learn::monitor::psi(summary, s.live.iter().copied()) else { return };
+        self.drift_now.entry(series.to_owned()).or_default().push((t, psi));
+        if let Some(m) = &self.cx.monitor {
+            m.update(&self.key, series, |h| {
+                h.drift = Some(psi);
+                h.updated_at = t;
+            });
+        }
+        if let Some(bound) = self.policy.drift_above {
+            if psi > bound && s.drift_from.is_none() && !s.drift_training {
+                s.drift_from = Some(s.count);
+                ctx.counted.push(("drift_detected", 1));
+                tracing::info!(stage = %self.key, series, psi, bound, "the input drifted; retraining once enough new samples are in");
+            } else if psi <= bound / 2.0 && !s.drift_training {
+                s.drift_from = None;
+            }
+        }
+    }
+
+    /// Ends shadow periods that have run their course: `promote when better` promotes or
+    /// rejects the candidate with the figures; `promote manual` keeps it in shadow.
+    fn judge_shadows(&mut self, ctx: &mut OpCtx) {
+        let Some(period) = self.policy.shadow_ms else { return };
+        let mut decided = Vec::new();
+        let mut written = Vec::new();
+        let now = std::time::Instant::now();
+        for (series, s) in &self.series {
+            let Some((c, _)) = &s.candidate else { continue };
+            let run = self.shadow.lock().unwrap_or_else(|e| e.into_inner()).get(series).cloned().unwrap_or_default();
+            // Judged on points both versions scored (predict runs after this stage).
+            let newest = run.last.max(run.from);
+            let over = newest >= c.meta.data_to.saturating_add(period);
+            let decide = over && self.policy.promote_when_better;
+            let persist = decide || self.persisted.get(series).is_none_or(|t| now.duration_since(*t) >= std::time::Duration::from_secs(60));
+            if !decide && !persist {
+                continue;
+            }
+            let windows = self.cx.feedback.as_ref().map(|b| b.windows(&self.cx.pipeline, series)).unwrap_or_default();
+            let cmp = shadow::compare(&run.active, &run.candidate, &windows, run.from, newest);
+            if persist && self.background.is_some() {
+                self.persist_shadow(&c.meta, &run, &cmp);
+                written.push(series.clone());
+            }
+            if decide {
+                let (promote, why) = shadow::better(&cmp);
+                decided.push((series.clone(), promote, why, newest));
+            }
+        }
+        for series in written {
+            self.persisted.insert(series, now);
+        }
+        for (series, promote, why, newest) in decided {
+            let s = self.series.get_mut(&series).expect("series state exists");
+            let Some((c, id)) = s.candidate.take() else { continue };
+            self.shadow.lock().unwrap_or_else(|e| e.into_inner()).remove(&series);
+            let (event, version) = (if promote { "promoted" } else { "rejected" }, c.meta.version);
+            tracing::info!(stage = %self.key, series = %series, version, "{event}: {why}");
+            ctx.counted.push((if promote { "model_promoted" } else { "model_rejected" }, 1));
+            if let Some(m) = &self.cx.monitor {
+                m.update(&self.key, &series, |h| {
+                    h.candidate = None;
+                    if promote {
+                        h.version = version;
+                    }
+                });
+            }
+            if promote {
+                let mut c = c;
+                if let Some(m) = Arc::get_mut(&mut c) {
+                    m.meta.data_to = m.meta.data_to.min(newest);
+                }
+                s.versions.push(c);
+            }
+            if let Some(bg) = &self.background {
+                let (store, key) = (bg.registry.store.clone(), self.key.clone());
+                let audit = crate::respond::AuditRecord {
+                    ts: crate::time::now_ms(),
+                    incident_id: model_subject(&key, &series),
+                    stage: key.clone(),
+                    event: event.into(),
+                    detail: format!("v{version} {event} after its shadow period: {why}"),
+                };
+                bg.handle.spawn(async move {
+                    if promote {
+                        if let Some(id) = id {
+                            if let Err(e) = store.activate_model(id).await {
+                                tracing::error!(stage = %key, "cannot activate the promoted version: {e}");
+                            }
+                        }
+                    }
+                    if let Err(e) = store.audit(&audit).await {
+                        tracing::error!(stage = %key, "cannot audit a model decision: {e}");
+                    }
+                });
+            }
+        }
+    }
+
+    /// Writes a shadow period's records beside the candidate's artifact, for `vigil
+    /// models compare` (under `vigil run`).
+    fn persist_shadow(&self, candidate: &learn::ModelMeta, run: &ShadowRun, cmp: &shadow::Comparison) {
+        let Some(bg) = &self.background else { return };
+        let series = candidate.series.as_str();
+        let path = shadow::run_path(&bg.registry.dir, candidate);
+        let Some(dir) = path.parent() else { return };
+        let body = serde_json::json!({ "key": self.key, "series": series, "run": run, "comparison": cmp });
+        let tmp = path.with_extension("json.tmp");
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&tmp, serde_json::to_vec_pretty(&body).unwrap_or_default()))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            tracing::warn!(stage = %self.key, series, "cannot record the shadow period in {}: {e}", path.display());
         }
     }
 
     fn start_training(&mut self, series: &str) {
         let name = series.to_owned();
+        let drift = self.series.get(series).is_some_and(|s| self.drift_due(s));
+        let drift_samples = self.drift_samples();
         let s = self.series.get_mut(series).expect("series state exists");
         s.busy = true;
+        s.drift_training = drift;
         s.since_train = 0;
         s.next_version = s.next_version.max(1);
         let version = s.next_version;
@@ -297,27 +568,40 @@ impl Train {
             fingerprint: self.fingerprint.clone(),
             pipeline_version: self.pipeline_version.clone(),
         };
-        let ts: Vec<Timestamp> = s.ts.iter().copied().collect();
-        let values: Vec<f64> = s.values.iter().copied().collect();
+        // A drift retrain learns the new regime only.
+        let skip = if drift { s.ts.len().saturating_sub(usize::try_from(drift_samples).unwrap_or(usize::MAX)) } else { 0 };
+        let ts: Vec<Timestamp> = s.ts.iter().skip(skip).copied().collect();
+        let values: Vec<f64> = s.values.iter().skip(skip).copied().collect();
+        let (exclude, normal) = match (&self.cx.feedback, ts.last()) {
+            (Some(book), Some(&until)) => feedback::mask(&ts, &book.windows(&self.cx.pipeline, series), until),
+            _ => (Vec::new(), Vec::new()),
+        };
+        // The first version of a series is active at once; later ones wait in shadow
+        // when the policy says so.
+        let activate = self.policy.shadow_ms.is_none() || s.versions.is_empty();
         let warm = if self.policy.warm_start { s.versions.last().cloned() } else { None };
         let spec = self.spec.clone();
         match &self.background {
             None => {
                 // Inline (replay, eval): exactly at this sample, reproducibly.
-                let r = learn::fit(&spec, &cx, Examples { ts: &ts, values: &values }, warm.as_deref(), &self.cancel, &mut |_, _, _| {});
-                let _ = self.updates.0.send(Update::Trained(series.to_owned(), r.map(Arc::new).map_err(|e| e.to_string())));
+                let data = Examples { ts: &ts, values: &values, exclude: &exclude, normal: &normal };
+                let r = learn::fit(&spec, &cx, data, warm.as_deref(), &self.cancel, &mut |_, _, _| {});
+                let _ = self.updates.0.send(Update::Trained(series.to_owned(), r.map(|f| (Arc::new(f), None, activate)).map_err(|e| e.to_string())));
             }
             Some(bg) => {
                 let (tx, cancel, registry, handle) = (self.updates.0.clone(), self.cancel.clone(), bg.registry.clone(), bg.handle.clone());
                 let series = series.to_owned();
                 let spawned = std::thread::Builder::new().name("vigil-train".into()).spawn(move || {
-                    let result = train_with_progress(&spec, &cx, &ts, &values, warm.as_deref(), &cancel).and_then(|f| {
-                        let id = handle.block_on(registry.register(&f))?;
+                    let data = Examples { ts: &ts, values: &values, exclude: &exclude, normal: &normal };
+                    let result = train_with_progress(&spec, &cx, data, warm.as_deref(), &cancel).and_then(|f| {
+                        let id = handle.block_on(registry.register(&f, activate))?;
                         tracing::info!(
                             stage = %cx.key, series = %cx.series, version = f.meta.version, id, loss = f.meta.loss,
-                            val_loss = f.meta.val_loss.unwrap_or(f64::NAN), train_ms = f.meta.train_ms, "trained model"
+                            val_loss = f.meta.val_loss.unwrap_or(f64::NAN), train_ms = f.meta.train_ms,
+                            excluded = f.meta.feedback_excluded, learned_as_normal = f.meta.feedback_normal, active = activate,
+                            "trained model"
                         );
-                        Ok(Arc::new(f))
+                        Ok((Arc::new(f), Some(id), activate))
                     });
                     let _ = tx.send(Update::Trained(series, result));
                 });
@@ -333,14 +617,7 @@ impl Train {
 }
 
 /// Trains with progress: a bar on a terminal, tracing events otherwise.
-fn train_with_progress(
-    spec: &Spec,
-    cx: &FitContext,
-    ts: &[Timestamp],
-    values: &[f64],
-    warm: Option<&Fitted>,
-    cancel: &AtomicBool,
-) -> Result<Fitted, String> {
+fn train_with_progress(spec: &Spec, cx: &FitContext, data: Examples<'_>, warm: Option<&Fitted>, cancel: &AtomicBool) -> Result<Fitted, String> {
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -358,7 +635,7 @@ fn train_with_progress(
         }
         None => tracing::debug!(stage = %cx.key, series = %cx.series, epoch, epochs, loss, "training"),
     };
-    let r = learn::fit(spec, cx, Examples { ts, values }, warm, cancel, &mut progress).map_err(|e| e.to_string());
+    let r = learn::fit(spec, cx, data, warm, cancel, &mut progress).map_err(|e| e.to_string());
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -368,22 +645,30 @@ fn train_with_progress(
 impl Operator for Train {
     fn forget(&mut self, ids: &[SeriesId]) {
         for id in ids {
-            self.series.remove(&id.to_string());
+            let series = id.to_string();
+            self.series.remove(&series);
+            self.shadow.lock().unwrap_or_else(|e| e.into_inner()).remove(&series);
+            if let Some(m) = &self.cx.monitor {
+                m.forget(&self.key, &series);
+            }
         }
     }
 
     fn process(&mut self, inputs: &[Data], ctx: &mut OpCtx) -> Result<Data, OpError> {
         self.apply_updates();
         self.poll_registry();
+        self.drift_now.clear();
         // Versions offered this tick: the newest before the tick, plus those trained in it.
         for s in self.series.values_mut() {
             let keep = s.versions.len().saturating_sub(1);
             s.versions.drain(..keep);
         }
         let mut columns: Vec<(String, Vec<Timestamp>, Vec<f64>)> = Vec::new();
+        let mut ids: HashMap<String, SeriesId> = HashMap::new();
         match inputs.first() {
             Some(Data::Series(d)) => {
                 for c in &d.series {
+                    ids.insert(c.id.to_string(), c.id.clone());
                     columns.push((c.id.to_string(), c.ts.clone(), c.values.clone()));
                 }
             }
@@ -391,6 +676,7 @@ impl Operator for Train {
                 // Windows: train on the newest value of each row (the rows overlap).
                 for m in &f.matrices {
                     let last: Vec<f64> = (0..m.rows()).map(|r| f64::from(m.row(r)[m.width - 1])).collect();
+                    ids.insert(m.id.to_string(), m.id.clone());
                     columns.push((m.id.to_string(), m.ts.clone(), last));
                 }
             }
@@ -415,7 +701,14 @@ impl Operator for Train {
                     s.values.pop_front();
                 }
                 s.since_train += 1;
+                s.count += 1;
+                s.live.push_back(v);
+                if s.live.len() > DRIFT_WINDOW {
+                    s.live.pop_front();
+                }
+                s.since_drift_check += 1;
                 self.seen += 1;
+                self.check_drift(&series, t, ctx);
                 if self.loaded && self.due(&self.series[&series], t) {
                     self.start_training(&series);
                     self.apply_updates();
@@ -432,9 +725,15 @@ impl Operator for Train {
             }
             self.apply_updates();
         }
+        self.judge_shadows(ctx);
         let set = ModelSet {
             key: self.key.clone(),
             series: self.series.iter().filter(|(_, s)| !s.versions.is_empty()).map(|(k, s)| (k.clone(), s.versions.clone())).collect(),
+            candidates: self.series.iter().filter_map(|(k, s)| s.candidate.as_ref().map(|(c, _)| (k.clone(), c.clone()))).collect(),
+            shadow: Some(self.shadow.clone()),
+            drift: std::mem::take(&mut self.drift_now).into_iter().filter_map(|(k, v)| Some((ids.get(&k)?.clone(), v))).collect(),
+            monitor: self.cx.monitor.clone(),
+            learns_from_feedback: self.cx.feedback.is_some(),
         };
         Ok(Data::Model(Arc::new(set)))
     }
@@ -454,6 +753,44 @@ struct ScoreState {
     errors: TailCalibrator,
     residuals: TailCalibrator,
     suppress: Suppressor,
+    /// Recent (timestamp, error) pairs: the errors of a window marked false positive
+    /// later raise the calibration.
+    past_errors: VecDeque<(Timestamp, f64)>,
+    /// False-positive windows already learned from, and those waiting for their end to
+    /// be scored.
+    learned: HashSet<(Timestamp, Timestamp)>,
+    pending: Vec<(Timestamp, Timestamp)>,
+    /// Squared errors of the newest points (the live error of the active version).
+    squares: VecDeque<f64>,
+    anomalous: bool,
+    /// A challenger's own calibration while it runs in shadow: its version, calibration,
+    /// suppression and whether its last point was anomalous.
+    shadow: Option<(u32, TailCalibrator, Suppressor, bool)>,
+}
+
+/// Errors kept per series for learning from later verdicts.
+const PAST_ERRORS: usize = 4096;
+
+impl ScoreState {
+    /// Learns from the false-positive windows that ended by `t`: the errors made in them
+    /// join the calibration history [`learn::FEEDBACK_WEIGHT`] times, so the same error
+    /// scores lower from now on.
+    fn learn(&mut self, t: Timestamp) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let (done, waiting): (Vec<_>, Vec<_>) = self.pending.drain(..).partition(|&(_, to)| to <= t);
+        self.pending = waiting;
+        for (from, to) in done {
+            self.learned.insert((from, to));
+            let errors: Vec<f64> = self.past_errors.iter().filter(|(u, _)| *u >= from && *u <= to).map(|&(_, e)| e).collect();
+            for e in errors {
+                for _ in 0..learn::FEEDBACK_WEIGHT {
+                    self.errors.push(e);
+                }
+            }
+        }
+    }
 }
 
 /// `score` and `forecast`: a model's predictions, calibrated.
@@ -461,14 +798,42 @@ pub struct ModelScore {
     mode: Mode,
     history: usize,
     state: HashMap<SeriesId, ScoreState>,
+    /// The pipeline and its verdicts (None: not learned from).
+    feedback: Option<(String, Arc<FeedbackBook>)>,
+    /// The book's generation last learned from.
+    generation: u64,
+}
+
+/// The subject of a model's audit records: `model:<stage key>:<series>`.
+pub fn model_subject(key: &str, series: &str) -> String {
+    format!("model:{key}:{series}")
 }
 
 /// Values kept per series for the models' context.
 const MAX_CONTEXT: usize = 4096;
 
 impl ModelScore {
-    pub fn new(mode: Mode, history: usize) -> ModelScore {
-        ModelScore { mode, history: history.max(10), state: HashMap::new() }
+    pub fn new(mode: Mode, history: usize, feedback: Option<(String, Arc<FeedbackBook>)>) -> ModelScore {
+        ModelScore { mode, history: history.max(10), state: HashMap::new(), feedback, generation: 0 }
+    }
+
+    /// Notes the windows marked false positive that came in since last time, per series:
+    /// once a window's end has been scored, [`ScoreState::learn`] raises the calibration
+    /// with the errors made in it.
+    fn learn_from_verdicts(&mut self) {
+        let Some((pipeline, book)) = &self.feedback else { return };
+        let generation = book.generation();
+        if generation == self.generation {
+            return;
+        }
+        self.generation = generation;
+        for (id, st) in &mut self.state {
+            for w in book.windows(pipeline, &id.to_string()).into_iter().filter(|w| w.verdict == Verdict::FalsePositive) {
+                if !st.learned.contains(&(w.from, w.to)) && !st.pending.contains(&(w.from, w.to)) {
+                    st.pending.push((w.from, w.to));
+                }
+            }
+        }
     }
 
     fn fallback_index(fallback: Option<&Data>) -> HashMap<(SeriesId, Timestamp), FallbackPoint> {
@@ -497,6 +862,9 @@ impl Operator for ModelScore {
             Some(other) => return Err(OpError::Invalid(format!("the first input must be a Model, got {}", other.kind()))),
             None => return Err(OpError::Invalid("missing model".into())),
         };
+        if models.learns_from_feedback {
+            self.learn_from_verdicts();
+        }
         let fallback = Self::fallback_index(inputs.get(2));
         let series: Vec<(SeriesId, Vec<Timestamp>, Vec<f64>)> = match inputs.get(1) {
             Some(Data::Series(d)) => d.series.iter().map(|c| (c.id.clone(), c.ts.clone(), c.values.clone())).collect(),
@@ -511,11 +879,27 @@ impl Operator for ModelScore {
         let mut out = Vec::with_capacity(series.len());
         for (id, ts, values) in series {
             let history = self.history;
+            // A series seen for the first time starts with the verdicts known for it.
+            let known: Vec<(Timestamp, Timestamp)> = match &self.feedback {
+                Some((pipeline, book)) if models.learns_from_feedback && !self.state.contains_key(&id) => book
+                    .windows(pipeline, &id.to_string())
+                    .into_iter()
+                    .filter(|w| w.verdict == Verdict::FalsePositive)
+                    .map(|w| (w.from, w.to))
+                    .collect(),
+                _ => Vec::new(),
+            };
             let st = self.state.entry(id.clone()).or_insert_with(|| ScoreState {
                 recent: VecDeque::new(),
                 errors: TailCalibrator::new(history),
                 residuals: TailCalibrator::new(history),
                 suppress: Suppressor::new(0),
+                past_errors: VecDeque::new(),
+                learned: HashSet::new(),
+                pending: known,
+                squares: VecDeque::new(),
+                anomalous: false,
+                shadow: None,
             });
             if let Mode::Score { suppress_ms, .. } = self.mode {
                 if st.suppress.period() != suppress_ms {
@@ -545,16 +929,75 @@ impl Operator for ModelScore {
                     preds[*j] = p;
                 }
             }
+            // A challenger in shadow scores the points after its training data too.
+            let series_name = id.to_string();
+            let candidate = models.candidates.get(&series_name).filter(|_| matches!(self.mode, Mode::Score { .. }));
+            let mut shadow_preds: Vec<Option<learn::Prediction>> = vec![None; values.len()];
+            if let Some(c) = candidate {
+                let js: Vec<usize> = (0..ts.len()).filter(|&j| ts[j] > c.meta.data_to).collect();
+                let positions: Vec<usize> = js.iter().map(|j| base + j).collect();
+                let tss: Vec<Timestamp> = js.iter().map(|&j| ts[j]).collect();
+                for (j, p) in js.iter().zip(c.predict(&hist, &positions, &tss, 1)) {
+                    shadow_preds[*j] = p;
+                }
+                if st.shadow.as_ref().is_none_or(|(v, ..)| *v != c.meta.version) {
+                    st.shadow = Some((c.meta.version, TailCalibrator::new(history), Suppressor::new(0), false));
+                }
+            } else {
+                st.shadow = None;
+            }
+            let mut run = candidate.and_then(|_| models.shadow.as_ref()).map(|m| m.lock().unwrap_or_else(|e| e.into_inner()));
             let mut o = ScoreColumn::new(id.clone());
             for (j, (&t, &v)) in ts.iter().zip(&values).enumerate() {
+                st.learn(t);
+                if let Some(p) = preds[j] {
+                    st.past_errors.push_back((t, p.error));
+                    if st.past_errors.len() > PAST_ERRORS {
+                        st.past_errors.pop_front();
+                    }
+                    if p.error.is_finite() {
+                        st.squares.push_back(p.error * p.error);
+                        if st.squares.len() > DRIFT_WINDOW {
+                            st.squares.pop_front();
+                        }
+                    }
+                }
                 match (preds[j], &self.mode) {
-                    (Some(p), Mode::Score { threshold, .. }) => {
+                    (Some(p), Mode::Score { threshold, suppress_ms }) => {
                         let raw = st.errors.score(p.error);
                         st.errors.push(p.error);
                         let s = st.suppress.apply(t, raw);
                         let spread = st.residuals.quantile(0.99).unwrap_or(f64::NAN);
                         st.residuals.push((v - p.expected).abs());
-                        o.push(t, v, s, p.expected, p.expected - spread, p.expected + spread, s >= *threshold);
+                        let anomalous = s >= *threshold;
+                        // The shadow period: both versions' would-be alarms (event starts).
+                        if let (Some(run), Some(_)) = (run.as_mut().and_then(|r| r.get_mut(&series_name)), candidate) {
+                            if t > run.from {
+                                run.active.points += 1;
+                                if anomalous && !st.anomalous {
+                                    run.active.alarms.push(t);
+                                }
+                                if let (Some(cp), Some((_, cal, sup, prev))) = (shadow_preds[j], st.shadow.as_mut()) {
+                                    run.candidate.points += 1;
+                                    run.last = run.last.max(t);
+                                    if !cp.error.is_finite() {
+                                        run.candidate.nan += 1;
+                                    }
+                                    if sup.period() != *suppress_ms {
+                                        *sup = Suppressor::new(*suppress_ms);
+                                    }
+                                    let cs = sup.apply(t, cal.score(cp.error));
+                                    cal.push(cp.error);
+                                    let ca = cs >= *threshold;
+                                    if ca && !*prev {
+                                        run.candidate.alarms.push(t);
+                                    }
+                                    *prev = ca;
+                                }
+                            }
+                        }
+                        st.anomalous = anomalous;
+                        o.push(t, v, s, p.expected, p.expected - spread, p.expected + spread, anomalous);
                     }
                     (Some(p), Mode::Forecast { interval, .. }) => {
                         let raw = st.errors.score(p.error);
@@ -573,8 +1016,16 @@ impl Operator for ModelScore {
                     },
                 }
             }
-            // Keep the context the newest version needs.
-            let need = versions.last().map_or(0, |f| f.context()).min(MAX_CONTEXT);
+            drop(run);
+            if let (Some(m), Some(active)) = (&models.monitor, versions.last()) {
+                let reference = active.meta.reference_error();
+                if st.squares.len() >= DRIFT_WINDOW / 4 && reference > 0.0 && reference.is_finite() {
+                    let ratio = st.squares.iter().sum::<f64>() / st.squares.len() as f64 / reference;
+                    m.update(&models.key, &series_name, |h| h.error_ratio = Some(ratio));
+                }
+            }
+            // Keep the context the newest version (or the challenger) needs.
+            let need = versions.last().map_or(0, |f| f.context()).max(candidate.map_or(0, |c| c.context())).min(MAX_CONTEXT);
             st.recent.extend(values.iter().copied());
             while st.recent.len() > need {
                 st.recent.pop_front();
@@ -621,5 +1072,31 @@ impl Operator for Ensemble {
             out.push(o);
         }
         Ok(Data::Scores(Arc::new(ScoresData { series: out })))
+    }
+}
+
+/// `drift(model, threshold)`: the drift figures its train stage computed this tick, as
+/// scores: the value is the population stability index, the score `psi / (psi +
+/// threshold)` (0.5 at the threshold), anomalous above it.
+pub struct DriftScores {
+    pub threshold: f64,
+}
+
+impl Operator for DriftScores {
+    fn process(&mut self, inputs: &[Data], _ctx: &mut OpCtx) -> Result<Data, OpError> {
+        let Some(Data::Model(m)) = inputs.first() else { return Err(OpError::Invalid("drift takes a Model".into())) };
+        let t = self.threshold.max(f64::MIN_POSITIVE);
+        let series = m
+            .drift
+            .iter()
+            .map(|(id, points)| {
+                let mut o = ScoreColumn::new(id.clone());
+                for &(ts, psi) in points {
+                    o.push(ts, psi, psi / (psi + t), 0.0, 0.0, t, psi > t);
+                }
+                o
+            })
+            .collect();
+        Ok(Data::Scores(Arc::new(ScoresData { series })))
     }
 }

@@ -1,6 +1,7 @@
 //! The implementations of the built-in operators, and [`build`], which makes a stage's
 //! [`Step`] from its planned node (parameters already evaluated and defaulted).
 
+pub mod budget;
 pub mod collect;
 pub mod correlate;
 pub mod learn;
@@ -327,9 +328,15 @@ pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
             let spec = crate::learn::Spec::from_params(node.operator, &node.params).map_err(invalid)?;
             let policy = learn::Policy::from_options(&node.options, &spec);
             let background = env.models.as_ref().map(|m| learn::Background { registry: m.registry.clone(), handle: m.handle.clone() });
+            let cx = learn::Context {
+                pipeline: env.pipeline.clone(),
+                feedback: policy.learn_from_feedback.then(|| env.responder.feedback.clone()),
+                monitor: env.models.as_ref().map(|m| m.monitor.clone()),
+            };
             Step::Op(Box::new(learn::Train::new(
                 spec,
                 policy,
+                cx,
                 node.key.0.clone(),
                 node.fingerprint.0.clone(),
                 env.pipeline_version.clone(),
@@ -339,10 +346,19 @@ pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
         "score" => Step::Op(Box::new(learn::ModelScore::new(
             learn::Mode::Score { threshold: p.f64("threshold").unwrap_or(0.99), suppress_ms: p.dur("suppress").unwrap_or(0) },
             p.int("history").max(10) as usize,
+            Some((env.pipeline.clone(), env.responder.feedback.clone())),
         ))),
         "forecast" => Step::Op(Box::new(learn::ModelScore::new(
             learn::Mode::Forecast { step: p.int("horizon").max(1) as usize, interval: p.f64("interval").unwrap_or(0.95).clamp(0.0, 1.0) },
             1000,
+            Some((env.pipeline.clone(), env.responder.feedback.clone())),
+        ))),
+        "drift" => Step::Op(Box::new(learn::DriftScores { threshold: p.f64("threshold").unwrap_or(0.25) })),
+        "budget" => Step::Op(Box::new(budget::Budget::new(
+            p.f64("alarms").unwrap_or(1.0),
+            p.dur("per").unwrap_or(86_400_000).max(1),
+            p.dur("horizon").unwrap_or(604_800_000).max(1),
+            Some((env.pipeline.clone(), env.responder.feedback.clone())),
         ))),
         "ensemble" => Step::Op(Box::new(learn::Ensemble { mean: p.str("op") == "mean", threshold: p.f64("threshold").unwrap_or(0.99) })),
         other => return Err(invalid(format!("unknown operator `{other}`"))),
