@@ -196,6 +196,9 @@ pub struct ModelMeta {
     pub feedback_excluded: u64,
     #[serde(default)]
     pub feedback_normal: u64,
+    /// When the regime this version learned began (after a drift retrain), if known.
+    #[serde(default)]
+    pub regime_from: Option<Timestamp>,
 }
 
 impl ModelMeta {
@@ -281,6 +284,9 @@ pub struct FitContext {
     pub version: u32,
     pub fingerprint: String,
     pub pipeline_version: String,
+    /// When the series' current regime began (set by a drift retrain): recorded with the
+    /// version, so that predict stages recalibrate when a new regime's model arrives.
+    pub regime_from: Option<Timestamp>,
 }
 
 /// Trains a new version from `data` (its newest [`MAX_TRAIN_SAMPLES`] at most), warm
@@ -339,6 +345,7 @@ pub fn fit(
         summary: monitor::DataSummary::of(&kept_ts, &kept),
         feedback_excluded: excluded.iter().filter(|&&x| x).count() as u64,
         feedback_normal: normal.iter().filter(|&&x| x).count() as u64,
+        regime_from: cx.regime_from,
     };
     // Rows of the neural models: a row touching a confirmed anomaly is left out; a row
     // ending in a window marked false positive counts FEEDBACK_WEIGHT times.
@@ -485,7 +492,14 @@ mod tests {
     use super::*;
 
     fn cx() -> FitContext {
-        FitContext { key: "p.m".into(), series: "x".into(), version: 1, fingerprint: "f".into(), pipeline_version: "v".into() }
+        FitContext {
+            key: "p.m".into(),
+            series: "x".into(),
+            version: 1,
+            fingerprint: "f".into(),
+            pipeline_version: "v".into(),
+            regime_from: None,
+        }
     }
 
     #[test]

@@ -188,6 +188,9 @@ struct SeriesTrain {
     drift_training: bool,
     /// A challenger in shadow and its registry id.
     candidate: Option<(Arc<Fitted>, Option<i64>)>,
+    /// Where the current regime began (a drift retrain's first sample): later trainings
+    /// learn from it on, not from the regime before the shift.
+    regime_from: Option<Timestamp>,
 }
 
 /// Samples between two computations of the drift statistic.
@@ -561,15 +564,22 @@ impl Train {
         s.next_version = s.next_version.max(1);
         let version = s.next_version;
         s.next_version += 1;
+        // A drift retrain learns the new regime only, and so do the trainings after it.
+        let skip = if drift {
+            let skip = s.ts.len().saturating_sub(usize::try_from(drift_samples).unwrap_or(usize::MAX));
+            s.regime_from = s.ts.get(skip).copied();
+            skip
+        } else {
+            s.regime_from.map_or(0, |from| s.ts.partition_point(|&t| t < from))
+        };
         let cx = FitContext {
             key: self.key.clone(),
             series: series.to_owned(),
             version,
             fingerprint: self.fingerprint.clone(),
             pipeline_version: self.pipeline_version.clone(),
+            regime_from: s.regime_from,
         };
-        // A drift retrain learns the new regime only.
-        let skip = if drift { s.ts.len().saturating_sub(usize::try_from(drift_samples).unwrap_or(usize::MAX)) } else { 0 };
         let ts: Vec<Timestamp> = s.ts.iter().skip(skip).copied().collect();
         let values: Vec<f64> = s.values.iter().skip(skip).copied().collect();
         let (exclude, normal) = match (&self.cx.feedback, ts.last()) {
@@ -760,16 +770,27 @@ struct ScoreState {
     /// be scored.
     learned: HashSet<(Timestamp, Timestamp)>,
     pending: Vec<(Timestamp, Timestamp)>,
+    /// Per window marked false positive, the largest error made in it: an error no larger
+    /// than one on-call called harmless does not alarm again (the newest [`HARMLESS`]).
+    harmless: VecDeque<((Timestamp, Timestamp), f64)>,
     /// Squared errors of the newest points (the live error of the active version).
     squares: VecDeque<f64>,
     anomalous: bool,
     /// A challenger's own calibration while it runs in shadow: its version, calibration,
     /// suppression and whether its last point was anomalous.
     shadow: Option<(u32, TailCalibrator, Suppressor, bool)>,
+    /// The regime of the version that scored last: a version of a new regime (after a
+    /// drift retrain) starts a fresh calibration, since the errors of the old regime's
+    /// model say nothing about the new one's.
+    regime: Option<Timestamp>,
 }
 
 /// Errors kept per series for learning from later verdicts.
 const PAST_ERRORS: usize = 4096;
+/// Windows marked false positive whose error level a series remembers.
+const HARMLESS: usize = 100;
+/// An error no larger than a harmless one scores at most this share of the threshold.
+const HARMLESS_SCORE: f64 = 0.99;
 
 impl ScoreState {
     /// Learns from the false-positive windows that ended by `t`: the errors made in them
@@ -784,12 +805,23 @@ impl ScoreState {
         for (from, to) in done {
             self.learned.insert((from, to));
             let errors: Vec<f64> = self.past_errors.iter().filter(|(u, _)| *u >= from && *u <= to).map(|&(_, e)| e).collect();
+            if let Some(level) = errors.iter().copied().filter(|e| e.is_finite()).reduce(f64::max) {
+                self.harmless.push_back(((from, to), level));
+                if self.harmless.len() > HARMLESS {
+                    self.harmless.pop_front();
+                }
+            }
             for e in errors {
                 for _ in 0..learn::FEEDBACK_WEIGHT {
                     self.errors.push(e);
                 }
             }
         }
+    }
+
+    /// The largest error on-call called harmless, if any.
+    fn harmless_level(&self) -> Option<f64> {
+        self.harmless.iter().map(|&(_, e)| e).reduce(f64::max)
     }
 }
 
@@ -828,9 +860,20 @@ impl ModelScore {
         }
         self.generation = generation;
         for (id, st) in &mut self.state {
-            for w in book.windows(pipeline, &id.to_string()).into_iter().filter(|w| w.verdict == Verdict::FalsePositive) {
-                if !st.learned.contains(&(w.from, w.to)) && !st.pending.contains(&(w.from, w.to)) {
-                    st.pending.push((w.from, w.to));
+            let fp: Vec<(Timestamp, Timestamp)> = book
+                .windows(pipeline, &id.to_string())
+                .into_iter()
+                .filter(|w| w.verdict == Verdict::FalsePositive)
+                .map(|w| (w.from, w.to))
+                .collect();
+            // A window no longer marked false positive (on-call changed their mind) is no
+            // longer harmless.
+            st.harmless.retain(|(w, _)| fp.contains(w));
+            st.learned.retain(|w| fp.contains(w));
+            st.pending.retain(|w| fp.contains(w));
+            for w in fp {
+                if !st.learned.contains(&w) && !st.pending.contains(&w) {
+                    st.pending.push(w);
                 }
             }
         }
@@ -897,6 +940,8 @@ impl Operator for ModelScore {
                 past_errors: VecDeque::new(),
                 learned: HashSet::new(),
                 pending: known,
+                harmless: VecDeque::new(),
+                regime: None,
                 squares: VecDeque::new(),
                 anomalous: false,
                 shadow: None,
@@ -917,9 +962,11 @@ impl Operator for ModelScore {
                 Mode::Score { .. } => 1,
             };
             let mut groups: HashMap<usize, Vec<usize>> = HashMap::new();
+            let mut regime_of: Vec<Option<Option<Timestamp>>> = vec![None; ts.len()];
             for (j, &t) in ts.iter().enumerate() {
                 if let Some(v) = ModelSet::version_for(versions, t) {
                     groups.entry(v).or_default().push(j);
+                    regime_of[j] = Some(versions[v].meta.regime_from);
                 }
             }
             for (v, js) in groups {
@@ -950,6 +997,14 @@ impl Operator for ModelScore {
             let mut o = ScoreColumn::new(id.clone());
             for (j, (&t, &v)) in ts.iter().zip(&values).enumerate() {
                 st.learn(t);
+                if let Some(regime) = regime_of[j].filter(|r| *r != st.regime) {
+                    if st.regime.is_some() || regime.is_some() {
+                        st.errors = TailCalibrator::new(history);
+                        st.residuals = TailCalibrator::new(history);
+                        st.squares.clear();
+                    }
+                    st.regime = regime;
+                }
                 if let Some(p) = preds[j] {
                     st.past_errors.push_back((t, p.error));
                     if st.past_errors.len() > PAST_ERRORS {
@@ -964,7 +1019,10 @@ impl Operator for ModelScore {
                 }
                 match (preds[j], &self.mode) {
                     (Some(p), Mode::Score { threshold, suppress_ms }) => {
-                        let raw = st.errors.score(p.error);
+                        let mut raw = st.errors.score(p.error);
+                        if st.harmless_level().is_some_and(|level| p.error <= level) {
+                            raw = raw.min(threshold * HARMLESS_SCORE);
+                        }
                         st.errors.push(p.error);
                         let s = st.suppress.apply(t, raw);
                         let spread = st.residuals.quantile(0.99).unwrap_or(f64::NAN);
