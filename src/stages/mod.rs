@@ -469,13 +469,13 @@ pub static OPERATORS: &[OperatorSpec] = &[
     OperatorSpec {
         name: "novelty",
         kind: StageKind::Predict,
-        summary: "Scores how new each value and short shape is against the series' whole past; needs no training.",
-        doc: "The detector behind the stdlib's `nab` stage. For each sample: how far the value is from every earlier value (less the data's smallest step), and how far the last half hour's shape is from every earlier one, both relative to the series' robust range (0.1%–99.9% quantiles); each is weighed by how surprising it is against its own history over 2 to 16 days. One setting serves very different series. After a detection, only a higher score within `suppress` is reported, so a lasting anomaly is one detection. The sampling step is inferred from the first 50 samples; nothing is scored during the first day.",
+        summary: "Scores how new each value, its time-of-day context and its short shape are against the series' recent past; needs no training.",
+        doc: "The detector behind the stdlib's `nab` stage. Three channels per sample, each relative to the series' robust range (0.1%–99.9% quantiles of the last 28 days, at least 8 064 samples): how far the value is from every value of that reference (less the data's smallest step); how far it is outside what the series did at the same time of day on each of the previous 7 days and the same time of week 1–2 weeks back (it must persist a few samples); and how far the last half hour's shape is from the same half hour on those days. Each channel's surprise is weighed by an HTM-style likelihood against its own last 2 days, so one threshold serves very different series. A new report within `suppress` needs a higher score and twice the odds of the last one, so a lasting anomaly is one detection. Time and memory per sample are bounded (not growing with the history). The sampling step is inferred from the first 50 samples; nothing is scored during the first day.",
         inputs: &[input("input", NUMERIC, "The series.")],
         params: &[
             p("suppress", Ty::Duration, Dur(43_200_000), "Quiet period after a detection."),
-            range("memory", Ty::Int, Int(25_000), 100.0, 10_000_000.0, "Samples remembered per series (time per sample grows with it)."),
-            min("threshold", Ty::Float, Float(0.7), 0.0, "Scores at or above this are anomalous."),
+            range("memory", Ty::Int, Int(25_000), 100.0, 10_000_000.0, "At most this many samples remembered per series (the reference is 28 days, at least 8 064 samples)."),
+            min("threshold", Ty::Float, Float(0.79), 0.0, "Scores at or above this are anomalous (0.79: the threshold cross-validation chose on NAB)."),
         ],
         output: Output::Fixed(Ty::Scores),
         example: r#"predict novel = novelty(raw, suppress: 6h)"#,

@@ -320,7 +320,7 @@ pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
         "novelty" => Step::Op(Box::new(predict::Novelty::new(
             p.dur("suppress").unwrap_or(43_200_000),
             p.int("memory").clamp(100, 10_000_000) as usize,
-            p.f64("threshold").unwrap_or(0.7),
+            p.f64("threshold").unwrap_or(0.79),
         ))),
         "threshold" => Step::Op(Box::new(predict::Threshold::new(p.f64("above"), p.f64("below"), p.dur("for").unwrap_or(0)))),
         "log" | "email" | "webhook" | "slack" | "pagerduty" | "alertmanager" | "exec" => build_respond(node, env, &p)?,
