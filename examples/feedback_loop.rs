@@ -196,7 +196,10 @@ fn main() {
     let feedback_days = 5;
     let from = T0 + feedback_days * DAY;
     println!("feedback: verdicts on the alarms of days 1–{feedback_days}; figures on days {}–14\n", feedback_days + 1);
-    println!("{:>5} {:>9} {:>7} {:>7} {:>9} {:>7}   {:>7} {:>7} {:>9} {:>7}", "seed", "verdicts", "alarms", "nightly", "precision", "recall", "alarms", "nightly", "precision", "recall");
+    println!(
+        "{:>5} {:>9} {:>7} {:>7} {:>9} {:>7}   {:>7} {:>7} {:>9} {:>7}",
+        "seed", "verdicts", "alarms", "nightly", "precision", "recall", "alarms", "nightly", "precision", "recall"
+    );
     println!("{:>5} {:>9} {:^35}   {:^35}", "", "", "without feedback", "with feedback");
     let (mut before, mut after) = (Vec::new(), Vec::new());
     for &seed in &seeds {

@@ -1269,7 +1269,10 @@ fn cmd_models(action: ModelsAction, state: PathBuf) -> anyhow::Result<ExitCode> 
                     anyhow::bail!("versions {active} and {candidate} model different stages or series");
                 }
                 let run = vigil::learn::shadow::load_run(&state.join("models"), &c.meta).ok_or_else(|| {
-                    anyhow::anyhow!("no shadow period recorded for v{} (only retrained versions of a stage with `shadow for …` run in shadow)", c.meta.version)
+                    anyhow::anyhow!(
+                        "no shadow period recorded for v{} (only retrained versions of a stage with `shadow for …` run in shadow)",
+                        c.meta.version
+                    )
                 })?;
                 if run.active.version != a.meta.version {
                     anyhow::bail!("v{} ran in shadow beside v{}, not v{}", c.meta.version, run.active.version, a.meta.version);
@@ -1281,18 +1284,28 @@ fn cmd_models(action: ModelsAction, state: PathBuf) -> anyhow::Result<ExitCode> 
                 if let Some(path) = windows {
                     known.extend(vigil::learn::shadow::labelled(&vigil::eval::load_windows(&path)?, &a.meta.series));
                 }
-                let to = run.active.alarms.iter().chain(&run.candidate.alarms).copied().max().unwrap_or(run.from).max(vigil::time::now_ms());
+                let to =
+                    run.active.alarms.iter().chain(&run.candidate.alarms).copied().max().unwrap_or(run.from).max(vigil::time::now_ms());
                 let cmp = vigil::learn::shadow::compare(&run.active, &run.candidate, &known, run.from, to);
                 if format.json() {
                     println!("{}", serde_json::to_string_pretty(&cmp)?);
                 } else {
                     let pct = |v: Option<f64>| v.map_or("-".into(), |x| format!("{:.0}%", x * 100.0));
                     println!("{} {} from {}", a.meta.key, a.meta.series, vigil::time::format_rfc3339(cmp.from));
-                    println!("{:<10} {:>7} {:>10} {:>12} {:>10} {:>7}", "version", "alarms", "confirmed", "unconfirmed", "precision", "recall");
+                    println!(
+                        "{:<10} {:>7} {:>10} {:>12} {:>10} {:>7}",
+                        "version", "alarms", "confirmed", "unconfirmed", "precision", "recall"
+                    );
                     for (who, f) in [("active", &cmp.active), ("candidate", &cmp.candidate)] {
                         println!(
                             "{:<10} {:>7} {:>10} {:>12} {:>10} {:>7}   v{}",
-                            who, f.alarms, f.confirmed, f.unconfirmed, pct(f.precision), pct(f.recall), f.version
+                            who,
+                            f.alarms,
+                            f.confirmed,
+                            f.unconfirmed,
+                            pct(f.precision),
+                            pct(f.recall),
+                            f.version
                         );
                     }
                     println!("agreement: {}; known anomaly windows: {}", pct(cmp.agreement), cmp.windows);

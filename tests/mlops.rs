@@ -79,8 +79,13 @@ fn verdicts_are_stored_audited_reported_and_bad_ones_refused() {
     assert_eq!(post(e.port, &format!("/api/v1/incidents/{b}/feedback"), r#"{"verdict": "true_positive"}"#).0, 200);
     let shown = e.incident(&a);
     assert_eq!(shown["incident"]["feedback"], "false_positive");
-    let trail: Vec<String> =
-        shown["audit"].as_array().unwrap().iter().filter(|r| r["event"] == "feedback").map(|r| r["detail"].as_str().unwrap().to_owned()).collect();
+    let trail: Vec<String> = shown["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["event"] == "feedback")
+        .map(|r| r["detail"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(trail.len(), 2, "{trail:?}");
     assert!(trail[1].contains("replaces true_positive"), "{trail:?}");
 
@@ -98,13 +103,18 @@ fn verdicts_are_stored_audited_reported_and_bad_ones_refused() {
 
     // A missed window.
     let now = vigil::time::now_ms();
-    let missed = serde_json::json!({ "pipeline": "fb", "series": series, "from": now - 3_600_000, "to": now - 1_800_000, "note": "nobody paged" });
+    let missed =
+        serde_json::json!({ "pipeline": "fb", "series": series, "from": now - 3_600_000, "to": now - 1_800_000, "note": "nobody paged" });
     let (code, body) = post(e.port, "/api/v1/feedback", &missed.to_string());
     assert_eq!(code, 201, "{body}");
     let (code, body) = post(e.port, "/api/v1/feedback", r#"{"pipeline": "fb", "series": "x", "from": "yesterday"}"#);
     assert_eq!(code, 400);
     assert!(body.contains("RFC 3339"), "{body}");
-    let (code, _) = post(e.port, "/api/v1/feedback", &serde_json::json!({ "pipeline": "fb", "series": series, "from": now, "to": now - 1 }).to_string());
+    let (code, _) = post(
+        e.port,
+        "/api/v1/feedback",
+        &serde_json::json!({ "pipeline": "fb", "series": series, "from": now, "to": now - 1 }).to_string(),
+    );
     assert_eq!(code, 400);
     let all = get_json(e.port, "/api/v1/feedback");
     let verdicts: Vec<&str> = all.as_array().unwrap().iter().map(|r| r["verdict"].as_str().unwrap()).collect();
@@ -143,7 +153,9 @@ fn verdicts_are_stored_audited_reported_and_bad_ones_refused() {
     // A flood is cut off at 60 verdicts a minute per token.
     let mut refused = 0;
     for _ in 0..70 {
-        if post(e.port, &format!("/api/v1/incidents/{b}/feedback"), r#"{"verdict": "true_positive", "by": "someone else each time"}"#).0 == 429 {
+        if post(e.port, &format!("/api/v1/incidents/{b}/feedback"), r#"{"verdict": "true_positive", "by": "someone else each time"}"#).0
+            == 429
+        {
             refused += 1;
         }
     }
@@ -225,7 +237,8 @@ fn drift_is_measured_exposed_as_scores_and_triggers_retraining_on_the_new_regime
     let incident = e.wait_incident("firing");
     assert_eq!(incident["stage"], "drifty.drift_page");
     // The drift retrain learns the new regime only: its data starts after the shift.
-    let v2 = wait_for("a version trained on drift", Duration::from_secs(60), || models(&state).into_iter().find(|m| m["meta"]["version"] == 2));
+    let v2 =
+        wait_for("a version trained on drift", Duration::from_secs(60), || models(&state).into_iter().find(|m| m["meta"]["version"] == 2));
     let shift = vigil::time::parse_timestamp(lines[300].split(',').next().unwrap()).unwrap();
     assert!(v2["meta"]["data_from"].as_i64().unwrap() >= shift, "{v2}");
     assert!(v2["meta"]["summary"]["quantiles"][0].as_f64().unwrap() >= 80.0, "{v2}");
@@ -276,7 +289,9 @@ fn a_retrained_version_runs_in_shadow_is_compared_and_promoted_with_its_figures(
     // After the shadow period (30 minutes of data both versions scored) it is judged: no
     // worse (neither alarmed), so promoted.
     append(&data, &format!("{}\n", lines[205..240].join("\n")));
-    wait_for("the promotion", Duration::from_secs(60), || models(&state).iter().find(|m| m["meta"]["version"] == 2)?["active"].as_bool()?.then_some(()));
+    wait_for("the promotion", Duration::from_secs(60), || {
+        models(&state).iter().find(|m| m["meta"]["version"] == 2)?["active"].as_bool()?.then_some(())
+    });
     let shown = vigil().args(["models", "show", &c, "--state", state.to_str().unwrap()]).output().unwrap();
     let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
     let audit = shown["audit"].as_array().unwrap();

@@ -400,7 +400,13 @@ pub fn fit(
             let slots = (season_ms / bucket_ms).max(1) as usize;
             let mut per: Vec<Vec<f64>> = vec![Vec::new(); slots];
             for (i, (&t, &v)) in ts.iter().zip(values).enumerate() {
-                let times = if excluded[i] { 0 } else if normal[i] { FEEDBACK_WEIGHT } else { 1 };
+                let times = if excluded[i] {
+                    0
+                } else if normal[i] {
+                    FEEDBACK_WEIGHT
+                } else {
+                    1
+                };
                 for _ in 0..times {
                     per[p.bucket(t).min(slots - 1)].push(v);
                 }
@@ -507,7 +513,15 @@ mod tests {
         let ts: Vec<i64> = (0..2016).map(|i| i * 300_000).collect();
         let values: Vec<f64> = ts.iter().map(|t| if (t / 3_600_000) % 24 < 12 { 10.0 } else { 100.0 } + (t / 300_000 % 3) as f64).collect();
         let spec = Spec::Baseline { season_ms: 86_400_000, bucket_ms: 3_600_000 };
-        let f = fit(&spec, &cx(), Examples { ts: &ts, values: &values, exclude: &[], normal: &[] }, None, &AtomicBool::new(false), &mut |_, _, _| {}).unwrap();
+        let f = fit(
+            &spec,
+            &cx(),
+            Examples { ts: &ts, values: &values, exclude: &[], normal: &[] },
+            None,
+            &AtomicBool::new(false),
+            &mut |_, _, _| {},
+        )
+        .unwrap();
         let hist = [11.0, 101.0, 11.0];
         let p = f.predict(&hist, &[0, 1, 2], &[0, 0, 13 * 3_600_000], 1);
         assert!((p[0].unwrap().expected - 11.0).abs() < 1.1);
@@ -525,7 +539,15 @@ mod tests {
             hidden: vec![16],
             train: TrainParams { epochs: 30, learning_rate: 0.01, batch_size: 64, seed: 1 },
         };
-        let f = fit(&spec, &cx(), Examples { ts: &ts, values: &values, exclude: &[], normal: &[] }, None, &AtomicBool::new(false), &mut |_, _, _| {}).unwrap();
+        let f = fit(
+            &spec,
+            &cx(),
+            Examples { ts: &ts, values: &values, exclude: &[], normal: &[] },
+            None,
+            &AtomicBool::new(false),
+            &mut |_, _, _| {},
+        )
+        .unwrap();
         let mut hist = values[1000..1017].to_vec();
         let normal = f.predict(&hist, &[16], &[0], 1)[0].unwrap();
         hist[16] += 30.0;
@@ -542,12 +564,26 @@ mod tests {
             hidden: vec![4],
             train: TrainParams { epochs: 5, learning_rate: 0.01, batch_size: 16, seed: 1 },
         };
-        let short =
-            fit(&spec, &cx(), Examples { ts: &[1, 2, 3], values: &[1.0, 2.0, 3.0], exclude: &[], normal: &[] }, None, &AtomicBool::new(false), &mut |_, _, _| {});
+        let short = fit(
+            &spec,
+            &cx(),
+            Examples { ts: &[1, 2, 3], values: &[1.0, 2.0, 3.0], exclude: &[], normal: &[] },
+            None,
+            &AtomicBool::new(false),
+            &mut |_, _, _| {},
+        );
         assert!(matches!(short, Err(TrainError::Invalid(m)) if m.contains("too few")));
         let ts: Vec<i64> = (0..200).collect();
         let flat = vec![5.0; 200];
-        let f = fit(&spec, &cx(), Examples { ts: &ts, values: &flat, exclude: &[], normal: &[] }, None, &AtomicBool::new(false), &mut |_, _, _| {}).unwrap();
+        let f = fit(
+            &spec,
+            &cx(),
+            Examples { ts: &ts, values: &flat, exclude: &[], normal: &[] },
+            None,
+            &AtomicBool::new(false),
+            &mut |_, _, _| {},
+        )
+        .unwrap();
         assert!(f.meta.scale > 0.0 && f.meta.loss.is_finite());
         let p = f.predict(&flat[..8], &[7], &[7], 1)[0].unwrap();
         assert!(p.error.is_finite());

@@ -48,7 +48,7 @@ impl DataSummary {
         let n = sorted.len();
         let q = |p: f64| sorted[((p * (n - 1) as f64).round() as usize).min(n - 1)];
         let quantiles: Vec<f64> = (0..=BINS).map(|k| q(k as f64 / BINS as f64)).collect();
-        let mut counts = vec![0usize; BINS];
+        let mut counts = [0usize; BINS];
         for v in &sorted {
             counts[bin(&quantiles, *v)] += 1;
         }

@@ -62,10 +62,7 @@ pub fn summary(models: &std::path::Path, meta: &super::ModelMeta) -> Option<Stri
     let run = load_run(models, meta)?;
     let to = run.active.alarms.iter().chain(&run.candidate.alarms).copied().max().unwrap_or(run.from);
     let c = compare(&run.active, &run.candidate, &[], run.from, to.max(run.from));
-    Some(format!(
-        "in shadow v{} raised {} alarms, v{} {}",
-        c.candidate.version, c.candidate.alarms, c.active.version, c.active.alarms
-    ))
+    Some(format!("in shadow v{} raised {} alarms, v{} {}", c.candidate.version, c.candidate.alarms, c.active.version, c.active.alarms))
 }
 
 /// Figures of one version against what is known.

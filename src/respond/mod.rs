@@ -624,11 +624,7 @@ impl Responder {
             incident_id: String::new(),
             stage: pipeline.to_owned(),
             event: "feedback".into(),
-            detail: format!(
-                "missed {series} from {} to {} by {by}",
-                crate::time::format_rfc3339(from),
-                crate::time::format_rfc3339(to)
-            ),
+            detail: format!("missed {series} from {} to {} by {by}", crate::time::format_rfc3339(from), crate::time::format_rfc3339(to)),
         };
         self.store_feedback(record, None, &audit).await
     }

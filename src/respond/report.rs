@@ -80,6 +80,10 @@ pub struct Report {
     pub channels: Vec<ChannelReport>,
 }
 
+/// A stage's figures while they are gathered: the report, the acknowledgement and
+/// resolution times (seconds), and the notifications.
+type StageAcc = (StageReport, Vec<f64>, Vec<f64>, u64);
+
 fn ratio(a: u64, b: u64) -> Option<f64> {
     (b > 0).then(|| a as f64 / b as f64)
 }
@@ -113,7 +117,7 @@ pub fn build(
         latest.insert(&f.incident, f.verdict);
     }
     let incidents: Vec<&Incident> = incidents.iter().filter(|i| i.opened_at >= since && i.opened_at <= until).collect();
-    let mut stages: BTreeMap<(String, String), (StageReport, Vec<f64>, Vec<f64>, u64)> = BTreeMap::new();
+    let mut stages: BTreeMap<(String, String), StageAcc> = BTreeMap::new();
     let mut pipelines: BTreeMap<String, PipelineReport> = BTreeMap::new();
     for i in &incidents {
         let verdict = latest.get(i.id.as_str()).copied();
@@ -129,13 +133,17 @@ pub fn build(
             e.2.push((r - i.opened_at).max(0) as f64 / 1000.0);
         }
         e.3 += u64::from(i.notifications);
-        let p = pipelines.entry(i.pipeline.clone()).or_insert_with(|| PipelineReport { pipeline: i.pipeline.clone(), ..PipelineReport::default() });
+        let p = pipelines
+            .entry(i.pipeline.clone())
+            .or_insert_with(|| PipelineReport { pipeline: i.pipeline.clone(), ..PipelineReport::default() });
         p.incidents += 1;
         count(&mut p.verdicts, verdict);
     }
     for f in feedback.iter().filter(|f| f.verdict == Verdict::Missed && f.from <= until && f.to >= since) {
-        pipelines.entry(f.pipeline.clone()).or_insert_with(|| PipelineReport { pipeline: f.pipeline.clone(), ..PipelineReport::default() }).missed +=
-            1;
+        pipelines
+            .entry(f.pipeline.clone())
+            .or_insert_with(|| PipelineReport { pipeline: f.pipeline.clone(), ..PipelineReport::default() })
+            .missed += 1;
     }
     let stages = stages
         .into_values()
@@ -162,9 +170,11 @@ pub fn build(
     for a in audit.iter().filter(|a| a.ts >= since && a.ts <= until && (a.event == "sent" || a.event == "failed")) {
         let channel = a.detail.split_whitespace().next().unwrap_or("").to_owned();
         let transition = a.detail.split_whitespace().nth(1).unwrap_or("").trim_end_matches(':').to_owned();
-        let c = channels
-            .entry((a.stage.clone(), channel.clone()))
-            .or_insert_with(|| ChannelReport { stage: a.stage.clone(), channel: channel.clone(), ..ChannelReport::default() });
+        let c = channels.entry((a.stage.clone(), channel.clone())).or_insert_with(|| ChannelReport {
+            stage: a.stage.clone(),
+            channel: channel.clone(),
+            ..ChannelReport::default()
+        });
         let ok = a.event == "sent";
         if ok {
             c.sent += 1;
@@ -207,12 +217,7 @@ impl Report {
     pub fn text(&self) -> String {
         use std::fmt::Write;
         let mut t = String::new();
-        let _ = writeln!(
-            t,
-            "from {} to {}\n",
-            crate::time::format_rfc3339(self.since),
-            crate::time::format_rfc3339(self.until)
-        );
+        let _ = writeln!(t, "from {} to {}\n", crate::time::format_rfc3339(self.since), crate::time::format_rfc3339(self.until));
         let _ = writeln!(
             t,
             "{:<32} {:>9} {:>8} {:>4} {:>4} {:>4} {:>9} {:>9} {:>9} {:>8}",
@@ -372,9 +377,20 @@ mod tests {
     #[test]
     fn figures_from_incidents_verdicts_and_sends() {
         let day = 86_400_000;
-        let incidents = [incident("a", 1000, Some(61_000), Some(301_000)), incident("b", 2000, None, None), incident("c", 3000, None, Some(3000 + 600_000))];
-        let mut feedback = vec![verdict("a", Verdict::FalsePositive), verdict("a", Verdict::TruePositive), verdict("b", Verdict::FalsePositive)];
-        feedback.push(FeedbackRecord { incident: String::new(), verdict: Verdict::Missed, from: 10, to: 20, ..verdict("", Verdict::Missed) });
+        let incidents = [
+            incident("a", 1000, Some(61_000), Some(301_000)),
+            incident("b", 2000, None, None),
+            incident("c", 3000, None, Some(3000 + 600_000)),
+        ];
+        let mut feedback =
+            vec![verdict("a", Verdict::FalsePositive), verdict("a", Verdict::TruePositive), verdict("b", Verdict::FalsePositive)];
+        feedback.push(FeedbackRecord {
+            incident: String::new(),
+            verdict: Verdict::Missed,
+            from: 10,
+            to: 20,
+            ..verdict("", Verdict::Missed)
+        });
         let audit = [sent("a", 2000, "sent"), sent("c", 4000, "failed")];
         let r = build(&incidents, &feedback, &audit, 0, 2 * day, 900_000);
         let s = &r.stages[0];

@@ -517,7 +517,11 @@ async fn list_feedback(State(shared): State<Arc<Shared>>) -> Response {
 ///
 /// # Errors
 /// A duration that does not parse, or a store failure.
-pub async fn report(shared: &Shared, since: Option<&str>, within: Option<&str>) -> Result<crate::respond::report::Report, (StatusCode, String)> {
+pub async fn report(
+    shared: &Shared,
+    since: Option<&str>,
+    within: Option<&str>,
+) -> Result<crate::respond::report::Report, (StatusCode, String)> {
     let dur = |v: Option<&str>, default: i64, name: &str| match v {
         None => Ok(default),
         Some(s) => crate::time::parse_duration(s)

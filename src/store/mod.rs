@@ -594,7 +594,8 @@ impl Store for SqliteStore {
 
     fn incidents_since(&self, since: i64) -> BoxFuture<'_, Result<Vec<Incident>, StoreError>> {
         Box::pin(async move {
-            let rows = sqlx::query("SELECT data FROM incidents WHERE opened_at >= ? ORDER BY opened_at").bind(since).fetch_all(&self.pool).await?;
+            let rows =
+                sqlx::query("SELECT data FROM incidents WHERE opened_at >= ? ORDER BY opened_at").bind(since).fetch_all(&self.pool).await?;
             Ok(rows.into_iter().filter_map(|r| serde_json::from_str(&r.get::<String, _>(0)).ok()).collect())
         })
     }

@@ -120,11 +120,8 @@ fn choose(history: &VecDeque<(Timestamp, f64)>, quiet: &[(Timestamp, Timestamp)]
     let top = seq.iter().copied().fold(0.0, f64::max);
     let mut level = level.unwrap_or(top + FLOOR).max(FLOOR);
     // Never at or below what on-call called harmless.
-    let harmless = history
-        .iter()
-        .filter(|(t, _)| quiet.iter().any(|&(a, b)| *t >= a && *t <= b))
-        .map(|&(_, s)| s)
-        .fold(f64::NEG_INFINITY, f64::max);
+    let harmless =
+        history.iter().filter(|(t, _)| quiet.iter().any(|&(a, b)| *t >= a && *t <= b)).map(|&(_, s)| s).fold(f64::NEG_INFINITY, f64::max);
     if harmless.is_finite() && level <= harmless {
         level = harmless + FLOOR;
     }
@@ -207,7 +204,7 @@ mod tests {
         let h = history(&scores, 3_600_000);
         let level = choose(&h, &[], 0.5, 86_400_000).unwrap();
         let n = alarms_at(&h, &[], level);
-        assert!(n <= 4 && n >= 3, "level {level} gives {n} alarms");
+        assert!((3..=4).contains(&n), "level {level} gives {n} alarms");
         // A budget of 2 a day lets every spike through, not the noise floor.
         let loose = choose(&h, &[], 2.0, 86_400_000).unwrap();
         assert_eq!(alarms_at(&h, &[], loose), 10, "{loose}");

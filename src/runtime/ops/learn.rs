@@ -596,7 +596,10 @@ impl Train {
                 // Inline (replay, eval): exactly at this sample, reproducibly.
                 let data = Examples { ts: &ts, values: &values, exclude: &exclude, normal: &normal };
                 let r = learn::fit(&spec, &cx, data, warm.as_deref(), &self.cancel, &mut |_, _, _| {});
-                let _ = self.updates.0.send(Update::Trained(series.to_owned(), r.map(|f| (Arc::new(f), None, activate)).map_err(|e| e.to_string())));
+                let _ = self
+                    .updates
+                    .0
+                    .send(Update::Trained(series.to_owned(), r.map(|f| (Arc::new(f), None, activate)).map_err(|e| e.to_string())));
             }
             Some(bg) => {
                 let (tx, cancel, registry, handle) = (self.updates.0.clone(), self.cancel.clone(), bg.registry.clone(), bg.handle.clone());
@@ -627,7 +630,13 @@ impl Train {
 }
 
 /// Trains with progress: a bar on a terminal, tracing events otherwise.
-fn train_with_progress(spec: &Spec, cx: &FitContext, data: Examples<'_>, warm: Option<&Fitted>, cancel: &AtomicBool) -> Result<Fitted, String> {
+fn train_with_progress(
+    spec: &Spec,
+    cx: &FitContext,
+    data: Examples<'_>,
+    warm: Option<&Fitted>,
+    cancel: &AtomicBool,
+) -> Result<Fitted, String> {
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
