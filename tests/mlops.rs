@@ -298,3 +298,34 @@ fn a_retrained_version_runs_in_shadow_is_compared_and_promoted_with_its_figures(
     let promoted = audit.iter().find(|r| r["event"] == "promoted").expect("the promotion is audited");
     assert!(promoted["detail"].as_str().unwrap().contains("unconfirmed"), "{promoted}");
 }
+
+#[test]
+fn a_budget_keeps_a_detector_to_its_alarms_per_period() {
+    let dir = TempDir::new("mlops-budget");
+    std::fs::write(
+        dir.join("budget.vigil"),
+        "pipeline bud {\n  every 100ms\n  collect raw = csv(path: \"data.csv\", start_at: \"beginning\")\n  \
+         predict z = zscore(raw, window: 30m, threshold: 3.0, min_samples: 10)\n  \
+         predict paged = budget(z, alarms: 2, per: 1h, horizon: 6h)\n  \
+         respond everything = log(z)\n  respond page = log(paged)\n}\n",
+    )
+    .unwrap();
+    // Six hours of minutes: a small wiggle, and a spike every 15 minutes of varying height.
+    let values: Vec<f64> =
+        (0..360).map(|i| if i % 15 == 7 { 80.0 + ((i * 37) % 50) as f64 } else { 50.0 + (i % 7) as f64 }).collect();
+    std::fs::write(dir.join("data.csv"), format!("timestamp,value\n{}", rows_until_now(&values, 1, 60_000))).unwrap();
+    let e = Engine::start(&dir, "budget.vigil", TOKEN, &[], &[]);
+    let opened = |stage: &str| e.incidents().iter().filter(|i| i["stage"] == stage).count();
+    // The detector alone alarms on every spike (24); through the budget, about two an hour
+    // once an hour of scores is in (5 hours: 10), never the spikes of the first hour.
+    let all = wait_for("the detector's incidents", Duration::from_secs(60), || {
+        let n = opened("bud.everything");
+        (n >= 20).then_some(n)
+    });
+    let paged = wait_for("the budget's incidents", Duration::from_secs(60), || {
+        let n = opened("bud.page");
+        (n > 0).then_some(n)
+    });
+    assert!(paged <= 12, "the budget let {paged} of {all} alarms through");
+    assert!(paged >= 5, "the budget let only {paged} alarms through in five hours");
+}
