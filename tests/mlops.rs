@@ -311,8 +311,7 @@ fn a_budget_keeps_a_detector_to_its_alarms_per_period() {
     )
     .unwrap();
     // Six hours of minutes: a small wiggle, and a spike every 15 minutes of varying height.
-    let values: Vec<f64> =
-        (0..360).map(|i| if i % 15 == 7 { 80.0 + ((i * 37) % 50) as f64 } else { 50.0 + (i % 7) as f64 }).collect();
+    let values: Vec<f64> = (0..360).map(|i| if i % 15 == 7 { 80.0 + ((i * 37) % 50) as f64 } else { 50.0 + (i % 7) as f64 }).collect();
     std::fs::write(dir.join("data.csv"), format!("timestamp,value\n{}", rows_until_now(&values, 1, 60_000))).unwrap();
     let e = Engine::start(&dir, "budget.vigil", TOKEN, &[], &[]);
     let opened = |stage: &str| e.incidents().iter().filter(|i| i["stage"] == stage).count();

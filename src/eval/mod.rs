@@ -17,6 +17,7 @@
 //!   reward_low_FN_rate (1, 0.11, 2).
 
 pub mod plot;
+pub mod synth;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -274,6 +275,63 @@ impl Corpus {
         }
         out
     }
+
+    /// The raw score at a given threshold (the sum of the [`Corpus::per_file`] scores):
+    /// a threshold chosen on other files applied to these.
+    pub fn raw_at(&self, p: &Profile, threshold: f64) -> f64 {
+        self.per_file(p, threshold).iter().map(|r| r.score).sum()
+    }
+
+    /// NAB's null (detect nothing: `−fn` per scored window) and perfect (`tp` per window)
+    /// raw scores, the ends of [`Corpus::normalise`]'s scale. Summed over several corpora
+    /// they normalise the pooled raw scores, as NAB normalises a whole corpus.
+    pub fn null_perfect(&self, p: &Profile) -> (f64, f64) {
+        (-p.fn_ * self.scored_windows as f64, p.tp * self.windows as f64)
+    }
+
+    /// Detection counts at a threshold, over the scored rows (after each file's
+    /// probationary period).
+    pub fn detection_stats(&self, threshold: f64) -> DetectionStats {
+        let mut s = DetectionStats { windows_scored: self.scored_windows, ..DetectionStats::default() };
+        let mut detected = std::collections::BTreeSet::new();
+        let mut prev: Option<(u32, bool)> = None;
+        for (pt, &fi) in self.points.iter().zip(&self.file_of) {
+            let hit = pt.score >= threshold;
+            if hit {
+                s.detections += 1;
+                if prev == Some((fi, true)) {
+                    s.adjacent += 1;
+                }
+                match pt.window {
+                    Some(w) => {
+                        s.in_window += 1;
+                        detected.insert(w);
+                    }
+                    None => s.false_positives += 1,
+                }
+            }
+            prev = Some((fi, hit));
+        }
+        s.windows_detected = detected.len();
+        s
+    }
+}
+
+/// Detection counts at a threshold ([`Corpus::detection_stats`]), over the scored rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DetectionStats {
+    /// Rows at or above the threshold.
+    pub detections: usize,
+    /// Of them, rows whose previous row (in the same file) was detected too.
+    pub adjacent: usize,
+    /// Of them, rows outside every window.
+    pub false_positives: usize,
+    /// Of them, rows inside a window (only the best of a window counts for NAB).
+    pub in_window: usize,
+    /// Windows with at least one detected row.
+    pub windows_detected: usize,
+    /// Windows with at least one scored row.
+    pub windows_scored: usize,
 }
 
 /// One file's outcome at the chosen threshold.
