@@ -1238,27 +1238,9 @@ fn cmd_models(action: ModelsAction, state: PathBuf) -> anyhow::Result<ExitCode> 
                 println!("{}", serde_json::to_string_pretty(&v)?);
             }
             ModelsAction::Promote { id } => {
-                let rows = store.models(None).await?;
-                let Some(row) = rows.iter().find(|r| r.id == id) else { anyhow::bail!("no model version with id {id}") };
-                let before = rows.iter().find(|r| r.active && r.meta.key == row.meta.key && r.meta.series == row.meta.series);
-                if !store.activate_model(id).await? {
+                if !vigil::learn::registry::promote(&store, Some(&state.join("models")), id, "cli").await? {
                     anyhow::bail!("no model version with id {id}");
                 }
-                let detail = format!(
-                    "v{} promoted by hand (was v{}){}",
-                    row.meta.version,
-                    before.map_or("-".into(), |b| b.meta.version.to_string()),
-                    vigil::learn::shadow::summary(&state.join("models"), &row.meta).map(|s| format!(": {s}")).unwrap_or_default()
-                );
-                store
-                    .audit(&vigil::respond::AuditRecord {
-                        ts: vigil::time::now_ms(),
-                        incident_id: vigil::runtime::ops::learn::model_subject(&row.meta.key, &row.meta.series),
-                        stage: row.meta.key.clone(),
-                        event: "promoted".into(),
-                        detail,
-                    })
-                    .await?;
                 println!("model {id} is now active; a running engine switches to it within 10 s");
             }
             ModelsAction::Compare { active, candidate, windows, format } => {
@@ -1317,7 +1299,7 @@ fn cmd_models(action: ModelsAction, state: PathBuf) -> anyhow::Result<ExitCode> 
                     anyhow::bail!("stage `{stage}` has no models");
                 }
                 let mut done = 0;
-                for r in vigil::learn::registry::rollback(&store, &stage, series.as_deref()).await? {
+                for r in vigil::learn::registry::rollback(&store, &stage, series.as_deref(), "cli").await? {
                     match r {
                         vigil::learn::registry::RolledBack::Rolled { series, from, to, id } => {
                             println!("{series}: v{from} → v{to} (id {id})");

@@ -128,6 +128,44 @@ impl Registry {
     }
 }
 
+/// The subject of a model's audit records (promotions, rejections, rollbacks):
+/// `model:<stage key>:<series>`.
+pub fn subject(key: &str, series: &str) -> String {
+    format!("model:{key}:{series}")
+}
+
+/// Makes version `id` the active one of its (stage, series) — `vigil models promote`, the
+/// API, the console — and audits it with who did it and, when the version ran in shadow,
+/// the figures of its shadow period (`models`: the registry's folder). False when there is
+/// no such version.
+///
+/// # Errors
+/// When the store cannot be read or written.
+pub async fn promote(store: &dyn Store, models: Option<&Path>, id: i64, by: &str) -> Result<bool, crate::store::StoreError> {
+    let rows = store.models(None).await?;
+    let Some(row) = rows.iter().find(|r| r.id == id) else { return Ok(false) };
+    let before = rows.iter().find(|r| r.active && r.meta.key == row.meta.key && r.meta.series == row.meta.series);
+    if !store.activate_model(id).await? {
+        return Ok(false);
+    }
+    let figures = models.and_then(|m| super::shadow::summary(m, &row.meta)).map(|s| format!(": {s}")).unwrap_or_default();
+    let detail = format!(
+        "v{} promoted by {by} (v{} was active){figures}",
+        row.meta.version,
+        before.map_or("-".into(), |b| b.meta.version.to_string())
+    );
+    store
+        .audit(&crate::respond::AuditRecord {
+            ts: crate::time::now_ms(),
+            incident_id: subject(&row.meta.key, &row.meta.series),
+            stage: row.meta.key.clone(),
+            event: "promoted".into(),
+            detail,
+        })
+        .await?;
+    Ok(true)
+}
+
 /// What rolling back did to one series of a stage.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -140,11 +178,11 @@ pub enum RolledBack {
 
 /// Makes the version before the active one active again, for every series of a stage
 /// (or only `series`): `vigil models rollback`, the API and the console. Series without
-/// an active version are left alone.
+/// an active version are left alone. Every rollback is audited with who asked (`by`).
 ///
 /// # Errors
 /// When the store cannot be read or written.
-pub async fn rollback(store: &dyn Store, stage: &str, series: Option<&str>) -> Result<Vec<RolledBack>, crate::store::StoreError> {
+pub async fn rollback(store: &dyn Store, stage: &str, series: Option<&str>, by: &str) -> Result<Vec<RolledBack>, crate::store::StoreError> {
     let mut by_series: std::collections::BTreeMap<String, Vec<ModelRow>> = Default::default();
     for r in store.models(Some(stage)).await? {
         by_series.entry(r.meta.series.clone()).or_default().push(r);
@@ -161,6 +199,15 @@ pub async fn rollback(store: &dyn Store, stage: &str, series: Option<&str>) -> R
         }
         let prev = &versions[active - 1];
         store.activate_model(prev.id).await?;
+        store
+            .audit(&crate::respond::AuditRecord {
+                ts: crate::time::now_ms(),
+                incident_id: subject(stage, &s),
+                stage: stage.to_owned(),
+                event: "rolled_back".into(),
+                detail: format!("v{} → v{} by {by}", versions[active].meta.version, prev.meta.version),
+            })
+            .await?;
         out.push(RolledBack::Rolled { series: s, from: versions[active].meta.version, to: prev.meta.version, id: prev.id });
     }
     Ok(out)

@@ -693,7 +693,8 @@ async fn models(
 
 async fn promote_model(State(shared): State<Arc<Shared>>, axum::extract::Path(id): axum::extract::Path<i64>, req: Request) -> Response {
     let token = caller_name(&req);
-    match read::promote_model(&shared, id).await {
+    let by = by_whom(None, token.as_deref(), "api");
+    match read::promote_model(&shared, id, &by).await {
         Ok(()) => {
             tracing::info!(model = id, token = token.as_deref().unwrap_or("-"), "model promoted through the API");
             Json(serde_json::json!({ "promoted": id })).into_response()
@@ -711,7 +712,8 @@ async fn rollback_models(State(shared): State<Arc<Shared>>, req: Request) -> Res
     let Some(stage) = body.get("stage").and_then(|v| v.as_str()) else {
         return error(StatusCode::BAD_REQUEST, "a rollback needs `stage` (a train stage's key), and optionally `series`");
     };
-    match read::rollback_models(&shared, stage, body.get("series").and_then(|v| v.as_str())).await {
+    let by = by_whom(body.get("by").and_then(|v| v.as_str()), token.as_deref(), "api");
+    match read::rollback_models(&shared, stage, body.get("series").and_then(|v| v.as_str()), &by).await {
         Ok(done) => {
             tracing::info!(stage, token = token.as_deref().unwrap_or("-"), "models rolled back through the API");
             Json(done).into_response()

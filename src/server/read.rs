@@ -126,11 +126,12 @@ pub async fn models(shared: &Shared, stage: Option<&str>) -> Result<Vec<crate::s
 ///
 /// # Errors
 /// No such version (404), or the store failed (500), with a message.
-pub async fn promote_model(shared: &Shared, id: i64) -> Result<(), (axum::http::StatusCode, String)> {
+pub async fn promote_model(shared: &Shared, id: i64, by: &str) -> Result<(), (axum::http::StatusCode, String)> {
     use axum::http::StatusCode;
     let r = shared.responder.read().unwrap_or_else(|e| e.into_inner()).clone();
     let Some(store) = r.store() else { return Err((StatusCode::SERVICE_UNAVAILABLE, "this engine has no model registry".into())) };
-    match store.activate_model(id).await {
+    let models = r.state_dir.as_ref().map(|d| d.join("models"));
+    match crate::learn::registry::promote(store.as_ref(), models.as_deref(), id, by).await {
         Ok(true) => Ok(()),
         Ok(false) => Err((StatusCode::NOT_FOUND, format!("no model version with id {id}"))),
         Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
@@ -146,6 +147,7 @@ pub async fn rollback_models(
     shared: &Shared,
     stage: &str,
     series: Option<&str>,
+    by: &str,
 ) -> Result<Vec<crate::learn::registry::RolledBack>, (axum::http::StatusCode, String)> {
     use axum::http::StatusCode;
     let r = shared.responder.read().unwrap_or_else(|e| e.into_inner()).clone();
@@ -154,7 +156,7 @@ pub async fn rollback_models(
     if store.models(Some(stage)).await.map_err(internal)?.is_empty() {
         return Err((StatusCode::NOT_FOUND, format!("stage `{stage}` has no models")));
     }
-    crate::learn::registry::rollback(store.as_ref(), stage, series).await.map_err(internal)
+    crate::learn::registry::rollback(store.as_ref(), stage, series, by).await.map_err(internal)
 }
 
 /// The score threshold of a detector's scores, where the operator defines one: z-score

@@ -845,10 +845,7 @@ pub struct ModelScore {
     generation: u64,
 }
 
-/// The subject of a model's audit records: `model:<stage key>:<series>`.
-pub fn model_subject(key: &str, series: &str) -> String {
-    format!("model:{key}:{series}")
-}
+pub use crate::learn::registry::subject as model_subject;
 
 /// Values kept per series for the models' context.
 const MAX_CONTEXT: usize = 4096;

@@ -162,7 +162,7 @@ pub async fn act(State(shared): State<Arc<Shared>>, Path((id, action)): Path<(St
     let by = api::by_whom(v.person.as_deref(), Some(&token), "console");
     let body = serde_json::json!({ "verdict": form.get("verdict"), "note": form.get("note") });
     if action == "feedback" && form.get("verdict").is_none_or(|x| x.is_empty()) {
-        return console.error(&v, StatusCode::BAD_REQUEST, "choose a verdict: true positive or false positive", started);
+        return console.error(&v, StatusCode::BAD_REQUEST, "choose a verdict: true positive, false positive or duplicate", started);
     }
     match api::act_on_incident(&responder(&shared), &id, &action, &body, &by).await {
         Ok(_) => {

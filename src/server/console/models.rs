@@ -50,7 +50,8 @@ pub async fn list(State(shared): State<Arc<Shared>>, page: Page) -> Response {
 pub async fn promote(State(shared): State<Arc<Shared>>, Path(id): Path<String>, action: Action) -> Response {
     let Action { console, viewer: v, token, form: _, started } = action;
     let Ok(id) = id.parse::<i64>() else { return console.error(&v, StatusCode::NOT_FOUND, format!("no model version `{id}`"), started) };
-    match read::promote_model(&shared, id).await {
+    let by = crate::server::by_whom(v.person.as_deref(), Some(&token), "console");
+    match read::promote_model(&shared, id, &by).await {
         Ok(()) => {
             tracing::info!(model = id, token = %token, "model promoted through the console");
             super::see_other("/ui/models")
@@ -65,7 +66,8 @@ pub async fn rollback(State(shared): State<Arc<Shared>>, action: Action) -> Resp
     let Some(stage) = form.get("stage").filter(|s| !s.is_empty()) else {
         return console.error(&v, StatusCode::BAD_REQUEST, "a rollback needs a train stage", started);
     };
-    match read::rollback_models(&shared, stage, form.get("series").map(String::as_str).filter(|s| !s.is_empty())).await {
+    let by = crate::server::by_whom(v.person.as_deref(), Some(&token), "console");
+    match read::rollback_models(&shared, stage, form.get("series").map(String::as_str).filter(|s| !s.is_empty()), &by).await {
         Ok(_) => {
             tracing::info!(stage = %stage, token = %token, "models rolled back through the console");
             super::see_other("/ui/models")
