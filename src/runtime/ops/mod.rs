@@ -1,6 +1,7 @@
 //! The implementations of the built-in operators, and [`build`], which makes a stage's
 //! [`Step`] from its planned node (parameters already evaluated and defaulted).
 
+pub mod breach;
 pub mod budget;
 pub mod collect;
 pub mod correlate;
@@ -352,6 +353,12 @@ pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
             learn::Mode::Forecast { step: p.int("horizon").max(1) as usize, interval: p.f64("interval").unwrap_or(0.95).clamp(0.0, 1.0) },
             1000,
             Some((env.pipeline.clone(), env.responder.feedback.clone())),
+        ))),
+        "forecast_breach" => Step::Op(Box::new(breach::ForecastBreach::new(
+            p.f64("above").ok_or_else(|| invalid("forecast_breach needs `above`".into()))?,
+            p.dur("within").unwrap_or(14_400_000),
+            p.dur("window").unwrap_or(21_600_000),
+            p.f64("sigmas").unwrap_or(1.64),
         ))),
         "drift" => Step::Op(Box::new(learn::DriftScores { threshold: p.f64("threshold").unwrap_or(0.25) })),
         "budget" => Step::Op(Box::new(budget::Budget::new(
