@@ -290,8 +290,15 @@ fn a_retrained_version_runs_in_shadow_is_compared_and_promoted_with_its_figures(
     // After the shadow period (30 minutes of data both versions scored) it is judged: no
     // worse (neither alarmed), so promoted.
     append(&data, &format!("{}\n", lines[205..240].join("\n")));
+    // More data keeps coming (the period is judged on points both versions scored).
+    let mut next = 240;
     wait_for("the promotion", Duration::from_secs(60), || {
-        models(&state).iter().find(|m| m["meta"]["version"] == 2)?["active"].as_bool()?.then_some(())
+        let done = models(&state).iter().find(|m| m["meta"]["version"] == 2)?["active"].as_bool()?;
+        if !done && next + 5 <= lines.len() {
+            append(&data, &format!("{}\n", lines[next..next + 5].join("\n")));
+            next += 5;
+        }
+        done.then_some(())
     });
     let shown = vigil().args(["models", "show", &c, "--state", state.to_str().unwrap()]).output().unwrap();
     let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();

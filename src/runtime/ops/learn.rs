@@ -420,9 +420,10 @@ impl Train {
         }
     }
 
-    /// Samples of a new regime a drift retrain learns from (and waits for).
+    /// Samples of a new regime a drift retrain learns from (and waits for): as many as a
+    /// first version needs (`min_samples`), and at least the drift window.
     fn drift_samples(&self) -> u64 {
-        (DRIFT_WINDOW.max(self.spec.min_samples())) as u64
+        (DRIFT_WINDOW.max(self.spec.min_samples()).max(self.policy.min_samples)) as u64
     }
 
     fn drift_due(&self, s: &SeriesTrain) -> bool {
