@@ -319,20 +319,16 @@ impl Store for SqliteStore {
 
     fn activate_model<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
-            let Some(row) = sqlx::query("SELECT stage_key, series FROM models WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?
-            else {
-                return Ok(false);
-            };
-            let (key, series): (String, String) = (row.get(0), row.get(1));
-            sqlx::query("UPDATE models SET active = (id = ?) WHERE stage_key = ? AND series = ?")
-                .bind(id)
-                .bind(&key)
-                .bind(&series)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(true)
+            // One statement: it takes the write lock before it reads, so a writer that
+            // committed in between cannot make it fail (a read-then-write transaction
+            // would get SQLITE_BUSY_SNAPSHOT, which no busy timeout retries).
+            let done = sqlx::query(
+                "UPDATE models SET active = (id = ?1) WHERE (stage_key, series) = (SELECT stage_key, series FROM models WHERE id = ?1)",
+            )
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
         })
     }
 

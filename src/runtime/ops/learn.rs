@@ -522,16 +522,26 @@ impl Train {
                     detail: format!("v{version} {event} after its shadow period: {why}"),
                 };
                 bg.handle.spawn(async move {
-                    if promote {
-                        if let Some(id) = id {
-                            if let Err(e) = store.activate_model(id).await {
-                                tracing::error!(stage = %key, "cannot activate the promoted version: {e}");
+                    // Retried: the registry must end up saying what the engine uses.
+                    for attempt in 0..5u32 {
+                        let activated = match (promote, id) {
+                            (true, Some(id)) => store.activate_model(id).await.map(|_| ()),
+                            _ => Ok(()),
+                        };
+                        match activated {
+                            Ok(()) => {
+                                if let Err(e) = store.audit(&audit).await {
+                                    tracing::error!(stage = %key, "cannot audit a model decision: {e}");
+                                }
+                                return;
+                            }
+                            Err(e) => {
+                                tracing::warn!(stage = %key, attempt = attempt + 1, "cannot record the promoted version yet: {e}");
+                                tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
                             }
                         }
                     }
-                    if let Err(e) = store.audit(&audit).await {
-                        tracing::error!(stage = %key, "cannot audit a model decision: {e}");
-                    }
+                    tracing::error!(stage = %key, "the promoted version is used but the registry could not record it; `vigil models promote` fixes the record");
                 });
             }
         }
