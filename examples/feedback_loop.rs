@@ -28,7 +28,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use vigil::respond::feedback::{FeedbackRecord, Verdict};
+use vigil::feedback::{FeedbackRecord, Verdict};
 use vigil::respond::Responder;
 use vigil::stats::Rng;
 

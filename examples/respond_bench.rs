@@ -17,12 +17,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vigil::data::{Data, ScoreColumn, ScoresData, SeriesId};
+use vigil::expr::Template;
 use vigil::respond::channels::{Channel, Kind};
 use vigil::respond::Responder;
-use vigil::runtime::cond::Template;
 use vigil::runtime::ops::respond::{Policy, Respond};
 use vigil::runtime::{OpCtx, Operator};
-use vigil::store::{SqliteStore, Store};
+use vigil::store::prelude::*;
+use vigil::store::SqliteStore;
 
 fn scores(series: &[String], ts: i64) -> Data {
     let cols = series
@@ -103,6 +104,7 @@ fn main() {
         let t0 = Instant::now();
         let started = vigil::time::now_ms();
         op.process(&[input], &mut OpCtx::new(started)).unwrap();
+        rt.block_on(op.commit().expect("an incident to record")).unwrap();
         let id = responder.list().into_iter().find(|i| i.series[0] == format!("latency_{r}")).unwrap().id;
         // Wait for the dispatcher's `sent` (polling the store; the poll interval is well
         // under the figure measured).
@@ -161,6 +163,7 @@ fn main() {
     let names: Vec<String> = (0..total).map(|i| format!("svc_{i}")).collect();
     let t0 = Instant::now();
     op.process(&[scores(&names, vigil::time::now_ms())], &mut OpCtx::new(vigil::time::now_ms())).unwrap();
+    rt.block_on(op.commit().expect("incidents to record")).unwrap();
     let enqueued = t0.elapsed();
     let deadline = Instant::now() + Duration::from_secs(300);
     while received.load(Ordering::Relaxed) < total {

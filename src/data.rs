@@ -14,8 +14,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-/// Milliseconds since the Unix epoch, UTC.
-pub type Timestamp = i64;
+pub use crate::respond::IncidentUpdate;
+pub use crate::text::escape_label;
+pub use crate::time::Timestamp;
 
 /// A series identity: a name and sorted labels. Cheap to clone and compare.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -95,20 +96,6 @@ impl fmt::Debug for SeriesId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
-}
-
-/// Escapes a label value for the Prometheus text format: `\`, `"` and line feeds.
-pub fn escape_label(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// The samples of one series: two columns of equal length, timestamps non-decreasing.
@@ -231,7 +218,7 @@ pub enum ScoreField<'a> {
 
 impl ScoreColumn {
     /// Field `name` of sample `i`: the one reading of the fields of
-    /// [`crate::stages::Ty::Scores`] (conditions at run time, `vigil test`'s expectations).
+    /// [`crate::types::Ty::Scores`] (conditions at run time, `vigil test`'s expectations).
     /// `None` for a name Scores do not have, or an index out of range.
     pub fn field(&self, i: usize, name: &str) -> Option<ScoreField<'_>> {
         if i >= self.len() {
@@ -305,28 +292,44 @@ pub struct ScoresData {
     pub series: Vec<ScoreColumn>,
 }
 
-/// One incident transition reported by a respond stage.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct IncidentUpdate {
-    /// The incident's id.
-    pub id: String,
-    /// The respond stage that reported it.
-    pub stage: String,
-    pub key: String,
-    /// `firing` or `resolved`.
-    pub status: String,
-    pub series: String,
-    pub score: f64,
-    pub value: f64,
-    pub ts: Timestamp,
-    /// The incident's labels (its first series').
-    pub labels: BTreeMap<String, String>,
-}
-
 /// A batch of incident transitions.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct IncidentsData {
     pub updates: Vec<IncidentUpdate>,
+}
+
+/// The models a train stage offers for one tick: per series (by its Prometheus notation),
+/// versions ordered by the last timestamp they were trained on.
+#[derive(Default)]
+pub struct ModelSet {
+    pub key: String,
+    pub series: std::collections::HashMap<String, Vec<Arc<crate::learn::Fitted>>>,
+    /// Challengers in shadow, per series: scored beside the active version, never used
+    /// for alarms; their would-be alarms go to `shadow`.
+    pub candidates: std::collections::HashMap<String, Arc<crate::learn::Fitted>>,
+    /// What the shadow periods recorded so far, shared with the train stage that decides.
+    pub shadow: Option<Arc<std::sync::Mutex<std::collections::HashMap<String, crate::learn::shadow::Run>>>>,
+    /// Drift figures computed this tick: per series, (timestamp, population stability
+    /// index), for `drift`.
+    pub drift: Vec<(SeriesId, Vec<(Timestamp, f64)>)>,
+    /// Where the predict stages report each version's live error.
+    pub monitor: Option<Arc<crate::learn::monitor::Monitor>>,
+    /// Whether the train stage learns from verdicts (its predict stages then raise their
+    /// calibration where windows were marked false positive).
+    pub learns_from_feedback: bool,
+}
+
+impl fmt::Debug for ModelSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ModelSet").field("key", &self.key).field("series", &self.series.len()).finish()
+    }
+}
+
+impl ModelSet {
+    /// The newest version trained only on data before `ts`.
+    pub fn version_for(versions: &[Arc<crate::learn::Fitted>], ts: Timestamp) -> Option<usize> {
+        versions.iter().rposition(|v| v.meta.data_to < ts)
+    }
 }
 
 /// What flows along an edge.
@@ -338,7 +341,7 @@ pub enum Data {
     Scores(Arc<ScoresData>),
     Incidents(Arc<IncidentsData>),
     /// The trained models a train stage offers for this tick.
-    Model(Arc<crate::runtime::ops::learn::ModelSet>),
+    Model(Arc<ModelSet>),
 }
 
 impl Data {
@@ -374,7 +377,7 @@ mod tests {
     fn every_field_of_scores_is_read_from_a_score_column() {
         let mut c = ScoreColumn::new(SeriesId::named("x"));
         c.push(1, 2.0, 0.5, 2.0, 1.0, 3.0, false);
-        for (name, _) in crate::stages::Ty::Scores.fields() {
+        for (name, _) in crate::types::Ty::Scores.fields() {
             assert!(c.field(0, name).is_some(), "Scores field `{name}`");
         }
         assert!(c.field(0, "nope").is_none() && c.field(1, "score").is_none());

@@ -27,6 +27,60 @@
 //! assert_eq!(demo.stages.len(), 3);
 //! assert_eq!(demo.stages[1].key.0, "demo.scores");
 //! ```
+//!
+//! # Layers
+//!
+//! Layers, lowest first: a module may use the modules of its own line and the lines above
+//! it, never one below (`tests/layering.rs` checks every `crate::` path outside comments
+//! and unit tests):
+//!
+//! ```text
+//! 1. text time source stats persist
+//! 2. diagnostic
+//! 3. syntax
+//! 4. types
+//! 5. value
+//! 6. expr
+//! 7. feedback correlate logs
+//! 8. respond
+//! 9. learn
+//! 10. data
+//! 11. prom
+//! 12. runtime
+//! 13. stages
+//! 14. check
+//! 15. plan
+//! 16. stdlib compile eval
+//! 17. store
+//! 18. testing
+//! 19. server
+//! ```
+//!
+//! - 1–3: utilities, diagnostics and the language's syntax; 4–6: types, constant values
+//!   and the per-item condition evaluator.
+//! - 7–9: the domains: on-call's verdicts, correlation, log templates,
+//!   incidents and channels, models. Each declares the store seam it needs
+//!   ([`respond::store`], [`learn::registry::ModelStore`], [`runtime::state`]).
+//! - 10–12: what flows between stages, wire formats, and the operators' implementations
+//!   with the engine.
+//! - 13–16: the front end: operator specs, the checker, the planner, compiling files;
+//!   `eval` replays a pipeline over labelled data and scores it.
+//! - 17–19: the SQLite store (it implements every domain's seam and imports them, never
+//!   the reverse), `vigil test`, the HTTP API and console.
+//!
+//! Imports that still go up, to remove (the test refuses any other, and fails when one of
+//! these is gone so that it is struck off):
+//!
+//! ```text
+//! value -> stages: parameter specs (`ParamSpec`) belong below the values they check
+//! stages -> check: the operators' docs embed the stage options' table
+//! runtime -> stages: the engine reads operator specs
+//! runtime -> check: stage options and triggers are checker types the plan should own
+//! runtime -> plan: the engine runs plans; it belongs above the front end
+//! runtime -> compile: hot reload compiles; it belongs above the front end
+//! runtime -> server: the engine's shared state holds the API's access rules and limiter
+//! compile -> testing: compiling checks `test` blocks, which live with their executor
+//! ```
 
 pub mod check;
 pub mod compile;
@@ -34,9 +88,13 @@ pub mod correlate;
 pub mod data;
 pub mod diagnostic;
 pub mod eval;
+pub mod expr;
+pub mod feedback;
 pub mod learn;
 pub mod logs;
+pub mod persist;
 pub mod plan;
+pub mod prom;
 pub mod respond;
 pub mod runtime;
 pub mod server;
@@ -47,7 +105,9 @@ pub mod stdlib;
 pub mod store;
 pub mod syntax;
 pub mod testing;
+pub mod text;
 pub mod time;
+pub mod types;
 pub mod value;
 
 pub use compile::{compile, compile_str, Compiled};

@@ -1187,7 +1187,7 @@ fn cmd_eval(
 }
 
 fn cmd_models(action: ModelsAction, state: PathBuf) -> anyhow::Result<ExitCode> {
-    use vigil::store::Store;
+    use vigil::store::prelude::*;
     if !state.join("state.db").exists() {
         anyhow::bail!(
             "no state database at `{}` (run `vigil run --state {}` first, or pass --state)",
@@ -1259,12 +1259,17 @@ fn cmd_models(action: ModelsAction, state: PathBuf) -> anyhow::Result<ExitCode> 
                 if run.active.version != a.meta.version {
                     anyhow::bail!("v{} ran in shadow beside v{}, not v{}", c.meta.version, run.active.version, a.meta.version);
                 }
-                let mut known: Vec<vigil::respond::feedback::Window> = Vec::new();
+                let mut known: Vec<vigil::feedback::Window> = Vec::new();
                 let pipeline = a.meta.key.split('.').next().unwrap_or("").to_owned();
-                let book = vigil::respond::feedback::FeedbackBook::with(store.feedback().await?);
+                let book = vigil::feedback::FeedbackBook::with(store.feedback().await?);
                 known.extend(book.windows(&pipeline, &a.meta.series));
                 if let Some(path) = windows {
-                    known.extend(vigil::learn::shadow::labelled(&vigil::eval::load_windows(&path)?, &a.meta.series));
+                    known.extend(
+                        vigil::eval::load_windows(&path)?
+                            .get(&a.meta.series)
+                            .map(|w| vigil::learn::shadow::labelled(w))
+                            .unwrap_or_default(),
+                    );
                 }
                 let to =
                     run.active.alarms.iter().chain(&run.candidate.alarms).copied().max().unwrap_or(run.from).max(vigil::time::now_ms());

@@ -691,7 +691,7 @@ fn execute<'a>(t: &TestCase, plan: &'a Plan, base_dir: &Path) -> Result<Outputs<
             continue;
         }
         let mut ctx = OpCtx::new(now);
-        let out = op.process(&inputs, &mut ctx).map_err(|e| format!("stage `{}` failed: {e}", node.key))?;
+        let out = crate::runtime::process_now(op.as_mut(), &inputs, &mut ctx).map_err(|e| format!("stage `{}` failed: {e}", node.key))?;
         data[i] = Some(out);
     }
     Ok(Outputs { p, data, notes: responder.captured() })

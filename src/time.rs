@@ -10,6 +10,9 @@
 //! days-from-civil / civil-from-days algorithms (Howard Hinnant), so dates before
 //! 1970 (negative milliseconds) work the same as later ones.
 
+/// Milliseconds since the Unix epoch, UTC.
+pub type Timestamp = i64;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds in one second.

@@ -197,7 +197,7 @@ fn models_promote_and_rollback_and_the_new_api_endpoints() {
     // Two versions of one series' model, the second active, as training leaves them.
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let ids: Vec<i64> = rt.block_on(async {
-        use vigil::store::Store;
+        use vigil::store::prelude::*;
         let store = vigil::store::SqliteStore::open(&dir.join("state")).await.unwrap();
         let mut ids = Vec::new();
         for version in [1, 2] {
@@ -514,7 +514,7 @@ fn page_timings_with_10000_incidents() {
     demo(&dir);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        use vigil::store::Store;
+        use vigil::store::prelude::*;
         let store = vigil::store::SqliteStore::open(&dir.join("state")).await.unwrap();
         let now = vigil::time::now_ms();
         let incidents: Vec<vigil::respond::Incident> = (0..10_000)

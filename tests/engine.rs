@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::*;
 use vigil::runtime::engine::{build_pipeline, run_tick, Engine, Shared};
-use vigil::store::{SqliteStore, Store};
+use vigil::store::prelude::*;
+use vigil::store::SqliteStore;
 
 fn compile(dir: &TempDir, src: &str) -> vigil::Compiled {
     let file = dir.join("p.vigil");
@@ -242,4 +243,185 @@ async fn a_huge_file_without_line_breaks_is_skipped_not_hung_on() {
     }
     assert_eq!(ticks, 16, "64 MiB per tick");
     assert_eq!(skipped, 16);
+}
+
+/// A store that refuses to record incidents and notifications while `failing` is set, and
+/// otherwise is the real SQLite store.
+struct FailingStore {
+    inner: Arc<dyn Store>,
+    failing: std::sync::atomic::AtomicBool,
+    refused: std::sync::atomic::AtomicUsize,
+}
+
+use vigil::feedback::FeedbackRecord;
+use vigil::learn::registry::ModelEvent;
+use vigil::learn::ModelMeta;
+use vigil::respond::{AuditRecord, Incident, Notification, OutboxRow, Silence};
+use vigil::runtime::BoxFuture;
+use vigil::store::{ModelRow, RunRecord, StoreError};
+
+type R<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
+
+impl CursorStore for FailingStore {
+    fn load_cursor<'a>(&'a self, stage: &'a str) -> R<'a, Option<String>> {
+        self.inner.load_cursor(stage)
+    }
+    fn save_cursors<'a>(&'a self, cursors: &'a [(String, String)]) -> R<'a, ()> {
+        self.inner.save_cursors(cursors)
+    }
+}
+
+impl RunStore for FailingStore {
+    fn record_run<'a>(&'a self, run: &'a RunRecord) -> R<'a, ()> {
+        self.inner.record_run(run)
+    }
+    fn recent_runs<'a>(&'a self, pipeline: &'a str, limit: i64) -> R<'a, Vec<RunRecord>> {
+        self.inner.recent_runs(pipeline, limit)
+    }
+}
+
+impl ModelStore for FailingStore {
+    fn insert_model<'a>(&'a self, meta: &'a ModelMeta, path: &'a str, activate: bool) -> R<'a, i64> {
+        self.inner.insert_model(meta, path, activate)
+    }
+    fn models<'a>(&'a self, key: Option<&'a str>) -> R<'a, Vec<ModelRow>> {
+        self.inner.models(key)
+    }
+    fn activate_model<'a>(&'a self, id: i64) -> R<'a, bool> {
+        self.inner.activate_model(id)
+    }
+    fn record_model_event<'a>(&'a self, event: &'a ModelEvent) -> R<'a, ()> {
+        self.inner.record_model_event(event)
+    }
+}
+
+impl IncidentStore for FailingStore {
+    fn record_respond<'a>(&'a self, incidents: &'a [Incident], notifications: &'a [Notification], audit: &'a [AuditRecord]) -> R<'a, ()> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            self.refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return Box::pin(async { Err(StoreError::Query(sqlx::Error::PoolTimedOut)) });
+        }
+        self.inner.record_respond(incidents, notifications, audit)
+    }
+    fn incidents<'a>(&'a self, status: Option<&'a str>, limit: i64) -> R<'a, Vec<Incident>> {
+        self.inner.incidents(status, limit)
+    }
+    fn incidents_since(&self, since: i64) -> R<'_, Vec<Incident>> {
+        self.inner.incidents_since(since)
+    }
+    fn audit<'a>(&'a self, record: &'a AuditRecord) -> R<'a, ()> {
+        self.inner.audit(record)
+    }
+    fn audit_of<'a>(&'a self, incident: &'a str) -> R<'a, Vec<AuditRecord>> {
+        self.inner.audit_of(incident)
+    }
+    fn audit_since<'a>(&'a self, since: i64, events: &'a [&'a str]) -> R<'a, Vec<AuditRecord>> {
+        self.inner.audit_since(since, events)
+    }
+}
+
+impl OutboxStore for FailingStore {
+    fn due_notifications<'a>(&'a self, now: i64, limit: i64) -> R<'a, Vec<OutboxRow>> {
+        self.inner.due_notifications(now, limit)
+    }
+    fn outbox<'a>(&'a self, limit: i64) -> R<'a, Vec<OutboxRow>> {
+        self.inner.outbox(limit)
+    }
+    fn outbox_depth(&self) -> R<'_, (i64, Option<i64>)> {
+        self.inner.outbox_depth()
+    }
+    fn mark_started(&self, id: i64, now: i64) -> R<'_, ()> {
+        self.inner.mark_started(id, now)
+    }
+    fn interrupted_notifications(&self) -> R<'_, Vec<OutboxRow>> {
+        self.inner.interrupted_notifications()
+    }
+    fn reschedule_notification<'a>(&'a self, id: i64, attempts: u32, next: i64, why: &'a str) -> R<'a, ()> {
+        self.inner.reschedule_notification(id, attempts, next, why)
+    }
+    fn finish_notification<'a>(&'a self, id: i64, status: &'a str, error: Option<&'a str>, audit: &'a AuditRecord) -> R<'a, ()> {
+        self.inner.finish_notification(id, status, error, audit)
+    }
+}
+
+impl SilenceStore for FailingStore {
+    fn silences(&self) -> R<'_, Vec<Silence>> {
+        self.inner.silences()
+    }
+    fn insert_silence<'a>(&'a self, s: &'a Silence) -> R<'a, i64> {
+        self.inner.insert_silence(s)
+    }
+}
+
+impl FeedbackStore for FailingStore {
+    fn record_feedback<'a>(&'a self, record: &'a FeedbackRecord, incident: Option<&'a Incident>, audit: &'a AuditRecord) -> R<'a, i64> {
+        self.inner.record_feedback(record, incident, audit)
+    }
+    fn feedback(&self) -> R<'_, Vec<FeedbackRecord>> {
+        self.inner.feedback()
+    }
+}
+
+/// The state store refuses to record an incident: the respond stage's tick fails, no
+/// cursor is saved past the data, and once the store recovers the incident — opened and
+/// resolved while it was down — is recorded once, with one `firing` and one `resolved`
+/// notification: nothing lost, nothing doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_refuses_a_commit_fails_the_tick_and_loses_nothing() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = TempDir::new("engine-commit");
+    let csv = dir.path().join("data.csv");
+    std::fs::write(&csv, "timestamp,value\n").unwrap();
+    let src = "pipeline p {\n  every 50ms\n  collect raw = csv(path: \"data.csv\", start_at: \"beginning\")\n  \
+               predict s = threshold(raw, above: 50.0)\n  respond r = log(s)\n}\n";
+    let out = compile(&dir, src);
+    let failing = Arc::new(FailingStore { inner: store(&dir).await, failing: true.into(), refused: 0.into() });
+    let store: Arc<dyn Store> = failing.clone();
+    let engine = Engine::start(out.plan.as_ref().unwrap(), &out.sources, &out.version, store.clone(), None).await.unwrap();
+    let shared = engine.shared.clone();
+    until("an ok tick", async || (metric(&shared, "vigil_ticks_total{pipeline=\"p\",outcome=\"ok\"}") >= 1.0).then_some(())).await;
+    let cursor_before = store.load_cursor("p.raw").await.unwrap();
+    let append = |rows: &[(u32, f64)]| {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&csv).unwrap();
+        for (minute, v) in rows {
+            writeln!(f, "2024-01-01 00:{minute:02}:00,{v}").unwrap();
+        }
+    };
+    // The incident opens while the store refuses.
+    append(&[(0, 1.0), (1, 1.0), (2, 100.0)]);
+    until("a refused commit", async || (failing.refused.load(SeqCst) >= 1).then_some(())).await;
+    let failed = until("a failed tick", async || {
+        store.recent_runs("p", 100).await.unwrap().into_iter().find(|r| r.status == "failed" && r.failed_stage.as_deref() == Some("p.r"))
+    })
+    .await;
+    assert!(failed.error.as_deref().unwrap().contains("cannot record"), "{failed:?}");
+    // It resolves while the store still refuses; later ticks fail too.
+    let refused = failing.refused.load(SeqCst);
+    append(&[(3, 1.0)]);
+    until("more refused commits", async || (failing.refused.load(SeqCst) > refused + 1).then_some(())).await;
+    assert_eq!(store.load_cursor("p.raw").await.unwrap(), cursor_before, "no cursor is saved past data not recorded");
+    assert!(store.incidents(None, 10).await.unwrap().is_empty());
+    // The store recovers: everything decided while it refused is recorded, once.
+    failing.failing.store(false, SeqCst);
+    let incidents = until("the incident recorded", async || {
+        let all = store.incidents(None, 10).await.unwrap();
+        (!all.is_empty()).then_some(all)
+    })
+    .await;
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert_eq!(incidents[0].status, "resolved");
+    let transitions = |rows: Vec<OutboxRow>| rows.into_iter().map(|o| o.notification.transition).collect::<Vec<_>>();
+    let mut sent = transitions(store.outbox_of(&incidents[0].id).await.unwrap());
+    sent.sort();
+    assert_eq!(sent, ["firing", "resolved"]);
+    assert_ne!(store.load_cursor("p.raw").await.unwrap(), cursor_before, "the cursor moves once the data is recorded");
+    // Later ticks record nothing again.
+    let ok = metric(&shared, "vigil_ticks_total{pipeline=\"p\",outcome=\"ok\"}");
+    until("two more ok ticks", async || (metric(&shared, "vigil_ticks_total{pipeline=\"p\",outcome=\"ok\"}") >= ok + 2.0).then_some(()))
+        .await;
+    assert_eq!(transitions(store.outbox(100).await.unwrap()).len(), 2);
+    let audit: Vec<String> = store.audit_of(&incidents[0].id).await.unwrap().into_iter().map(|a| a.event).collect();
+    assert_eq!(audit.iter().filter(|e| *e == "opened").count(), 1, "{audit:?}");
+    assert_eq!(audit.iter().filter(|e| *e == "resolved").count(), 1, "{audit:?}");
+    assert!(engine.shutdown(Duration::from_secs(5)).await);
 }

@@ -13,7 +13,8 @@ use common::*;
 use vigil::data::{Data, SeriesColumn, SeriesData, SeriesId};
 use vigil::runtime::ops::learn::{Background, ModelSet, Policy, Train};
 use vigil::runtime::{OpCtx, Operator};
-use vigil::store::{SqliteStore, Store};
+use vigil::store::prelude::*;
+use vigil::store::SqliteStore;
 
 fn vigil() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));

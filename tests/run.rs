@@ -44,7 +44,7 @@ fn the_demo_runs_serves_its_api_and_stops_cleanly_on_sigterm() {
     );
     assert!(metrics.contains("vigil_stage_duration_seconds_count{pipeline=\"demo\",stage=\"demo.raw\"}"));
     // Every scraped line parses as the text exposition format.
-    let exp = vigil::stages::prom::parse_exposition(&metrics);
+    let exp = vigil::prom::parse_exposition(&metrics);
     assert!(exp.issues.is_empty(), "{:?}", exp.issues);
 
     let (code, status) = http_get(port, "/api/v1/status").unwrap();
@@ -75,7 +75,7 @@ fn the_demo_runs_serves_its_api_and_stops_cleanly_on_sigterm() {
     // The run history is in the SQLite file, with the version each run used.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let runs = rt.block_on(async {
-        use vigil::store::Store;
+        use vigil::store::prelude::*;
         let store = vigil::store::SqliteStore::open(&state).await.unwrap();
         store.recent_runs("demo", 100).await.unwrap()
     });

@@ -13,8 +13,9 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use super::{options, Cx, Scope, Slot, TemplateId, TemplateSig};
 use crate::diagnostic::{suggest, Code, Diagnostic};
 use crate::source::Span;
-use crate::stages::{types::one_of, OperatorSpec, Output, Ty};
+use crate::stages::{OperatorSpec, Output, Ty};
 use crate::syntax::ast::{self, Expr, ExprKind, Ident, StageKind};
+use crate::types::one_of;
 use crate::value::{self, Value};
 
 /// A positional argument: the input it names (with its span) or the expression given.

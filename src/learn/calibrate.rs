@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 
-use crate::data::Timestamp;
+use crate::time::Timestamp;
 
 /// A rolling, sorted history of errors.
 #[derive(Clone, Debug)]

@@ -26,7 +26,7 @@ use std::sync::atomic::AtomicBool;
 
 use burn::store::ModuleRecord;
 
-use crate::data::Timestamp;
+use crate::time::Timestamp;
 use crate::value::Value;
 
 pub use net::{TrainError, TrainParams};

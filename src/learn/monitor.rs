@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use crate::data::Timestamp;
+use crate::time::Timestamp;
 
 /// Bins of the drift statistic: the training data's deciles.
 pub const BINS: usize = 10;
@@ -143,7 +143,7 @@ impl Monitor {
         use std::fmt::Write;
         let all = self.all();
         let mut text = String::new();
-        let label = |k: &str, s: &str| format!("stage=\"{}\",series=\"{}\"", crate::data::escape_label(k), crate::data::escape_label(s));
+        let label = |k: &str, s: &str| format!("stage=\"{}\",series=\"{}\"", crate::text::escape_label(k), crate::text::escape_label(s));
         let _ = writeln!(
             text,
             "# HELP vigil_model_drift Population stability index of the newest {DRIFT_WINDOW} live values against the active model's training data.\n# TYPE vigil_model_drift gauge"

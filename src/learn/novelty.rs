@@ -58,7 +58,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::data::Timestamp;
+use crate::time::Timestamp;
 
 /// Points used to infer the sampling step; nothing is scored before them.
 pub const WARM: usize = 50;

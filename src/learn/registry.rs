@@ -14,13 +14,62 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::{Body, Fitted, ModelMeta};
-use crate::store::{ModelRow, Store};
+use crate::persist::{BoxFuture, StoreError};
+
+/// A model version in the registry.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ModelRow {
+    pub id: i64,
+    pub meta: ModelMeta,
+    /// The artifact's path.
+    pub path: String,
+    /// Whether predict uses this version.
+    pub active: bool,
+}
+
+/// The model registry's records: versions, which one is active.
+pub trait ModelStore: Send + Sync {
+    /// Records a new model version — the active one of its (stage, series) when `activate`,
+    /// else a candidate beside the active one (a challenger in shadow); returns its id.
+    fn insert_model<'a>(&'a self, meta: &'a ModelMeta, path: &'a str, activate: bool) -> BoxFuture<'a, Result<i64, StoreError>>;
+    /// The model versions of a stage (or of all stages), oldest first.
+    fn models<'a>(&'a self, key: Option<&'a str>) -> BoxFuture<'a, Result<Vec<ModelRow>, StoreError>>;
+    /// Makes version `id` the active one of its (stage, series); false when there is no
+    /// such version.
+    fn activate_model<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Records an event in a model's life in the audit trail, under [`ModelEvent::subject`].
+    fn record_model_event<'a>(&'a self, event: &'a ModelEvent) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+/// An event in the life of a model version — `promoted`, `rejected`, `rolled_back` — with
+/// who or what caused it; kept in the audit trail beside the incidents'.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelEvent {
+    pub ts: i64,
+    /// The train stage's key.
+    pub key: String,
+    pub series: String,
+    pub event: String,
+    pub detail: String,
+}
+
+impl ModelEvent {
+    /// An event now.
+    pub fn now(key: &str, series: &str, event: &str, detail: String) -> ModelEvent {
+        ModelEvent { ts: crate::time::now_ms(), key: key.to_owned(), series: series.to_owned(), event: event.to_owned(), detail }
+    }
+
+    /// The subject its audit records go under: [`subject`].
+    pub fn subject(&self) -> String {
+        subject(&self.key, &self.series)
+    }
+}
 
 /// Where artifacts go, and the store that indexes them.
 #[derive(Clone)]
 pub struct Registry {
     pub dir: PathBuf,
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn ModelStore>,
 }
 
 /// The folder of one (stage, series): readable stage key, digest of the series identity.
@@ -141,7 +190,7 @@ pub fn subject(key: &str, series: &str) -> String {
 ///
 /// # Errors
 /// When the store cannot be read or written.
-pub async fn promote(store: &dyn Store, models: Option<&Path>, id: i64, by: &str) -> Result<bool, crate::store::StoreError> {
+pub async fn promote(store: &dyn ModelStore, models: Option<&Path>, id: i64, by: &str) -> Result<bool, StoreError> {
     let rows = store.models(None).await?;
     let Some(row) = rows.iter().find(|r| r.id == id) else { return Ok(false) };
     let before = rows.iter().find(|r| r.active && r.meta.key == row.meta.key && r.meta.series == row.meta.series);
@@ -154,15 +203,7 @@ pub async fn promote(store: &dyn Store, models: Option<&Path>, id: i64, by: &str
         row.meta.version,
         before.map_or("-".into(), |b| b.meta.version.to_string())
     );
-    store
-        .audit(&crate::respond::AuditRecord {
-            ts: crate::time::now_ms(),
-            incident_id: subject(&row.meta.key, &row.meta.series),
-            stage: row.meta.key.clone(),
-            event: "promoted".into(),
-            detail,
-        })
-        .await?;
+    store.record_model_event(&ModelEvent::now(&row.meta.key, &row.meta.series, "promoted", detail)).await?;
     Ok(true)
 }
 
@@ -182,7 +223,7 @@ pub enum RolledBack {
 ///
 /// # Errors
 /// When the store cannot be read or written.
-pub async fn rollback(store: &dyn Store, stage: &str, series: Option<&str>, by: &str) -> Result<Vec<RolledBack>, crate::store::StoreError> {
+pub async fn rollback(store: &dyn ModelStore, stage: &str, series: Option<&str>, by: &str) -> Result<Vec<RolledBack>, StoreError> {
     let mut by_series: std::collections::BTreeMap<String, Vec<ModelRow>> = Default::default();
     for r in store.models(Some(stage)).await? {
         by_series.entry(r.meta.series.clone()).or_default().push(r);
@@ -199,15 +240,8 @@ pub async fn rollback(store: &dyn Store, stage: &str, series: Option<&str>, by: 
         }
         let prev = &versions[active - 1];
         store.activate_model(prev.id).await?;
-        store
-            .audit(&crate::respond::AuditRecord {
-                ts: crate::time::now_ms(),
-                incident_id: subject(stage, &s),
-                stage: stage.to_owned(),
-                event: "rolled_back".into(),
-                detail: format!("v{} → v{} by {by}", versions[active].meta.version, prev.meta.version),
-            })
-            .await?;
+        let detail = format!("v{} → v{} by {by}", versions[active].meta.version, prev.meta.version);
+        store.record_model_event(&ModelEvent::now(stage, &s, "rolled_back", detail)).await?;
         out.push(RolledBack::Rolled { series: s, from: versions[active].meta.version, to: prev.meta.version, id: prev.id });
     }
     Ok(out)

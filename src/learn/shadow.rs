@@ -16,8 +16,8 @@
 //! unconfirmed alarms, and its scores are all finite. Otherwise it is rejected; both
 //! outcomes are audited with these figures.
 
-use crate::data::Timestamp;
-use crate::respond::feedback::{Verdict, Window};
+use crate::feedback::{Verdict, Window};
+use crate::time::Timestamp;
 
 /// One version's alarms over a shadow period.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -156,10 +156,10 @@ pub fn better(c: &Comparison) -> (bool, String) {
     }
 }
 
-/// Windows from a labels file in NAB's format (`{"series": [["start", "end"], …]}`), as
-/// anomalies, for one series.
-pub fn labelled(windows: &crate::eval::Windows, series: &str) -> Vec<Window> {
-    windows.get(series).map(|ws| ws.iter().map(|&(from, to)| Window { from, to, verdict: Verdict::Missed }).collect()).unwrap_or_default()
+/// Labelled anomaly windows of one series (a labels file in NAB's format,
+/// `{"series": [["start", "end"], …]}`), as known anomalies.
+pub fn labelled(windows: &[(Timestamp, Timestamp)]) -> Vec<Window> {
+    windows.iter().map(|&(from, to)| Window { from, to, verdict: Verdict::Missed }).collect()
 }
 
 #[cfg(test)]

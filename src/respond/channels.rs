@@ -17,7 +17,7 @@ use lettre::Message;
 use sha2::Sha256;
 
 use super::{Incident, Notification};
-use crate::runtime::cond::Template;
+use crate::expr::Template;
 
 /// What a send did.
 #[derive(Clone, Debug, PartialEq)]
@@ -267,7 +267,7 @@ impl Channel {
                 let i = &n.incident;
                 tracing::info!(target: "vigil::incident", pipeline = %i.pipeline, stage = %i.stage, status = %i.status, key = %i.key, "{}", n.subject);
                 if let Some(path) = outbox {
-                    let update = crate::data::IncidentUpdate {
+                    let update = super::IncidentUpdate {
                         id: i.id.clone(),
                         stage: i.stage.clone(),
                         labels: i.labels.clone(),
@@ -282,7 +282,7 @@ impl Channel {
                         "channel": "log", "pipeline": i.pipeline, "stage": i.stage, "message": n.subject,
                         "transition": n.transition, "incident": i.id, "update": update,
                     });
-                    if let Err(e) = crate::runtime::ops::respond::append_line(path, &record.to_string()) {
+                    if let Err(e) = super::append_line(path, &record.to_string()) {
                         return Outcome::Retry(format!("cannot append to `{}`: {e}", path.display()));
                     }
                 }

@@ -97,7 +97,7 @@ pub async fn run(responder: Arc<Responder>, cancel: CancellationToken, report: R
 
 /// The sends a crash interrupted: re-sent (at-least-once), except remediations, which
 /// are marked `unknown` unless their stage retries on crash (at-most-once).
-async fn recover_interrupted(responder: &Responder, store: &dyn crate::store::Store, report: &Report) {
+async fn recover_interrupted(responder: &Responder, store: &dyn super::store::RespondStore, report: &Report) {
     let rows = match store.interrupted_notifications().await {
         Ok(r) => r,
         Err(e) => {
@@ -144,7 +144,7 @@ async fn recover_interrupted(responder: &Responder, store: &dyn crate::store::St
 
 /// Sends one row and records the outcome: sent, rescheduled with backoff, or failed.
 /// Returns whether the row left the outbox (sent or failed for good).
-async fn deliver(responder: &Responder, store: &dyn crate::store::Store, row: OutboxRow, report: &Report) -> bool {
+async fn deliver(responder: &Responder, store: &dyn super::store::RespondStore, row: OutboxRow, report: &Report) -> bool {
     let now = crate::time::now_ms();
     let n = &row.notification;
     let channel = responder.channels.read().unwrap_or_else(|e| e.into_inner()).get(&n.stage).cloned();

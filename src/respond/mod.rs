@@ -16,8 +16,8 @@
 
 pub mod channels;
 pub mod dispatch;
-pub mod feedback;
 pub mod report;
+pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -25,8 +25,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use sha2::{Digest, Sha256};
 
-use crate::data::Timestamp;
-use crate::store::Store;
+use crate::feedback;
+use crate::time::Timestamp;
+use store::RespondStore;
 
 /// An incident.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -307,30 +308,42 @@ pub struct AuditRecord {
     pub detail: String,
 }
 
-/// Runs a store future to completion from synchronous code (an operator's `process`).
-///
-/// On a worker of a multi-threaded runtime the worker's other tasks are first handed to
-/// another thread (`block_in_place`): the store's future may need tasks of the runtime, and
-/// its I/O and timers, to make progress — blocking every worker in a respond stage at once
-/// used to deadlock the engine, HTTP API included. Outside any runtime the future simply
-/// runs on this thread. Inside a current-thread runtime (not the store's: [`Responder::open`]
-/// refuses one) it runs on a thread of its own, on `handle`'s free workers.
-pub fn block_on<F: std::future::Future + Send>(handle: &tokio::runtime::Handle, f: F) -> F::Output
-where
-    F::Output: Send,
-{
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::CurrentThread) => std::thread::scope(|s| s.spawn(|| handle.block_on(f)).join().expect("store thread panicked")),
-        Ok(_) => tokio::task::block_in_place(|| handle.block_on(f)),
-        Err(_) => handle.block_on(f),
-    }
+/// One incident transition reported by a respond stage.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct IncidentUpdate {
+    /// The incident's id.
+    pub id: String,
+    /// The respond stage that reported it.
+    pub stage: String,
+    pub key: String,
+    /// `firing` or `resolved`.
+    pub status: String,
+    pub series: String,
+    pub score: f64,
+    pub value: f64,
+    pub ts: Timestamp,
+    /// The incident's labels (its first series').
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Appends one line to a file shared by stages that run concurrently: the line is
+/// written with a single call, under a process-wide lock, so lines never interleave.
+/// (A regression: `writeln!` on an unbuffered file wrote a record in several pieces, and
+/// two respond stages of one tick interleaved them — found by tests/reload.rs under load.)
+pub fn append_line(path: &std::path::Path, line: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let mut buf = String::with_capacity(line.len() + 1);
+    buf.push_str(line);
+    buf.push('\n');
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    std::fs::OpenOptions::new().create(true).append(true).open(path)?.write_all(buf.as_bytes())
 }
 
 /// The engine-wide side of responding.
 #[derive(Default)]
 pub struct Responder {
-    store: Option<(Arc<dyn Store>, tokio::runtime::Handle)>,
+    store: Option<Arc<dyn RespondStore>>,
     /// Print notifications instead of sending them (`vigil run --dry-run`).
     pub dry_run: bool,
     /// Where `log` writes `outbox.jsonl`.
@@ -364,19 +377,16 @@ impl Responder {
     ///
     /// # Errors
     /// When the store cannot be read.
-    /// Needs a multi-threaded tokio runtime: respond stages write to the store from
-    /// synchronous code (see [`block_on`]), which would stall a current-thread runtime.
-    pub async fn open(store: Arc<dyn Store>, state_dir: Option<PathBuf>, dry_run: bool) -> Result<Responder, crate::store::StoreError> {
-        if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
-            return Err(crate::store::StoreError::Unsupported(
-                "the responder needs a multi-threaded tokio runtime (respond stages write to the store from synchronous code)",
-            ));
-        }
+    pub async fn open(
+        store: Arc<dyn RespondStore>,
+        state_dir: Option<PathBuf>,
+        dry_run: bool,
+    ) -> Result<Responder, crate::persist::StoreError> {
         let incidents = store.incidents(None, 10_000).await?;
         let silences = store.silences().await?;
         let verdicts = store.feedback().await?;
         let r = Responder {
-            store: Some((store, tokio::runtime::Handle::current())),
+            store: Some(store),
             dry_run,
             state_dir,
             silences: RwLock::new(silences),
@@ -413,8 +423,8 @@ impl Responder {
         self.captured.as_ref().map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).clone()).unwrap_or_default()
     }
 
-    pub fn store(&self) -> Option<&Arc<dyn Store>> {
-        self.store.as_ref().map(|(s, _)| s)
+    pub fn store(&self) -> Option<&Arc<dyn RespondStore>> {
+        self.store.as_ref()
     }
 
     /// The incidents, newest first.
@@ -452,14 +462,17 @@ impl Responder {
     /// Records incidents, notifications and audit records in the store (one
     /// transaction), then updates the cache and wakes the dispatcher. Without a store
     /// only the cache changes.
-    pub fn commit(&self, incidents: &[Incident], notifications: &[Notification], audit: &[AuditRecord]) {
+    ///
+    /// # Errors
+    /// When the store cannot record them: nothing changed then, neither in the store nor
+    /// in the cache, and the caller keeps the transitions to commit again (a respond
+    /// stage fails its tick and retries with the next).
+    pub async fn commit(&self, incidents: &[Incident], notifications: &[Notification], audit: &[AuditRecord]) -> Result<(), String> {
         if incidents.is_empty() && notifications.is_empty() && audit.is_empty() {
-            return;
+            return Ok(());
         }
-        if let Some((store, handle)) = &self.store {
-            if let Err(e) = block_on(handle, store.record_respond(incidents, notifications, audit)) {
-                tracing::error!(error = %e, "cannot record incidents and notifications in the state store");
-            }
+        if let Some(store) = &self.store {
+            store.record_respond(incidents, notifications, audit).await.map_err(|e| e.to_string())?;
         }
         {
             let mut map = self.incidents.lock().unwrap_or_else(|e| e.into_inner());
@@ -482,6 +495,7 @@ impl Responder {
         if !notifications.is_empty() {
             self.wake.notify_one();
         }
+        Ok(())
     }
 
     /// Acknowledges an incident (API, CLI): channels that know acknowledgements
@@ -510,7 +524,7 @@ impl Responder {
             event: "acknowledged".into(),
             detail: format!("by {by}"),
         }];
-        self.commit_async(std::slice::from_ref(&i), &notes, &audit).await?;
+        self.commit(std::slice::from_ref(&i), &notes, &audit).await?;
         Ok(i)
     }
 
@@ -533,7 +547,7 @@ impl Responder {
             event: "resolved".into(),
             detail: format!("by {by}"),
         }];
-        self.commit_async(std::slice::from_ref(&i), &notes, &audit).await?;
+        self.commit(std::slice::from_ref(&i), &notes, &audit).await?;
         Ok(i)
     }
 
@@ -635,7 +649,7 @@ impl Responder {
         incident: Option<&Incident>,
         audit: &AuditRecord,
     ) -> Result<feedback::FeedbackRecord, String> {
-        if let Some((store, _)) = &self.store {
+        if let Some(store) = &self.store {
             record.id = store.record_feedback(&record, incident, audit).await.map_err(|e| e.to_string())?;
         }
         self.feedback.add(record.clone());
@@ -651,7 +665,7 @@ impl Responder {
             return Err("a silence must end after it starts".into());
         }
         s.created_at = crate::time::now_ms();
-        if let Some((store, _)) = &self.store {
+        if let Some(store) = &self.store {
             s.id = store.insert_silence(&s).await.map_err(|e| e.to_string())?;
         } else {
             s.id = self.silences().iter().map(|s| s.id).max().unwrap_or(0) + 1;
@@ -665,7 +679,7 @@ impl Responder {
         let now = crate::time::now_ms();
         let mut s = self.silences().into_iter().find(|s| s.id == id).ok_or_else(|| format!("no silence {id}"))?;
         s.ends_at = s.ends_at.min(now);
-        if let Some((store, _)) = &self.store {
+        if let Some(store) = &self.store {
             store.insert_silence(&s).await.map_err(|e| e.to_string())?;
         }
         for x in self.silences.write().unwrap_or_else(|e| e.into_inner()).iter_mut() {
@@ -674,21 +688,6 @@ impl Responder {
             }
         }
         Ok(s)
-    }
-
-    async fn commit_async(&self, incidents: &[Incident], notes: &[Notification], audit: &[AuditRecord]) -> Result<(), String> {
-        if let Some((store, _)) = &self.store {
-            store.record_respond(incidents, notes, audit).await.map_err(|e| e.to_string())?;
-        }
-        let mut map = self.incidents.lock().unwrap_or_else(|e| e.into_inner());
-        for i in incidents {
-            map.insert(i.id.clone(), i.clone());
-        }
-        drop(map);
-        if !notes.is_empty() {
-            self.wake.notify_one();
-        }
-        Ok(())
     }
 
     /// The notification of a transition for the channel of the incident's stage.
@@ -733,42 +732,34 @@ mod tests {
         assert_eq!(again, s);
     }
 
-    /// A respond stage commits from synchronous code on a runtime worker. With every
-    /// worker blocked that way, the store's own tasks (a pooled connection is returned by a
-    /// spawned task) never ran: the engine, HTTP API included, hung for good. Here the only
-    /// worker commits more times than the pool has connections, and the commits finish.
+    /// Commits are awaited by the engine (no thread blocks on the store), so a responder
+    /// over a store works on a current-thread runtime too — which the first releases,
+    /// committing from synchronous code, had to refuse.
     #[test]
-    fn commits_from_the_only_worker_do_not_stall_the_runtime() {
+    fn commits_work_on_a_current_thread_runtime() {
         let dir = std::env::temp_dir().join(format!("vigil-commit-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        let dir2 = dir.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-            let audits = rt.block_on(async move {
-                let store: Arc<dyn Store> = Arc::new(crate::store::SqliteStore::open(&dir2).await.unwrap());
-                let responder = Arc::new(Responder::open(store.clone(), None, false).await.unwrap());
-                let r = responder.clone();
-                tokio::spawn(async move {
-                    for n in 0..12 {
-                        let record = AuditRecord {
-                            ts: n,
-                            incident_id: "i1".into(),
-                            stage: "p.s".into(),
-                            event: "opened".into(),
-                            detail: format!("#{n}"),
-                        };
-                        r.commit(&[], &[], &[record]);
-                    }
-                })
-                .await
-                .unwrap();
-                store.audit_of("i1").await.unwrap().len()
-            });
-            let _ = done_tx.send(audits);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let audits = rt.block_on(async {
+            let store: Arc<dyn RespondStore> = Arc::new(crate::store::SqliteStore::open(&dir).await.unwrap());
+            let responder = Arc::new(Responder::open(store.clone(), None, false).await.unwrap());
+            let r = responder.clone();
+            tokio::spawn(async move {
+                for n in 0..12 {
+                    let record = AuditRecord {
+                        ts: n,
+                        incident_id: "i1".into(),
+                        stage: "p.s".into(),
+                        event: "opened".into(),
+                        detail: format!("#{n}"),
+                    };
+                    r.commit(&[], &[], &[record]).await.unwrap();
+                }
+            })
+            .await
+            .unwrap();
+            store.audit_of("i1").await.unwrap().len()
         });
-        // Not a timing threshold: a deadlock never finishes, a slow machine does.
-        let audits = done_rx.recv_timeout(std::time::Duration::from_secs(120)).expect("the commits stalled the runtime");
         assert_eq!(audits, 12);
         let _ = std::fs::remove_dir_all(&dir);
     }

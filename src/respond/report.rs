@@ -15,9 +15,9 @@
 
 use std::collections::BTreeMap;
 
-use super::feedback::{FeedbackRecord, Verdict};
 use super::{AuditRecord, Incident};
-use crate::data::Timestamp;
+use crate::feedback::{FeedbackRecord, Verdict};
+use crate::time::Timestamp;
 
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Verdicts {
@@ -263,7 +263,7 @@ impl Report {
     pub fn metrics(&self) -> String {
         use std::fmt::Write;
         let mut t = String::new();
-        let esc = crate::data::escape_label;
+        let esc = crate::text::escape_label;
         let gauge = |t: &mut String, name: &str, help: &str, rows: Vec<(String, f64)>| {
             let _ = writeln!(t, "# HELP {name} {help}\n# TYPE {name} gauge");
             for (labels, v) in rows {

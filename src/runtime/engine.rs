@@ -63,12 +63,12 @@ use tokio_util::task::TaskTracker;
 use super::history::InputHistory;
 use super::metrics::Metrics;
 use super::ops::{self, collect, BuildEnv};
+use super::state::{RunRecord, Store};
 use super::{OpCtx, OpError, Step};
 use crate::check::{StageOpt, Trigger};
 use crate::data::Data;
 use crate::plan::{PipelinePlan, Plan};
 use crate::source::SourceMap;
-use crate::store::{RunRecord, Store};
 use crate::syntax::ast::StageKind;
 
 /// Why the engine could not start.
@@ -82,7 +82,7 @@ pub enum RuntimeError {
         source: ops::BuildError,
     },
     #[error("{0}")]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] crate::persist::StoreError),
     #[error("invalid cron schedule `{0}`: {1}")]
     Cron(String, String),
 }
@@ -213,6 +213,15 @@ pub struct Shared {
     pub recent: super::recent::RecentScores,
     /// The health of every trained model (drift, error ratio, challengers).
     pub monitor: Arc<crate::learn::monitor::Monitor>,
+    /// The state store (set by [`Engine::start_with`]): runs and models for the API.
+    pub store: RwLock<Option<Arc<dyn Store>>>,
+}
+
+impl Shared {
+    /// The state store, when the engine has one.
+    pub fn store(&self) -> Option<Arc<dyn Store>> {
+        self.store.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// A built stage.
@@ -462,6 +471,11 @@ async fn run_stage(stage: Arc<StageRt>, inputs: Vec<Data>, now: i64, backlog: su
                 attempt += 1;
             }
             Ok(data) => {
+                if let Step::Op(op) = &mut *step {
+                    if let Err(e) = commit(&stage, op.as_mut()).await {
+                        return (Err(e), ctx, started.elapsed().as_secs_f64());
+                    }
+                }
                 // Cardinality limits: new series beyond the cap are dropped, idle ones
                 // expire; the operator forgets both.
                 let wall = crate::time::now_ms();
@@ -482,6 +496,31 @@ async fn run_stage(stage: Arc<StageRt>, inputs: Vec<Data>, now: i64, backlog: su
                 return (Ok(data), ctx, started.elapsed().as_secs_f64());
             }
             r => return (r, ctx, started.elapsed().as_secs_f64()),
+        }
+    }
+}
+
+/// How many times a stage's commit is tried within a tick at least (the stage's
+/// `retry` option may allow more).
+const COMMIT_ATTEMPTS: u32 = 3;
+
+/// Records what a stage's `process` decided (see [`super::Operator::commit`]), trying
+/// again with the stage's backoff when the store refuses. An error fails the tick; the
+/// stage keeps the transitions for the next tick's commit.
+async fn commit(stage: &StageRt, op: &mut dyn super::Operator) -> Result<(), OpError> {
+    let attempts = COMMIT_ATTEMPTS.max(stage.retries + 1);
+    let mut attempt = 0;
+    loop {
+        let Some(fut) = op.commit() else { return Ok(()) };
+        match fut.await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt + 1 < attempts => {
+                let wait = stage.backoff_ms.max(50).saturating_mul(1 << attempt.min(16));
+                tracing::warn!(stage = %stage.key, at = %stage.location, attempt = attempt + 1, error = %e, retry_in_ms = wait, "cannot record the stage's transitions; retrying");
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
         }
     }
 }
@@ -715,8 +754,9 @@ impl Engine {
         dry_run: bool,
     ) -> Result<Engine, RuntimeError> {
         let engine = Engine::new(store.clone(), state_dir.clone());
-        let responder = Arc::new(crate::respond::Responder::open(store, state_dir, dry_run).await?);
+        let responder = Arc::new(crate::respond::Responder::open(store.clone(), state_dir, dry_run).await?);
         *engine.shared.responder.write().unwrap_or_else(|e| e.into_inner()) = responder.clone();
+        *engine.shared.store.write().unwrap_or_else(|e| e.into_inner()) = Some(engine.store.clone());
         engine.apply(plan, sources, version).await?;
         let shared = engine.shared.clone();
         let report: crate::respond::dispatch::Report =

@@ -18,7 +18,6 @@
 //! operator — bad records are skipped, counted ([`OpCtx::skip`]) and logged.
 
 pub mod cardinality;
-pub mod cond;
 pub mod engine;
 pub mod history;
 pub mod metrics;
@@ -26,9 +25,7 @@ pub mod ops;
 pub mod recent;
 pub mod reload;
 pub mod replay;
-
-use std::future::Future;
-use std::pin::Pin;
+pub mod state;
 
 use crate::data::{Data, Timestamp};
 
@@ -152,10 +149,35 @@ pub trait Operator: Send {
     /// Resumes from a [`Operator::snapshot`]. A snapshot it cannot read is ignored
     /// (logged) and the operator starts afresh.
     fn restore(&mut self, _snapshot: &str) {}
+
+    /// Records what `process` decided that must outlive the tick — a respond stage's
+    /// incident changes, notifications and audit records — or `None` when there is
+    /// nothing to record. Every executor awaits it right after a successful `process`;
+    /// an error fails the tick (the engine retries the commit first, and saves no cursor
+    /// of a failed tick), and the operator keeps what it could not record, to record it
+    /// with the next tick's: nothing is lost, nothing is recorded twice.
+    fn commit(&mut self) -> Option<BoxFuture<'_, Result<(), OpError>>> {
+        None
+    }
 }
 
-/// A boxed future, for the object-safe [`Source`] trait.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// Processes one tick's inputs and records what the operator decided (see
+/// [`Operator::commit`]), for executors outside the engine (`vigil test`, benches):
+/// their responder has no store, so the commit completes at once.
+///
+/// # Errors
+/// What `process` or the commit returns; a commit that would have to wait (a responder
+/// with a store, outside an async runtime) is an error rather than a block.
+pub fn process_now(op: &mut dyn Operator, inputs: &[Data], ctx: &mut OpCtx) -> Result<Data, OpError> {
+    use futures_util::FutureExt;
+    let out = op.process(inputs, ctx)?;
+    if let Some(fut) = op.commit() {
+        fut.now_or_never().unwrap_or_else(|| Err(OpError::Invalid("this stage records to a store: run it in the engine".into())))?;
+    }
+    Ok(out)
+}
+
+pub use crate::persist::BoxFuture;
 
 /// A collect operator: brings in what is new since its cursor.
 pub trait Source: Send {

@@ -82,7 +82,7 @@ pub async fn pipelines(shared: &Shared) -> Vec<PipelineSummary> {
     let incidents = r.list();
     let mut out = Vec::with_capacity(status.pipelines.len());
     for p in &status.pipelines {
-        let last_run = match r.store() {
+        let last_run = match shared.store() {
             Some(store) => store.recent_runs(&p.name, 1).await.ok().and_then(|mut v| v.pop()),
             None => None,
         };
@@ -114,8 +114,7 @@ pub fn trigger_text(t: &crate::check::Trigger) -> String {
 /// # Errors
 /// When the store cannot be read.
 pub async fn models(shared: &Shared, stage: Option<&str>) -> Result<Vec<crate::store::ModelRow>, crate::store::StoreError> {
-    let r = shared.responder.read().unwrap_or_else(|e| e.into_inner()).clone();
-    match r.store() {
+    match shared.store() {
         Some(store) => store.models(stage).await,
         None => Ok(Vec::new()),
     }
@@ -129,7 +128,7 @@ pub async fn models(shared: &Shared, stage: Option<&str>) -> Result<Vec<crate::s
 pub async fn promote_model(shared: &Shared, id: i64, by: &str) -> Result<(), (axum::http::StatusCode, String)> {
     use axum::http::StatusCode;
     let r = shared.responder.read().unwrap_or_else(|e| e.into_inner()).clone();
-    let Some(store) = r.store() else { return Err((StatusCode::SERVICE_UNAVAILABLE, "this engine has no model registry".into())) };
+    let Some(store) = shared.store() else { return Err((StatusCode::SERVICE_UNAVAILABLE, "this engine has no model registry".into())) };
     let models = r.state_dir.as_ref().map(|d| d.join("models"));
     match crate::learn::registry::promote(store.as_ref(), models.as_deref(), id, by).await {
         Ok(true) => Ok(()),
@@ -150,8 +149,7 @@ pub async fn rollback_models(
     by: &str,
 ) -> Result<Vec<crate::learn::registry::RolledBack>, (axum::http::StatusCode, String)> {
     use axum::http::StatusCode;
-    let r = shared.responder.read().unwrap_or_else(|e| e.into_inner()).clone();
-    let Some(store) = r.store() else { return Err((StatusCode::SERVICE_UNAVAILABLE, "this engine has no model registry".into())) };
+    let Some(store) = shared.store() else { return Err((StatusCode::SERVICE_UNAVAILABLE, "this engine has no model registry".into())) };
     let internal = |e: crate::store::StoreError| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     if store.models(Some(stage)).await.map_err(internal)?.is_empty() {
         return Err((StatusCode::NOT_FOUND, format!("stage `{stage}` has no models")));

@@ -5,11 +5,8 @@
 //! is generated from it (`vigil explain operators`), and a test compiles every example.
 //! The implementations live with the engine and come with their issues.
 
-pub mod prom;
-pub mod types;
-
 use crate::syntax::ast::StageKind;
-pub use types::{Scalar, Ty};
+pub use crate::types::{Scalar, Ty};
 
 /// A parameter's default.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -746,7 +743,7 @@ pub fn operator_markdown(op: &OperatorSpec) -> String {
     if !op.inputs.is_empty() {
         s.push_str("| input | accepts | |\n|---|---|---|\n");
         for i in op.inputs {
-            let _ = writeln!(s, "| `{}` | {} | {} |", i.name, types::one_of(i.types), i.doc);
+            let _ = writeln!(s, "| `{}` | {} | {} |", i.name, crate::types::one_of(i.types), i.doc);
         }
         s.push('\n');
     }

@@ -1,137 +1,33 @@
-//! The state store: cursors and run history (and, with later issues, the model registry,
-//! incidents and the notification outbox), behind one interface.
+//! The state store: [`SqliteStore`] keeps cursors, the run history, the model registry,
+//! incidents, the notification outbox, silences and verdicts in an embedded SQLite
+//! database (`STATE/state.db`, with sqlx).
 //!
-//! [`Store`] is what the engine uses; [`SqliteStore`] implements it over an embedded SQLite
-//! database (`STATE/state.db`) with sqlx, whose PostgreSQL driver can implement the same
-//! interface when several nodes share a store.
+//! It implements the seam each domain declares beside its own types — cursors and runs
+//! ([`crate::runtime::state`]), models ([`crate::learn::registry`]), incidents, outbox,
+//! silences and verdicts ([`crate::respond::store`]) — and so is a [`Store`], the union the
+//! engine holds. This module imports the domains, never the reverse: a second store
+//! (PostgreSQL, for several nodes) implements the same traits.
 
 use std::path::Path;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
 
-use crate::respond::feedback::FeedbackRecord;
+use crate::feedback::FeedbackRecord;
+use crate::learn::registry::{ModelEvent, ModelStore};
+use crate::respond::store::{FeedbackStore, IncidentStore, OutboxStore, SilenceStore};
 use crate::respond::{AuditRecord, Incident, Notification, OutboxRow, Silence};
-use crate::runtime::BoxFuture;
+use crate::runtime::state::{CursorStore, RunStore};
 
-/// A problem with the state store.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot open the state database `{path}`: {source}")]
-    Open {
-        path: String,
-        #[source]
-        source: sqlx::Error,
-    },
-    #[error("state database query failed: {0}")]
-    Query(#[from] sqlx::Error),
-    /// The store is used in a way it does not support.
-    #[error("{0}")]
-    Unsupported(&'static str),
-}
+pub use crate::learn::registry::ModelRow;
+pub use crate::persist::{BoxFuture, StoreError};
+pub use crate::runtime::state::{RunRecord, Store};
 
-/// One tick's record.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct RunRecord {
-    pub pipeline: String,
-    /// The content hash of the sources the tick ran.
-    pub version: String,
-    pub started_at: i64,
-    pub finished_at: i64,
-    /// `ok` or `failed`.
-    pub status: String,
-    /// Items the pipeline's stages produced.
-    pub items: i64,
-    pub error: Option<String>,
-    pub failed_stage: Option<String>,
-}
-
-/// The interface the engine uses. Methods return boxed futures so that the store can be
-/// a trait object.
-pub trait Store: Send + Sync {
-    /// The cursor saved for a stage.
-    fn load_cursor<'a>(&'a self, stage: &'a str) -> BoxFuture<'a, Result<Option<String>, StoreError>>;
-    /// Saves cursors (stage key, cursor) in one transaction.
-    fn save_cursors<'a>(&'a self, cursors: &'a [(String, String)]) -> BoxFuture<'a, Result<(), StoreError>>;
-    /// Appends a run to the history.
-    fn record_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<(), StoreError>>;
-    /// The newest runs of a pipeline, newest first.
-    fn recent_runs<'a>(&'a self, pipeline: &'a str, limit: i64) -> BoxFuture<'a, Result<Vec<RunRecord>, StoreError>>;
-    /// Records a new model version — the active one of its (stage, series) when `activate`,
-    /// else a candidate beside the active one (a challenger in shadow); returns its id.
-    fn insert_model<'a>(
-        &'a self,
-        meta: &'a crate::learn::ModelMeta,
-        path: &'a str,
-        activate: bool,
-    ) -> BoxFuture<'a, Result<i64, StoreError>>;
-    /// The model versions of a stage (or of all stages), oldest first.
-    fn models<'a>(&'a self, key: Option<&'a str>) -> BoxFuture<'a, Result<Vec<ModelRow>, StoreError>>;
-    /// Makes version `id` the active one of its (stage, series); false when there is no
-    /// such version.
-    fn activate_model<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<bool, StoreError>>;
-    /// Records incident changes, notifications to send (a notification whose `dedupe`
-    /// key is already in the outbox is not added again) and audit records, in one
-    /// transaction.
-    fn record_respond<'a>(
-        &'a self,
-        incidents: &'a [Incident],
-        notifications: &'a [Notification],
-        audit: &'a [AuditRecord],
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
-    /// Incidents (of one status, or all), newest first.
-    fn incidents<'a>(&'a self, status: Option<&'a str>, limit: i64) -> BoxFuture<'a, Result<Vec<Incident>, StoreError>>;
-    /// Pending notifications due at `now`, oldest first — only the oldest pending one of
-    /// each (incident, stage), so that one incident's notifications reach a channel in
-    /// order (a `resolved` never overtakes its `firing` while that waits for a retry).
-    fn due_notifications<'a>(&'a self, now: i64, limit: i64) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>>;
-    /// The outbox, newest first (all statuses).
-    fn outbox<'a>(&'a self, limit: i64) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>>;
-    /// The notifications of one incident, newest first (all statuses). The default reads
-    /// the newest 10 000 of the outbox; a store with an index by incident overrides it.
-    fn outbox_of<'a>(&'a self, incident: &'a str) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>> {
-        Box::pin(async move { Ok(self.outbox(10_000).await?.into_iter().filter(|o| o.notification.incident_id == incident).collect()) })
-    }
-    /// Pending notifications: how many, and when the oldest was enqueued.
-    fn outbox_depth(&self) -> BoxFuture<'_, Result<(i64, Option<i64>), StoreError>>;
-    /// Records that a send of notification `id` starts now: a crash before its outcome is
-    /// recorded leaves the mark, which [`Store::interrupted_notifications`] finds.
-    fn mark_started(&self, id: i64, now: i64) -> BoxFuture<'_, Result<(), StoreError>>;
-    /// Pending notifications whose send started and never finished: in flight when the
-    /// engine last stopped. Call before the dispatcher starts.
-    fn interrupted_notifications(&self) -> BoxFuture<'_, Result<Vec<OutboxRow>, StoreError>>;
-    /// Keeps a notification pending for another attempt at `next` (clearing its start).
-    fn reschedule_notification<'a>(&'a self, id: i64, attempts: u32, next: i64, why: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
-    /// Marks a notification `sent`, `dry_run` or `failed`, with its audit record.
-    fn finish_notification<'a>(
-        &'a self,
-        id: i64,
-        status: &'a str,
-        error: Option<&'a str>,
-        audit: &'a AuditRecord,
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
-    /// Appends an audit record.
-    fn audit<'a>(&'a self, record: &'a AuditRecord) -> BoxFuture<'a, Result<(), StoreError>>;
-    /// The audit trail of an incident, oldest first.
-    fn audit_of<'a>(&'a self, incident: &'a str) -> BoxFuture<'a, Result<Vec<AuditRecord>, StoreError>>;
-    /// Every silence.
-    fn silences(&self) -> BoxFuture<'_, Result<Vec<Silence>, StoreError>>;
-    /// Adds a silence (id 0) or replaces one; returns its id.
-    fn insert_silence<'a>(&'a self, s: &'a Silence) -> BoxFuture<'a, Result<i64, StoreError>>;
-    /// Records a verdict (with the incident it changes, when it is about one, and its audit
-    /// record) in one transaction; returns its id.
-    fn record_feedback<'a>(
-        &'a self,
-        record: &'a FeedbackRecord,
-        incident: Option<&'a Incident>,
-        audit: &'a AuditRecord,
-    ) -> BoxFuture<'a, Result<i64, StoreError>>;
-    /// Every verdict, oldest first.
-    fn feedback(&self) -> BoxFuture<'_, Result<Vec<FeedbackRecord>, StoreError>>;
-    /// Incidents opened at or after `since`, oldest first (for reports).
-    fn incidents_since(&self, since: i64) -> BoxFuture<'_, Result<Vec<Incident>, StoreError>>;
-    /// Audit records of `events` at or after `since`, oldest first (for reports).
-    fn audit_since<'a>(&'a self, since: i64, events: &'a [&'a str]) -> BoxFuture<'a, Result<Vec<AuditRecord>, StoreError>>;
+/// The store traits, to call their methods on a `dyn Store`: `use vigil::store::prelude::*`.
+pub mod prelude {
+    pub use crate::learn::registry::ModelStore;
+    pub use crate::respond::store::{FeedbackStore, IncidentStore, OutboxStore, RespondStore, SilenceStore};
+    pub use crate::runtime::state::{CursorStore, RunStore, Store};
 }
 
 /// Rows per multi-row INSERT (7 parameters each at most, far below SQLite's limit).
@@ -171,17 +67,6 @@ const SCHEMA: &[&str] = &[
     "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1')",
 ];
 
-/// A model version in the registry.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct ModelRow {
-    pub id: i64,
-    pub meta: crate::learn::ModelMeta,
-    /// The artifact's path.
-    pub path: String,
-    /// Whether predict uses this version.
-    pub active: bool,
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) `dir/state.db`, creating `dir` too.
     ///
@@ -216,7 +101,7 @@ impl SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
+impl CursorStore for SqliteStore {
     fn load_cursor<'a>(&'a self, stage: &'a str) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
         Box::pin(async move {
             let row = sqlx::query("SELECT cursor FROM cursors WHERE stage_key = ?").bind(stage).fetch_optional(&self.pool).await?;
@@ -243,7 +128,9 @@ impl Store for SqliteStore {
             Ok(())
         })
     }
+}
 
+impl RunStore for SqliteStore {
     fn record_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             sqlx::query("INSERT INTO runs (pipeline, version, started_at, finished_at, status, items, error, failed_stage) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
@@ -261,6 +148,31 @@ impl Store for SqliteStore {
         })
     }
 
+    fn recent_runs<'a>(&'a self, pipeline: &'a str, limit: i64) -> BoxFuture<'a, Result<Vec<RunRecord>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT pipeline, version, started_at, finished_at, status, items, error, failed_stage FROM runs WHERE pipeline = ? ORDER BY id DESC LIMIT ?")
+                .bind(pipeline)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| RunRecord {
+                    pipeline: r.get(0),
+                    version: r.get(1),
+                    started_at: r.get(2),
+                    finished_at: r.get(3),
+                    status: r.get(4),
+                    items: r.get(5),
+                    error: r.get(6),
+                    failed_stage: r.get(7),
+                })
+                .collect())
+        })
+    }
+}
+
+impl ModelStore for SqliteStore {
     fn insert_model<'a>(
         &'a self,
         meta: &'a crate::learn::ModelMeta,
@@ -332,6 +244,21 @@ impl Store for SqliteStore {
         })
     }
 
+    fn record_model_event<'a>(&'a self, event: &'a ModelEvent) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let record = AuditRecord {
+                ts: event.ts,
+                incident_id: event.subject(),
+                stage: event.key.clone(),
+                event: event.event.clone(),
+                detail: event.detail.clone(),
+            };
+            self.audit(&record).await
+        })
+    }
+}
+
+impl IncidentStore for SqliteStore {
     fn record_respond<'a>(
         &'a self,
         incidents: &'a [Incident],
@@ -393,6 +320,52 @@ impl Store for SqliteStore {
         })
     }
 
+    fn incidents_since(&self, since: i64) -> BoxFuture<'_, Result<Vec<Incident>, StoreError>> {
+        Box::pin(async move {
+            let rows =
+                sqlx::query("SELECT data FROM incidents WHERE opened_at >= ? ORDER BY opened_at").bind(since).fetch_all(&self.pool).await?;
+            Ok(rows.into_iter().filter_map(|r| serde_json::from_str(&r.get::<String, _>(0)).ok()).collect())
+        })
+    }
+
+    fn audit<'a>(&'a self, record: &'a AuditRecord) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            insert_audit(&mut tx, record).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn audit_of<'a>(&'a self, incident: &'a str) -> BoxFuture<'a, Result<Vec<AuditRecord>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT ts, incident_id, stage, event, detail FROM audit WHERE incident_id = ? ORDER BY id")
+                .bind(incident)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| AuditRecord { ts: r.get(0), incident_id: r.get(1), stage: r.get(2), event: r.get(3), detail: r.get(4) })
+                .collect())
+        })
+    }
+
+    fn audit_since<'a>(&'a self, since: i64, events: &'a [&'a str]) -> BoxFuture<'a, Result<Vec<AuditRecord>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT ts, incident_id, stage, event, detail FROM audit WHERE ts >= ? ORDER BY id")
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| AuditRecord { ts: r.get(0), incident_id: r.get(1), stage: r.get(2), event: r.get(3), detail: r.get(4) })
+                .filter(|a| events.is_empty() || events.contains(&a.event.as_str()))
+                .collect())
+        })
+    }
+}
+
+impl OutboxStore for SqliteStore {
     fn due_notifications<'a>(&'a self, now: i64, limit: i64) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>> {
         Box::pin(async move {
             let rows = sqlx::query(&format!(
@@ -406,13 +379,6 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
             Ok(rows.iter().filter_map(outbox_row).collect())
-        })
-    }
-
-    fn outbox_depth(&self) -> BoxFuture<'_, Result<(i64, Option<i64>), StoreError>> {
-        Box::pin(async move {
-            let row = sqlx::query("SELECT COUNT(*), MIN(created_at) FROM outbox WHERE status = 'pending'").fetch_one(&self.pool).await?;
-            Ok((row.get(0), row.get(1)))
         })
     }
 
@@ -433,6 +399,13 @@ impl Store for SqliteStore {
                 .fetch_all(&self.pool)
                 .await?;
             Ok(rows.iter().filter_map(outbox_row).collect())
+        })
+    }
+
+    fn outbox_depth(&self) -> BoxFuture<'_, Result<(i64, Option<i64>), StoreError>> {
+        Box::pin(async move {
+            let row = sqlx::query("SELECT COUNT(*), MIN(created_at) FROM outbox WHERE status = 'pending'").fetch_one(&self.pool).await?;
+            Ok((row.get(0), row.get(1)))
         })
     }
 
@@ -490,29 +463,9 @@ impl Store for SqliteStore {
             Ok(())
         })
     }
+}
 
-    fn audit<'a>(&'a self, record: &'a AuditRecord) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
-            insert_audit(&mut tx, record).await?;
-            tx.commit().await?;
-            Ok(())
-        })
-    }
-
-    fn audit_of<'a>(&'a self, incident: &'a str) -> BoxFuture<'a, Result<Vec<AuditRecord>, StoreError>> {
-        Box::pin(async move {
-            let rows = sqlx::query("SELECT ts, incident_id, stage, event, detail FROM audit WHERE incident_id = ? ORDER BY id")
-                .bind(incident)
-                .fetch_all(&self.pool)
-                .await?;
-            Ok(rows
-                .into_iter()
-                .map(|r| AuditRecord { ts: r.get(0), incident_id: r.get(1), stage: r.get(2), event: r.get(3), detail: r.get(4) })
-                .collect())
-        })
-    }
-
+impl SilenceStore for SqliteStore {
     fn silences(&self) -> BoxFuture<'_, Result<Vec<Silence>, StoreError>> {
         Box::pin(async move {
             let rows = sqlx::query("SELECT id, data FROM silences ORDER BY id").fetch_all(&self.pool).await?;
@@ -543,7 +496,9 @@ impl Store for SqliteStore {
             Ok(id)
         })
     }
+}
 
+impl FeedbackStore for SqliteStore {
     fn record_feedback<'a>(
         &'a self,
         record: &'a FeedbackRecord,
@@ -583,51 +538,6 @@ impl Store for SqliteStore {
                     let mut f: FeedbackRecord = serde_json::from_str(&r.get::<String, _>(1)).ok()?;
                     f.id = r.get(0);
                     Some(f)
-                })
-                .collect())
-        })
-    }
-
-    fn incidents_since(&self, since: i64) -> BoxFuture<'_, Result<Vec<Incident>, StoreError>> {
-        Box::pin(async move {
-            let rows =
-                sqlx::query("SELECT data FROM incidents WHERE opened_at >= ? ORDER BY opened_at").bind(since).fetch_all(&self.pool).await?;
-            Ok(rows.into_iter().filter_map(|r| serde_json::from_str(&r.get::<String, _>(0)).ok()).collect())
-        })
-    }
-
-    fn audit_since<'a>(&'a self, since: i64, events: &'a [&'a str]) -> BoxFuture<'a, Result<Vec<AuditRecord>, StoreError>> {
-        Box::pin(async move {
-            let rows = sqlx::query("SELECT ts, incident_id, stage, event, detail FROM audit WHERE ts >= ? ORDER BY id")
-                .bind(since)
-                .fetch_all(&self.pool)
-                .await?;
-            Ok(rows
-                .into_iter()
-                .map(|r| AuditRecord { ts: r.get(0), incident_id: r.get(1), stage: r.get(2), event: r.get(3), detail: r.get(4) })
-                .filter(|a| events.is_empty() || events.contains(&a.event.as_str()))
-                .collect())
-        })
-    }
-
-    fn recent_runs<'a>(&'a self, pipeline: &'a str, limit: i64) -> BoxFuture<'a, Result<Vec<RunRecord>, StoreError>> {
-        Box::pin(async move {
-            let rows = sqlx::query("SELECT pipeline, version, started_at, finished_at, status, items, error, failed_stage FROM runs WHERE pipeline = ? ORDER BY id DESC LIMIT ?")
-                .bind(pipeline)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
-            Ok(rows
-                .into_iter()
-                .map(|r| RunRecord {
-                    pipeline: r.get(0),
-                    version: r.get(1),
-                    started_at: r.get(2),
-                    finished_at: r.get(3),
-                    status: r.get(4),
-                    items: r.get(5),
-                    error: r.get(6),
-                    failed_stage: r.get(7),
                 })
                 .collect())
         })

@@ -19,7 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::data::{Data, ScoreColumn, ScoresData, SeriesId, Timestamp};
-use crate::respond::feedback::{FeedbackBook, Verdict};
+use crate::feedback::{FeedbackBook, Verdict};
 use crate::runtime::{OpCtx, OpError, Operator};
 
 /// Scores kept per series at most (memory: 16 bytes each).

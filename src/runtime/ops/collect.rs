@@ -445,7 +445,7 @@ impl ScrapeSource {
 
     /// Turns an exposition into series: the sample's timestamp or the scrape time.
     pub fn convert(&mut self, text: &str, now: Timestamp, ctx: &mut OpCtx) -> SeriesData {
-        let exp = crate::stages::prom::parse_exposition(text);
+        let exp = crate::prom::parse_exposition(text);
         if !exp.issues.is_empty() {
             ctx.skip_n("malformed_line", exp.issues.len() as u64);
             for i in exp.issues.iter().take(3) {
@@ -561,7 +561,7 @@ impl Source for QueryRangeSource {
             let resp = req.send().await.map_err(|e| OpError::Io(format!("cannot query `{}`: {}", self.url, error_chain(&e))))?;
             let status = resp.status();
             let body = resp.bytes().await.map_err(|e| OpError::Io(format!("cannot read the answer of `{}`: {e}", self.url)))?;
-            let parsed = crate::stages::prom::parse_query_range(&body, "query");
+            let parsed = crate::prom::parse_query_range(&body, "query");
             let (series, bad) = match parsed {
                 Ok(r) => r,
                 Err(e) => return Err(OpError::Io(format!("query_range on `{}` ({status}): {e}", self.url))),

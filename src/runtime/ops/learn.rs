@@ -18,7 +18,6 @@
 //! scores 0.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::fmt;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -26,52 +25,19 @@ use std::sync::{Arc, Mutex};
 
 use crate::check::StageOpt;
 use crate::data::{Data, ScoreColumn, ScoresData, SeriesId, Timestamp};
+use crate::feedback::{self, FeedbackBook, Verdict};
 use crate::learn::calibrate::{Suppressor, TailCalibrator};
 use crate::learn::monitor::{Monitor, DRIFT_WINDOW};
 use crate::learn::registry::Registry;
 use crate::learn::shadow::{self, Record};
 use crate::learn::{self, Examples, FitContext, Fitted, Spec};
-use crate::respond::feedback::{self, FeedbackBook, Verdict};
 use crate::runtime::{OpCtx, OpError, Operator};
 
 /// A fallback detector's point: score, value, expected, spread, anomalous.
 type FallbackPoint = (f64, f64, f64, f64, bool);
 
-/// The models a train stage offers for one tick: per series (by its Prometheus notation),
-/// versions ordered by the last timestamp they were trained on.
-#[derive(Default)]
-pub struct ModelSet {
-    pub key: String,
-    pub series: HashMap<String, Vec<Arc<Fitted>>>,
-    /// Challengers in shadow, per series: scored beside the active version, never used
-    /// for alarms; their would-be alarms go to `shadow`.
-    pub candidates: HashMap<String, Arc<Fitted>>,
-    /// What the shadow periods recorded so far, shared with the train stage that decides.
-    pub shadow: Option<Arc<Mutex<HashMap<String, ShadowRun>>>>,
-    /// Drift figures computed this tick: per series, (timestamp, population stability
-    /// index), for `drift`.
-    pub drift: Vec<(SeriesId, Vec<(Timestamp, f64)>)>,
-    /// Where the predict stages report each version's live error.
-    pub monitor: Option<Arc<Monitor>>,
-    /// Whether the train stage learns from verdicts (its predict stages then raise their
-    /// calibration where windows were marked false positive).
-    pub learns_from_feedback: bool,
-}
-
+pub use crate::data::ModelSet;
 pub use crate::learn::shadow::Run as ShadowRun;
-
-impl fmt::Debug for ModelSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ModelSet").field("key", &self.key).field("series", &self.series.len()).finish()
-    }
-}
-
-impl ModelSet {
-    /// The newest version trained only on data before `ts`.
-    pub fn version_for(versions: &[Arc<Fitted>], ts: Timestamp) -> Option<usize> {
-        versions.iter().rposition(|v| v.meta.data_to < ts)
-    }
-}
 
 /// When to train, from what, and how a new version takes over.
 #[derive(Clone, Debug, PartialEq)]
@@ -514,13 +480,12 @@ impl Train {
             }
             if let Some(bg) = &self.background {
                 let (store, key) = (bg.registry.store.clone(), self.key.clone());
-                let audit = crate::respond::AuditRecord {
-                    ts: crate::time::now_ms(),
-                    incident_id: model_subject(&key, &series),
-                    stage: key.clone(),
-                    event: event.into(),
-                    detail: format!("v{version} {event} after its shadow period: {why}"),
-                };
+                let audit = crate::learn::registry::ModelEvent::now(
+                    &key,
+                    &series,
+                    event,
+                    format!("v{version} {event} after its shadow period: {why}"),
+                );
                 bg.handle.spawn(async move {
                     // Retried: the registry must end up saying what the engine uses.
                     for attempt in 0..5u32 {
@@ -530,7 +495,7 @@ impl Train {
                         };
                         match activated {
                             Ok(()) => {
-                                if let Err(e) = store.audit(&audit).await {
+                                if let Err(e) = store.record_model_event(&audit).await {
                                     tracing::error!(stage = %key, "cannot audit a model decision: {e}");
                                 }
                                 return;

@@ -15,8 +15,8 @@ pub mod tail;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::expr::{Condition, Template};
 use crate::plan::StageNode;
-use crate::runtime::cond::{Condition, Template};
 use crate::runtime::Step;
 use crate::value::{SecretRef, Value};
 

@@ -7,27 +7,13 @@
 //! durable outbox ([`crate::respond`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::io::Write;
 use std::sync::Arc;
 
 use crate::data::{Data, IncidentUpdate, IncidentsData, ScoreColumn, Timestamp};
+use crate::expr::{Condition, Fields, Template, Val};
 use crate::respond::channels::Channel;
 use crate::respond::{AuditRecord, Incident, Notification, Responder};
-use crate::runtime::cond::{Condition, Fields, Template, Val};
-use crate::runtime::{Backlog, OpCtx, OpError, Operator};
-
-/// Appends one line to a file shared by stages that run concurrently: the line is
-/// written with a single call, under a process-wide lock, so lines never interleave.
-/// (A regression: `writeln!` on an unbuffered file wrote a record in several pieces, and
-/// two respond stages of one tick interleaved them — found by tests/reload.rs under load.)
-pub fn append_line(path: &std::path::Path, line: &str) -> std::io::Result<()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let mut buf = String::with_capacity(line.len() + 1);
-    buf.push_str(line);
-    buf.push('\n');
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    std::fs::OpenOptions::new().create(true).append(true).open(path)?.write_all(buf.as_bytes())
-}
+use crate::runtime::{Backlog, BoxFuture, OpCtx, OpError, Operator};
 
 /// One scored sample, as conditions see it.
 pub struct ScoreItem<'a> {
@@ -156,6 +142,10 @@ pub struct Respond {
     holding: bool,
     /// Incidents whose notifications a backlog held, by id.
     held: HashSet<String>,
+    /// Transitions decided and not recorded yet: [`Operator::commit`] records them after
+    /// `process`; when the store refuses, they stay here (the tick fails) and are recorded
+    /// with the next tick's, in order.
+    pending: Batch,
 }
 
 impl Respond {
@@ -214,6 +204,7 @@ impl Respond {
             sent: VecDeque::new(),
             holding: false,
             held: HashSet::new(),
+            pending: Batch::default(),
         }
     }
 
@@ -264,6 +255,16 @@ struct Batch {
 }
 
 impl Batch {
+    fn is_empty(&self) -> bool {
+        self.incidents.is_empty() && self.notes.is_empty() && self.audit.is_empty()
+    }
+
+    fn append(&mut self, mut other: Batch) {
+        self.incidents.append(&mut other.incidents);
+        self.notes.append(&mut other.notes);
+        self.audit.append(&mut other.audit);
+    }
+
     fn audit(&mut self, i: &Incident, event: &str, detail: String) {
         self.audit.push(AuditRecord {
             ts: crate::time::now_ms(),
@@ -725,8 +726,26 @@ impl Operator for Respond {
             self.release_held(&mut b);
         }
         self.holding = false;
-        self.responder.commit(&b.incidents, &b.notes, &b.audit);
+        self.pending.append(b);
         Ok(Data::Incidents(Arc::new(IncidentsData { updates })))
+    }
+
+    fn commit(&mut self) -> Option<BoxFuture<'_, Result<(), OpError>>> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        Some(Box::pin(async move {
+            let b = &self.pending;
+            let (incidents, notes, audit) = (b.incidents.len(), b.notes.len(), b.audit.len());
+            self.responder.commit(&b.incidents, &b.notes, &b.audit).await.map_err(|e| {
+                OpError::Io(format!(
+                    "cannot record {incidents} incident changes, {notes} notifications and {audit} audit records \
+                     (kept, recorded with the next tick): {e}"
+                ))
+            })?;
+            self.pending = Batch::default();
+            Ok(())
+        }))
     }
 }
 
@@ -735,10 +754,10 @@ mod tests {
     use std::sync::Arc;
 
     use crate::data::{Data, IncidentsData, ScoreColumn, ScoresData, SeriesId};
+    use crate::expr::Template;
     use crate::respond::channels::{Channel, Kind};
     use crate::respond::Responder;
-    use crate::runtime::cond::Template;
-    use crate::runtime::{OpCtx, Operator};
+    use crate::runtime::OpCtx;
 
     fn grouped(responder: &Arc<Responder>) -> super::Respond {
         let channel = Channel { kind: Kind::Log { outbox: None }, subject: Template::new("{{ incident.status }}").unwrap(), body: None };
@@ -790,7 +809,7 @@ mod tests {
         let tick = |op: &mut super::Respond, a: &[(i64, bool)], b: &[(i64, bool)], backlog: Backlog| {
             let mut ctx = OpCtx::new(0);
             ctx.backlog = backlog;
-            updates(op.process(&[scores(a, b)], &mut ctx).unwrap())
+            updates(crate::runtime::process_now(op, &[scores(a, b)], &mut ctx).unwrap())
         };
         // Two ticks of backlog: `a` opens and clears in the first, `b` opens in the second
         // and is still open at its end.
@@ -815,7 +834,7 @@ mod tests {
         let mut op = grouped(&responder);
         // `a` is anomalous until 40; `b`, sampled between, never is.
         let input = scores(&[(0, true), (20, true), (40, true), (60, false)], &[(10, false), (30, false), (50, false), (70, false)]);
-        let got = updates(op.process(&[input], &mut OpCtx::new(70)).unwrap());
+        let got = updates(crate::runtime::process_now(&mut op, &[input], &mut OpCtx::new(70)).unwrap());
         assert_eq!(got, [("firing".to_owned(), 0), ("resolved".to_owned(), 60)], "one incident, resolved when `a` clears");
     }
 
@@ -824,16 +843,19 @@ mod tests {
         // As after a reload that rebuilt the detector with a window still filling.
         let responder = Arc::new(Responder::default());
         let mut op = grouped(&responder);
-        op.process(&[scores(&[(0, true)], &[])], &mut OpCtx::new(0)).unwrap();
+        crate::runtime::process_now(&mut op, &[scores(&[(0, true)], &[])], &mut OpCtx::new(0)).unwrap();
         let mut warming = ScoreColumn::new(SeriesId::new("a", [("job".to_owned(), "api".to_owned())]));
         warming.push_unscored(10, 1.0);
         warming.push_unscored(20, 1.0);
         assert!(!warming.is_scored(0) && !warming.is_scored(1));
-        let got = updates(op.process(&[Data::Scores(Arc::new(ScoresData { series: vec![warming] }))], &mut OpCtx::new(20)).unwrap());
+        let got = updates(
+            crate::runtime::process_now(&mut op, &[Data::Scores(Arc::new(ScoresData { series: vec![warming] }))], &mut OpCtx::new(20))
+                .unwrap(),
+        );
         assert!(got.is_empty(), "no score is not a clear: {got:?}");
         assert_eq!(responder.list()[0].status, "firing");
         // A scored quiet sample clears it.
-        let got = updates(op.process(&[scores(&[(30, false)], &[])], &mut OpCtx::new(30)).unwrap());
+        let got = updates(crate::runtime::process_now(&mut op, &[scores(&[(30, false)], &[])], &mut OpCtx::new(30)).unwrap());
         assert_eq!(got, [("resolved".to_owned(), 30)]);
     }
 
@@ -842,8 +864,8 @@ mod tests {
         let responder = Arc::new(Responder::default());
         let mut op = grouped(&responder);
         // Both series match: one grouped incident. Then `a` clears and `b` says nothing.
-        op.process(&[scores(&[(0, true)], &[(5, true)])], &mut OpCtx::new(5)).unwrap();
-        let got = updates(op.process(&[scores(&[(10, false)], &[])], &mut OpCtx::new(10)).unwrap());
+        crate::runtime::process_now(&mut op, &[scores(&[(0, true)], &[(5, true)])], &mut OpCtx::new(5)).unwrap();
+        let got = updates(crate::runtime::process_now(&mut op, &[scores(&[(10, false)], &[])], &mut OpCtx::new(10)).unwrap());
         assert!(got.is_empty(), "`b` still matches: {got:?}");
         // When each series was last heard from, on a clock of the test's own.
         let t0 = 1_700_000_000_000;
@@ -857,10 +879,10 @@ mod tests {
         // `b` no longer holds the incident, but `a` still reports: `a` resolves it.
         op.resolve_silent(60_000, t0 + 60_000, &mut ups, &mut b);
         assert!(ups.is_empty() && op.open.values().next().unwrap().matching.is_empty());
-        let got = updates(op.process(&[scores(&[(20, false)], &[])], &mut OpCtx::new(20)).unwrap());
+        let got = updates(crate::runtime::process_now(&mut op, &[scores(&[(20, false)], &[])], &mut OpCtx::new(20)).unwrap());
         assert_eq!(got, [("resolved".to_owned(), 20)]);
         // A series that keeps reporting keeps its incident.
-        op.process(&[scores(&[(30, true)], &[])], &mut OpCtx::new(30)).unwrap();
+        crate::runtime::process_now(&mut op, &[scores(&[(30, true)], &[])], &mut OpCtx::new(30)).unwrap();
         let (mut ups, mut b) = (Vec::new(), super::Batch::default());
         op.resolve_silent(60_000, crate::time::now_ms(), &mut ups, &mut b);
         assert!(ups.is_empty() && op.open.len() == 1);
@@ -872,7 +894,7 @@ mod tests {
         let mut op = grouped(&responder);
         op.policy.pending_ms = 3_600_000;
         // `a` matches (pending), `b` reports quietly and goes on reporting.
-        op.process(&[scores(&[(0, true)], &[(5, false)])], &mut OpCtx::new(5)).unwrap();
+        crate::runtime::process_now(&mut op, &[scores(&[(0, true)], &[(5, false)])], &mut OpCtx::new(5)).unwrap();
         let t0 = 1_700_000_000_000;
         let o = op.open.values_mut().next().unwrap();
         assert!(o.incident.is_none());
@@ -890,7 +912,7 @@ mod tests {
         let mut op = grouped(&responder);
         op.policy.keep_firing_ms = 3_600_000;
         // `a` fires, then clears once and stops: `keep_firing_for` holds the incident.
-        op.process(&[scores(&[(0, true), (10, false)], &[])], &mut OpCtx::new(10)).unwrap();
+        crate::runtime::process_now(&mut op, &[scores(&[(0, true), (10, false)], &[])], &mut OpCtx::new(10)).unwrap();
         let after = 1_700_000_000_000;
         op.open.values_mut().next().unwrap().heard.values_mut().for_each(|h| *h = after);
         let (mut ups, mut b) = (Vec::new(), super::Batch::default());
@@ -908,10 +930,10 @@ mod tests {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let responder = Arc::new(Responder::default());
         let mut op = grouped(&responder);
-        op.process(&[scores(&[(0, true)], &[])], &mut OpCtx::new(0)).unwrap();
+        crate::runtime::process_now(&mut op, &[scores(&[(0, true)], &[])], &mut OpCtx::new(0)).unwrap();
         let id = responder.list()[0].id.clone();
         rt.block_on(responder.acknowledge(&id, "alice")).unwrap();
-        op.process(&[scores(&[(10, true)], &[(11, true)])], &mut OpCtx::new(11)).unwrap();
+        crate::runtime::process_now(&mut op, &[scores(&[(10, true)], &[(11, true)])], &mut OpCtx::new(11)).unwrap();
         let now = responder.get(&id).unwrap();
         assert_eq!(now.series.len(), 2, "b joined");
         assert!(now.acknowledged && now.acknowledged_by.as_deref() == Some("alice"), "{now:?}");
@@ -942,7 +964,8 @@ mod tests {
                 let path = path.clone();
                 std::thread::spawn(move || {
                     for i in 0..500 {
-                        super::append_line(&path, &format!("{{\"thread\":{t},\"i\":{i},\"pad\":\"{}\"}}", "x".repeat(200))).unwrap();
+                        crate::respond::append_line(&path, &format!("{{\"thread\":{t},\"i\":{i},\"pad\":\"{}\"}}", "x".repeat(200)))
+                            .unwrap();
                     }
                 })
             })

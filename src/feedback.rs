@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::RwLock;
 
-use crate::data::Timestamp;
+use crate::time::Timestamp;
 
 /// On-call's verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
