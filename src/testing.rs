@@ -672,28 +672,26 @@ fn execute<'a>(t: &TestCase, plan: &'a Plan, base_dir: &Path) -> Result<Outputs<
         })
         .max()
         .unwrap_or(0);
-    for (i, node) in p.stages.iter().enumerate() {
-        if let Some(d) = given.get(&i) {
-            data[i] = Some((*d).clone());
-            continue;
-        }
+    for (i, d) in &given {
+        data[*i] = Some((*d).clone());
+    }
+    let inputs: Vec<Vec<usize>> = p.stages.iter().map(|s| s.inputs.iter().map(|(_, j)| *j).collect()).collect();
+    crate::runtime::exec::run(&inputs, &mut data, |i, ins| {
+        let node = &p.stages[i];
         // Not built at all: a collect stage nothing running reads may need a secret or a
         // server.
         if !t.runs.get(i).copied().unwrap_or(true) {
-            continue;
+            return Ok(None);
         }
         let mut op = match ops::build(node, &env).map_err(|e| format!("stage `{}`: {e}", node.key))? {
             Step::Op(op) => op,
             Step::Source(_) => return Err(format!("collect stage `{}` has no fixture", node.key)),
         };
-        let inputs: Vec<Data> = node.inputs.iter().filter_map(|(_, j)| data[*j].clone()).collect();
-        if inputs.len() < node.inputs.len() {
-            continue;
-        }
-        let mut ctx = OpCtx::new(now);
-        let out = crate::runtime::process_now(op.as_mut(), &inputs, &mut ctx).map_err(|e| format!("stage `{}` failed: {e}", node.key))?;
-        data[i] = Some(out);
-    }
+        crate::runtime::process_now(op.as_mut(), &ins, &mut OpCtx::new(now))
+            .map(Some)
+            .map_err(|e| format!("stage `{}` failed: {e}", node.key))
+    })
+    .map_err(|(_, e)| e)?;
     Ok(Outputs { p, data, notes: responder.captured() })
 }
 

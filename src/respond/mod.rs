@@ -361,6 +361,28 @@ pub struct Responder {
     pub situations: RwLock<BTreeMap<String, Vec<crate::correlate::Situation>>>,
     /// On-call's verdicts, which train and predict stages learn from.
     pub feedback: Arc<feedback::FeedbackBook>,
+    /// The wall clock respond stages judge repeats, re-sends, escalations, silences and
+    /// rate limits by: the system's, or one a test sets.
+    pub clock: Clock,
+}
+
+/// A clock: the system's wall clock by default; tests inject one they move by hand.
+#[derive(Clone, Default)]
+pub struct Clock(Option<Arc<dyn Fn() -> Timestamp + Send + Sync>>);
+
+impl Clock {
+    /// A clock that reads `now`.
+    pub fn manual(now: impl Fn() -> Timestamp + Send + Sync + 'static) -> Clock {
+        Clock(Some(Arc::new(now)))
+    }
+
+    /// The time now, in milliseconds since the epoch.
+    pub fn now(&self) -> Timestamp {
+        match &self.0 {
+            Some(f) => f(),
+            None => crate::time::now_ms(),
+        }
+    }
 }
 
 /// Whom the flood guard counts: the API token when the caller used one (the name in the
@@ -409,6 +431,12 @@ impl Responder {
     }
 
     /// A responder that keeps every notification instead of sending it (`vigil test`).
+    /// The same responder, judging time by `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Responder {
+        self.clock = clock;
+        self
+    }
+
     pub fn capturing() -> Responder {
         Responder { captured: Some(Mutex::new(Vec::new())), ..Responder::default() }
     }
@@ -509,12 +537,12 @@ impl Responder {
             // Once: a second acknowledgement changes nothing, notifies and audits nothing.
             return Ok(i);
         }
-        let now = crate::time::now_ms();
+        let now = self.clock.now();
         i.acknowledged = true;
         i.acknowledged_by = Some(by.to_owned());
         i.acknowledged_at = Some(now);
         i.updated_at = now;
-        let silenced = i.series.first().and_then(|s| self.silenced_by(&i, s, crate::time::now_ms()));
+        let silenced = i.series.first().and_then(|s| self.silenced_by(&i, s, self.clock.now()));
         let notes =
             if silenced.is_some() { Vec::new() } else { self.notifications_for(&i, "acknowledged", |c| c.kind.knows_acknowledgements()) };
         let audit = [AuditRecord {
@@ -534,7 +562,7 @@ impl Responder {
         if i.status != "firing" {
             return Err(format!("incident `{id}` is {} already", i.status));
         }
-        let now = crate::time::now_ms();
+        let now = self.clock.now();
         i.status = "resolved".into();
         i.resolved_at = Some(now);
         i.resolved_by = Some("manual".into());
@@ -566,7 +594,7 @@ impl Responder {
             return Err("`missed` marks a window no incident covered: give it with the series and the window (POST /api/v1/feedback, `vigil feedback missed`)".into());
         }
         let mut i = self.get(id).ok_or_else(|| format!("no incident `{id}`"))?;
-        let now = crate::time::now_ms();
+        let now = self.clock.now();
         if !self.feedback.admit(flood_key(by), now) {
             return Err(format!("too many verdicts from {by}: at most {} a minute", feedback::PER_MINUTE));
         }
@@ -616,7 +644,7 @@ impl Responder {
         if to <= from {
             return Err("a missed window must end after it starts".into());
         }
-        let now = crate::time::now_ms();
+        let now = self.clock.now();
         if !self.feedback.admit(flood_key(by), now) {
             return Err(format!("too many verdicts from {by}: at most {} a minute", feedback::PER_MINUTE));
         }
@@ -664,7 +692,7 @@ impl Responder {
         if s.ends_at <= s.starts_at {
             return Err("a silence must end after it starts".into());
         }
-        s.created_at = crate::time::now_ms();
+        s.created_at = self.clock.now();
         if let Some(store) = &self.store {
             s.id = store.insert_silence(&s).await.map_err(|e| e.to_string())?;
         } else {
@@ -676,7 +704,7 @@ impl Responder {
 
     /// Ends a silence now.
     pub async fn expire_silence(&self, id: i64) -> Result<Silence, String> {
-        let now = crate::time::now_ms();
+        let now = self.clock.now();
         let mut s = self.silences().into_iter().find(|s| s.id == id).ok_or_else(|| format!("no silence {id}"))?;
         s.ends_at = s.ends_at.min(now);
         if let Some(store) = &self.store {

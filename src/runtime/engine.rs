@@ -4,11 +4,16 @@
 //! - One task per pipeline owns its ticks and runs them one at a time; trigger tasks send
 //!   into a channel of capacity one, so triggers that fire while a tick is pending are
 //!   coalesced (and counted) rather than queued without bound.
-//! - A tick runs the stages level by level (a level's stages depend only on earlier
-//!   levels); the stages of one level run concurrently as tokio tasks.
+//! - A tick runs the stages level by level, by the one executor's rules
+//!   ([`super::exec`]: a level's stages depend only on earlier levels; a stage whose input
+//!   produced nothing does not run); the stages of one level run concurrently as tokio
+//!   tasks.
 //! - Each stage gets its timeout and retries (with exponential backoff) from its options.
-//!   A stage that still fails fails the tick: logged with its key and source position,
-//!   recorded in the run history, counted in `/metrics`; the engine carries on.
+//!   What a stage decided that must be recorded (a respond stage's incidents and
+//!   notifications, [`super::Operator::commit`]) is awaited right after it, tried again
+//!   with the stage's backoff. A stage that still fails fails the tick: logged with its
+//!   key and source position, recorded in the run history, counted in `/metrics`; no
+//!   cursor is saved; the engine carries on.
 //! - Cursors of collect stages are saved after each successful tick.
 //! - Shutdown cancels the triggers and lets a running tick finish.
 //!
@@ -360,10 +365,8 @@ fn build_pipeline_from(
     let mut changes = StageChanges::default();
     let mut stages = Vec::with_capacity(p.stages.len());
     let mut all_inputs = Vec::with_capacity(p.stages.len());
-    let mut level_of = vec![0usize; p.stages.len()];
-    for (i, node) in p.stages.iter().enumerate() {
+    for node in &p.stages {
         let inputs: Vec<usize> = node.inputs.iter().map(|(_, j)| *j).collect();
-        level_of[i] = inputs.iter().map(|&j| level_of[j] + 1).max().unwrap_or(0);
         let previous = old.and_then(|o| o.stages.iter().find(|s| s.key == node.key.0));
         if let Some(prev) = previous.filter(|s| s.fingerprint == node.fingerprint.0) {
             // Unchanged: the same stage, with its state. (Its input indices may have
@@ -425,11 +428,7 @@ fn build_pipeline_from(
     if let Some(o) = old {
         changes.removed = o.stages.iter().filter(|s| !p.stages.iter().any(|n| n.key.0 == s.key)).map(|s| s.key.clone()).collect();
     }
-    let depth = level_of.iter().copied().max().map_or(0, |d| d + 1);
-    let mut levels = vec![Vec::new(); depth];
-    for (i, l) in level_of.iter().enumerate() {
-        levels[*l].push(i);
-    }
+    let levels = super::exec::levels(&all_inputs);
     Ok((
         PipelineRt { name: p.name.clone(), version: version.to_owned(), stages, inputs: all_inputs, levels, triggers: p.triggers.clone() },
         changes,
@@ -557,18 +556,15 @@ pub async fn run_tick(p: &PipelineRt, shared: &Shared, now: i64) -> TickReport {
     let mut backlog = super::Backlog::None;
     for level in &p.levels {
         let mut results = Vec::with_capacity(level.len());
-        if level.len() == 1 {
-            let i = level[0];
-            let inputs = p.inputs[i].iter().filter_map(|&j| outputs[j].clone()).collect();
+        // The executor's rule: a stage whose input produced nothing does not run.
+        let ready: Vec<(usize, Vec<Data>)> =
+            level.iter().filter_map(|&i| super::exec::gather(&p.inputs[i], &outputs).map(|inputs| (i, inputs))).collect();
+        if let [(i, _)] = ready[..] {
+            let inputs = ready.into_iter().next().map(|(_, d)| d).unwrap_or_default();
             results.push((i, run_stage(p.stages[i].clone(), inputs, now, backlog).await));
         } else {
-            let handles: Vec<_> = level
-                .iter()
-                .map(|&i| {
-                    let inputs: Vec<Data> = p.inputs[i].iter().filter_map(|&j| outputs[j].clone()).collect();
-                    (i, tokio::spawn(run_stage(p.stages[i].clone(), inputs, now, backlog)))
-                })
-                .collect();
+            let handles: Vec<_> =
+                ready.into_iter().map(|(i, inputs)| (i, tokio::spawn(run_stage(p.stages[i].clone(), inputs, now, backlog)))).collect();
             for (i, h) in handles {
                 match h.await {
                     Ok(r) => results.push((i, r)),

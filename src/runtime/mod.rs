@@ -19,6 +19,7 @@
 
 pub mod cardinality;
 pub mod engine;
+pub mod exec;
 pub mod history;
 pub mod metrics;
 pub mod ops;

@@ -185,6 +185,7 @@ pub fn replay_with(
     let mut lines: Vec<u8> = Vec::with_capacity(CHUNK_ROWS * 40);
     let mut spans: Vec<(usize, usize, usize, usize, Row)> = Vec::with_capacity(CHUNK_ROWS);
     let mut outputs: Vec<Option<Data>> = vec![None; p.stages.len()];
+    let inputs: Vec<Vec<usize>> = p.stages.iter().map(|s| s.inputs.iter().map(|(_, j)| *j).collect()).collect();
     let mut out_buf: Vec<u8> = Vec::with_capacity(CHUNK_ROWS * 48);
     let mut eof = false;
     while !eof {
@@ -262,14 +263,12 @@ pub fn replay_with(
         let now = col.ts.last().copied().unwrap_or(0);
         let fed = Arc::new(SeriesData { series: vec![col] });
         outputs[collect] = Some(Data::Series(fed.clone()));
-        for i in 0..p.stages.len() {
-            let Some(op) = steps[i].as_mut() else { continue };
-            let inputs: Vec<Data> = p.stages[i].inputs.iter().filter_map(|(_, j)| outputs[*j].clone()).collect();
-            let mut ctx = OpCtx::new(now);
-            let out =
-                op.process(&inputs, &mut ctx).map_err(|e| ReplayError::Stage { key: p.stages[i].key.0.clone(), message: e.to_string() })?;
-            outputs[i] = Some(out);
-        }
+        outputs.iter_mut().enumerate().filter(|(i, _)| *i != collect).for_each(|(_, o)| *o = None);
+        crate::runtime::exec::run(&inputs, &mut outputs, |i, ins| match steps[i].as_mut() {
+            Some(op) => crate::runtime::process_now(op.as_mut(), &ins, &mut OpCtx::new(now)).map(Some),
+            None => Ok(None),
+        })
+        .map_err(|(i, e)| ReplayError::Stage { key: p.stages[i].key.0.clone(), message: e.to_string() })?;
         let fed_ts = &fed.series[0].ts;
         // Scores by fed row: 1:1 when the stage kept the timestamps, else by timestamp.
         let scores = match &outputs[target] {

@@ -165,7 +165,7 @@ impl Respond {
         let channel = Arc::new(channel);
         responder.channels.write().unwrap_or_else(|e| e.into_inner()).insert(stage.clone(), channel.clone());
         let mut open = HashMap::new();
-        let now = crate::time::now_ms();
+        let now = responder.clock.now();
         for i in responder.firing_of(&stage) {
             open.insert(
                 i.key.clone(),
@@ -179,7 +179,7 @@ impl Respond {
                     repeats: 0,
                     resends: 0,
                     last_sent: i.last_notified_at.unwrap_or(0),
-                    opened_wall: i.opened_at.min(crate::time::now_ms()),
+                    opened_wall: i.opened_at.min(now),
                     escalated: false,
                     updates: 0,
                     // Restored: updates wait their interval from now.
@@ -252,6 +252,8 @@ struct Batch {
     incidents: Vec<Incident>,
     notes: Vec<Notification>,
     audit: Vec<AuditRecord>,
+    /// When it was decided (the responder's clock).
+    now: Timestamp,
 }
 
 impl Batch {
@@ -265,14 +267,13 @@ impl Batch {
         self.audit.append(&mut other.audit);
     }
 
+    /// An empty batch of what is decided at `now` (the audit records' time).
+    fn at(now: Timestamp) -> Batch {
+        Batch { now, ..Batch::default() }
+    }
+
     fn audit(&mut self, i: &Incident, event: &str, detail: String) {
-        self.audit.push(AuditRecord {
-            ts: crate::time::now_ms(),
-            incident_id: i.id.clone(),
-            stage: i.stage.clone(),
-            event: event.into(),
-            detail,
-        });
+        self.audit.push(AuditRecord { ts: self.now, incident_id: i.id.clone(), stage: i.stage.clone(), event: event.into(), detail });
     }
 }
 
@@ -341,7 +342,7 @@ impl Respond {
         if self.responder.is_capturing() {
             data_ts
         } else {
-            crate::time::now_ms()
+            self.responder.clock.now()
         }
     }
 
@@ -478,7 +479,7 @@ impl Respond {
 impl Operator for Respond {
     fn process(&mut self, inputs: &[Data], ctx: &mut OpCtx) -> Result<Data, OpError> {
         let mut updates = Vec::new();
-        let mut b = Batch::default();
+        let mut b = Batch::at(self.responder.clock.now());
         self.holding = ctx.backlog != Backlog::None;
         // Incidents resolved by hand (API, CLI) since the last tick: forget them.
         self.open.retain(|_, o| match &o.incident {
@@ -518,7 +519,7 @@ impl Operator for Respond {
                 if cols.len() > 1 {
                     order.sort_by_key(|&(t, quiet, c, _)| (t, quiet, c));
                 }
-                let wall = crate::time::now_ms();
+                let wall = self.responder.clock.now();
                 for (ts, quiet, c, i) in order {
                     let (col, series, key) = (cols[c].0, &cols[c].1, &cols[c].2);
                     if quiet {
@@ -667,7 +668,7 @@ impl Operator for Respond {
                     b.incidents.push(inc);
                 }
                 // Repeats while unacknowledged, and re-sends while firing.
-                let now = crate::time::now_ms();
+                let now = self.responder.clock.now();
                 // (Both follow the wall clock: not under `vigil test`.)
                 let capturing = self.responder.is_capturing();
                 if let Some(timeout) = self.policy.resolve_timeout_ms.filter(|_| !capturing) {
@@ -757,7 +758,7 @@ mod tests {
     use crate::expr::Template;
     use crate::respond::channels::{Channel, Kind};
     use crate::respond::Responder;
-    use crate::runtime::OpCtx;
+    use crate::runtime::{OpCtx, Operator};
 
     fn grouped(responder: &Arc<Responder>) -> super::Respond {
         let channel = Channel { kind: Kind::Log { outbox: None }, subject: Template::new("{{ incident.status }}").unwrap(), body: None };
@@ -977,5 +978,33 @@ mod tests {
         assert_eq!(text.lines().count(), 2000);
         assert!(text.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "every line is one whole record");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The clock is injected: repeats follow the responder's clock, not the machine's, so
+    /// a test moves time by hand instead of sleeping.
+    #[test]
+    fn repeats_follow_the_injected_clock() {
+        use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
+        let t0 = 1_700_000_000_000;
+        let now = Arc::new(AtomicI64::new(t0));
+        let read = now.clone();
+        let responder = Arc::new(Responder::default().with_clock(crate::respond::Clock::manual(move || read.load(SeqCst))));
+        let mut op = grouped(&responder);
+        op.policy.repeat_ms = Some(3_600_000);
+        let tick = |op: &mut super::Respond, ts: i64| {
+            op.process(&[scores(&[(ts, true)], &[])], &mut OpCtx::new(ts)).unwrap();
+            let sent: Vec<String> = op.pending.notes.iter().map(|n| n.transition.clone()).collect();
+            if let Some(commit) = op.commit() {
+                futures_util::FutureExt::now_or_never(commit).unwrap().unwrap();
+            }
+            sent
+        };
+        assert_eq!(tick(&mut op, 0), ["firing"]);
+        now.store(t0 + 3_599_999, SeqCst);
+        assert!(tick(&mut op, 1).is_empty(), "not an hour yet");
+        now.store(t0 + 3_600_000, SeqCst);
+        assert_eq!(tick(&mut op, 2), ["repeat-1"]);
+        let audit = responder.get(&responder.list()[0].id).unwrap();
+        assert_eq!(audit.last_notified_at, Some(t0 + 3_600_000), "stamped by the injected clock");
     }
 }
