@@ -425,3 +425,27 @@ async fn a_store_that_refuses_a_commit_fails_the_tick_and_loses_nothing() {
     assert_eq!(audit.iter().filter(|e| *e == "resolved").count(), 1, "{audit:?}");
     assert!(engine.shutdown(Duration::from_secs(5)).await);
 }
+
+/// `audit_since` returns the records of the events asked for, from `since` on, oldest
+/// first (SQLite filters them: reports ask for `sent` and `failed` out of a week of audit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_since_filters_by_time_and_event() {
+    let dir = TempDir::new("engine-audit");
+    let store = store(&dir).await;
+    let rec = |ts: i64, event: &str| AuditRecord {
+        ts,
+        incident_id: format!("i{ts}"),
+        stage: "p.r".into(),
+        event: event.into(),
+        detail: String::new(),
+    };
+    let records = [rec(1, "sent"), rec(2, "queued"), rec(3, "failed"), rec(4, "sent"), rec(5, "opened")];
+    store.record_respond(&[], &[], &records).await.unwrap();
+    let got = |since, events: &'static [&'static str]| {
+        let store = store.clone();
+        async move { store.audit_since(since, events).await.unwrap().into_iter().map(|a| (a.ts, a.event)).collect::<Vec<_>>() }
+    };
+    assert_eq!(got(2, &["sent", "failed"]).await, [(3, "failed".to_owned()), (4, "sent".to_owned())]);
+    assert_eq!(got(0, &["opened"]).await, [(5, "opened".to_owned())]);
+    assert_eq!(got(4, &[]).await.len(), 2, "no events named: all of them");
+}

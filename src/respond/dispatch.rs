@@ -50,6 +50,7 @@ pub const CONCURRENCY: usize = 16;
 pub async fn run(responder: Arc<Responder>, cancel: CancellationToken, report: Report) {
     let Some(store) = responder.store().cloned() else { return };
     recover_interrupted(&responder, store.as_ref(), &report).await;
+    responder.changed();
     let mut in_flight: tokio::task::JoinSet<bool> = tokio::task::JoinSet::new();
     // Rows being sent, and rows fetched but not started yet (the store is asked again only
     // when these run out: each question scans the outbox).
@@ -73,6 +74,7 @@ pub async fn run(responder: Arc<Responder>, cancel: CancellationToken, report: R
             in_flight.spawn(async move {
                 let id = row.id;
                 let done = deliver(&responder, store.as_ref(), row, &report).await;
+                responder.changed();
                 finished.lock().unwrap_or_else(|e| e.into_inner()).push(id);
                 done
             });

@@ -364,6 +364,9 @@ pub struct Responder {
     /// The wall clock respond stages judge repeats, re-sends, escalations, silences and
     /// rate limits by: the system's, or one a test sets.
     pub clock: Clock,
+    /// Counts what changed what reports read (incidents, verdicts, sends), so that a
+    /// cached report knows when it is stale.
+    changes: std::sync::atomic::AtomicU64,
 }
 
 /// A clock: the system's wall clock by default; tests inject one they move by hand.
@@ -523,7 +526,18 @@ impl Responder {
         if !notifications.is_empty() {
             self.wake.notify_one();
         }
+        self.changed();
         Ok(())
+    }
+
+    /// Notes a change that reports read (see [`Responder::changes`]).
+    pub fn changed(&self) {
+        self.changes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many changes reports read there have been: equal counts, same report.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Acknowledges an incident (API, CLI): channels that know acknowledgements
@@ -681,6 +695,7 @@ impl Responder {
             record.id = store.record_feedback(&record, incident, audit).await.map_err(|e| e.to_string())?;
         }
         self.feedback.add(record.clone());
+        self.changed();
         Ok(record)
     }
 

@@ -220,6 +220,10 @@ pub struct Shared {
     pub monitor: Arc<crate::learn::monitor::Monitor>,
     /// The state store (set by [`Engine::start_with`]): runs and models for the API.
     pub store: RwLock<Option<Arc<dyn Store>>>,
+    /// The effectiveness report's lines of `/metrics`, when they were computed and the
+    /// responder's change count then: a scrape reuses them while nothing changed, for a
+    /// minute at most, instead of reading a week of incidents each time.
+    pub report_metrics: Mutex<Option<(Instant, u64, String)>>,
 }
 
 impl Shared {

@@ -153,10 +153,30 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         }
     }
     text.push_str(&shared.monitor.render());
-    if let Ok(report) = report(&shared, None, None).await {
-        text.push_str(&report.metrics());
-    }
+    text.push_str(&report_metrics(&shared).await);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+/// How long `/metrics` reuses the effectiveness report's lines.
+const REPORT_METRICS_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The effectiveness report's lines of `/metrics` (`vigil_report_*`): the 7-day report,
+/// computed again only when incidents, verdicts or sends changed, or after a minute (the
+/// week slides).
+async fn report_metrics(shared: &Shared) -> String {
+    let changes = responder(shared).changes();
+    {
+        let cache = shared.report_metrics.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, seen, text)) = cache.as_ref() {
+            if *seen == changes && at.elapsed() < REPORT_METRICS_FOR {
+                return text.clone();
+            }
+        }
+    }
+    let Ok(report) = report(shared, None, None).await else { return String::new() };
+    let text = report.metrics();
+    *shared.report_metrics.lock().unwrap_or_else(|e| e.into_inner()) = Some((std::time::Instant::now(), changes, text.clone()));
+    text
 }
 
 /// Ready once the engine runs pipelines: 200, else 503.

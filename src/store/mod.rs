@@ -352,14 +352,18 @@ impl IncidentStore for SqliteStore {
 
     fn audit_since<'a>(&'a self, since: i64, events: &'a [&'a str]) -> BoxFuture<'a, Result<Vec<AuditRecord>, StoreError>> {
         Box::pin(async move {
-            let rows = sqlx::query("SELECT ts, incident_id, stage, event, detail FROM audit WHERE ts >= ? ORDER BY id")
-                .bind(since)
-                .fetch_all(&self.pool)
-                .await?;
+            // The events are filtered by SQLite, not here: a week of audit holds every
+            // `queued`, `opened` and `resolved` record too.
+            let filter = if events.is_empty() { String::new() } else { format!(" AND event IN ({})", vec!["?"; events.len()].join(", ")) };
+            let sql = format!("SELECT ts, incident_id, stage, event, detail FROM audit WHERE ts >= ?{filter} ORDER BY id");
+            let mut q = sqlx::query(&sql).bind(since);
+            for e in events {
+                q = q.bind(*e);
+            }
+            let rows = q.fetch_all(&self.pool).await?;
             Ok(rows
                 .into_iter()
                 .map(|r| AuditRecord { ts: r.get(0), incident_id: r.get(1), stage: r.get(2), event: r.get(3), detail: r.get(4) })
-                .filter(|a| events.is_empty() || events.contains(&a.event.as_str()))
                 .collect())
         })
     }
