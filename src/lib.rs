@@ -36,6 +36,7 @@ pub mod diagnostic;
 pub mod eval;
 pub mod learn;
 pub mod logs;
+pub mod operators;
 pub mod plan;
 pub mod respond;
 pub mod runtime;
