@@ -1,8 +1,11 @@
 //! Check ⇔ build: what `vigil check` accepts, the engine builds. Every operator's doc
-//! example and every pipeline under `pipelines/` and `tests/fixtures/check/ok` builds
-//! offline (the stdlib is built through them); and a sweep over each operator's numeric
-//! parameters with edge values (zero, negatives, fractions, huge numbers) finds no value
-//! that `vigil check` accepts and building refuses — or that makes building panic.
+//! example and every pipeline under `pipelines/`, `tests/fixtures/check/ok` and
+//! `tests/fixtures/plan` builds offline (the stdlib is built through them); a sweep over
+//! each operator's numeric parameters with edge values (zero, negatives, fractions, huge
+//! numbers) finds no value that `vigil check` accepts and building refuses — or that makes
+//! building panic; and a property test ([`mutations`]) sets random values of every type
+//! (strings that break regular expressions, selectors, templates, URLs; lists empty or
+//! long) and finds that `vigil check` accepts exactly what builds.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -52,7 +55,7 @@ async fn every_example_and_pipeline_that_checks_builds() {
         let plan = out.plan.unwrap_or_else(|| panic!("the example of `{}` compiles", op.name));
         failed.extend(build_plan(&plan, root));
     }
-    for dir in ["pipelines", "tests/fixtures/check/ok"] {
+    for dir in ["pipelines", "tests/fixtures/check/ok", "tests/fixtures/plan"] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_none_or(|e| e != "vigil") || path.to_string_lossy().ends_with(".test.vigil") {

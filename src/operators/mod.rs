@@ -284,9 +284,21 @@ pub(crate) mod rules {
         if let Err(e) = regex::Regex::new(re) {
             out.push(Refusal::new(
                 param,
-                format!("`{re}` is not a valid regular expression: {e}"),
+                format!("`{re}` is not a valid regular expression: {}", one_line(&e.to_string())),
                 "fix the regular expression (Rust `regex` syntax)",
             ));
+        }
+    }
+
+    /// An error on one line: the regex crate's parse errors draw the pattern and a caret
+    /// over several lines, of which the last says what is wrong.
+    pub fn one_line(message: &str) -> String {
+        match message.split_once("regex parse error:") {
+            Some((before, after)) => {
+                let what = after.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("");
+                format!("{before}{}", what.trim_start_matches("error: "))
+            }
+            None => message.to_owned(),
         }
     }
 

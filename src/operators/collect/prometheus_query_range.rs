@@ -9,7 +9,7 @@ pub static SPEC: OperatorSpec = OperatorSpec {
     name: "prometheus.query_range",
     kind: StageKind::Collect,
     summary: "Runs a PromQL range query against the Prometheus HTTP API.",
-    doc: "Calls `GET /api/v1/query_range` with the query, from the cursor (or `lookback` ago on the first tick) to now, at `step` resolution. Each result series becomes a series; values arrive as strings and are parsed.",
+    doc: "Calls `GET /api/v1/query_range` with the query, from the cursor (or `lookback` ago on the first tick) to now, at `step` resolution. Each result series becomes a series; values arrive as strings and are parsed. Checked when the stage starts, not by `vigil check`: the `bearer_token` secret must be set.",
     inputs: &[],
     params: &[
         p("url", Ty::String, Required, "The Prometheus server, e.g. `http://127.0.0.1:9090`."),

@@ -10,7 +10,7 @@ pub static SPEC: OperatorSpec = OperatorSpec {
     name: "webhook_events",
     kind: StageKind::Collect,
     summary: "Receives the requests posted to the pipeline's `on webhook` trigger as Events.",
-    doc: "Each request to the pipeline's webhook path becomes events: an Alertmanager webhook (payload version 4) gives one event per alert with its labels, annotations and status; a generic JSON object or array gives one event per object. Bodies over `max_body` bytes are refused with 413, content types other than JSON with 415, requests beyond `rate_limit` per second with 429. With `token` or `hmac` (secrets), unauthenticated requests get 401; without them the path is open to whoever can reach the listener (loopback by default).",
+    doc: "Each request to the pipeline's webhook path becomes events: an Alertmanager webhook (payload version 4) gives one event per alert with its labels, annotations and status; a generic JSON object or array gives one event per object. Bodies over `max_body` bytes are refused with 413, content types other than JSON with 415, requests beyond `rate_limit` per second with 429. With `token` or `hmac` (secrets), unauthenticated requests get 401; without them the path is open to whoever can reach the listener (loopback by default). Checked when the stage starts, not by `vigil check`: the `token` and `hmac` secrets must be set.",
     inputs: &[],
     params: &[
         choice("format", &["json", "alertmanager"], Str("json"), "How to read request bodies."),

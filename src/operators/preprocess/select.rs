@@ -33,7 +33,7 @@ impl Definition for Select {
             Ok(_) => Vec::new(),
             Err(e) => vec![Refusal::new(
                 "match",
-                format!("invalid selector `{}`: {e}", p.selector),
+                format!("invalid selector `{}`: {}", p.selector, crate::operators::rules::one_line(&e)),
                 "write a Prometheus-style selector, such as `{job=\"web\", env!=\"dev\"}`",
             )],
         }
