@@ -3,7 +3,7 @@
 use super::common::{self, Common, Message, DEFAULT_SUBJECT};
 use crate::operators::prelude::*;
 use crate::operators::rules;
-use crate::respond::channels::Kind;
+use crate::respond::channels;
 use crate::runtime::cond::Template;
 
 pub static SPEC: OperatorSpec = OperatorSpec {
@@ -61,6 +61,8 @@ impl Definition for Alertmanager {
             .collect::<Result<Vec<_>, _>>()?;
         let labels = p.labels.unwrap_or_default().0.into_iter().collect();
         let url = p.url;
-        common::build(p.common, message, node, env, || Ok(Kind::Alertmanager { url, labels, annotations, client: env.client.clone() }))
+        common::build(p.common, message, node, env, || {
+            Ok(Box::new(channels::Alertmanager { url, labels, annotations, client: env.client.clone() }))
+        })
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::operators::prelude::*;
 use crate::operators::rules;
-use crate::respond::channels::{Channel, Kind};
+use crate::respond::channels::{Channel, Deliver, Log};
 use crate::runtime::cond::{Condition, Template};
 use crate::runtime::ops::respond;
 
@@ -48,14 +48,14 @@ pub fn build(
     message: Message<'_>,
     node: &StageNode,
     env: &BuildEnv,
-    kind: impl FnOnce() -> Result<Kind, BuildError>,
+    kind: impl FnOnce() -> Result<Box<dyn Deliver>, BuildError>,
 ) -> Result<Step, BuildError> {
     let invalid = BuildError::Invalid;
     let mut policy = respond::Policy::from_options(&node.options);
     if message.resend_ms.is_some() {
         policy.resend_ms = message.resend_ms;
     }
-    let kind = if env.responder.is_capturing() { Kind::Log { outbox: None } } else { kind()? };
+    let kind = if env.responder.is_capturing() { Box::new(Log { outbox: None }) } else { kind()? };
     let body = message.body.filter(|b| !b.is_empty()).map(Template::new).transpose().map_err(invalid)?;
     let channel = Channel { kind, subject: Template::new(message.subject).map_err(invalid)?, body };
     let when = common.when.as_deref().map(Condition::parse).transpose().map_err(invalid)?;

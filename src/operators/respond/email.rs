@@ -5,14 +5,14 @@
 use super::common::{self, Common, Message};
 use crate::operators::prelude::*;
 use crate::operators::rules;
-use crate::respond::channels::{self, Kind};
+use crate::respond::channels;
 use crate::runtime::ops::path;
 
 pub static SPEC: OperatorSpec = OperatorSpec {
     name: "email",
     kind: StageKind::Respond,
     summary: "Sends email over SMTP, one thread per incident.",
-    doc: "Opens or updates incidents and mails their transitions through lettre: STARTTLS or TLS (certificates checked against the web PKI roots, or the authorities in `ca`), optional authentication (PLAIN or LOGIN) from the SMTP URL (`smtp://user:pass@host:587`). Messages of one incident share a thread (stable Message-ID, In-Reply-To). Subject and body are minijinja templates over the incident.",
+    doc: "Opens or updates incidents and mails their transitions through lettre: STARTTLS or TLS (certificates checked against the web PKI roots, or the authorities in `ca`), optional authentication (PLAIN or LOGIN) from the SMTP URL (`smtp://user:pass@host:587`). Messages of one incident share a thread (stable Message-ID, In-Reply-To). Subject and body are minijinja templates over the incident. Checked when the stage starts, not by `vigil check`: the `smtp` secret must be set and an `smtp://` or `smtps://` URL; the `ca` file must be a readable PEM bundle, and `tls` not `none` with it (unless the URL is `smtps://`).",
     inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too).")],
     params: &[
         p("to", Ty::List(Scalar::String), Required, "Recipients."),
@@ -104,7 +104,7 @@ impl Definition for Email {
                 }
             };
             let smtp = channels::smtp(&url, tls, &from, &to, ca.as_deref(), std::time::Duration::from_secs(30)).map_err(invalid)?;
-            Ok(Kind::Email(Box::new(smtp)))
+            Ok(Box::new(smtp))
         })
     }
 }

@@ -3,7 +3,7 @@
 use super::common::{self, Common, Message, DEFAULT_SUBJECT};
 use crate::operators::prelude::*;
 use crate::operators::rules;
-use crate::respond::channels::{self, Kind};
+use crate::respond::channels;
 use crate::runtime::cond::Template;
 
 pub static SPEC: OperatorSpec = OperatorSpec {
@@ -89,6 +89,6 @@ impl Definition for Exec {
             retry_on_crash: p.retry_on_crash,
         };
         let message = Message { subject: DEFAULT_SUBJECT, body: None, resend_ms: None };
-        common::build(p.common, message, node, env, || Ok(Kind::Exec(Box::new(exec))))
+        common::build(p.common, message, node, env, || Ok(Box::new(exec)))
     }
 }

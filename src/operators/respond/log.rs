@@ -3,7 +3,7 @@
 use super::common::{self, Common, Message};
 use crate::operators::prelude::*;
 use crate::operators::rules;
-use crate::respond::channels::Kind;
+use crate::respond::channels;
 
 pub static SPEC: OperatorSpec = OperatorSpec {
     name: "log",
@@ -40,6 +40,8 @@ impl Definition for Log {
 
     fn build(p: Params, node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
         let message = Message { subject: &p.message, body: None, resend_ms: None };
-        common::build(p.common, message, node, env, || Ok(Kind::Log { outbox: env.state_dir.as_ref().map(|d| d.join("outbox.jsonl")) }))
+        common::build(p.common, message, node, env, || {
+            Ok(Box::new(channels::Log { outbox: env.state_dir.as_ref().map(|d| d.join("outbox.jsonl")) }))
+        })
     }
 }

@@ -3,14 +3,14 @@
 use super::common::{self, Common, Message, DEFAULT_SUBJECT};
 use crate::operators::prelude::*;
 use crate::operators::rules;
-use crate::respond::channels::Kind;
+use crate::respond::channels;
 
 pub static SPEC: OperatorSpec = OperatorSpec {
     name: "pagerduty",
     kind: StageKind::Respond,
     summary: "Triggers, acknowledges and resolves PagerDuty incidents (Events v2).",
     doc:
-        "Sends Events API v2 `trigger`, `acknowledge` and `resolve` events with the incident's key as `dedup_key`. 429 and 5xx are retried.",
+        "Sends Events API v2 `trigger`, `acknowledge` and `resolve` events with the incident's key as `dedup_key`. 429 and 5xx are retried. Checked when the stage starts, not by `vigil check`: the `routing_key` secret must be set.",
     inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too).")],
     params: &[
         p("routing_key", Ty::Secret, Required, "The integration's routing key."),
@@ -49,7 +49,7 @@ impl Definition for PagerDuty {
         let message = Message { subject: DEFAULT_SUBJECT, body: None, resend_ms: None };
         let (routing_key, severity, url) = (p.routing_key, p.severity, p.url);
         common::build(p.common, message, node, env, || {
-            Ok(Kind::PagerDuty { routing_key: common::secret(&routing_key)?, severity, url, client: env.client.clone() })
+            Ok(Box::new(channels::PagerDuty { routing_key: common::secret(&routing_key)?, severity, url, client: env.client.clone() }))
         })
     }
 }

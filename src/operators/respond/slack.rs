@@ -4,13 +4,13 @@
 use super::common::{self, Common, Message};
 use crate::operators::prelude::*;
 use crate::operators::rules;
-use crate::respond::channels::Kind;
+use crate::respond::channels;
 
 pub static SPEC: OperatorSpec = OperatorSpec {
     name: "slack",
     kind: StageKind::Respond,
     summary: "Posts incidents to a Slack incoming webhook.",
-    doc: "Sends `{text, blocks}` to a Slack incoming webhook URL, which is a credential and so a secret.",
+    doc: "Sends `{text, blocks}` to a Slack incoming webhook URL, which is a credential and so a secret. Checked when the stage starts, not by `vigil check`: the `url` secret must be set and an http(s) URL.",
     inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too).")],
     params: &[
         p("url", Ty::Secret, Required, "The incoming webhook URL."),
@@ -61,7 +61,7 @@ impl Definition for Slack {
             if !rules::is_http_url(&url) {
                 return Err(BuildError::Invalid("the Slack webhook secret is not an http(s) URL".into()));
             }
-            Ok(Kind::Slack { url, client: env.client.clone() })
+            Ok(Box::new(channels::Slack { url, client: env.client.clone() }))
         })
     }
 }

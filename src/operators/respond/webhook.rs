@@ -4,14 +4,14 @@
 use super::common::{self, Common, Message, DEFAULT_SUBJECT};
 use crate::operators::prelude::*;
 use crate::operators::rules;
-use crate::respond::channels::Kind;
+use crate::respond::channels;
 use crate::runtime::ops::client_with_timeout;
 
 pub static SPEC: OperatorSpec = OperatorSpec {
     name: "webhook",
     kind: StageKind::Respond,
     summary: "Posts incidents as signed JSON to a URL.",
-    doc: "POSTs each incident transition as JSON. With `secret`, adds `X-Vigil-Signature: sha256=<hex>`, an HMAC-SHA256 of the body. 5xx and 429 answers are retried with backoff; other 4xx are not.",
+    doc: "POSTs each incident transition as JSON. With `secret`, adds `X-Vigil-Signature: sha256=<hex>`, an HMAC-SHA256 of the body. 5xx and 429 answers are retried with backoff; other 4xx are not. Checked when the stage starts, not by `vigil check`: the `secret` must be set.",
     inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too).")],
     params: &[
         p("url", Ty::String, Required, "The receiver."),
@@ -51,7 +51,7 @@ impl Definition for Webhook {
         let (url, secret, timeout) = (p.url, p.secret, p.timeout);
         common::build(p.common, message, node, env, || {
             let client = client_with_timeout(env, Some(timeout.i64()))?;
-            Ok(Kind::Webhook { url, secret: secret.as_ref().map(common::secret).transpose()?, client })
+            Ok(Box::new(channels::Webhook { url, secret: secret.as_ref().map(common::secret).transpose()?, client }))
         })
     }
 }
