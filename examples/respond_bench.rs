@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use vigil::data::{Data, ScoreColumn, ScoresData, SeriesId};
 use vigil::expr::Template;
-use vigil::respond::channels::{Channel, Kind};
+use vigil::respond::channels::{Channel, Deliver, Webhook};
 use vigil::respond::Responder;
 use vigil::runtime::ops::respond::{Policy, Respond};
 use vigil::runtime::{OpCtx, Operator};
@@ -47,7 +47,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn stage(responder: &Arc<Responder>, key: &str, kind: Kind) -> Respond {
+fn stage(responder: &Arc<Responder>, key: &str, kind: Box<dyn Deliver>) -> Respond {
     let channel = Channel { kind, subject: Template::new("[vigil] {{ incident.status }} {{ incident.key }}").unwrap(), body: None };
     Respond::new(
         "bench".into(),
@@ -97,7 +97,7 @@ fn main() {
         Duration::from_secs(10),
     )
     .unwrap();
-    let mut op = stage(&responder, "bench.mail", Kind::Email(Box::new(smtp)));
+    let mut op = stage(&responder, "bench.mail", Box::new(smtp));
     let mut lat = Vec::with_capacity(rounds);
     for r in 0..rounds {
         let input = scores(&[format!("latency_{r}")], vigil::time::now_ms());
@@ -159,7 +159,7 @@ fn main() {
         (store, responder, cancel, url)
     });
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    let mut op = stage(&responder, "bench.hook", Kind::Webhook { url, secret: Some("k3y".into()), client });
+    let mut op = stage(&responder, "bench.hook", Box::new(Webhook { url, secret: Some("k3y".into()), client }));
     let names: Vec<String> = (0..total).map(|i| format!("svc_{i}")).collect();
     let t0 = Instant::now();
     op.process(&[scores(&names, vigil::time::now_ms())], &mut OpCtx::new(vigil::time::now_ms())).unwrap();

@@ -48,12 +48,13 @@
 //! 11. prom
 //! 12. runtime
 //! 13. stages
-//! 14. check
-//! 15. plan
-//! 16. stdlib compile eval
-//! 17. store
-//! 18. testing
-//! 19. server
+//! 14. operators
+//! 15. check
+//! 16. plan
+//! 17. stdlib compile eval
+//! 18. store
+//! 19. testing
+//! 20. server
 //! ```
 //!
 //! - 1–3: utilities, diagnostics and the language's syntax; 4–6: types, constant values
@@ -63,9 +64,10 @@
 //!   ([`respond::store`], [`learn::registry::ModelStore`], [`runtime::state`]).
 //! - 10–12: what flows between stages, wire formats, and the operators' implementations
 //!   with the engine.
-//! - 13–16: the front end: operator specs, the checker, the planner, compiling files;
+//! - 13–17: the front end: what an operator spec is, the operators (one file each: spec,
+//!   typed parameters, validation, build), the checker, the planner, compiling files;
 //!   `eval` replays a pipeline over labelled data and scores it.
-//! - 17–19: the SQLite store (it implements every domain's seam and imports them, never
+//! - 18–20: the SQLite store (it implements every domain's seam and imports them, never
 //!   the reverse), `vigil test`, the HTTP API and console.
 //!
 //! Imports that still go up, to remove (the test refuses any other, and fails when one of
@@ -75,6 +77,10 @@
 //! value -> stages: parameter specs (`ParamSpec`) belong below the values they check
 //! stages -> check: the operators' docs embed the stage options' table
 //! runtime -> stages: the engine reads operator specs
+//! runtime -> operators: `runtime::ops::build` is a wrapper over the registry's build
+//! stages -> operators: the spec lookups are wrappers over the registry
+//! operators -> check: builds read stage options, a checker type the plan should own
+//! operators -> plan: an operator's build takes the planned node
 //! runtime -> check: stage options and triggers are checker types the plan should own
 //! runtime -> plan: the engine runs plans; it belongs above the front end
 //! runtime -> compile: hot reload compiles; it belongs above the front end
@@ -92,6 +98,7 @@ pub mod expr;
 pub mod feedback;
 pub mod learn;
 pub mod logs;
+pub mod operators;
 pub mod persist;
 pub mod plan;
 pub mod prom;

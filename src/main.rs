@@ -1024,7 +1024,7 @@ fn cmd_explain(topic: &str) -> anyhow::Result<ExitCode> {
     }
     if topic == "operators" {
         let mut kind = None;
-        for op in vigil::stages::OPERATORS {
+        for op in vigil::stages::operators() {
             if kind != Some(op.kind) {
                 kind = Some(op.kind);
                 println!("{}:", op.kind);
@@ -1087,7 +1087,7 @@ fn cmd_explain(topic: &str) -> anyhow::Result<ExitCode> {
     }
     let templates = stdlib_templates();
     let mut candidates: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
-    candidates.extend(vigil::stages::OPERATORS.iter().map(|o| o.name));
+    candidates.extend(vigil::stages::operators().map(|o| o.name));
     candidates.extend(vigil::check::options::OPTIONS.iter().map(|o| o.0));
     candidates.extend(templates.iter().map(|(_, t)| t.name.node.as_str()));
     candidates.extend(["codes", "operators", "options", "templates"]);

@@ -26,7 +26,7 @@ fn operators_doc_is_in_sync() {
 
 #[test]
 fn every_operator_example_compiles() {
-    for op in vigil::stages::OPERATORS {
+    for op in vigil::stages::operators() {
         let src = format!(
             "pipeline ex {{\n  every 1m\n  on webhook \"/hooks/ex\"\n  collect raw = synthetic()\n  collect events = webhook_events()\n  \
              preprocess feats = window(raw)\n  train model = autoencoder(feats)\n  predict scores = model.score(feats)\n  {}\n}}\n",

@@ -297,16 +297,18 @@ fn a_stage_that_cannot_be_built_rolls_back() {
     let r = start(&dir, &[]);
     let before = status(r.port);
     let n = reloads(r.port);
-    // Compiles (the selector is just a string to the checker) but cannot be built.
+    // Compiles, but cannot be built where it runs: the secret is not set (what the
+    // pipeline itself gets wrong, such as a selector that does not parse, `vigil check`
+    // refuses, and the reload with it).
     let bad = A.replace(
-        "  predict z = zscore(raw, min_samples: 2)",
-        "  preprocess sel = select(raw, match: \"{job=~\\\"(\\\"}\")\n  predict z = zscore(sel, min_samples: 2)",
+        "  respond b = log(",
+        "  respond hook = webhook(z, url: \"http://127.0.0.1:9/hook\", secret: secret(\"env:VIGIL_RELOAD_TEST_NOT_SET\"))\n  respond b = log(",
     );
     std::fs::write(dir.join("pipelines/p.vigil"), bad).unwrap();
     let after = next_reload(r.port, n);
     let last = &after["last_reload"];
     assert_eq!(last["outcome"], "rolled_back");
-    assert!(last["diagnostics"][0].as_str().unwrap().contains("p.sel"), "{last}");
+    assert!(last["diagnostics"][0].as_str().unwrap().contains("p.hook"), "{last}");
     assert_eq!(after["version"], before["version"]);
     assert_eq!(generations(&after), generations(&before), "nothing was swapped");
 }

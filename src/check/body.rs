@@ -555,7 +555,7 @@ impl Body<'_, '_, '_> {
                         kind,
                         doc: s.doc.clone(),
                         call: Call {
-                            callee: Callee::Op(&crate::stages::OPERATORS[0]),
+                            callee: Callee::Op(crate::operators::OPERATORS[0].spec),
                             callee_span: s.value.span,
                             inputs: vec![],
                             values: vec![],

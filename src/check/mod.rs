@@ -441,7 +441,7 @@ impl<'m> Cx<'m> {
         }
         let full = path.iter().map(|p| p.0).collect::<Vec<_>>().join(".");
         let span = head_span.to(path[path.len() - 1].1);
-        let mut candidates: Vec<String> = crate::stages::OPERATORS.iter().map(|o| o.name.to_owned()).collect();
+        let mut candidates: Vec<String> = crate::stages::operators().map(|o| o.name.to_owned()).collect();
         candidates.extend(scope.names.keys().cloned());
         let mut d = Diagnostic::error(Code::E0203, span, format!("unknown operator or template `{full}`"))
             .with_label("not an operator or stage template");
@@ -542,8 +542,7 @@ fn op_slots(op: &'static OperatorSpec) -> std::sync::Arc<[Slot]> {
     use std::sync::{Arc, OnceLock};
     static CACHE: OnceLock<Vec<Arc<[Slot]>>> = OnceLock::new();
     let all = CACHE.get_or_init(|| {
-        crate::stages::OPERATORS
-            .iter()
+        crate::stages::operators()
             .map(|op| {
                 let mut v: Vec<Slot> = op
                     .inputs
@@ -561,7 +560,7 @@ fn op_slots(op: &'static OperatorSpec) -> std::sync::Arc<[Slot]> {
             })
             .collect()
     });
-    let i = crate::stages::OPERATORS.iter().position(|o| std::ptr::eq(o, op)).expect("a registered operator");
+    let i = crate::stages::operators().position(|o| std::ptr::eq(o, op)).expect("a registered operator");
     all[i].clone()
 }
 

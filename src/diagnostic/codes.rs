@@ -175,9 +175,9 @@ codes! {
         "preprocess x = fill(method: \"linear\", raw)",
         "Move the positional argument before the named ones, or name it.";
     E0307: "invalid value",
-        "The value has the right type but is not allowed: not one of the choices the parameter accepts, or out of its range.",
+        "The value has the right type but is not allowed: not one of the choices the parameter accepts, out of its range, or refused by the operator as building the stage would refuse it (a regular expression, selector, template, URL, address or header format that does not parse, parameters needed together). Only what depends on the environment (a secret not set, a file not readable) is left to `vigil run`.",
         "preprocess x = resample(raw, every: 30s, agg: \"meen\")",
-        "Use one of the accepted values listed in the help.";
+        "Use one of the accepted values listed in the help, or fix the value as the label says.";
     E0308: "invalid secret reference",
         "`secret(...)` takes a string literal `\"env:NAME\"` (an environment variable) or `\"file:PATH\"` (a file's contents).",
         "smtp: secret(\"SMTP_URL\")",

@@ -1,7 +1,7 @@
 //! Learning: models of each series' normal behaviour, trained from its history.
 //!
-//! - [`Spec`]: what a train stage builds (`autoencoder`, `forecaster`, `baseline`), from the
-//!   stage's parameters.
+//! - [`Spec`]: what a train stage builds (`autoencoder`, `forecaster`, `baseline`), made
+//!   from the typed parameters of those operators (`src/operators/train/`).
 //! - [`fit`]: trains one model version for one series from its recent history; the neural
 //!   models with burn ([`net`]), the seasonal baseline in closed form.
 //! - [`Fitted`]: a trained version and its [`ModelMeta`]data; [`Fitted::predict`] gives,
@@ -21,13 +21,11 @@ pub mod novelty;
 pub mod registry;
 pub mod shadow;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 
 use burn::store::ModuleRecord;
 
 use crate::time::Timestamp;
-use crate::value::Value;
 
 pub use net::{TrainError, TrainParams};
 
@@ -46,69 +44,6 @@ pub enum Spec {
 }
 
 impl Spec {
-    /// The spec of a train operator from its (checked, defaulted) parameters.
-    ///
-    /// # Errors
-    /// When the operator is not a train operator or a size is out of range.
-    pub fn from_params(operator: &str, params: &BTreeMap<String, Value>) -> Result<Spec, String> {
-        let int = |k: &str, d: i64| match params.get(k) {
-            Some(Value::Int(i)) => *i,
-            _ => d,
-        };
-        let float = |k: &str, d: f64| match params.get(k) {
-            Some(Value::Float(f)) => *f,
-            Some(Value::Int(i)) => *i as f64,
-            _ => d,
-        };
-        let dur = |k: &str, d: i64| match params.get(k) {
-            Some(Value::Duration(ms)) => i64::try_from(*ms).unwrap_or(i64::MAX / 4),
-            _ => d,
-        };
-        let hidden = |d: &[usize]| -> Result<Vec<usize>, String> {
-            match params.get("hidden") {
-                Some(Value::List(items)) => items
-                    .iter()
-                    .map(|v| match v {
-                        Value::Int(i) if (1..=4096).contains(i) => Ok(*i as usize),
-                        other => Err(format!("`hidden` sizes must be between 1 and 4096, got {}", other.to_source())),
-                    })
-                    .collect(),
-                _ => Ok(d.to_vec()),
-            }
-        };
-        let size = |k: &str, d: i64| -> Result<usize, String> {
-            let v = int(k, d);
-            if (1..=4096).contains(&v) {
-                Ok(v as usize)
-            } else {
-                Err(format!("`{k}` must be between 1 and 4096, got {v}"))
-            }
-        };
-        let train = || TrainParams {
-            epochs: int("epochs", 20).clamp(1, 100_000) as usize,
-            learning_rate: float("learning_rate", 1e-3),
-            batch_size: int("batch_size", 64).clamp(1, 1 << 20) as usize,
-            seed: int("seed", 42) as u64,
-        };
-        match operator {
-            "autoencoder" => Ok(Spec::Autoencoder { window: size("window", 32)?.max(2), hidden: hidden(&[16, 4])?, train: train() }),
-            "forecaster" => Ok(Spec::Forecaster {
-                lookback: size("lookback", 32)?,
-                horizon: size("horizon", 1)?,
-                hidden: hidden(&[32])?,
-                train: train(),
-            }),
-            "baseline" => {
-                let (season_ms, bucket_ms) = (dur("season", 86_400_000).max(1), dur("bucket", 300_000).max(1));
-                if season_ms / bucket_ms > 1_000_000 {
-                    return Err(format!("a season of {season_ms} ms in buckets of {bucket_ms} ms has more than a million buckets"));
-                }
-                Ok(Spec::Baseline { season_ms, bucket_ms })
-            }
-            other => Err(format!("`{other}` is not a train operator")),
-        }
-    }
-
     /// The operator's name.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -12,7 +12,11 @@
 //! parameters, options or the keys of its inputs change (upstream configuration is not
 //! part of it: the reload diff follows edges when it needs to).
 //!
-//! Codes: E0307 (a value passed through a template parameter is out of range), E0317
+//! Every node's parameters go through its operator's validation (`src/operators/`), so
+//! that a plan that is made builds, but for what the environment lacks.
+//!
+//! Codes: E0307 (a value passed through a template parameter is out of range, or that
+//! the operator refuses), E0317
 //! (constant arithmetic fails), E0503 (templates nested too deeply).
 
 mod render;
@@ -285,17 +289,21 @@ impl Builder<'_> {
                     };
                     params.insert(spec.name.to_owned(), v);
                 }
-                // Rules between parameters, as building applies them.
-                if let Some(bad) = crate::stages::cross_check(op.name, &params) {
-                    match call.values.iter().find(|v| v.name == bad.param) {
-                        Some(arg) => self.invalid(&arg.value, frame, &arg.name, bad.why, &[]),
-                        None => self.diags.push(
-                            Diagnostic::error(Code::E0307, call.span, format!("invalid value for `{}`", bad.param))
-                                .with_label(bad.why.clone()),
-                        ),
-                    }
-                    if let Some(d) = self.diags.0.last_mut() {
-                        *d = d.clone().with_help(bad.help);
+                // Everything building would refuse that does not depend on the
+                // environment: the operator's own rules (regular expressions, selectors,
+                // templates, URLs, parameters needed together).
+                let refusals = crate::operators::check(op.name, &params);
+                if !refusals.is_empty() {
+                    for bad in refusals {
+                        match call.values.iter().find(|v| v.name == bad.param) {
+                            Some(arg) => self.invalid(&arg.value, frame, &arg.name, bad.why, &[]),
+                            None => self.diags.push(
+                                Diagnostic::error(Code::E0307, call.span, format!("invalid value for `{}`", bad.param)).with_label(bad.why),
+                            ),
+                        }
+                        if let Some(d) = self.diags.0.last_mut() {
+                            *d = d.clone().with_help(bad.help);
+                        }
                     }
                     return None;
                 }

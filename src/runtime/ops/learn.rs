@@ -96,6 +96,27 @@ impl Policy {
     }
 }
 
+/// The step of a train stage (`autoencoder`, `forecaster`, `baseline`) training `spec`:
+/// in the background under `vigil run`, inline otherwise.
+pub fn train_step(spec: Spec, node: &crate::plan::StageNode, env: &super::BuildEnv) -> crate::runtime::Step {
+    let policy = Policy::from_options(&node.options, &spec);
+    let background = env.models.as_ref().map(|m| Background { registry: m.registry.clone(), handle: m.handle.clone() });
+    let cx = Context {
+        pipeline: env.pipeline.clone(),
+        feedback: policy.learn_from_feedback.then(|| env.responder.feedback.clone()),
+        monitor: env.models.as_ref().map(|m| m.monitor.clone()),
+    };
+    crate::runtime::Step::Op(Box::new(Train::new(
+        spec,
+        policy,
+        cx,
+        node.key.0.clone(),
+        node.fingerprint.0.clone(),
+        env.pipeline_version.clone(),
+        background,
+    )))
+}
+
 /// What the engine gives stages for training in the background.
 #[derive(Clone)]
 pub struct BackgroundEnv {

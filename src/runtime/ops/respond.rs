@@ -756,12 +756,13 @@ mod tests {
 
     use crate::data::{Data, IncidentsData, ScoreColumn, ScoresData, SeriesId};
     use crate::expr::Template;
-    use crate::respond::channels::{Channel, Kind};
+    use crate::respond::channels::{Channel, Log};
     use crate::respond::Responder;
     use crate::runtime::{OpCtx, Operator};
 
     fn grouped(responder: &Arc<Responder>) -> super::Respond {
-        let channel = Channel { kind: Kind::Log { outbox: None }, subject: Template::new("{{ incident.status }}").unwrap(), body: None };
+        let channel =
+            Channel { kind: Box::new(Log { outbox: None }), subject: Template::new("{{ incident.status }}").unwrap(), body: None };
         super::Respond::new(
             "p".into(),
             "p.out".into(),
@@ -796,7 +797,8 @@ mod tests {
     fn a_backlog_notifies_only_the_incidents_still_open_at_its_end() {
         use crate::runtime::Backlog;
         let responder = Arc::new(Responder::capturing());
-        let channel = Channel { kind: Kind::Log { outbox: None }, subject: Template::new("{{ incident.status }}").unwrap(), body: None };
+        let channel =
+            Channel { kind: Box::new(Log { outbox: None }), subject: Template::new("{{ incident.status }}").unwrap(), body: None };
         let mut op = super::Respond::new(
             "p".into(),
             "p.out".into(),

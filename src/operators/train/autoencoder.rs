@@ -1,0 +1,67 @@
+//! `autoencoder`: a dense autoencoder over windows. Environment: none at build (models
+//! train later). `epochs` and `batch_size` have spec maxima (they were clamped silently).
+
+use crate::learn::{Spec, TrainParams};
+use crate::operators::prelude::*;
+
+pub static SPEC: OperatorSpec = OperatorSpec {
+    name: "autoencoder",
+    kind: StageKind::Train,
+    summary: "Trains an autoencoder over windows; anomalies reconstruct badly.",
+    doc: "A dense autoencoder (burn, CPU) over sliding windows of the input, trained to reconstruct normal behaviour. Predict with `score`, which turns the reconstruction error into a calibrated anomaly score.",
+    inputs: &[input("input", &[Ty::Series, Ty::Features], "A series (windowed with `window`) or windows.")],
+    params: &[
+        range("window", Ty::Int, Int(32), 2.0, MAX_DIM, "Values per window when the input is a series."),
+        range("hidden", Ty::List(Scalar::Int), Ints(&[16, 4]), 1.0, MAX_DIM, "Sizes of the encoder's layers; the decoder mirrors them."),
+        range("epochs", Ty::Int, Int(20), 1.0, 100_000.0, "Training epochs."),
+        min("learning_rate", Ty::Float, Float(0.001), 0.0, "Adam's learning rate."),
+        range("batch_size", Ty::Int, Int(64), 1.0, 1_048_576.0, "Windows per batch."),
+        p("seed", Ty::Int, Int(42), "Seed for initialisation and shuffling."),
+    ],
+    output: Output::Fixed(Ty::Model),
+    example: r#"train ae = autoencoder(raw, window: 64, hidden: [32, 8], epochs: 10) { retrain every 6h }"#,
+};
+
+/// The parameters of `autoencoder`.
+#[derive(Debug, Deserialize)]
+pub struct Params {
+    pub window: i64,
+    pub hidden: Vec<i64>,
+    pub epochs: i64,
+    pub learning_rate: f64,
+    pub batch_size: i64,
+    pub seed: i64,
+}
+
+impl Params {
+    /// What the stage trains.
+    pub fn spec(&self) -> Spec {
+        Spec::Autoencoder {
+            window: size(self.window),
+            hidden: self.hidden.iter().map(|h| size(*h)).collect(),
+            train: TrainParams {
+                epochs: size(self.epochs),
+                learning_rate: self.learning_rate,
+                batch_size: size(self.batch_size),
+                seed: self.seed as u64,
+            },
+        }
+    }
+}
+
+/// A size the spec keeps positive.
+pub(crate) fn size(v: i64) -> usize {
+    usize::try_from(v).unwrap_or(1).max(1)
+}
+
+/// The `autoencoder` operator.
+pub struct Autoencoder;
+
+impl Definition for Autoencoder {
+    type Params = Params;
+    const SPEC: &'static OperatorSpec = &SPEC;
+
+    fn build(p: Params, node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
+        Ok(crate::runtime::ops::learn::train_step(p.spec(), node, env))
+    }
+}
