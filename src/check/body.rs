@@ -862,7 +862,7 @@ impl Body<'_, '_, '_> {
                 }
                 Some(name) => {
                     seen_named = Some(name.span);
-                    match slots.iter().position(|s| s.name == name.node).or_else(|| self.renamed_param(callee, name, &slots)) {
+                    match slots.iter().position(|s| s.name == name.node).or_else(|| self.renamed_param(callee, name, slots)) {
                         Some(i) => i,
                         None => {
                             let help = suggest(&name.node, slots.iter().map(|s| s.name.as_str())).unwrap_or_else(|| {

@@ -264,8 +264,11 @@ pub fn builtin_namespaces() -> &'static [&'static str] {
 /// E0212: a module imported under the name of a built-in namespace.
 fn shadows_namespace(u: &ast::Use, name: &Ident) -> Diagnostic {
     let ns = name.node.as_str();
-    let ops: Vec<String> =
-        crate::stages::OPERATORS.iter().filter(|o| o.name.split_once('.').is_some_and(|(n, _)| n == ns)).map(|o| format!("`{}`", o.name)).collect();
+    let ops: Vec<String> = crate::stages::OPERATORS
+        .iter()
+        .filter(|o| o.name.split_once('.').is_some_and(|(n, _)| n == ns))
+        .map(|o| format!("`{}`", o.name))
+        .collect();
     let other = format!("{ns}_lib");
     let help = match &u.target {
         ast::UseTarget::File { path, .. } => format!("import it under another name: `use \"{}\" as {other}`", path.node),

@@ -253,7 +253,7 @@ pub fn check_options(opts: &[StageOption], kind: StageKind, diags: &mut Vec<Diag
                     })
                     .collect();
                 if let Some((_, _, word)) = deprecated {
-                    ws.insert(0, W::Kw(*word));
+                    ws.insert(0, W::Kw(word));
                 }
                 let count = |i: i64| u64::try_from(i).ok();
                 match (name, ws.as_slice()) {
