@@ -154,7 +154,7 @@ codes! {
         "Call an operator, for example `fill(clean, \"previous\")`.";
     E0212: "import hides a built-in namespace",
         "Built-in operators such as `prometheus.query_range` and `logs.file` live in the namespaces `prometheus` and `logs`. A `use` that binds one of these names (by its alias, or a module's or file's own name) would make `prometheus.` or `logs.` mean the imported module in this file, and the built-in operators under it unreachable.",
-        "use \"metrics.vigil\" as prometheus",
+        "use std.logs  // binds `logs`: `logs.file` would be hidden",
         "Import the module under another name (`use \"metrics.vigil\" as metrics`, `use std.logs as log_detectors`), or import its templates by name (`use std.logs.{log_anomalies}`).";
 
     // ---- arguments and values (check) ---------------------------------------------------
