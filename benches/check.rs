@@ -24,7 +24,7 @@ pipeline latency_N {
   preprocess clean = resample(raw, every: 30s, agg: "mean") | fill("linear", max_gap: 5m)
   predict scores = robust_zscore(clean, window: 1h, threshold: 4.0)
   respond page = log(scores, when: scores.anomalous and scores.score > 0.9) {
-    pending_for 2m
+    pending for 2m
     rate_limit 10 per 1h
   }
 }

@@ -1055,6 +1055,8 @@ fn cmd_explain(topic: &str) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    // An option's old name explains the option it became.
+    let topic = vigil::check::options::DEPRECATED.iter().find(|(old, _, _)| *old == topic).map_or(topic, |(_, new, _)| *new);
     if let Some((name, form, kinds, doc)) = vigil::check::options::OPTIONS.iter().find(|(n, _, _, _)| *n == topic) {
         let kinds =
             if kinds.is_empty() { "every stage".to_owned() } else { kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ") };

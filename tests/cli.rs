@@ -134,7 +134,10 @@ fn explain_covers_stdlib_stages_options_and_template_variables() {
     let z = text(&["explain", "robust_zscore"]);
     assert!(z.contains("std.detect") && z.contains("window: Duration = 1h"), "{z}");
     assert_eq!(text(&["explain", "std.detect.robust_zscore"]), z);
-    assert!(text(&["explain", "pending_for"]).contains("flap control"));
+    let pending = text(&["explain", "pending"]);
+    assert!(pending.contains("flap control") && pending.contains("pending for 2m"), "{pending}");
+    assert_eq!(text(&["explain", "pending_for"]), pending, "the old name explains the option it became");
+    assert!(text(&["explain", "E0112"]).contains("Replace `#` with `//`"));
     let templates = text(&["explain", "templates"]);
     assert!(templates.contains("incident.acknowledged_by") && templates.contains("incident.samples"), "{templates}");
     assert!(templates.contains("log template mining"), "the operator too: {templates}");

@@ -21,8 +21,8 @@ const READ_TOKEN: &str = "console-read-token-77";
 /// (two seconds), so that there is time to act on one.
 fn demo(dir: &TempDir) {
     let src = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/demo.vigil")).unwrap();
-    assert!(src.contains("keep_firing_for 2m"), "the demo pipeline changed: update this test");
-    std::fs::write(dir.join("demo.vigil"), src.replace("keep_firing_for 2m", "keep_firing_for 1h")).unwrap();
+    assert!(src.contains("keep_firing for 2m"), "the demo pipeline changed: update this test");
+    std::fs::write(dir.join("demo.vigil"), src.replace("keep_firing for 2m", "keep_firing for 1h")).unwrap();
 }
 
 /// One HTTP/1.1 request: status, headers (lowercase names) and body. `Host: 127.0.0.1`

@@ -85,3 +85,20 @@ fn precedence_parentheses_are_kept_where_needed() {
     assert!(out.contains("amplitude: -(4 - 5)"), "{out}");
     assert_round_trip("precedence", src);
 }
+
+/// `vigil fmt` rewrites the old spellings that W0005 warns about into the current ones.
+#[test]
+fn fmt_rewrites_deprecated_spellings() {
+    let old = "pipeline p {\n  every 30s\n  collect raw = synthetic()\n  predict s = zscore(raw)\n  \
+               respond a = log(s) {\n    pending_for 2m\n    keep_firing_for 1h30m\n    escalate after 30m to \"b\"\n  }\n  \
+               respond b = log(s, when: s.score > 0.99) { escalate after 1h to \"not a name\" }\n}\n";
+    let new = format(old);
+    assert!(new.contains("    pending for 2m\n"), "{new}");
+    assert!(new.contains("    keep_firing for 1h30m\n"), "{new}");
+    assert!(new.contains("    escalate after 30m to b\n"), "{new}");
+    assert!(new.contains("escalate after 1h to \"not a name\""), "a string that cannot be a name stays: {new}");
+    assert_eq!(format(&new), new, "idempotent");
+    let out = vigil::compile_str("p.vigil", &new);
+    let deprecated: Vec<_> = out.diagnostics.0.iter().filter(|d| d.code == vigil::diagnostic::Code::W0005).collect();
+    assert_eq!(deprecated.len(), 1, "only the target that cannot be a name is left: {deprecated:?}");
+}

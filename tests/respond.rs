@@ -739,7 +739,7 @@ fn unacknowledged_incidents_escalate_once_and_maintenance_windows_silence() {
     pipeline(
         &dir,
         &format!(
-            "  respond page = webhook(hot, url: \"{base}/page\") {{\n    escalate after 1s to \"boss\"\n  }}\n  respond boss = slack(hot, url: secret(\"env:BOSS_URL\"), when: hot.value > 1000.0, text: \"{{{{ transition }}}} {{{{ incident.key }}}}\")"
+            "  respond page = webhook(hot, url: \"{base}/page\") {{\n    escalate after 1s to boss\n  }}\n  respond boss = slack(hot, url: secret(\"env:BOSS_URL\"), when: hot.value > 1000.0, text: \"{{{{ transition }}}} {{{{ incident.key }}}}\")"
         ),
     );
     data(&dir, &rows(20, 3, 0)); // still firing at the end
@@ -765,7 +765,7 @@ fn unacknowledged_incidents_escalate_once_and_maintenance_windows_silence() {
     pipeline(
         &dir,
         &format!(
-            "  respond page = webhook(hot, url: \"{base}/page\") {{\n    escalate after 3s to \"boss\"\n  }}\n  respond boss = webhook(hot, url: \"{base}/boss\", when: hot.value > 1000.0)"
+            "  respond page = webhook(hot, url: \"{base}/page\") {{\n    escalate after 3s to boss\n  }}\n  respond boss = webhook(hot, url: \"{base}/boss\", when: hot.value > 1000.0)"
         ),
     );
     data(&dir, &rows(20, 3, 0));

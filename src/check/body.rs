@@ -403,6 +403,26 @@ pub(crate) fn check_pipeline(
 }
 
 impl Body<'_, '_, '_> {
+    /// A stdlib template's parameter under its old name ([`super::RENAMED_PARAMS`]): the
+    /// slot of its new name, with W0005.
+    fn renamed_param(&mut self, callee: &Callee, name: &Ident, slots: &[super::Slot]) -> Option<usize> {
+        let Callee::Template(id) = callee else { return None };
+        let (mi, t) = self.cx.template_defs[*id];
+        let module = &self.cx.modules[mi];
+        if module.role != super::ModuleRole::Stdlib {
+            return None;
+        }
+        let (_, _, old, new) =
+            super::RENAMED_PARAMS.iter().find(|(m, tn, old, _)| *m == module.name && *tn == t.name.node && *old == name.node)?;
+        let i = slots.iter().position(|s| s.name == *new)?;
+        self.cx.diags.push(
+            Diagnostic::warning(Code::W0005, name.span, format!("`{}`'s parameter `{old}` is now `{new}`", t.name.node))
+                .with_label("deprecated; accepted for one release")
+                .with_help(format!("write `{new}:`, the name the operator it wraps uses")),
+        );
+        Some(i)
+    }
+
     /// An escalation names another respond stage of the same pipeline (or template).
     fn check_escalations(&mut self, stages: &[super::CheckedStage], local: &Local<'_>) {
         for (i, s) in stages.iter().enumerate() {
@@ -843,7 +863,7 @@ impl Body<'_, '_, '_> {
                 }
                 Some(name) => {
                     seen_named = Some(name.span);
-                    match slots.iter().position(|s| s.name == name.node) {
+                    match slots.iter().position(|s| s.name == name.node).or_else(|| self.renamed_param(callee, name, slots)) {
                         Some(i) => i,
                         None => {
                             let help = suggest(&name.node, slots.iter().map(|s| s.name.as_str())).unwrap_or_else(|| {
@@ -1394,7 +1414,7 @@ impl Body<'_, '_, '_> {
                     (Ty::Incidents, Some(Ty::Scores)) => {
                         "a respond stage pages on scores; to page once for the incidents of other respond \
                          stages, group them first: `predict s = correlate(a, b)`, then respond to `s`; to page someone else when an \
-                         incident stays unacknowledged, use the option `escalate after 30m to \"OTHER_STAGE\"`"
+                         incident stays unacknowledged, use the option `escalate after 30m to other_stage`"
                             .to_owned()
                     }
                     _ => format!("connect a stage that yields {}", one_of(accepted)),

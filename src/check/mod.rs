@@ -11,7 +11,7 @@
 //! Nothing here recurses over user input deeper than the expression depth bound: stage
 //! graphs are walked iteratively (petgraph).
 //!
-//! Codes: E0201–E0211, E0301–E0318, E0401–E0408, E0501, E0502, W0001–W0004.
+//! Codes: E0201–E0212, E0301–E0318, E0401–E0408, E0501, E0502, W0001–W0004.
 
 mod body;
 pub mod options;
@@ -240,6 +240,49 @@ pub fn check<'m>(modules: &'m [ModuleInput]) -> Result<Checked, Diagnostics> {
     Ok(Checked { pipelines, templates, warnings: diags.0 })
 }
 
+/// Parameters of stdlib templates renamed to the names of the operators they wrap, still
+/// accepted for one release with W0005: module, template, old name, new name.
+pub const RENAMED_PARAMS: &[(&str, &str, &str, &str)] = &[
+    ("std.respond", "page", "email", "to"),
+    ("std.respond", "page", "scores", "input"),
+    ("std.respond", "notify_slack", "scores", "input"),
+    ("std.respond", "page_pagerduty", "scores", "input"),
+    ("std.collect", "file", "columns", "value_columns"),
+];
+
+/// The namespaces of built-in operators: `prometheus` of `prometheus.query_range`, `logs`.
+pub fn builtin_namespaces() -> &'static [&'static str] {
+    static NAMESPACES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    NAMESPACES.get_or_init(|| {
+        let mut v: Vec<&'static str> = crate::stages::OPERATORS.iter().filter_map(|o| o.name.split_once('.').map(|(ns, _)| ns)).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    })
+}
+
+/// E0212: a module imported under the name of a built-in namespace.
+fn shadows_namespace(u: &ast::Use, name: &Ident) -> Diagnostic {
+    let ns = name.node.as_str();
+    let ops: Vec<String> = crate::stages::OPERATORS
+        .iter()
+        .filter(|o| o.name.split_once('.').is_some_and(|(n, _)| n == ns))
+        .map(|o| format!("`{}`", o.name))
+        .collect();
+    let other = format!("{ns}_lib");
+    let help = match &u.target {
+        ast::UseTarget::File { path, .. } => format!("import it under another name: `use \"{}\" as {other}`", path.node),
+        ast::UseTarget::Path { path, .. } => {
+            let full = path.iter().map(|i| i.node.as_str()).collect::<Vec<_>>().join(".");
+            format!("import it under another name (`use {full} as {other}`), or import its templates by name (`use {full}.{{...}}`)")
+        }
+        ast::UseTarget::Group { .. } => format!("import it under another name, such as `{other}`"),
+    };
+    Diagnostic::error(Code::E0212, name.span, format!("the import `{ns}` would hide the built-in namespace `{ns}`"))
+        .with_label(format!("{} would no longer be reachable", ops.join(", ")))
+        .with_help(help)
+}
+
 /// Binds a name whose import failed, so that its uses are not reported again.
 fn broken(scope: &mut Scope, name: &Ident) {
     scope.names.entry(name.node.clone()).or_insert((Binding::Broken, name.span));
@@ -318,6 +361,11 @@ impl<'m> Cx<'m> {
         for item in &module.file.items {
             let ast::Item::Use(u) = item else { continue };
             let bind = |cx: &mut Self, scope: &mut Scope, name: &Ident, b: Binding| {
+                if matches!(b, Binding::Module(_)) && builtin_namespaces().contains(&name.node.as_str()) {
+                    cx.diags.push(shadows_namespace(u, name));
+                    broken(scope, name);
+                    return;
+                }
                 if let Some((_, first)) = scope.names.get(&name.node) {
                     cx.diags.push(
                         Diagnostic::error(Code::E0208, name.span, format!("`{}` is imported twice", name.node))

@@ -1,6 +1,7 @@
 //! Stage options: `{ retry 3 backoff 1s  timeout 10s  retrain every 6h  min_samples 2000 }`.
 //!
-//! Each option has a form, and some belong to one stage kind. Codes: E0313–E0316.
+//! Each option has a form, and some belong to one stage kind. Codes: E0313–E0316, and
+//! W0005 for an older spelling still accepted ([`DEPRECATED`], a string escalation target).
 
 use crate::diagnostic::{suggest, Code, Diagnostic};
 use crate::syntax::ast::{ExprKind, OptionArg, OptionValue, StageKind, StageOption};
@@ -63,8 +64,8 @@ impl StageOpt {
             StageOpt::MinSamples { .. } => "min_samples",
             StageOpt::WarmStart { .. } => "warm_start",
             StageOpt::Fallback { .. } => "fallback",
-            StageOpt::PendingFor { .. } => "pending_for",
-            StageOpt::KeepFiringFor { .. } => "keep_firing_for",
+            StageOpt::PendingFor { .. } => "pending",
+            StageOpt::KeepFiringFor { .. } => "keep_firing",
             StageOpt::Repeat { .. } => "repeat",
             StageOpt::RateLimit { .. } => "rate_limit",
             StageOpt::Escalate { .. } => "escalate",
@@ -111,15 +112,15 @@ pub const OPTIONS: &[(&str, &str, &[StageKind], &str)] = &[
     ("min_samples", "min_samples 2000", &[StageKind::Train], "Train the first model only once a series has this many samples (default 500)."),
     ("warm_start", "warm_start true", &[StageKind::Train], "Start each retraining from the previous version's weights."),
     ("fallback", "fallback: other_stage", &[StageKind::Predict], "Until a series has a model, score it with this predict stage of the same pipeline."),
-    ("pending_for", "pending_for 2m", &[StageKind::Respond], "Open an incident only once the condition has held this long (flap control)."),
-    ("keep_firing_for", "keep_firing_for 5m", &[StageKind::Respond], "Keep an incident firing this long after the condition stopped holding."),
+    ("pending", "pending for 2m", &[StageKind::Respond], "Open an incident only once the condition has held this long (flap control). Formerly `pending_for 2m`."),
+    ("keep_firing", "keep_firing for 5m", &[StageKind::Respond], "Keep an incident firing this long after the condition stopped holding. Formerly `keep_firing_for 5m`."),
     ("repeat", "repeat every 4h", &[StageKind::Respond], "Repeat the notification of a firing, unacknowledged incident this often."),
     ("rate_limit", "rate_limit 10 per 1h", &[StageKind::Respond], "Send at most this many notifications per period from this stage; the rest are held back and audited as `rate_limited`."),
     (
         "escalate",
-        "escalate after 30m to \"other_respond_stage\"",
+        "escalate after 30m to other_respond_stage",
         &[StageKind::Respond],
-        "When an incident is still firing and unacknowledged this long after it opened, notify it once more through another respond stage of the pipeline (a manager's pager, say).",
+        "When an incident is still firing and unacknowledged this long after it opened, notify it once more through another respond stage of the pipeline (a manager's pager, say), named bare like `fallback:`'s stage. The target in quotes (`to \"other_respond_stage\"`) is the old spelling, accepted with a warning.",
     ),
     (
         "maintenance",
@@ -157,6 +158,10 @@ pub fn options_markdown() -> String {
     s
 }
 
+/// Old option names still accepted for one release, with W0005: the old name, the new
+/// one, and the word the new form puts before the old one's arguments.
+pub use crate::syntax::ast::DEPRECATED_OPTIONS as DEPRECATED;
+
 /// Options that may be given more than once.
 const REPEATABLE: &[&str] = &["maintenance"];
 
@@ -167,6 +172,7 @@ enum W<'a> {
     Dur(u64),
     Bool(bool),
     Str(&'a str),
+    Name(&'a str),
     Other,
 }
 
@@ -175,7 +181,20 @@ pub fn check_options(opts: &[StageOption], kind: StageKind, diags: &mut Vec<Diag
     let mut out: Vec<(StageOpt, crate::source::Span)> = Vec::new();
     let mut seen: Vec<(&str, crate::source::Span)> = Vec::new();
     for o in opts {
-        let name = o.name.node.as_str();
+        let written = o.name.node.as_str();
+        let deprecated = DEPRECATED.iter().find(|(old, _, _)| *old == written);
+        let name = deprecated.map_or(written, |(_, new, _)| *new);
+        if let Some((old, new, word)) = deprecated {
+            let args = match &o.value {
+                OptionValue::Words(ws) => ws.iter().map(word_text).collect::<Vec<_>>().join(" "),
+                OptionValue::Expr(e) => crate::syntax::print::flat(e),
+            };
+            diags.push(
+                Diagnostic::warning(Code::W0005, o.name.span, format!("`{old}` is the old spelling of `{new} {word}`"))
+                    .with_label("deprecated; accepted for one release")
+                    .with_help(format!("write `{new} {word} {args}`")),
+            );
+        }
         let Some((_, form, kinds, _)) = OPTIONS.iter().find(|(n, _, _, _)| *n == name) else {
             let mut d = Diagnostic::error(Code::E0313, o.name.span, format!("unknown stage option `{name}`")).with_label("not an option");
             d = d.with_help(
@@ -218,7 +237,7 @@ pub fn check_options(opts: &[StageOption], kind: StageKind, diags: &mut Vec<Diag
                 _ => None,
             },
             OptionValue::Words(words) => {
-                let ws: Vec<W> = words
+                let mut ws: Vec<W> = words
                     .iter()
                     .map(|w| match w {
                         OptionArg::Keyword(k) => W::Kw(k.node.as_str()),
@@ -228,10 +247,14 @@ pub fn check_options(opts: &[StageOption], kind: StageKind, diags: &mut Vec<Diag
                             ExprKind::Duration(d) => W::Dur(d.millis),
                             ExprKind::Bool(b) => W::Bool(*b),
                             ExprKind::Str(st) => W::Str(st.value.as_str()),
+                            ExprKind::Name(n) => W::Name(n.as_str()),
                             _ => W::Other,
                         },
                     })
                     .collect();
+                if let Some((_, _, word)) = deprecated {
+                    ws.insert(0, W::Kw(word));
+                }
                 let count = |i: i64| u64::try_from(i).ok();
                 match (name, ws.as_slice()) {
                     ("retry", [W::Int(n)]) => u32::try_from(*n).ok().map(|attempts| StageOpt::Retry { attempts, backoff_ms: 1000 }),
@@ -245,8 +268,8 @@ pub fn check_options(opts: &[StageOption], kind: StageKind, diags: &mut Vec<Diag
                     }
                     ("min_samples", [W::Int(n)]) => count(*n).map(|samples| StageOpt::MinSamples { samples }),
                     ("warm_start", [W::Bool(b)]) => Some(StageOpt::WarmStart { enabled: *b }),
-                    ("pending_for", [W::Dur(d)]) => Some(StageOpt::PendingFor { ms: *d }),
-                    ("keep_firing_for", [W::Dur(d)]) => Some(StageOpt::KeepFiringFor { ms: *d }),
+                    ("pending", [W::Kw("for"), W::Dur(d)]) => Some(StageOpt::PendingFor { ms: *d }),
+                    ("keep_firing", [W::Kw("for"), W::Dur(d)]) => Some(StageOpt::KeepFiringFor { ms: *d }),
                     ("resolve_timeout", [W::Dur(d)]) if *d > 0 => Some(StageOpt::ResolveTimeout { ms: *d }),
                     ("max_series", [W::Int(n)]) => count(*n).filter(|n| *n > 0).map(|count| StageOpt::MaxSeries { count }),
                     ("series_idle", [W::Dur(d)]) if *d > 0 => Some(StageOpt::SeriesIdle { ms: *d }),
@@ -262,7 +285,21 @@ pub fn check_options(opts: &[StageOption], kind: StageKind, diags: &mut Vec<Diag
                     ("rate_limit", [W::Int(n), W::Kw("per"), W::Dur(d)]) if *d > 0 => {
                         count(*n).map(|count| StageOpt::RateLimit { count, per_ms: *d })
                     }
+                    ("escalate", [W::Kw("after"), W::Dur(d), W::Kw("to"), W::Name(to)]) => {
+                        Some(StageOpt::Escalate { after_ms: *d, to: (*to).to_owned() })
+                    }
                     ("escalate", [W::Kw("after"), W::Dur(d), W::Kw("to"), W::Str(to)]) if !to.is_empty() => {
+                        let after = words.get(1).map(word_text).unwrap_or_default();
+                        let bare = is_name(to);
+                        diags.push(
+                            Diagnostic::warning(Code::W0005, o.span, "the escalation target is a stage: name it without quotes")
+                                .with_label("deprecated; accepted for one release")
+                                .with_help(if bare {
+                                    format!("write `escalate after {after} to {to}`, as `fallback:` names its stage")
+                                } else {
+                                    format!("name a respond stage of this pipeline without quotes: `escalate after {after} to other_stage`")
+                                }),
+                        );
                         Some(StageOpt::Escalate { after_ms: *d, to: (*to).to_owned() })
                     }
                     ("maintenance", [W::Str(schedule), W::Kw("for"), W::Dur(d)]) if *d > 0 => match cron_error(schedule) {
@@ -286,6 +323,19 @@ pub fn check_options(opts: &[StageOption], kind: StageKind, diags: &mut Vec<Diag
         }
     }
     out
+}
+
+/// An option word as written (canonically).
+fn word_text(w: &OptionArg) -> String {
+    match w {
+        OptionArg::Keyword(k) => k.node.clone(),
+        OptionArg::Lit(e) => crate::syntax::print::flat(e),
+    }
+}
+
+/// Whether `s` could be written as a bare stage name.
+fn is_name(s: &str) -> bool {
+    crate::syntax::print::is_bare_name(s)
 }
 
 /// Why a five-field cron schedule is invalid, or None.

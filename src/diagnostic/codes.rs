@@ -102,6 +102,10 @@ codes! {
         "`///` documents the item, stage or parameter that follows it, and `//!` documents the file and may appear only at its top. This doc comment is somewhere else.",
         "pipeline p {\n  every 30s\n  /// trailing\n}",
         "Move it before what it documents, or make it a plain `//` comment.";
+    E0112: "`#` is not a comment",
+        "vigil's comments start with `//` (to the end of the line); `///` documents the item, stage or parameter after it and `//!` the file. `#` has no meaning in the language, so a line copied from a shell script or YAML file is refused rather than read as something else.",
+        "pipeline p {\n  # page after 2 minutes\n  every 30s\n}",
+        "Replace `#` with `//`.";
 
     // ---- names (check) ------------------------------------------------------------------
     E0201: "unknown stage kind",
@@ -148,6 +152,10 @@ codes! {
         "A stage's expression must be a call of an operator or template (possibly chained with `|`). A bare reference, literal or arithmetic is not a stage.",
         "preprocess copy = clean",
         "Call an operator, for example `fill(clean, \"previous\")`.";
+    E0212: "import hides a built-in namespace",
+        "Built-in operators such as `prometheus.query_range` and `logs.file` live in the namespaces `prometheus` and `logs`. A `use` that binds one of these names (by its alias, or a module's or file's own name) would make `prometheus.` or `logs.` mean the imported module in this file, and the built-in operators under it unreachable.",
+        "use std.logs  // binds `logs`: `logs.file` would be hidden",
+        "Import the module under another name (`use \"metrics.vigil\" as metrics`, `use std.logs as log_detectors`), or import its templates by name (`use std.logs.{log_anomalies}`).";
 
     // ---- arguments and values (check) ---------------------------------------------------
     E0301: "unknown parameter",
@@ -199,7 +207,7 @@ codes! {
         "respond r = log(scores, when: other.anomalous)",
         "Refer to the stage's input (`scores.anomalous`).";
     E0313: "unknown stage option",
-        "Stage options are retry, timeout, retrain, min_samples, warm_start, fallback, pending_for, keep_firing_for, repeat, rate_limit, escalate, maintenance and resolve_timeout (see docs/operators.md, Stage options).",
+        "Stage options are retry, timeout, max_series, series_idle, retrain, learn_from, shadow, promote, min_samples, warm_start, fallback, pending, keep_firing, repeat, rate_limit, escalate, maintenance and resolve_timeout (see docs/operators.md, Stage options).",
         "train m = autoencoder(x) { retrian every 6h }",
         "Use one of the options listed in the help.";
     E0314: "invalid option",
@@ -207,7 +215,7 @@ codes! {
         "train m = autoencoder(x) { retrain 6h }",
         "Use the form shown in the help.";
     E0315: "option not valid for this stage kind",
-        "Some options belong to one kind of stage: retrain, min_samples and warm_start to train; fallback to predict; pending_for, keep_firing_for, repeat, rate_limit, escalate, maintenance and resolve_timeout to respond.",
+        "Some options belong to one kind of stage: retrain, learn_from, shadow, promote, min_samples and warm_start to train; fallback to predict; pending, keep_firing, repeat, rate_limit, escalate, maintenance and resolve_timeout to respond.",
         "predict s = zscore(x) { retrain every 6h }",
         "Move the option to a stage of the right kind.";
     E0316: "option given twice",
@@ -304,6 +312,10 @@ codes! {
         "A stage template declares a parameter its body never uses.",
         "stage f(x: Series, k: Int = 3) -> Series { preprocess y = fill(x) y }",
         "Use it or remove it; start its name with `_` to keep it quietly.";
+    W0005: "deprecated spelling",
+        "The language has one way to say each thing; an older spelling is still accepted for one release, with this warning. `pending_for 2m` is now `pending for 2m` and `keep_firing_for 5m` is `keep_firing for 5m` (like `threshold(for: 2m)`, `shadow for 1d` and `maintenance ... for 2h`); an escalation names its target stage bare, like `fallback:` does: `escalate after 30m to manager`, not `to \"manager\"`. README.md, Upgrading, lists the changes.",
+        "respond page = log(scores) {\n  pending_for 2m\n  escalate after 30m to \"manager\"\n}",
+        "Write the spelling the help gives: `pending for 2m`, `escalate after 30m to manager`.";
 }
 
 /// Markdown documentation of every code (the content of `docs/diagnostics.md`).

@@ -134,7 +134,7 @@ pub fn operators_markdown() -> String {
             s.push_str(&operator_markdown(op));
         }
     }
-    s.push_str("\n## Stage options\n\nOptions go in braces after a stage's expression: `respond page = email(...) { pending_for 2m  repeat every 4h }`.\n\n");
+    s.push_str("\n## Stage options\n\nOptions go in braces after a stage's expression: `respond page = email(...) { pending for 2m  repeat every 4h }`.\n\n");
     s.push_str(&crate::check::options::options_markdown());
     s
 }

@@ -231,6 +231,11 @@ pub enum OptionValue {
     Expr(Expr),
 }
 
+/// Old option names still accepted for one release (W0005), which `vigil fmt` rewrites:
+/// the old name, the new one, and the word the new form puts before the old one's
+/// arguments (`pending_for 2m` is `pending for 2m`).
+pub const DEPRECATED_OPTIONS: &[(&str, &str, &str)] = &[("pending_for", "pending", "for"), ("keep_firing_for", "keep_firing", "for")];
+
 /// A word of an option.
 #[derive(Clone, Debug, PartialEq)]
 pub enum OptionArg {

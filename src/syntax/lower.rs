@@ -333,6 +333,12 @@ impl Lower<'_> {
             match i.as_rule() {
                 Rule::expr => expr = Some(self.lower_expr(i).0),
                 Rule::option_kw => words.push(OptionArg::Keyword(self.ident(i))),
+                Rule::option_target => {
+                    let mut parts = i.into_inner();
+                    words.push(OptionArg::Keyword(self.ident(parts.next().expect("grammar: `to`"))));
+                    let target = parts.next().expect("grammar: a stage name after `to`");
+                    words.push(OptionArg::Lit(self.lower_primary(target).0));
+                }
                 _ => words.push(OptionArg::Lit(self.lower_primary(i).0)),
             }
         }

@@ -51,6 +51,15 @@ pub(crate) fn error_to_diagnostic(err: &pest::error::Error<Rule>, source: Source
         .with_label(what)
         .with_help("move it before what it documents, or make it a plain `//` comment");
     }
+    if rest.starts_with('#') {
+        return Diagnostic::error(
+            Code::E0112,
+            Span::new(source, pos, pos + rest.find('\n').unwrap_or(rest.len())),
+            "`#` does not start a comment",
+        )
+        .with_label("comments start with `//`")
+        .with_help("replace `#` with `//`: vigil's comments are `//` (plain) and `///` (documentation)");
+    }
     let expected = match &err.variant {
         pest::error::ErrorVariant::ParsingError { positives, .. } => expected_words(positives),
         pest::error::ErrorVariant::CustomError { message } => vec![message.clone()],
@@ -119,7 +128,8 @@ fn expected_words(rules: &[Rule]) -> Vec<String> {
             Rule::type_expr => "a type",
             Rule::options => "`{`",
             Rule::option => "an option",
-            Rule::option_kw => "an option word (`every`, `per`, `for`, `when`, ...)",
+            Rule::option_kw | Rule::option_to => "an option word (`every`, `per`, `for`, `when`, ...)",
+            Rule::option_target => "`to` and a stage name",
             Rule::expr | Rule::expr_only | Rule::postfix_expr | Rule::prefix_op | Rule::kw_not => "an expression",
             Rule::infix_op | Rule::kw_and | Rule::kw_or => "an operator",
             Rule::field => "`.`",

@@ -322,18 +322,31 @@ impl Printer<'_> {
         self.last_end = s.span.end;
     }
 
+    /// An option, in its current spelling: an old one ([`DEPRECATED_OPTIONS`], a quoted
+    /// escalation target) is rewritten.
     fn option(&mut self, o: &StageOption) {
-        self.out.push_str(&o.name.node);
+        match DEPRECATED_OPTIONS.iter().find(|(old, _, _)| *old == o.name.node) {
+            Some((_, new, word)) if matches!(o.value, OptionValue::Words(_)) => {
+                self.out.push_str(new);
+                self.out.push(' ');
+                self.out.push_str(word);
+            }
+            _ => self.out.push_str(&o.name.node),
+        }
         match &o.value {
             OptionValue::Expr(e) => {
                 self.out.push_str(": ");
                 self.out.push_str(&flat(e));
             }
             OptionValue::Words(words) => {
-                for w in words {
+                for (i, w) in words.iter().enumerate() {
                     self.out.push(' ');
+                    let after_to = i > 0 && matches!(&words[i - 1], OptionArg::Keyword(k) if k.node == "to");
                     match w {
                         OptionArg::Keyword(k) => self.out.push_str(&k.node),
+                        OptionArg::Lit(Expr { kind: ExprKind::Str(s), .. }) if after_to && is_bare_name(&s.value) => {
+                            self.out.push_str(&s.value)
+                        }
                         OptionArg::Lit(e) => self.out.push_str(&flat(e)),
                     }
                 }
@@ -543,6 +556,15 @@ fn paren_if(e: &Expr, cond: bool) -> String {
 /// An operand of a postfix (field access or call): parenthesised unless it is primary.
 fn flat_operand(e: &Expr) -> String {
     paren_if(e, strength(e) < 8)
+}
+
+/// Whether `s` can be written as a bare name (a stage reference): an identifier that is
+/// not a reserved word.
+pub fn is_bare_name(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !super::lower::RESERVED.contains(&s)
 }
 
 /// An expression on one line.
