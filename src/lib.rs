@@ -79,7 +79,7 @@
 //! runtime -> stages: the engine reads operator specs
 //! runtime -> operators: `runtime::ops::build` is a wrapper over the registry's build
 //! stages -> operators: the spec lookups are wrappers over the registry
-//! operators -> check: builds read stage options, a checker type the plan should own
+//! operators -> check: validation reuses the checker's template checks
 //! operators -> plan: an operator's build takes the planned node
 //! runtime -> check: stage options and triggers are checker types the plan should own
 //! runtime -> plan: the engine runs plans; it belongs above the front end

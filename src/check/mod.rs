@@ -254,7 +254,7 @@ pub const RENAMED_PARAMS: &[(&str, &str, &str, &str)] = &[
 pub fn builtin_namespaces() -> &'static [&'static str] {
     static NAMESPACES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
     NAMESPACES.get_or_init(|| {
-        let mut v: Vec<&'static str> = crate::stages::OPERATORS.iter().filter_map(|o| o.name.split_once('.').map(|(ns, _)| ns)).collect();
+        let mut v: Vec<&'static str> = crate::stages::operators().filter_map(|o| o.name.split_once('.').map(|(ns, _)| ns)).collect();
         v.sort_unstable();
         v.dedup();
         v
@@ -264,8 +264,7 @@ pub fn builtin_namespaces() -> &'static [&'static str] {
 /// E0212: a module imported under the name of a built-in namespace.
 fn shadows_namespace(u: &ast::Use, name: &Ident) -> Diagnostic {
     let ns = name.node.as_str();
-    let ops: Vec<String> = crate::stages::OPERATORS
-        .iter()
+    let ops: Vec<String> = crate::stages::operators()
         .filter(|o| o.name.split_once('.').is_some_and(|(n, _)| n == ns))
         .map(|o| format!("`{}`", o.name))
         .collect();
