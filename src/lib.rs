@@ -74,9 +74,7 @@
 //! these is gone so that it is struck off):
 //!
 //! ```text
-//! value -> stages: parameter specs (`ParamSpec`) belong below the values they check
 //! stages -> check: the operators' docs embed the stage options' table
-//! runtime -> stages: the engine reads operator specs
 //! runtime -> operators: `runtime::ops::build` is a wrapper over the registry's build
 //! stages -> operators: the spec lookups are wrappers over the registry
 //! operators -> check: validation reuses the checker's template checks

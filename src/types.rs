@@ -1,5 +1,7 @@
-//! The types of the language: port types carried on DAG edges, and value types of
-//! parameters.
+//! The types of the language: port types carried on DAG edges, value types of
+//! parameters, the fields each data type offers to conditions, and what a parameter's
+//! spec is (its type, default and range: [`ParamSpec`]), which constant values are
+//! checked against.
 
 use std::fmt;
 
@@ -178,4 +180,37 @@ pub fn one_of(types: &[Ty]) -> String {
         [one] => one.to_string(),
         [init @ .., last] => format!("{} or {}", init.iter().map(Ty::to_string).collect::<Vec<_>>().join(", "), last),
     }
+}
+
+/// A parameter's default.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Default {
+    /// The argument must be given.
+    Required,
+    /// The argument may be left out; the operator then does without it.
+    Optional,
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(&'static str),
+    /// A duration in milliseconds.
+    Dur(u64),
+    Strs(&'static [&'static str]),
+    Ints(&'static [i64]),
+}
+
+/// One parameter: a constant value (or a condition), given by name or position.
+#[derive(Debug)]
+pub struct ParamSpec {
+    pub name: &'static str,
+    pub ty: Ty,
+    pub default: Default,
+    /// For strings (and lists of strings): the values accepted; empty means any.
+    pub choices: &'static [&'static str],
+    /// For numbers and durations (and each item of a list of numbers): the smallest value
+    /// accepted.
+    pub min: Option<f64>,
+    /// Likewise, the largest.
+    pub max: Option<f64>,
+    pub doc: &'static str,
 }

@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::stages::{self, ParamSpec, Scalar, Ty};
 use crate::syntax::ast::{BinaryOp, Expr, ExprKind, UnaryOp};
+use crate::types::{self, ParamSpec, Scalar, Ty};
 
 /// A resolved parameter value. Serialises to canonical JSON for fingerprints and the
 /// runtime's configuration.
@@ -163,8 +163,8 @@ impl Value {
     }
 
     /// A parameter's declared default as a value.
-    pub fn from_default(d: &stages::Default) -> Value {
-        use stages::Default as D;
+    pub fn from_default(d: &types::Default) -> Value {
+        use types::Default as D;
         match d {
             D::Required | D::Optional => Value::Null,
             D::Int(i) => Value::Int(*i),

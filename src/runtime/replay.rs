@@ -129,7 +129,7 @@ pub fn replay_with(
     };
     let target = (0..p.stages.len())
         .rev()
-        .find(|&i| p.stages[i].kind == StageKind::Predict && p.stages[i].output == crate::stages::Ty::Scores)
+        .find(|&i| p.stages[i].kind == StageKind::Predict && p.stages[i].output == crate::types::Ty::Scores)
         .ok_or_else(|| ReplayError::Usage(format!("pipeline `{}` has no predict stage to take scores from", p.name)))?;
     // Only the stages the scores depend on run (no respond stage ever does).
     let mut needed = vec![false; p.stages.len()];

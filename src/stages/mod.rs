@@ -9,24 +9,7 @@
 //! compiles every example.
 
 use crate::syntax::ast::StageKind;
-pub use crate::types::{Scalar, Ty};
-
-/// A parameter's default.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Default {
-    /// The argument must be given.
-    Required,
-    /// The argument may be left out; the operator then does without it.
-    Optional,
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-    Str(&'static str),
-    /// A duration in milliseconds.
-    Dur(u64),
-    Strs(&'static [&'static str]),
-    Ints(&'static [i64]),
-}
+pub use crate::types::{Default, ParamSpec, Scalar, Ty};
 
 /// One input port: positional, connected to another stage.
 #[derive(Debug)]
@@ -38,22 +21,6 @@ pub struct InputSpec {
     /// Takes every positional argument from here on (`correlate(a, b, c)`): one or more
     /// stages. The parameters after it are given by name.
     pub many: bool,
-}
-
-/// One parameter: a constant value (or a condition), given by name or position.
-#[derive(Debug)]
-pub struct ParamSpec {
-    pub name: &'static str,
-    pub ty: Ty,
-    pub default: Default,
-    /// For strings (and lists of strings): the values accepted; empty means any.
-    pub choices: &'static [&'static str],
-    /// For numbers and durations (and each item of a list of numbers): the smallest value
-    /// accepted.
-    pub min: Option<f64>,
-    /// Likewise, the largest.
-    pub max: Option<f64>,
-    pub doc: &'static str,
 }
 
 /// What an operator's output is.
