@@ -18,14 +18,14 @@ fn bench(c: &mut Criterion) {
     let out = vigil::compile_str("overhead.vigil", PIPELINE);
     let plan = out.plan.expect("the pipeline compiles");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let p = vigil::runtime::engine::build_pipeline(&plan.pipelines[0], &out.sources, &out.version, None, None).unwrap();
-    let shared = vigil::runtime::engine::Shared::default();
+    let p = vigil::engine::build_pipeline(&plan.pipelines[0], &out.sources, &out.version, None, None).unwrap();
+    let shared = vigil::engine::Shared::default();
     let now = vigil::time::now_ms();
     // The first tick brings the synthetic source's history; later ticks bring nothing.
-    rt.block_on(vigil::runtime::engine::run_tick(&p, &shared, now));
+    rt.block_on(vigil::engine::run_tick(&p, &shared, now));
     c.bench_function("tick of a 5-stage DAG (no new data)", |b| {
         b.iter(|| {
-            let r = rt.block_on(vigil::runtime::engine::run_tick(&p, &shared, now));
+            let r = rt.block_on(vigil::engine::run_tick(&p, &shared, now));
             assert!(r.ok);
         })
     });

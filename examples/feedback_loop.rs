@@ -103,7 +103,7 @@ fn alarms(file: &Path, csv: &Path, verdicts: Vec<FeedbackRecord>) -> Vec<i64> {
     let p = &plan.pipelines[0];
     let responder = Responder::with_verdicts(verdicts);
     let mut buf = Vec::new();
-    vigil::runtime::replay::replay_with(p, file.parent().unwrap(), csv, &mut buf, "scores", Arc::new(responder)).expect("replay");
+    vigil::replay::replay_with(p, file.parent().unwrap(), csv, &mut buf, "scores", Arc::new(responder)).expect("replay");
     let text = String::from_utf8(buf).unwrap();
     let mut out = Vec::new();
     let mut above = false;

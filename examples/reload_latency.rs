@@ -45,7 +45,7 @@ fn main() {
             "--listen",
             &format!("127.0.0.1:{port}"),
         ])
-        .env("RUST_LOG", "warn,vigil::runtime::engine=debug")
+        .env("RUST_LOG", "warn,vigil::engine=debug")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -35,62 +35,60 @@
 //! and unit tests):
 //!
 //! ```text
-//! 1. text time source stats persist
+//! 1. text time source stats persist access
 //! 2. diagnostic
 //! 3. syntax
 //! 4. types
 //! 5. value
 //! 6. expr
-//! 7. feedback correlate logs
-//! 8. respond
-//! 9. learn
-//! 10. data
-//! 11. prom
-//! 12. runtime
-//! 13. stages
-//! 14. operators
-//! 15. check
-//! 16. plan
-//! 17. stdlib compile eval
-//! 18. store
-//! 19. testing
-//! 20. server
+//! 7. dag
+//! 8. feedback correlate logs
+//! 9. respond
+//! 10. learn
+//! 11. data
+//! 12. prom
+//! 13. runtime
+//! 14. stages
+//! 15. operators
+//! 16. check
+//! 17. plan
+//! 18. stdlib compile replay eval
+//! 19. store
+//! 20. testing
+//! 21. engine
+//! 22. server
 //! ```
 //!
-//! - 1–3: utilities, diagnostics and the language's syntax; 4–6: types, constant values
-//!   and the per-item condition evaluator.
-//! - 7–9: the domains: on-call's verdicts, correlation, log templates,
+//! - 1–3: utilities (`access`: the API's tokens and rate limits), diagnostics and the
+//!   language's syntax; 4–7: types, constant values, the per-item condition evaluator, and
+//!   the plan's data ([`dag`]: what the planner makes and the engine runs).
+//! - 8–10: the domains: on-call's verdicts, correlation, log templates,
 //!   incidents and channels, models. Each declares the store seam it needs
 //!   ([`respond::store`], [`learn::registry::ModelStore`], [`runtime::state`]).
-//! - 10–12: what flows between stages, wire formats, and the operators' implementations
-//!   with the engine.
-//! - 13–17: the front end: what an operator spec is, the operators (one file each: spec,
+//! - 11–13: what flows between stages, wire formats, and the operators' implementations
+//!   with the one DAG executor ([`runtime::exec`]).
+//! - 14–18: the front end: what an operator spec is, the operators (one file each: spec,
 //!   typed parameters, validation, build), the checker, the planner, compiling files;
-//!   `eval` replays a pipeline over labelled data and scores it.
-//! - 18–20: the SQLite store (it implements every domain's seam and imports them, never
-//!   the reverse), `vigil test`, the HTTP API and console.
+//!   `replay` runs a pipeline over a file, `eval` over labelled data and scores it.
+//! - 19–22: the SQLite store (it implements every domain's seam and imports them, never
+//!   the reverse), `vigil test`, the engine (ticks, triggers, hot reload) and the HTTP API
+//!   and console.
 //!
 //! Imports that still go up, to remove (the test refuses any other, and fails when one of
 //! these is gone so that it is struck off):
 //!
 //! ```text
-//! stages -> check: the operators' docs embed the stage options' table
-//! runtime -> operators: `runtime::ops::build` is a wrapper over the registry's build
-//! stages -> operators: the spec lookups are wrappers over the registry
-//! operators -> check: validation reuses the checker's template checks
-//! operators -> plan: an operator's build takes the planned node
-//! runtime -> check: stage options and triggers are checker types the plan should own
-//! runtime -> plan: the engine runs plans; it belongs above the front end
-//! runtime -> compile: hot reload compiles; it belongs above the front end
-//! runtime -> server: the engine's shared state holds the API's access rules and limiter
 //! compile -> testing: compiling checks `test` blocks, which live with their executor
 //! ```
 
+pub mod access;
 pub mod check;
 pub mod compile;
 pub mod correlate;
+pub mod dag;
 pub mod data;
 pub mod diagnostic;
+pub mod engine;
 pub mod eval;
 pub mod expr;
 pub mod feedback;
@@ -100,6 +98,7 @@ pub mod operators;
 pub mod persist;
 pub mod plan;
 pub mod prom;
+pub mod replay;
 pub mod respond;
 pub mod runtime;
 pub mod server;

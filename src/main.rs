@@ -778,8 +778,8 @@ fn lock_state(state: &std::path::Path) -> anyhow::Result<std::fs::File> {
 }
 
 /// The API's access rules from the flags and the environment.
-fn access_rules(args: &RunArgs) -> anyhow::Result<vigil::server::access::Access> {
-    use vigil::server::access::{Access, Role};
+fn access_rules(args: &RunArgs) -> anyhow::Result<vigil::access::Access> {
+    use vigil::access::{Access, Role};
     let mut access = Access::default();
     let env = |k: &str| std::env::var(k).ok().filter(|t| !t.is_empty());
     if let Some(t) = env("VIGIL_API_TOKEN") {
@@ -822,7 +822,7 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    use vigil::runtime::reload::{self, ReloadRequest};
+    use vigil::engine::reload::{self, ReloadRequest};
     init_tracing();
     let paths = if args.paths.is_empty() { vec![PathBuf::from("pipelines")] } else { args.paths.clone() };
     // Tests are not part of what runs: a broken one is reported by `vigil check`/`test`.
@@ -853,7 +853,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(async {
         let store = vigil::store::SqliteStore::open(&state).await?;
         let store: std::sync::Arc<dyn vigil::store::Store> = std::sync::Arc::new(store);
-        let engine = match vigil::runtime::engine::Engine::start_with(plan, &out.sources, &out.version, store, Some(state.clone()), args.dry_run).await {
+        let engine = match vigil::engine::Engine::start_with(plan, &out.sources, &out.version, store, Some(state.clone()), args.dry_run).await {
             Ok(e) => std::sync::Arc::new(e),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -905,7 +905,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Waits for SIGINT or SIGTERM; SIGHUP asks for a reload meanwhile.
-async fn wait_for_signal(reload: &tokio::sync::mpsc::Sender<vigil::runtime::reload::ReloadRequest>) {
+async fn wait_for_signal(reload: &tokio::sync::mpsc::Sender<vigil::engine::reload::ReloadRequest>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -917,7 +917,7 @@ async fn wait_for_signal(reload: &tokio::sync::mpsc::Sender<vigil::runtime::relo
                 _ = term.recv() => return,
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading");
-                    let _ = reload.send(vigil::runtime::reload::ReloadRequest { reason: "SIGHUP", reply: None }).await;
+                    let _ = reload.send(vigil::engine::reload::ReloadRequest { reason: "SIGHUP", reply: None }).await;
                 }
             }
         }
@@ -934,10 +934,10 @@ fn cmd_replay(file: PathBuf, input: PathBuf, output: PathBuf, pipeline: Option<S
     let out = compile_with(std::slice::from_ref(&file), &CompileOptions::default())?;
     print_diagnostics(&out, &out.diagnostics.0);
     let Some(plan) = &out.plan else { return Ok(ExitCode::from(EXIT_ERRORS)) };
-    let p = vigil::runtime::replay::pick_pipeline(plan, pipeline.as_deref())?;
+    let p = vigil::replay::pick_pipeline(plan, pipeline.as_deref())?;
     let base = file.parent().map(PathBuf::from).unwrap_or_default();
     let started = std::time::Instant::now();
-    let report = vigil::runtime::replay::replay(p, &base, &input, &output)?;
+    let report = vigil::replay::replay(p, &base, &input, &output)?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "replayed {} rows through `{}` ({}) in {:.2} s ({:.1} M rows/s): {} anomalous; skipped {} malformed, {} non-finite, {} out of order; {} duplicate timestamps",
@@ -1024,7 +1024,7 @@ fn cmd_explain(topic: &str) -> anyhow::Result<ExitCode> {
     }
     if topic == "operators" {
         let mut kind = None;
-        for op in vigil::stages::operators() {
+        for op in vigil::operators::specs() {
             if kind != Some(op.kind) {
                 kind = Some(op.kind);
                 println!("{}:", op.kind);
@@ -1049,9 +1049,9 @@ fn cmd_explain(topic: &str) -> anyhow::Result<ExitCode> {
     if topic == "templates" {
         // Two things share the word: notification templates and the log-mining operator.
         print!("{TEMPLATE_VARIABLES}");
-        if let Some(op) = vigil::stages::operator("templates") {
+        if let Some(op) = vigil::operators::spec("templates") {
             println!("\n---\n\nThe `templates` operator (log template mining):\n");
-            print!("{}", vigil::stages::operator_markdown(op));
+            print!("{}", vigil::operators::operator_markdown(op));
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -1083,13 +1083,13 @@ fn cmd_explain(topic: &str) -> anyhow::Result<ExitCode> {
         print!("{}", code.info());
         return Ok(ExitCode::SUCCESS);
     }
-    if let Some(op) = vigil::stages::operator(topic) {
-        print!("{}", vigil::stages::operator_markdown(op));
+    if let Some(op) = vigil::operators::spec(topic) {
+        print!("{}", vigil::operators::operator_markdown(op));
         return Ok(ExitCode::SUCCESS);
     }
     let templates = stdlib_templates();
     let mut candidates: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
-    candidates.extend(vigil::stages::operators().map(|o| o.name));
+    candidates.extend(vigil::operators::specs().map(|o| o.name));
     candidates.extend(vigil::check::options::OPTIONS.iter().map(|o| o.0));
     candidates.extend(templates.iter().map(|(_, t)| t.name.node.as_str()));
     candidates.extend(["codes", "operators", "options", "templates"]);
@@ -1159,7 +1159,7 @@ fn cmd_eval(
     let out = compile_with(std::slice::from_ref(&file), &CompileOptions::default())?;
     print_diagnostics(&out, &out.diagnostics.0);
     let Some(plan) = &out.plan else { return Ok(ExitCode::from(EXIT_ERRORS)) };
-    let p = vigil::runtime::replay::pick_pipeline(plan, pipeline.as_deref())?;
+    let p = vigil::replay::pick_pipeline(plan, pipeline.as_deref())?;
     let base = file.parent().map(PathBuf::from).unwrap_or_default();
     let opts = vigil::eval::EvalOptions { data: &data, windows: &windows, out: out_dir.as_deref(), plot, progress: true };
     let report = vigil::eval::evaluate(p, &base, &opts)?;

@@ -42,7 +42,7 @@ use std::sync::Arc;
 use crate::data::{Data, ScoreColumn, ScoresData, SeriesColumn, SeriesData, SeriesId};
 use crate::diagnostic::{suggest, Code, Diagnostic};
 use crate::plan::{PipelinePlan, Plan};
-use crate::runtime::ops::{self, BuildEnv};
+use crate::runtime::ops::BuildEnv;
 use crate::runtime::{OpCtx, Step};
 use crate::source::{SourceMap, Span};
 use crate::stages::Ty;
@@ -683,7 +683,7 @@ fn execute<'a>(t: &TestCase, plan: &'a Plan, base_dir: &Path) -> Result<Outputs<
         if !t.runs.get(i).copied().unwrap_or(true) {
             return Ok(None);
         }
-        let mut op = match ops::build(node, &env).map_err(|e| format!("stage `{}`: {e}", node.key))? {
+        let mut op = match crate::operators::build(node, &env).map_err(|e| format!("stage `{}`: {e}", node.key))? {
             Step::Op(op) => op,
             Step::Source(_) => return Err(format!("collect stage `{}` has no fixture", node.key)),
         };

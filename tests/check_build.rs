@@ -10,10 +10,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use vigil::operators::build;
+use vigil::operators::specs as operators;
 use vigil::plan::Plan;
 use vigil::respond::Responder;
-use vigil::runtime::ops::{build, BuildEnv};
-use vigil::stages::{operators, Ty};
+use vigil::runtime::ops::BuildEnv;
+use vigil::stages::Ty;
 
 /// The pipeline every example runs in (as in the operators' docs test).
 fn example_pipeline(stage: &str) -> String {
@@ -169,9 +171,10 @@ mod mutations {
 
     use proptest::prelude::*;
     use vigil::diagnostic::Code;
+    use vigil::operators::specs as operators;
     use vigil::respond::Responder;
     use vigil::runtime::ops::BuildEnv;
-    use vigil::stages::{operators, OperatorSpec, ParamSpec, Scalar, Ty};
+    use vigil::stages::{OperatorSpec, ParamSpec, Scalar, Ty};
     use vigil::value::Value;
 
     use super::{build_plan, example_pipeline, secrets, split_args};

@@ -21,12 +21,12 @@ fn diagnostics_doc_is_in_sync() {
 
 #[test]
 fn operators_doc_is_in_sync() {
-    check_generated("docs/operators.md", &vigil::stages::operators_markdown());
+    check_generated("docs/operators.md", &vigil::operators::operators_markdown());
 }
 
 #[test]
 fn every_operator_example_compiles() {
-    for op in vigil::stages::operators() {
+    for op in vigil::operators::specs() {
         let src = format!(
             "pipeline ex {{\n  every 1m\n  on webhook \"/hooks/ex\"\n  collect raw = synthetic()\n  collect events = webhook_events()\n  \
              preprocess feats = window(raw)\n  train model = autoencoder(feats)\n  predict scores = model.score(feats)\n  {}\n}}\n",

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use vigil::runtime::engine::{build_pipeline, run_tick, Engine, Shared};
+use vigil::engine::{build_pipeline, run_tick, Engine, Shared};
 use vigil::store::prelude::*;
 use vigil::store::SqliteStore;
 

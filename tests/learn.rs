@@ -138,7 +138,7 @@ fn replay(kind: &str, dir: &TempDir) -> Vec<f64> {
     assert!(!out.diagnostics.has_errors(), "{:?}", out.diagnostics);
     let plan = out.plan.unwrap();
     let mut buf = Vec::new();
-    vigil::runtime::replay::replay_to(&plan.pipelines[0], dir.path(), &dir.join("data.csv"), &mut buf, "scores").unwrap();
+    vigil::replay::replay_to(&plan.pipelines[0], dir.path(), &dir.join("data.csv"), &mut buf, "scores").unwrap();
     let (f, _) = vigil::eval::parse_scores("x", &buf);
     f.scores
 }

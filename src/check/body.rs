@@ -665,7 +665,7 @@ impl Body<'_, '_, '_> {
                     && (local.stages.contains_key(path[0].0) || local.params.get(path[0].0).is_some_and(|(t, _)| t.is_port()))
                 {
                     receiver = Some((self.name_input(path[0].0, path[0].1, local), path[0].1));
-                    match crate::stages::operator(path[1].0) {
+                    match crate::operators::spec(path[1].0) {
                         Some(op) => Some(Callee::Op(op)),
                         None => self.cx.resolve_callee(self.scope, &path[1..]),
                     }
@@ -994,11 +994,11 @@ impl Body<'_, '_, '_> {
             // exec's `allow` pattern.
             if let (Some(val), Callee::Op(op)) = (good.as_ref(), callee) {
                 let mut wrong = Vec::new();
-                if op.kind == StageKind::Respond && super::templates::TEMPLATED_PARAMS.contains(&v.name.as_str()) {
+                if op.kind == StageKind::Respond && crate::respond::templates::TEMPLATED_PARAMS.contains(&v.name.as_str()) {
                     let mut texts = Vec::new();
                     collect_strings(val, &mut texts);
                     for t in texts {
-                        wrong.extend(super::templates::problems(t));
+                        wrong.extend(crate::respond::templates::problems(t));
                     }
                 }
                 if op.name == "exec" && v.name == "allow" {

@@ -15,7 +15,6 @@
 
 mod body;
 pub mod options;
-pub mod templates;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -74,14 +73,7 @@ pub struct CheckedPipeline {
     pub span: Span,
 }
 
-/// A trigger, validated.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
-pub enum Trigger {
-    Every { ms: u64 },
-    Cron { schedule: String },
-    Webhook { path: String },
-}
+pub use crate::dag::Trigger;
 
 /// A stage template, checked.
 #[derive(Debug)]
@@ -254,7 +246,7 @@ pub const RENAMED_PARAMS: &[(&str, &str, &str, &str)] = &[
 pub fn builtin_namespaces() -> &'static [&'static str] {
     static NAMESPACES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
     NAMESPACES.get_or_init(|| {
-        let mut v: Vec<&'static str> = crate::stages::operators().filter_map(|o| o.name.split_once('.').map(|(ns, _)| ns)).collect();
+        let mut v: Vec<&'static str> = crate::operators::specs().filter_map(|o| o.name.split_once('.').map(|(ns, _)| ns)).collect();
         v.sort_unstable();
         v.dedup();
         v
@@ -264,7 +256,7 @@ pub fn builtin_namespaces() -> &'static [&'static str] {
 /// E0212: a module imported under the name of a built-in namespace.
 fn shadows_namespace(u: &ast::Use, name: &Ident) -> Diagnostic {
     let ns = name.node.as_str();
-    let ops: Vec<String> = crate::stages::operators()
+    let ops: Vec<String> = crate::operators::specs()
         .filter(|o| o.name.split_once('.').is_some_and(|(n, _)| n == ns))
         .map(|o| format!("`{}`", o.name))
         .collect();
@@ -464,7 +456,7 @@ impl<'m> Cx<'m> {
                     Binding::Module(_) => {}
                 }
             }
-            if let Some(op) = crate::stages::operator(head) {
+            if let Some(op) = crate::operators::spec(head) {
                 return Some(Callee::Op(op));
             }
         } else if let Some((Binding::Broken, _)) = scope.names.get(head).copied() {
@@ -482,13 +474,13 @@ impl<'m> Cx<'m> {
             return None;
         } else {
             let full = path.iter().map(|p| p.0).collect::<Vec<_>>().join(".");
-            if let Some(op) = crate::stages::operator(&full) {
+            if let Some(op) = crate::operators::spec(&full) {
                 return Some(Callee::Op(op));
             }
         }
         let full = path.iter().map(|p| p.0).collect::<Vec<_>>().join(".");
         let span = head_span.to(path[path.len() - 1].1);
-        let mut candidates: Vec<String> = crate::stages::operators().map(|o| o.name.to_owned()).collect();
+        let mut candidates: Vec<String> = crate::operators::specs().map(|o| o.name.to_owned()).collect();
         candidates.extend(scope.names.keys().cloned());
         let mut d = Diagnostic::error(Code::E0203, span, format!("unknown operator or template `{full}`"))
             .with_label("not an operator or stage template");
@@ -589,7 +581,7 @@ fn op_slots(op: &'static OperatorSpec) -> std::sync::Arc<[Slot]> {
     use std::sync::{Arc, OnceLock};
     static CACHE: OnceLock<Vec<Arc<[Slot]>>> = OnceLock::new();
     let all = CACHE.get_or_init(|| {
-        crate::stages::operators()
+        crate::operators::specs()
             .map(|op| {
                 let mut v: Vec<Slot> = op
                     .inputs
@@ -607,7 +599,7 @@ fn op_slots(op: &'static OperatorSpec) -> std::sync::Arc<[Slot]> {
             })
             .collect()
     });
-    let i = crate::stages::operators().position(|o| std::ptr::eq(o, op)).expect("a registered operator");
+    let i = crate::operators::specs().position(|o| std::ptr::eq(o, op)).expect("a registered operator");
     all[i].clone()
 }
 

@@ -551,7 +551,7 @@ pub fn evaluate(p: &crate::plan::PipelinePlan, base_dir: &Path, opts: &EvalOptio
                         bar.set_message(name.clone());
                         let input = opts.data.join(name);
                         let mut buf = Vec::with_capacity(1 << 20);
-                        let r = crate::runtime::replay::replay_to(p, base_dir, &input, &mut buf, name)
+                        let r = crate::replay::replay_to(p, base_dir, &input, &mut buf, name)
                             .map_err(|e| EvalError::Usage(format!("{name}: {e}")))
                             .map(|_| {
                                 let (f, values) = parse_scores(name, &buf);

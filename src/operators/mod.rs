@@ -16,16 +16,18 @@
 //! trigger missing), which each operator's doc lists. [`build`] runs `validate` first.
 //! The implementations of the stages themselves live in `src/runtime/ops/`.
 
+mod docs;
 pub mod params;
 
 use std::collections::BTreeMap;
 
-use crate::plan::StageNode;
+use crate::dag::StageNode;
 use crate::runtime::ops::{BuildEnv, BuildError};
 use crate::runtime::Step;
 use crate::stages::OperatorSpec;
 use crate::value::Value;
 
+pub use docs::{operator_markdown, operators_markdown, spec, specs};
 pub use params::{Labels, Ms};
 
 /// What an operator file defines.
@@ -140,7 +142,7 @@ fn refused(wrong: Vec<Refusal>) -> BuildError {
 pub(crate) mod prelude {
     pub(crate) use super::params::{Labels, Ms};
     pub(crate) use super::{Definition, Refusal};
-    pub(crate) use crate::plan::StageNode;
+    pub(crate) use crate::dag::StageNode;
     pub(crate) use crate::runtime::ops::{BuildEnv, BuildError};
     pub(crate) use crate::runtime::Step;
     pub(crate) use crate::stages::spec::*;
@@ -308,7 +310,7 @@ pub(crate) mod rules {
         if !template_syntax(param, source, out) {
             return;
         }
-        for why in crate::check::templates::problems(source) {
+        for why in crate::respond::templates::problems(source) {
             let (label, help) = why.split_once(": ").unwrap_or((why.as_str(), ""));
             out.push(Refusal::new(param, label, help));
         }

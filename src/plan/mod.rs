@@ -1,4 +1,4 @@
-//! Planning: [`Checked`] → [`Plan`].
+//! Planning: [`Checked`] → [`Plan`] (the plan's types are in [`crate::dag`]).
 //!
 //! Input: the checked program. Output: one DAG per pipeline whose nodes are single
 //! operator instances — stage templates expanded (their stages keyed under the calling
@@ -6,11 +6,8 @@
 //! (`pipeline.stage~resample`), every parameter evaluated and defaults filled — each with
 //! a stable [`StageKey`] and a [`Fingerprint`] of its canonical resolved configuration.
 //!
-//! Invariants: `PipelinePlan::stages` is in topological order (every input precedes the
-//! stages that read it) and `graph` has one node per stage with the same index; keys are
-//! unique in a pipeline; a fingerprint changes exactly when the node's operator, kind,
-//! parameters, options or the keys of its inputs change (upstream configuration is not
-//! part of it: the reload diff follows edges when it needs to).
+//! The planner keeps the invariants [`crate::dag`] states (topological order, unique
+//! keys, fingerprints).
 //!
 //! Every node's parameters go through its operator's validation (`src/operators/`), so
 //! that a plan that is made builds, but for what the environment lacks.
@@ -19,108 +16,21 @@
 //! the operator refuses), E0317
 //! (constant arithmetic fails), E0503 (templates nested too deeply).
 
-mod render;
-
 use std::collections::{BTreeMap, HashMap};
 
 use petgraph::graph::DiGraph;
-use sha2::{Digest, Sha256};
 
-use crate::check::{Call, Callee, Checked, CheckedStage, CheckedTemplate, Input, StageOpt, Trigger};
+use crate::check::{Call, Callee, Checked, CheckedStage, CheckedTemplate, Input};
 use crate::diagnostic::{Code, Diagnostic, Diagnostics};
 use crate::source::Span;
 use crate::stages::Ty;
-use crate::syntax::ast::StageKind;
+
 use crate::value::{self, EvalError, Value};
 
-pub use render::{to_dot, to_mermaid};
+pub use crate::dag::{fingerprint, to_dot, to_mermaid, Fingerprint, PipelinePlan, Plan, StageKey, StageNode, StageOpt, Trigger};
 
 /// How deeply templates may call templates.
 pub const MAX_TEMPLATE_DEPTH: usize = 32;
-
-/// The stable name of a stage: `pipeline.stage`, with `.inner` for the stages of an
-/// expanded template and `~op` for anonymous steps of a chain.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct StageKey(pub String);
-
-impl std::fmt::Display for StageKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A hash of a stage's canonical resolved configuration (16 hex digits).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct Fingerprint(pub String);
-
-impl std::fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// The compiled program: every pipeline of the root files.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub pipelines: Vec<PipelinePlan>,
-}
-
-impl Plan {
-    /// The pipeline called `name`.
-    pub fn pipeline(&self, name: &str) -> Option<&PipelinePlan> {
-        self.pipelines.iter().find(|p| p.name == name)
-    }
-}
-
-/// One pipeline's DAG.
-#[derive(Debug, Clone)]
-pub struct PipelinePlan {
-    pub name: String,
-    pub doc: Vec<String>,
-    pub triggers: Vec<Trigger>,
-    /// The stages in topological order.
-    pub stages: Vec<StageNode>,
-    /// Node `i` is `stages[i]`; an edge `a → b` carries the name of `b`'s input slot.
-    pub graph: DiGraph<usize, String>,
-    pub span: Span,
-}
-
-impl PipelinePlan {
-    /// The stage with this key.
-    pub fn stage(&self, key: &str) -> Option<&StageNode> {
-        self.stages.iter().find(|s| s.key.0 == key)
-    }
-}
-
-/// One operator instance.
-#[derive(Debug, Clone)]
-pub struct StageNode {
-    pub key: StageKey,
-    pub kind: StageKind,
-    /// The built-in operator it runs.
-    pub operator: &'static str,
-    /// Every parameter of the operator, evaluated, defaults filled (`Null` when an
-    /// optional parameter is absent).
-    pub params: BTreeMap<String, Value>,
-    pub options: Vec<StageOpt>,
-    /// Input slot name → index of the feeding stage in `PipelinePlan::stages`.
-    pub inputs: Vec<(String, usize)>,
-    /// The stage statement in the user's file this node comes from.
-    pub span: Span,
-    /// The operator call that made the node, which may be in a stdlib file.
-    pub call_span: Span,
-    /// Whether the user named this stage (as opposed to a template's or a chain's inner step).
-    pub named: bool,
-    /// The stage template (stdlib or the user's) the user's stage called, when the node
-    /// comes from one: `robust_zscore` for a `zscore` node (graph labels, model names).
-    pub via: Option<String>,
-    pub doc: Vec<String>,
-    pub fingerprint: Fingerprint,
-    /// The output port type.
-    pub output: Ty,
-}
 
 /// Plans a checked program.
 ///
@@ -531,43 +441,4 @@ fn dependency_order(stages: &[CheckedStage]) -> Vec<usize> {
         order.extend((0..stages.len()).filter(|i| pending[*i] > 0));
     }
     order
-}
-
-/// The fingerprint of a node's canonical configuration: SHA-256 over an unambiguous
-/// encoding (each field length-prefixed) of kind, operator, parameters in name order with
-/// canonical values, options in name order, and input slots with the keys feeding them.
-pub fn fingerprint(
-    kind: StageKind,
-    operator: &str,
-    params: &BTreeMap<String, Value>,
-    options: &[StageOpt],
-    inputs: &[(&str, &str)],
-) -> Fingerprint {
-    let mut h = Sha256::new();
-    let field = |h: &mut Sha256, bytes: &[u8]| {
-        h.update((bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
-    };
-    field(&mut h, kind.as_str().as_bytes());
-    field(&mut h, operator.as_bytes());
-    for (k, v) in params {
-        field(&mut h, k.as_bytes());
-        // Values print canonically (`to_source` quotes strings, normalises durations and
-        // floats), except that a Condition prints its text bare: tag it.
-        let tagged = match v {
-            Value::Condition(c) => format!("cond:{c}"),
-            other => other.to_source(),
-        };
-        field(&mut h, tagged.as_bytes());
-    }
-    let mut opts: Vec<&StageOpt> = options.iter().collect();
-    opts.sort_by_key(|o| o.name());
-    for o in opts {
-        field(&mut h, &serde_json::to_vec(o).expect("options serialise"));
-    }
-    for (slot, key) in inputs {
-        field(&mut h, slot.as_bytes());
-        field(&mut h, key.as_bytes());
-    }
-    Fingerprint(h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
 }

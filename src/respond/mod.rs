@@ -18,6 +18,7 @@ pub mod channels;
 pub mod dispatch;
 pub mod report;
 pub mod store;
+pub mod templates;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -239,10 +239,10 @@ impl Metrics {
     }
 
     /// The listener's connection count and shed connections.
-    pub fn http(&self, event: crate::server::listen::Event) {
+    pub fn http(&self, event: HttpEvent) {
         match event {
-            crate::server::listen::Event::Open(n) => self.http_connections.set(&[], n as f64),
-            crate::server::listen::Event::Shed(reason) => self.http_shed.add(&[reason], 1.0),
+            HttpEvent::Open(n) => self.http_connections.set(&[], n as f64),
+            HttpEvent::Shed(reason) => self.http_shed.add(&[reason], 1.0),
         }
     }
 
@@ -327,4 +327,13 @@ fn fmt_value(v: f64) -> String {
     } else {
         format!("{v}")
     }
+}
+
+/// What the HTTP listener ([`crate::server::listen`]) reports to the metrics.
+#[derive(Debug, Clone, Copy)]
+pub enum HttpEvent {
+    /// Connections now open.
+    Open(usize),
+    /// A connection closed or refused by a limit.
+    Shed(&'static str),
 }

@@ -1,31 +1,27 @@
-//! The runtime: a compiled [`Plan`](crate::plan::Plan) run on tokio.
+//! The runtime: what a stage is when it runs, and the one DAG executor.
 //!
-//! Input: a plan and its sources. Output: ticks, fired by each pipeline's triggers, that
-//! carry data down the DAG; metrics, run history and cursors in the state store.
-//!
-//! - [`ops`]: the built-in operators. Collect stages are [`Source`]s (async, with a
-//!   cursor); the others are [`Operator`]s (synchronous, streaming: state carried across
-//!   ticks, and a point is scored only from state built from earlier points).
-//! - [`engine`]: builds a pipeline's stages from its plan, runs ticks (independent stages
-//!   concurrently, per-stage timeout and retry), fires triggers, shuts down cleanly.
-//! - [`replay`]: feeds a CSV through a pipeline, causally, without the async machinery.
+//! - [`ops`]: the built-in operators' implementations. Collect stages are [`Source`]s
+//!   (async, with a cursor); the others are [`Operator`]s (synchronous, streaming: state
+//!   carried across ticks, and a point is scored only from state built from earlier
+//!   points).
+//! - [`exec`]: the executor — which stages of a tick run next, with which inputs — that
+//!   the engine ([`crate::engine`]), `vigil replay` ([`crate::replay`]), `vigil eval` and
+//!   `vigil test` all drive.
 //! - [`history`]: a stage's recent inputs, replayed into the stage that replaces it when
 //!   a reload rebuilds it (so that it starts warm).
-//! - [`cond`]: conditions (`when:`) and message templates evaluated per item.
-//! - [`metrics`]: the counters and gauges `/metrics` serves.
+//! - [`metrics`]: the counters and gauges `/metrics` serves; [`recent`] the recent scores
+//!   the console charts; [`cardinality`] the series limits; [`state`] the engine's store
+//!   seams (cursors, runs).
 //!
 //! Invariants: a failing stage fails its tick, never the engine; no input data panics an
 //! operator — bad records are skipped, counted ([`OpCtx::skip`]) and logged.
 
 pub mod cardinality;
-pub mod engine;
 pub mod exec;
 pub mod history;
 pub mod metrics;
 pub mod ops;
 pub mod recent;
-pub mod reload;
-pub mod replay;
 pub mod state;
 
 use crate::data::{Data, Timestamp};

@@ -261,14 +261,7 @@ pub async fn serve(
     }
 }
 
-/// What the listener reports to the metrics.
-#[derive(Debug, Clone, Copy)]
-pub enum Event {
-    /// Connections now open.
-    Open(usize),
-    /// A connection closed or refused by a limit.
-    Shed(&'static str),
-}
+pub use crate::runtime::metrics::HttpEvent as Event;
 
 /// Answers `503` on a connection over the cap, without reading the request.
 async fn refuse(mut stream: tokio::net::TcpStream) {

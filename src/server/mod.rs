@@ -53,15 +53,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-use crate::runtime::engine::Shared;
+use crate::engine::Shared;
 use crate::runtime::ops::collect;
 
-pub mod access;
 pub mod console;
 pub mod listen;
 pub mod read;
 
-use access::Caller;
+use crate::access::{self, Caller};
 
 /// The router over the engine's shared state.
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -663,7 +662,7 @@ async fn reload(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let tx = shared.reload.read().ok().and_then(|t| t.clone());
     let Some(tx) = tx else { return error(StatusCode::SERVICE_UNAVAILABLE, "reloading is not available") };
     let (reply, answer) = tokio::sync::oneshot::channel();
-    if tx.send(crate::runtime::reload::ReloadRequest { reason: "api", reply: Some(reply) }).await.is_err() {
+    if tx.send(crate::engine::reload::ReloadRequest { reason: "api", reply: Some(reply) }).await.is_err() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "reloading is not available");
     }
     // Within the listener's request timeout (30 s).
@@ -850,46 +849,9 @@ fn valid_signature(key: &[u8], body: &[u8], given: &str) -> bool {
     mac.verify_slice(&bytes).is_ok()
 }
 
-/// A token bucket: `rate` requests per second, bursts of as many.
-#[derive(Debug)]
-pub struct RateLimiter {
-    rate: f64,
-    tokens: f64,
-    last: Option<std::time::Instant>,
-}
-
-impl RateLimiter {
-    pub fn new(rate: f64) -> RateLimiter {
-        RateLimiter { rate, tokens: rate, last: None }
-    }
-
-    /// Whether a request at `now` may go on (taking a token).
-    pub fn allow(&mut self, now: std::time::Instant) -> bool {
-        if let Some(last) = self.last {
-            self.tokens = (self.tokens + now.saturating_duration_since(last).as_secs_f64() * self.rate).min(self.rate);
-        }
-        self.last = Some(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rate_limiter_allows_bursts_then_the_rate() {
-        let mut r = RateLimiter::new(3.0);
-        let t0 = std::time::Instant::now();
-        assert_eq!((0..5).filter(|_| r.allow(t0)).count(), 3);
-        assert!(r.allow(t0 + std::time::Duration::from_millis(340)));
-        assert!(!r.allow(t0 + std::time::Duration::from_millis(350)));
-    }
 
     #[test]
     fn signatures_and_content_types() {

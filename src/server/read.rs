@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::runtime::engine::{Shared, StageStatus};
+use crate::engine::{Shared, StageStatus};
 use crate::runtime::metrics::{StageStats, TickStats};
 
 /// A stage of a pipeline's graph, placed in layers: `level` is one more than the
@@ -171,7 +171,7 @@ pub fn score_threshold(stage: &StageStatus) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::engine::{PipelineStatus, Status};
+    use crate::engine::{PipelineStatus, Status};
     use crate::syntax::ast::StageKind;
 
     fn stage(key: &str, kind: StageKind, inputs: &[&str]) -> StageStatus {

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use crate::check::StageOpt;
+use crate::dag::StageOpt;
 use crate::data::{Data, ScoreColumn, ScoresData, SeriesId, Timestamp};
 use crate::feedback::{self, FeedbackBook, Verdict};
 use crate::learn::calibrate::{Suppressor, TailCalibrator};
@@ -98,7 +98,7 @@ impl Policy {
 
 /// The step of a train stage (`autoencoder`, `forecaster`, `baseline`) training `spec`:
 /// in the background under `vigil run`, inline otherwise.
-pub fn train_step(spec: Spec, node: &crate::plan::StageNode, env: &super::BuildEnv) -> crate::runtime::Step {
+pub fn train_step(spec: Spec, node: &crate::dag::StageNode, env: &super::BuildEnv) -> crate::runtime::Step {
     let policy = Policy::from_options(&node.options, &spec);
     let background = env.models.as_ref().map(|m| Background { registry: m.registry.clone(), handle: m.handle.clone() });
     let cx = Context {

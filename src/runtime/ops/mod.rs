@@ -16,8 +16,6 @@ pub mod tail;
 
 use std::path::{Path, PathBuf};
 
-use crate::plan::StageNode;
-use crate::runtime::Step;
 use crate::value::SecretRef;
 
 /// What building a stage needs besides its node.
@@ -93,15 +91,6 @@ pub(crate) fn path(base: &Path, p: &str) -> PathBuf {
     } else {
         base.join(p)
     }
-}
-
-/// Builds the implementation of a planned stage (see [`crate::operators::build`]).
-///
-/// # Errors
-/// When a parameter is refused (as `vigil check` would have), or the environment lacks
-/// something: a secret that is not set, a file that cannot be read, a webhook trigger.
-pub fn build(node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
-    crate::operators::build(node, env)
 }
 
 /// The environment's HTTP client, or one with this timeout.

@@ -90,8 +90,8 @@ pub struct Policy {
 
 impl Policy {
     /// From a stage's options.
-    pub fn from_options(options: &[crate::check::StageOpt]) -> Policy {
-        use crate::check::StageOpt as O;
+    pub fn from_options(options: &[crate::dag::StageOpt]) -> Policy {
+        use crate::dag::StageOpt as O;
         let mut p = Policy::default();
         for o in options {
             match *o {
@@ -944,7 +944,7 @@ mod tests {
 
     #[test]
     fn maintenance_windows_hold_exactly_their_span() {
-        let opt = crate::check::StageOpt::Maintenance { schedule: "0 2 * * SAT".into(), ms: 2 * 3_600_000 };
+        let opt = crate::dag::StageOpt::Maintenance { schedule: "0 2 * * SAT".into(), ms: 2 * 3_600_000 };
         let p = super::Policy::from_options(&[opt]);
         let at = |s: &str| crate::time::parse_timestamp(s).unwrap();
         // 2026-12-05 is a Saturday.

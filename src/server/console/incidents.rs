@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::session::{Action, Page};
-use crate::runtime::engine::Shared;
+use crate::engine::Shared;
 use crate::server::{self as api, IncidentFilter};
 
 /// Incidents per page unless `per_page` says otherwise, and the most it may say.

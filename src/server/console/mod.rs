@@ -11,7 +11,7 @@
 //!   script (live refresh by polling every 2 s, charts with the vendored uPlot); every
 //!   asset is embedded in the binary (`assets/`), nothing is fetched from elsewhere.
 //! - **Auth** (invariants): the console never bypasses the API's rules. Logging in
-//!   (`/ui/login`) checks the token with [`super::access::Access::authorize`] and keeps it
+//!   (`/ui/login`) checks the token with [`crate::access::Access::authorize`] and keeps it
 //!   on the server; the browser holds only a random session id in the `vigil_session`
 //!   cookie (HttpOnly, SameSite=Strict, Secure over TLS). Every action re-checks the
 //!   session's token as a `POST` of the API would be checked (an operator token), and
@@ -42,7 +42,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 
-use crate::runtime::engine::Shared;
+use crate::engine::Shared;
 use session::{Sessions, Viewer};
 
 /// The console's own state: its sessions, its templates, and the pace of login attempts.
@@ -51,7 +51,7 @@ pub struct Console {
     templates: minijinja::Environment<'static>,
     /// Login attempts, at most [`LOGINS_PER_SECOND`] a second (bursts as large), so that
     /// tokens cannot be guessed through the form at speed.
-    logins: std::sync::Mutex<super::RateLimiter>,
+    logins: std::sync::Mutex<crate::access::RateLimiter>,
 }
 
 /// Login attempts accepted per second, over all clients.
@@ -99,7 +99,11 @@ impl Console {
             },
         );
         env.add_filter("urlencode_component", |s: String| urlencode(&s));
-        Console { sessions: Sessions::new(), templates: env, logins: std::sync::Mutex::new(super::RateLimiter::new(LOGINS_PER_SECOND)) }
+        Console {
+            sessions: Sessions::new(),
+            templates: env,
+            logins: std::sync::Mutex::new(crate::access::RateLimiter::new(LOGINS_PER_SECOND)),
+        }
     }
 
     /// Renders page `name` with `ctx` plus what every page needs (the viewer, the CSRF

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::session::{Action, Page};
-use crate::runtime::engine::Shared;
+use crate::engine::Shared;
 use crate::server::read;
 
 /// `GET /ui/models`.

@@ -13,7 +13,7 @@ use axum::{Extension, Json};
 
 use super::session::{self, Page};
 use super::Console;
-use crate::runtime::engine::Shared;
+use crate::engine::Shared;
 use crate::server::read;
 
 /// Series listed at most on the page (the search narrows them).

@@ -12,8 +12,8 @@ use axum::{Extension, Form};
 use hmac::Mac;
 
 use super::Console;
-use crate::runtime::engine::Shared;
-use crate::server::access::{Access, Role};
+use crate::access::{Access, Role};
+use crate::engine::Shared;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "vigil_session";
@@ -268,7 +268,7 @@ pub fn operator(
         return refuse("this action needs an operator token: log in first".into());
     };
     let given = form.get("csrf").map(String::as_str).unwrap_or("");
-    if !crate::server::access::same_secret(given, &console.sessions.csrf(id)) {
+    if !crate::access::same_secret(given, &console.sessions.csrf(id)) {
         return refuse("the form's CSRF token is missing or wrong: reload the page and try again".into());
     }
     match access(shared).authorize(&Method::POST, &bearer(token)) {
@@ -351,7 +351,7 @@ pub async fn logout(
     let started = Instant::now();
     let v = viewer(&console, &shared, &headers);
     if let Some(id) = &v.session {
-        if !crate::server::access::same_secret(form.get("csrf").map(String::as_str).unwrap_or(""), &console.sessions.csrf(id)) {
+        if !crate::access::same_secret(form.get("csrf").map(String::as_str).unwrap_or(""), &console.sessions.csrf(id)) {
             return console.error(&v, StatusCode::FORBIDDEN, "the form's CSRF token is missing or wrong", started);
         }
         console.sessions.remove(id);

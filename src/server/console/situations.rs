@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::session::Page;
-use crate::runtime::engine::Shared;
+use crate::engine::Shared;
 
 /// `GET /ui/situations` (`?status=open|closed`).
 pub async fn list(State(shared): State<Arc<Shared>>, page: Page, Query(q): Query<HashMap<String, String>>) -> Response {

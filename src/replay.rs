@@ -20,9 +20,9 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::dag::{PipelinePlan, Plan};
 use crate::data::{Data, SeriesColumn, SeriesData, SeriesId};
-use crate::plan::{PipelinePlan, Plan};
-use crate::runtime::ops::{self, BuildEnv};
+use crate::runtime::ops::BuildEnv;
 use crate::runtime::{OpCtx, Step};
 use crate::syntax::ast::StageKind;
 
@@ -148,7 +148,7 @@ pub fn replay_with(
             steps.push(None);
             continue;
         }
-        match ops::build(node, &env).map_err(|e| ReplayError::Stage { key: node.key.0.clone(), message: e.to_string() })? {
+        match crate::operators::build(node, &env).map_err(|e| ReplayError::Stage { key: node.key.0.clone(), message: e.to_string() })? {
             Step::Op(op) => steps.push(Some(op)),
             Step::Source(_) => return Err(ReplayError::Usage(format!("stage `{}` is a source; replay feeds only one", node.key))),
         }

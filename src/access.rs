@@ -201,9 +201,46 @@ impl Access {
     }
 }
 
+/// A token bucket: `rate` requests per second, bursts of as many.
+#[derive(Debug)]
+pub struct RateLimiter {
+    rate: f64,
+    tokens: f64,
+    last: Option<std::time::Instant>,
+}
+
+impl RateLimiter {
+    pub fn new(rate: f64) -> RateLimiter {
+        RateLimiter { rate, tokens: rate, last: None }
+    }
+
+    /// Whether a request at `now` may go on (taking a token).
+    pub fn allow(&mut self, now: std::time::Instant) -> bool {
+        if let Some(last) = self.last {
+            self.tokens = (self.tokens + now.saturating_duration_since(last).as_secs_f64() * self.rate).min(self.rate);
+        }
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limiter_allows_bursts_then_the_rate() {
+        let mut r = RateLimiter::new(3.0);
+        let t0 = std::time::Instant::now();
+        assert_eq!((0..5).filter(|_| r.allow(t0)).count(), 3);
+        assert!(r.allow(t0 + std::time::Duration::from_millis(340)));
+        assert!(!r.allow(t0 + std::time::Duration::from_millis(350)));
+    }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::engine::{Engine, ReloadOutcome, ReloadStatus, StageChanges};
+use super::{Engine, ReloadOutcome, ReloadStatus, StageChanges};
 use crate::compile::{compile_with, CompileOptions};
 use crate::source::Origin;
 

@@ -4,13 +4,13 @@
 //! - One task per pipeline owns its ticks and runs them one at a time; trigger tasks send
 //!   into a channel of capacity one, so triggers that fire while a tick is pending are
 //!   coalesced (and counted) rather than queued without bound.
-//! - A tick runs the stages level by level, by the one executor's rules
-//!   ([`super::exec`]: a level's stages depend only on earlier levels; a stage whose input
-//!   produced nothing does not run); the stages of one level run concurrently as tokio
-//!   tasks.
+//! - A tick is driven by the one executor ([`crate::runtime::exec::Tick`], the same that `replay`,
+//!   `eval` and `test` run synchronously): it hands out the stages whose inputs are ready
+//!   (a stage whose input produced nothing does not run); the engine runs each batch
+//!   concurrently, every stage as its own tokio task.
 //! - Each stage gets its timeout and retries (with exponential backoff) from its options.
 //!   What a stage decided that must be recorded (a respond stage's incidents and
-//!   notifications, [`super::Operator::commit`]) is awaited right after it, tried again
+//!   notifications, [`crate::runtime::Operator::commit`]) is awaited right after it, tried again
 //!   with the stage's backoff. A stage that still fails fails the tick: logged with its
 //!   key and source position, recorded in the run history, counted in `/metrics`; no
 //!   cursor is saved; the engine carries on.
@@ -65,14 +65,16 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::history::InputHistory;
-use super::metrics::Metrics;
-use super::ops::{self, collect, BuildEnv};
-use super::state::{RunRecord, Store};
-use super::{OpCtx, OpError, Step};
-use crate::check::{StageOpt, Trigger};
+pub mod reload;
+
+use crate::dag::{PipelinePlan, Plan};
+use crate::dag::{StageOpt, Trigger};
 use crate::data::Data;
-use crate::plan::{PipelinePlan, Plan};
+use crate::runtime::history::InputHistory;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::ops::{self, collect, BuildEnv};
+use crate::runtime::state::{RunRecord, Store};
+use crate::runtime::{OpCtx, OpError, Step};
 use crate::source::SourceMap;
 use crate::syntax::ast::StageKind;
 
@@ -104,7 +106,7 @@ pub struct WebhookRoute {
     /// What a request must carry to be accepted.
     pub auth: WebhookAuth,
     /// Requests per second, with bursts as large.
-    pub limiter: Arc<Mutex<crate::server::RateLimiter>>,
+    pub limiter: Arc<Mutex<crate::access::RateLimiter>>,
 }
 
 /// A webhook path's authentication (from its `webhook_events` stage).
@@ -211,11 +213,11 @@ pub struct Shared {
     /// Incidents, silences, channels and the outbox.
     pub responder: RwLock<Arc<crate::respond::Responder>>,
     /// Where `POST /api/v1/reload` sends its request (set by `vigil run`).
-    pub reload: RwLock<Option<mpsc::Sender<super::reload::ReloadRequest>>>,
+    pub reload: RwLock<Option<mpsc::Sender<reload::ReloadRequest>>>,
     /// Who may call the API (tokens, read authentication, Host allowlist).
-    pub access: RwLock<crate::server::access::Access>,
+    pub access: RwLock<crate::access::Access>,
     /// The recent scores of every series, for the console's live charts.
-    pub recent: super::recent::RecentScores,
+    pub recent: crate::runtime::recent::RecentScores,
     /// The health of every trained model (drift, error ratio, challengers).
     pub monitor: Arc<crate::learn::monitor::Monitor>,
     /// The state store (set by [`Engine::start_with`]): runs and models for the API.
@@ -247,7 +249,7 @@ pub struct StageRt {
     pub timeout_ms: Option<u64>,
     pub step: tokio::sync::Mutex<Step>,
     /// The stage's cardinality limits (`max_series`, `series_idle`).
-    pub guard: Mutex<super::cardinality::SeriesGuard>,
+    pub guard: Mutex<crate::runtime::cardinality::SeriesGuard>,
     /// The recent inputs of a preprocess, predict or train stage (see "What a reload
     /// keeps"): shared with the stage it replaces when a reload rebuilds it.
     pub history: Option<Arc<Mutex<InputHistory>>>,
@@ -399,10 +401,14 @@ fn build_pipeline_from(
         let replay = taken_over.is_some();
         let history = keeps_history.then(|| taken_over.unwrap_or_default());
         let location = sources.location(node.span);
-        let step =
-            ops::build(node, &env).map_err(|source| RuntimeError::Build { key: node.key.0.clone(), location: location.clone(), source })?;
+        let step = crate::operators::build(node, &env).map_err(|source| RuntimeError::Build {
+            key: node.key.0.clone(),
+            location: location.clone(),
+            source,
+        })?;
         let (mut retries, mut backoff_ms, mut timeout_ms) = (0, 1000, None);
-        let (mut max_series, mut series_idle) = (super::cardinality::DEFAULT_MAX_SERIES, super::cardinality::DEFAULT_SERIES_IDLE_MS);
+        let (mut max_series, mut series_idle) =
+            (crate::runtime::cardinality::DEFAULT_MAX_SERIES, crate::runtime::cardinality::DEFAULT_SERIES_IDLE_MS);
         for o in &node.options {
             match o {
                 StageOpt::Retry { attempts, backoff_ms: b } => (retries, backoff_ms) = (*attempts, *b),
@@ -423,7 +429,7 @@ fn build_pipeline_from(
             backoff_ms,
             timeout_ms,
             step: tokio::sync::Mutex::new(step),
-            guard: Mutex::new(super::cardinality::SeriesGuard::new(max_series, series_idle)),
+            guard: Mutex::new(crate::runtime::cardinality::SeriesGuard::new(max_series, series_idle)),
             history,
             replay: replay.into(),
         }));
@@ -432,7 +438,7 @@ fn build_pipeline_from(
     if let Some(o) = old {
         changes.removed = o.stages.iter().filter(|s| !p.stages.iter().any(|n| n.key.0 == s.key)).map(|s| s.key.clone()).collect();
     }
-    let levels = super::exec::levels(&all_inputs);
+    let levels = crate::runtime::exec::levels(&all_inputs);
     Ok((
         PipelineRt { name: p.name.clone(), version: version.to_owned(), stages, inputs: all_inputs, levels, triggers: p.triggers.clone() },
         changes,
@@ -440,7 +446,12 @@ fn build_pipeline_from(
 }
 
 /// Runs one stage with its timeout and retries.
-async fn run_stage(stage: Arc<StageRt>, inputs: Vec<Data>, now: i64, backlog: super::Backlog) -> (Result<Data, OpError>, OpCtx, f64) {
+async fn run_stage(
+    stage: Arc<StageRt>,
+    inputs: Vec<Data>,
+    now: i64,
+    backlog: crate::runtime::Backlog,
+) -> (Result<Data, OpError>, OpCtx, f64) {
     let started = Instant::now();
     let mut step = stage.step.lock().await;
     if stage.replay.swap(false, std::sync::atomic::Ordering::AcqRel) {
@@ -507,10 +518,10 @@ async fn run_stage(stage: Arc<StageRt>, inputs: Vec<Data>, now: i64, backlog: su
 /// `retry` option may allow more).
 const COMMIT_ATTEMPTS: u32 = 3;
 
-/// Records what a stage's `process` decided (see [`super::Operator::commit`]), trying
+/// Records what a stage's `process` decided (see [`crate::runtime::Operator::commit`]), trying
 /// again with the stage's backoff when the store refuses. An error fails the tick; the
 /// stage keeps the transitions for the next tick's commit.
-async fn commit(stage: &StageRt, op: &mut dyn super::Operator) -> Result<(), OpError> {
+async fn commit(stage: &StageRt, op: &mut dyn crate::runtime::Operator) -> Result<(), OpError> {
     let attempts = COMMIT_ATTEMPTS.max(stage.retries + 1);
     let mut attempt = 0;
     loop {
@@ -530,7 +541,7 @@ async fn commit(stage: &StageRt, op: &mut dyn super::Operator) -> Result<(), OpE
 
 /// Replays a rebuilt stage's inherited inputs into it (see "What a reload keeps"); the
 /// outputs are discarded. A tick of the history that fails is skipped.
-fn warm_up(stage: &StageRt, history: &Mutex<InputHistory>, op: &mut dyn super::Operator) {
+fn warm_up(stage: &StageRt, history: &Mutex<InputHistory>, op: &mut dyn crate::runtime::Operator) {
     let ticks = history.lock().unwrap_or_else(|e| e.into_inner()).ticks();
     let clock = Instant::now();
     let (mut samples, mut failed) = (0usize, 0usize);
@@ -551,29 +562,22 @@ fn warm_up(stage: &StageRt, history: &Mutex<InputHistory>, op: &mut dyn super::O
     );
 }
 
-/// Runs one tick of a pipeline: every stage, level by level.
+/// Runs one tick of a pipeline through the executor ([`crate::runtime::exec::Tick`]): each batch
+/// of ready stages runs concurrently, every stage as its own task (a panic fails that
+/// stage, not the engine), with its timeout and retries.
 pub async fn run_tick(p: &PipelineRt, shared: &Shared, now: i64) -> TickReport {
-    let n = p.stages.len();
-    let mut outputs: Vec<Option<Data>> = vec![None; n];
+    let mut tick = crate::runtime::exec::Tick::with_levels(&p.inputs, std::borrow::Cow::Borrowed(&p.levels), vec![None; p.stages.len()]);
     let mut items = 0;
     // Set by the sources that read a first start's backlog, for the stages after them.
-    let mut backlog = super::Backlog::None;
-    for level in &p.levels {
-        let mut results = Vec::with_capacity(level.len());
-        // The executor's rule: a stage whose input produced nothing does not run.
-        let ready: Vec<(usize, Vec<Data>)> =
-            level.iter().filter_map(|&i| super::exec::gather(&p.inputs[i], &outputs).map(|inputs| (i, inputs))).collect();
-        if let [(i, _)] = ready[..] {
-            let inputs = ready.into_iter().next().map(|(_, d)| d).unwrap_or_default();
-            results.push((i, run_stage(p.stages[i].clone(), inputs, now, backlog).await));
-        } else {
-            let handles: Vec<_> =
-                ready.into_iter().map(|(i, inputs)| (i, tokio::spawn(run_stage(p.stages[i].clone(), inputs, now, backlog)))).collect();
-            for (i, h) in handles {
-                match h.await {
-                    Ok(r) => results.push((i, r)),
-                    Err(e) => results.push((i, (Err(OpError::Invalid(format!("the stage panicked: {e}"))), OpCtx::new(now), 0.0))),
-                }
+    let mut backlog = crate::runtime::Backlog::None;
+    while let Some(ready) = tick.ready() {
+        let handles: Vec<_> =
+            ready.into_iter().map(|(i, inputs)| (i, tokio::spawn(run_stage(p.stages[i].clone(), inputs, now, backlog)))).collect();
+        let mut results = Vec::with_capacity(handles.len());
+        for (i, h) in handles {
+            match h.await {
+                Ok(r) => results.push((i, r)),
+                Err(e) => results.push((i, (Err(OpError::Invalid(format!("the stage panicked: {e}"))), OpCtx::new(now), 0.0))),
             }
         }
         let mut failure = None;
@@ -607,7 +611,7 @@ pub async fn run_tick(p: &PipelineRt, shared: &Shared, now: i64) -> TickReport {
                         }
                         shared.recent.record(&p.name, &stage.key, s);
                     }
-                    outputs[i] = Some(data);
+                    tick.complete(i, Some(data));
                 }
                 Err(e) => {
                     shared.metrics.stage(&p.name, &stage.key, secs, 0, true);
@@ -617,10 +621,10 @@ pub async fn run_tick(p: &PipelineRt, shared: &Shared, now: i64) -> TickReport {
             }
         }
         if let Some((key, error)) = failure {
-            return TickReport { ok: false, items, failed_stage: Some(key), error: Some(error), outputs };
+            return TickReport { ok: false, items, failed_stage: Some(key), error: Some(error), outputs: tick.into_outputs() };
         }
     }
-    TickReport { ok: true, items, failed_stage: None, error: None, outputs }
+    TickReport { ok: true, items, failed_stage: None, error: None, outputs: tick.into_outputs() }
 }
 
 /// Series that stage `from` forgot (idle): every stage downstream forgets them too, and
@@ -866,7 +870,7 @@ impl Engine {
                     _ => 100.0,
                 };
                 let auth = WebhookAuth { token: secret("token"), hmac: secret("hmac").map(|k| (k, header)) };
-                let limiter = Arc::new(Mutex::new(crate::server::RateLimiter::new(rate)));
+                let limiter = Arc::new(Mutex::new(crate::access::RateLimiter::new(rate)));
                 routes
                     .insert(path, WebhookRoute { pipeline: p.name.clone(), format, max_body, queue, tick: h.tick.clone(), auth, limiter });
             }

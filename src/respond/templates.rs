@@ -1,7 +1,7 @@
-//! Notification templates checked at compile time: the variables a respond stage's
-//! `subject`, `body`, `text`, `message`, `annotations` and `command` may use are those the
-//! incident gives them (`vigil explain templates`); any other is a typo that would render
-//! as empty, so it is an error with a suggestion.
+//! The variables of notification templates: a respond stage's `subject`, `body`, `text`,
+//! `message`, `annotations` and `command` may use those the incident gives them (`vigil
+//! explain templates`); any other is a typo that would render as empty. The checker and
+//! the operators' validation report it at compile time, with a suggestion.
 
 /// The variables of a notification template, as `[a-z_.]` paths. `labels.*` and
 /// `incident.labels.*` take any label name.
