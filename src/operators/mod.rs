@@ -307,24 +307,74 @@ pub(crate) mod rules {
     /// A notification template that must compile and use only the variables an incident
     /// gives (an unknown one would render empty: a typo).
     pub fn template(param: &'static str, source: &str, out: &mut Vec<Refusal>) {
-        if !template_syntax(param, source, out) {
-            return;
-        }
-        for why in crate::respond::templates::problems(source) {
-            let (label, help) = why.split_once(": ").unwrap_or((why.as_str(), ""));
-            out.push(Refusal::new(param, label, help));
-        }
+        let found = memo(Check::Template, source, || {
+            let mut found = Vec::new();
+            if let Err(e) = crate::expr::Template::new(source) {
+                found.push((e, TEMPLATE_SYNTAX_HELP.to_owned()));
+                return found;
+            }
+            for why in crate::respond::templates::problems(source) {
+                let (label, help) = why.split_once(": ").unwrap_or((why.as_str(), ""));
+                found.push((label.to_owned(), help.to_owned()));
+            }
+            found
+        });
+        out.extend(found.into_iter().map(|(why, help)| Refusal::new(param, why, help)));
     }
 
     /// A template that must compile (whatever its variables); whether it does.
     pub fn template_syntax(param: &'static str, source: &str, out: &mut Vec<Refusal>) -> bool {
-        match crate::expr::Template::new(source) {
-            Ok(_) => true,
-            Err(e) => {
-                out.push(Refusal::new(param, e, "fix the template's syntax (minijinja: `{{ incident.key }}`)"));
-                false
-            }
+        let found = memo(Check::TemplateSyntax, source, || match crate::expr::Template::new(source) {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![(e, TEMPLATE_SYNTAX_HELP.to_owned())],
+        });
+        let ok = found.is_empty();
+        out.extend(found.into_iter().map(|(why, help)| Refusal::new(param, why, help)));
+        ok
+    }
+
+    /// A condition's canonical text that must parse (the checker typed it; this holds a
+    /// plan made elsewhere to the same rule as building does).
+    pub fn condition(param: &'static str, text: &str, out: &mut Vec<Refusal>) {
+        let found = memo(Check::Condition, text, || match crate::expr::Condition::parse(text) {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![(e, "write a condition over the item, such as `scores.score > 0.9`".to_owned())],
+        });
+        out.extend(found.into_iter().map(|(why, help)| Refusal::new(param, why, help)));
+    }
+
+    const TEMPLATE_SYNTAX_HELP: &str = "fix the template's syntax (minijinja: `{{ incident.key }}`)";
+
+    #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+    enum Check {
+        Template,
+        TemplateSyntax,
+        Condition,
+    }
+
+    /// What a check of this text found (why, help), remembered per thread: the planner
+    /// validates every node, and thousands of stages share a few templates and
+    /// conditions (a stage kind's defaults, a stdlib wrapper's), which would otherwise be
+    /// compiled again for each.
+    fn memo(kind: Check, text: &str, run: impl FnOnce() -> Vec<(String, String)>) -> Vec<(String, String)> {
+        type Memo = std::collections::HashMap<(Check, String), Vec<(String, String)>>;
+        thread_local! {
+            static MEMO: std::cell::RefCell<Memo> = std::cell::RefCell::new(Memo::new());
         }
+        /// Texts remembered per thread at most; then the memo starts over.
+        const CAPACITY: usize = 4096;
+        if let Some(found) = MEMO.with(|m| m.borrow().get(&(kind, text.to_owned())).cloned()) {
+            return found;
+        }
+        let found = run();
+        MEMO.with(|m| {
+            let mut m = m.borrow_mut();
+            if m.len() >= CAPACITY {
+                m.clear();
+            }
+            m.insert((kind, text.to_owned()), found.clone());
+        });
+        found
     }
 
     /// An http:// or https:// URL.

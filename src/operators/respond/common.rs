@@ -23,8 +23,8 @@ pub const DEFAULT_SUBJECT: &str = "[vigil] {{ incident.status }}: {{ incident.ke
 impl Common {
     /// Refusals of the shared parameters.
     pub fn validate(&self, out: &mut Vec<Refusal>) {
-        if let Some(Err(e)) = self.when.as_deref().map(Condition::parse) {
-            out.push(Refusal::new("when", e, "write a condition over the item, such as `scores.score > 0.9`"));
+        if let Some(when) = self.when.as_deref() {
+            rules::condition("when", when, out);
         }
         rules::template_syntax("dedup", &self.dedup, out);
     }
