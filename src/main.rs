@@ -1221,7 +1221,6 @@ fn cmd_eval(
 }
 
 fn cmd_models(action: ModelsAction, state: PathBuf, store: Option<String>) -> anyhow::Result<ExitCode> {
-    use vigil::store::prelude::*;
     let url = vigil::store::StoreUrl::parse(store.as_deref(), &state).map_err(anyhow::Error::msg)?;
     if url == vigil::store::StoreUrl::StateDir(state.clone()) && !state.join("state.db").exists() {
         anyhow::bail!(
