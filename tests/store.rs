@@ -274,8 +274,8 @@ async fn outbox_dedupe(s: S) {
     let a = incident("a", "firing", 100);
     let n = notification(&a, "p.alert", "firing");
     // Twice in one call, then again in another: one row.
-    s.record_respond(&[a.clone()], &[n.clone(), n.clone()], &[]).await.unwrap();
-    s.record_respond(&[a.clone()], std::slice::from_ref(&n), &[]).await.unwrap();
+    s.record_respond(std::slice::from_ref(&a), &[n.clone(), n.clone()], &[]).await.unwrap();
+    s.record_respond(std::slice::from_ref(&a), std::slice::from_ref(&n), &[]).await.unwrap();
     let rows = s.outbox(10).await.unwrap();
     assert_eq!(rows.len(), 1);
     let row = &rows[0];
@@ -325,8 +325,10 @@ async fn outbox_listing_and_depth(s: S) {
     let a = incident("a", "firing", 100);
     let b = incident("b", "firing", 100);
     let before = vigil::time::now_ms();
-    s.record_respond(&[a.clone()], &[notification(&a, "p.alert", "firing"), notification(&a, "p.alert", "resolved")], &[]).await.unwrap();
-    s.record_respond(&[b.clone()], &[notification(&b, "p.alert", "firing")], &[]).await.unwrap();
+    s.record_respond(std::slice::from_ref(&a), &[notification(&a, "p.alert", "firing"), notification(&a, "p.alert", "resolved")], &[])
+        .await
+        .unwrap();
+    s.record_respond(std::slice::from_ref(&b), &[notification(&b, "p.alert", "firing")], &[]).await.unwrap();
     let all = s.outbox(10).await.unwrap();
     let names: Vec<&str> = all.iter().map(|r| r.notification.dedupe.as_str()).collect();
     assert_eq!(names, ["b/p.alert/firing", "a/p.alert/resolved", "a/p.alert/firing"], "newest first");
@@ -771,44 +773,54 @@ fn run_refuses_a_bad_store_before_starting_anything() {
 
 /// Outbox throughput on each store (BENCHMARKS.md): enqueue N notifications in batches of
 /// 100 (one `record_respond` each, as a tick does), then drain them as the dispatcher
-/// does — `due_notifications(now, 64)`, then per row `mark_started` and
-/// `finish_notification`. Run by hand:
+/// does — `due_notifications(now, 16)`, then per row `mark_started` and
+/// `finish_notification` — one row at a time, then 16 rows at once (the dispatcher's
+/// concurrency). Run by hand:
 /// `cargo test --test store -- --ignored --nocapture outbox_throughput`.
 #[test]
 #[ignore = "a measurement, not a check: run it by hand (see BENCHMARKS.md)"]
 fn outbox_throughput() {
-    const N: usize = 5_000;
-    async fn measure(name: &str, s: S) {
-        let incidents: Vec<Incident> = (0..N).map(|n| incident(&format!("i{n}"), "firing", n as i64)).collect();
+    const N: usize = 4_000;
+    async fn enqueue(s: &S, from: usize) -> f64 {
+        let incidents: Vec<Incident> = (from..from + N).map(|n| incident(&format!("i{n}"), "firing", n as i64)).collect();
         let notes: Vec<Notification> = incidents.iter().map(|i| notification(i, "p.alert", "firing")).collect();
         let t = std::time::Instant::now();
         for (i, n) in incidents.chunks(100).zip(notes.chunks(100)) {
             let audits: Vec<AuditRecord> = i.iter().map(|i| audit(&i.id, "queued", 1)).collect();
             s.record_respond(i, n, &audits).await.unwrap();
         }
-        let enqueue = t.elapsed();
+        N as f64 / t.elapsed().as_secs_f64()
+    }
+    async fn send(s: &S, row: &OutboxRow) {
+        s.mark_started(row.id, vigil::time::now_ms()).await.unwrap();
+        s.finish_notification(row.id, "sent", None, &audit(&row.notification.incident_id, "sent", 2)).await.unwrap();
+    }
+    async fn drain(s: &S, concurrent: bool) -> f64 {
         let t = std::time::Instant::now();
         let mut sent = 0;
         loop {
-            let due = s.due_notifications(vigil::time::now_ms(), 64).await.unwrap();
+            let due = s.due_notifications(vigil::time::now_ms(), 16).await.unwrap();
             if due.is_empty() {
                 break;
             }
-            for row in due {
-                s.mark_started(row.id, vigil::time::now_ms()).await.unwrap();
-                s.finish_notification(row.id, "sent", None, &audit(&row.notification.incident_id, "sent", 2)).await.unwrap();
-                sent += 1;
+            sent += due.len();
+            if concurrent {
+                futures_util::future::join_all(due.iter().map(|row| send(s, row))).await;
+            } else {
+                for row in &due {
+                    send(s, row).await;
+                }
             }
         }
-        let drain = t.elapsed();
         assert_eq!(sent, N);
-        println!(
-            "{name}: enqueue {N} in {:.2} s ({:.0}/s); drain {N} in {:.2} s ({:.0}/s)",
-            enqueue.as_secs_f64(),
-            N as f64 / enqueue.as_secs_f64(),
-            drain.as_secs_f64(),
-            N as f64 / drain.as_secs_f64()
-        );
+        N as f64 / t.elapsed().as_secs_f64()
+    }
+    async fn measure(name: &str, s: S) {
+        let queued = enqueue(&s, 0).await;
+        let one = drain(&s, false).await;
+        enqueue(&s, N).await;
+        let many = drain(&s, true).await;
+        println!("{name}: enqueue {queued:.0}/s; drain one at a time {one:.0}/s, 16 at once {many:.0}/s ({N} notifications)");
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
