@@ -67,8 +67,8 @@
 //! - 13–17: the front end: what an operator spec is, the operators (one file each: spec,
 //!   typed parameters, validation, build), the checker, the planner, compiling files;
 //!   `eval` replays a pipeline over labelled data and scores it.
-//! - 18–20: the stores, SQLite and PostgreSQL (each implements every domain's seam and imports them, never
-//!   the reverse), `vigil test`, the HTTP API and console.
+//! - 18–20: the stores, SQLite and PostgreSQL (each implements every domain's seam and
+//!   imports them, never the reverse), `vigil test`, the HTTP API and console.
 //!
 //! Imports that still go up, to remove (the test refuses any other, and fails when one of
 //! these is gone so that it is struck off):
