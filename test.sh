@@ -1,7 +1,7 @@
 #!/bin/sh
 # The test command (README, .ci/run): installs the servers and the browser the tests start
-# when they are missing (Debian packages; needs root), checks formatting and lints, then
-# runs the whole test suite.
+# when they are missing (Debian packages; needs root), starts PostgreSQL when it is not
+# running, checks formatting and lints, then runs the whole test suite.
 set -eu
 cd "$(dirname "$0")"
 
@@ -16,6 +16,45 @@ if [ -n "$missing" ]; then
     echo "test.sh: installing$missing"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
+
+# The store tests (tests/store.rs) need a PostgreSQL where they may create databases:
+# VIGIL_TEST_PG names it, by default postgres://postgres@127.0.0.1:5432/test (the
+# developers' machines start one with trust authentication). When that does not answer,
+# install PostgreSQL if missing, start its clusters that are down, and give the tests a
+# role of their own with a password (Debian's default asks for one over TCP); existing
+# roles, databases and pg_hba.conf are left alone. Running it again changes nothing.
+pg_ok() { psql "$1" -Atqc 'SELECT 1' >/dev/null 2>&1; }
+if [ -z "${VIGIL_TEST_PG:-}" ] && ! pg_ok postgres://postgres@127.0.0.1:5432/test; then
+    if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+        echo "test.sh: installing postgresql"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    fi
+    if [ -z "$(pg_lsclusters -h)" ]; then
+        version=$(ls /usr/lib/postgresql | sort -n | tail -n 1)
+        echo "test.sh: creating the PostgreSQL $version cluster main"
+        pg_createcluster "$version" main >/dev/null
+    fi
+    # The package starts its cluster, except where services do not start (containers).
+    pg_lsclusters -h | while read -r version name port status rest; do
+        case "$status" in
+            online*) ;;
+            *) echo "test.sh: starting PostgreSQL $version/$name (port $port)"; pg_ctlcluster "$version" "$name" start ;;
+        esac
+    done
+    if ! pg_ok postgres://postgres@127.0.0.1:5432/test; then
+        as_postgres() { (cd / && su postgres -s /bin/sh -c "psql -p 5432 -Atqc \"$1\""); }
+        if [ "$(as_postgres "SELECT 1 FROM pg_roles WHERE rolname = 'vigil_test'")" != 1 ]; then
+            as_postgres "CREATE ROLE vigil_test LOGIN CREATEDB PASSWORD 'vigil_test'" >/dev/null
+        fi
+        VIGIL_TEST_PG=postgres://vigil_test:vigil_test@127.0.0.1:5432/postgres
+        export VIGIL_TEST_PG
+        if ! pg_ok "$VIGIL_TEST_PG"; then
+            echo "test.sh: PostgreSQL on 127.0.0.1:5432 refuses the role vigil_test; set VIGIL_TEST_PG to a URL whose role may CREATE DATABASE" >&2
+            exit 1
+        fi
+    fi
 fi
 
 # House rules first: formatting and lints (warnings are errors).

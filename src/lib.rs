@@ -70,9 +70,9 @@
 //! - 14–18: the front end: what an operator spec is, the operators (one file each: spec,
 //!   typed parameters, validation, build), the checker, the planner, compiling files;
 //!   `replay` runs a pipeline over a file, `eval` over labelled data and scores it.
-//! - 19–22: the SQLite store (it implements every domain's seam and imports them, never
-//!   the reverse), `vigil test`, the engine (ticks, triggers, hot reload) and the HTTP API
-//!   and console.
+//! - 19–22: the stores, SQLite and PostgreSQL (each implements every domain's seam and
+//!   imports them, never the reverse), `vigil test`, the engine (ticks, triggers, hot
+//!   reload) and the HTTP API and console.
 //!
 //! Imports that still go up, to remove (the test refuses any other, and fails when one of
 //! these is gone so that it is struck off):

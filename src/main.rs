@@ -439,6 +439,10 @@ enum Command {
         /// The state directory.
         #[arg(long, default_value = ".vigil", global = true)]
         state: PathBuf,
+        /// The state database, as `vigil run --store` names it (`postgres://…`,
+        /// `sqlite://PATH`); default `STATE/state.db`.
+        #[arg(long, value_name = "URL", env = "VIGIL_STORE", hide_env_values = true, global = true)]
+        store: Option<String>,
     },
     /// Explain a diagnostic code (`E0202`), an operator (`zscore`), or list them all
     /// (`codes`, `operators`).
@@ -513,7 +517,7 @@ fn main() -> ExitCode {
         Command::Eval { file, data, windows, out, plot, pipeline, format } => {
             cmd_eval(file, data, windows, out, plot, pipeline, format.json())
         }
-        Command::Models { action, state } => cmd_models(action, state),
+        Command::Models { action, state, store } => cmd_models(action, state, store),
         Command::Incidents { action, api } => cmd_incidents(action, &api),
         Command::Report { since, within, format, api } => cmd_report(&since, &within, format.json(), &api),
         Command::Situations { action, api } => cmd_situations(action, &api),
@@ -684,9 +688,17 @@ fn init_tracing() {
 struct RunArgs {
     /// Files or directories to run [default: pipelines]
     pub paths: Vec<PathBuf>,
-    /// The state directory (created if missing).
+    /// The state directory (created if missing): the lock, trained models' files and,
+    /// without --store, the state database (`DIR/state.db`).
     #[arg(long, value_name = "DIR", default_value = ".vigil")]
     pub state: PathBuf,
+    /// Where incidents, the outbox, cursors, runs, models' records, silences and verdicts
+    /// are kept: `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=…]` (PostgreSQL;
+    /// its schema is created or migrated at start, a newer one is refused) or
+    /// `sqlite://PATH` (a SQLite file). Default: `STATE/state.db`. A password is better
+    /// given in VIGIL_STORE than on the command line; errors and logs never print it.
+    #[arg(long, value_name = "URL", env = "VIGIL_STORE", hide_env_values = true)]
+    pub store: Option<String>,
     /// The address of the HTTP API and /metrics. Loopback by default; another address
     /// exposes the API beyond this machine.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
@@ -847,12 +859,14 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let state = args.state.clone();
+    let store_url = vigil::store::StoreUrl::parse(args.store.as_deref(), &state).map_err(anyhow::Error::msg)?;
     // One engine per state directory: a second one would send every notification twice.
     let _lock = lock_state(&state)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
-        let store = vigil::store::SqliteStore::open(&state).await?;
-        let store: std::sync::Arc<dyn vigil::store::Store> = std::sync::Arc::new(store);
+        // The store opens before anything starts: a wrong URL, an unreachable server or a
+        // newer schema stop here with one line. PostgreSQL: one engine per database too.
+        let (store, _db_lock) = open_store_for_run(&store_url).await?;
         let engine = match vigil::engine::Engine::start_with(plan, &out.sources, &out.version, store, Some(state.clone()), args.dry_run).await {
             Ok(e) => std::sync::Arc::new(e),
             Err(e) => {
@@ -879,7 +893,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 .and_then(|()| std::fs::rename(&tmp, file))
                 .map_err(|e| anyhow::anyhow!("cannot write the address to {}: {e}", file.display()))?;
         }
-        tracing::info!(listen = %addr, tls = args.tls_cert.is_some(), pipelines = engine.pipeline_names().await.len(), stages = engine.stage_count().await, state = %state.display(), version = %out.version, watching = !args.no_watch, "vigil running; SIGINT or SIGTERM stops it, SIGHUP reloads");
+        tracing::info!(listen = %addr, tls = args.tls_cert.is_some(), pipelines = engine.pipeline_names().await.len(), stages = engine.stage_count().await, state = %state.display(), store = %store_url.display(), version = %out.version, watching = !args.no_watch, "vigil running; SIGINT or SIGTERM stops it, SIGHUP reloads");
         let console = format!("{}://{addr}/", if args.tls_cert.is_some() { "https" } else { "http" });
         tracing::info!(url = %console, "console at {console}");
         let cancel = engine.cancellation();
@@ -902,6 +916,24 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(clean, "stopped");
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
+}
+
+/// Opens the store of `vigil run`, with the lock that keeps a second engine off a
+/// PostgreSQL database (a SQLite one is kept by the state directory's lock).
+async fn open_store_for_run(
+    url: &vigil::store::StoreUrl,
+) -> anyhow::Result<(std::sync::Arc<dyn vigil::store::Store>, Option<vigil::store::postgres::EngineLock>)> {
+    // The errors name the store themselves (their sources are part of the line).
+    let plain = |e: vigil::store::StoreError| anyhow::anyhow!("{e}");
+    match url {
+        vigil::store::StoreUrl::Postgres(u) => {
+            let store = vigil::store::PostgresStore::connect(u).await.map_err(plain)?;
+            let lock = store.lock_engine().await.map_err(plain)?;
+            tracing::debug!(store = %url.display(), "state store opened");
+            Ok((std::sync::Arc::new(store), Some(lock)))
+        }
+        other => Ok((vigil::store::open(other).await.map_err(plain)?, None)),
+    }
 }
 
 /// Waits for SIGINT or SIGTERM; SIGHUP asks for a reload meanwhile.
@@ -1188,9 +1220,9 @@ fn cmd_eval(
     Ok(ExitCode::SUCCESS)
 }
 
-fn cmd_models(action: ModelsAction, state: PathBuf) -> anyhow::Result<ExitCode> {
-    use vigil::store::prelude::*;
-    if !state.join("state.db").exists() {
+fn cmd_models(action: ModelsAction, state: PathBuf, store: Option<String>) -> anyhow::Result<ExitCode> {
+    let url = vigil::store::StoreUrl::parse(store.as_deref(), &state).map_err(anyhow::Error::msg)?;
+    if url == vigil::store::StoreUrl::StateDir(state.clone()) && !state.join("state.db").exists() {
         anyhow::bail!(
             "no state database at `{}` (run `vigil run --state {}` first, or pass --state)",
             state.join("state.db").display(),
@@ -1199,7 +1231,7 @@ fn cmd_models(action: ModelsAction, state: PathBuf) -> anyhow::Result<ExitCode> 
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
-        let store = vigil::store::SqliteStore::open(&state).await?;
+        let store = vigil::store::open(&url).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         match action {
             ModelsAction::List { stage, format } => {
                 let json = format.json();
@@ -1240,7 +1272,7 @@ fn cmd_models(action: ModelsAction, state: PathBuf) -> anyhow::Result<ExitCode> 
                 println!("{}", serde_json::to_string_pretty(&v)?);
             }
             ModelsAction::Promote { id } => {
-                if !vigil::learn::registry::promote(&store, Some(&state.join("models")), id, "cli").await? {
+                if !vigil::learn::registry::promote(&*store, Some(&state.join("models")), id, "cli").await? {
                     anyhow::bail!("no model version with id {id}");
                 }
                 println!("model {id} is now active; a running engine switches to it within 10 s");
@@ -1306,7 +1338,7 @@ fn cmd_models(action: ModelsAction, state: PathBuf) -> anyhow::Result<ExitCode> 
                     anyhow::bail!("stage `{stage}` has no models");
                 }
                 let mut done = 0;
-                for r in vigil::learn::registry::rollback(&store, &stage, series.as_deref(), "cli").await? {
+                for r in vigil::learn::registry::rollback(&*store, &stage, series.as_deref(), "cli").await? {
                     match r {
                         vigil::learn::registry::RolledBack::Rolled { series, from, to, id } => {
                             println!("{series}: v{from} → v{to} (id {id})");

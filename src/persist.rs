@@ -19,6 +19,21 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// The database was written by a newer vigil: its schema is refused, never changed.
+    #[error(
+        "the state database `{store}` has schema version {found}, newer than this vigil's ({known}): \
+         it was written by a newer vigil — run that version, or point this one at another store"
+    )]
+    NewerSchema { store: String, found: i64, known: i64 },
+    /// Another engine runs on this database.
+    #[error(
+        "another vigil is running on the state database `{store}` ({holder}): stop it, or give this one another \
+         --store (several nodes share one database only as a cluster)"
+    )]
+    Locked { store: String, holder: String },
+    /// The schema could not be brought up to date.
+    #[error("cannot migrate the state database `{store}`: {reason}")]
+    Migrate { store: String, reason: String },
     #[error("state database query failed: {0}")]
     Query(#[from] sqlx::Error),
 }
