@@ -58,14 +58,16 @@
 //! ```
 //!
 //! - 1–3: utilities, diagnostics and the language's syntax; 4–6: types, constant values
-//!   and the per-item condition evaluator.
+//!   and the language's one expression evaluator (constant folding, conditions per item,
+//!   `vigil test`'s expectations all go through it).
 //! - 7–9: the domains: on-call's verdicts, correlation, log templates,
 //!   incidents and channels, models. Each declares the store seam it needs
 //!   ([`respond::store`], [`learn::registry::ModelStore`], [`runtime::state`]).
 //! - 10–12: what flows between stages, wire formats, and the operators' implementations
 //!   with the engine.
 //! - 13–17: the front end: what an operator spec is, the operators (one file each: spec,
-//!   typed parameters, validation, build), the checker, the planner, compiling files;
+//!   typed parameters, validation, build), the checker, the planner, compiling files (with
+//!   `test` blocks, checked against the plan);
 //!   `eval` replays a pipeline over labelled data and scores it.
 //! - 18–20: the SQLite store (it implements every domain's seam and imports them, never
 //!   the reverse), `vigil test`, the HTTP API and console.
@@ -83,7 +85,6 @@
 //! runtime -> plan: the engine runs plans; it belongs above the front end
 //! runtime -> compile: hot reload compiles; it belongs above the front end
 //! runtime -> server: the engine's shared state holds the API's access rules and limiter
-//! compile -> testing: compiling checks `test` blocks, which live with their executor
 //! ```
 
 pub mod check;
