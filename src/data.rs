@@ -10,10 +10,12 @@
 //! - [`ScoresData`]: per series and timestamp, the value, a score in [0, 1], expected value
 //!   and bounds where known (NaN otherwise) and an `anomalous` flag.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::expr::Val;
 pub use crate::respond::IncidentUpdate;
 pub use crate::text::escape_label;
 pub use crate::time::Timestamp;
@@ -126,6 +128,21 @@ impl SeriesColumn {
     pub fn is_empty(&self) -> bool {
         self.ts.is_empty()
     }
+
+    /// Field `name` of sample `i`, typed as [`crate::types::Ty::fields`] lists the fields
+    /// of Series. `None` for a name Series do not have, or an index out of range.
+    pub fn field(&self, i: usize, name: &str) -> Option<Val<'_>> {
+        if i >= self.len() {
+            return None;
+        }
+        Some(match name {
+            "value" => Val::Float(self.values[i]),
+            "timestamp" => Val::Int(self.ts[i]),
+            "series" => Val::Str(Cow::Owned(self.id.to_string())),
+            "labels" => Val::Labels(self.id.labels()),
+            _ => return None,
+        })
+    }
 }
 
 /// A batch of series: what a tick brings in or a stage makes of it.
@@ -150,6 +167,21 @@ pub struct Event {
     /// `firing` / `resolved` for alerts; empty otherwise.
     pub status: String,
     pub fingerprint: String,
+}
+
+impl Event {
+    /// Field `name`, typed as [`crate::types::Ty::fields`] lists the fields of Events.
+    /// `None` for a name Events do not have.
+    pub fn field(&self, name: &str) -> Option<Val<'_>> {
+        Some(match name {
+            "labels" => Val::Map(&self.labels),
+            "annotations" => Val::Map(&self.annotations),
+            "status" => Val::Str(Cow::Borrowed(&self.status)),
+            "timestamp" => Val::Int(self.ts),
+            "fingerprint" => Val::Str(Cow::Borrowed(&self.fingerprint)),
+            _ => return None,
+        })
+    }
 }
 
 /// A batch of events.
@@ -206,34 +238,25 @@ pub struct ScoreColumn {
     pub annotations: Option<Arc<BTreeMap<String, String>>>,
 }
 
-/// One field of one scored sample (see [`ScoreColumn::field`]).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum ScoreField<'a> {
-    Num(f64),
-    Bool(bool),
-    /// The series' identity (`series`; its labels are `labels`).
-    Id(&'a SeriesId),
-    Labels(&'a [(String, String)]),
-}
-
 impl ScoreColumn {
-    /// Field `name` of sample `i`: the one reading of the fields of
-    /// [`crate::types::Ty::Scores`] (conditions at run time, `vigil test`'s expectations).
-    /// `None` for a name Scores do not have, or an index out of range.
-    pub fn field(&self, i: usize, name: &str) -> Option<ScoreField<'_>> {
+    /// Field `name` of sample `i`, typed as [`crate::types::Ty::fields`] lists the fields of
+    /// Scores (the checker's list): the one reading of them, for conditions at run time
+    /// and `vigil test`'s expectations. `None` for a name Scores do not have, or an index
+    /// out of range.
+    pub fn field(&self, i: usize, name: &str) -> Option<Val<'_>> {
         if i >= self.len() {
             return None;
         }
         Some(match name {
-            "score" => ScoreField::Num(self.score[i]),
-            "value" => ScoreField::Num(self.value[i]),
-            "anomalous" => ScoreField::Bool(self.anomalous[i]),
-            "expected" => ScoreField::Num(self.expected[i]),
-            "lower" => ScoreField::Num(self.lower[i]),
-            "upper" => ScoreField::Num(self.upper[i]),
-            "timestamp" => ScoreField::Num(self.ts[i] as f64),
-            "series" => ScoreField::Id(&self.id),
-            "labels" => ScoreField::Labels(self.id.labels()),
+            "score" => Val::Float(self.score[i]),
+            "value" => Val::Float(self.value[i]),
+            "anomalous" => Val::Bool(self.anomalous[i]),
+            "expected" => Val::Float(self.expected[i]),
+            "lower" => Val::Float(self.lower[i]),
+            "upper" => Val::Float(self.upper[i]),
+            "timestamp" => Val::Int(self.ts[i]),
+            "series" => Val::Str(Cow::Owned(self.id.to_string())),
+            "labels" => Val::Labels(self.id.labels()),
             _ => return None,
         })
     }
@@ -373,17 +396,44 @@ impl Data {
 #[cfg(test)]
 mod tests {
 
-    #[test]
-    fn every_field_of_scores_is_read_from_a_score_column() {
-        let mut c = ScoreColumn::new(SeriesId::named("x"));
-        c.push(1, 2.0, 0.5, 2.0, 1.0, 3.0, false);
-        for (name, _) in crate::types::Ty::Scores.fields() {
-            assert!(c.field(0, name).is_some(), "Scores field `{name}`");
-        }
-        assert!(c.field(0, "nope").is_none() && c.field(1, "score").is_none());
+    use super::*;
+
+    /// The type of a value as `Ty::fields` names it.
+    fn ty_of(v: &Val<'_>) -> Option<crate::types::Ty> {
+        use crate::types::Ty;
+        Some(match v {
+            Val::Float(_) => Ty::Float,
+            Val::Int(_) => Ty::Int,
+            Val::Bool(_) => Ty::Bool,
+            Val::Str(_) => Ty::String,
+            Val::Map(_) | Val::Labels(_) | Val::Record(_) => Ty::Map,
+            _ => return None,
+        })
     }
 
-    use super::*;
+    /// The one field list of each item type (`Ty::fields`, the checker's) is what the
+    /// readers of the data read, with the types it says.
+    #[test]
+    fn every_listed_field_is_read_with_its_type() {
+        use crate::types::Ty;
+        let mut c = ScoreColumn::new(SeriesId::named("x"));
+        c.push(1, 2.0, 0.5, 2.0, 1.0, 3.0, false);
+        for (name, ty) in Ty::Scores.fields() {
+            assert_eq!(c.field(0, name).as_ref().and_then(ty_of), Some(*ty), "Scores field `{name}`");
+        }
+        assert!(c.field(0, "nope").is_none() && c.field(1, "score").is_none());
+        let mut s = SeriesColumn::new(SeriesId::new("x", [("a".to_owned(), "b".to_owned())]));
+        s.push(1, 2.0);
+        for (name, ty) in Ty::Series.fields() {
+            assert_eq!(s.field(0, name).as_ref().and_then(ty_of), Some(*ty), "Series field `{name}`");
+        }
+        assert!(s.field(0, "score").is_none() && s.field(1, "value").is_none());
+        let e = Event { ts: 1, labels: BTreeMap::new(), annotations: BTreeMap::new(), status: "firing".into(), fingerprint: String::new() };
+        for (name, ty) in Ty::Events.fields() {
+            assert_eq!(e.field(name).as_ref().and_then(ty_of), Some(*ty), "Events field `{name}`");
+        }
+        assert!(e.field("value").is_none());
+    }
 
     #[test]
     fn series_ids_sort_labels_and_print_like_prometheus() {

@@ -60,26 +60,23 @@
 //! ```
 //!
 //! - 1–3: utilities (`access`: the API's tokens and rate limits), diagnostics and the
-//!   language's syntax; 4–7: types, constant values, the per-item condition evaluator, and
-//!   the plan's data ([`dag`]: what the planner makes and the engine runs).
+//!   language's syntax; 4–7: types, constant values, the language's one expression evaluator
+//!   (constant folding, conditions per item and `vigil test`'s expectations all go through
+//!   it), and the plan's data ([`dag`]: what the planner makes and the engine runs).
 //! - 8–10: the domains: on-call's verdicts, correlation, log templates,
 //!   incidents and channels, models. Each declares the store seam it needs
 //!   ([`respond::store`], [`learn::registry::ModelStore`], [`runtime::state`]).
 //! - 11–13: what flows between stages, wire formats, and the operators' implementations
 //!   with the one DAG executor ([`runtime::exec`]).
 //! - 14–18: the front end: what an operator spec is, the operators (one file each: spec,
-//!   typed parameters, validation, build), the checker, the planner, compiling files;
+//!   typed parameters, validation, build), the checker, the planner, compiling files (with
+//!   `test` blocks, checked against the plan);
 //!   `replay` runs a pipeline over a file, `eval` over labelled data and scores it.
 //! - 19–22: the stores, SQLite and PostgreSQL (each implements every domain's seam and
 //!   imports them, never the reverse), `vigil test`, the engine (ticks, triggers, hot
 //!   reload) and the HTTP API and console.
 //!
-//! Imports that still go up, to remove (the test refuses any other, and fails when one of
-//! these is gone so that it is struck off):
-//!
-//! ```text
-//! compile -> testing: compiling checks `test` blocks, which live with their executor
-//! ```
+//! No import goes up: the test refuses any.
 
 pub mod access;
 pub mod check;

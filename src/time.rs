@@ -119,13 +119,33 @@ pub fn format_timestamp(ms: i64) -> String {
 /// assert_eq!(format_duration_ms(0), "0s");
 /// ```
 pub fn format_duration_ms(ms: i64) -> String {
-    if ms <= 0 {
+    // Days at most: `14d` reads better than `2w` in "opened 14d ago".
+    write_duration(u64::try_from(ms).unwrap_or(0), &DURATION_UNITS[..5])
+}
+
+/// Formats a duration as the language's canonical source writes it (`vigil fmt`, a
+/// condition's text, a parameter's value): the largest units first, weeks included,
+/// `0s` for zero. [`duration_ms`] reads it back.
+///
+/// ```
+/// use vigil::time::{duration_ms, format_duration_source};
+/// assert_eq!(format_duration_source(5_400_000), "1h30m");
+/// assert_eq!(format_duration_source(15 * 86_400_000), "2w1d");
+/// assert_eq!(duration_ms("2w1d"), Ok(15 * 86_400_000));
+/// ```
+pub fn format_duration_source(ms: u64) -> String {
+    write_duration(ms, &DURATION_UNITS)
+}
+
+/// `ms` in `units` (of [`DURATION_UNITS`]), the largest first.
+fn write_duration(ms: u64, units: &[(&str, u64)]) -> String {
+    if ms == 0 {
         return "0s".into();
     }
     let mut out = String::new();
     let mut rest = ms;
-    for (unit, len) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
-        if rest >= len {
+    for (unit, len) in units.iter().rev() {
+        if rest >= *len {
             out.push_str(&format!("{}{unit}", rest / len));
             rest %= len;
         }

@@ -1,13 +1,8 @@
-//! Constant values of stage parameters, and the evaluator that computes them from
-//! expressions.
-//!
-//! The checker evaluates literal arguments to validate them early; the planner evaluates
-//! every argument with template parameters bound, fills defaults, and fingerprints the
-//! result. Both use [`eval`], so a value means the same thing in both phases.
+//! Constant values of stage parameters (what `crate::expr::fold` computes from
+//! expressions), their display and validation.
 
 use std::collections::BTreeMap;
 
-use crate::syntax::ast::{BinaryOp, Expr, ExprKind, UnaryOp};
 use crate::types::{self, ParamSpec, Scalar, Ty};
 
 /// A resolved parameter value. Serialises to canonical JSON for fingerprints and the
@@ -77,7 +72,7 @@ impl std::fmt::Display for Value {
             Value::Float(x) => write!(f, "{x}"),
             Value::Bool(b) => write!(f, "{b}"),
             Value::Str(s) => write!(f, "{s:?}"),
-            Value::Duration(ms) => f.write_str(&crate::time::format_duration_ms(i64::try_from(*ms).unwrap_or(i64::MAX))),
+            Value::Duration(ms) => f.write_str(&crate::time::format_duration_source(*ms)),
             Value::List(items) => {
                 f.write_str("[")?;
                 for (i, v) in items.iter().enumerate() {
@@ -151,7 +146,7 @@ impl Value {
             Value::Float(f) => format!("{f:?}"),
             Value::Bool(b) => b.to_string(),
             Value::Str(s) => crate::syntax::print::quote(s),
-            Value::Duration(ms) => crate::syntax::ast::Duration { millis: *ms }.to_string(),
+            Value::Duration(ms) => crate::time::format_duration_source(*ms),
             Value::List(items) => format!("[{}]", items.iter().map(Value::to_source).collect::<Vec<_>>().join(", ")),
             Value::Map(m) => format!(
                 "{{ {} }}",
@@ -186,151 +181,6 @@ impl Value {
             _ => None,
         }
     }
-}
-
-/// Why an expression could not be evaluated to a constant.
-#[derive(Clone, Debug, PartialEq)]
-pub enum EvalError {
-    /// An operator applied to operands it does not take (E0317); the message says which.
-    Operand { span: crate::source::Span, message: String },
-    /// The expression is not a constant (a stage reference, a call): the caller decides.
-    NotConstant(crate::source::Span),
-}
-
-/// `and` and `or` for every evaluator of the language (constants, conditions at run time,
-/// `vigil test`'s expectations): Kleene's three-valued logic, where `None` is a value not
-/// known — a missing field, a comparison with NaN. The left side decides when it can
-/// (`false and x` is false, `true or x` is true, whatever `x` is, and `right` is not
-/// evaluated); otherwise the result is known only when both sides are.
-pub fn logic(and: bool, left: Option<bool>, right: impl FnOnce() -> Option<bool>) -> Option<bool> {
-    match (and, left) {
-        (true, Some(false)) => Some(false),
-        (false, Some(true)) => Some(true),
-        (true, l) => match (l, right()) {
-            (_, Some(false)) => Some(false),
-            (Some(true), Some(true)) => Some(true),
-            _ => None,
-        },
-        (false, l) => match (l, right()) {
-            (_, Some(true)) => Some(true),
-            (Some(false), Some(false)) => Some(false),
-            _ => None,
-        },
-    }
-}
-
-/// Evaluates a constant expression. `lookup` gives the value of a name (a template
-/// parameter) or `None` if the name is not a constant.
-///
-/// Recursion follows the expression tree, whose depth `syntax` bounds.
-pub fn eval(e: &Expr, lookup: &dyn Fn(&str) -> Option<Value>) -> Result<Value, EvalError> {
-    let bad = |message: String| EvalError::Operand { span: e.span, message };
-    Ok(match &e.kind {
-        ExprKind::Int(i) => Value::Int(*i),
-        ExprKind::Float(f) => Value::Float(*f),
-        ExprKind::Bool(b) => Value::Bool(*b),
-        ExprKind::Str(s) => Value::Str(s.value.clone()),
-        ExprKind::Duration(d) => Value::Duration(d.millis),
-        ExprKind::List(items) => Value::List(items.iter().map(|i| eval(i, lookup)).collect::<Result<_, _>>()?),
-        ExprKind::Map(entries) => {
-            let mut m = BTreeMap::new();
-            for (k, v) in entries {
-                m.insert(k.node.clone(), eval(v, lookup)?);
-            }
-            Value::Map(m)
-        }
-        ExprKind::Name(n) => lookup(n).ok_or(EvalError::NotConstant(e.span))?,
-        ExprKind::Secret(inner) => match &inner.kind {
-            ExprKind::Str(s) => {
-                Value::Secret(SecretRef::parse(&s.value).ok_or_else(|| bad(format!("`{}` is not `env:NAME` or `file:PATH`", s.value)))?)
-            }
-            _ => return Err(bad("`secret(...)` takes a string literal".into())),
-        },
-        ExprKind::Unary(op, inner) => {
-            let v = eval(inner, lookup)?;
-            match (op, v) {
-                (UnaryOp::Neg, Value::Int(i)) => Value::Int(i.checked_neg().ok_or_else(|| bad("integer overflow".into()))?),
-                (UnaryOp::Neg, Value::Float(f)) => Value::Float(-f),
-                (UnaryOp::Not, Value::Bool(b)) => Value::Bool(!b),
-                (UnaryOp::Neg, v) => return Err(bad(format!("`-` needs a number, not {}", describe(&v)))),
-                (UnaryOp::Not, v) => return Err(bad(format!("`not` needs a boolean, not {}", describe(&v)))),
-            }
-        }
-        ExprKind::Binary(op, l, r) => binary(*op, eval(l, lookup)?, eval(r, lookup)?).map_err(bad)?,
-        ExprKind::Field(..) | ExprKind::Call { .. } | ExprKind::Pipe(..) | ExprKind::Error => return Err(EvalError::NotConstant(e.span)),
-    })
-}
-
-fn describe(v: &Value) -> String {
-    match v.ty() {
-        Some(t) => format!("a {t}"),
-        None => "a list".into(),
-    }
-}
-
-fn binary(op: BinaryOp, l: Value, r: Value) -> Result<Value, String> {
-    use BinaryOp::*;
-    use Value as V;
-    let overflow = || "arithmetic overflow".to_owned();
-    Ok(match (op, &l, &r) {
-        (And | Or, V::Bool(a), V::Bool(b)) => V::Bool(logic(op == And, Some(*a), || Some(*b)).unwrap_or(false)),
-        (Eq, a, b) => V::Bool(a == b),
-        (Ne, a, b) => V::Bool(a != b),
-        (Add, V::Str(a), V::Str(b)) => V::Str(format!("{a}{b}")),
-        (Add, V::Duration(a), V::Duration(b)) => V::Duration(a.checked_add(*b).ok_or_else(overflow)?),
-        (Sub, V::Duration(a), V::Duration(b)) => V::Duration(a.checked_sub(*b).ok_or("a negative duration")?),
-        (Mul, V::Duration(a), V::Int(b)) | (Mul, V::Int(b), V::Duration(a)) => {
-            V::Duration(u64::try_from(*b).ok().and_then(|b| a.checked_mul(b)).ok_or("a negative or overflowing duration")?)
-        }
-        (Div, V::Duration(a), V::Int(b)) => match u64::try_from(*b) {
-            Ok(0) => return Err("division by zero".into()),
-            Ok(b) => V::Duration(a / b),
-            Err(_) => return Err("a negative duration".into()),
-        },
-        (Add | Sub | Mul | Div | Rem, V::Int(a), V::Int(b)) => {
-            let (a, b) = (*a, *b);
-            V::Int(
-                match op {
-                    Add => a.checked_add(b),
-                    Sub => a.checked_sub(b),
-                    Mul => a.checked_mul(b),
-                    Div if b == 0 => return Err("division by zero".into()),
-                    Div => a.checked_div(b),
-                    Rem if b == 0 => return Err("division by zero".into()),
-                    _ => a.checked_rem(b),
-                }
-                .ok_or_else(overflow)?,
-            )
-        }
-        (Add | Sub | Mul | Div | Rem, a, b)
-            if a.as_f64().is_some() && b.as_f64().is_some() && !matches!(a, V::Duration(_)) && !matches!(b, V::Duration(_)) =>
-        {
-            let (a, b) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(0.0));
-            let v = match op {
-                Add => a + b,
-                Sub => a - b,
-                Mul => a * b,
-                Div => a / b,
-                _ => a % b,
-            };
-            if !v.is_finite() {
-                return Err("the result is not a finite number".into());
-            }
-            V::Float(v)
-        }
-        (Lt | Le | Gt | Ge, a, b)
-            if a.as_f64().is_some() && b.as_f64().is_some() && (matches!(a, V::Duration(_)) == matches!(b, V::Duration(_))) =>
-        {
-            let (a, b) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(0.0));
-            V::Bool(match op {
-                Lt => a < b,
-                Le => a <= b,
-                Gt => a > b,
-                _ => a >= b,
-            })
-        }
-        _ => return Err(format!("`{}` cannot combine {} and {}", op.as_str(), describe(&l), describe(&r))),
-    })
 }
 
 /// Checks a value against a parameter's declared choices and minimum. Returns what is

@@ -632,8 +632,11 @@ fn silences_keep_incidents_quiet_and_dry_run_prints_instead_of_sending() {
     pipeline(&dir, &format!("  respond hook = webhook(hot, url: \"http://127.0.0.1:{}/h\")", rx.port));
     data(&dir, "");
     let e = start_engine(&dir, &[], &[]);
-    let out = cli(e.port, &["silences", "add", "--match", "pipeline=resp", "--for", "1h", "--comment", "maintenance"], true);
+    // `--for` reads durations as the language writes them (one codec: `vigil::time`).
+    let out = cli(e.port, &["silences", "add", "--match", "pipeline=resp", "--for", "1h30m", "--comment", "maintenance"], true);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = &serde_json::from_str::<serde_json::Value>(&http_get(e.port, "/api/v1/silences").unwrap().1).unwrap()[0];
+    assert_eq!(s["ends_at"].as_i64().unwrap() - s["starts_at"].as_i64().unwrap(), 5_400_000, "{s}");
     let listed = String::from_utf8_lossy(&cli(e.port, &["silences", "list"], false).stdout).into_owned();
     assert!(listed.contains("active") && listed.contains("maintenance"), "{listed}");
     assert_eq!(cli(e.port, &["silences", "add", "--match", "nokeyvalue", "--for", "1h"], true).status.code(), Some(2));

@@ -1076,7 +1076,7 @@ impl Body<'_, '_, '_> {
         if depends {
             return None;
         }
-        value::eval(e, &|_| None).ok().map(|v| v.coerce(ty))
+        crate::expr::fold(e, &|_| None).ok().map(|v| v.coerce(ty))
     }
 
     /// The type of a value expression, reporting what is wrong with it.

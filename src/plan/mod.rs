@@ -22,10 +22,10 @@ use petgraph::graph::DiGraph;
 
 use crate::check::{Call, Callee, Checked, CheckedStage, CheckedTemplate, Input};
 use crate::diagnostic::{Code, Diagnostic, Diagnostics};
+use crate::expr::EvalError;
 use crate::source::Span;
 use crate::stages::Ty;
-
-use crate::value::{self, EvalError, Value};
+use crate::value::{self, Value};
 
 pub use crate::dag::{fingerprint, to_dot, to_mermaid, Fingerprint, PipelinePlan, Plan, StageKey, StageNode, StageOpt, Trigger};
 
@@ -349,7 +349,7 @@ impl Builder<'_> {
     }
 
     fn eval(&mut self, e: &crate::syntax::ast::Expr, frame: &Frame, user_span: Span) -> Option<Value> {
-        match value::eval(e, &|n| frame.values.get(n).map(|(v, _)| v.clone())) {
+        match crate::expr::fold(e, &|n| frame.values.get(n).map(|(v, _)| v.clone())) {
             Ok(v) => Some(v),
             Err(EvalError::Operand { span, message }) => {
                 let mut d = Diagnostic::error(Code::E0317, span, "invalid operands in a constant")

@@ -312,20 +312,10 @@ pub struct Duration {
 }
 
 impl std::fmt::Display for Duration {
-    /// The canonical spelling: the largest units first, `0s` for zero.
+    /// The canonical spelling: the largest units first, `0s` for zero
+    /// ([`crate::time::format_duration_source`]).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const UNITS: [(&str, u64); 6] = [("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)];
-        if self.millis == 0 {
-            return f.write_str("0s");
-        }
-        let mut rest = self.millis;
-        for (unit, size) in UNITS {
-            if rest >= size {
-                write!(f, "{}{}", rest / size, unit)?;
-                rest %= size;
-            }
-        }
-        Ok(())
+        f.write_str(&crate::time::format_duration_source(self.millis))
     }
 }
 

@@ -24,13 +24,9 @@ pub struct ScoreItem<'a> {
 
 impl Fields for ScoreItem<'_> {
     fn field(&self, name: &str) -> Val<'_> {
-        use crate::data::ScoreField;
-        match self.col.field(self.i, name) {
-            Some(ScoreField::Num(x)) => Val::Num(x),
-            Some(ScoreField::Bool(b)) => Val::Bool(b),
-            Some(ScoreField::Id(_)) => Val::Str(std::borrow::Cow::Borrowed(self.series)),
-            Some(ScoreField::Labels(l)) => Val::Labels(l),
-            None => Val::Null,
+        match name {
+            "series" => Val::Str(std::borrow::Cow::Borrowed(self.series)),
+            _ => self.col.field(self.i, name).unwrap_or(Val::Null),
         }
     }
 }

@@ -8,6 +8,12 @@
 //! A phase runs only when the previous one found no errors, and reports every error it
 //! finds. I/O problems with the paths the user named are [`LoadError`]s (exit status 2);
 //! problems inside the sources, including unreadable imports, are diagnostics (status 1).
+//!
+//! `test` blocks are checked against the plan here too ([`test_blocks`], their fixtures
+//! in [`fixtures`]); `crate::testing` runs them.
+
+pub mod fixtures;
+pub mod test_blocks;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -35,7 +41,7 @@ pub struct Compiled {
     /// The plan, when there were no errors.
     pub plan: Option<Plan>,
     /// The `test` items, checked against the plan (`vigil test`).
-    pub tests: Vec<crate::testing::TestCase>,
+    pub tests: Vec<test_blocks::TestCase>,
     /// A content hash of every source compiled (user files, imports and stdlib): the
     /// version of the plan.
     pub version: String,
@@ -323,7 +329,7 @@ pub fn compile_roots(roots: Vec<Root>, stdlib: Vec<StdModule>) -> Compiled {
                 Ok(p) => {
                     let files: Vec<(crate::source::SourceId, &ast::File)> =
                         modules.iter().filter(|m| m.role != ModuleRole::Stdlib).map(|m| (m.source, &m.file)).collect();
-                    let (tests, d) = crate::testing::check_tests(&files, &out.sources, &p);
+                    let (tests, d) = test_blocks::check_tests(&files, &out.sources, &p);
                     if d.is_empty() {
                         out.tests = tests;
                         out.plan = Some(p);

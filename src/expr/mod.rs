@@ -1,24 +1,21 @@
-//! Conditions (`when:`) and message templates, evaluated per item at run time.
+//! The language's expressions: the one evaluator ([`eval`], over an [`Env`] that says what
+//! names mean), constant folding ([`fold`]), conditions (`when:`) evaluated per item at
+//! run time, and message templates.
 //!
 //! A condition reaches the runtime as canonical text in which the stage's input is called
 //! `item` (`item.anomalous and item.score > 0.9`); it is parsed once, when the stage is
-//! built, and evaluated against each item's fields. Message and key templates use
+//! built, and evaluated against each item's fields ([`Fields`]) by the same evaluator that
+//! folds constants and computes `vigil test`'s expectations. Message and key templates use
 //! minijinja (`{{ labels.service }}`), compiled once per stage.
 
-use std::collections::BTreeMap;
+mod eval;
+mod fold;
 
-use crate::syntax::ast::{BinaryOp, Expr, ExprKind, UnaryOp};
+pub use eval::{binary, eval, logic, unary, Env, EvalError, Val};
+pub use fold::fold;
 
-/// A value a condition computes with.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Val<'a> {
-    Num(f64),
-    Bool(bool),
-    Str(std::borrow::Cow<'a, str>),
-    Map(&'a BTreeMap<String, String>),
-    Labels(&'a [(String, String)]),
-    Null,
-}
+use crate::source::Span;
+use crate::syntax::ast::Expr;
 
 /// An item a condition reads: one scored sample, one event.
 pub trait Fields {
@@ -49,69 +46,35 @@ impl Condition {
         &self.text
     }
 
-    /// Whether the condition holds for `item`. Anything but `true` (a missing field, a
-    /// comparison with NaN) does not hold.
+    /// The condition's value for `item` ([`eval`] with the item's fields as `item.…`).
+    ///
+    /// # Errors
+    /// What [`eval`] refuses (an operand of the wrong type, a division by zero).
+    pub fn eval<'a>(&self, item: &'a dyn Fields) -> Result<Val<'a>, EvalError> {
+        eval(&self.expr, &Item(item))
+    }
+
+    /// Whether the condition holds for `item`: only `true` holds — not a value not known
+    /// (a missing field, a comparison with NaN), not an error.
     pub fn holds(&self, item: &dyn Fields) -> bool {
-        matches!(eval(&self.expr, item), Val::Bool(true))
+        matches!(self.eval(item), Ok(Val::Bool(true)))
     }
 }
 
-fn eval<'a>(e: &Expr, item: &'a dyn Fields) -> Val<'a> {
-    match &e.kind {
-        ExprKind::Int(i) => Val::Num(*i as f64),
-        ExprKind::Float(f) => Val::Num(*f),
-        ExprKind::Bool(b) => Val::Bool(*b),
-        ExprKind::Str(s) => Val::Str(std::borrow::Cow::Owned(s.value.clone())),
-        ExprKind::Duration(d) => Val::Num(d.millis as f64),
-        ExprKind::Field(inner, f) => match &inner.kind {
-            ExprKind::Name(n) if n == "item" => item.field(&f.node),
-            _ => match eval(inner, item) {
-                Val::Map(m) => m.get(&f.node).map_or(Val::Null, |v| Val::Str(std::borrow::Cow::Borrowed(v.as_str()))),
-                Val::Labels(l) => {
-                    l.iter().find(|(k, _)| *k == f.node).map_or(Val::Null, |(_, v)| Val::Str(std::borrow::Cow::Borrowed(v.as_str())))
-                }
-                _ => Val::Null,
-            },
-        },
-        ExprKind::Unary(op, inner) => match (op, eval(inner, item)) {
-            (UnaryOp::Neg, Val::Num(n)) => Val::Num(-n),
-            (UnaryOp::Not, Val::Bool(b)) => Val::Bool(!b),
-            _ => Val::Null,
-        },
-        ExprKind::Binary(op @ (BinaryOp::And | BinaryOp::Or), l, r) => {
-            let known = |v: Val<'_>| if let Val::Bool(b) = v { Some(b) } else { None };
-            match crate::value::logic(*op == BinaryOp::And, known(eval(l, item)), || known(eval(r, item))) {
-                Some(b) => Val::Bool(b),
-                None => Val::Null,
-            }
+/// A condition's names at run time: `item`, whose fields are the item's.
+struct Item<'a>(&'a dyn Fields);
+
+impl<'a> Env<'a> for Item<'a> {
+    fn name(&self, _: &str, span: Span) -> Result<Val<'a>, EvalError> {
+        Err(EvalError::NotConstant(span))
+    }
+
+    fn field(&self, base: &str, field: &str, span: Span) -> Result<Val<'a>, EvalError> {
+        if base == "item" {
+            Ok(self.0.field(field))
+        } else {
+            Err(EvalError::NotConstant(span))
         }
-        ExprKind::Binary(op, l, r) => {
-            let (l, r) = (eval(l, item), eval(r, item));
-            match (op, l, r) {
-                (BinaryOp::Eq, a, b) => Val::Bool(a == b),
-                (BinaryOp::Ne, a, b) => Val::Bool(a != b),
-                (op, Val::Num(a), Val::Num(b)) => match op {
-                    BinaryOp::Lt => Val::Bool(a < b),
-                    BinaryOp::Le => Val::Bool(a <= b),
-                    BinaryOp::Gt => Val::Bool(a > b),
-                    BinaryOp::Ge => Val::Bool(a >= b),
-                    BinaryOp::Add => Val::Num(a + b),
-                    BinaryOp::Sub => Val::Num(a - b),
-                    BinaryOp::Mul => Val::Num(a * b),
-                    BinaryOp::Div => Val::Num(a / b),
-                    BinaryOp::Rem => Val::Num(a % b),
-                    _ => Val::Null,
-                },
-                (BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge, Val::Str(a), Val::Str(b)) => Val::Bool(match op {
-                    BinaryOp::Lt => a < b,
-                    BinaryOp::Le => a <= b,
-                    BinaryOp::Gt => a > b,
-                    _ => a >= b,
-                }),
-                _ => Val::Null,
-            }
-        }
-        _ => Val::Null,
     }
 }
 
@@ -198,7 +161,7 @@ mod tests {
     impl Fields for Item {
         fn field(&self, name: &str) -> Val<'_> {
             match name {
-                "score" => Val::Num(self.0),
+                "score" => Val::Float(self.0),
                 "anomalous" => Val::Bool(self.1),
                 _ => Val::Null,
             }
@@ -218,6 +181,60 @@ mod tests {
         assert!(Condition::parse("item.anomalous or item.nope > 1").unwrap().holds(&Item(0.0, true)));
         assert!(!Condition::parse("item.anomalous and item.nope > 1").unwrap().holds(&Item(0.0, true)));
         assert!(!Condition::parse("not (item.anomalous or item.nope > 1)").unwrap().holds(&Item(0.0, false)));
+    }
+
+    #[test]
+    fn null_is_not_known_and_logic_is_kleene() {
+        let v = |t: &str| Condition::parse(t).unwrap().eval(&Item(0.5, true)).map(|v| v.to_string());
+        // `nope` is no field of the item: not known.
+        assert_eq!(v("true or item.nope").as_deref(), Ok("true"));
+        assert_eq!(v("item.nope or true").as_deref(), Ok("true"));
+        assert_eq!(v("false and item.nope").as_deref(), Ok("false"));
+        assert_eq!(v("item.nope and false").as_deref(), Ok("false"));
+        assert_eq!(v("item.nope or false").as_deref(), Ok("null"));
+        assert_eq!(v("not item.nope").as_deref(), Ok("null"));
+        assert_eq!(v("item.nope + 1 > 2").as_deref(), Ok("null"));
+        // `==` is total: a missing value equals only another.
+        assert_eq!(v("item.nope == 1").as_deref(), Ok("false"));
+        assert_eq!(v("item.nope != \"x\"").as_deref(), Ok("true"));
+        // The right side is not evaluated when the left one decides.
+        assert_eq!(v("true or 1 / 0 > 1").as_deref(), Ok("true"));
+        assert!(v("false or 1 / 0 > 1").is_err(), "division by zero");
+        assert!(v("item.score / 0 > 1").is_err(), "not a finite number");
+        assert_eq!(v("item.score == 0.5 and 1 == 1.0").as_deref(), Ok("true"));
+    }
+
+    #[test]
+    fn folding_computes_constants_exactly() {
+        let f = |t: &str| fold(&crate::syntax::parse_expr(t).unwrap(), &|n| (n == "k").then_some(crate::value::Value::Int(3)));
+        use crate::value::Value;
+        assert_eq!(f("k * 2 + 1"), Ok(Value::Int(7)));
+        assert_eq!(f("1h + 30m"), Ok(Value::Duration(5_400_000)));
+        assert_eq!(f("5m * k"), Ok(Value::Duration(900_000)));
+        assert_eq!(f("1 + 0.5"), Ok(Value::Float(1.5)));
+        assert_eq!(f("\"a\" + \"b\""), Ok(Value::Str("ab".into())));
+        assert!(matches!(f("9223372036854775807 + 1"), Err(EvalError::Operand { .. })));
+        assert!(matches!(f("1 / 0"), Err(EvalError::Operand { .. })));
+        assert!(matches!(f("1 + true"), Err(EvalError::Operand { .. })));
+        assert!(matches!(f("1m < 5"), Err(EvalError::Operand { .. })));
+        assert!(matches!(f("nope + 1"), Err(EvalError::NotConstant(_))));
+        assert!(matches!(f("raw.value"), Err(EvalError::NotConstant(_))));
+        assert_eq!(f("true or 1 / 0 == 1"), Ok(Value::Bool(true)), "`or` stops at the left side, as at run time");
+    }
+
+    proptest::proptest! {
+        /// One duration codec: what the language writes (`1h30m`, as `Value` displays it)
+        /// is what the language, the CLI and the API (`time::parse_duration`) read.
+        #[test]
+        fn durations_round_trip_through_the_language_the_cli_and_the_api(ms in 1u64..100 * 86_400_000) {
+            let written = crate::value::Value::Duration(ms).to_string();
+            proptest::prop_assert_eq!(&written, &crate::syntax::ast::Duration { millis: ms }.to_string());
+            let e = crate::syntax::parse_expr(&written).unwrap();
+            proptest::prop_assert_eq!(fold(&e, &|_| None), Ok(crate::value::Value::Duration(ms)), "{}", written);
+            proptest::prop_assert_eq!(crate::time::parse_duration(&written), Some(ms as i64), "{}", written);
+            // The shorter form people read (`14d ago`) reads back too.
+            proptest::prop_assert_eq!(crate::time::parse_duration(&crate::time::format_duration_ms(ms as i64)), Some(ms as i64));
+        }
     }
 
     #[test]
