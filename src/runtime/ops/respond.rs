@@ -8,6 +8,7 @@
 //! [`Operator::commit`] has recorded it in the durable outbox ([`crate::respond`]).
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::data::{Data, IncidentUpdate, IncidentsData, ScoreColumn, Timestamp};
@@ -99,6 +100,8 @@ pub struct Respond {
     pub lifecycle: Lifecycle,
     responder: Arc<Responder>,
     channel: Arc<Channel>,
+    /// Fed incidents: the upstream incidents routed here and still firing, by id.
+    sources: BTreeMap<String, IncidentUpdate>,
     /// Transitions decided and not recorded yet: [`Operator::commit`] records them after
     /// `process`; when the store refuses, they stay here (the tick fails) and are recorded
     /// with the next tick's, in order.
@@ -132,7 +135,7 @@ impl Respond {
         };
         let mut lifecycle = Lifecycle::new(config);
         lifecycle.restore(responder.firing_of(&lifecycle.config.stage), responder.clock.now());
-        Respond { when, lifecycle, responder, channel, pending: Batch::default() }
+        Respond { when, lifecycle, responder, channel, sources: BTreeMap::new(), pending: Batch::default() }
     }
 }
 
@@ -274,29 +277,48 @@ impl Operator for Respond {
                 self.lifecycle.begin(ctx.backlog != Backlog::None, world);
                 // An upstream respond stage's transitions: one that fires and matches
                 // opens (or joins) an incident of this stage; its resolution clears it.
-                let rows: Vec<(&IncidentUpdate, Vec<(String, String)>, String, bool)> = i
-                    .updates
-                    .iter()
-                    .filter_map(|u| {
-                        let firing = u.status == "firing";
+                // An upstream incident resolved by hand (API, CLI) sends no transition:
+                // the responder says it is resolved.
+                let mut feed: Vec<IncidentUpdate> = Vec::new();
+                let by_hand: Vec<String> =
+                    self.sources.keys().filter(|id| world.get(id).is_some_and(|i| i.status != "firing")).cloned().collect();
+                for id in by_hand {
+                    if let (Some(mut u), Some(i)) = (self.sources.remove(&id), world.get(&id)) {
+                        u.status = "resolved".into();
+                        u.ts = i.resolved_at.unwrap_or(i.updated_at);
+                        feed.push(u);
+                    }
+                }
+                for u in &i.updates {
+                    if u.status == "firing" {
                         let opened_at = world.get(&u.id).map_or(u.ts, |i| i.opened_at);
-                        if firing && !self.when.as_ref().is_none_or(|c| c.holds(&IncidentItem { update: u, opened_at })) {
-                            return None;
+                        if !self.when.as_ref().is_none_or(|c| c.holds(&IncidentItem { update: u, opened_at })) {
+                            continue;
                         }
+                        self.sources.insert(u.id.clone(), u.clone());
+                    } else {
+                        self.sources.remove(&u.id);
+                    }
+                    feed.push(u.clone());
+                }
+                let keyed: Vec<(Vec<(String, String)>, String)> = feed
+                    .iter()
+                    .map(|u| {
                         let labels: Vec<(String, String)> = u.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                         let key = self.lifecycle.key(&u.series, &labels);
-                        Some((u, labels, key, firing))
+                        (labels, key)
                     })
                     .collect();
-                for (u, labels, key, firing) in &rows {
+                for (u, (labels, key)) in feed.iter().zip(&keyed) {
+                    let firing = u.status == "firing";
                     let item = Item {
                         key,
                         series: &u.series,
                         labels,
                         ts: u.ts,
-                        matches: *firing,
+                        matches: firing,
                         scored: true,
-                        ends: !*firing,
+                        ends: !firing,
                         score: u.score,
                         value: u.value,
                         samples: None,
@@ -445,6 +467,53 @@ mod tests {
         // A scored quiet sample clears it.
         let got = updates(crate::runtime::process_now(&mut op, &[scores(&[(30, false)], &[])], &mut OpCtx::new(30)).unwrap());
         assert_eq!(got, [("resolved".to_owned(), 30)]);
+    }
+
+    /// A stage fed another's incidents picks those its `when:` holds for, on their fields
+    /// (`severity` is the label), and resolves its own when the upstream one resolves.
+    #[test]
+    fn a_stage_fed_incidents_routes_them_by_their_fields() {
+        use crate::data::IncidentUpdate;
+        let responder = Arc::new(Responder::capturing());
+        let channel =
+            Channel { kind: Box::new(Log { outbox: None }), subject: Template::new("{{ incident.status }}").unwrap(), body: None };
+        let when = crate::expr::Condition::parse("item.severity == \"critical\" and item.score > 0.5").unwrap();
+        let mut op = super::Respond::new(
+            "p".into(),
+            "p.page".into(),
+            Some(when),
+            Template::new("{{ series }}").unwrap(),
+            Vec::new(),
+            super::Policy::default(),
+            channel,
+            responder.clone(),
+        );
+        let up = |id: &str, status: &str, severity: &str, score: f64, ts: i64| IncidentUpdate {
+            id: id.into(),
+            stage: "p.team".into(),
+            key: id.into(),
+            status: status.into(),
+            series: format!("s{id}"),
+            score,
+            value: 1.0,
+            ts,
+            labels: [("severity".to_owned(), severity.to_owned())].into(),
+        };
+        let mut feed = |ups: Vec<IncidentUpdate>, now: i64| {
+            let input = Data::Incidents(Arc::new(IncidentsData { updates: ups }));
+            updates(crate::runtime::process_now(&mut op, &[input], &mut OpCtx::new(now)).unwrap())
+        };
+        let got = feed(
+            vec![up("1", "firing", "critical", 0.9, 10), up("2", "firing", "warning", 0.9, 10), up("3", "firing", "critical", 0.1, 10)],
+            10,
+        );
+        assert_eq!(got, [("firing".to_owned(), 10)], "only the critical one with a high score");
+        let got = feed(vec![up("2", "resolved", "warning", 0.9, 20), up("1", "resolved", "critical", 0.9, 30)], 30);
+        assert_eq!(got, [("resolved".to_owned(), 30)]);
+        let sent: Vec<(String, String)> =
+            responder.captured().iter().map(|n| (n.transition.clone(), n.incident.series[0].clone())).collect();
+        assert_eq!(sent, [("firing".to_owned(), "s1".to_owned()), ("resolved".to_owned(), "s1".to_owned())]);
+        assert_eq!(responder.list()[0].labels["severity"], "critical");
     }
 
     #[test]
