@@ -158,6 +158,10 @@ impl Ty {
                 ("labels", Ty::Map),
                 ("opened_at", Ty::Int),
                 ("score", Ty::Float),
+                ("value", Ty::Float),
+                ("series", Ty::String),
+                ("stage", Ty::String),
+                ("timestamp", Ty::Int),
             ],
             _ => &[],
         }

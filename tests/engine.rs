@@ -426,6 +426,59 @@ async fn a_store_that_refuses_a_commit_fails_the_tick_and_loses_nothing() {
     assert!(engine.shutdown(Duration::from_secs(5)).await);
 }
 
+/// A stage routing another's incidents while the store refuses: the upstream stage's
+/// transitions reach it only once recorded (a failed tick outputs nothing, the next
+/// outputs them), so once the store recovers each stage's incident is recorded once,
+/// with one `firing` and one `resolved`: nothing lost, nothing doubled downstream either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routed_stage_loses_nothing_while_the_store_refuses() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = TempDir::new("engine-route");
+    let csv = dir.path().join("data.csv");
+    std::fs::write(&csv, "timestamp,value\n").unwrap();
+    let src = "pipeline p {\n  every 50ms\n  collect raw = csv(path: \"data.csv\", start_at: \"beginning\")\n  \
+               predict s = threshold(raw, above: 50.0)\n  respond r = log(s)\n  respond page = log(r, when: r.value > 50.0)\n}\n";
+    let out = compile(&dir, src);
+    assert!(!out.diagnostics.has_errors(), "{:?}", out.diagnostics);
+    let failing = Arc::new(FailingStore { inner: store(&dir).await, failing: true.into(), refused: 0.into() });
+    let store: Arc<dyn Store> = failing.clone();
+    let engine = Engine::start(out.plan.as_ref().unwrap(), &out.sources, &out.version, store.clone(), None).await.unwrap();
+    let shared = engine.shared.clone();
+    until("an ok tick", async || (metric(&shared, "vigil_ticks_total{pipeline=\"p\",outcome=\"ok\"}") >= 1.0).then_some(())).await;
+    let append = |rows: &[(u32, f64)]| {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&csv).unwrap();
+        for (minute, v) in rows {
+            writeln!(f, "2024-01-01 00:{minute:02}:00,{v}").unwrap();
+        }
+    };
+    // Opens and resolves while the store refuses, over several ticks.
+    append(&[(0, 1.0), (1, 1.0), (2, 100.0)]);
+    until("a refused commit", async || (failing.refused.load(SeqCst) >= 1).then_some(())).await;
+    let refused = failing.refused.load(SeqCst);
+    append(&[(3, 1.0)]);
+    until("more refused commits", async || (failing.refused.load(SeqCst) > refused + 1).then_some(())).await;
+    assert!(store.incidents(None, 10).await.unwrap().is_empty());
+    failing.failing.store(false, SeqCst);
+    let incidents = until("both stages' incidents resolved", async || {
+        let all = store.incidents(None, 10).await.unwrap();
+        (all.len() >= 2 && all.iter().all(|i| i.status == "resolved")).then_some(all)
+    })
+    .await;
+    let ok = metric(&shared, "vigil_ticks_total{pipeline=\"p\",outcome=\"ok\"}");
+    until("two more ok ticks", async || (metric(&shared, "vigil_ticks_total{pipeline=\"p\",outcome=\"ok\"}") >= ok + 2.0).then_some(()))
+        .await;
+    let mut stages: Vec<&str> = incidents.iter().map(|i| i.stage.as_str()).collect();
+    stages.sort();
+    assert_eq!(stages, ["p.page", "p.r"], "{incidents:?}");
+    for i in &incidents {
+        let mut sent: Vec<String> = store.outbox_of(&i.id).await.unwrap().into_iter().map(|o| o.notification.transition).collect();
+        sent.sort();
+        assert_eq!(sent, ["firing", "resolved"], "{}", i.stage);
+    }
+    assert_eq!(store.outbox(100).await.unwrap().len(), 4);
+    assert!(engine.shutdown(Duration::from_secs(5)).await);
+}
+
 /// `audit_since` returns the records of the events asked for, from `since` on, oldest
 /// first (SQLite filters them: reports ask for `sent` and `failed` out of a week of audit).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -724,6 +724,66 @@ fn rate_limits_hold_notifications_back_and_group_by_makes_one_incident() {
     assert!(v["audit"].as_array().unwrap().iter().any(|a| a["event"] == "grouped"), "{v}");
 }
 
+/// A respond stage fed another's incidents routes them, as Alertmanager's routes do: its
+/// `when:` reads the incident's fields (`severity` is its label), each incident it picks
+/// opens one of its own on its channel, which resolves when the upstream one does.
+#[test]
+fn incidents_of_one_stage_are_routed_to_channels_by_severity_and_value() {
+    let dir = TempDir::new("respond-route");
+    let rx = Receiver::start(&[]);
+    let url = format!("http://127.0.0.1:{}", rx.port);
+    std::fs::write(
+        dir.join("resp.vigil"),
+        format!(
+            "pipeline resp {{\n  every 200ms\n  collect raw = csv(path: \"data.csv\", value_columns: [\"a\", \"b\"], labels: {{ severity: \"critical\" }})\n  \
+             predict hot = threshold(raw, above: 90.0)\n  respond team = log(hot)\n  \
+             respond page = webhook(team, url: \"{url}/page\", when: team.severity == \"critical\" and team.value >= 500.0)\n  \
+             respond chat = webhook(team, url: \"{url}/chat\", when: team.value < 500.0)\n}}\n"
+        ),
+    )
+    .unwrap();
+    let start = vigil::time::now_ms() - 30 * 60_000;
+    let mut csv = String::from("timestamp,a,b\n");
+    for i in 0..30 {
+        // `a` at 100 from minute 15 to 17, `b` at 1000 from 20 to 22.
+        let (a, b) = match i {
+            15..=17 => (100, 10),
+            20..=22 => (10, 1000),
+            _ => (10, 10),
+        };
+        csv.push_str(&format!("{},{a},{b}\n", vigil::time::format_timestamp(start + i * 60_000)));
+    }
+    stage(&dir, &csv);
+    let e = start_engine(&dir, &[], &[]);
+    let incidents = wait_for("four resolved incidents", Duration::from_secs(60), || {
+        let v = e.incidents();
+        (v.iter().filter(|i| i["status"] == "resolved").count() == 4).then_some(v)
+    });
+    for i in &incidents {
+        e.wait_settled(i["id"].as_str().unwrap(), 2);
+    }
+    let stages = |stage: &str| incidents.iter().filter(|i| i["stage"] == stage).count();
+    assert_eq!((stages("resp.team"), stages("resp.page"), stages("resp.chat")), (2, 1, 1), "{incidents:#?}");
+    let got = |path: &str| -> Vec<(String, String)> {
+        rx.at(path)
+            .iter()
+            .map(|r| {
+                let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+                let series = &v["incident"]["series"];
+                let series = series.as_str().or_else(|| series[0].as_str()).unwrap_or_else(|| panic!("{v}"));
+                (v["transition"].as_str().unwrap().to_owned(), series.to_owned())
+            })
+            .collect()
+    };
+    let (page, chat) = (got("/page"), got("/chat"));
+    assert_eq!(page.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(), ["firing", "resolved"], "{page:?}");
+    assert!(page.iter().all(|(_, s)| s.starts_with('b')), "{page:?}");
+    assert_eq!(chat.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(), ["firing", "resolved"], "{chat:?}");
+    assert!(chat.iter().all(|(_, s)| s.starts_with('a')), "{chat:?}");
+    let routed = incidents.iter().find(|i| i["stage"] == "resp.page").unwrap();
+    assert_eq!(routed["labels"]["severity"], "critical");
+}
+
 /// The engine's tick count for the test pipeline, from `/metrics`.
 fn ticks(port: u16) -> f64 {
     let (_, m) = http_get(port, "/metrics").unwrap_or_default();

@@ -8,6 +8,9 @@
 //!   durable outbox: every notification is written to the store *before* it is sent, with
 //!   a key `(incident, stage, transition)` that makes enqueueing idempotent, so a tick
 //!   replayed after a crash never sends twice.
+//! - [`lifecycle`]: what a respond stage decides — open, group, resolve, repeat,
+//!   escalate, silence, rate-limit — as a pure state machine over items and a clock
+//!   passed in; its transitions are data the runtime records.
 //! - [`dispatch`]: the task that sends what the outbox holds, retrying with exponential
 //!   backoff where a retry can help (network errors, 5xx, 429, transient SMTP replies)
 //!   and recording every decision in the audit trail.
@@ -16,6 +19,7 @@
 
 pub mod channels;
 pub mod dispatch;
+pub mod lifecycle;
 pub mod report;
 pub mod store;
 pub mod templates;

@@ -34,4 +34,6 @@ pub(crate) const fn inputs(name: &'static str, types: &'static [Ty], doc: &'stat
 }
 
 pub(crate) const NUMERIC: &[Ty] = &[Ty::Series];
-pub(crate) const RESPONDABLE: &[Ty] = &[Ty::Scores];
+/// What respond stages take: scores (a `correlate` stage's situations too), or another
+/// respond stage's incidents, routed by `when:` on their fields.
+pub(crate) const RESPONDABLE: &[Ty] = &[Ty::Scores, Ty::Incidents];

@@ -11,7 +11,7 @@ pub static SPEC: OperatorSpec = OperatorSpec {
     kind: StageKind::Respond,
     summary: "Pushes incidents to Alertmanager as alerts.",
     doc: "POSTs `/api/v2/alerts` with labels and annotations, re-sent every `resend` while the incident fires, with `endsAt` when it resolves.",
-    inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too).")],
+    inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too), or another respond stage's incidents (`when:` routes them by `severity`, `labels`, `score`...).")],
     params: &[
         p("url", Ty::String, Required, "The Alertmanager, e.g. `http://127.0.0.1:9093`."),
         p("labels", Ty::Map, Optional, "Extra alert labels."),

@@ -13,7 +13,7 @@ pub static SPEC: OperatorSpec = OperatorSpec {
     kind: StageKind::Respond,
     summary: "Sends email over SMTP, one thread per incident.",
     doc: "Opens or updates incidents and mails their transitions through lettre: STARTTLS or TLS (certificates checked against the web PKI roots, or the authorities in `ca`), optional authentication (PLAIN or LOGIN) from the SMTP URL (`smtp://user:pass@host:587`). Messages of one incident share a thread (stable Message-ID, In-Reply-To). Subject and body are minijinja templates over the incident. Checked when the stage starts, not by `vigil check`: the `smtp` secret must be set and an `smtp://` or `smtps://` URL; the `ca` file must be a readable PEM bundle, and `tls` not `none` with it (unless the URL is `smtps://`).",
-    inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too).")],
+    inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too), or another respond stage's incidents (`when:` routes them by `severity`, `labels`, `score`...).")],
     params: &[
         p("to", Ty::List(Scalar::String), Required, "Recipients."),
         p("smtp", Ty::Secret, Required, "The SMTP URL, as a secret (it may hold a password)."),

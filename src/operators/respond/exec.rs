@@ -11,7 +11,7 @@ pub static SPEC: OperatorSpec = OperatorSpec {
     kind: StageKind::Respond,
     summary: "Runs a remediation command (argv, never a shell).",
     doc: "Runs `command` (argv list; the first element is the program; elements may be templates) on each incident transition, without a shell, with a timeout after which it is killed, and only the environment variables in `env`. Output is kept in the audit trail.",
-    inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too).")],
+    inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too), or another respond stage's incidents (`when:` routes them by `severity`, `labels`, `score`...).")],
     params: &[
         p("command", Ty::List(Scalar::String), Required, "The program and its arguments."),
         min("timeout", Ty::Duration, Dur(30_000), 1.0, "Kill the command after this."),

@@ -10,7 +10,7 @@ pub static SPEC: OperatorSpec = OperatorSpec {
     kind: StageKind::Respond,
     summary: "Writes incidents to the console and STATE/outbox.jsonl.",
     doc: "Opens and resolves incidents like every respond operator and reports each transition on the console and in the outbox file. The demo's default: it works offline.",
-    inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too).")],
+    inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too), or another respond stage's incidents (`when:` routes them by `severity`, `labels`, `score`...).")],
     params: &[p("message", Ty::String, Str("{{ incident.status }} {{ incident.key }} score={{ incident.score }}"), "The line written (a template).")],
     output: Output::Fixed(Ty::Incidents),
     example: r#"respond console = log(scores, when: scores.score > 0.9)"#,

@@ -11,7 +11,7 @@ pub static SPEC: OperatorSpec = OperatorSpec {
     summary: "Triggers, acknowledges and resolves PagerDuty incidents (Events v2).",
     doc:
         "Sends Events API v2 `trigger`, `acknowledge` and `resolve` events with the incident's key as `dedup_key`. 429 and 5xx are retried. Checked when the stage starts, not by `vigil check`: the `routing_key` secret must be set.",
-    inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too).")],
+    inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too), or another respond stage's incidents (`when:` routes them by `severity`, `labels`, `score`...).")],
     params: &[
         p("routing_key", Ty::Secret, Required, "The integration's routing key."),
         choice("severity", &["critical", "error", "warning", "info"], Str("error"), "The PagerDuty severity."),

@@ -11,7 +11,7 @@ pub static SPEC: OperatorSpec = OperatorSpec {
     kind: StageKind::Respond,
     summary: "Posts incidents to a Slack incoming webhook.",
     doc: "Sends `{text, blocks}` to a Slack incoming webhook URL, which is a credential and so a secret. Checked when the stage starts, not by `vigil check`: the `url` secret must be set and an http(s) URL.",
-    inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too).")],
+    inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too), or another respond stage's incidents (`when:` routes them by `severity`, `labels`, `score`...).")],
     params: &[
         p("url", Ty::Secret, Required, "The incoming webhook URL."),
         p("text", Ty::String, Optional, "Message template (a default summary when absent)."),

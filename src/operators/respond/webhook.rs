@@ -12,7 +12,7 @@ pub static SPEC: OperatorSpec = OperatorSpec {
     kind: StageKind::Respond,
     summary: "Posts incidents as signed JSON to a URL.",
     doc: "POSTs each incident transition as JSON. With `secret`, adds `X-Vigil-Signature: sha256=<hex>`, an HMAC-SHA256 of the body. 5xx and 429 answers are retried with backoff; other 4xx are not. Checked when the stage starts, not by `vigil check`: the `secret` must be set.",
-    inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too).")],
+    inputs: &[input("input", RESPONDABLE, "The scores to page on (a `correlate` stage's situations too), or another respond stage's incidents (`when:` routes them by `severity`, `labels`, `score`...).")],
     params: &[
         p("url", Ty::String, Required, "The receiver."),
         p("secret", Ty::Secret, Optional, "The HMAC key."),

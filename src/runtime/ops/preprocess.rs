@@ -567,7 +567,7 @@ pub struct Aggregate {
 const SAMPLES: usize = 3;
 const SAMPLE_CHARS: usize = 500;
 /// Between the samples of the `samples` annotation (a record may span lines).
-pub const SAMPLE_SEPARATOR: &str = "\u{1e}";
+pub const SAMPLE_SEPARATOR: &str = crate::respond::lifecycle::SAMPLE_SEPARATOR;
 
 impl Aggregate {
     pub fn new(by: Vec<String>, agg: Agg, every: Option<i64>) -> Aggregate {
