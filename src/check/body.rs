@@ -1412,9 +1412,9 @@ impl Body<'_, '_, '_> {
                         "score the series first, e.g. `predict s = zscore(series)`".to_owned()
                     }
                     (Ty::Incidents, Some(Ty::Scores)) => {
-                        "a respond stage pages on scores; to page once for the incidents of other respond \
-                         stages, group them first: `predict s = correlate(a, b)`, then respond to `s`; to page someone else when an \
-                         incident stays unacknowledged, use the option `escalate after 30m to other_stage`"
+                        "this input takes scores; to route incidents to channels, respond to them directly \
+                         (`respond page = email(other_stage, when: other_stage.severity == \"critical\", ...)`); to group the \
+                         incidents of several respond stages, use `predict s = correlate(a, b)`"
                             .to_owned()
                     }
                     _ => format!("connect a stage that yields {}", one_of(accepted)),
