@@ -1597,7 +1597,8 @@ fn binary_type(op: ast::BinaryOp, l: Ty, r: Ty) -> Option<Ty> {
     Some(match op {
         And | Or if l == Ty::Bool && r == Ty::Bool => Ty::Bool,
         Eq | Ne if l == r || num(l) && num(r) => Ty::Bool,
-        Lt | Le | Gt | Ge if num(l) && num(r) || l == Ty::Duration && r == Ty::Duration => Ty::Bool,
+        // Strings order bytewise, as the one evaluator orders them (conditions and `vigil test` alike).
+        Lt | Le | Gt | Ge if num(l) && num(r) || l == r && matches!(l, Ty::Duration | Ty::String) => Ty::Bool,
         Add if l == Ty::String && r == Ty::String => Ty::String,
         Add | Sub if l == Ty::Duration && r == Ty::Duration => Ty::Duration,
         Mul if l == Ty::Duration && r == Ty::Int || l == Ty::Int && r == Ty::Duration => Ty::Duration,
@@ -1660,6 +1661,22 @@ pub fn condition_text(e: &Expr, is_input: &dyn Fn(&str) -> bool, lookup: &dyn Fn
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn orderings_the_checker_accepts_are_those_the_evaluator_computes() {
+        use ast::BinaryOp::Lt;
+        let item = |t: &str| crate::expr::fold(&crate::syntax::parse_expr(t).unwrap(), &|_| None);
+        for (l, r, text) in
+            [(Ty::String, Ty::String, "\"a\" < \"b\""), (Ty::Duration, Ty::Duration, "1m < 1h"), (Ty::Int, Ty::Float, "1 < 1.5")]
+        {
+            assert_eq!(binary_type(Lt, l, r), Some(Ty::Bool), "{text}");
+            assert_eq!(item(text), Ok(crate::value::Value::Bool(true)), "{text}");
+        }
+        for (l, r, text) in [(Ty::String, Ty::Int, "\"a\" < 1"), (Ty::Bool, Ty::Bool, "false < true"), (Ty::Duration, Ty::Int, "1m < 5")] {
+            assert_eq!(binary_type(Lt, l, r), None, "{text}");
+            assert!(item(text).is_err(), "{text}");
+        }
+    }
 
     #[test]
     fn cycle_path_follows_edges() {
