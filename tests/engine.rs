@@ -362,6 +362,31 @@ impl FeedbackStore for FailingStore {
     }
 }
 
+/// An engine over a store that refuses every write until told otherwise, running `src`
+/// over an initially empty `data.csv`, once its first tick is ok; and a writer of rows
+/// (minute, value) to that file.
+async fn engine_over_a_refusing_store(
+    dir: &TempDir,
+    src: &str,
+) -> (Engine, Arc<FailingStore>, Arc<dyn Store>, impl Fn(&[(u32, f64)]) + use<>) {
+    let csv = dir.path().join("data.csv");
+    std::fs::write(&csv, "timestamp,value\n").unwrap();
+    let out = compile(dir, src);
+    assert!(!out.diagnostics.has_errors(), "{:?}", out.diagnostics);
+    let failing = Arc::new(FailingStore { inner: store(dir).await, failing: true.into(), refused: 0.into() });
+    let store: Arc<dyn Store> = failing.clone();
+    let engine = Engine::start(out.plan.as_ref().unwrap(), &out.sources, &out.version, store.clone(), None).await.unwrap();
+    let shared = engine.shared.clone();
+    until("an ok tick", async || (metric(&shared, "vigil_ticks_total{pipeline=\"p\",outcome=\"ok\"}") >= 1.0).then_some(())).await;
+    let append = move |rows: &[(u32, f64)]| {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&csv).unwrap();
+        for (minute, v) in rows {
+            writeln!(f, "2024-01-01 00:{minute:02}:00,{v}").unwrap();
+        }
+    };
+    (engine, failing, store, append)
+}
+
 /// The state store refuses to record an incident: the respond stage's tick fails, no
 /// cursor is saved past the data, and once the store recovers the incident — opened and
 /// resolved while it was down — is recorded once, with one `firing` and one `resolved`
@@ -370,23 +395,11 @@ impl FeedbackStore for FailingStore {
 async fn a_store_that_refuses_a_commit_fails_the_tick_and_loses_nothing() {
     use std::sync::atomic::Ordering::SeqCst;
     let dir = TempDir::new("engine-commit");
-    let csv = dir.path().join("data.csv");
-    std::fs::write(&csv, "timestamp,value\n").unwrap();
     let src = "pipeline p {\n  every 50ms\n  collect raw = csv(path: \"data.csv\", start_at: \"beginning\")\n  \
                predict s = threshold(raw, above: 50.0)\n  respond r = log(s)\n}\n";
-    let out = compile(&dir, src);
-    let failing = Arc::new(FailingStore { inner: store(&dir).await, failing: true.into(), refused: 0.into() });
-    let store: Arc<dyn Store> = failing.clone();
-    let engine = Engine::start(out.plan.as_ref().unwrap(), &out.sources, &out.version, store.clone(), None).await.unwrap();
+    let (engine, failing, store, append) = engine_over_a_refusing_store(&dir, src).await;
     let shared = engine.shared.clone();
-    until("an ok tick", async || (metric(&shared, "vigil_ticks_total{pipeline=\"p\",outcome=\"ok\"}") >= 1.0).then_some(())).await;
     let cursor_before = store.load_cursor("p.raw").await.unwrap();
-    let append = |rows: &[(u32, f64)]| {
-        let mut f = std::fs::OpenOptions::new().append(true).open(&csv).unwrap();
-        for (minute, v) in rows {
-            writeln!(f, "2024-01-01 00:{minute:02}:00,{v}").unwrap();
-        }
-    };
     // The incident opens while the store refuses.
     append(&[(0, 1.0), (1, 1.0), (2, 100.0)]);
     until("a refused commit", async || (failing.refused.load(SeqCst) >= 1).then_some(())).await;
@@ -434,23 +447,10 @@ async fn a_store_that_refuses_a_commit_fails_the_tick_and_loses_nothing() {
 async fn a_routed_stage_loses_nothing_while_the_store_refuses() {
     use std::sync::atomic::Ordering::SeqCst;
     let dir = TempDir::new("engine-route");
-    let csv = dir.path().join("data.csv");
-    std::fs::write(&csv, "timestamp,value\n").unwrap();
     let src = "pipeline p {\n  every 50ms\n  collect raw = csv(path: \"data.csv\", start_at: \"beginning\")\n  \
                predict s = threshold(raw, above: 50.0)\n  respond r = log(s)\n  respond page = log(r, when: r.value > 50.0)\n}\n";
-    let out = compile(&dir, src);
-    assert!(!out.diagnostics.has_errors(), "{:?}", out.diagnostics);
-    let failing = Arc::new(FailingStore { inner: store(&dir).await, failing: true.into(), refused: 0.into() });
-    let store: Arc<dyn Store> = failing.clone();
-    let engine = Engine::start(out.plan.as_ref().unwrap(), &out.sources, &out.version, store.clone(), None).await.unwrap();
+    let (engine, failing, store, append) = engine_over_a_refusing_store(&dir, src).await;
     let shared = engine.shared.clone();
-    until("an ok tick", async || (metric(&shared, "vigil_ticks_total{pipeline=\"p\",outcome=\"ok\"}") >= 1.0).then_some(())).await;
-    let append = |rows: &[(u32, f64)]| {
-        let mut f = std::fs::OpenOptions::new().append(true).open(&csv).unwrap();
-        for (minute, v) in rows {
-            writeln!(f, "2024-01-01 00:{minute:02}:00,{v}").unwrap();
-        }
-    };
     // Opens and resolves while the store refuses, over several ticks.
     append(&[(0, 1.0), (1, 1.0), (2, 100.0)]);
     until("a refused commit", async || (failing.refused.load(SeqCst) >= 1).then_some(())).await;

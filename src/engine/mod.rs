@@ -307,7 +307,7 @@ pub struct StageChanges {
 /// are unchanged — the same object, so its state (windows, cursors, open incidents) and
 /// its generation carry over. Stages that changed get the next generation; a changed
 /// source keeps its cursor when its operator is the same.
-#[allow(clippy::too_many_arguments)] // one call site each; #11 replaces these with a build context
+#[allow(clippy::too_many_arguments)] // one call site each; a build context would bundle these
 async fn rebuild(
     p: &PipelinePlan,
     sources: &SourceMap,
@@ -335,7 +335,7 @@ async fn rebuild(
     Ok((rt, changes))
 }
 
-#[allow(clippy::too_many_arguments)] // one call site each; #11 replaces these with a build context
+#[allow(clippy::too_many_arguments)] // one call site each; a build context would bundle these
 fn build_pipeline_from(
     p: &PipelinePlan,
     sources: &SourceMap,
