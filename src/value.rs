@@ -2,12 +2,14 @@
 //! expressions), their display and validation.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use crate::syntax::ast::Expr;
 use crate::types::{self, ParamSpec, Scalar, Ty};
 
 /// A resolved parameter value. Serialises to canonical JSON for fingerprints and the
 /// runtime's configuration.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[serde(tag = "t", content = "v", rename_all = "snake_case")]
 pub enum Value {
     /// An optional parameter left out.
@@ -22,8 +24,75 @@ pub enum Value {
     Map(BTreeMap<String, Value>),
     /// A reference to a secret, resolved at run time and never printed.
     Secret(SecretRef),
-    /// A per-item condition, as canonical source text where the item is called `item`.
-    Condition(String),
+    /// A per-item condition, typed and resolved ([`Cond`]).
+    Condition(Arc<Cond>),
+}
+
+/// A per-item condition (`when:`) as the plan carries it: typed and resolved.
+///
+/// `crate::expr::resolve` builds it when the plan is made, from the condition the user
+/// wrote and the types of the stage's inputs:
+/// - every name is resolved: the stage's input is `item`; a template's Condition
+///   parameter is inlined as a subtree; a template's constant parameter becomes its value;
+/// - every `item.field` is checked against the input type's field list ([`Ty::fields`]),
+///   and the field's type is recorded ([`Cond::reads`]);
+/// - every operator is typed (`crate::expr::binary_type`), and the whole is a `Bool`.
+///
+/// What is left is an expression tree of literals, `item.field`, `item.map.key` and
+/// operators, which the runtime evaluates with the language's one evaluator
+/// (`crate::expr::Condition`). Its printed form (flat, precedence-aware source,
+/// [`Cond::text`]) is its identity: what fingerprints hold, what `vigil plan` shows, and
+/// what two conditions compare by.
+#[derive(Clone, Debug)]
+pub struct Cond {
+    expr: Expr,
+    text: String,
+    reads: Vec<(String, Ty)>,
+}
+
+impl Cond {
+    /// A condition already resolved (by `crate::expr::resolve`): `expr` names nothing but
+    /// `item`, whose fields `reads` lists with their types.
+    pub fn resolved(expr: Expr, mut reads: Vec<(String, Ty)>) -> Cond {
+        reads.sort_by(|a, b| a.0.cmp(&b.0));
+        reads.dedup_by(|a, b| a.0 == b.0);
+        let text = crate::syntax::print::flat(&expr);
+        Cond { expr, text, reads }
+    }
+
+    /// The resolved expression tree.
+    pub fn expr(&self) -> &Expr {
+        &self.expr
+    }
+
+    /// The printed form: canonical source where the stage's input is called `item`.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The input's fields the condition reads, with their types, sorted by name.
+    pub fn reads(&self) -> &[(String, Ty)] {
+        &self.reads
+    }
+}
+
+impl PartialEq for Cond {
+    fn eq(&self, other: &Cond) -> bool {
+        self.text == other.text
+    }
+}
+
+impl std::fmt::Display for Cond {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl serde::Serialize for Cond {
+    /// As its printed form.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
 }
 
 /// Where a secret comes from.
@@ -94,7 +163,7 @@ impl std::fmt::Display for Value {
                 f.write_str("}")
             }
             Value::Secret(s) => write!(f, "{s}"),
-            Value::Condition(c) => f.write_str(c),
+            Value::Condition(c) => f.write_str(c.text()),
         }
     }
 }
@@ -153,7 +222,7 @@ impl Value {
                 m.iter().map(|(k, v)| format!("{}: {}", crate::syntax::print::quote(k), v.to_source())).collect::<Vec<_>>().join(", ")
             ),
             Value::Secret(s) => s.to_string(),
-            Value::Condition(c) => c.clone(),
+            Value::Condition(c) => c.text().to_owned(),
         }
     }
 

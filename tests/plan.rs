@@ -81,3 +81,37 @@ fn secrets_are_references_never_values() {
     assert!(!shown.contains("hunter2"));
     assert!(shown.contains("env:VIGIL_TEST_SMTP"));
 }
+
+#[test]
+fn conditions_are_resolved_with_template_conditions_inlined() {
+    let p = plan(
+        "stage page_when(s: Scores, only: Condition = s.anomalous) -> Incidents {\n  respond r = log(s, when: only and s.score > 0.5)\n  r\n}\npipeline p {\n  every 1s\n  collect raw = synthetic()\n  predict scores = zscore(raw)\n  respond a = page_when(scores, only: scores.value > 2 or scores.labels.env == \"prod\")\n  respond b = page_when(scores)\n}\n",
+    );
+    let when = |key: &str| match &p.pipelines[0].stage(key).expect(key).params["when"] {
+        vigil::value::Value::Condition(c) => (c.text().to_owned(), c.reads().iter().map(|(f, t)| format!("{f}: {t}")).collect::<Vec<_>>()),
+        other => panic!("{key}: {other:?}"),
+    };
+    // The Condition parameter is a subtree (parenthesised where precedence needs it), and
+    // every field is typed against the input (Scores).
+    assert_eq!(
+        when("p.a"),
+        (
+            "(item.value > 2 or item.labels.env == \"prod\") and item.score > 0.5".to_owned(),
+            vec!["labels: Map".into(), "score: Float".into(), "value: Float".into()]
+        )
+    );
+    assert_eq!(when("p.b"), ("item.anomalous and item.score > 0.5".to_owned(), vec!["anomalous: Bool".into(), "score: Float".into()]));
+}
+
+#[test]
+fn a_template_condition_inlined_over_another_type_is_refused_at_planning() {
+    let out = vigil::compile_str(
+        "t.vigil",
+        "stage watch(events: Events, only: Condition) -> Incidents {\n  preprocess counts = aggregate(events, op: \"count\", every: 1m)\n  predict s = zscore(counts)\n  respond r = log(s, when: only)\n  r\n}\npipeline p {\n  every 1m\n  collect lines = logs.file(path: \"app.log\")\n  respond w = watch(lines, only: lines.status == \"firing\")\n}\n",
+    );
+    let d = out.diagnostics.0.iter().find(|d| d.code == Code::E0209).expect("E0209");
+    assert_eq!(d.message, "Scores has no field `status`");
+    let primary = out.sources.location(d.span());
+    assert!(primary.starts_with("t.vigil:10:40"), "at the field the caller wrote: {primary}");
+    assert!(out.plan.is_none());
+}

@@ -1339,6 +1339,7 @@ impl Body<'_, '_, '_> {
             let s = &stages[i];
             let t = if local.broken.contains(&s.name.node) { None } else { self.call_type(&s.call, stages, &mut types, local) };
             types[i] = Some(t);
+            self.check_routing_options(s, &types, local);
         }
         types
     }
@@ -1502,26 +1503,44 @@ impl Body<'_, '_, '_> {
         })
     }
 
+    /// E0315 for `resolve_timeout` on a respond stage fed incidents (routing): it counts
+    /// from the upstream incident's last transition, which comes only when that incident
+    /// changes, so a routed incident would resolve while its upstream one still fires.
+    fn check_routing_options(&mut self, s: &super::CheckedStage, types: &[Option<Option<Ty>>], local: &Local) {
+        let Some(span) = s.options.iter().find_map(|(o, span)| matches!(o, crate::dag::StageOpt::ResolveTimeout { .. }).then_some(*span))
+        else {
+            return;
+        };
+        let upstream = s.call.inputs.first().and_then(|(_, i)| match i {
+            Input::Stage(n) => local.stages.get(n.node.as_str()).filter(|(j, _)| types[*j].flatten() == Some(Ty::Incidents)).map(|_| n),
+            _ => None,
+        });
+        if let Some(n) = upstream {
+            self.cx.diags.push(
+                Diagnostic::error(Code::E0315, span, "`resolve_timeout` does not apply to a stage fed incidents")
+                    .with_label("the routed incidents resolve with the upstream ones")
+                    .with_help(format!("give `resolve_timeout` to `{}`, the stage whose incidents this one routes", n.node)),
+            );
+        }
+    }
+
     /// The type of a unary operation, or E0317.
     fn unary_type(&mut self, op: ast::UnaryOp, t: Ty, span: Span) -> Option<Ty> {
-        match (op, t) {
-            (ast::UnaryOp::Neg, Ty::Int | Ty::Float) => Some(t),
-            (ast::UnaryOp::Not, Ty::Bool) => Some(Ty::Bool),
-            _ => {
-                let (word, need) = if op == ast::UnaryOp::Neg { ("-", "a number") } else { ("not", "a Bool") };
-                self.cx.diags.push(
-                    Diagnostic::error(Code::E0317, span, format!("`{word}` cannot apply to a {t}"))
-                        .with_label(format!("a {t}"))
-                        .with_help(format!("`{word}` takes {need}")),
-                );
-                None
-            }
+        let found = crate::expr::unary_type(op, t);
+        if found.is_none() {
+            let (word, need) = if op == ast::UnaryOp::Neg { ("-", "a number") } else { ("not", "a Bool") };
+            self.cx.diags.push(
+                Diagnostic::error(Code::E0317, span, format!("`{word}` cannot apply to a {t}"))
+                    .with_label(format!("a {t}"))
+                    .with_help(format!("`{word}` takes {need}")),
+            );
         }
+        found
     }
 
     /// The type of a binary operation, or E0317.
     fn binary_type(&mut self, op: ast::BinaryOp, lt: Ty, rt: Ty, span: Span) -> Option<Ty> {
-        let t = binary_type(op, lt, rt);
+        let t = crate::expr::binary_type(op, lt, rt);
         if t.is_none() {
             self.cx.diags.push(
                 Diagnostic::error(Code::E0317, span, format!("`{}` cannot combine a {lt} and a {rt}", op.as_str()))
@@ -1590,30 +1609,6 @@ fn example_value(t: Ty) -> String {
     }
 }
 
-/// The result type of a binary operator on operand types.
-fn binary_type(op: ast::BinaryOp, l: Ty, r: Ty) -> Option<Ty> {
-    use ast::BinaryOp::*;
-    let num = |t: Ty| matches!(t, Ty::Int | Ty::Float);
-    Some(match op {
-        And | Or if l == Ty::Bool && r == Ty::Bool => Ty::Bool,
-        Eq | Ne if l == r || num(l) && num(r) => Ty::Bool,
-        // Strings order bytewise, as the one evaluator orders them (conditions and `vigil test` alike).
-        Lt | Le | Gt | Ge if num(l) && num(r) || l == r && matches!(l, Ty::Duration | Ty::String) => Ty::Bool,
-        Add if l == Ty::String && r == Ty::String => Ty::String,
-        Add | Sub if l == Ty::Duration && r == Ty::Duration => Ty::Duration,
-        Mul if l == Ty::Duration && r == Ty::Int || l == Ty::Int && r == Ty::Duration => Ty::Duration,
-        Div if l == Ty::Duration && r == Ty::Int => Ty::Duration,
-        Add | Sub | Mul | Div | Rem if num(l) && num(r) => {
-            if l == Ty::Int && r == Ty::Int {
-                Ty::Int
-            } else {
-                Ty::Float
-            }
-        }
-        _ => return None,
-    })
-}
-
 /// Calls `f` with every bare name in an expression (not field names).
 fn check_names(e: &Expr, f: &mut dyn FnMut(&str)) {
     walk_names(e, &mut |n, _| f(n));
@@ -1637,27 +1632,6 @@ fn walk_names(e: &Expr, f: &mut dyn FnMut(&str, Span)) {
     }
 }
 
-/// A condition as canonical text with every reference to an input replaced by `item`.
-pub fn condition_text(e: &Expr, is_input: &dyn Fn(&str) -> bool, lookup: &dyn Fn(&str) -> Option<String>) -> String {
-    fn go(e: &Expr, is_input: &dyn Fn(&str) -> bool, lookup: &dyn Fn(&str) -> Option<String>) -> Expr {
-        let kind = match &e.kind {
-            ExprKind::Name(n) if is_input(n) => ExprKind::Name("item".into()),
-            ExprKind::Name(n) => match lookup(n) {
-                // A Condition parameter: substitute its (already canonical) text by
-                // re-parsing is not needed; keep a marker name the caller replaced.
-                Some(text) => ExprKind::Name(text),
-                None => ExprKind::Name(n.clone()),
-            },
-            ExprKind::Field(inner, f) => ExprKind::Field(Box::new(go(inner, is_input, lookup)), f.clone()),
-            ExprKind::Unary(op, inner) => ExprKind::Unary(*op, Box::new(go(inner, is_input, lookup))),
-            ExprKind::Binary(op, l, r) => ExprKind::Binary(*op, Box::new(go(l, is_input, lookup)), Box::new(go(r, is_input, lookup))),
-            other => other.clone(),
-        };
-        Expr { kind, span: e.span }
-    }
-    crate::syntax::print::flat(&go(e, is_input, lookup))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1669,11 +1643,11 @@ mod tests {
         for (l, r, text) in
             [(Ty::String, Ty::String, "\"a\" < \"b\""), (Ty::Duration, Ty::Duration, "1m < 1h"), (Ty::Int, Ty::Float, "1 < 1.5")]
         {
-            assert_eq!(binary_type(Lt, l, r), Some(Ty::Bool), "{text}");
+            assert_eq!(crate::expr::binary_type(Lt, l, r), Some(Ty::Bool), "{text}");
             assert_eq!(item(text), Ok(crate::value::Value::Bool(true)), "{text}");
         }
         for (l, r, text) in [(Ty::String, Ty::Int, "\"a\" < 1"), (Ty::Bool, Ty::Bool, "false < true"), (Ty::Duration, Ty::Int, "1m < 5")] {
-            assert_eq!(binary_type(Lt, l, r), None, "{text}");
+            assert_eq!(crate::expr::binary_type(Lt, l, r), None, "{text}");
             assert!(item(text).is_err(), "{text}");
         }
     }

@@ -23,7 +23,7 @@ use crate::source::{SourceId, Span};
 use crate::stages::{OperatorSpec, Ty};
 use crate::syntax::ast::{self, Ident, StageKind};
 
-pub use body::{condition_text, Call, Callee, Input, ValueArg};
+pub use body::{Call, Callee, Input, ValueArg};
 pub use options::StageOpt;
 
 /// How a file entered the compilation.

@@ -131,7 +131,7 @@ pub const OPTIONS: &[(&str, &str, &[StageKind], &str)] = &[
         "resolve_timeout",
         "resolve_timeout 30m",
         &[StageKind::Respond],
-        "A series that has sent no data for this long no longer keeps an incident firing; an incident none of whose series report resolves (audited: `no data from ... for ...`). Without it an incident waits for data that clears it. Checked whenever the stage runs: a tick whose source fails does not reach it. Follows the wall clock, so not under `vigil test`. On a stage fed incidents (routing), \"data\" is the upstream incident's last transition, which comes only when it changes: a routed incident would resolve while its upstream one still fires, so give `resolve_timeout` to the upstream stage instead.",
+        "A series that has sent no data for this long no longer keeps an incident firing; an incident none of whose series report resolves (audited: `no data from ... for ...`). Without it an incident waits for data that clears it. Checked whenever the stage runs: a tick whose source fails does not reach it. Follows the wall clock, so not under `vigil test`. Not on a stage fed incidents (routing, E0315): its incidents resolve with the upstream ones, so give `resolve_timeout` to the upstream stage.",
     ),
     (
         "max_series",

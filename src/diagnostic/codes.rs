@@ -141,7 +141,7 @@ codes! {
         "use std.detect.{robust_zscore}\nuse std.preprocess.{robust_zscore}",
         "Import one under another name with `as`, or use the qualified name.";
     E0209: "unknown field",
-        "A field access names a field the value does not have. Scores have score, value, anomalous, expected, lower, upper, series, timestamp; Events have labels, annotations, status, timestamp; Incidents have key, status, severity, labels, opened_at.",
+        "A field access names a field the value does not have. Scores have score, value, anomalous, expected, lower, upper, series, timestamp; Events have labels, annotations, status, timestamp; Incidents have key, status, severity, labels, opened_at. A template's Condition parameter is checked again where the template applies it: a condition written over the events a template is given cannot read `status` once the template applies it to the scores it computes from them.",
         "when: scores.anomalus",
         "Use one of the fields listed in the help.";
     E0210: "unknown trigger source",

@@ -27,10 +27,11 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::source::Span;
 use crate::syntax::ast::{Arg, BinaryOp, Expr, ExprKind, UnaryOp};
-use crate::value::{SecretRef, Value};
+use crate::value::{Cond, SecretRef, Value};
 
 /// A value an expression computes with; borrowed from what the environment reads where
 /// it can (an item's labels).
@@ -53,8 +54,8 @@ pub enum Val<'a> {
     Labels(&'a [(String, String)]),
     /// `secret("env:NAME")`: where a secret comes from.
     Secret(SecretRef),
-    /// A per-item condition's canonical text (a Condition parameter's value).
-    Condition(Cow<'a, str>),
+    /// A per-item condition (a Condition parameter's value).
+    Condition(Arc<Cond>),
 }
 
 /// Why an expression could not be evaluated.
@@ -395,7 +396,7 @@ impl<'a> Val<'a> {
             Value::List(items) => Val::List(items.iter().map(Val::from_value).collect()),
             Value::Map(m) => Val::Record(m.iter().map(|(k, v)| (k.clone(), Val::from_value(v))).collect()),
             Value::Secret(s) => Val::Secret(s.clone()),
-            Value::Condition(c) => Val::Condition(Cow::Owned(c.clone())),
+            Value::Condition(c) => Val::Condition(c.clone()),
         }
     }
 
@@ -413,7 +414,7 @@ impl<'a> Val<'a> {
             Val::Map(m) => Value::Map(m.iter().map(|(k, v)| (k.clone(), Value::Str(v.clone()))).collect()),
             Val::Labels(l) => Value::Map(l.iter().map(|(k, v)| (k.clone(), Value::Str(v.clone()))).collect()),
             Val::Secret(s) => Value::Secret(s),
-            Val::Condition(c) => Value::Condition(c.into_owned()),
+            Val::Condition(c) => Value::Condition(c),
         }
     }
 }
@@ -452,7 +453,7 @@ impl std::fmt::Display for Val<'_> {
                 write!(f, "{{{}}}", e.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", "))
             }
             Val::Secret(s) => write!(f, "{s}"),
-            Val::Condition(c) => f.write_str(c),
+            Val::Condition(c) => f.write_str(c.text()),
         }
     }
 }

@@ -2,20 +2,26 @@
 //! names mean), constant folding ([`fold`]), conditions (`when:`) evaluated per item at
 //! run time, and message templates.
 //!
-//! A condition reaches the runtime as canonical text in which the stage's input is called
-//! `item` (`item.anomalous and item.score > 0.9`); it is parsed once, when the stage is
-//! built, and evaluated against each item's fields ([`Fields`]) by the same evaluator that
-//! folds constants and computes `vigil test`'s expectations. Message and key templates use
-//! minijinja (`{{ labels.service }}`), compiled once per stage.
+//! A condition reaches the runtime as part of the plan, resolved and typed by [`resolve`]
+//! when the plan was made ([`crate::value::Cond`]: the stage's input is `item`, every
+//! field is checked against the input's type, `item.anomalous and item.score > 0.9`). The
+//! stage evaluates it against each item's fields ([`Fields`]) with the same evaluator that
+//! folds constants and computes `vigil test`'s expectations; nothing is parsed at run
+//! time. Message and key templates use minijinja (`{{ labels.service }}`), compiled once
+//! per stage.
 
+mod cond;
 mod eval;
 mod fold;
 
+pub use cond::{binary_type, resolve, resolve_text, unary_type, Name, Unresolved};
 pub use eval::{binary, eval, logic, unary, Env, EvalError, Val};
 pub use fold::fold;
 
+use std::sync::Arc;
+
 use crate::source::Span;
-use crate::syntax::ast::Expr;
+use crate::value::Cond;
 
 /// An item a condition reads: one scored sample, one event.
 pub trait Fields {
@@ -23,27 +29,20 @@ pub trait Fields {
     fn field(&self, name: &str) -> Val<'_>;
 }
 
-/// A parsed condition.
+/// A condition as a stage evaluates it: the plan's resolved [`Cond`], evaluated against
+/// each item's fields by the one evaluator.
 #[derive(Clone, Debug)]
-pub struct Condition {
-    expr: Expr,
-    text: String,
-}
+pub struct Condition(Arc<Cond>);
 
 impl Condition {
-    /// Parses a condition's canonical text.
-    ///
-    /// # Errors
-    /// When the text is not an expression (a plan built by this version never has one).
-    pub fn parse(text: &str) -> Result<Condition, String> {
-        let expr = crate::syntax::parse_expr(text)
-            .map_err(|d| format!("invalid condition `{text}`: {}", d.first().map_or("", |d| d.message.as_str())))?;
-        Ok(Condition { expr, text: text.to_owned() })
+    /// The stage's condition, as the plan resolved it.
+    pub fn new(cond: Arc<Cond>) -> Condition {
+        Condition(cond)
     }
 
-    /// The condition's text.
+    /// The condition's printed form.
     pub fn text(&self) -> &str {
-        &self.text
+        self.0.text()
     }
 
     /// The condition's value for `item` ([`eval`] with the item's fields as `item.…`).
@@ -51,7 +50,7 @@ impl Condition {
     /// # Errors
     /// What [`eval`] refuses (an operand of the wrong type, a division by zero).
     pub fn eval<'a>(&self, item: &'a dyn Fields) -> Result<Val<'a>, EvalError> {
-        eval(&self.expr, &Item(item))
+        eval(self.0.expr(), &Item(item))
     }
 
     /// Whether the condition holds for `item`: only `true` holds — not a value not known
@@ -168,40 +167,68 @@ mod tests {
         }
     }
 
+    /// A condition over scores, resolved as the planner resolves it.
+    fn cond(text: &str) -> Condition {
+        Condition::new(Arc::new(resolve_text(text, crate::types::Ty::Scores).unwrap()))
+    }
+
     #[test]
     fn conditions_evaluate_over_fields() {
-        let c = Condition::parse("item.anomalous and item.score > 0.9").unwrap();
+        let c = cond("item.anomalous and item.score > 0.9");
         assert!(c.holds(&Item(0.95, true)));
         assert!(!c.holds(&Item(0.5, true)));
         assert!(!c.holds(&Item(0.95, false)));
-        assert!(!Condition::parse("item.nope > 1").unwrap().holds(&Item(1.0, true)));
-        assert!(Condition::parse("not (item.score < 0.5)").unwrap().holds(&Item(0.7, false)));
-        // A field that is not there is unknown, as in `vigil test`: `or` holds when the
-        // known side does, `and` fails when it does not.
-        assert!(Condition::parse("item.anomalous or item.nope > 1").unwrap().holds(&Item(0.0, true)));
-        assert!(!Condition::parse("item.anomalous and item.nope > 1").unwrap().holds(&Item(0.0, true)));
-        assert!(!Condition::parse("not (item.anomalous or item.nope > 1)").unwrap().holds(&Item(0.0, false)));
+        // `expected` is not known for this item (a detector without a band).
+        assert!(!cond("item.expected > 1").holds(&Item(1.0, true)));
+        assert!(cond("not (item.score < 0.5)").holds(&Item(0.7, false)));
+        // A value not known is unknown, as in `vigil test`: `or` holds when the known
+        // side does, `and` fails when it does not.
+        assert!(cond("item.anomalous or item.expected > 1").holds(&Item(0.0, true)));
+        assert!(!cond("item.anomalous and item.expected > 1").holds(&Item(0.0, true)));
+        assert!(!cond("not (item.anomalous or item.expected > 1)").holds(&Item(0.0, false)));
     }
 
     #[test]
     fn null_is_not_known_and_logic_is_kleene() {
-        let v = |t: &str| Condition::parse(t).unwrap().eval(&Item(0.5, true)).map(|v| v.to_string());
-        // `nope` is no field of the item: not known.
-        assert_eq!(v("true or item.nope").as_deref(), Ok("true"));
-        assert_eq!(v("item.nope or true").as_deref(), Ok("true"));
-        assert_eq!(v("false and item.nope").as_deref(), Ok("false"));
-        assert_eq!(v("item.nope and false").as_deref(), Ok("false"));
-        assert_eq!(v("item.nope or false").as_deref(), Ok("null"));
-        assert_eq!(v("not item.nope").as_deref(), Ok("null"));
-        assert_eq!(v("item.nope + 1 > 2").as_deref(), Ok("null"));
+        let v = |t: &str| cond(t).eval(&Item(0.5, true)).map(|v| v.to_string());
+        let unknown = "item.expected > 1";
+        assert_eq!(v(&format!("true or {unknown}")).as_deref(), Ok("true"));
+        assert_eq!(v(&format!("{unknown} or true")).as_deref(), Ok("true"));
+        assert_eq!(v(&format!("false and {unknown}")).as_deref(), Ok("false"));
+        assert_eq!(v(&format!("{unknown} and false")).as_deref(), Ok("false"));
+        assert_eq!(v(&format!("{unknown} or false")).as_deref(), Ok("null"));
+        assert_eq!(v(&format!("not ({unknown})")).as_deref(), Ok("null"));
+        assert_eq!(v("item.expected + 1 > 2").as_deref(), Ok("null"));
         // `==` is total: a missing value equals only another.
-        assert_eq!(v("item.nope == 1").as_deref(), Ok("false"));
-        assert_eq!(v("item.nope != \"x\"").as_deref(), Ok("true"));
+        assert_eq!(v("item.expected == 1").as_deref(), Ok("false"));
+        assert_eq!(v("item.labels.env != \"x\"").as_deref(), Ok("true"));
         // The right side is not evaluated when the left one decides.
         assert_eq!(v("true or 1 / 0 > 1").as_deref(), Ok("true"));
         assert!(v("false or 1 / 0 > 1").is_err(), "division by zero");
         assert!(v("item.score / 0 > 1").is_err(), "not a finite number");
         assert_eq!(v("item.score == 0.5 and 1 == 1.0").as_deref(), Ok("true"));
+    }
+
+    #[test]
+    fn resolving_types_every_field_and_operator() {
+        use crate::types::Ty;
+        let c = resolve_text("item.anomalous and item.labels.env == \"prod\"", Ty::Scores).unwrap();
+        assert_eq!(c.reads(), [("anomalous".to_owned(), Ty::Bool), ("labels".to_owned(), Ty::Map)]);
+        assert_eq!(c.text(), "item.anomalous and item.labels.env == \"prod\"");
+        for (text, why) in [
+            ("item.anomalus", "Scores has no field `anomalus`"),
+            ("item.severity == \"critical\"", "Scores has no field `severity`"),
+            ("item.score", "a condition must be a Bool, not a Float"),
+            ("item.series < 1", "`<` cannot combine a String and a Int"),
+            ("not item.score", "`not` takes a Bool, not a Float"),
+            ("item.labels.env.x == \"a\"", "String has no field `x`"),
+            ("other.score > 1", "unknown name `other`"),
+        ] {
+            let err = resolve_text(text, Ty::Scores).unwrap_err();
+            assert!(err.ends_with(why), "{text}: {err}");
+        }
+        // The same condition over incidents reads their fields.
+        assert!(resolve_text("item.severity == \"critical\"", Ty::Incidents).is_ok());
     }
 
     #[test]

@@ -333,23 +333,12 @@ pub(crate) mod rules {
         ok
     }
 
-    /// A condition's canonical text that must parse (the checker typed it; this holds a
-    /// plan made elsewhere to the same rule as building does).
-    pub fn condition(param: &'static str, text: &str, out: &mut Vec<Refusal>) {
-        let found = memo(Check::Condition, text, || match crate::expr::Condition::parse(text) {
-            Ok(_) => Vec::new(),
-            Err(e) => vec![(e, "write a condition over the item, such as `scores.score > 0.9`".to_owned())],
-        });
-        out.extend(found.into_iter().map(|(why, help)| Refusal::new(param, why, help)));
-    }
-
     const TEMPLATE_SYNTAX_HELP: &str = "fix the template's syntax (minijinja: `{{ incident.key }}`)";
 
     #[derive(Clone, Copy, PartialEq, Eq, Hash)]
     enum Check {
         Template,
         TemplateSyntax,
-        Condition,
     }
 
     /// What a check of this text found (why, help), remembered per thread: the planner

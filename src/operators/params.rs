@@ -64,7 +64,8 @@ impl<'de> Deserializer<'de> for ValueDe<'de> {
             Value::Int(i) => visitor.visit_i64(*i),
             Value::Float(f) => visitor.visit_f64(*f),
             Value::Bool(b) => visitor.visit_bool(*b),
-            Value::Str(s) | Value::Condition(s) => visitor.visit_borrowed_str(s),
+            Value::Str(s) => visitor.visit_borrowed_str(s),
+            Value::Condition(c) => visitor.visit_borrowed_str(c.text()),
             Value::Duration(ms) => visitor.visit_u64(*ms),
             Value::List(items) => {
                 let mut seq = SeqDeserializer::new(items.iter().map(ValueDe));

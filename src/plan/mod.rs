@@ -171,22 +171,25 @@ impl Builder<'_> {
                 }
             }
         }
-        // Conditions may name the call's inputs (stages or port parameters).
-        let input_names: Vec<String> = call
+        // Conditions may name the call's inputs (stages or port parameters): each is the
+        // `item`, of its stage's output type.
+        let input_types: Vec<(String, Ty)> = call
             .inputs
             .iter()
-            .filter_map(|(_, i)| match i {
-                Input::Stage(n) | Input::Param(n) => Some(n.node.clone()),
+            .zip(&inputs)
+            .filter_map(|((_, i), (_, idx))| match i {
+                Input::Stage(n) | Input::Param(n) => Some((n.node.clone(), self.stages[*idx].output)),
                 Input::Call(_) => None,
             })
             .collect();
+        let item = inputs.first().map(|(_, idx)| self.stages[*idx].output);
         match call.callee {
             Callee::Op(op) => {
                 let mut params = BTreeMap::new();
                 for spec in op.all_params() {
                     let explicit = call.values.iter().find(|v| v.name == spec.name);
                     let v = match explicit {
-                        Some(arg) if spec.ty == Ty::Condition => Value::Condition(self.condition(&arg.value, frame, &input_names)),
+                        Some(arg) if spec.ty == Ty::Condition => self.condition(&arg.value, frame, &input_types, item)?,
                         Some(arg) => {
                             let v = self.eval(&arg.value, frame, user_span)?.coerce(spec.ty);
                             if let Some(why) = value::validate(&v, spec) {
@@ -283,13 +286,13 @@ impl Builder<'_> {
                     }
                     let explicit = call.values.iter().find(|v| v.name == p.name.node);
                     let (v, span) = match (explicit, &p.default) {
-                        (Some(arg), _) if p.ty == Ty::Condition => {
-                            (Value::Condition(self.condition(&arg.value, frame, &input_names)), arg.value.span)
-                        }
+                        (Some(arg), _) if p.ty == Ty::Condition => (self.condition(&arg.value, frame, &input_types, item)?, arg.value.span),
                         (Some(arg), _) => (self.eval(&arg.value, frame, user_span)?.coerce(p.ty), arg.value.span),
                         (None, Some(d)) if p.ty == Ty::Condition => {
-                            let ports: Vec<String> = t.params.iter().filter(|q| q.ty.is_port()).map(|q| q.name.node.clone()).collect();
-                            (Value::Condition(self.condition(d, &inner, &ports)), d.span)
+                            // Over the template's ports, which `inner` binds.
+                            let first_port = t.params.iter().find(|q| q.ty.is_port()).and_then(|q| inner.ports.get(&q.name.node));
+                            let item = first_port.map(|idx| self.stages[*idx].output);
+                            (self.condition(d, &inner, &[], item)?, d.span)
                         }
                         (None, Some(d)) => {
                             // Defaults may use the parameters bound before them.
@@ -389,11 +392,56 @@ impl Builder<'_> {
         self.diags.push(d);
     }
 
-    fn condition(&self, e: &crate::syntax::ast::Expr, frame: &Frame, inputs: &[String]) -> String {
-        crate::check::condition_text(e, &|n| inputs.iter().any(|i| i == n) || frame.ports.contains_key(n), &|n| match frame.values.get(n) {
-            Some((Value::Condition(text), _)) => Some(format!("({text})")),
-            _ => None,
-        })
+    /// A condition resolved and typed over the stage's inputs (`inputs`, then the frame's
+    /// ports), inlining the frame's Condition parameters; `item` is the type
+    /// of the stage's input. What does not resolve — a field the input type does not have,
+    /// once a template's condition is inlined where another type flows — is a diagnostic.
+    fn condition(&mut self, e: &crate::syntax::ast::Expr, frame: &Frame, inputs: &[(String, Ty)], item: Option<Ty>) -> Option<Value> {
+        use crate::expr::{Name, Unresolved};
+        let names = |n: &str| {
+            if let Some((_, ty)) = inputs.iter().find(|(i, _)| i == n) {
+                return Name::Input(*ty);
+            }
+            if let Some(idx) = frame.ports.get(n) {
+                return Name::Input(self.stages[*idx].output);
+            }
+            match frame.values.get(n) {
+                Some((Value::Condition(c), _)) => Name::Inline(c.clone()),
+                _ => Name::Unknown,
+            }
+        };
+        let item = item.or_else(|| inputs.first().map(|(_, t)| *t)).unwrap_or(Ty::Scores);
+        match crate::expr::resolve(e, item, &names) {
+            Ok(c) => Some(Value::Condition(std::sync::Arc::new(c))),
+            Err(u) => {
+                let (code, label, help) = match &u {
+                    Unresolved::NoField { ty, .. } => {
+                        let names: Vec<&str> = ty.fields().iter().map(|(f, _)| *f).collect();
+                        (Code::E0209, "unknown field", format!("the condition reads a {ty} here, which has: {}", names.join(", ")))
+                    }
+                    Unresolved::UnknownName { .. } => (
+                        Code::E0202,
+                        "not an input of this stage",
+                        "a condition reads the fields of the stage's input, e.g. `scores.anomalous`".into(),
+                    ),
+                    Unresolved::Construct { .. } => (
+                        Code::E0405,
+                        "not a value a condition can use",
+                        "compare the input's fields with literals, e.g. `scores.score > 0.9`".into(),
+                    ),
+                    Unresolved::Operand { .. } => {
+                        (Code::E0317, "invalid operands", "comparisons take like with like, `and`/`or` take Bools".into())
+                    }
+                    Unresolved::NotBool { .. } => (Code::E0304, "not a Bool", "compare it, for example `scores.score > 0.9`".into()),
+                };
+                let mut d = Diagnostic::error(code, u.span(), u.to_string()).with_label(label).with_help(help);
+                if u.span().source != e.span.source || u.span().start < e.span.start || u.span().end > e.span.end {
+                    d = d.with_secondary(e.span, "in this condition, where the template's condition is inlined");
+                }
+                self.diags.push(d);
+                None
+            }
+        }
     }
 }
 

@@ -7,12 +7,13 @@ use crate::operators::prelude::*;
 use crate::operators::rules;
 use crate::respond::channels::{Channel, Deliver, Log};
 use crate::runtime::ops::respond;
+use crate::value::Value;
 
-/// The parameters every respond stage takes (flattened into each operator's).
+/// The parameters every respond stage takes (flattened into each operator's). `when:`
+/// is not among them: the plan carries it resolved ([`crate::value::Cond`]), and the
+/// build takes it from the node.
 #[derive(Debug, Deserialize)]
 pub struct Common {
-    /// The condition's source text.
-    pub when: Option<String>,
     pub dedup: String,
     pub group_by: Vec<String>,
 }
@@ -23,9 +24,6 @@ pub const DEFAULT_SUBJECT: &str = "[vigil] {{ incident.status }}: {{ incident.ke
 impl Common {
     /// Refusals of the shared parameters.
     pub fn validate(&self, out: &mut Vec<Refusal>) {
-        if let Some(when) = self.when.as_deref() {
-            rules::condition("when", when, out);
-        }
         rules::template_syntax("dedup", &self.dedup, out);
     }
 }
@@ -58,7 +56,10 @@ pub fn build(
     let kind = if env.responder.is_capturing() { Box::new(Log { outbox: None }) } else { kind()? };
     let body = message.body.filter(|b| !b.is_empty()).map(Template::new).transpose().map_err(invalid)?;
     let channel = Channel { kind, subject: Template::new(message.subject).map_err(invalid)?, body };
-    let when = common.when.as_deref().map(Condition::parse).transpose().map_err(invalid)?;
+    let when = match node.params.get("when") {
+        Some(Value::Condition(c)) => Some(Condition::new(c.clone())),
+        _ => None,
+    };
     Ok(Step::Op(Box::new(respond::Respond::new(
         env.pipeline.clone(),
         node.key.0.clone(),

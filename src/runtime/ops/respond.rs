@@ -473,7 +473,8 @@ mod tests {
         let responder = Arc::new(Responder::capturing());
         let channel =
             Channel { kind: Box::new(Log { outbox: None }), subject: Template::new("{{ incident.status }}").unwrap(), body: None };
-        let when = crate::expr::Condition::parse("item.severity == \"critical\" and item.score > 0.5").unwrap();
+        let cond = crate::expr::resolve_text("item.severity == \"critical\" and item.score > 0.5", crate::types::Ty::Incidents).unwrap();
+        let when = crate::expr::Condition::new(Arc::new(cond));
         let mut op = super::Respond::new(
             "p".into(),
             "p.page".into(),
