@@ -399,18 +399,6 @@ mod tests {
     use super::*;
 
     /// The type of a value as `Ty::fields` names it.
-    fn ty_of(v: &Val<'_>) -> Option<crate::types::Ty> {
-        use crate::types::Ty;
-        Some(match v {
-            Val::Float(_) => Ty::Float,
-            Val::Int(_) => Ty::Int,
-            Val::Bool(_) => Ty::Bool,
-            Val::Str(_) => Ty::String,
-            Val::Map(_) | Val::Labels(_) | Val::Record(_) => Ty::Map,
-            _ => return None,
-        })
-    }
-
     /// The one field list of each item type (`Ty::fields`, the checker's) is what the
     /// readers of the data read, with the types it says.
     #[test]
@@ -419,18 +407,18 @@ mod tests {
         let mut c = ScoreColumn::new(SeriesId::named("x"));
         c.push(1, 2.0, 0.5, 2.0, 1.0, 3.0, false);
         for (name, ty) in Ty::Scores.fields() {
-            assert_eq!(c.field(0, name).as_ref().and_then(ty_of), Some(*ty), "Scores field `{name}`");
+            assert_eq!(c.field(0, name).as_ref().and_then(Val::ty), Some(*ty), "Scores field `{name}`");
         }
         assert!(c.field(0, "nope").is_none() && c.field(1, "score").is_none());
         let mut s = SeriesColumn::new(SeriesId::new("x", [("a".to_owned(), "b".to_owned())]));
         s.push(1, 2.0);
         for (name, ty) in Ty::Series.fields() {
-            assert_eq!(s.field(0, name).as_ref().and_then(ty_of), Some(*ty), "Series field `{name}`");
+            assert_eq!(s.field(0, name).as_ref().and_then(Val::ty), Some(*ty), "Series field `{name}`");
         }
         assert!(s.field(0, "score").is_none() && s.field(1, "value").is_none());
         let e = Event { ts: 1, labels: BTreeMap::new(), annotations: BTreeMap::new(), status: "firing".into(), fingerprint: String::new() };
         for (name, ty) in Ty::Events.fields() {
-            assert_eq!(e.field(name).as_ref().and_then(ty_of), Some(*ty), "Events field `{name}`");
+            assert_eq!(e.field(name).as_ref().and_then(Val::ty), Some(*ty), "Events field `{name}`");
         }
         assert!(e.field("value").is_none());
     }

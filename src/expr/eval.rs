@@ -349,6 +349,21 @@ impl<'a> Val<'a> {
         }
     }
 
+    /// The language's type of the value, where it has one the checker names (`None` for
+    /// `null`, lists, secrets, conditions).
+    pub fn ty(&self) -> Option<crate::types::Ty> {
+        use crate::types::Ty;
+        Some(match self {
+            Val::Float(_) => Ty::Float,
+            Val::Int(_) => Ty::Int,
+            Val::Bool(_) => Ty::Bool,
+            Val::Duration(_) => Ty::Duration,
+            Val::Str(_) => Ty::String,
+            Val::Map(_) | Val::Labels(_) | Val::Record(_) => Ty::Map,
+            _ => return None,
+        })
+    }
+
     /// Equality as `==` sees it: numbers by value (`1 == 1.0`; NaN equals nothing), maps
     /// by their entries, `null` only with `null`.
     pub fn equals(&self, other: &Val<'_>) -> bool {

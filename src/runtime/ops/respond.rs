@@ -467,6 +467,29 @@ mod tests {
 
     /// A stage fed another's incidents picks those its `when:` holds for, on their fields
     /// (`severity` is the label), and resolves its own when the upstream one resolves.
+    /// Conditions over incidents read every field `Ty::Incidents` lists, with its type.
+    #[test]
+    fn incident_items_answer_every_listed_field() {
+        use super::IncidentItem;
+        use crate::data::IncidentUpdate;
+        use crate::expr::Fields;
+        let update = IncidentUpdate {
+            id: "1".into(),
+            stage: "p.team".into(),
+            key: "k".into(),
+            status: "firing".into(),
+            series: "s".into(),
+            score: 0.5,
+            value: 1.0,
+            ts: 7,
+            labels: [("severity".to_owned(), "critical".to_owned())].into(),
+        };
+        let item = IncidentItem { update: &update, opened_at: 3 };
+        for (name, ty) in crate::types::Ty::Incidents.fields() {
+            assert_eq!(item.field(name).ty(), Some(*ty), "Incidents field `{name}`");
+        }
+    }
+
     #[test]
     fn a_stage_fed_incidents_routes_them_by_their_fields() {
         use crate::data::IncidentUpdate;
