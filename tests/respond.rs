@@ -784,6 +784,50 @@ fn incidents_of_one_stage_are_routed_to_channels_by_severity_and_value() {
     assert_eq!(routed["labels"]["severity"], "critical");
 }
 
+/// An upstream incident resolved by hand resolves the incidents routed from it, after a
+/// restart too: the upstream stage, which restored its firing incidents, tells the stages
+/// downstream, and the routed stage resolves its own on its channel.
+#[test]
+fn a_routed_incident_resolves_when_its_upstream_one_is_resolved_by_hand_after_a_restart() {
+    let dir = TempDir::new("respond-route-by-hand");
+    let rx = Receiver::start(&[]);
+    pipeline(
+        &dir,
+        &format!(
+            "  respond team = log(hot)\n  respond page = webhook(team, url: \"http://127.0.0.1:{}/page\", when: team.value > 50.0)",
+            rx.port
+        ),
+    );
+    // Ends hot: both incidents stay firing.
+    data(&dir, &rows(5, 3, 0));
+    let mut e = start_engine(&dir, &[], &[]);
+    let firing = |e: &Engine, stage: &str| e.incidents().into_iter().find(|i| i["stage"] == stage && i["status"] == "firing");
+    let routed = wait_for("the routed incident", Duration::from_secs(60), || firing(&e, "resp.page"));
+    let upstream = firing(&e, "resp.team").expect("the upstream incident fires");
+    wait_for("the routed incident's notification", Duration::from_secs(30), || {
+        rx.at("/page").iter().any(|r| r.body.contains("\"transition\":\"firing\"")).then_some(())
+    });
+    e.kill9();
+    let e = start_engine(&dir, &[], &[]);
+    e.wait_first_tick();
+    let out = cli(e.port, &["incidents", "resolve", upstream["id"].as_str().unwrap()], true);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The source keeps reporting (hot): the upstream stage runs with each new row.
+    let csv = dir.join("data.csv");
+    wait_for("the routed incident resolved", Duration::from_secs(60), || {
+        let row = format!("{},100\n", vigil::time::format_timestamp(vigil::time::now_ms()));
+        std::fs::OpenOptions::new().append(true).open(&csv).unwrap().write_all(row.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(250));
+        (e.incident(routed["id"].as_str().unwrap())["incident"]["status"] == "resolved").then_some(())
+    });
+    wait_for("the routed incident's resolution on its channel", Duration::from_secs(30), || {
+        rx.at("/page")
+            .iter()
+            .any(|r| r.body.contains("\"transition\":\"resolved\"") && r.body.contains(routed["id"].as_str().unwrap()))
+            .then_some(())
+    });
+}
+
 /// The engine's tick count for the test pipeline, from `/metrics`.
 fn ticks(port: u16) -> f64 {
     let (_, m) = http_get(port, "/metrics").unwrap_or_default();

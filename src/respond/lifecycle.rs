@@ -304,13 +304,31 @@ impl Lifecycle {
 
     /// The start of a tick: `holding` says whether it reads a first start's backlog
     /// (notifications are held until its end). Incidents resolved by hand since the last
-    /// tick are forgotten.
-    pub fn begin(&mut self, holding: bool, world: &dyn World) {
+    /// tick are forgotten, and the stages downstream are told (an update `resolved`, at
+    /// the time it was resolved), so that an incident routed from one resolves with it —
+    /// after a restart too, since the firing incidents are restored.
+    pub fn begin(&mut self, holding: bool, world: &dyn World) -> Vec<Transition> {
         self.holding = holding;
-        self.open.retain(|_, o| match &o.incident {
-            Some(i) => world.current(&i.id).is_none_or(|now| now.status == "firing"),
-            None => true,
+        let mut out = Vec::new();
+        let stage = &self.config.stage;
+        self.open.retain(|key, o| {
+            let Some(now) = o.incident.as_ref().and_then(|i| world.current(&i.id)).filter(|now| now.status != "firing") else {
+                return true;
+            };
+            out.push(Transition::Update(IncidentUpdate {
+                id: now.id.clone(),
+                stage: stage.clone(),
+                key: key.clone(),
+                status: now.status.clone(),
+                series: o.series.clone(),
+                score: o.score,
+                value: o.value,
+                ts: now.resolved_at.unwrap_or(now.updated_at),
+                labels: now.labels.clone(),
+            }));
+            false
         });
+        out
     }
 
     /// The end of a tick; `release`: the end of a first start's backlog — the incidents
@@ -715,8 +733,7 @@ mod tests {
 
     /// A whole tick: `begin`, the samples `(series, ts, matches)`, `tick`, `end`.
     fn tick(m: &mut Lifecycle, samples: &[(&str, Timestamp, bool)], now: Timestamp, world: &dyn World) -> Vec<Transition> {
-        m.begin(false, world);
-        let mut out = Vec::new();
+        let mut out = m.begin(false, world);
         for &(series, ts, matches) in samples {
             out.extend(feed(m, series, ts, matches, now, world));
         }
@@ -907,10 +924,15 @@ mod tests {
         acked.acknowledged = true;
         facts.incidents.insert(inc.id.clone(), acked);
         assert!(notes(&m.tick(T0 + 7_200_000, &facts)).is_empty());
-        // Resolved by hand: forgotten, its series' next quiet sample resolves nothing.
-        facts.incidents.get_mut(&inc.id).unwrap().status = "resolved".into();
-        assert!(tick(&mut m, &[("a", 10, false)], T0 + 7_300_000, &facts).is_empty());
+        // Resolved by hand: forgotten, its series' next quiet sample resolves nothing, and
+        // the stages downstream are told once, at the time it was resolved.
+        let by_hand = facts.incidents.get_mut(&inc.id).unwrap();
+        (by_hand.status, by_hand.resolved_at) = ("resolved".into(), Some(T0 + 7_250_000));
+        let t = tick(&mut m, &[("a", 10, false)], T0 + 7_300_000, &facts);
+        assert_eq!(updates(&t), [("resolved".to_owned(), T0 + 7_250_000)]);
+        assert_eq!(t.len(), 1, "nothing recorded or sent: {t:?}");
         assert_eq!(m.firing().count(), 0);
+        assert!(tick(&mut m, &[("a", 20, false)], T0 + 7_400_000, &facts).is_empty());
     }
 
     #[test]

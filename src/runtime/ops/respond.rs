@@ -8,7 +8,6 @@
 //! [`Operator::commit`] has recorded it in the durable outbox ([`crate::respond`]).
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::data::{Data, IncidentUpdate, IncidentsData, ScoreColumn, Timestamp};
@@ -96,8 +95,6 @@ pub struct Respond {
     pub lifecycle: Lifecycle,
     responder: Arc<Responder>,
     channel: Arc<Channel>,
-    /// Fed incidents: the upstream incidents routed here and still firing, by id.
-    sources: BTreeMap<String, IncidentUpdate>,
     /// Transitions decided and not recorded yet: [`Operator::commit`] records them after
     /// `process`; when the store refuses, they stay here (the tick fails) and are recorded
     /// with the next tick's, in order.
@@ -131,7 +128,7 @@ impl Respond {
         };
         let mut lifecycle = Lifecycle::new(config);
         lifecycle.restore(responder.firing_of(&lifecycle.config.stage), responder.clock.now());
-        Respond { when, lifecycle, responder, channel, sources: BTreeMap::new(), pending: Batch::default() }
+        Respond { when, lifecycle, responder, channel, pending: Batch::default() }
     }
 }
 
@@ -228,7 +225,7 @@ impl Operator for Respond {
         let mut out = Vec::new();
         match inputs.first() {
             Some(Data::Scores(s)) => {
-                self.lifecycle.begin(ctx.backlog != Backlog::None, world);
+                out.extend(self.lifecycle.begin(ctx.backlog != Backlog::None, world));
                 // Each column's series name and incident key.
                 let cols: Vec<(&ScoreColumn, String, String)> = s
                     .series
@@ -270,33 +267,20 @@ impl Operator for Respond {
                 }
             }
             Some(Data::Incidents(i)) => {
-                self.lifecycle.begin(ctx.backlog != Backlog::None, world);
+                out.extend(self.lifecycle.begin(ctx.backlog != Backlog::None, world));
                 // An upstream respond stage's transitions: one that fires and matches
-                // opens (or joins) an incident of this stage; its resolution clears it.
-                // An upstream incident resolved by hand (API, CLI) sends no transition:
-                // the responder says it is resolved.
-                let mut feed: Vec<IncidentUpdate> = Vec::new();
-                let by_hand: Vec<String> =
-                    self.sources.keys().filter(|id| world.get(id).is_some_and(|i| i.status != "firing")).cloned().collect();
-                for id in by_hand {
-                    if let (Some(mut u), Some(i)) = (self.sources.remove(&id), world.get(&id)) {
-                        u.status = "resolved".into();
-                        u.ts = i.resolved_at.unwrap_or(i.updated_at);
-                        feed.push(u);
-                    }
-                }
-                for u in &i.updates {
-                    if u.status == "firing" {
-                        let opened_at = world.get(&u.id).map_or(u.ts, |i| i.opened_at);
-                        if !self.when.as_ref().is_none_or(|c| c.holds(&IncidentItem { update: u, opened_at })) {
-                            continue;
+                // opens (or joins) an incident of this stage; its resolution (by its
+                // series, or by hand: the upstream stage tells it too) clears it.
+                let feed: Vec<&IncidentUpdate> = i
+                    .updates
+                    .iter()
+                    .filter(|u| {
+                        u.status != "firing" || {
+                            let opened_at = world.get(&u.id).map_or(u.ts, |i| i.opened_at);
+                            self.when.as_ref().is_none_or(|c| c.holds(&IncidentItem { update: u, opened_at }))
                         }
-                        self.sources.insert(u.id.clone(), u.clone());
-                    } else {
-                        self.sources.remove(&u.id);
-                    }
-                    feed.push(u.clone());
-                }
+                    })
+                    .collect();
                 let keyed: Vec<(Vec<(String, String)>, String)> = feed
                     .iter()
                     .map(|u| {
