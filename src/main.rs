@@ -674,8 +674,12 @@ fn cmd_graph(file: PathBuf, format: GraphFormat, pipeline: Option<String>) -> an
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(LOG_LEVEL.get().copied().unwrap_or("info")));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // The NATS client logs every connection event at INFO; vigil logs what matters
+        // (joining, leases, errors) itself. RUST_LOG shows them.
+        let level = LOG_LEVEL.get().copied().unwrap_or("info");
+        tracing_subscriber::EnvFilter::new(format!("{level},async_nats=warn"))
+    });
     if LOG_FORMAT.get() == Some(&LogFormat::Json) {
         let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     } else {

@@ -545,7 +545,7 @@ fn bad_cluster_input_is_one_line_and_exit_2() {
     let nats = nats_url();
     let db = Database::new();
     let dir = TempDir::new("cluster-bad");
-    std::fs::write(dir.join("p.vigil"), "pipeline p {\n  every 1s\n  collect raw = synthetic(seed: 1)\n}\n").unwrap();
+    std::fs::write(dir.join("p.vigil"), "pipeline p {\n  every 1s\n  collect _raw = synthetic(seed: 1)\n}\n").unwrap();
     let run = |store: Option<&str>, cluster: &str| {
         let addr = dir.join("vigil.addr");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));

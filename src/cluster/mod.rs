@@ -175,12 +175,21 @@ impl Cluster {
             Ok(Err(e)) => return Err(ClusterError::Connect { url, reason: e.to_string() }),
             Err(_) => return Err(ClusterError::Connect { url, reason: "no answer within 10 s".into() }),
         };
-        let js = jetstream::new(client);
-        match tokio::time::timeout(Duration::from_secs(5), js.query_account()).await {
-            Ok(Ok(_)) => {}
+        // JetStream's account information: a server without JetStream has no responder
+        // (asked as a plain request: the client's typed answer expects a newer server's
+        // fields than Debian's nats-server 2.9 sends).
+        match tokio::time::timeout(Duration::from_secs(5), client.request("$JS.API.INFO", bytes::Bytes::new())).await {
+            Ok(Ok(answer)) => {
+                let v: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap_or_default();
+                if let Some(e) = v.get("error") {
+                    let reason = e.get("description").and_then(|d| d.as_str()).unwrap_or("an error").to_owned();
+                    return Err(ClusterError::NoJetStream { url, reason });
+                }
+            }
             Ok(Err(e)) => return Err(ClusterError::NoJetStream { url, reason: e.to_string() }),
             Err(_) => return Err(ClusterError::NoJetStream { url, reason: "no answer within 5 s".into() }),
         }
+        let js = jetstream::new(client);
         let leases = bucket(&js, &url, &format!("{}-leases", opts.prefix), opts.ttl).await?;
         let nodes = bucket(&js, &url, &format!("{}-nodes", opts.prefix), opts.ttl).await?;
         Ok(Cluster { opts, leases, nodes })
@@ -379,17 +388,31 @@ async fn bucket(js: &jetstream::Context, url: &str, name: &str, ttl: Duration) -
     if let Ok(Ok(kv)) = tokio::time::timeout(Duration::from_secs(5), js.get_key_value(name)).await {
         return Ok(kv);
     }
-    let config = kv::Config {
-        bucket: name.to_owned(),
-        history: 1,
+    // The bucket's stream as the client's `create_key_value` makes it (which first reads
+    // account fields that Debian's nats-server 2.9 does not send, and so fails there).
+    use jetstream::stream;
+    let config = stream::Config {
+        name: format!("KV_{name}"),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
         max_age: ttl,
-        storage: jetstream::stream::StorageType::File,
+        storage: stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: 1,
         ..Default::default()
     };
-    match tokio::time::timeout(Duration::from_secs(5), js.create_key_value(config)).await {
+    let created = match tokio::time::timeout(Duration::from_secs(5), js.create_stream(config)).await {
+        Ok(Ok(_)) => None,
+        // Another node created it meanwhile (then the bucket opens below).
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => return Err(err("no answer within 5 s".into())),
+    };
+    match tokio::time::timeout(Duration::from_secs(5), js.get_key_value(name)).await {
         Ok(Ok(kv)) => Ok(kv),
-        // Another node created it meanwhile.
-        Ok(Err(e)) => js.get_key_value(name).await.map_err(|_| err(e.to_string())),
+        Ok(Err(e)) => Err(err(created.unwrap_or_else(|| e.to_string()))),
         Err(_) => Err(err("no answer within 5 s".into())),
     }
 }
