@@ -548,7 +548,7 @@ fn bad_cluster_input_is_one_line_and_exit_2() {
     std::fs::write(dir.join("p.vigil"), "pipeline p {\n  every 1s\n  collect _raw = synthetic(seed: 1)\n}\n").unwrap();
     let run = |store: Option<&str>, cluster: &str| {
         let addr = dir.join("vigil.addr");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        let mut cmd = Command::new(vigil_bin());
         cmd.current_dir(dir.path())
             .args(["run", "p.vigil", "--state", "state", "--no-watch", "--listen", "127.0.0.1:0", "--addr-file"])
             .arg(&addr)

@@ -814,6 +814,12 @@ impl Engine {
     /// # Errors
     /// When a stage cannot be built: nothing changed (the caller reports `rolled_back`).
     pub async fn apply(&self, plan: &Plan, sources: &SourceMap, version: &str) -> Result<StageChanges, RuntimeError> {
+        self.apply_as(plan, sources, version, false).await
+    }
+
+    /// [`apply`](Self::apply); `ownership`: the plan is the same, the pipelines this node
+    /// owns changed (a cluster) — not a reload, so not recorded as one.
+    async fn apply_as(&self, plan: &Plan, sources: &SourceMap, version: &str, ownership: bool) -> Result<StageChanges, RuntimeError> {
         let mut pipelines = self.pipelines.lock().await;
         *self.last_plan.lock().unwrap_or_else(|e| e.into_inner()) = Some((plan.clone(), sources.clone(), version.to_owned()));
         // In a cluster, the pipelines this node holds the lease of, each under its fence.
@@ -979,6 +985,15 @@ impl Engine {
             })
             .collect();
         drop(status);
+        if ownership {
+            tracing::info!(
+                running = pipelines.len(),
+                added = changes.added.len(),
+                removed = changes.removed.len(),
+                "the pipelines this node runs changed"
+            );
+            return Ok(changes);
+        }
         self.record_reload(ReloadOutcome::Applied, version, &changes, Vec::new(), Vec::new());
         tracing::info!(
             version,
@@ -1046,7 +1061,7 @@ impl Engine {
         }
         let last = self.last_plan.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match last {
-            Some((plan, sources, version)) => self.apply(&plan, &sources, &version).await,
+            Some((plan, sources, version)) => self.apply_as(&plan, &sources, &version, true).await,
             None => Ok(StageChanges::default()),
         }
     }
