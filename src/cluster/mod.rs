@@ -367,7 +367,8 @@ impl Cluster {
                 Err(_) => tracing::warn!(pipeline = %name, "cannot take the lease: NATS did not answer in time"),
             }
         }
-        *free_before = free.into_iter().filter(|p| !held.contains_key(p)).collect();
+        // What this node just handed over is for the others: not taken back as orphaned.
+        *free_before = free.into_iter().filter(|p| !held.contains_key(p) && !release.contains(p)).collect();
         changed
     }
 
