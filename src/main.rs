@@ -214,6 +214,22 @@ enum SilencesAction {
 }
 
 #[derive(Subcommand)]
+enum ClusterAction {
+    /// The cluster's live nodes and the pipelines each runs, and who holds each lease
+    /// (read from NATS; changes nothing).
+    Status {
+        /// The cluster's NATS server, as the nodes' --cluster.
+        #[arg(long, value_name = "URL", env = "VIGIL_CLUSTER", hide_env_values = true)]
+        cluster: String,
+        /// The cluster's bucket prefix, as the nodes' --cluster-prefix.
+        #[arg(long, value_name = "PREFIX", env = "VIGIL_CLUSTER_PREFIX", default_value = "vigil")]
+        cluster_prefix: String,
+        #[command(flatten)]
+        format: OutputFormat,
+    },
+}
+
+#[derive(Subcommand)]
 enum ModelsAction {
     /// List model versions (all stages, or one stage's).
     List {
@@ -432,6 +448,11 @@ enum Command {
         #[arg(long, env = "VIGIL_API", default_value = "http://127.0.0.1:8080")]
         api: String,
     },
+    /// Look at a cluster of `vigil run --cluster` nodes.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
     /// Inspect and manage trained models: the registry under STATE/models.
     Models {
         #[command(subcommand)]
@@ -518,6 +539,7 @@ fn main() -> ExitCode {
             cmd_eval(file, data, windows, out, plot, pipeline, format.json())
         }
         Command::Models { action, state, store } => cmd_models(action, state, store),
+        Command::Cluster { action } => cmd_cluster(action),
         Command::Incidents { action, api } => cmd_incidents(action, &api),
         Command::Report { since, within, format, api } => cmd_report(&since, &within, format.json(), &api),
         Command::Situations { action, api } => cmd_situations(action, &api),
@@ -1298,6 +1320,24 @@ fn cmd_eval(
         println!("{:<20} {:>6.2}   (threshold {:.6}, raw {:.3})", p.profile, p.score, p.threshold, p.raw);
     }
     eprintln!("{} files, {} rows in {:.1} s", report.files.len(), report.rows, report.seconds);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_cluster(action: ClusterAction) -> anyhow::Result<ExitCode> {
+    let ClusterAction::Status { cluster, cluster_prefix, format } = action;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let status = rt.block_on(vigil::cluster::status(&cluster, &cluster_prefix)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if format.json() {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} nodes, {} leases", status.nodes.len(), status.leases.len());
+    for n in &status.nodes {
+        println!("{:<24} pid {:<8} {:>3} pipelines: {}", n.node, n.pid, n.pipelines.len(), n.pipelines.join(" "));
+    }
+    for (pipeline, node) in &status.leases {
+        println!("{pipeline:<24} {node}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

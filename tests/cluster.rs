@@ -349,6 +349,26 @@ fn three_nodes_share_pipelines_and_take_over_after_kill_9() {
         assert!((mine as f64 - mean).abs() <= 0.2 * mean, "{} runs {mine} of {} pipelines: {owner:?}", n.name, s.names.len());
     }
     s.wait_all_started();
+    // `vigil cluster status` sees the same (the announcements follow within a round).
+    wait_for("`vigil cluster status` to show the spread", Duration::from_secs(30), || {
+        let out = Command::new(vigil_bin())
+            .args(["cluster", "status", "--cluster", &s.nats, "--cluster-prefix", &s.prefix, "--format", "json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let st: vigil::cluster::ClusterStatus = serde_json::from_slice(&out.stdout).unwrap();
+        let announced: BTreeMap<String, String> =
+            st.nodes.iter().flat_map(|n| n.pipelines.iter().map(|p| (p.clone(), n.node.clone()))).collect();
+        (st.nodes.len() == 3 && st.leases == owner && announced == owner).then_some(())
+    });
+    let text = Command::new(vigil_bin()).args(["cluster", "status", "--cluster", &s.nats, "--cluster-prefix", &s.prefix]).output().unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).starts_with("3 nodes, 9 leases"), "{}", String::from_utf8_lossy(&text.stdout));
+    let missing = Command::new(vigil_bin())
+        .args(["cluster", "status", "--cluster", &s.nats, "--cluster-prefix", "no_such_cluster"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no cluster `no_such_cluster`"));
 
     let mut takeovers = Vec::new();
     let mut episodes = 0;

@@ -97,6 +97,97 @@ pub enum ClusterError {
     Name { what: &'static str, name: String },
     #[error("a lease TTL of {0:?} is too short: give at least 1s")]
     Ttl(Duration),
+    #[error("no cluster `{prefix}` at `{url}`: no node has joined it (check --cluster-prefix)")]
+    NoCluster { url: String, prefix: String },
+}
+
+/// A node, as `vigil cluster status` shows it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NodeStatus {
+    pub node: String,
+    pub pid: u32,
+    /// The pipelines it runs, by its last announcement.
+    pub pipelines: Vec<String>,
+}
+
+/// The cluster, as `vigil cluster status` shows it: the live nodes and who holds each
+/// lease.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterStatus {
+    pub nodes: Vec<NodeStatus>,
+    /// Pipeline → the node holding its lease.
+    pub leases: BTreeMap<String, String>,
+}
+
+/// Reads the cluster's nodes and leases (`vigil cluster status`); changes nothing.
+///
+/// # Errors
+/// NATS unreachable or without JetStream, or no cluster with this prefix.
+pub async fn status(url: &str, prefix: &str) -> Result<ClusterStatus, ClusterError> {
+    let js = connect_js(url, &format!("vigil cluster status (pid {})", std::process::id())).await?;
+    let open = |name: String| {
+        let js = js.clone();
+        async move {
+            match tokio::time::timeout(Duration::from_secs(5), js.get_key_value(name)).await {
+                Ok(Ok(kv)) => Ok(kv),
+                _ => Err(ClusterError::NoCluster { url: shown(url), prefix: prefix.to_owned() }),
+            }
+        }
+    };
+    let (leases, nodes) = (open(format!("{prefix}-leases")).await?, open(format!("{prefix}-nodes")).await?);
+    let mut out = ClusterStatus::default();
+    for key in keys(&nodes).await {
+        if let Ok(Some(v)) = nodes.get(&key).await {
+            let a: Announcement = serde_json::from_slice(&v).unwrap_or_default();
+            out.nodes.push(NodeStatus { node: key, pid: a.pid, pipelines: a.pipelines });
+        }
+    }
+    for key in keys(&leases).await {
+        if let Ok(Some(v)) = leases.get(&key).await {
+            out.leases.insert(key, String::from_utf8_lossy(&v).into_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// The keys of a bucket (none when it cannot be read).
+async fn keys(kv: &kv::Store) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(Ok(mut keys)) = tokio::time::timeout(Duration::from_secs(5), kv.keys()).await {
+        while let Ok(Some(Ok(key))) = tokio::time::timeout(Duration::from_secs(5), keys.next()).await {
+            out.push(key);
+        }
+    }
+    out
+}
+
+/// Connects to NATS at `url` and checks that it has JetStream.
+async fn connect_js(raw: &str, name: &str) -> Result<jetstream::Context, ClusterError> {
+    let url = shown(raw);
+    if !(raw.starts_with("nats://") || raw.starts_with("tls://")) {
+        return Err(ClusterError::Url { url });
+    }
+    let connect = async_nats::ConnectOptions::new().name(name).connection_timeout(Duration::from_secs(5)).connect(raw);
+    let client = match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Err(ClusterError::Connect { url, reason: e.to_string() }),
+        Err(_) => return Err(ClusterError::Connect { url, reason: "no answer within 10 s".into() }),
+    };
+    // JetStream's account information: a server without JetStream has no responder
+    // (asked as a plain request: the client's typed answer expects a newer server's
+    // fields than Debian's nats-server 2.9 sends).
+    match tokio::time::timeout(Duration::from_secs(5), client.request("$JS.API.INFO", bytes::Bytes::new())).await {
+        Ok(Ok(answer)) => {
+            let v: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap_or_default();
+            if let Some(e) = v.get("error") {
+                let reason = e.get("description").and_then(|d| d.as_str()).unwrap_or("an error").to_owned();
+                return Err(ClusterError::NoJetStream { url, reason });
+            }
+        }
+        Ok(Err(e)) => return Err(ClusterError::NoJetStream { url, reason: e.to_string() }),
+        Err(_) => return Err(ClusterError::NoJetStream { url, reason: "no answer within 5 s".into() }),
+    }
+    Ok(jetstream::new(client))
 }
 
 /// What the cluster needs from the engine: the pipelines to share out, and running
@@ -163,33 +254,7 @@ impl Cluster {
     pub async fn connect(opts: Options) -> Result<Cluster, ClusterError> {
         opts.validate()?;
         let url = shown(&opts.url);
-        if !(opts.url.starts_with("nats://") || opts.url.starts_with("tls://")) {
-            return Err(ClusterError::Url { url });
-        }
-        let connect = async_nats::ConnectOptions::new()
-            .name(format!("vigil {} (pid {})", opts.node, std::process::id()))
-            .connection_timeout(Duration::from_secs(5))
-            .connect(opts.url.as_str());
-        let client = match tokio::time::timeout(Duration::from_secs(10), connect).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(ClusterError::Connect { url, reason: e.to_string() }),
-            Err(_) => return Err(ClusterError::Connect { url, reason: "no answer within 10 s".into() }),
-        };
-        // JetStream's account information: a server without JetStream has no responder
-        // (asked as a plain request: the client's typed answer expects a newer server's
-        // fields than Debian's nats-server 2.9 sends).
-        match tokio::time::timeout(Duration::from_secs(5), client.request("$JS.API.INFO", bytes::Bytes::new())).await {
-            Ok(Ok(answer)) => {
-                let v: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap_or_default();
-                if let Some(e) = v.get("error") {
-                    let reason = e.get("description").and_then(|d| d.as_str()).unwrap_or("an error").to_owned();
-                    return Err(ClusterError::NoJetStream { url, reason });
-                }
-            }
-            Ok(Err(e)) => return Err(ClusterError::NoJetStream { url, reason: e.to_string() }),
-            Err(_) => return Err(ClusterError::NoJetStream { url, reason: "no answer within 5 s".into() }),
-        }
-        let js = jetstream::new(client);
+        let js = connect_js(&opts.url, &format!("vigil {} (pid {})", opts.node, std::process::id())).await?;
         let leases = bucket(&js, &url, &format!("{}-leases", opts.prefix), opts.ttl).await?;
         let nodes = bucket(&js, &url, &format!("{}-nodes", opts.prefix), opts.ttl).await?;
         Ok(Cluster { opts, leases, nodes })
