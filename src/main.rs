@@ -697,10 +697,11 @@ fn cmd_graph(file: PathBuf, format: GraphFormat, pipeline: Option<String>) -> an
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        // The NATS client logs every connection event at INFO; vigil logs what matters
-        // (joining, leases, errors) itself. RUST_LOG shows them.
+        // The NATS client logs every connection event at INFO, and PostgreSQL's notices
+        // ("relation … already exists, skipping" as migrations are checked) come at INFO
+        // too; vigil logs what matters (joining, leases, errors) itself. RUST_LOG shows them.
         let level = LOG_LEVEL.get().copied().unwrap_or("info");
-        tracing_subscriber::EnvFilter::new(format!("{level},async_nats=warn"))
+        tracing_subscriber::EnvFilter::new(format!("{level},async_nats=warn,sqlx::postgres::notice=warn"))
     });
     if LOG_FORMAT.get() == Some(&LogFormat::Json) {
         let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).try_init();
@@ -926,8 +927,8 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         // unless the nodes are a cluster (then NATS must answer, with JetStream, too).
         let (store, cluster, _db_lock) = match &cluster_opts {
             Some(opts) => {
-                let (store, cluster) = open_cluster(&store_url, opts).await?;
-                (store, Some(cluster), None)
+                let (store, cluster, lock) = open_cluster(&store_url, opts).await?;
+                (store, Some(cluster), Some(lock))
             }
             None => {
                 let (store, lock) = open_store_for_run(&store_url).await?;
@@ -1007,7 +1008,11 @@ fn default_node_name() -> String {
 async fn open_cluster(
     url: &vigil::store::StoreUrl,
     opts: &vigil::cluster::Options,
-) -> anyhow::Result<(std::sync::Arc<dyn vigil::store::Store>, (vigil::cluster::Cluster, std::sync::Arc<dyn vigil::cluster::LeaseStore>))> {
+) -> anyhow::Result<(
+    std::sync::Arc<dyn vigil::store::Store>,
+    (vigil::cluster::Cluster, std::sync::Arc<dyn vigil::cluster::LeaseStore>),
+    vigil::store::postgres::EngineLock,
+)> {
     let vigil::store::StoreUrl::Postgres(u) = url else { anyhow::bail!("`--cluster` needs a PostgreSQL store") };
     // NATS first: it answers at once, where a database may take its time migrating.
     let cluster = vigil::cluster::Cluster::connect(opts.clone()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -1015,10 +1020,12 @@ async fn open_cluster(
     // three TTLs: longer than a send's timeout, so a slow send is not repeated.
     let claim = (opts.ttl * 3).max(std::time::Duration::from_secs(12));
     let store = vigil::store::PostgresStore::connect(u).await.map_err(|e| anyhow::anyhow!("{e}"))?.clustered(&opts.node, claim);
+    // Every node shares the database; an engine without --cluster may not.
+    let lock = store.lock_cluster().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     tracing::info!(store = %url.display(), cluster = %vigil::cluster::shown(&opts.url), node = %opts.node, "state store opened; joining the cluster");
     let store = std::sync::Arc::new(store);
     let leases: std::sync::Arc<dyn vigil::cluster::LeaseStore> = store.clone();
-    Ok((store, (cluster, leases)))
+    Ok((store, (cluster, leases), lock))
 }
 
 /// Opens the store of `vigil run`, with the lock that keeps a second engine off a

@@ -370,6 +370,19 @@ fn three_nodes_share_pipelines_and_take_over_after_kill_9() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no cluster `no_such_cluster`"));
 
+    // An engine without --cluster may not run beside the nodes.
+    let other = TempDir::new("cluster-intruder");
+    std::fs::write(other.join("p.vigil"), &s.source).unwrap();
+    let out = Command::new(vigil_bin())
+        .current_dir(other.path())
+        .args(["run", "p.vigil", "--state", "state", "--no-watch", "--listen", "127.0.0.1:0", "--store", &s.db.url])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("another vigil is running on the state database"), "{stderr}");
+
     let mut takeovers = Vec::new();
     let mut episodes = 0;
     for round in 0..kills {
@@ -593,6 +606,13 @@ fn bad_cluster_input_is_one_line_and_exit_2() {
     assert!(e.contains("cannot reach NATS at"), "{e}");
     let e = run(Some(&db.url), "http://127.0.0.1:4222");
     assert!(e.contains("not a NATS URL"), "{e}");
+    // A database an engine without --cluster runs on (and the reverse).
+    let single = TempDir::new("cluster-single");
+    std::fs::write(single.join("p.vigil"), "pipeline p {\n  every 1s\n  collect _raw = synthetic(seed: 1)\n}\n").unwrap();
+    let mut one = Engine::start(&single, "p.vigil", "token", &[("VIGIL_STORE", db.url.clone())], &[]);
+    let e = run(Some(&db.url), &nats);
+    assert!(e.contains("another vigil is running on the state database") && e.contains("without --cluster"), "{e}");
+    one.kill9();
     // A NATS server without JetStream.
     let bin = require("nats-server", "nats-server");
     let log = dir.join("nats.log");

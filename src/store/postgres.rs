@@ -191,6 +191,32 @@ impl PostgresStore {
         Ok(revision)
     }
 
+    /// Takes the database for one node of a cluster: a *shared* hold of the lock that
+    /// [`lock_engine`](Self::lock_engine) takes exclusively. Every node of the cluster
+    /// holds it; an engine without `--cluster` (which would run every pipeline beside
+    /// them) is refused while any does, and a node is refused while such an engine runs.
+    ///
+    /// # Errors
+    /// An engine without the cluster holds the database, or the server cannot be reached.
+    pub async fn lock_cluster(&self) -> Result<EngineLock, StoreError> {
+        let mut conn = self.pool.acquire().await?.detach();
+        for attempt in 0..12 {
+            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock_shared($1, $2)")
+                .bind(ENGINE_LOCK.0)
+                .bind(ENGINE_LOCK.1)
+                .fetch_one(&mut conn)
+                .await?;
+            if got {
+                return Ok(EngineLock { _conn: conn });
+            }
+            if attempt < 11 {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+        let _ = conn.close().await;
+        Err(StoreError::Locked { store: self.url.clone(), holder: "an engine without --cluster".into() })
+    }
+
     /// Closes the pool, waiting for queries in flight.
     pub async fn close(&self) {
         self.pool.close().await;
