@@ -113,6 +113,23 @@ impl Drop for Database {
     }
 }
 
+/// Deletes the JetStream buckets of `prefix` (the tests share one NATS server: nothing of
+/// theirs stays behind).
+fn drop_buckets(nats: &str, prefix: &str) {
+    let (nats, prefix) = (nats.to_owned(), prefix.to_owned());
+    let _ = std::thread::spawn(move || {
+        block_on(async {
+            if let Ok(client) = async_nats::connect(nats.as_str()).await {
+                let js = async_nats::jetstream::new(client);
+                for bucket in ["leases", "nodes"] {
+                    let _ = js.delete_stream(format!("KV_{prefix}-{bucket}")).await;
+                }
+            }
+        })
+    })
+    .join();
+}
+
 /// One webhook delivery.
 #[derive(Clone, Debug)]
 struct Delivery {
@@ -267,6 +284,13 @@ impl Setup {
             by_key.entry(d.key.clone()).or_default().push(d);
         }
         by_key
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        // The nodes (declared after the set-up) are gone by now.
+        drop_buckets(&self.nats, &self.prefix);
     }
 }
 
@@ -580,18 +604,20 @@ fn bad_cluster_input_is_one_line_and_exit_2() {
     let dir = TempDir::new("cluster-bad");
     std::fs::write(dir.join("p.vigil"), "pipeline p {\n  every 1s\n  collect _raw = synthetic(seed: 1)\n}\n").unwrap();
     let run = |store: Option<&str>, cluster: &str| {
+        let prefix = unique("bad");
         let addr = dir.join("vigil.addr");
         let mut cmd = Command::new(vigil_bin());
         cmd.current_dir(dir.path())
             .args(["run", "p.vigil", "--state", "state", "--no-watch", "--listen", "127.0.0.1:0", "--addr-file"])
             .arg(&addr)
-            .args(["--cluster", cluster, "--cluster-prefix", &unique("bad")])
+            .args(["--cluster", cluster, "--cluster-prefix", &prefix])
             .env("NO_COLOR", "1")
             .env_remove("VIGIL_STORE");
         if let Some(s) = store {
             cmd.args(["--store", s]);
         }
         let out = cmd.output().unwrap();
+        drop_buckets(&nats, &prefix);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
