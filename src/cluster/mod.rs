@@ -389,7 +389,9 @@ impl Cluster {
                 let _ = tokio::time::timeout(op, self.leases.delete(name)).await;
                 tracing::info!(pipeline = %name, node = %self.opts.node, nodes, "lease handed over (fair share)");
             }
-            changed = true;
+            tracing::info!(node = %self.opts.node, pipelines = ?held.keys().collect::<Vec<_>>(), "pipelines held");
+            // The engine runs what is held now: only what is taken below changes it again.
+            changed = false;
         }
 
         // Free pipelines: taken up to the fair share (any that was free last round too).
