@@ -2,7 +2,8 @@
 //! store can be a trait object) and the error. Each domain declares the narrow trait it
 //! needs beside its own types — [`crate::runtime::state`] (cursors, runs),
 //! [`crate::learn::registry`] (models), [`crate::respond::store`] (incidents, outbox,
-//! silences, verdicts) — and [`crate::store`] implements them all.
+//! silences, verdicts) — and [`crate::store`] implements them all. And the [`Fence`] a
+//! clustered pipeline's writes carry, which a shared store checks.
 
 use std::future::Future;
 use std::pin::Pin;

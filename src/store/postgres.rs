@@ -13,10 +13,16 @@
 //! an unreachable server, wrong credentials or a missing database are one clear error at
 //! start (the URL's password hidden), never a half-started node.
 //!
-//! For several nodes (issue #19, later): the outbox has `claimed_by`/`claimed_until`, for
-//! dispatchers that claim due rows with `FOR UPDATE SKIP LOCKED`; one node leaves them
-//! empty and behaves as SQLite. [`PostgresStore::lock_engine`] keeps a second engine off
-//! the same database meanwhile, as the state directory's lock does for SQLite.
+//! One node ([`PostgresStore::lock_engine`]) keeps a second engine off the database, as the
+//! state directory's lock does for SQLite, and behaves as SQLite. Several nodes (`vigil run
+//! --cluster`, docs/cluster.md) share it: each holds the same lock shared
+//! ([`PostgresStore::lock_cluster`]); [`PostgresStore::clustered`] makes the dispatcher
+//! claim outbox rows (`claimed_by`/`claimed_until`, `FOR UPDATE SKIP LOCKED`) and start a
+//! send only under its own unexpired claim; [`PostgresStore::take_lease`] bumps a
+//! pipeline's fencing revision (`pipeline_leases`) for a node that took its lease, and
+//! every write of a tick (incidents with their outbox rows, cursors, runs) is refused
+//! unless it carries the newest revision ([`crate::persist::Fence`], checked `FOR SHARE`
+//! in the write's transaction).
 
 use std::borrow::Cow;
 use std::str::FromStr;
