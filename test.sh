@@ -1,7 +1,8 @@
 #!/bin/sh
 # The test command (README, .ci/run): installs the servers and the browser the tests start
-# when they are missing (Debian packages; needs root), starts PostgreSQL when it is not
-# running, checks formatting and lints, then runs the whole test suite.
+# when they are missing (Debian packages; needs root), starts PostgreSQL and a NATS server
+# with JetStream when they are not running, checks formatting and lints, then runs the
+# whole test suite.
 set -eu
 cd "$(dirname "$0")"
 
@@ -54,6 +55,36 @@ if [ -z "${VIGIL_TEST_PG:-}" ] && ! pg_ok postgres://postgres@127.0.0.1:5432/tes
             echo "test.sh: PostgreSQL on 127.0.0.1:5432 refuses the role vigil_test; set VIGIL_TEST_PG to a URL whose role may CREATE DATABASE" >&2
             exit 1
         fi
+    fi
+fi
+
+# The cluster tests (tests/cluster.rs) need a NATS server with JetStream: VIGIL_TEST_NATS
+# names it, by default nats://127.0.0.1:4222 (the developers' machines start one). When
+# nothing listens there, install nats-server if missing and start one with JetStream in
+# the background (its data under a temporary directory); one already running is left
+# alone.
+nats_ok() { bash -c '(exec 3<>/dev/tcp/127.0.0.1/4222)' >/dev/null 2>&1; }
+if [ -z "${VIGIL_TEST_NATS:-}" ] && ! nats_ok; then
+    if ! command -v nats-server >/dev/null 2>&1; then
+        echo "test.sh: installing nats-server"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+    fi
+    # The package may start its own service (with JetStream, as Debian configures it).
+    if ! nats_ok; then
+        nats_dir=$(mktemp -d /tmp/vigil-nats.XXXXXX)
+        echo "test.sh: starting nats-server with JetStream on 127.0.0.1:4222 (data in $nats_dir)"
+        nohup nats-server -js -a 127.0.0.1 -p 4222 -sd "$nats_dir" >"$nats_dir/nats.log" 2>&1 &
+        tries=0
+        until nats_ok; do
+            tries=$((tries + 1))
+            if [ "$tries" -gt 100 ]; then
+                echo "test.sh: nats-server did not start; its log:" >&2
+                cat "$nats_dir/nats.log" >&2
+                exit 1
+            fi
+            sleep 0.1
+        done
     fi
 fi
 

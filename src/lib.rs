@@ -53,10 +53,11 @@
 //! 16. check
 //! 17. plan
 //! 18. stdlib compile replay eval
-//! 19. store
-//! 20. testing
-//! 21. engine
-//! 22. server
+//! 19. cluster
+//! 20. store
+//! 21. testing
+//! 22. engine
+//! 23. server
 //! ```
 //!
 //! - 1–3: utilities (`access`: the API's tokens and rate limits), diagnostics and the
@@ -72,7 +73,10 @@
 //!   typed parameters, validation, build), the checker, the planner, compiling files (with
 //!   `test` blocks, checked against the plan);
 //!   `replay` runs a pipeline over a file, `eval` over labelled data and scores it.
-//! - 19–22: the stores, SQLite and PostgreSQL (each implements every domain's seam and
+//! - 19: several nodes: which node runs which pipeline, by lease in NATS JetStream; it
+//!   declares what it needs from the store ([`cluster::LeaseStore`]) and the engine
+//!   ([`cluster::Owner`]).
+//! - 20–23: the stores, SQLite and PostgreSQL (each implements every domain's seam and
 //!   imports them, never the reverse), `vigil test`, the engine (ticks, triggers, hot
 //!   reload) and the HTTP API and console.
 //!
@@ -80,6 +84,7 @@
 
 pub mod access;
 pub mod check;
+pub mod cluster;
 pub mod compile;
 pub mod correlate;
 pub mod dag;

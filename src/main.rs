@@ -214,6 +214,22 @@ enum SilencesAction {
 }
 
 #[derive(Subcommand)]
+enum ClusterAction {
+    /// The cluster's live nodes and the pipelines each runs, and who holds each lease
+    /// (read from NATS; changes nothing).
+    Status {
+        /// The cluster's NATS server, as the nodes' --cluster.
+        #[arg(long, value_name = "URL", env = "VIGIL_CLUSTER", hide_env_values = true)]
+        cluster: String,
+        /// The cluster's bucket prefix, as the nodes' --cluster-prefix.
+        #[arg(long, value_name = "PREFIX", env = "VIGIL_CLUSTER_PREFIX", default_value = "vigil")]
+        cluster_prefix: String,
+        #[command(flatten)]
+        format: OutputFormat,
+    },
+}
+
+#[derive(Subcommand)]
 enum ModelsAction {
     /// List model versions (all stages, or one stage's).
     List {
@@ -308,7 +324,7 @@ enum Command {
     /// `*.test.vigil` files found in directories are left out: a broken test does not stop
     /// the pipelines (`vigil check` and `vigil test` report it).
     /// Log verbosity: RUST_LOG (default `info`).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Replay a CSV of `timestamp,value` rows through a pipeline, causally, and write
     /// `timestamp,value,anomaly_score` (one row per input row, in order).
     ///
@@ -432,6 +448,11 @@ enum Command {
         #[arg(long, env = "VIGIL_API", default_value = "http://127.0.0.1:8080")]
         api: String,
     },
+    /// Look at a cluster of `vigil run --cluster` nodes.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
     /// Inspect and manage trained models: the registry under STATE/models.
     Models {
         #[command(subcommand)]
@@ -511,13 +532,14 @@ fn main() -> ExitCode {
         Command::Templates { file, header, mask, output, format, max_templates } => {
             cmd_templates(&file, &header, &mask, output, format, max_templates)
         }
-        Command::Run(args) => cmd_run(args),
+        Command::Run(args) => cmd_run(*args),
         Command::Replay { file, input, output, pipeline } => cmd_replay(file, input, output, pipeline),
         Command::Test { paths, format, filter, stdlib } => cmd_test(paths, format, filter, stdlib),
         Command::Eval { file, data, windows, out, plot, pipeline, format } => {
             cmd_eval(file, data, windows, out, plot, pipeline, format.json())
         }
         Command::Models { action, state, store } => cmd_models(action, state, store),
+        Command::Cluster { action } => cmd_cluster(action),
         Command::Incidents { action, api } => cmd_incidents(action, &api),
         Command::Report { since, within, format, api } => cmd_report(&since, &within, format.json(), &api),
         Command::Situations { action, api } => cmd_situations(action, &api),
@@ -674,8 +696,13 @@ fn cmd_graph(file: PathBuf, format: GraphFormat, pipeline: Option<String>) -> an
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(LOG_LEVEL.get().copied().unwrap_or("info")));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // The NATS client logs every connection event at INFO, and PostgreSQL's notices
+        // ("relation … already exists, skipping" as migrations are checked) come at INFO
+        // too; vigil logs what matters (joining, leases, errors) itself. RUST_LOG shows them.
+        let level = LOG_LEVEL.get().copied().unwrap_or("info");
+        tracing_subscriber::EnvFilter::new(format!("{level},async_nats=warn,sqlx::postgres::notice=warn"))
+    });
     if LOG_FORMAT.get() == Some(&LogFormat::Json) {
         let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     } else {
@@ -699,6 +726,23 @@ struct RunArgs {
     /// given in VIGIL_STORE than on the command line; errors and logs never print it.
     #[arg(long, value_name = "URL", env = "VIGIL_STORE", hide_env_values = true)]
     pub store: Option<String>,
+    /// Run as one node of a cluster coordinated by NATS JetStream at this URL
+    /// (`nats://HOST:PORT`; needs a PostgreSQL --store shared by the nodes): each
+    /// pipeline runs on the one node holding its lease, and the nodes share them out.
+    #[arg(long, value_name = "URL", env = "VIGIL_CLUSTER", hide_env_values = true)]
+    pub cluster: Option<String>,
+    /// This node's name in the cluster (letters, digits, `-`, `_`). Default: the host
+    /// name and the process id.
+    #[arg(long, value_name = "NAME", env = "VIGIL_NODE", requires = "cluster")]
+    pub node: Option<String>,
+    /// Names the cluster's JetStream buckets (`PREFIX-leases`, `PREFIX-nodes`): clusters
+    /// sharing one NATS server need different prefixes.
+    #[arg(long, value_name = "PREFIX", env = "VIGIL_CLUSTER_PREFIX", default_value = "vigil", requires = "cluster")]
+    pub cluster_prefix: String,
+    /// How long a pipeline's lease lasts unrenewed (renewed every third of it): a dead
+    /// node's pipelines are taken over within about TTL + TTL/3.
+    #[arg(long, value_name = "DURATION", env = "VIGIL_LEASE_TTL", default_value = "6s", value_parser = parse_duration, requires = "cluster")]
+    pub lease_ttl: std::time::Duration,
     /// The address of the HTTP API and /metrics. Loopback by default; another address
     /// exposes the API beyond this machine.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
@@ -860,14 +904,38 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let state = args.state.clone();
     let store_url = vigil::store::StoreUrl::parse(args.store.as_deref(), &state).map_err(anyhow::Error::msg)?;
+    let cluster_opts = match &args.cluster {
+        Some(url) => {
+            if !matches!(store_url, vigil::store::StoreUrl::Postgres(_)) {
+                anyhow::bail!(
+                    "`--cluster` needs a PostgreSQL store that the nodes share: add `--store postgres://USER@HOST:PORT/DATABASE` (or set VIGIL_STORE)"
+                );
+            }
+            let node = args.node.clone().unwrap_or_else(default_node_name);
+            let opts = vigil::cluster::Options { url: url.clone(), node, prefix: args.cluster_prefix.clone(), ttl: args.lease_ttl };
+            opts.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+            Some(opts)
+        }
+        None => None,
+    };
     // One engine per state directory: a second one would send every notification twice.
     let _lock = lock_state(&state)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         // The store opens before anything starts: a wrong URL, an unreachable server or a
-        // newer schema stop here with one line. PostgreSQL: one engine per database too.
-        let (store, _db_lock) = open_store_for_run(&store_url).await?;
-        let engine = match vigil::engine::Engine::start_with(plan, &out.sources, &out.version, store, Some(state.clone()), args.dry_run).await {
+        // newer schema stop here with one line. PostgreSQL: one engine per database too,
+        // unless the nodes are a cluster (then NATS must answer, with JetStream, too).
+        let (store, cluster, _db_lock) = match &cluster_opts {
+            Some(opts) => {
+                let (store, cluster, lock) = open_cluster(&store_url, opts).await?;
+                (store, Some(cluster), Some(lock))
+            }
+            None => {
+                let (store, lock) = open_store_for_run(&store_url).await?;
+                (store, None, lock)
+            }
+        };
+        let engine = match vigil::engine::Engine::start_owned(plan, &out.sources, &out.version, store, Some(state.clone()), args.dry_run, cluster.is_some()).await {
             Ok(e) => std::sync::Arc::new(e),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -897,6 +965,12 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let console = format!("{}://{addr}/", if args.tls_cert.is_some() { "https" } else { "http" });
         tracing::info!(url = %console, "console at {console}");
         let cancel = engine.cancellation();
+        // The cluster's leases decide which pipelines run here; it stops after the engine.
+        let leaving = tokio_util::sync::CancellationToken::new();
+        let membership = cluster.map(|(cluster, leases)| {
+            let owner: std::sync::Arc<dyn vigil::cluster::Owner> = engine.clone();
+            tokio::spawn(cluster.run(owner, leases, leaving.clone()))
+        });
         let sink = engine.shared.clone();
         let server = tokio::spawn(vigil::server::listen::serve(
             listener,
@@ -909,6 +983,10 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         wait_for_signal(&reload_tx).await;
         tracing::info!("stopping: letting running ticks finish");
         let clean = engine.shutdown(std::time::Duration::from_millis(4500)).await;
+        if let Some(m) = membership {
+            leaving.cancel();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), m).await;
+        }
         let _ = tokio::time::timeout(std::time::Duration::from_millis(300), server).await;
         if let Some(file) = &args.addr_file {
             let _ = std::fs::remove_file(file);
@@ -916,6 +994,38 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(clean, "stopped");
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
+}
+
+/// The default node name: the host name and the process id.
+fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = host.trim().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    format!("{}-{}", if host.is_empty() { "vigil" } else { &host }, std::process::id())
+}
+
+/// Opens the shared PostgreSQL store of a cluster node and joins the cluster: both must
+/// answer (NATS with JetStream) before anything starts.
+async fn open_cluster(
+    url: &vigil::store::StoreUrl,
+    opts: &vigil::cluster::Options,
+) -> anyhow::Result<(
+    std::sync::Arc<dyn vigil::store::Store>,
+    (vigil::cluster::Cluster, std::sync::Arc<dyn vigil::cluster::LeaseStore>),
+    vigil::store::postgres::EngineLock,
+)> {
+    let vigil::store::StoreUrl::Postgres(u) = url else { anyhow::bail!("`--cluster` needs a PostgreSQL store") };
+    // NATS first: it answers at once, where a database may take its time migrating.
+    let cluster = vigil::cluster::Cluster::connect(opts.clone()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    // An outbox row a node claimed and did not send (it died) is claimed again after
+    // three TTLs: longer than a send's timeout, so a slow send is not repeated.
+    let claim = (opts.ttl * 3).max(std::time::Duration::from_secs(12));
+    let store = vigil::store::PostgresStore::connect(u).await.map_err(|e| anyhow::anyhow!("{e}"))?.clustered(&opts.node, claim);
+    // Every node shares the database; an engine without --cluster may not.
+    let lock = store.lock_cluster().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!(store = %url.display(), cluster = %vigil::cluster::shown(&opts.url), node = %opts.node, "state store opened; joining the cluster");
+    let store = std::sync::Arc::new(store);
+    let leases: std::sync::Arc<dyn vigil::cluster::LeaseStore> = store.clone();
+    Ok((store, (cluster, leases), lock))
 }
 
 /// Opens the store of `vigil run`, with the lock that keeps a second engine off a
@@ -1217,6 +1327,24 @@ fn cmd_eval(
         println!("{:<20} {:>6.2}   (threshold {:.6}, raw {:.3})", p.profile, p.score, p.threshold, p.raw);
     }
     eprintln!("{} files, {} rows in {:.1} s", report.files.len(), report.rows, report.seconds);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_cluster(action: ClusterAction) -> anyhow::Result<ExitCode> {
+    let ClusterAction::Status { cluster, cluster_prefix, format } = action;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let status = rt.block_on(vigil::cluster::status(&cluster, &cluster_prefix)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if format.json() {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} nodes, {} leases", status.nodes.len(), status.leases.len());
+    for n in &status.nodes {
+        println!("{:<24} pid {:<8} {:>3} pipelines: {}", n.node, n.pid, n.pipelines.len(), n.pipelines.join(" "));
+    }
+    for (pipeline, node) in &status.leases {
+        println!("{pipeline:<24} {node}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

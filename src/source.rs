@@ -78,7 +78,7 @@ pub enum Origin {
 }
 
 /// One source file: its name as shown in diagnostics, its text, and a line index.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct SourceFile {
     pub id: SourceId,
     /// The name shown in diagnostics: the path as given, or `stdlib/<module>.vigil`.
@@ -114,7 +114,7 @@ impl SourceFile {
 }
 
 /// All the files of one compilation.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SourceMap {
     files: Vec<SourceFile>,
 }

@@ -556,7 +556,7 @@ async fn postgres_keeps_everything_across_a_reopen_and_migrates_once() {
         check_filled(&b).await;
         let applied: Vec<(i64, bool)> =
             sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version").fetch_all(a.pool()).await.unwrap();
-        assert_eq!(applied, vec![(1, true)]);
+        assert_eq!(applied, vec![(1, true), (2, true)]);
         a.close().await;
         b.close().await;
     })
@@ -576,13 +576,13 @@ async fn postgres_refuses_a_newer_schema_and_leaves_it_alone() {
         .unwrap();
         s.close().await;
         let err = PostgresStore::connect(&url).await.unwrap_err();
-        assert!(matches!(err, StoreError::NewerSchema { found: 9999, known: 1, .. }), "{err}");
+        assert!(matches!(err, StoreError::NewerSchema { found: 9999, known: 2, .. }), "{err}");
         let text = err.to_string();
         assert!(text.contains("newer") && text.contains(&vigil::store::redact(&url)), "{text}");
         // Nothing was changed: the future migration is still there.
         let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(&mut conn).await.unwrap();
-        assert_eq!(n, 2);
+        assert_eq!(n, 3);
         let _ = conn.close().await;
     })
     .await;

@@ -571,8 +571,14 @@ pub async fn run_tick(p: &PipelineRt, shared: &Shared, now: i64) -> TickReport {
     // Set by the sources that read a first start's backlog, for the stages after them.
     let mut backlog = crate::runtime::Backlog::None;
     while let Some(ready) = tick.ready() {
-        let handles: Vec<_> =
-            ready.into_iter().map(|(i, inputs)| (i, tokio::spawn(run_stage(p.stages[i].clone(), inputs, now, backlog)))).collect();
+        let handles: Vec<_> = ready
+            .into_iter()
+            .map(|(i, inputs)| {
+                // The stage's writes carry the tick's fence (a task does not inherit it).
+                let stage = run_stage(p.stages[i].clone(), inputs, now, backlog);
+                (i, tokio::spawn(crate::persist::fenced(crate::persist::current_fence(), stage)))
+            })
+            .collect();
         let mut results = Vec::with_capacity(handles.len());
         for (i, h) in handles {
             match h.await {
@@ -690,6 +696,8 @@ struct PipelineHandle {
     tick: mpsc::Sender<()>,
     queue: Option<collect::EventQueue>,
     webhook: Option<String>,
+    /// In a cluster: the lease under which its writes are made.
+    fence: Option<Arc<crate::persist::Fence>>,
 }
 
 /// The running engine. One controller applies plans to it, one at a time.
@@ -700,6 +708,12 @@ pub struct Engine {
     tracker: TaskTracker,
     state_dir: Option<PathBuf>,
     pipelines: tokio::sync::Mutex<std::collections::BTreeMap<String, PipelineHandle>>,
+    /// In a cluster, the pipelines this node may run (those it holds the lease of), with
+    /// their fences; `None`: every pipeline of the plan (one node).
+    owned: RwLock<Option<HashMap<String, Arc<crate::persist::Fence>>>>,
+    /// The plan last applied, its sources and version: applied again when the pipelines
+    /// this node owns change.
+    last_plan: Mutex<Option<(Plan, SourceMap, String)>>,
 }
 
 impl Engine {
@@ -712,6 +726,8 @@ impl Engine {
             tracker: TaskTracker::new(),
             state_dir,
             pipelines: tokio::sync::Mutex::new(Default::default()),
+            owned: RwLock::new(None),
+            last_plan: Mutex::new(None),
         }
     }
 
@@ -757,7 +773,28 @@ impl Engine {
         state_dir: Option<PathBuf>,
         dry_run: bool,
     ) -> Result<Engine, RuntimeError> {
-        let engine = Engine::new(store.clone(), state_dir.clone());
+        Engine::start_owned(plan, sources, version, store, state_dir, dry_run, false).await
+    }
+
+    /// Like [`start_with`](Self::start_with); `clustered`: the engine runs only the
+    /// pipelines it is given with [`Engine::run_only`] (none at first) — the cluster's
+    /// leases decide which.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub async fn start_owned(
+        plan: &Plan,
+        sources: &SourceMap,
+        version: &str,
+        store: Arc<dyn Store>,
+        state_dir: Option<PathBuf>,
+        dry_run: bool,
+        clustered: bool,
+    ) -> Result<Engine, RuntimeError> {
+        let mut engine = Engine::new(store.clone(), state_dir.clone());
+        if clustered {
+            engine.owned = RwLock::new(Some(HashMap::new()));
+        }
         let responder = Arc::new(crate::respond::Responder::open(store.clone(), state_dir, dry_run).await?);
         *engine.shared.responder.write().unwrap_or_else(|e| e.into_inner()) = responder.clone();
         *engine.shared.store.write().unwrap_or_else(|e| e.into_inner()) = Some(engine.store.clone());
@@ -777,11 +814,43 @@ impl Engine {
     /// # Errors
     /// When a stage cannot be built: nothing changed (the caller reports `rolled_back`).
     pub async fn apply(&self, plan: &Plan, sources: &SourceMap, version: &str) -> Result<StageChanges, RuntimeError> {
+        self.apply_as(plan, sources, version, false).await
+    }
+
+    /// [`apply`](Self::apply); `ownership`: the plan is the same, the pipelines this node
+    /// owns changed (a cluster) — not a reload, so not recorded as one.
+    async fn apply_as(&self, plan: &Plan, sources: &SourceMap, version: &str, ownership: bool) -> Result<StageChanges, RuntimeError> {
         let mut pipelines = self.pipelines.lock().await;
+        *self.last_plan.lock().unwrap_or_else(|e| e.into_inner()) = Some((plan.clone(), sources.clone(), version.to_owned()));
+        // In a cluster, the pipelines this node holds the lease of, each under its fence.
+        let owned = self.owned.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let fence_of = |name: &str| owned.as_ref().and_then(|o| o.get(name).cloned());
+        let wanted: Vec<&PipelinePlan> = plan.pipelines.iter().filter(|p| owned.as_ref().is_none_or(|o| o.contains_key(&p.name))).collect();
+        // A pipeline whose lease was lost and taken again runs anew under its new fence:
+        // the old instance drains (its writes are refused) and a new one is built.
+        let refenced: Vec<String> = pipelines
+            .iter()
+            .filter(|(name, h)| match (&h.fence, fence_of(name)) {
+                (Some(a), Some(b)) => !Arc::ptr_eq(a, &b),
+                _ => false,
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &refenced {
+            if let Some(h) = pipelines.remove(name) {
+                h.triggers.cancel();
+                h.stop.cancel();
+            }
+        }
         // Build everything first.
         let mut built = Vec::new();
         let mut changes = StageChanges::default();
-        for p in &plan.pipelines {
+        for p in wanted.iter().copied() {
+            if owned.is_some() && !pipelines.contains_key(&p.name) {
+                // Taken over: its incidents as the last owner left them.
+                let responder = self.shared.responder.read().unwrap_or_else(|e| e.into_inner()).clone();
+                responder.refresh_pipeline(&p.name).await?;
+            }
             let old = pipelines.get(&p.name);
             let webhook = p.triggers.iter().find_map(|t| if let Trigger::Webhook { path } = t { Some(path.clone()) } else { None });
             let queue = match (old, &webhook) {
@@ -807,7 +876,7 @@ impl Engine {
             changes.removed.extend(c.removed);
             built.push((p, Arc::new(rt), webhook, queue));
         }
-        let removed: Vec<String> = pipelines.keys().filter(|n| !plan.pipelines.iter().any(|p| &p.name == *n)).cloned().collect();
+        let removed: Vec<String> = pipelines.keys().filter(|n| !wanted.iter().any(|p| &p.name == *n)).cloned().collect();
         for name in &removed {
             if let Some(h) = pipelines.get(name) {
                 let rt = h.current.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -839,9 +908,17 @@ impl Engine {
                         tick,
                         queue: queue.clone(),
                         webhook: webhook.clone(),
+                        fence: fence_of(&p.name),
                     };
                     spawn_triggers(&rt, h.tick.clone(), &self.shared, &h.triggers, &self.tracker)?;
-                    self.tracker.spawn(pipeline_loop(h.current.clone(), ticks, self.shared.clone(), self.store.clone(), h.stop.clone()));
+                    self.tracker.spawn(pipeline_loop(
+                        h.current.clone(),
+                        ticks,
+                        self.shared.clone(),
+                        self.store.clone(),
+                        h.stop.clone(),
+                        h.fence.clone(),
+                    ));
                     pipelines.insert(p.name.clone(), h);
                 }
             }
@@ -891,8 +968,7 @@ impl Engine {
         self.shared.recent.forget(|stage, _| !keys.contains(stage));
         let mut status = self.shared.status.write().unwrap_or_else(|e| e.into_inner());
         status.version = version.to_owned();
-        status.pipelines = plan
-            .pipelines
+        status.pipelines = wanted
             .iter()
             .map(|p| PipelineStatus {
                 name: p.name.clone(),
@@ -909,6 +985,15 @@ impl Engine {
             })
             .collect();
         drop(status);
+        if ownership {
+            tracing::info!(
+                running = pipelines.len(),
+                added = changes.added.len(),
+                removed = changes.removed.len(),
+                "the pipelines this node runs changed"
+            );
+            return Ok(changes);
+        }
         self.record_reload(ReloadOutcome::Applied, version, &changes, Vec::new(), Vec::new());
         tracing::info!(
             version,
@@ -948,6 +1033,39 @@ impl Engine {
         status.last_reload = Some(r);
     }
 
+    /// The names of the plan's pipelines (in a cluster, those the nodes share out),
+    /// sorted.
+    pub fn planned(&self) -> Vec<String> {
+        let last = self.last_plan.lock().unwrap_or_else(|e| e.into_inner());
+        let mut names: Vec<String> =
+            last.as_ref().map(|(p, _, _)| p.pipelines.iter().map(|p| p.name.clone()).collect()).unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// In a cluster: runs exactly the pipelines of `owned` (each under its fence), starting
+    /// those new to it and stopping the others (a running tick of a stopped pipeline
+    /// finishes, and its writes are refused once another node holds the lease). Without
+    /// a cluster this changes nothing.
+    ///
+    /// # Errors
+    /// A pipeline that cannot be built or whose incidents cannot be read: the ownership
+    /// is recorded, the running pipelines are as they were.
+    pub async fn run_only(&self, owned: HashMap<String, Arc<crate::persist::Fence>>) -> Result<StageChanges, RuntimeError> {
+        {
+            let mut slot = self.owned.write().unwrap_or_else(|e| e.into_inner());
+            if slot.is_none() {
+                return Ok(StageChanges::default());
+            }
+            *slot = Some(owned);
+        }
+        let last = self.last_plan.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match last {
+            Some((plan, sources, version)) => self.apply_as(&plan, &sources, &version, true).await,
+            None => Ok(StageChanges::default()),
+        }
+    }
+
     /// The names of the running pipelines.
     pub async fn pipeline_names(&self) -> Vec<String> {
         self.pipelines.lock().await.keys().cloned().collect()
@@ -973,6 +1091,16 @@ impl Engine {
             tracing::warn!(grace_ms = grace.as_millis() as u64, "ticks still running at shutdown; stopping anyway");
         }
         done
+    }
+}
+
+impl crate::cluster::Owner for Engine {
+    fn pipelines(&self) -> Vec<String> {
+        self.planned()
+    }
+
+    fn own(&self, owned: HashMap<String, Arc<crate::persist::Fence>>) -> crate::persist::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { self.run_only(owned).await.map(|_| ()).map_err(|e| e.to_string()) })
     }
 }
 
@@ -1043,10 +1171,17 @@ async fn pipeline_loop(
     shared: Arc<Shared>,
     store: Arc<dyn Store>,
     cancel: CancellationToken,
+    fence: Option<Arc<crate::persist::Fence>>,
 ) {
     // The cursors last saved, so that a tick that read nothing writes nothing.
     let mut saved: HashMap<String, String> = HashMap::new();
     loop {
+        if let Some(f) = fence.as_ref().filter(|f| f.refused()) {
+            // Another node holds the lease now: nothing more from here (the cluster stops
+            // the pipeline's triggers too).
+            tracing::warn!(pipeline = %f.pipeline, revision = f.revision, "the store refused this node's writes for the pipeline (its lease was taken over): stopping it here");
+            break;
+        }
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
@@ -1054,37 +1189,42 @@ async fn pipeline_loop(
         }
         // The version the tick runs: a reload during the tick affects the next one.
         let p = current.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        // A tick that has started runs to the end, even during shutdown.
-        let started_at = crate::time::now_ms();
-        let clock = Instant::now();
-        let report = run_tick(&p, &shared, started_at).await;
-        let secs = clock.elapsed().as_secs_f64();
-        shared.metrics.tick(&p.name, report.ok, secs);
-        if report.ok {
-            let mut cursors = Vec::new();
-            for s in &p.stages {
-                if let Some(c) = s.step.lock().await.saved_state().filter(|c| saved.get(&s.key) != Some(c)) {
-                    cursors.push((s.key.clone(), c));
-                }
-            }
-            match store.save_cursors(&cursors).await {
-                Ok(()) => saved.extend(cursors),
-                Err(e) => tracing::error!(pipeline = %p.name, error = %e, "cannot save cursors"),
-            }
-        }
-        let run = RunRecord {
-            pipeline: p.name.clone(),
-            version: p.version.clone(),
-            started_at,
-            finished_at: crate::time::now_ms(),
-            status: if report.ok { "ok".into() } else { "failed".into() },
-            items: report.items as i64,
-            error: report.error.clone(),
-            failed_stage: report.failed_stage.clone(),
-        };
-        if let Err(e) = store.record_run(&run).await {
-            tracing::error!(pipeline = %p.name, error = %e, "cannot record the run");
-        }
-        tracing::debug!(pipeline = %p.name, ok = report.ok, items = report.items, seconds = secs, "tick");
+        crate::persist::fenced(fence.clone(), tick_once(&p, &shared, store.as_ref(), &mut saved)).await;
     }
+}
+
+/// Runs one tick of `p` and records it: its cursors (after a successful tick) and its run.
+async fn tick_once(p: &PipelineRt, shared: &Shared, store: &dyn Store, saved: &mut HashMap<String, String>) {
+    // A tick that has started runs to the end, even during shutdown.
+    let started_at = crate::time::now_ms();
+    let clock = Instant::now();
+    let report = run_tick(p, shared, started_at).await;
+    let secs = clock.elapsed().as_secs_f64();
+    shared.metrics.tick(&p.name, report.ok, secs);
+    if report.ok {
+        let mut cursors = Vec::new();
+        for s in &p.stages {
+            if let Some(c) = s.step.lock().await.saved_state().filter(|c| saved.get(&s.key) != Some(c)) {
+                cursors.push((s.key.clone(), c));
+            }
+        }
+        match store.save_cursors(&cursors).await {
+            Ok(()) => saved.extend(cursors),
+            Err(e) => tracing::error!(pipeline = %p.name, error = %e, "cannot save cursors"),
+        }
+    }
+    let run = RunRecord {
+        pipeline: p.name.clone(),
+        version: p.version.clone(),
+        started_at,
+        finished_at: crate::time::now_ms(),
+        status: if report.ok { "ok".into() } else { "failed".into() },
+        items: report.items as i64,
+        error: report.error.clone(),
+        failed_stage: report.failed_stage.clone(),
+    };
+    if let Err(e) = store.record_run(&run).await {
+        tracing::error!(pipeline = %p.name, error = %e, "cannot record the run");
+    }
+    tracing::debug!(pipeline = %p.name, ok = report.ok, items = report.items, seconds = secs, "tick");
 }

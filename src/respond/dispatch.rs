@@ -12,6 +12,12 @@
 //! twice, each with the same idempotency key (PagerDuty `dedup_key`, Alertmanager's
 //! labels, the email Message-ID, the webhook `X-Vigil-Delivery` header).
 //!
+//! **Several nodes** (a cluster, docs/cluster.md): each node's dispatcher asks for the
+//! due rows of the respond stages it runs ([`super::store::OutboxStore::claim_due`]); the
+//! shared store claims them for it, so no other dispatcher takes them until the claim
+//! expires, and a send starts only under the node's unexpired claim. A row whose node died
+//! is claimed again after the claim's timeout and sent with the same idempotency key.
+//!
 //! **Remediation is at-most-once.** An `exec` command whose run was interrupted by a
 //! crash is not started again — its outcome is unknown, so the row is marked `unknown`
 //! and audited (`interrupted`) — unless its stage says `retry_on_crash: true`. The
@@ -62,7 +68,9 @@ pub async fn run(responder: Arc<Responder>, cancel: CancellationToken, report: R
             sending.remove(&id);
         }
         if queued.is_empty() && in_flight.len() < CONCURRENCY {
-            match store.due_notifications(crate::time::now_ms(), BATCH).await {
+            // The rows of the respond stages this engine runs (in a cluster, claimed for it).
+            let stages: Vec<String> = responder.channels.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+            match store.claim_due(crate::time::now_ms(), BATCH, &stages).await {
                 Ok(due) => queued.extend(due.into_iter().filter(|r| !sending.contains(&r.id))),
                 Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
             }
@@ -159,10 +167,18 @@ async fn deliver(responder: &Responder, store: &dyn super::store::RespondStore, 
         println!("[dry-run] {}", channel.describe(n));
         ("dry_run", Outcome::Sent("dry run: not sent".into()))
     } else {
-        if let Err(e) = store.mark_started(row.id, now).await {
-            // Not sending what could not be marked: a crash could repeat it unnoticed.
-            tracing::error!(error = %e, "cannot update the outbox");
-            return false;
+        match store.mark_started(row.id, now).await {
+            Ok(()) => {}
+            // A cluster: this node was paused past its claim; the row is another node's.
+            Err(e @ crate::persist::StoreError::ClaimLost { .. }) => {
+                tracing::warn!(incident = %n.incident_id, stage = %n.stage, error = %e, "not sending: the claim expired");
+                return false;
+            }
+            Err(e) => {
+                // Not sending what could not be marked: a crash could repeat it unnoticed.
+                tracing::error!(error = %e, "cannot update the outbox");
+                return false;
+            }
         }
         let o = channel.send(n).await;
         (if matches!(o, Outcome::Sent(_)) { "sent" } else { "pending" }, o)

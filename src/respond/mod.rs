@@ -486,6 +486,24 @@ impl Responder {
             .collect()
     }
 
+    /// Reads pipeline `pipeline`'s incidents from the store again, replacing what the
+    /// cache holds of them: in a cluster, another node may have opened, changed or resolved
+    /// them while it owned the pipeline, and a respond stage built now must take over
+    /// their current state (or it would open an incident twice).
+    ///
+    /// # Errors
+    /// The store cannot be read: the cache is left as it was.
+    pub async fn refresh_pipeline(&self, pipeline: &str) -> Result<(), crate::persist::StoreError> {
+        let Some(store) = &self.store else { return Ok(()) };
+        let fresh = store.incidents(None, 10_000).await?;
+        let mut map = self.incidents.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, i| i.pipeline != pipeline);
+        for i in fresh.into_iter().filter(|i| i.pipeline == pipeline) {
+            map.insert(i.id.clone(), i);
+        }
+        Ok(())
+    }
+
     /// The active silence matching an incident opened by `series`, if any.
     pub fn silenced_by(&self, i: &Incident, series: &str, now: Timestamp) -> Option<i64> {
         self.silences.read().unwrap_or_else(|e| e.into_inner()).iter().find(|s| s.active(now) && s.matches(i, series)).map(|s| s.id)

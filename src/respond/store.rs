@@ -35,6 +35,16 @@ pub trait OutboxStore: Send + Sync {
     /// each (incident, stage), so that one incident's notifications reach a channel in
     /// order (a `resolved` never overtakes its `firing` while that waits for a retry).
     fn due_notifications<'a>(&'a self, now: i64, limit: i64) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>>;
+    /// Like [`OutboxStore::due_notifications`], for a dispatcher that can send only the
+    /// rows of `stages` (the respond stages its engine runs). A store that several nodes
+    /// share claims the rows it returns for this node (until the claim expires, no other
+    /// node's dispatcher gets them; a row whose claim expired — its node died — is
+    /// claimed again), and returns only rows of `stages`. The default, for one node:
+    /// [`OutboxStore::due_notifications`].
+    fn claim_due<'a>(&'a self, now: i64, limit: i64, stages: &'a [String]) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>> {
+        let _ = stages;
+        self.due_notifications(now, limit)
+    }
     /// The outbox, newest first (all statuses).
     fn outbox<'a>(&'a self, limit: i64) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>>;
     /// The notifications of one incident, newest first (all statuses). The default reads
@@ -45,7 +55,10 @@ pub trait OutboxStore: Send + Sync {
     /// Pending notifications: how many, and when the oldest was enqueued.
     fn outbox_depth(&self) -> BoxFuture<'_, Result<(i64, Option<i64>), StoreError>>;
     /// Records that a send of notification `id` starts now: a crash before its outcome is
-    /// recorded leaves the mark, which [`Store::interrupted_notifications`] finds.
+    /// recorded leaves the mark, which [`OutboxStore::interrupted_notifications`] finds.
+    /// A store shared by several nodes refuses ([`StoreError::ClaimLost`]) when this
+    /// node's claim on the row has expired: not sending then is what keeps a node that
+    /// was paused from sending what another node has taken.
     fn mark_started(&self, id: i64, now: i64) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Pending notifications whose send started and never finished: in flight when the
     /// engine last stopped. Call before the dispatcher starts.

@@ -4,8 +4,8 @@
 //! - [`SqliteStore`] ([`sqlite`]): an embedded SQLite database (`STATE/state.db`), the
 //!   default, for one node;
 //! - [`PostgresStore`] ([`postgres`]): a PostgreSQL database (`vigil run --store
-//!   postgres://…`), which several nodes can share (the cluster work, issue #19, builds on
-//!   it), its schema kept by the migrations in `migrations/postgres/`.
+//!   postgres://…`), which the nodes of a cluster share (`--cluster`, docs/cluster.md), its
+//!   schema kept by the migrations in `migrations/postgres/`.
 //!
 //! Both implement the seam each domain declares beside its own types — cursors and runs
 //! ([`crate::runtime::state`]), models ([`crate::learn::registry`]), incidents, outbox,

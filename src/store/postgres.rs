@@ -13,10 +13,16 @@
 //! an unreachable server, wrong credentials or a missing database are one clear error at
 //! start (the URL's password hidden), never a half-started node.
 //!
-//! For several nodes (issue #19, later): the outbox has `claimed_by`/`claimed_until`, for
-//! dispatchers that claim due rows with `FOR UPDATE SKIP LOCKED`; one node leaves them
-//! empty and behaves as SQLite. [`PostgresStore::lock_engine`] keeps a second engine off
-//! the same database meanwhile, as the state directory's lock does for SQLite.
+//! One node ([`PostgresStore::lock_engine`]) keeps a second engine off the database, as the
+//! state directory's lock does for SQLite, and behaves as SQLite. Several nodes (`vigil run
+//! --cluster`, docs/cluster.md) share it: each holds the same lock shared
+//! ([`PostgresStore::lock_cluster`]); [`PostgresStore::clustered`] makes the dispatcher
+//! claim outbox rows (`claimed_by`/`claimed_until`, `FOR UPDATE SKIP LOCKED`) and start a
+//! send only under its own unexpired claim; [`PostgresStore::take_lease`] bumps a
+//! pipeline's fencing revision (`pipeline_leases`) for a node that took its lease, and
+//! every write of a tick (incidents with their outbox rows, cursors, runs) is refused
+//! unless it carries the newest revision ([`crate::persist::Fence`], checked `FOR SHARE`
+//! in the write's transaction).
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -36,7 +42,10 @@ use super::{BoxFuture, ModelRow, RunRecord, StoreError};
 
 /// The migrations, oldest first: (version, description, SQL), as the files
 /// `migrations/postgres/VERSION_DESCRIPTION.sql` (sqlx's naming).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../../migrations/postgres/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../../migrations/postgres/0001_initial.sql")),
+    (2, "leases", include_str!("../../migrations/postgres/0002_leases.sql")),
+];
 
 /// The newest schema version this binary knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -56,7 +65,13 @@ pub struct PostgresStore {
     pool: PgPool,
     /// The URL with its password hidden, for errors.
     url: String,
+    /// In a cluster: this node's name and how long its claim on an outbox row lasts.
+    claims: Option<(String, i64)>,
 }
+
+/// Most outbox rows one node claims at once in a cluster: rows claimed and not sent yet
+/// are delayed for everyone until the claim expires, if the node dies.
+const CLAIM_BATCH: i64 = 32;
 
 /// The embedded migrations, as sqlx's [`MigrationSource`].
 #[derive(Debug)]
@@ -106,7 +121,7 @@ impl PostgresStore {
         migrated?;
         let pool =
             PgPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(30)).connect_with(opts).await.map_err(open_err)?;
-        Ok(PostgresStore { pool, url: shown })
+        Ok(PostgresStore { pool, url: shown, claims: None })
     }
 
     /// Takes the database for this engine: a second engine on the same database (without
@@ -153,6 +168,61 @@ impl PostgresStore {
         Err(StoreError::Locked { store: self.url.clone(), holder: who })
     }
 
+    /// The same store for one node of a cluster called `node`: its dispatcher claims the
+    /// outbox rows it sends (`FOR UPDATE SKIP LOCKED`) for `claim`; a row whose claim
+    /// expired (its node died mid-send) is claimed again by any node.
+    pub fn clustered(mut self, node: &str, claim: Duration) -> PostgresStore {
+        self.claims = Some((node.to_owned(), i64::try_from(claim.as_millis()).unwrap_or(i64::MAX)));
+        self
+    }
+
+    /// Takes pipeline `pipeline`'s fencing revision for `node`, which has just acquired its
+    /// lease: the revision one more than the last owner's, which every write of the new
+    /// owner carries ([`crate::persist::Fence`]); writes of older revisions are refused
+    /// from now on.
+    ///
+    /// # Errors
+    /// The database cannot be reached.
+    pub async fn take_lease(&self, pipeline: &str, node: &str) -> Result<i64, StoreError> {
+        let revision: i64 = sqlx::query_scalar(
+            "INSERT INTO pipeline_leases (pipeline, revision, node, acquired_at) VALUES ($1, 1, $2, $3) \
+             ON CONFLICT (pipeline) DO UPDATE SET revision = pipeline_leases.revision + 1, node = excluded.node, \
+             acquired_at = excluded.acquired_at RETURNING revision",
+        )
+        .bind(pipeline)
+        .bind(node)
+        .bind(crate::time::now_ms())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(revision)
+    }
+
+    /// Takes the database for one node of a cluster: a *shared* hold of the lock that
+    /// [`lock_engine`](Self::lock_engine) takes exclusively. Every node of the cluster
+    /// holds it; an engine without `--cluster` (which would run every pipeline beside
+    /// them) is refused while any does, and a node is refused while such an engine runs.
+    ///
+    /// # Errors
+    /// An engine without the cluster holds the database, or the server cannot be reached.
+    pub async fn lock_cluster(&self) -> Result<EngineLock, StoreError> {
+        let mut conn = self.pool.acquire().await?.detach();
+        for attempt in 0..12 {
+            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock_shared($1, $2)")
+                .bind(ENGINE_LOCK.0)
+                .bind(ENGINE_LOCK.1)
+                .fetch_one(&mut conn)
+                .await?;
+            if got {
+                return Ok(EngineLock { _conn: conn });
+            }
+            if attempt < 11 {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+        let _ = conn.close().await;
+        Err(StoreError::Locked { store: self.url.clone(), holder: "an engine without --cluster".into() })
+    }
+
     /// Closes the pool, waiting for queries in flight.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -161,6 +231,12 @@ impl PostgresStore {
     /// The pool, for tests and tools that look at the tables.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+}
+
+impl crate::cluster::LeaseStore for PostgresStore {
+    fn fence<'a>(&'a self, pipeline: &'a str, node: &'a str) -> BoxFuture<'a, Result<i64, StoreError>> {
+        Box::pin(self.take_lease(pipeline, node))
     }
 }
 
@@ -203,6 +279,7 @@ impl CursorStore for PostgresStore {
             }
             let now = crate::time::now_ms();
             let mut tx = self.pool.begin().await?;
+            check_fence(&mut tx).await?;
             for chunk in last.chunks(ROWS_PER_INSERT) {
                 let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new("INSERT INTO cursors (stage_key, cursor, updated_at) ");
                 q.push_values(chunk, |mut b, (k, c)| {
@@ -220,6 +297,8 @@ impl CursorStore for PostgresStore {
 impl RunStore for PostgresStore {
     fn record_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            check_fence(&mut tx).await?;
             sqlx::query(
                 "INSERT INTO runs (pipeline, version, started_at, finished_at, status, items, error, failed_stage) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -232,8 +311,9 @@ impl RunStore for PostgresStore {
             .bind(run.items)
             .bind(&run.error)
             .bind(&run.failed_stage)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
             Ok(())
         })
     }
@@ -371,6 +451,7 @@ impl IncidentStore for PostgresStore {
                 }
             }
             let mut tx = self.pool.begin().await?;
+            check_fence(&mut tx).await?;
             for chunk in last.chunks(ROWS_PER_INSERT) {
                 let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new("INSERT INTO incidents (id, stage, status, opened_at, data) ");
                 q.push_values(chunk, |mut b, i| {
@@ -485,6 +566,36 @@ impl OutboxStore for PostgresStore {
         })
     }
 
+    fn claim_due<'a>(&'a self, now: i64, limit: i64, stages: &'a [String]) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>> {
+        let Some((node, claim)) = &self.claims else { return self.due_notifications(now, limit) };
+        Box::pin(async move {
+            if stages.is_empty() {
+                return Ok(Vec::new());
+            }
+            // The rows are locked while claimed (SKIP LOCKED: two dispatchers claiming at
+            // once take different rows); a row claimed by a live node is skipped until its
+            // claim expires.
+            let rows = sqlx::query(&format!(
+                "UPDATE outbox SET claimed_by = $3, claimed_until = $1 + $4 WHERE id IN ( \
+                 SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 \
+                 AND (claimed_until IS NULL OR claimed_until < $1) AND stage = ANY($5) \
+                 AND NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.status = 'pending' \
+                 AND earlier.incident_id = outbox.incident_id AND earlier.stage = outbox.stage AND earlier.id < outbox.id) \
+                 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING {OUTBOX_COLUMNS}"
+            ))
+            .bind(now)
+            .bind(limit.clamp(0, CLAIM_BATCH))
+            .bind(node)
+            .bind(*claim)
+            .bind(stages)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut rows: Vec<OutboxRow> = rows.iter().filter_map(outbox_row).collect();
+            rows.sort_by_key(|r| r.id);
+            Ok(rows)
+        })
+    }
+
     fn outbox<'a>(&'a self, limit: i64) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>> {
         Box::pin(async move {
             let rows = sqlx::query(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY id DESC LIMIT $1"))
@@ -514,13 +625,35 @@ impl OutboxStore for PostgresStore {
 
     fn mark_started(&self, id: i64, now: i64) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            sqlx::query("UPDATE outbox SET started_at = $1 WHERE id = $2").bind(now).bind(id).execute(&self.pool).await?;
+            let Some((node, claim)) = &self.claims else {
+                sqlx::query("UPDATE outbox SET started_at = $1 WHERE id = $2").bind(now).bind(id).execute(&self.pool).await?;
+                return Ok(());
+            };
+            // Only under this node's unexpired claim, which the send then extends.
+            let done = sqlx::query(
+                "UPDATE outbox SET started_at = $1, claimed_until = $1 + $4 WHERE id = $2 AND claimed_by = $3 \
+                 AND claimed_until >= $1 AND status = 'pending'",
+            )
+            .bind(now)
+            .bind(id)
+            .bind(node)
+            .bind(*claim)
+            .execute(&self.pool)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::ClaimLost { id });
+            }
             Ok(())
         })
     }
 
     fn interrupted_notifications(&self) -> BoxFuture<'_, Result<Vec<OutboxRow>, StoreError>> {
         Box::pin(async move {
+            if self.claims.is_some() {
+                // In a cluster a row whose send started may be in flight on another node:
+                // rows are taken over only when their claim expires, by `claim_due`.
+                return Ok(Vec::new());
+            }
             let rows = sqlx::query(&format!(
                 "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' AND started_at IS NOT NULL ORDER BY id"
             ))
@@ -532,13 +665,16 @@ impl OutboxStore for PostgresStore {
 
     fn reschedule_notification<'a>(&'a self, id: i64, attempts: u32, next: i64, why: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            sqlx::query("UPDATE outbox SET attempts = $1, next_attempt_at = $2, last_error = $3, started_at = NULL WHERE id = $4")
-                .bind(i64::from(attempts))
-                .bind(next)
-                .bind(why)
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
+            sqlx::query(
+                "UPDATE outbox SET attempts = $1, next_attempt_at = $2, last_error = $3, started_at = NULL, claimed_by = NULL, \
+                 claimed_until = NULL WHERE id = $4",
+            )
+            .bind(i64::from(attempts))
+            .bind(next)
+            .bind(why)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
             Ok(())
         })
     }
@@ -693,4 +829,21 @@ async fn insert_audit(conn: &mut PgConnection, a: &AuditRecord) -> Result<(), sq
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Refuses the write under way unless the task's fence (if any: one node has none) is
+/// still the newest revision of its pipeline's lease. Reads the lease row `FOR SHARE` in
+/// the write's own transaction, so that a takeover (which updates the row) waits for
+/// this write to commit, and every write after the takeover sees the new revision.
+async fn check_fence(conn: &mut PgConnection) -> Result<(), StoreError> {
+    let Some(fence) = crate::persist::current_fence() else { return Ok(()) };
+    let current: Option<i64> = sqlx::query_scalar("SELECT revision FROM pipeline_leases WHERE pipeline = $1 FOR SHARE")
+        .bind(&fence.pipeline)
+        .fetch_optional(conn)
+        .await?;
+    if current == Some(fence.revision) {
+        return Ok(());
+    }
+    fence.refuse();
+    Err(StoreError::Fenced { pipeline: fence.pipeline.clone(), held: fence.revision, current: current.unwrap_or(0) })
 }

@@ -203,6 +203,12 @@ pub fn start_prometheus() -> Server {
     Server { child, port, dir }
 }
 
+/// The vigil binary the tests run: cargo's, or `VIGIL_TEST_BIN` (a copy, for long
+/// measurements while the shared target directory may be rebuilt).
+pub fn vigil_bin() -> PathBuf {
+    std::env::var_os("VIGIL_TEST_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vigil")), PathBuf::from)
+}
+
 /// A `vigil run` of the real binary in a test directory, killed on drop.
 pub struct Engine {
     pub child: Option<Child>,
@@ -223,7 +229,7 @@ impl Engine {
     /// `vigil run FILE --state state --no-watch ARGS` in `dir` with `VIGIL_API_TOKEN`
     /// set to `token`, stdout and stderr in `dir/stdout.log` and `dir/stderr.log`.
     pub fn start(dir: &TempDir, file: &str, token: &str, env: &[(&str, String)], args: &[&str]) -> Engine {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        let mut cmd = Command::new(vigil_bin());
         cmd.current_dir(dir.path())
             .args(["run", file, "--state", "state", "--no-watch"])
             .args(args)

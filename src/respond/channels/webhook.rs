@@ -29,6 +29,9 @@ impl Deliver for Webhook {
             "version": "1", "transition": n.transition,
             "status": if n.transition == "acknowledged" { "acknowledged" } else { i.status.as_str() },
             "subject": n.subject, "body": n.body, "incident": i,
+            // The same as the X-Vigil-Delivery header: one per incident transition, so a
+            // receiver drops a repeat (a send retried after a crash or a takeover).
+            "idempotency_key": n.dedupe,
         }))
     }
 

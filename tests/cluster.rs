@@ -1,0 +1,660 @@
+//! Several nodes (issue #19): real `vigil run --cluster` processes on a real PostgreSQL
+//! (`VIGIL_TEST_PG`, default `postgres://postgres@127.0.0.1:5432/test`; each test its own
+//! database `vigil_test_…`) and a real NATS server with JetStream (`VIGIL_TEST_NATS`,
+//! default `nats://127.0.0.1:4222`; each test its own bucket prefix), notifications
+//! counted at a real HTTP receiver.
+//!
+//! - three nodes share the pipelines evenly; `kill -9` of an owner: another node runs its
+//!   pipelines (the takeover time is printed: BENCHMARKS.md), nothing lost or sent twice;
+//! - `SIGSTOP` of an owner past its lease, then `SIGCONT`: its writes are refused
+//!   (fencing), it stops the pipeline, nothing is sent twice;
+//! - the fencing and outbox claims of the store, deterministically;
+//! - bad input: a wrong NATS URL, NATS without JetStream, `--cluster` without PostgreSQL.
+//!
+//! A missing server is a failure, never a skip: `./test.sh` installs and starts both.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, Executor};
+
+use common::*;
+use vigil::persist::{fenced, Fence};
+use vigil::respond::{Incident, Notification};
+use vigil::store::prelude::*;
+use vigil::store::{PostgresStore, StoreError};
+
+// ---------------------------------------------------------------- servers
+
+fn pg_url() -> String {
+    std::env::var("VIGIL_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+fn nats_url() -> String {
+    let url = std::env::var("VIGIL_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let hostport = url.trim_start_matches("nats://").to_owned();
+    assert!(
+        std::net::TcpStream::connect(&hostport).is_ok(),
+        "NATS is not reachable at {url}. The cluster tests need a NATS server with JetStream: run them with ./test.sh, \
+         which installs and starts one, or start one (`nats-server -js -a 127.0.0.1 -p 4222`), or point VIGIL_TEST_NATS at one."
+    );
+    url
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let rest = url.find("://").map_or(0, |i| i + 3);
+    let path = url[rest..].find('/').map_or(url.len(), |i| rest + i);
+    let query = url[path..].find('?').map_or("", |i| &url[path + i..]);
+    format!("{}/{db}{query}", &url[..path])
+}
+
+fn unique(what: &str) -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{what}_{}_{n}_{nanos}", std::process::id())
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
+
+/// A fresh database, dropped with this.
+struct Database {
+    name: String,
+    url: String,
+}
+
+impl Database {
+    fn new() -> Database {
+        let name = unique("vigil_test_cluster");
+        block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&pg_url()).await.unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL is not reachable at {} ({e}): run the tests with ./test.sh, which installs and starts it, \
+                     or point VIGIL_TEST_PG at one whose role may CREATE DATABASE.",
+                    vigil::store::redact(&pg_url())
+                )
+            });
+            conn.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+            let _ = conn.close().await;
+        });
+        let url = with_database(&pg_url(), &name);
+        Database { name, url }
+    }
+
+    fn scalar(&self, sql: &str) -> i64 {
+        block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            let v: i64 = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
+            let _ = conn.close().await;
+            v
+        })
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_url()).await {
+                    let _ = conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+/// Deletes the JetStream buckets of `prefix` (the tests share one NATS server: nothing of
+/// theirs stays behind).
+fn drop_buckets(nats: &str, prefix: &str) {
+    let (nats, prefix) = (nats.to_owned(), prefix.to_owned());
+    let _ = std::thread::spawn(move || {
+        block_on(async {
+            if let Ok(client) = async_nats::connect(nats.as_str()).await {
+                let js = async_nats::jetstream::new(client);
+                for bucket in ["leases", "nodes"] {
+                    let _ = js.delete_stream(format!("KV_{prefix}-{bucket}")).await;
+                }
+            }
+        })
+    })
+    .join();
+}
+
+/// One webhook delivery.
+#[derive(Clone, Debug)]
+struct Delivery {
+    path: String,
+    key: String,
+    body: serde_json::Value,
+}
+
+/// An HTTP receiver answering 200 to every POST, recording each.
+struct Receiver {
+    port: u16,
+    got: Arc<Mutex<Vec<Delivery>>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let g = g.clone();
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(stream.try_clone().unwrap());
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+                        let (mut len, mut key) = (0, String::new());
+                        loop {
+                            let mut h = String::new();
+                            if r.read_line(&mut h).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let h = h.trim_end();
+                            if h.is_empty() {
+                                break;
+                            }
+                            let (k, v) = h.split_once(':').unwrap_or((h, ""));
+                            if k.eq_ignore_ascii_case("content-length") {
+                                len = v.trim().parse().unwrap_or(0);
+                            } else if k.eq_ignore_ascii_case("x-vigil-delivery") {
+                                key = v.trim().to_owned();
+                            }
+                        }
+                        let mut body = vec![0; len];
+                        if r.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        let body = serde_json::from_slice(&body).unwrap_or_default();
+                        g.lock().unwrap().push(Delivery { path, key, body });
+                        let mut s = &stream;
+                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+                    }
+                });
+            }
+        });
+        Receiver { port, got }
+    }
+
+    fn all(&self) -> Vec<Delivery> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+// ---------------------------------------------------------------- a cluster under test
+
+/// The pipelines `p01…pNN`, each reading `DATA/pNN.csv`, judging `value > 90` and posting
+/// to the receiver's `/pNN`.
+struct Setup {
+    db: Database,
+    rx: Receiver,
+    data: TempDir,
+    nats: String,
+    prefix: String,
+    ttl: String,
+    names: Vec<String>,
+    source: String,
+    /// Each file's next data time.
+    clock: Mutex<BTreeMap<String, i64>>,
+}
+
+impl Setup {
+    fn new(pipelines: usize, ttl: &str) -> Setup {
+        let nats = nats_url();
+        let db = Database::new();
+        let rx = Receiver::start();
+        let data = TempDir::new("cluster-data");
+        let names: Vec<String> = (1..=pipelines).map(|i| format!("p{i:02}")).collect();
+        let mut source = String::new();
+        for n in &names {
+            let file = data.join(&format!("{n}.csv"));
+            std::fs::write(&file, "timestamp,value\n").unwrap();
+            source.push_str(&format!(
+                "pipeline {n} {{\n  every 200ms\n  collect raw = csv(path: \"{}\")\n  predict hot = threshold(raw, above: 90.0)\n  respond hook = webhook(hot, url: \"http://127.0.0.1:{}/{n}\")\n}}\n\n",
+                file.display(),
+                rx.port
+            ));
+        }
+        let start = vigil::time::now_ms() - 3_600_000;
+        let clock = Mutex::new(names.iter().map(|n| (n.clone(), start)).collect());
+        Setup { db, rx, data, nats, prefix: unique("t"), ttl: ttl.to_owned(), names, source, clock }
+    }
+
+    fn node(&self, name: &str) -> Node {
+        let dir = TempDir::new(&format!("cluster-{name}"));
+        std::fs::write(dir.join("p.vigil"), &self.source).unwrap();
+        let args = ["--cluster", &self.nats, "--node", name, "--cluster-prefix", &self.prefix, "--lease-ttl", &self.ttl];
+        let engine = Engine::start(&dir, "p.vigil", "token", &[("VIGIL_STORE", self.db.url.clone())], &args);
+        Node { name: name.to_owned(), engine, dir }
+    }
+
+    /// Appends one incident's worth of rows to pipeline `p`'s file: normal, three
+    /// above 90, normal again — one `firing` and one `resolved` notification.
+    fn episode(&self, p: &str) {
+        let mut clock = self.clock.lock().unwrap();
+        let t = clock.get_mut(p).unwrap();
+        let mut rows = String::new();
+        for v in [10, 10, 100, 100, 100, 10, 10, 10, 10, 10] {
+            rows.push_str(&format!("{},{v}\n", vigil::time::format_timestamp(*t)));
+            *t += 1000;
+        }
+        let mut f = std::fs::OpenOptions::new().append(true).open(self.data.join(&format!("{p}.csv"))).unwrap();
+        f.write_all(rows.as_bytes()).unwrap();
+    }
+
+    /// Waits until every pipeline has ticked once (its cursor is in the store): rows
+    /// appended from then on are read (a file met for the first time starts at its end).
+    fn wait_all_started(&self) {
+        let n = self.names.len() as i64;
+        wait_for("every pipeline's first tick", Duration::from_secs(90), || {
+            (self.db.scalar("SELECT COUNT(*) FROM cursors") >= n).then_some(())
+        });
+    }
+
+    /// Waits until the receiver has `expected` distinct deliveries and the outbox has
+    /// nothing pending; returns the deliveries by idempotency key.
+    fn wait_delivered(&self, expected: usize) -> BTreeMap<String, Vec<Delivery>> {
+        wait_for(&format!("{expected} notifications delivered"), Duration::from_secs(120), || {
+            let by_key = self.by_key();
+            let pending = self.db.scalar("SELECT COUNT(*) FROM outbox WHERE status = 'pending'");
+            (by_key.len() >= expected && pending == 0).then_some(by_key)
+        })
+    }
+
+    fn by_key(&self) -> BTreeMap<String, Vec<Delivery>> {
+        let mut by_key: BTreeMap<String, Vec<Delivery>> = BTreeMap::new();
+        for d in self.rx.all() {
+            by_key.entry(d.key.clone()).or_default().push(d);
+        }
+        by_key
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        // The nodes (declared after the set-up) are gone by now.
+        drop_buckets(&self.nats, &self.prefix);
+    }
+}
+
+struct Node {
+    name: String,
+    engine: Engine,
+    dir: TempDir,
+}
+
+impl Node {
+    /// The pipelines this node runs (`/api/v1/status`); None when it does not answer.
+    fn owned(&self) -> Option<BTreeSet<String>> {
+        self.engine.child.as_ref()?;
+        let (code, body) = http_get(self.engine.port, "/api/v1/status")?;
+        if code != 200 {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        Some(v["pipelines"].as_array()?.iter().filter_map(|p| Some(p["name"].as_str()?.to_owned())).collect())
+    }
+
+    fn pid(&self) -> u32 {
+        self.engine.child.as_ref().unwrap().id()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        assert!(Command::new("kill").args([sig, &self.pid().to_string()]).status().unwrap().success());
+    }
+}
+
+/// Who runs what, once every pipeline runs on exactly one of `nodes`.
+fn ownership(nodes: &[&Node], names: &[String]) -> Option<BTreeMap<String, String>> {
+    let mut owner = BTreeMap::new();
+    for n in nodes {
+        for p in n.owned()? {
+            if owner.insert(p, n.name.clone()).is_some() {
+                return None;
+            }
+        }
+    }
+    (owner.len() == names.len()).then_some(owner)
+}
+
+/// Waits until every pipeline runs on one of `nodes`, spread evenly (each node within
+/// one of an even share, which for these counts is within ±20%).
+fn wait_balanced(nodes: &[&Node], names: &[String]) -> BTreeMap<String, String> {
+    let (lo, hi) = (names.len() / nodes.len(), names.len().div_ceil(nodes.len()));
+    wait_for("the pipelines spread evenly over the nodes", Duration::from_secs(60), || {
+        let owner = ownership(nodes, names)?;
+        let counts: Vec<usize> = nodes.iter().map(|n| owner.values().filter(|o| **o == n.name).count()).collect();
+        counts.iter().all(|c| (lo..=hi).contains(c)).then_some(owner)
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+// ---------------------------------------------------------------- the tests
+
+/// Three nodes, nine pipelines: even spread; `kill -9` the owner of a pipeline, again and
+/// again, while every pipeline has an incident under way: another node runs it (the
+/// takeover time, from the kill to another node running it, is printed for
+/// BENCHMARKS.md); every notification arrives, none twice.
+#[test]
+fn three_nodes_share_pipelines_and_take_over_after_kill_9() {
+    let kills: usize = std::env::var("VIGIL_TAKEOVER_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    let s = Setup::new(9, "6s");
+    let mut nodes = vec![s.node("n1"), s.node("n2"), s.node("n3")];
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let owner = wait_balanced(&refs, &s.names);
+    for n in &nodes {
+        let mine = owner.values().filter(|o| **o == n.name).count();
+        let mean = s.names.len() as f64 / nodes.len() as f64;
+        assert!((mine as f64 - mean).abs() <= 0.2 * mean, "{} runs {mine} of {} pipelines: {owner:?}", n.name, s.names.len());
+    }
+    s.wait_all_started();
+    // `vigil cluster status` sees the same (the announcements follow within a round).
+    wait_for("`vigil cluster status` to show the spread", Duration::from_secs(30), || {
+        let out = Command::new(vigil_bin())
+            .args(["cluster", "status", "--cluster", &s.nats, "--cluster-prefix", &s.prefix, "--format", "json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let st: vigil::cluster::ClusterStatus = serde_json::from_slice(&out.stdout).unwrap();
+        let announced: BTreeMap<String, String> =
+            st.nodes.iter().flat_map(|n| n.pipelines.iter().map(|p| (p.clone(), n.node.clone()))).collect();
+        (st.nodes.len() == 3 && st.leases == owner && announced == owner).then_some(())
+    });
+    let text = Command::new(vigil_bin()).args(["cluster", "status", "--cluster", &s.nats, "--cluster-prefix", &s.prefix]).output().unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).starts_with("3 nodes, 9 leases"), "{}", String::from_utf8_lossy(&text.stdout));
+    let missing = Command::new(vigil_bin())
+        .args(["cluster", "status", "--cluster", &s.nats, "--cluster-prefix", "no_such_cluster"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no cluster `no_such_cluster`"));
+
+    // An engine without --cluster may not run beside the nodes.
+    let other = TempDir::new("cluster-intruder");
+    std::fs::write(other.join("p.vigil"), &s.source).unwrap();
+    let out = Command::new(vigil_bin())
+        .current_dir(other.path())
+        .args(["run", "p.vigil", "--state", "state", "--no-watch", "--listen", "127.0.0.1:0", "--store", &s.db.url])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("another vigil is running on the state database"), "{stderr}");
+
+    let mut takeovers = Vec::new();
+    let mut episodes = 0;
+    for round in 0..kills {
+        // An incident under way on every pipeline, then the owner of one of them dies.
+        for p in &s.names {
+            s.episode(p);
+            episodes += 1;
+        }
+        let victim = &s.names[round % s.names.len()];
+        let refs: Vec<&Node> = nodes.iter().collect();
+        let owner = wait_for("every pipeline owned", Duration::from_secs(30), || ownership(&refs, &s.names));
+        let at = nodes.iter().position(|n| n.name == owner[victim]).unwrap();
+        let mut dead = nodes.remove(at);
+        let killed = Instant::now();
+        dead.engine.kill9();
+        let refs: Vec<&Node> = nodes.iter().collect();
+        let new_owner = wait_for(&format!("another node to run {victim}"), Duration::from_secs(30), || {
+            refs.iter().find(|n| n.owned().is_some_and(|o| o.contains(victim))).map(|n| n.name.clone())
+        });
+        let took = killed.elapsed().as_secs_f64();
+        eprintln!("takeover {}: {victim} from {} to {new_owner} in {took:.2} s", round + 1, dead.name);
+        takeovers.push(took);
+        // Every pipeline of the dead node runs elsewhere; a new node joins and gets its share.
+        wait_for("the dead node's pipelines to run elsewhere", Duration::from_secs(30), || ownership(&refs, &s.names));
+        nodes.push(s.node(&format!("{}-{}", dead.name.split('-').next().unwrap(), round + 1)));
+        let refs: Vec<&Node> = nodes.iter().collect();
+        wait_balanced(&refs, &s.names);
+    }
+
+    // Every incident fired and resolved, each notification delivered exactly once.
+    let by_key = s.wait_delivered(2 * episodes);
+    let doubled: Vec<_> = by_key.iter().filter(|(_, d)| d.len() > 1).map(|(k, d)| (k.clone(), d.len())).collect();
+    assert!(doubled.is_empty(), "notifications delivered more than once: {doubled:?}");
+    assert_eq!(by_key.len(), 2 * episodes, "one firing and one resolved per incident: {:?}", by_key.keys().collect::<Vec<_>>());
+    for p in &s.names {
+        let transitions: Vec<String> = by_key
+            .values()
+            .filter(|d| d[0].path == format!("/{p}"))
+            .map(|d| d[0].body["transition"].as_str().unwrap_or("").to_owned())
+            .collect();
+        assert_eq!(transitions.iter().filter(|t| *t == "firing").count(), kills, "{p}: {transitions:?}");
+        assert_eq!(transitions.iter().filter(|t| *t == "resolved").count(), kills, "{p}: {transitions:?}");
+    }
+    // The payload carries the idempotency key too.
+    let d = &by_key.values().next().unwrap()[0];
+    assert_eq!(d.body["idempotency_key"].as_str(), Some(d.key.as_str()));
+    assert_eq!(s.db.scalar("SELECT COUNT(*) FROM incidents"), episodes as i64, "one incident per episode");
+
+    let mut sorted = takeovers.clone();
+    sorted.sort_by(f64::total_cmp);
+    eprintln!(
+        "takeover after kill -9 (lease TTL 6 s, renewal every 2 s), {} kills: p50 {:.2} s, p99 {:.2} s, max {:.2} s",
+        sorted.len(),
+        percentile(&sorted, 0.5),
+        percentile(&sorted, 0.99),
+        sorted[sorted.len() - 1]
+    );
+    assert!(sorted[sorted.len() - 1] < 10.0, "a takeover took over 10 s: {sorted:?}");
+}
+
+/// An owner paused past its lease (`SIGSTOP`): the other node takes its pipeline over and
+/// runs an incident to the end; the paused node wakes (`SIGCONT`) with a stale tick due:
+/// the store refuses its writes, it stops the pipeline, and the receiver got each
+/// notification once. Tried over a few pauses until the woken node's tick beat its own
+/// lease check to a write (which one runs first after `SIGCONT` is the scheduler's pick);
+/// every pause checks that nothing was sent twice.
+#[test]
+fn a_paused_owner_is_fenced_and_sends_nothing_twice() {
+    let s = Setup::new(2, "3s");
+    let a = s.node("a");
+    let b = s.node("b");
+    let mut episodes = 0;
+    let mut refused = false;
+    for attempt in 1..=5 {
+        let owner = wait_balanced(&[&a, &b], &s.names);
+        s.wait_all_started();
+        let victim = owner.iter().find(|(_, n)| *n == "a").map(|(p, _)| p.clone()).unwrap();
+        let revision = s.db.scalar(&format!("SELECT revision FROM pipeline_leases WHERE pipeline = '{victim}'"));
+        a.signal("-STOP");
+        let _cont = ContinueOnDrop(a.pid());
+        wait_for(&format!("b to take {victim} over"), Duration::from_secs(30), || {
+            b.owned().is_some_and(|o| o.contains(&victim)).then_some(())
+        });
+        assert!(s.db.scalar(&format!("SELECT revision FROM pipeline_leases WHERE pipeline = '{victim}'")) > revision);
+        // b runs an incident on it to the end while a sleeps.
+        s.episode(&victim);
+        episodes += 1;
+        s.wait_delivered(2 * episodes);
+        a.signal("-CONT");
+        // a finds out, by the store's refusal or by its lease check, and stops the pipeline.
+        wait_for(&format!("a to stop running {victim}"), Duration::from_secs(30), || {
+            a.owned().is_some_and(|o| !o.contains(&victim)).then_some(())
+        });
+        let by_key = s.by_key();
+        let doubled: Vec<_> = by_key.iter().filter(|(_, d)| d.len() > 1).map(|(k, _)| k.clone()).collect();
+        assert!(doubled.is_empty(), "attempt {attempt}: sent twice: {doubled:?}");
+        assert_eq!(by_key.len(), 2 * episodes, "attempt {attempt}: nothing more than b's notifications");
+        assert_eq!(s.db.scalar("SELECT COUNT(*) FROM incidents"), episodes as i64, "attempt {attempt}: a opened nothing");
+        if a.log().contains(&format!("refused a write for pipeline `{victim}`")) {
+            refused = true;
+            break;
+        }
+        eprintln!("attempt {attempt}: a's lease check ran before its stale tick; pausing again");
+    }
+    assert!(refused, "a woken node's stale write was never refused in five pauses; its log:\n{}", a.log());
+}
+
+/// Sends SIGCONT on drop, so that a failing test does not leave a stopped process.
+struct ContinueOnDrop(u32);
+
+impl Drop for ContinueOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0.to_string()]).status();
+    }
+}
+
+fn incident(id: &str, pipeline: &str) -> Incident {
+    serde_json::from_value(serde_json::json!({
+        "id": id, "key": id, "pipeline": pipeline, "stage": format!("{pipeline}.hook"), "series": [id],
+        "labels": {}, "status": "firing", "acknowledged": false, "acknowledged_by": null, "acknowledged_at": null,
+        "opened_at": 1, "updated_at": 1, "resolved_at": null, "resolved_by": null, "score": 1.0, "value": 100.0,
+        "silenced": false, "feedback": null, "feedback_note": null, "notifications": 0, "last_notified_at": null,
+    }))
+    .unwrap()
+}
+
+fn note(i: &Incident) -> Notification {
+    Notification {
+        dedupe: format!("{}/{}/firing", i.id, i.stage),
+        incident_id: i.id.clone(),
+        stage: i.stage.clone(),
+        channel: "webhook".into(),
+        transition: "firing".into(),
+        subject: "s".into(),
+        body: "b".into(),
+        incident: i.clone(),
+    }
+}
+
+/// The store's side, without timing: a write under an older lease revision is refused
+/// (incidents and outbox, cursors, runs) and changes nothing; the new owner's goes
+/// through. Two dispatchers never claim the same row; a row whose claim expired is
+/// claimed by the other, and the first may then not start sending it.
+#[tokio::test]
+async fn the_store_fences_stale_owners_and_claims_outbox_rows_once() {
+    let db = tokio::task::spawn_blocking(Database::new).await.unwrap();
+    let a = PostgresStore::connect(&db.url).await.unwrap().clustered("a", Duration::from_secs(10));
+    let b = PostgresStore::connect(&db.url).await.unwrap().clustered("b", Duration::from_secs(10));
+    let old = Arc::new(Fence::new("p", a.take_lease("p", "a").await.unwrap()));
+    let new = Arc::new(Fence::new("p", b.take_lease("p", "b").await.unwrap()));
+    assert_eq!((old.revision, new.revision), (1, 2));
+
+    let i = incident("i1", "p");
+    let err = fenced(Some(old.clone()), a.record_respond(std::slice::from_ref(&i), &[note(&i)], &[])).await.unwrap_err();
+    assert!(matches!(err, StoreError::Fenced { held: 1, current: 2, .. }), "{err}");
+    assert!(err.to_string().contains("refused a write for pipeline `p`"), "{err}");
+    assert!(old.refused());
+    let cursors = [("p.raw".to_owned(), "42".to_owned())];
+    assert!(matches!(fenced(Some(old.clone()), a.save_cursors(&cursors)).await, Err(StoreError::Fenced { .. })));
+    assert!(a.incidents(None, 10).await.unwrap().is_empty(), "nothing of the stale write");
+    assert!(a.outbox(10).await.unwrap().is_empty());
+    assert_eq!(a.load_cursor("p.raw").await.unwrap(), None);
+    // Another pipeline's lease does not fence this one; the new owner writes.
+    fenced(Some(new.clone()), b.record_respond(std::slice::from_ref(&i), &[note(&i)], &[])).await.unwrap();
+    fenced(Some(new.clone()), b.save_cursors(&cursors)).await.unwrap();
+    assert!(!new.refused());
+    let j = incident("i2", "p");
+    fenced(Some(new.clone()), b.record_respond(std::slice::from_ref(&j), &[note(&j)], &[])).await.unwrap();
+
+    // Claims: a takes both rows; b gets none until a's claim expires.
+    let stages = vec!["p.hook".to_owned()];
+    let now = vigil::time::now_ms();
+    let mine = a.claim_due(now, 10, &stages).await.unwrap();
+    assert_eq!(mine.len(), 2);
+    assert!(b.claim_due(now, 10, &stages).await.unwrap().is_empty(), "claimed rows are not claimed twice");
+    assert!(a.claim_due(now, 10, &["other.hook".to_owned()]).await.unwrap().is_empty(), "only the stages asked for");
+    a.mark_started(mine[0].id, now).await.unwrap();
+    // 20 s later (past the 10 s claim): b claims what a left, and a may not send it.
+    let later = now + 20_000;
+    let theirs = b.claim_due(later, 10, &stages).await.unwrap();
+    assert_eq!(theirs.iter().map(|r| r.id).collect::<Vec<_>>(), mine.iter().map(|r| r.id).collect::<Vec<_>>());
+    assert!(matches!(a.mark_started(mine[1].id, later).await, Err(StoreError::ClaimLost { .. })));
+    b.mark_started(mine[1].id, later).await.unwrap();
+    a.close().await;
+    b.close().await;
+    drop(db);
+}
+
+/// What `vigil run --cluster` refuses: one line on stderr, exit status 2, and nothing
+/// started (no API address written).
+#[test]
+fn bad_cluster_input_is_one_line_and_exit_2() {
+    let nats = nats_url();
+    let db = Database::new();
+    let dir = TempDir::new("cluster-bad");
+    std::fs::write(dir.join("p.vigil"), "pipeline p {\n  every 1s\n  collect _raw = synthetic(seed: 1)\n}\n").unwrap();
+    let run = |store: Option<&str>, cluster: &str| {
+        let prefix = unique("bad");
+        let addr = dir.join("vigil.addr");
+        let mut cmd = Command::new(vigil_bin());
+        cmd.current_dir(dir.path())
+            .args(["run", "p.vigil", "--state", "state", "--no-watch", "--listen", "127.0.0.1:0", "--addr-file"])
+            .arg(&addr)
+            .args(["--cluster", cluster, "--cluster-prefix", &prefix])
+            .env("NO_COLOR", "1")
+            .env_remove("VIGIL_STORE");
+        if let Some(s) = store {
+            cmd.args(["--store", s]);
+        }
+        let out = cmd.output().unwrap();
+        drop_buckets(&nats, &prefix);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+        assert!(!addr.exists(), "nothing started");
+        stderr
+    };
+    let e = run(None, &nats);
+    assert!(e.contains("`--cluster` needs a PostgreSQL store"), "{e}");
+    let e = run(Some("sqlite://state/x.db"), &nats);
+    assert!(e.contains("`--cluster` needs a PostgreSQL store"), "{e}");
+    let e = run(Some(&db.url), &format!("nats://127.0.0.1:{}", free_port()));
+    assert!(e.contains("cannot reach NATS at"), "{e}");
+    let e = run(Some(&db.url), "http://127.0.0.1:4222");
+    assert!(e.contains("not a NATS URL"), "{e}");
+    // A database an engine without --cluster runs on (and the reverse).
+    let single = TempDir::new("cluster-single");
+    std::fs::write(single.join("p.vigil"), "pipeline p {\n  every 1s\n  collect _raw = synthetic(seed: 1)\n}\n").unwrap();
+    let mut one = Engine::start(&single, "p.vigil", "token", &[("VIGIL_STORE", db.url.clone())], &[]);
+    let e = run(Some(&db.url), &nats);
+    assert!(e.contains("another vigil is running on the state database") && e.contains("without --cluster"), "{e}");
+    one.kill9();
+    // A NATS server without JetStream.
+    let bin = require("nats-server", "nats-server");
+    let log = dir.join("nats.log");
+    let (child, port) = start_on_free_port(
+        "nats-server without JetStream",
+        Some(&log),
+        |port| {
+            let mut c = Command::new(&bin);
+            c.args(["-a", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(std::fs::File::create(&log).unwrap())
+                .stderr(std::process::Stdio::null());
+            c
+        },
+        |port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    );
+    let _server = Server { child, port, dir: TempDir::new("nats-plain") };
+    let e = run(Some(&db.url), &format!("nats://127.0.0.1:{port}"));
+    assert!(e.contains("has no JetStream") && e.contains("-js"), "{e}");
+}
