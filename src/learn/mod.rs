@@ -169,6 +169,13 @@ pub enum Body {
 pub struct Fitted {
     pub meta: ModelMeta,
     pub body: Body,
+    /// The errors this version made on the newest tenth of its data, which it did not
+    /// train on (the validation split), oldest first: what a predict stage's calibration
+    /// of this version starts from, so that a new version scores from its first point
+    /// without borrowing another version's errors. Empty for the baseline, for versions
+    /// trained on fewer than 50 examples, and for versions loaded from the registry (their
+    /// calibration starts from their live errors).
+    pub calibration: Vec<f64>,
 }
 
 /// What the model says about one point: the value it expected and its raw error, in
@@ -368,7 +375,18 @@ pub fn fit(
         }
     };
     meta.train_ms = started.elapsed().as_millis() as u64;
-    Ok(Fitted { meta, body })
+    let mut f = Fitted { meta, body, calibration: Vec::new() };
+    if matches!(f.body, Body::Net { .. }) {
+        // The validation split: the newest tenth of the examples (as `net::train` holds
+        // out), here the newest tenth of the positions a prediction exists for.
+        let first = f.context();
+        let rows = values.len().saturating_sub(first);
+        let n_val = if rows >= 50 { rows / 10 } else { 0 };
+        let positions: Vec<usize> = (values.len() - n_val..values.len()).filter(|&i| !excluded[i]).collect();
+        let at: Vec<Timestamp> = positions.iter().map(|&i| ts[i]).collect();
+        f.calibration = f.predict(values, &positions, &at, 1).into_iter().flatten().map(|p| p.error).filter(|e| e.is_finite()).collect();
+    }
+    Ok(f)
 }
 
 impl Fitted {
@@ -472,7 +490,7 @@ mod tests {
             lookback: 16,
             horizon: 1,
             hidden: vec![16],
-            train: TrainParams { epochs: 30, learning_rate: 0.01, batch_size: 64, seed: 1 },
+            train: TrainParams { epochs: 30, learning_rate: 0.01, batch_size: 64, seed: 1, huber: 1.0 },
         };
         let f = fit(
             &spec,
@@ -497,7 +515,7 @@ mod tests {
         let spec = Spec::Autoencoder {
             window: 8,
             hidden: vec![4],
-            train: TrainParams { epochs: 5, learning_rate: 0.01, batch_size: 16, seed: 1 },
+            train: TrainParams { epochs: 5, learning_rate: 0.01, batch_size: 16, seed: 1, huber: 1.0 },
         };
         let short = fit(
             &spec,

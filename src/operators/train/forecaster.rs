@@ -18,6 +18,13 @@ pub static SPEC: OperatorSpec = OperatorSpec {
         range("epochs", Ty::Int, Int(20), 1.0, 100_000.0, "Training epochs."),
         min("learning_rate", Ty::Float, Float(0.001), 0.0, "Adam's learning rate."),
         p("seed", Ty::Int, Int(42), "Seed for initialisation and shuffling."),
+        min(
+            "huber",
+            Ty::Float,
+            Float(1.0),
+            0.0,
+            "Huber loss's δ, in units of the series' robust spread: larger errors weigh linearly, so a spike in the training data pulls the model with bounded force. 0: mean squared error.",
+        ),
     ],
     output: Output::Fixed(Ty::Model),
     example: r#"train fc = forecaster(raw, lookback: 48, horizon: 4)"#,
@@ -32,6 +39,7 @@ pub struct Params {
     pub epochs: i64,
     pub learning_rate: f64,
     pub seed: i64,
+    pub huber: f64,
 }
 
 impl Params {
@@ -41,7 +49,7 @@ impl Params {
             lookback: size(self.lookback),
             horizon: size(self.horizon),
             hidden: self.hidden.iter().map(|h| size(*h)).collect(),
-            train: TrainParams { epochs: size(self.epochs), learning_rate: self.learning_rate, batch_size: 64, seed: self.seed as u64 },
+            train: TrainParams { epochs: size(self.epochs), learning_rate: self.learning_rate, batch_size: 64, seed: self.seed as u64, huber: self.huber },
         }
     }
 }
