@@ -8,7 +8,17 @@
 //! cargo run --release --example nab_cv -- --grid "ctx_persist=0.5,1;floor_q_ctx=0,0.999;odds_factor=1,2;long_days=2,4"
 //! cargo run --release --example nab_cv -- --set "ctx_persist=1;floor_q_ctx=0"   # one fixed setting
 //! cargo run --release --example nab_cv -- --write-synth /tmp/synth     # also writes the generated set
+//! cargo run --example nab_cv -- --pipeline fc.vigil --synth 0     # a pipeline, e.g. a stdlib detector
+//! cargo run --example nab_cv -- --pipeline exp.vigil --set "epochs=20" --grid "suppress=12h,1d"
 //! ```
+//!
+//! With `--pipeline FILE`, the grid is over the file's text: `${key}` is replaced by the
+//! values of `--set` and `--grid`, every file is replayed through the pipeline as `vigil
+//! eval` does (each from scratch, `--threads` at once, default one per core) and its
+//! `scores` are scored. The stdlib is read from `--stdlib DIR` (default the crate's
+//! `stdlib/`) at run time, so edits to it need no rebuild. The generated set is replayed
+//! from CSVs written to a temporary directory (`--synth 0` skips it). The reported time is
+//! the dev replay's wall time, training included.
 //!
 //! Options: `--grid "key=v1,v2;key2=v3,v4"` (the cartesian product of the axes, the first
 //! values first), `--set "key=v;key2=v"` (fixed for every grid point), both over the fields
@@ -188,7 +198,7 @@ fn main() -> anyhow::Result<()> {
         let sc = Corpus::new(&synth_scores, &synth_labels);
         let (sthr, sraw) = sc.best_threshold(standard);
         println!(
-            "config [{label}]: dev {:.2} @ {thr:.3} | synth best {:.2} @ {sthr:.3}, synth @ dev thr {:.2} | {pts_per_s:.0} pts/s, dev in {secs:.1} s wall",
+            "config [{label}]: dev {:.2} @ {thr:.5} | synth best {:.2} @ {sthr:.3}, synth @ dev thr {:.2} | {pts_per_s:.0} pts/s, dev in {secs:.1} s wall",
             c.normalise(standard, raw),
             sc.normalise(standard, sraw),
             sc.normalise(standard, sc.raw_at(standard, thr)),
@@ -359,7 +369,8 @@ impl Runner {
         }
         let file = std::env::temp_dir().join(format!("nab_cv_{}.vigil", std::process::id()));
         std::fs::write(&file, text)?;
-        let out = compile_with(std::slice::from_ref(&file), &CompileOptions { stdlib_dir: Some(self.stdlib.clone()), ..Default::default() })?;
+        let out =
+            compile_with(std::slice::from_ref(&file), &CompileOptions { stdlib_dir: Some(self.stdlib.clone()), ..Default::default() })?;
         let Some(plan) = &out.plan else {
             bail!("the pipeline does not compile:\n{}", vigil::diagnostic::render_all(&out.diagnostics.0, &out.sources, false));
         };

@@ -190,7 +190,10 @@ pub fn train(
             let diff = model.valid().forward(vx.clone()) - vy.clone();
             // Early stopping follows the training loss on the held-out examples; the
             // recorded validation loss is their mean squared error.
-            let (v, mse) = (f64::from(loss(diff.clone(), params.huber).into_scalar::<f32>()), f64::from(diff.powf_scalar(2.0).mean().into_scalar::<f32>()));
+            let (v, mse) = (
+                f64::from(loss(diff.clone(), params.huber).into_scalar::<f32>()),
+                f64::from(diff.powf_scalar(2.0).mean().into_scalar::<f32>()),
+            );
             val_loss = Some(mse);
             if v < best_val * 0.999 {
                 best_val = v;

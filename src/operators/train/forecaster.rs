@@ -25,6 +25,12 @@ pub static SPEC: OperatorSpec = OperatorSpec {
             0.0,
             "Huber loss's δ, in units of the series' robust spread: larger errors weigh linearly, so a spike in the training data pulls the model with bounded force. 0: mean squared error.",
         ),
+        p(
+            "change",
+            Ty::Bool,
+            Bool(false),
+            "Forecast the change from the newest value, from the lookback's values relative to it, rather than the level: the model does not depend on the level, so a level it has not seen is not an anomaly by itself.",
+        ),
     ],
     output: Output::Fixed(Ty::Model),
     example: r#"train fc = forecaster(raw, lookback: 48, horizon: 4)"#,
@@ -40,6 +46,7 @@ pub struct Params {
     pub learning_rate: f64,
     pub seed: i64,
     pub huber: f64,
+    pub change: bool,
 }
 
 impl Params {
@@ -49,7 +56,14 @@ impl Params {
             lookback: size(self.lookback),
             horizon: size(self.horizon),
             hidden: self.hidden.iter().map(|h| size(*h)).collect(),
-            train: TrainParams { epochs: size(self.epochs), learning_rate: self.learning_rate, batch_size: 64, seed: self.seed as u64, huber: self.huber },
+            train: TrainParams {
+                epochs: size(self.epochs),
+                learning_rate: self.learning_rate,
+                batch_size: 64,
+                seed: self.seed as u64,
+                huber: self.huber,
+            },
+            change: self.change,
         }
     }
 }

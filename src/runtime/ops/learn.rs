@@ -833,7 +833,8 @@ impl ScoreState {
     fn start_version(&mut self, f: &Fitted, history: usize) {
         self.version = Some(f.meta.version);
         self.errors = TailCalibrator::seeded(history, &f.calibration);
-        let residuals: Vec<f64> = if f.meta.kind == "forecaster" { f.calibration.iter().map(|e| e * f.meta.scale).collect() } else { Vec::new() };
+        let residuals: Vec<f64> =
+            if f.meta.kind == "forecaster" { f.calibration.iter().map(|e| e * f.meta.scale).collect() } else { Vec::new() };
         self.residuals = TailCalibrator::seeded(history, &residuals);
         self.squares.clear();
     }
@@ -1183,6 +1184,7 @@ mod tests {
             horizon: 1,
             hidden: vec![8],
             train: TrainParams { epochs: 10, learning_rate: 0.01, batch_size: 32, seed: 1, huber: 1.0 },
+            change: false,
         };
         let cx = FitContext {
             key: "p.m".into(),
