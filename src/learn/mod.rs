@@ -182,6 +182,9 @@ pub struct Fitted {
     /// trained on fewer than 50 examples and for versions loaded from the registry (their
     /// calibration starts from their live errors).
     pub calibration: Vec<f64>,
+    /// At the same points, `|value − expected|` in the series' units: what the bounds of
+    /// `forecast` start from.
+    pub residuals: Vec<f64>,
 }
 
 /// What the model says about one point: the value it expected and its raw error, in
@@ -384,7 +387,7 @@ pub fn fit(
         }
     };
     meta.train_ms = started.elapsed().as_millis() as u64;
-    let mut f = Fitted { meta, body, calibration: Vec::new() };
+    let mut f = Fitted { meta, body, calibration: Vec::new(), residuals: Vec::new() };
     {
         // The validation split: the newest tenth of the examples (as `net::train` holds
         // out), here the newest tenth of the positions a prediction exists for. (The
@@ -395,7 +398,12 @@ pub fn fit(
         let n_val = if rows >= 50 { rows / 10 } else { 0 };
         let positions: Vec<usize> = (values.len() - n_val..values.len()).filter(|&i| !excluded[i]).collect();
         let at: Vec<Timestamp> = positions.iter().map(|&i| ts[i]).collect();
-        f.calibration = f.predict(values, &positions, &at, 1).into_iter().flatten().map(|p| p.error).filter(|e| e.is_finite()).collect();
+        for (&i, p) in positions.iter().zip(f.predict(values, &positions, &at, 1)) {
+            if let Some(p) = p.filter(|p| p.error.is_finite()) {
+                f.calibration.push(p.error);
+                f.residuals.push((values[i] - p.expected).abs());
+            }
+        }
     }
     Ok(f)
 }

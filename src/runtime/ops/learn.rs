@@ -827,15 +827,12 @@ impl ScoreState {
         }
     }
 
-    /// Starts the calibration of version `f`: its own held-out errors, nothing of the
-    /// version before (for a forecaster, whose error is the residual in units of its
-    /// scale, the bounds' residuals too).
+    /// Starts the calibration of version `f`: its own held-out errors and residuals (the
+    /// bounds'), nothing of the version before.
     fn start_version(&mut self, f: &Fitted, history: usize) {
         self.version = Some(f.meta.version);
         self.errors = TailCalibrator::seeded(history, &f.calibration);
-        let residuals: Vec<f64> =
-            if f.meta.kind == "forecaster" { f.calibration.iter().map(|e| e * f.meta.scale).collect() } else { Vec::new() };
-        self.residuals = TailCalibrator::seeded(history, &residuals);
+        self.residuals = TailCalibrator::seeded(history, &f.residuals);
         self.squares.clear();
     }
 
