@@ -8,7 +8,17 @@
 //! cargo run --release --example nab_cv -- --grid "ctx_persist=0.5,1;floor_q_ctx=0,0.999;odds_factor=1,2;long_days=2,4"
 //! cargo run --release --example nab_cv -- --set "ctx_persist=1;floor_q_ctx=0"   # one fixed setting
 //! cargo run --release --example nab_cv -- --write-synth /tmp/synth     # also writes the generated set
+//! cargo run --example nab_cv -- --pipeline fc.vigil --synth 0     # a pipeline, e.g. a stdlib detector
+//! cargo run --example nab_cv -- --pipeline exp.vigil --set "epochs=20" --grid "suppress=12h,1d"
 //! ```
+//!
+//! With `--pipeline FILE`, the grid is over the file's text: `${key}` is replaced by the
+//! values of `--set` and `--grid`, every file is replayed through the pipeline as `vigil
+//! eval` does (each from scratch, `--threads` at once, default one per core) and its
+//! `scores` are scored. The stdlib is read from `--stdlib DIR` (default the crate's
+//! `stdlib/`) at run time, so edits to it need no rebuild. The generated set is replayed
+//! from CSVs written to a temporary directory (`--synth 0` skips it). The reported time is
+//! the dev replay's wall time, training included.
 //!
 //! Options: `--grid "key=v1,v2;key2=v3,v4"` (the cartesian product of the axes, the first
 //! values first), `--set "key=v;key2=v"` (fixed for every grid point), both over the fields
@@ -40,6 +50,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use vigil::compile::{compile_with, CompileOptions};
 use vigil::eval::{find_csvs, load_windows, synth, Corpus, FileScores, Profile, Windows, PROFILES};
 use vigil::learn::novelty::{NoveltyState, Params};
 
@@ -72,11 +83,32 @@ struct Args {
     /// Write the generated set (CSVs and windows.json) under this directory.
     #[arg(long)]
     write_synth: Option<PathBuf>,
+    /// Cross-validate a pipeline instead of the novelty detector: a vigil file whose
+    /// `scores` stage is scored (as `vigil eval` does). `${key}` in its text is replaced by
+    /// the values of `--set` and `--grid`.
+    #[arg(long)]
+    pipeline: Option<PathBuf>,
+    /// The stdlib the pipeline compiles against (default: the crate's `stdlib/`, read at
+    /// run time, so that edits need no rebuild).
+    #[arg(long)]
+    stdlib: Option<PathBuf>,
+    /// Files replayed at once (pipelines).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// What is cross-validated: the novelty detector's Params, or a pipeline's text.
+#[derive(Clone)]
+enum Detector {
+    Novelty(Params),
+    Pipeline(String),
 }
 
 /// One series to replay.
 struct Input {
     name: String,
+    /// Its CSV (pipelines replay the file).
+    path: PathBuf,
     ts: Vec<i64>,
     xs: Vec<f64>,
 }
@@ -92,13 +124,31 @@ struct ConfigResult {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let data = args.data.clone().unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nab-dev"));
-    let mut base = Params::default();
-    if let Some(spec) = &args.set {
-        for (k, v) in parse_pairs(spec, "--set")? {
-            set_param(&mut base, &k, v, "--set")?;
+    let grid: Vec<(String, Detector)> = match &args.pipeline {
+        None => {
+            let mut base = Params::default();
+            if let Some(spec) = &args.set {
+                for (k, v) in parse_pairs(spec, "--set")? {
+                    set_param(&mut base, &k, v, "--set")?;
+                }
+            }
+            println!("base {base:?}; memory {MEMORY}, suppress 12h");
+            build_grid(&base, args.grid.as_deref())?.into_iter().map(|(l, p)| (l, Detector::Novelty(p))).collect()
         }
-    }
-    let grid = build_grid(&base, args.grid.as_deref())?;
+        Some(path) => {
+            let mut text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+            for (k, v) in parse_pairs(args.set.as_deref().unwrap_or(""), "--set")? {
+                text = text.replace(&format!("${{{k}}}"), v);
+            }
+            println!("pipeline {} (set: {})", path.display(), args.set.as_deref().unwrap_or("-"));
+            text_grid(&text, args.grid.as_deref())?.into_iter().map(|(l, t)| (l, Detector::Pipeline(t))).collect()
+        }
+    };
+    let runner = Runner {
+        stdlib: args.stdlib.clone().unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("stdlib")),
+        base_dir: args.pipeline.as_ref().and_then(|p| p.parent()).map(Path::to_path_buf).unwrap_or_default(),
+        threads: args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1),
+    };
 
     let labels = load_windows(&data.join("windows.json"))
         .with_context(|| format!("the NAB data directory is `{}` (set it with --data)", data.display()))?;
@@ -106,19 +156,28 @@ fn main() -> anyhow::Result<()> {
     if names.is_empty() {
         bail!("no CSV files under `{}`", data.display());
     }
-    let inputs: Vec<Input> =
-        names.iter().map(|n| load_csv(&data.join(n)).map(|(ts, xs)| Input { name: n.clone(), ts, xs })).collect::<anyhow::Result<_>>()?;
+    let inputs: Vec<Input> = names
+        .iter()
+        .map(|n| load_csv(&data.join(n)).map(|(ts, xs)| Input { name: n.clone(), path: data.join(n), ts, xs }))
+        .collect::<anyhow::Result<_>>()?;
     let set = synth::generate(args.synth, args.seed);
-    if let Some(dir) = &args.write_synth {
+    let synth_dir = match (&args.write_synth, &args.pipeline) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, Some(_)) if !set.is_empty() => Some(std::env::temp_dir().join(format!("nab_cv_synth_{}", std::process::id()))),
+        _ => None,
+    };
+    if let Some(dir) = &synth_dir {
         synth::write(&set, dir).with_context(|| format!("cannot write the generated set under `{}`", dir.display()))?;
     }
     let synth_labels = synth::labels(&set);
-    let synth_inputs: Vec<Input> = set.into_iter().map(|s| Input { name: s.name, ts: s.ts, xs: s.xs }).collect();
+    let synth_inputs: Vec<Input> = set
+        .into_iter()
+        .map(|s| Input { path: synth_dir.as_ref().map(|d| d.join(&s.name)).unwrap_or_default(), name: s.name, ts: s.ts, xs: s.xs })
+        .collect();
     let standard = &PROFILES[0];
 
-    println!("base {base:?}; memory {MEMORY}, suppress 12h");
-    if let Some(longest) = inputs.iter().max_by_key(|i| i.ts.len()) {
-        let mut d = NoveltyState::with_params(MEMORY, SUPPRESS_MS, grid[0].1.clone());
+    if let (Some(longest), Detector::Novelty(p)) = (inputs.iter().max_by_key(|i| i.ts.len()), &grid[0].1) {
+        let mut d = NoveltyState::with_params(MEMORY, SUPPRESS_MS, p.clone());
         for (&t, &x) in longest.ts.iter().zip(&longest.xs) {
             if x.is_finite() {
                 d.push(t, x);
@@ -129,17 +188,17 @@ fn main() -> anyhow::Result<()> {
     let mut results = Vec::with_capacity(grid.len());
     for (label, p) in &grid {
         let t0 = Instant::now();
-        let dev = score_all(p, &inputs);
+        let dev = runner.score_all(p, &inputs)?;
         let secs = t0.elapsed().as_secs_f64();
         let pts: usize = inputs.iter().map(|i| i.ts.len()).sum();
         let pts_per_s = pts as f64 / secs.max(1e-9);
-        let synth_scores = score_all(p, &synth_inputs);
+        let synth_scores = runner.score_all(p, &synth_inputs)?;
         let c = Corpus::new(&dev, &labels);
         let (thr, raw) = c.best_threshold(standard);
         let sc = Corpus::new(&synth_scores, &synth_labels);
         let (sthr, sraw) = sc.best_threshold(standard);
         println!(
-            "config [{label}]: dev {:.2} @ {thr:.3} | synth best {:.2} @ {sthr:.3}, synth @ dev thr {:.2} | {pts_per_s:.0} pts/s",
+            "config [{label}]: dev {:.2} @ {thr:.5} | synth best {:.2} @ {sthr:.3}, synth @ dev thr {:.2} | {pts_per_s:.0} pts/s, dev in {secs:.1} s wall",
             c.normalise(standard, raw),
             sc.normalise(standard, sraw),
             sc.normalise(standard, sc.raw_at(standard, thr)),
@@ -288,9 +347,89 @@ fn score(p: &Params, input: &Input) -> Vec<f64> {
         .collect()
 }
 
-/// Replays every series (see [`score`]).
-fn score_all(p: &Params, inputs: &[Input]) -> Vec<FileScores> {
-    inputs.iter().map(|i| FileScores { name: i.name.clone(), ts: i.ts.clone(), scores: score(p, i) }).collect()
+/// How grid points are scored.
+struct Runner {
+    stdlib: PathBuf,
+    base_dir: PathBuf,
+    threads: usize,
+}
+
+impl Runner {
+    /// Replays every series through a fresh detector: the novelty state (see [`score`]),
+    /// or the pipeline as `vigil eval` does (each file from scratch, `threads` at once).
+    fn score_all(&self, d: &Detector, inputs: &[Input]) -> anyhow::Result<Vec<FileScores>> {
+        let text = match d {
+            Detector::Novelty(p) => {
+                return Ok(inputs.iter().map(|i| FileScores { name: i.name.clone(), ts: i.ts.clone(), scores: score(p, i) }).collect())
+            }
+            Detector::Pipeline(text) => text,
+        };
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let file = std::env::temp_dir().join(format!("nab_cv_{}.vigil", std::process::id()));
+        std::fs::write(&file, text)?;
+        let out =
+            compile_with(std::slice::from_ref(&file), &CompileOptions { stdlib_dir: Some(self.stdlib.clone()), ..Default::default() })?;
+        let Some(plan) = &out.plan else {
+            bail!("the pipeline does not compile:\n{}", vigil::diagnostic::render_all(&out.diagnostics.0, &out.sources, false));
+        };
+        let p = vigil::replay::pick_pipeline(plan, None)?;
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut results: Vec<Option<anyhow::Result<FileScores>>> = (0..inputs.len()).map(|_| None).collect();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..self.threads.min(inputs.len()))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(i) = inputs.get(k) else { break };
+                            let mut buf = Vec::with_capacity(1 << 20);
+                            let r = vigil::replay::replay_to(p, &self.base_dir, &i.path, &mut buf, &i.name)
+                                .map(|_| vigil::eval::parse_scores(&i.name, &buf).0)
+                                .with_context(|| format!("replaying {}", i.name));
+                            done.push((k, r));
+                        }
+                        done
+                    })
+                })
+                .collect();
+            for h in handles {
+                for (k, r) in h.join().unwrap_or_default() {
+                    results[k] = Some(r);
+                }
+            }
+        });
+        results.into_iter().map(|r| r.unwrap_or_else(|| Err(anyhow::anyhow!("a replay thread stopped")))).collect()
+    }
+}
+
+/// The grid over a pipeline's text: every combination of the axes' values substituted for
+/// `${key}`, the first values first.
+fn text_grid(text: &str, spec: Option<&str>) -> anyhow::Result<Vec<(String, String)>> {
+    let mut grid = vec![(String::new(), text.to_owned())];
+    for (k, values) in parse_pairs(spec.unwrap_or(""), "--grid")? {
+        let key = format!("${{{k}}}");
+        if !text.contains(&key) {
+            bail!("--grid: the pipeline has no `{key}`");
+        }
+        let mut next = Vec::new();
+        for (label, t) in &grid {
+            for value in values.split(',').map(str::trim) {
+                let sep = if label.is_empty() { "" } else { " " };
+                next.push((format!("{label}{sep}{k}={value}"), t.replace(&key, value)));
+            }
+        }
+        grid = next;
+    }
+    if grid[0].0.is_empty() {
+        grid[0].0 = "base".to_owned();
+    }
+    if let Some(rest) = grid[0].1.find("${") {
+        bail!("the pipeline still has a placeholder at byte {rest}: give it with --set or --grid");
+    }
+    Ok(grid)
 }
 
 /// The category of `category/file.csv`.

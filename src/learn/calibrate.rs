@@ -8,6 +8,13 @@
 //! an exponential fitted to the excesses over it (peaks over threshold), so that errors
 //! beyond anything seen still get distinct, finite scores.
 //!
+//! Scores do not saturate: below a tail probability of [`FINE`] the score keeps growing
+//! with `-ln p` toward 1 without reaching it, so the most extreme errors stay ordered and
+//! a threshold can separate them.
+//!
+//! A calibration belongs to one model version: [`TailCalibrator::seeded`] starts one from
+//! the version's own errors on data it did not train on.
+//!
 //! [`Suppressor`] keeps a score only when it exceeds every score of the preceding period.
 
 use std::collections::VecDeque;
@@ -37,6 +44,20 @@ impl TailCalibrator {
         }
     }
 
+    /// A calibration that starts from `seed` (a model version's errors on data it did not
+    /// train on, oldest first): it scores as soon as it holds as many errors as the seed
+    /// gave (at least 10, at most the usual minimum). An empty seed is [`Self::new`].
+    pub fn seeded(capacity: usize, seed: &[f64]) -> TailCalibrator {
+        let mut c = TailCalibrator::new(capacity);
+        for &e in seed {
+            c.push(e);
+        }
+        if !c.is_empty() {
+            c.min_history = c.min_history.min(c.len().max(10));
+        }
+        c
+    }
+
     pub fn len(&self) -> usize {
         self.sorted.len()
     }
@@ -47,15 +68,21 @@ impl TailCalibrator {
 
     /// The probability of an error at least `e`, or None while the history is short.
     pub fn tail(&self, e: f64) -> Option<f64> {
+        self.log_tail(e).map(|l| l.exp().max(f64::MIN_POSITIVE))
+    }
+
+    /// The natural logarithm of [`Self::tail`], finite for every finite error (the tail
+    /// itself underflows for errors far beyond the history).
+    pub fn log_tail(&self, e: f64) -> Option<f64> {
         let n = self.sorted.len();
         if n < self.min_history || e.is_nan() {
             return None;
         }
         if e == f64::INFINITY {
-            return Some(f64::MIN_POSITIVE);
+            return Some(f64::NEG_INFINITY);
         }
         let at_least = n - self.sorted.partition_point(|&x| x < e);
-        let empirical = (at_least as f64 + 1.0) / (n as f64 + 1.0);
+        let empirical = ((at_least as f64 + 1.0) / (n as f64 + 1.0)).ln();
         let q = (n * 9) / 10;
         let u = self.sorted[q.min(n - 1)];
         if e <= u {
@@ -65,13 +92,14 @@ impl TailCalibrator {
         let excess: Vec<f64> = self.sorted[q..].iter().map(|x| x - u).collect();
         let beta = excess.iter().sum::<f64>() / excess.len().max(1) as f64;
         let p_u = (n - q) as f64 / (n as f64 + 1.0);
-        let parametric = if beta > 0.0 { p_u * (-(e - u) / beta).exp() } else { 0.0 };
-        Some(parametric.min(empirical).max(f64::MIN_POSITIVE))
+        let parametric = if beta > 0.0 { p_u.ln() - (e - u) / beta } else { f64::NEG_INFINITY };
+        Some(parametric.min(empirical))
     }
 
-    /// The score of `e`: `1 - tail(e)`, 0 while the history is short.
+    /// The score of `e`: `1 - tail(e)` down to a tail of [`FINE`], beyond it growing with
+    /// `-ln tail(e)` toward 1 ([`score_of_log_tail`]); 0 while the history is short.
     pub fn score(&self, e: f64) -> f64 {
-        self.tail(e).map_or(0.0, |p| (1.0 - p).clamp(0.0, 1.0))
+        self.log_tail(e).map_or(0.0, score_of_log_tail)
     }
 
     /// The error below which `q` of the history lies (None while empty).
@@ -96,6 +124,24 @@ impl TailCalibrator {
         self.fifo.push_back(e);
         let i = self.sorted.partition_point(|&x| x < e);
         self.sorted.insert(i, e);
+    }
+}
+
+/// The tail probability below which scores are compressed rather than `1 - p`: `1 - p`
+/// would round to exactly 1.0 for every error beyond about 16 tail "decades" (and in
+/// practice the exponential tail gets there within a few spreads), tying the most
+/// anomalous points with merely very anomalous ones.
+pub const FINE: f64 = 1e-6;
+
+/// The score of a tail probability given as its logarithm: `1 - p` for `p ≥ FINE`, else
+/// `1 - FINE / (1 + ln(FINE / p))` — continuous, increasing, below 1 for every finite
+/// error (distinct in f64 while `ln(FINE / p)` is below about 10⁹).
+pub fn score_of_log_tail(log_p: f64) -> f64 {
+    let fine = FINE.ln();
+    if log_p >= fine {
+        (1.0 - log_p.exp()).clamp(0.0, 1.0)
+    } else {
+        1.0 - FINE / (1.0 + (fine - log_p))
     }
 }
 
@@ -160,6 +206,36 @@ mod tests {
         assert_eq!(c.len(), 1000);
         c.push(f64::NAN);
         assert_eq!(c.len(), 1000, "non-finite errors are not kept");
+    }
+
+    #[test]
+    fn extreme_errors_stay_ordered_below_one() {
+        let mut c = TailCalibrator::new(1000);
+        for i in 0..1000 {
+            c.push(((i * 7919) % 1000) as f64 / 1000.0);
+        }
+        // With 1 − p these all round to exactly 1.0 (the tail is below 1e-16 from about
+        // 4 tail spreads on); they must stay distinct, increasing and below 1.
+        let scores: Vec<f64> = [1.5, 2.0, 5.0, 20.0, 100.0, 1e4].iter().map(|&e| c.score(e)).collect();
+        assert!(scores.windows(2).all(|w| w[1] > w[0]), "{scores:?}");
+        assert!(scores.iter().all(|&s| s < 1.0), "{scores:?}");
+        assert!((1.0 - c.tail(20.0).unwrap()) == 1.0, "the old score saturated here");
+        // Continuous at FINE: the two forms meet.
+        let below = score_of_log_tail(FINE.ln() - 1e-9);
+        let above = score_of_log_tail(FINE.ln() + 1e-9);
+        assert!((below - above).abs() < 1e-12 && (above - (1.0 - FINE)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_seeded_calibration_scores_at_once_from_its_seed_only() {
+        // A version whose held-out errors are around 1 ...
+        let seed: Vec<f64> = (0..40).map(|i| 1.0 + (i % 5) as f64 * 0.1).collect();
+        let c = TailCalibrator::seeded(1000, &seed);
+        assert_eq!(c.len(), 40);
+        assert!(c.score(1.2) > 0.3 && c.score(1.2) < 0.8, "{}", c.score(1.2));
+        assert!(c.score(3.0) > 0.99, "{}", c.score(3.0));
+        // ... and an empty seed waits for the usual history.
+        assert_eq!(TailCalibrator::seeded(1000, &[]).min_history, TailCalibrator::new(1000).min_history);
     }
 
     #[test]

@@ -37,8 +37,10 @@ pub const MAX_TRAIN_SAMPLES: usize = 8192;
 pub enum Spec {
     /// Reconstructs windows of `window` values.
     Autoencoder { window: usize, hidden: Vec<usize>, train: TrainParams },
-    /// Predicts the next `horizon` values from the last `lookback`.
-    Forecaster { lookback: usize, horizon: usize, hidden: Vec<usize>, train: TrainParams },
+    /// Predicts the next `horizon` values from the last `lookback`; with `change`, the
+    /// change from the newest value from the lookback's values relative to it (a model
+    /// that does not depend on the level, so a level it never saw is no anomaly by itself).
+    Forecaster { lookback: usize, horizon: usize, hidden: Vec<usize>, train: TrainParams, change: bool },
     /// The median and spread per `bucket` of a `season`.
     Baseline { season_ms: i64, bucket_ms: i64 },
 }
@@ -122,6 +124,10 @@ pub struct ModelMeta {
     pub dims: Vec<usize>,
     /// Steps ahead (forecasters).
     pub horizon: usize,
+    /// Whether the forecaster predicts the change from the newest value (from values
+    /// relative to it) rather than the level.
+    #[serde(default)]
+    pub change: bool,
     /// What the training data looked like, for drift monitoring.
     #[serde(default)]
     pub summary: Option<monitor::DataSummary>,
@@ -169,6 +175,16 @@ pub enum Body {
 pub struct Fitted {
     pub meta: ModelMeta,
     pub body: Body,
+    /// The errors this version made on the newest tenth of its data, which the neural
+    /// models did not train on (the validation split), oldest first: what a predict
+    /// stage's calibration of this version starts from, so that a new version scores from
+    /// its first point without borrowing another version's errors. Empty for versions
+    /// trained on fewer than 50 examples and for versions loaded from the registry (their
+    /// calibration starts from their live errors).
+    pub calibration: Vec<f64>,
+    /// At the same points, `|value − expected|` in the series' units: what the bounds of
+    /// `forecast` start from.
+    pub residuals: Vec<f64>,
 }
 
 /// What the model says about one point: the value it expected and its raw error, in
@@ -277,6 +293,7 @@ pub fn fit(
         scale,
         dims: dims.clone(),
         horizon: 1,
+        change: matches!(spec, Spec::Forecaster { change: true, .. }),
         summary: monitor::DataSummary::of(&kept_ts, &kept),
         feedback_excluded: excluded.iter().filter(|&&x| x).count() as u64,
         feedback_normal: normal.iter().filter(|&&x| x).count() as u64,
@@ -313,14 +330,16 @@ pub fn fit(
             (meta.loss, meta.val_loss, meta.epochs) = (t.loss, t.val_loss, t.epochs_run);
             Body::Net { model: t.model, record: t.record }
         }
-        Spec::Forecaster { lookback, horizon, train, .. } => {
+        Spec::Forecaster { lookback, horizon, train, change, .. } => {
             let rows = norm.len() + 1 - lookback - horizon;
             let mut x = Vec::with_capacity(rows * lookback);
             let mut y = Vec::with_capacity(rows * horizon);
             for i in 0..rows {
+                // With `change`, everything relative to the newest value of the lookback.
+                let base = if *change { norm[i + lookback - 1] } else { 0.0 };
                 for _ in 0..repeats(i, i + lookback + horizon) {
-                    x.extend_from_slice(&norm[i..i + lookback]);
-                    y.extend_from_slice(&norm[i + lookback..i + lookback + horizon]);
+                    x.extend(norm[i..i + lookback].iter().map(|v| v - base));
+                    y.extend(norm[i + lookback..i + lookback + horizon].iter().map(|v| v - base));
                 }
             }
             if x.len() < 2 * lookback {
@@ -368,7 +387,25 @@ pub fn fit(
         }
     };
     meta.train_ms = started.elapsed().as_millis() as u64;
-    Ok(Fitted { meta, body })
+    let mut f = Fitted { meta, body, calibration: Vec::new(), residuals: Vec::new() };
+    {
+        // The validation split: the newest tenth of the examples (as `net::train` holds
+        // out), here the newest tenth of the positions a prediction exists for. (The
+        // baseline, fitted in closed form by medians, holds nothing out: its newest tenth
+        // is in sample, which a median and MAD per bucket barely notice.)
+        let first = f.context();
+        let rows = values.len().saturating_sub(first);
+        let n_val = if rows >= 50 { rows / 10 } else { 0 };
+        let positions: Vec<usize> = (values.len() - n_val..values.len()).filter(|&i| !excluded[i]).collect();
+        let at: Vec<Timestamp> = positions.iter().map(|&i| ts[i]).collect();
+        for (&i, p) in positions.iter().zip(f.predict(values, &positions, &at, 1)) {
+            if let Some(p) = p.filter(|p| p.error.is_finite()) {
+                f.calibration.push(p.error);
+                f.residuals.push((values[i] - p.expected).abs());
+            }
+        }
+    }
+    Ok(f)
 }
 
 impl Fitted {
@@ -403,9 +440,12 @@ impl Fitted {
                 let need = if ae { width - 1 } else { width + step - 1 };
                 let ok: Vec<usize> = positions.iter().copied().filter(|&p| p >= need && p < hist.len()).collect();
                 let mut x = Vec::with_capacity(ok.len() * width);
+                // A change forecaster sees values relative to the newest one it is given.
+                let base = |p: usize| if self.meta.change && !ae { Some(hist[p - step]) } else { None };
                 for &p in &ok {
                     let start = if ae { p + 1 - width } else { p + 1 - step - width };
-                    x.extend(hist[start..start + width].iter().map(|v| ((v - c) / s) as f32));
+                    let b = base(p);
+                    x.extend(hist[start..start + width].iter().map(|v| (b.map_or((v - c) / s, |b| (v - b) / s)) as f32));
                 }
                 let y = net::infer(model, x.clone(), ok.len());
                 let n_out = self.meta.dims[self.meta.dims.len() - 1];
@@ -417,7 +457,7 @@ impl Fitted {
                         let mse = row.iter().zip(input).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>() / width as f64;
                         Prediction { expected: f64::from(row[width - 1]) * s + c, error: mse.sqrt() }
                     } else {
-                        let expected = f64::from(row[step - 1]) * s + c;
+                        let expected = f64::from(row[step - 1]) * s + base(p).unwrap_or(c);
                         Prediction { expected, error: (hist[p] - expected).abs() / s }
                     };
                     out.insert(p, pred);
@@ -472,7 +512,8 @@ mod tests {
             lookback: 16,
             horizon: 1,
             hidden: vec![16],
-            train: TrainParams { epochs: 30, learning_rate: 0.01, batch_size: 64, seed: 1 },
+            train: TrainParams { epochs: 30, learning_rate: 0.01, batch_size: 64, seed: 1, huber: 1.0 },
+            change: false,
         };
         let f = fit(
             &spec,
@@ -493,11 +534,41 @@ mod tests {
     }
 
     #[test]
+    fn a_change_forecaster_follows_a_level_it_never_saw() {
+        // A saw tooth at level 0, then at level 20; asked at level 300.
+        let saw = |i: usize| 3.0 * ((i % 10) as f64 / 10.0);
+        let wave = |i: usize| saw(i) + if i >= 300 { 20.0 } else { 0.0 };
+        let ts: Vec<i64> = (0..600).collect();
+        let values: Vec<f64> = (0..600).map(wave).collect();
+        let fit_with = |change: bool| {
+            let spec = Spec::Forecaster {
+                lookback: 12,
+                horizon: 1,
+                hidden: vec![16],
+                train: TrainParams { epochs: 60, learning_rate: 0.01, batch_size: 32, seed: 1, huber: 1.0 },
+                change,
+            };
+            let data = Examples { ts: &ts, values: &values, exclude: &[], normal: &[] };
+            fit(&spec, &cx(), data, None, &AtomicBool::new(false), &mut |_, _, _| {}).unwrap()
+        };
+        let (change, level) = (fit_with(true), fit_with(false));
+        assert!(change.meta.change && !level.meta.change);
+        let far: Vec<f64> = (0..13).map(|i| saw(i) + 300.0).collect();
+        let pc = change.predict(&far, &[12], &[0], 1)[0].unwrap();
+        let pl = level.predict(&far, &[12], &[0], 1)[0].unwrap();
+        assert!((pc.expected - far[12]).abs() < 1.0, "change: {pc:?}, actual {}", far[12]);
+        assert!((pl.expected - far[12]).abs() > 5.0, "level: {pl:?}, actual {}", far[12]);
+        // On the levels it trained on, the change forecaster is as good as it was there.
+        let near = &values[500..513];
+        assert!(change.predict(near, &[12], &[0], 1)[0].unwrap().error < 1.0);
+    }
+
+    #[test]
     fn too_short_and_constant_series() {
         let spec = Spec::Autoencoder {
             window: 8,
             hidden: vec![4],
-            train: TrainParams { epochs: 5, learning_rate: 0.01, batch_size: 16, seed: 1 },
+            train: TrainParams { epochs: 5, learning_rate: 0.01, batch_size: 16, seed: 1, huber: 1.0 },
         };
         let short = fit(
             &spec,

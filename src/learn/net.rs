@@ -6,6 +6,11 @@
 //! chronological validation split (the last tenth of the examples), early stopping when
 //! the validation loss stops improving, and cancellation between epochs. Inference uses the
 //! plain device (`Module::valid`) in one batch per call.
+//!
+//! The loss is Huber's (squared up to `huber` normalised units, linear beyond;
+//! [`TrainParams::huber`]): a spike in the training data — an anomaly not yet known as
+//! one — pulls on the weights with a bounded force, where the squared error's pull grows
+//! with the spike. `huber: 0` trains on the mean squared error.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -73,6 +78,23 @@ pub struct TrainParams {
     pub learning_rate: f64,
     pub batch_size: usize,
     pub seed: u64,
+    /// Huber loss's δ in normalised units (the series' robust spread): errors beyond it
+    /// count linearly. 0: the mean squared error.
+    pub huber: f64,
+}
+
+/// The training loss of residuals `diff` (prediction − target): the mean Huber loss with
+/// `delta` (`½r²` for `|r| ≤ δ`, `δ(|r| − ½δ)` beyond), or the mean squared error when
+/// `delta` is 0. Its gradient per element is bounded by δ.
+pub fn loss(diff: Tensor<2>, delta: f64) -> Tensor<1> {
+    if delta > 0.0 {
+        let a = diff.abs();
+        let q = a.clone().clamp_max(delta);
+        // ½·q·(2|r| − q): ½r² below δ, δ(|r| − ½δ) above.
+        (q.clone() * (a.mul_scalar(2.0) - q)).mul_scalar(0.5).mean()
+    } else {
+        diff.powf_scalar(2.0).mean()
+    }
 }
 
 /// What a training run produced.
@@ -81,7 +103,7 @@ pub struct Trained {
     pub record: ModuleRecord,
     /// The model for inference.
     pub model: Mlp,
-    /// Mean squared error on the training examples in the last epoch.
+    /// The training loss ([`loss`]) on the training examples in the last epoch.
     pub loss: f64,
     /// Mean squared error on the held-out examples (None when too few to hold out).
     pub val_loss: Option<f64>,
@@ -137,6 +159,7 @@ pub fn train(
         )
     });
     let (mut best_val, mut best_record, mut since_best) = (f64::INFINITY, None::<ModuleRecord>, 0usize);
+    let mut best_mse = f64::NAN;
     let (mut loss_value, mut val_loss, mut epochs_run) = (f64::NAN, None, 0);
     let mut bx = Vec::with_capacity(batch * n_in);
     let mut by = Vec::with_capacity(batch * n_out);
@@ -155,7 +178,7 @@ pub fn train(
             }
             let tx = Tensor::<2>::from_data(TensorData::new(bx.clone(), [chunk.len(), n_in]), &device);
             let ty = Tensor::<2>::from_data(TensorData::new(by.clone(), [chunk.len(), n_out]), &device);
-            let loss = (model.forward(tx) - ty).powf_scalar(2.0).mean();
+            let loss = loss(model.forward(tx) - ty, params.huber);
             sum += f64::from(loss.clone().into_scalar::<f32>()) * chunk.len() as f64;
             count += chunk.len();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -164,10 +187,17 @@ pub fn train(
         loss_value = sum / count.max(1) as f64;
         epochs_run = epoch + 1;
         if let Some((vx, vy)) = &val {
-            let v = f64::from((model.valid().forward(vx.clone()) - vy.clone()).powf_scalar(2.0).mean().into_scalar::<f32>());
-            val_loss = Some(v);
+            let diff = model.valid().forward(vx.clone()) - vy.clone();
+            // Early stopping follows the training loss on the held-out examples; the
+            // recorded validation loss is their mean squared error.
+            let (v, mse) = (
+                f64::from(loss(diff.clone(), params.huber).into_scalar::<f32>()),
+                f64::from(diff.powf_scalar(2.0).mean().into_scalar::<f32>()),
+            );
+            val_loss = Some(mse);
             if v < best_val * 0.999 {
                 best_val = v;
+                best_mse = mse;
                 best_record = Some(model.clone().into_record());
                 since_best = 0;
             } else {
@@ -182,7 +212,7 @@ pub fn train(
     }
     let record = match best_record {
         Some(r) => {
-            val_loss = Some(best_val);
+            val_loss = Some(best_mse);
             r
         }
         None => model.clone().into_record(),
@@ -223,7 +253,7 @@ mod tests {
             let (a, b) = ((i as f32 * 0.1).sin(), (i as f32 * 0.07).cos());
             x.extend_from_slice(&[a, b, a + b, a - b]);
         }
-        let params = TrainParams { epochs: 60, learning_rate: 0.01, batch_size: 32, seed: 7 };
+        let params = TrainParams { epochs: 60, learning_rate: 0.01, batch_size: 32, seed: 7, huber: 0.0 };
         let cancel = AtomicBool::new(false);
         let mut losses = Vec::new();
         let t1 = train(&[4, 8, 2, 8, 4], &x, &x, &params, None, &cancel, &mut |_, _, l| losses.push(l)).unwrap();
@@ -237,5 +267,33 @@ mod tests {
         // Cancelled before the first epoch.
         cancel.store(true, Ordering::Relaxed);
         assert!(matches!(train(&[4, 2, 4], &x, &x, &params, None, &cancel, &mut |_, _, _| {}), Err(TrainError::Cancelled)));
+    }
+
+    #[test]
+    fn huber_loss_is_bounded_under_a_spike() {
+        let dev = device();
+        let t = |v: &[f32]| Tensor::<2>::from_data(TensorData::new(v.to_vec(), [v.len(), 1]), &dev);
+        let l = |v: &[f32], d: f64| f64::from(loss(t(v), d).into_scalar::<f32>());
+        // Squared below δ, linear above: a spike 10× larger adds 10× the excess, not 100×.
+        assert!((l(&[0.5, 0.0], 1.0) - 0.0625).abs() < 1e-6);
+        assert!((l(&[3.0, 0.0], 1.0) - 1.25).abs() < 1e-6, "δ(|r| − δ/2) / 2 rows");
+        let (a, b) = (l(&[0.0, 10.0], 1.0), l(&[0.0, 100.0], 1.0));
+        assert!(((b - a) - 45.0).abs() < 1e-3, "slope δ/n beyond δ: {a} {b}");
+        assert!((l(&[0.0, 100.0], 0.0) - 5000.0).abs() < 1e-2, "δ = 0 is the mean squared error");
+
+        // Training y = x on 40 points (too few to hold any out: no early stopping) where one
+        // target is a spike of +200: the squared error's fit is dragged toward the spike
+        // (by 200/40 at the optimum), Huber's stays on the line.
+        let x: Vec<f32> = (0..40).map(|i| (i % 20) as f32 / 10.0 - 1.0).collect();
+        let mut y = x.clone();
+        y[25] += 200.0;
+        let fit = |huber: f64| {
+            let p = TrainParams { epochs: 400, learning_rate: 0.05, batch_size: 40, seed: 3, huber };
+            let t = train(&[1, 1], &x, &y, &p, None, &AtomicBool::new(false), &mut |_, _, _| {}).unwrap();
+            infer(&t.model, vec![0.5], 1)[0]
+        };
+        let (robust, squared) = (fit(1.0), fit(0.0));
+        assert!((robust - 0.5).abs() < 0.1, "Huber fit at 0.5: {robust}");
+        assert!((squared - 0.5).abs() > 0.5, "MSE fit at 0.5: {squared}");
     }
 }

@@ -140,7 +140,7 @@ pub fn load_artifact(path: &Path, meta: &ModelMeta) -> Result<Fitted, String> {
         let model = super::net::load(&meta.dims, &record).map_err(|e| format!("{}: {e}", what()))?;
         Body::Net { model, record }
     };
-    Ok(Fitted { meta: meta.clone(), body })
+    Ok(Fitted { meta: meta.clone(), body, calibration: Vec::new(), residuals: Vec::new() })
 }
 
 impl Registry {

@@ -9,7 +9,11 @@ pub static SPEC: OperatorSpec = OperatorSpec {
     summary: "Forecasts with bounds using a trained forecaster or baseline.",
     doc: "Emits the expected value and the lower and upper bounds of the `interval` for each sample; the sample is anomalous when outside the bounds.",
     inputs: &[input("model", &[Ty::Model], "A forecaster or baseline."), input("input", NUMERIC, "The series.")],
-    params: &[min("horizon", Ty::Int, Int(1), 1.0, "Steps ahead."), range("interval", Ty::Float, Float(0.95), 0.0, 1.0, "Coverage of the bounds.")],
+    params: &[
+        min("horizon", Ty::Int, Int(1), 1.0, "Steps ahead."),
+        range("interval", Ty::Float, Float(0.95), 0.0, 1.0, "Coverage of the bounds."),
+        p("suppress", Ty::Duration, Dur(0), "Quiet period after a detection: a score is kept only when it exceeds every score of the period before it."),
+    ],
     output: Output::Fixed(Ty::Scores),
     example: r#"predict fc = forecast(model, raw, interval: 0.99)"#,
 };
@@ -19,6 +23,7 @@ pub static SPEC: OperatorSpec = OperatorSpec {
 pub struct Params {
     pub horizon: i64,
     pub interval: f64,
+    pub suppress: Ms,
 }
 
 /// The `forecast` operator.
@@ -30,7 +35,7 @@ impl Definition for Forecast {
 
     fn build(p: Params, _node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
         Ok(Step::Op(Box::new(learn::ModelScore::new(
-            learn::Mode::Forecast { step: usize::try_from(p.horizon).unwrap_or(1), interval: p.interval },
+            learn::Mode::Forecast { step: usize::try_from(p.horizon).unwrap_or(1), interval: p.interval, suppress_ms: p.suppress.i64() },
             1000,
             Some((env.pipeline.clone(), env.responder.feedback.clone())),
         ))))

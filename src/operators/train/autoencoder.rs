@@ -17,6 +17,13 @@ pub static SPEC: OperatorSpec = OperatorSpec {
         min("learning_rate", Ty::Float, Float(0.001), 0.0, "Adam's learning rate."),
         range("batch_size", Ty::Int, Int(64), 1.0, 1_048_576.0, "Windows per batch."),
         p("seed", Ty::Int, Int(42), "Seed for initialisation and shuffling."),
+        min(
+            "huber",
+            Ty::Float,
+            Float(1.0),
+            0.0,
+            "Huber loss's δ, in units of the series' robust spread: larger errors weigh linearly, so a spike in the training data pulls the model with bounded force. 0: mean squared error.",
+        ),
     ],
     output: Output::Fixed(Ty::Model),
     example: r#"train ae = autoencoder(raw, window: 64, hidden: [32, 8], epochs: 10) { retrain every 6h }"#,
@@ -31,6 +38,7 @@ pub struct Params {
     pub learning_rate: f64,
     pub batch_size: i64,
     pub seed: i64,
+    pub huber: f64,
 }
 
 impl Params {
@@ -44,6 +52,7 @@ impl Params {
                 learning_rate: self.learning_rate,
                 batch_size: size(self.batch_size),
                 seed: self.seed as u64,
+                huber: self.huber,
             },
         }
     }

@@ -18,6 +18,19 @@ pub static SPEC: OperatorSpec = OperatorSpec {
         range("epochs", Ty::Int, Int(20), 1.0, 100_000.0, "Training epochs."),
         min("learning_rate", Ty::Float, Float(0.001), 0.0, "Adam's learning rate."),
         p("seed", Ty::Int, Int(42), "Seed for initialisation and shuffling."),
+        min(
+            "huber",
+            Ty::Float,
+            Float(1.0),
+            0.0,
+            "Huber loss's δ, in units of the series' robust spread: larger errors weigh linearly, so a spike in the training data pulls the model with bounded force. 0: mean squared error.",
+        ),
+        p(
+            "change",
+            Ty::Bool,
+            Bool(false),
+            "Forecast the change from the newest value, from the lookback's values relative to it, rather than the level: the model does not depend on the level, so a level it has not seen is not an anomaly by itself.",
+        ),
     ],
     output: Output::Fixed(Ty::Model),
     example: r#"train fc = forecaster(raw, lookback: 48, horizon: 4)"#,
@@ -32,6 +45,8 @@ pub struct Params {
     pub epochs: i64,
     pub learning_rate: f64,
     pub seed: i64,
+    pub huber: f64,
+    pub change: bool,
 }
 
 impl Params {
@@ -41,7 +56,14 @@ impl Params {
             lookback: size(self.lookback),
             horizon: size(self.horizon),
             hidden: self.hidden.iter().map(|h| size(*h)).collect(),
-            train: TrainParams { epochs: size(self.epochs), learning_rate: self.learning_rate, batch_size: 64, seed: self.seed as u64 },
+            train: TrainParams {
+                epochs: size(self.epochs),
+                learning_rate: self.learning_rate,
+                batch_size: 64,
+                seed: self.seed as u64,
+                huber: self.huber,
+            },
+            change: self.change,
         }
     }
 }

@@ -760,8 +760,9 @@ impl Operator for Train {
 pub enum Mode {
     /// A calibrated anomaly score; anomalous at or above `threshold`.
     Score { threshold: f64, suppress_ms: i64 },
-    /// The forecast `step` values ahead, with bounds covering `interval` of past residuals.
-    Forecast { step: usize, interval: f64 },
+    /// The forecast `step` values ahead, with bounds covering `interval` of past residuals;
+    /// scores suppressed for `suppress_ms` as in `Score`.
+    Forecast { step: usize, interval: f64, suppress_ms: i64 },
 }
 
 struct ScoreState {
@@ -785,10 +786,11 @@ struct ScoreState {
     /// A challenger's own calibration while it runs in shadow: its version, calibration,
     /// suppression and whether its last point was anomalous.
     shadow: Option<(u32, TailCalibrator, Suppressor, bool)>,
-    /// The regime of the version that scored last: a version of a new regime (after a
-    /// drift retrain) starts a fresh calibration, since the errors of the old regime's
-    /// model say nothing about the new one's.
-    regime: Option<Timestamp>,
+    /// The version that scored last: each version has its own calibration, started from
+    /// its errors on held-out data ([`Fitted::calibration`]) — the errors of one version
+    /// say nothing about another's (a retrained model errs less where it learned more, a
+    /// model of a new regime differently).
+    version: Option<u32>,
 }
 
 /// Errors kept per series for learning from later verdicts.
@@ -823,6 +825,15 @@ impl ScoreState {
                 }
             }
         }
+    }
+
+    /// Starts the calibration of version `f`: its own held-out errors and residuals (the
+    /// bounds'), nothing of the version before.
+    fn start_version(&mut self, f: &Fitted, history: usize) {
+        self.version = Some(f.meta.version);
+        self.errors = TailCalibrator::seeded(history, &f.calibration);
+        self.residuals = TailCalibrator::seeded(history, &f.residuals);
+        self.squares.clear();
     }
 
     /// The largest error on-call called harmless, if any.
@@ -944,15 +955,14 @@ impl Operator for ModelScore {
                 learned: HashSet::new(),
                 pending: known,
                 harmless: VecDeque::new(),
-                regime: None,
+                version: None,
                 squares: VecDeque::new(),
                 anomalous: false,
                 shadow: None,
             });
-            if let Mode::Score { suppress_ms, .. } = self.mode {
-                if st.suppress.period() != suppress_ms {
-                    st.suppress = Suppressor::new(suppress_ms);
-                }
+            let (Mode::Score { suppress_ms, .. } | Mode::Forecast { suppress_ms, .. }) = self.mode;
+            if st.suppress.period() != suppress_ms {
+                st.suppress = Suppressor::new(suppress_ms);
             }
             let versions = models.series.get(&id.to_string()).map(Vec::as_slice).unwrap_or(&[]);
             let base = st.recent.len();
@@ -965,11 +975,11 @@ impl Operator for ModelScore {
                 Mode::Score { .. } => 1,
             };
             let mut groups: HashMap<usize, Vec<usize>> = HashMap::new();
-            let mut regime_of: Vec<Option<Option<Timestamp>>> = vec![None; ts.len()];
+            let mut version_of: Vec<Option<usize>> = vec![None; ts.len()];
             for (j, &t) in ts.iter().enumerate() {
                 if let Some(v) = ModelSet::version_for(versions, t) {
                     groups.entry(v).or_default().push(j);
-                    regime_of[j] = Some(versions[v].meta.regime_from);
+                    version_of[j] = Some(v);
                 }
             }
             for (v, js) in groups {
@@ -1000,13 +1010,8 @@ impl Operator for ModelScore {
             let mut o = ScoreColumn::new(id.clone());
             for (j, (&t, &v)) in ts.iter().zip(&values).enumerate() {
                 st.learn(t);
-                if let Some(regime) = regime_of[j].filter(|r| *r != st.regime) {
-                    if st.regime.is_some() || regime.is_some() {
-                        st.errors = TailCalibrator::new(history);
-                        st.residuals = TailCalibrator::new(history);
-                        st.squares.clear();
-                    }
-                    st.regime = regime;
+                if let Some(f) = version_of[j].map(|v| &versions[v]).filter(|f| st.version != Some(f.meta.version)) {
+                    st.start_version(f, history);
                 }
                 if let Some(p) = preds[j] {
                     st.past_errors.push_back((t, p.error));
@@ -1061,7 +1066,7 @@ impl Operator for ModelScore {
                         o.push(t, v, s, p.expected, p.expected - spread, p.expected + spread, anomalous);
                     }
                     (Some(p), Mode::Forecast { interval, .. }) => {
-                        let raw = st.errors.score(p.error);
+                        let raw = st.suppress.apply(t, st.errors.score(p.error));
                         st.errors.push(p.error);
                         let residual = (v - p.expected).abs();
                         let spread = if st.residuals.len() >= st.residuals.min_history { st.residuals.quantile(*interval) } else { None };
@@ -1159,5 +1164,75 @@ impl Operator for DriftScores {
             })
             .collect();
         Ok(Data::Scores(Arc::new(ScoresData { series })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{SeriesColumn, SeriesData};
+    use crate::learn::{net::TrainParams, Examples, FitContext};
+
+    /// A forecaster version trained on `values[..end]` (timestamps = indices).
+    fn version(values: &[f64], end: usize, version: u32) -> Fitted {
+        let ts: Vec<i64> = (0..end as i64).collect();
+        let spec = Spec::Forecaster {
+            lookback: 8,
+            horizon: 1,
+            hidden: vec![8],
+            train: TrainParams { epochs: 10, learning_rate: 0.01, batch_size: 32, seed: 1, huber: 1.0 },
+            change: false,
+        };
+        let cx = FitContext {
+            key: "p.m".into(),
+            series: "x".into(),
+            version,
+            fingerprint: "f".into(),
+            pipeline_version: "v".into(),
+            regime_from: None,
+        };
+        let data = Examples { ts: &ts, values: &values[..end], exclude: &[], normal: &[] };
+        learn::fit(&spec, &cx, data, None, &AtomicBool::new(false), &mut |_, _, _| {}).unwrap()
+    }
+
+    /// The scores `score` gives `values` (one tick) with these versions offered.
+    fn scores(versions: Vec<Arc<Fitted>>, values: &[f64]) -> Vec<f64> {
+        let set = ModelSet {
+            key: "p.m".into(),
+            series: HashMap::from([("x".to_owned(), versions)]),
+            candidates: HashMap::new(),
+            shadow: None,
+            drift: Vec::new(),
+            monitor: None,
+            learns_from_feedback: false,
+        };
+        let mut c = SeriesColumn::new(SeriesId::named("x"));
+        for (i, &v) in values.iter().enumerate() {
+            c.push(i as i64, v);
+        }
+        let inputs = [Data::Model(Arc::new(set)), Data::Series(Arc::new(SeriesData { series: vec![c] }))];
+        let mut op = ModelScore::new(Mode::Score { threshold: 0.99, suppress_ms: 0 }, 1000, None);
+        match op.process(&inputs, &mut OpCtx::new(0)).unwrap() {
+            Data::Scores(s) => s.series[0].score.clone(),
+            _ => panic!("not scores"),
+        }
+    }
+
+    #[test]
+    fn a_versions_calibration_ignores_another_versions_errors() {
+        // A sine; version 1 learned it from 300 samples, version 2 from 600.
+        let values: Vec<f64> = (0..900).map(|i| 10.0 * (i as f64 * 0.3).sin() + (i % 7) as f64 * 0.1).collect();
+        let v2 = Arc::new(version(&values, 600, 2));
+        assert!(v2.calibration.len() >= 50, "a version carries its held-out errors: {}", v2.calibration.len());
+        // Version 1's errors are made huge by a broken version 1 (a model of another
+        // series): whatever it scored before, version 2's scores must not change.
+        let flat: Vec<f64> = (0..300).map(|i| 1000.0 + (i % 3) as f64).collect();
+        let v1 = Arc::new(version(&flat, 300, 1));
+        let with_v1 = scores(vec![v1, v2.clone()], &values);
+        let alone = scores(vec![v2], &values);
+        assert!(with_v1[300..600].iter().any(|&s| s > 0.0), "version 1 scored its points");
+        assert_eq!(with_v1[600..], alone[600..], "version 2's scores do not depend on version 1's errors");
+        // And version 2 scores from its first point, calibrated by its own held-out errors.
+        assert!(alone[600..].iter().filter(|&&s| s > 0.0).count() > 250);
     }
 }
