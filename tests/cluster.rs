@@ -217,7 +217,11 @@ struct Setup {
 
 impl Setup {
     fn new(pipelines: usize, ttl: &str) -> Setup {
-        let nats = nats_url();
+        Setup::on(nats_url(), pipelines, ttl)
+    }
+
+    /// The same, on the NATS server at `nats`.
+    fn on(nats: String, pipelines: usize, ttl: &str) -> Setup {
         let db = Database::new();
         let rx = Receiver::start();
         let data = TempDir::new("cluster-data");
@@ -512,6 +516,80 @@ fn a_paused_owner_is_fenced_and_sends_nothing_twice() {
         eprintln!("attempt {attempt}: a's lease check ran before its stale tick; pausing again");
     }
     assert!(refused, "a woken node's stale write was never refused in five pauses; its log:\n{}", a.log());
+}
+
+/// A NATS server of the test's own, with JetStream, its data in `dir`: it can be stopped
+/// and started again on the same port with the same data, as an operator restarts one.
+fn start_nats(dir: &TempDir, port: Option<u16>) -> Server {
+    let bin = require("nats-server", "nats-server");
+    let log = dir.join("nats.log");
+    let command = |port: u16| {
+        let mut c = Command::new(&bin);
+        c.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.join("jetstream"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        c
+    };
+    let ready = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    let (child, port) = match port {
+        None => start_on_free_port("nats-server", Some(&log), command, ready),
+        Some(port) => {
+            let mut child = command(port).spawn().unwrap();
+            wait_for_child("nats-server to start again", Duration::from_secs(30), &mut child, Some(&log), || ready(port).then_some(()));
+            (child, port)
+        }
+    };
+    // The data outlives the server: `dir` is the caller's.
+    Server { child, port, dir: TempDir::new("nats-server") }
+}
+
+/// NATS restarted mid-run: while it is down the node cannot renew its leases and stops
+/// its pipelines (nothing runs without an owner) but its API keeps answering and reports
+/// the degraded state (`cluster.coordination`); once NATS is back, the node takes its
+/// pipelines again and incidents run to the end, each notification sent once.
+#[test]
+fn a_node_survives_a_nats_restart_and_loses_nothing() {
+    let nats_dir = TempDir::new("nats-restart");
+    let mut nats = start_nats(&nats_dir, None);
+    let port = nats.port;
+    let s = Setup::on(format!("nats://127.0.0.1:{port}"), 2, "3s");
+    let a = s.node("a");
+    wait_balanced(&[&a], &s.names);
+    s.wait_all_started();
+    s.episode("p01");
+    s.wait_delivered(2);
+    // NATS goes away: the leases cannot be renewed.
+    let _ = nats.child.kill();
+    let _ = nats.child.wait();
+    wait_for("a to stop its pipelines without NATS", Duration::from_secs(30), || a.owned().is_some_and(|o| o.is_empty()).then_some(()));
+    // Its API keeps answering, and says why it runs nothing.
+    let cluster = || -> serde_json::Value {
+        let (_, body) = http_get(a.engine.port, "/api/v1/status").expect("the API answers");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["cluster"].clone()
+    };
+    let down = wait_for("the status to report NATS unreachable", Duration::from_secs(30), || {
+        Some(cluster()).filter(|c| c["coordination"] == "unreachable" && c["held"] == serde_json::json!([]))
+    });
+    assert!(down["unreachable_since"].as_i64().is_some_and(|t| t <= vigil::time::now_ms()), "{down}");
+    assert_eq!(down["node"], "a");
+    // NATS is back, with its data: the node takes its pipelines again.
+    nats = start_nats(&nats_dir, Some(port));
+    wait_balanced(&[&a], &s.names);
+    let up = wait_for("the status to report NATS back", Duration::from_secs(30), || {
+        Some(cluster()).filter(|c| c["coordination"] == "ok" && c["held"].as_array().is_some_and(|h| h.len() == 2))
+    });
+    assert!(up["unreachable_since"].is_null(), "{up}");
+    s.episode("p01");
+    s.episode("p02");
+    let by_key = s.wait_delivered(6);
+    let doubled: Vec<_> = by_key.iter().filter(|(_, d)| d.len() > 1).map(|(k, _)| k.clone()).collect();
+    assert!(doubled.is_empty(), "sent twice: {doubled:?}");
+    assert_eq!(by_key.len(), 6, "two notifications per incident, nothing more");
+    // Dropped in reverse: the node, the set-up (its buckets, while NATS runs), NATS.
+    drop(a);
+    drop(s);
+    drop(nats);
 }
 
 /// Sends SIGCONT on drop, so that a failing test does not leave a stopped process.

@@ -197,6 +197,26 @@ pub trait Owner: Send + Sync {
     fn pipelines(&self) -> Vec<String>;
     /// Runs exactly these pipelines, each under its fence.
     fn own(&self, owned: HashMap<String, Arc<Fence>>) -> BoxFuture<'_, Result<(), String>>;
+    /// How this node sees the cluster, after each round (for `/api/v1/status`).
+    fn report(&self, health: Health);
+}
+
+/// How a node sees the cluster after its last round: shown by `/api/v1/status` under
+/// `cluster`, so that a node cut off from NATS says so while its API keeps answering.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Health {
+    /// This node's name.
+    pub node: String,
+    /// `ok` when NATS answered the last round, `unreachable` when it did not (the node
+    /// cannot renew its leases: it stops its pipelines before they expire and takes them
+    /// again once NATS answers).
+    pub coordination: &'static str,
+    /// Since when (Unix ms) NATS has not answered, while it does not.
+    pub unreachable_since: Option<i64>,
+    /// The live nodes this node saw (itself included).
+    pub nodes: usize,
+    /// The pipelines this node holds the lease of.
+    pub held: Vec<String>,
 }
 
 /// What the cluster needs from the shared store: a new fencing revision for a pipeline
@@ -274,6 +294,7 @@ impl Cluster {
         // Free pipelines seen in the previous round: taken whatever the fair share says,
         // so that none stays orphaned while the node count catches up with a death.
         let mut free_before: BTreeSet<String> = BTreeSet::new();
+        let mut unreachable_since: Option<i64> = None;
         let mut interval = tokio::time::interval(renew);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(node = %self.opts.node, ttl_ms = self.opts.ttl.as_millis() as u64, renew_ms = renew.as_millis() as u64, "joined the cluster");
@@ -282,7 +303,15 @@ impl Cluster {
                 () = cancel.cancelled() => break,
                 _ = interval.tick() => {}
             }
-            let changed = self.round(&owner, &store, &mut held, &mut free_before).await;
+            let (changed, reachable, nodes) = self.round(&owner, &store, &mut held, &mut free_before).await;
+            unreachable_since = if reachable { None } else { unreachable_since.or_else(|| Some(crate::time::now_ms())) };
+            owner.report(Health {
+                node: self.opts.node.clone(),
+                coordination: if reachable { "ok" } else { "unreachable" },
+                unreachable_since,
+                nodes,
+                held: held.keys().cloned().collect(),
+            });
             if changed {
                 let owned: HashMap<String, Arc<Fence>> = held.iter().map(|(k, h)| (k.clone(), h.fence.clone())).collect();
                 if let Err(e) = owner.own(owned).await {
@@ -300,14 +329,15 @@ impl Cluster {
     }
 
     /// One round: announce, renew, drop what is lost, hand over a surplus, take free
-    /// pipelines up to the fair share. Returns whether the pipelines held changed.
+    /// pipelines up to the fair share. Returns whether the pipelines held changed, and
+    /// what the round saw: whether NATS answered, how many nodes are live.
     async fn round(
         &self,
         owner: &Arc<dyn Owner>,
         store: &Arc<dyn LeaseStore>,
         held: &mut BTreeMap<String, Held>,
         free_before: &mut BTreeSet<String>,
-    ) -> bool {
+    ) -> (bool, bool, usize) {
         let op = self.opts.renew() / 2;
         let mut changed = false;
         let mut lost = Vec::new();
@@ -348,8 +378,9 @@ impl Cluster {
             changed = true;
         }
 
-        // Who is there, and how many pipelines each holds (this node: as of now).
-        let _ = tokio::time::timeout(op, self.nodes.put(&self.opts.node, self.announcement(held))).await;
+        // Who is there, and how many pipelines each holds (this node: as of now). Whether
+        // NATS took the announcement is how this round sees the coordination's health.
+        let announced = matches!(tokio::time::timeout(op, self.nodes.put(&self.opts.node, self.announcement(held))).await, Ok(Ok(_)));
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         if let Ok(Ok(mut keys)) = tokio::time::timeout(op, self.nodes.keys()).await {
             while let Ok(Some(Ok(key))) = tokio::time::timeout(op, keys.next()).await {
@@ -402,7 +433,7 @@ impl Cluster {
                     taken.insert(key);
                 }
             }
-            _ => return changed,
+            _ => return (changed, announced, nodes),
         }
         let free: BTreeSet<String> = planned.iter().filter(|p| !taken.contains(*p) && !held.contains_key(*p)).cloned().collect();
         // Start from a different point on each node, so that nodes do not all race for
@@ -436,7 +467,7 @@ impl Cluster {
         }
         // What this node just handed over is for the others: not taken back as orphaned.
         *free_before = free.into_iter().filter(|p| !held.contains_key(p) && !release.contains(p)).collect();
-        changed
+        (changed, announced, nodes)
     }
 
     fn lease_value(&self) -> bytes::Bytes {

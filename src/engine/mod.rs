@@ -194,6 +194,9 @@ pub struct Status {
     pub last_reload: Option<ReloadStatus>,
     /// The last 64 reloads, oldest first.
     pub reloads: Vec<ReloadStatus>,
+    /// In a cluster: how this node sees it (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::Health>,
 }
 
 /// A pipeline in `/api/v1/status`.
@@ -1101,6 +1104,10 @@ impl crate::cluster::Owner for Engine {
 
     fn own(&self, owned: HashMap<String, Arc<crate::persist::Fence>>) -> crate::persist::BoxFuture<'_, Result<(), String>> {
         Box::pin(async move { self.run_only(owned).await.map(|_| ()).map_err(|e| e.to_string()) })
+    }
+
+    fn report(&self, health: crate::cluster::Health) {
+        self.shared.status.write().unwrap_or_else(|e| e.into_inner()).cluster = Some(health);
     }
 }
 

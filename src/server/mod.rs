@@ -4,7 +4,9 @@
 //!   a token).
 //! - `GET /metrics`: the Prometheus text format 0.0.4.
 //! - `GET /api/v1/status`: version, pipelines, stages (`key`, `fingerprint`, `generation`),
-//!   `last_reload`.
+//!   `last_reload`; in a cluster, `cluster`: this node's name, whether NATS answers
+//!   (`coordination`: `ok` or `unreachable`, `unreachable_since`), the live nodes it sees
+//!   and the pipelines it holds.
 //! - `GET /api/v1/incidents`: a JSON list, newest first (`?status=firing|resolved`,
 //!   `pipeline=`, `label=name=value` or text, `silenced=true|false`);
 //!   `GET /api/v1/incidents/{id}`: one incident with its audit trail and notifications.
