@@ -16,7 +16,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -155,34 +155,9 @@ impl Receiver {
                 let g = g.clone();
                 std::thread::spawn(move || {
                     let mut r = BufReader::new(stream.try_clone().unwrap());
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let path = line.split(' ').nth(1).unwrap_or("").to_owned();
-                        let (mut len, mut key) = (0, String::new());
-                        loop {
-                            let mut h = String::new();
-                            if r.read_line(&mut h).unwrap_or(0) == 0 {
-                                return;
-                            }
-                            let h = h.trim_end();
-                            if h.is_empty() {
-                                break;
-                            }
-                            let (k, v) = h.split_once(':').unwrap_or((h, ""));
-                            if k.eq_ignore_ascii_case("content-length") {
-                                len = v.trim().parse().unwrap_or(0);
-                            } else if k.eq_ignore_ascii_case("x-vigil-delivery") {
-                                key = v.trim().to_owned();
-                            }
-                        }
-                        let mut body = vec![0; len];
-                        if r.read_exact(&mut body).is_err() {
-                            return;
-                        }
-                        let body = serde_json::from_slice(&body).unwrap_or_default();
+                    while let Some(req) = read_request(&mut r) {
+                        let key = req.header("x-vigil-delivery").unwrap_or_default().to_owned();
+                        let (path, body) = (req.path, serde_json::from_slice(&req.body).unwrap_or_default());
                         g.lock().unwrap().push(Delivery { path, key, body });
                         let mut s = &stream;
                         let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");

@@ -420,7 +420,7 @@ struct SlowReceiver {
 
 impl SlowReceiver {
     fn start(delay: Duration) -> SlowReceiver {
-        use std::io::{BufRead, BufReader};
+        use std::io::BufReader;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let deliveries = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -431,32 +431,8 @@ impl SlowReceiver {
                 let (d, s) = (d.clone(), s.clone());
                 std::thread::spawn(move || {
                     let mut r = BufReader::new(stream.try_clone().unwrap());
-                    loop {
-                        let (mut len, mut id) = (0usize, String::new());
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        loop {
-                            let mut h = String::new();
-                            if r.read_line(&mut h).unwrap_or(0) == 0 {
-                                return;
-                            }
-                            let h = h.trim_end();
-                            if h.is_empty() {
-                                break;
-                            }
-                            let (k, v) = h.split_once(':').unwrap_or((h, ""));
-                            if k.eq_ignore_ascii_case("content-length") {
-                                len = v.trim().parse().unwrap_or(0);
-                            } else if k.eq_ignore_ascii_case("x-vigil-delivery") {
-                                id = v.trim().to_owned();
-                            }
-                        }
-                        let mut body = vec![0; len];
-                        if r.read_exact(&mut body).is_err() {
-                            return;
-                        }
+                    while let Some(req) = read_request(&mut r) {
+                        let id = req.header("x-vigil-delivery").unwrap_or_default().to_owned();
                         d.lock().unwrap().push(id);
                         if s.load(std::sync::atomic::Ordering::SeqCst) {
                             std::thread::sleep(delay);

@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -309,29 +309,7 @@ impl Receiver {
                 let (g, scripts) = (g.clone(), scripts.clone());
                 std::thread::spawn(move || {
                     let mut r = BufReader::new(stream.try_clone().unwrap());
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let path = line.split(' ').nth(1).unwrap_or("").to_owned();
-                        let mut headers = Vec::new();
-                        let mut len = 0;
-                        loop {
-                            let mut h = String::new();
-                            r.read_line(&mut h).unwrap();
-                            let h = h.trim_end();
-                            if h.is_empty() {
-                                break;
-                            }
-                            let (k, v) = h.split_once(':').unwrap();
-                            if k.eq_ignore_ascii_case("content-length") {
-                                len = v.trim().parse().unwrap();
-                            }
-                            headers.push((k.to_ascii_lowercase(), v.trim().to_owned()));
-                        }
-                        let mut body = vec![0; len];
-                        r.read_exact(&mut body).unwrap();
+                    while let Some(Request { path, headers, body }) = read_request(&mut r) {
                         g.lock().unwrap().push(Received { path: path.clone(), headers, body: String::from_utf8_lossy(&body).into_owned() });
                         let code =
                             scripts.lock().unwrap().iter_mut().find(|(p, _)| *p == path).and_then(|(_, c)| c.pop_front()).unwrap_or(200);

@@ -328,3 +328,47 @@ pub fn rows_until_now(values: &[f64], end_ago: i64, step_ms: i64) -> String {
         .map(|(i, v)| format!("{},{v}\n", vigil::time::format_timestamp(now - (end_ago + n - 1 - i as i64) * step_ms)))
         .collect()
 }
+
+/// One HTTP/1.1 request, as the tests' receivers (webhook endpoints) read it.
+pub struct Request {
+    pub path: String,
+    /// Header names in lower case, values trimmed, in the order sent.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads the next request of a (keep-alive) connection: `None` when the connection ends
+/// or sends something that is not a request.
+pub fn read_request(r: &mut impl std::io::BufRead) -> Option<Request> {
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let path = line.split(' ').nth(1)?.to_owned();
+    let (mut headers, mut len) = (Vec::new(), 0);
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        if k.eq_ignore_ascii_case("content-length") {
+            len = v.trim().parse().ok()?;
+        }
+        headers.push((k.to_ascii_lowercase(), v.trim().to_owned()));
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).ok()?;
+    Some(Request { path, headers, body })
+}
