@@ -132,22 +132,10 @@ impl PostgresStore {
     /// Another engine holds it (the error names its PostgreSQL session), or the server
     /// cannot be reached.
     pub async fn lock_engine(&self) -> Result<EngineLock, StoreError> {
-        let mut conn = self.pool.acquire().await?.detach();
-        // An engine that just died (a restart) holds it until the server notices its
-        // socket closed: a few tries before refusing.
-        for attempt in 0..12 {
-            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
-                .bind(ENGINE_LOCK.0)
-                .bind(ENGINE_LOCK.1)
-                .fetch_one(&mut conn)
-                .await?;
-            if got {
-                return Ok(EngineLock { _conn: conn });
-            }
-            if attempt < 11 {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        }
+        let mut conn = match self.try_lock("SELECT pg_try_advisory_lock($1, $2)").await? {
+            Ok(lock) => return Ok(lock),
+            Err(conn) => conn,
+        };
         let holder: Option<(Option<String>, Option<String>)> = sqlx::query_as(
             "SELECT a.application_name, a.client_addr::text FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
              WHERE l.locktype = 'advisory' AND l.granted AND l.classid::int8 = $1 AND l.objid::int8 = $2 AND l.database = \
@@ -205,22 +193,30 @@ impl PostgresStore {
     /// # Errors
     /// An engine without the cluster holds the database, or the server cannot be reached.
     pub async fn lock_cluster(&self) -> Result<EngineLock, StoreError> {
+        match self.try_lock("SELECT pg_try_advisory_lock_shared($1, $2)").await? {
+            Ok(lock) => Ok(lock),
+            Err(conn) => {
+                let _ = conn.close().await;
+                Err(StoreError::Locked { store: self.url.clone(), holder: "an engine without --cluster".into() })
+            }
+        }
+    }
+
+    /// Tries `sql` (`pg_try_advisory_lock…` of [`ENGINE_LOCK`]) on a connection of its own
+    /// for 3 s: an engine that just died (a restart) holds the lock until the server
+    /// notices its socket closed. The lock, or the connection it was refused on.
+    async fn try_lock(&self, sql: &'static str) -> Result<Result<EngineLock, sqlx::PgConnection>, StoreError> {
         let mut conn = self.pool.acquire().await?.detach();
         for attempt in 0..12 {
-            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock_shared($1, $2)")
-                .bind(ENGINE_LOCK.0)
-                .bind(ENGINE_LOCK.1)
-                .fetch_one(&mut conn)
-                .await?;
+            let got: bool = sqlx::query_scalar(sql).bind(ENGINE_LOCK.0).bind(ENGINE_LOCK.1).fetch_one(&mut conn).await?;
             if got {
-                return Ok(EngineLock { _conn: conn });
+                return Ok(Ok(EngineLock { _conn: conn }));
             }
             if attempt < 11 {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         }
-        let _ = conn.close().await;
-        Err(StoreError::Locked { store: self.url.clone(), holder: "an engine without --cluster".into() })
+        Ok(Err(conn))
     }
 
     /// Closes the pool, waiting for queries in flight.
