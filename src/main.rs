@@ -980,7 +980,13 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
             std::sync::Arc::new(move |e| sink.metrics.http(e)),
             cancel.clone(),
         ));
-        wait_for_signal(&reload_tx).await;
+        // PostgreSQL: the lock on the database is kept across a server restart; when
+        // another engine took it meanwhile, this one stops.
+        let lock_lost = _db_lock.as_ref().map(vigil::store::postgres::EngineLock::lost).unwrap_or_default();
+        let lost = tokio::select! {
+            () = wait_for_signal(&reload_tx) => false,
+            () = lock_lost.cancelled() => true,
+        };
         tracing::info!("stopping: letting running ticks finish");
         let clean = engine.shutdown(std::time::Duration::from_millis(4500)).await;
         if let Some(m) = membership {
@@ -992,6 +998,10 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
             let _ = std::fs::remove_file(file);
         }
         tracing::info!(clean, "stopped");
+        if lost {
+            eprintln!("error: another vigil took the state database's lock while this one's session was gone; stopped");
+            return Ok(ExitCode::from(EXIT_ERRORS));
+        }
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
 }

@@ -69,24 +69,31 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
 struct Database {
     name: String,
     url: String,
+    /// The server's URL (its default database).
+    server: String,
 }
 
 impl Database {
     fn new() -> Database {
+        Database::on(&pg_url())
+    }
+
+    /// A fresh database on the server at `server`.
+    fn on(server: &str) -> Database {
         let name = unique("vigil_test_cluster");
         block_on(async {
-            let mut conn = sqlx::PgConnection::connect(&pg_url()).await.unwrap_or_else(|e| {
+            let mut conn = sqlx::PgConnection::connect(server).await.unwrap_or_else(|e| {
                 panic!(
                     "PostgreSQL is not reachable at {} ({e}): run the tests with ./test.sh, which installs and starts it, \
                      or point VIGIL_TEST_PG at one whose role may CREATE DATABASE.",
-                    vigil::store::redact(&pg_url())
+                    vigil::store::redact(server)
                 )
             });
             conn.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
             let _ = conn.close().await;
         });
-        let url = with_database(&pg_url(), &name);
-        Database { name, url }
+        let url = with_database(server, &name);
+        Database { name, url, server: server.to_owned() }
     }
 
     fn scalar(&self, sql: &str) -> i64 {
@@ -101,10 +108,10 @@ impl Database {
 
 impl Drop for Database {
     fn drop(&mut self) {
-        let name = self.name.clone();
+        let (name, server) = (self.name.clone(), self.server.clone());
         let _ = std::thread::spawn(move || {
             block_on(async {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_url()).await {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
                     let _ = conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
                 }
             })
@@ -197,7 +204,16 @@ impl Setup {
 
     /// The same, on the NATS server at `nats`.
     fn on(nats: String, pipelines: usize, ttl: &str) -> Setup {
-        let db = Database::new();
+        Setup::with(nats, Database::new(), pipelines, ttl)
+    }
+
+    /// The same, on the NATS server at `nats` and the database `db`.
+    fn with(nats: String, db: Database, pipelines: usize, ttl: &str) -> Setup {
+        Setup::ticking(nats, db, pipelines, ttl, "200ms")
+    }
+
+    /// The same, the pipelines ticking `every` (a duration).
+    fn ticking(nats: String, db: Database, pipelines: usize, ttl: &str, every: &str) -> Setup {
         let rx = Receiver::start();
         let data = TempDir::new("cluster-data");
         let names: Vec<String> = (1..=pipelines).map(|i| format!("p{i:02}")).collect();
@@ -206,7 +222,7 @@ impl Setup {
             let file = data.join(&format!("{n}.csv"));
             std::fs::write(&file, "timestamp,value\n").unwrap();
             source.push_str(&format!(
-                "pipeline {n} {{\n  every 200ms\n  collect raw = csv(path: \"{}\")\n  predict hot = threshold(raw, above: 90.0)\n  respond hook = webhook(hot, url: \"http://127.0.0.1:{}/{n}\")\n}}\n\n",
+                "pipeline {n} {{\n  every {every}\n  collect raw = csv(path: \"{}\")\n  predict hot = threshold(raw, above: 90.0)\n  respond hook = webhook(hot, url: \"http://127.0.0.1:{}/{n}\")\n}}\n\n",
                 file.display(),
                 rx.port
             ));
@@ -710,4 +726,276 @@ fn bad_cluster_input_is_one_line_and_exit_2() {
     let _server = Server { child, port, dir: TempDir::new("nats-plain") };
     let e = run(Some(&db.url), &format!("nats://127.0.0.1:{port}"));
     assert!(e.contains("has no JetStream") && e.contains("-js"), "{e}");
+}
+
+// ---------------------------------------------------------------- PostgreSQL restarted
+
+/// A PostgreSQL server of the test's own (`initdb` into a directory of its own, on a free
+/// port), so that it can be stopped and started again without disturbing the shared one.
+/// Run as the `postgres` user when the tests run as root (PostgreSQL refuses root).
+struct OwnPostgres {
+    child: Option<std::process::Child>,
+    port: u16,
+    dir: TempDir,
+}
+
+impl OwnPostgres {
+    /// The server programs of the newest PostgreSQL installed (Debian's layout).
+    fn bin() -> std::path::PathBuf {
+        let mut found: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|p| p.join("initdb").is_file())
+            .collect();
+        found.sort();
+        found.pop().unwrap_or_else(|| {
+            panic!("PostgreSQL's server programs are not installed (/usr/lib/postgresql/*/bin/initdb): run the tests with ./test.sh, which installs the Debian package `postgresql`.")
+        })
+    }
+
+    /// `program` of the server's, as the `postgres` user when this runs as root.
+    fn command(program: &str) -> Command {
+        let path = OwnPostgres::bin().join(program);
+        let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        if root {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=postgres", "--regid=postgres", "--init-groups"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn start() -> OwnPostgres {
+        let dir = TempDir::new("own-postgres");
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        // The directory (and the socket's, the same) belongs to the server's user.
+        let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status();
+        let out = OwnPostgres::command("initdb")
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "-D"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        let mut pg = OwnPostgres { child: None, port: 0, dir };
+        pg.run(None);
+        pg
+    }
+
+    /// Starts the server on `port` (a free one when None) and waits until it takes
+    /// connections.
+    fn run(&mut self, port: Option<u16>) {
+        let (data, log) = (self.dir.join("data"), self.dir.join("postgres.log"));
+        let command = |port: u16| {
+            let mut c = OwnPostgres::command("postgres");
+            c.arg("-D")
+                .arg(&data)
+                .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-k"])
+                .arg(&data)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap());
+            c
+        };
+        let ready = |port: u16| block_on(sqlx::PgConnection::connect(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))).is_ok();
+        let (child, port) = match port {
+            None => start_on_free_port("postgres", Some(&log), command, ready),
+            Some(port) => {
+                let mut child = command(port).spawn().unwrap();
+                wait_for_child("postgres to start again", Duration::from_secs(60), &mut child, Some(&log), || ready(port).then_some(()));
+                (child, port)
+            }
+        };
+        self.child = Some(child);
+        self.port = port;
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops the server as `pg_ctl stop` does by default (fast shutdown: SIGINT; sessions
+    /// are cut) and waits for it to exit.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again, on the same port, with the same data.
+    fn restart(&mut self) {
+        let port = self.port;
+        self.run(Some(port));
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// PostgreSQL restarted mid-run (fast shutdown, then started again with its data): while
+/// it is down both nodes keep their leases (NATS answers) and their APIs, and report the
+/// degraded store (`/api/v1/status` `store`, `/readyz` 503, `vigil_store_up 0`); data that
+/// arrives meanwhile is not lost: once the server is back, its incidents open and resolve,
+/// each notification sent once; and each node holds its lock on the database again (an
+/// engine without `--cluster` is still refused).
+#[test]
+fn nodes_survive_a_postgres_restart_and_lose_nothing() {
+    let mut pg = OwnPostgres::start();
+    let s = Setup::with(nats_url(), Database::on(&pg.url()), 2, "3s");
+    let a = s.node("a");
+    let b = s.node("b");
+    wait_balanced(&[&a, &b], &s.names);
+    s.wait_all_started();
+    s.episode("p01");
+    s.wait_delivered(2);
+    let store = |n: &Node| -> serde_json::Value {
+        let (_, body) = http_get(n.engine.port, "/api/v1/status").expect("the API answers");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["store"].clone()
+    };
+    assert_eq!(store(&a)["status"], "ok");
+
+    pg.stop();
+    for n in [&a, &b] {
+        let down = wait_for(&format!("{} to report the store unreachable", n.name), Duration::from_secs(30), || {
+            Some(store(n)).filter(|s| s["status"] == "unreachable")
+        });
+        assert!(down["unreachable_since"].as_i64().is_some_and(|t| t <= vigil::time::now_ms()), "{down}");
+        assert!(down["error"].as_str().is_some_and(|e| !e.is_empty()), "{down}");
+        let (code, body) =
+            http_get(n.engine.port, "/readyz").unwrap_or_else(|| panic!("{}'s /readyz does not answer; its log:\n{}", n.name, n.log()));
+        assert_eq!(code, 503, "{body}");
+        assert!(body.contains("state store"), "{body}");
+        let (_, metrics) = http_get(n.engine.port, "/metrics").unwrap();
+        assert!(metrics.contains("vigil_store_up 0"), "{metrics}");
+    }
+    // Data arrives while the store is down; the pipelines keep running on their nodes.
+    s.episode("p01");
+    s.episode("p02");
+    for n in [&a, &b] {
+        wait_for(&format!("{} to log the store's absence", n.name), Duration::from_secs(30), || {
+            n.log().contains("the state store does not answer").then_some(())
+        });
+    }
+    assert_eq!(ownership(&[&a, &b], &s.names).map(|o| o.len()), Some(2), "the leases are kept (NATS answers)");
+
+    pg.restart();
+    for n in [&a, &b] {
+        wait_for(&format!("{} to report the store back", n.name), Duration::from_secs(60), || {
+            Some(store(n)).filter(|s| s["status"] == "ok" && s["unreachable_since"].is_null())
+        });
+    }
+    let by_key = s.wait_delivered(6);
+    let doubled: Vec<_> = by_key.iter().filter(|(_, d)| d.len() > 1).map(|(k, _)| k.clone()).collect();
+    assert!(doubled.is_empty(), "sent twice: {doubled:?}");
+    assert_eq!(by_key.len(), 6, "two notifications per incident, nothing more: {:?}", by_key.keys().collect::<Vec<_>>());
+    assert_eq!(s.db.scalar("SELECT COUNT(*) FROM incidents"), 3, "one incident per episode");
+    assert_eq!(s.db.scalar("SELECT COUNT(*) FROM incidents WHERE status = 'resolved'"), 3);
+
+    // The nodes hold their (shared) lock on the database again: an engine without
+    // --cluster is refused, as before the restart.
+    wait_for("the nodes to take the store's lock again", Duration::from_secs(30), || {
+        (a.log().contains("engine lock is held again") && b.log().contains("engine lock is held again")).then_some(())
+    });
+    let other = TempDir::new("pg-restart-intruder");
+    std::fs::write(other.join("p.vigil"), &s.source).unwrap();
+    let out = Command::new(vigil_bin())
+        .current_dir(other.path())
+        .args(["run", "p.vigil", "--state", "state", "--no-watch", "--listen", "127.0.0.1:0", "--store", &s.db.url])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("another vigil is running on the state database"), "{stderr}");
+    // Dropped in reverse: the nodes, the set-up (its database, while the server runs), the server.
+    drop(a);
+    drop(b);
+    drop(s);
+    drop(pg);
+}
+
+// ---------------------------------------------------------------- 300 pipelines (benchmark)
+
+/// 300 pipelines on three nodes, for BENCHMARKS.md (not part of the suite: `cargo test
+/// --test cluster -- --ignored --nocapture three_hundred`): the time until every pipeline
+/// runs and the spread; the outbox's throughput with three dispatchers (`VIGIL_BENCH_EPISODES`
+/// incidents per pipeline, two notifications each, all at once); then `kill -9` of one
+/// node: the time until every one of its pipelines runs on the two others, and the spread.
+#[test]
+#[ignore = "a benchmark: run it by name (BENCHMARKS.md)"]
+fn three_hundred_pipelines_on_three_nodes() {
+    let episodes: usize = std::env::var("VIGIL_BENCH_EPISODES").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let s = Setup::ticking(nats_url(), Database::new(), 300, "6s", "1s");
+    let started = Instant::now();
+    let mut nodes = vec![s.node("n1"), s.node("n2"), s.node("n3")];
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_for("every pipeline owned", Duration::from_secs(300), || ownership(&refs, &s.names));
+    let owned_at = started.elapsed().as_secs_f64();
+    let owner = wait_for("an even spread", Duration::from_secs(300), || {
+        let o = ownership(&refs, &s.names)?;
+        let counts: Vec<usize> = nodes.iter().map(|n| o.values().filter(|x| **x == n.name).count()).collect();
+        counts.iter().all(|c| (100..=100).contains(c)).then_some(o)
+    });
+    let balanced_at = started.elapsed().as_secs_f64();
+    let spread = |owner: &BTreeMap<String, String>, nodes: &[Node]| -> Vec<usize> {
+        nodes.iter().map(|n| owner.values().filter(|x| **x == n.name).count()).collect()
+    };
+    eprintln!(
+        "300 pipelines, 3 nodes: every pipeline running {owned_at:.1} s after the nodes started, spread {:?} at {balanced_at:.1} s",
+        spread(&owner, &nodes)
+    );
+    s.wait_all_started();
+
+    // The outbox: every pipeline opens and resolves `episodes` incidents at once.
+    let appended = Instant::now();
+    for p in &s.names {
+        for _ in 0..episodes {
+            s.episode(p);
+        }
+    }
+    let expected = 2 * episodes * s.names.len();
+    let by_key = s.wait_delivered(expected);
+    let all = appended.elapsed().as_secs_f64();
+    assert_eq!(by_key.len(), expected);
+    assert!(by_key.values().all(|d| d.len() == 1), "a notification was delivered twice");
+    let first_sent = s.db.scalar("SELECT MIN(sent_at) FROM outbox WHERE status = 'sent'");
+    let last_sent = s.db.scalar("SELECT MAX(sent_at) FROM outbox WHERE status = 'sent'");
+    let queued = s.db.scalar("SELECT MIN(created_at) FROM outbox");
+    let per_node: Vec<i64> =
+        nodes.iter().map(|n| s.db.scalar(&format!("SELECT COUNT(*) FROM outbox WHERE claimed_by = '{}'", n.name))).collect();
+    eprintln!(
+        "outbox, 3 dispatchers: {expected} notifications delivered {all:.1} s after the rows were appended; first to last send {:.2} s = {:.0} notifications/s; sent by node {per_node:?}; first queued to last sent {:.2} s",
+        (last_sent - first_sent) as f64 / 1000.0,
+        expected as f64 / ((last_sent - first_sent).max(1) as f64 / 1000.0),
+        (last_sent - queued) as f64 / 1000.0,
+    );
+
+    // One node dies: its 100 pipelines move to the two others.
+    let dead_pipelines: Vec<String> = owner.iter().filter(|(_, n)| *n == "n1").map(|(p, _)| p.clone()).collect();
+    let mut dead = nodes.remove(0);
+    let killed = Instant::now();
+    dead.engine.kill9();
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let mut first: Option<f64> = None;
+    let owner = wait_for("the dead node's pipelines to run elsewhere", Duration::from_secs(120), || {
+        let running: BTreeSet<String> = refs.iter().flat_map(|n| n.owned().unwrap_or_default()).collect();
+        let moved = dead_pipelines.iter().filter(|p| running.contains(*p)).count();
+        if moved > 0 && first.is_none() {
+            first = Some(killed.elapsed().as_secs_f64());
+        }
+        (moved == dead_pipelines.len()).then(|| ownership(&refs, &s.names)).flatten()
+    });
+    let took = killed.elapsed().as_secs_f64();
+    eprintln!(
+        "kill -9 of a node with {} pipelines: the first runs elsewhere after {:.2} s, all after {took:.2} s; spread {:?}",
+        dead_pipelines.len(),
+        first.unwrap_or(took),
+        spread(&owner, &nodes)
+    );
 }

@@ -197,6 +197,69 @@ pub struct Status {
     /// In a cluster: how this node sees it (absent otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<crate::cluster::Health>,
+    /// Whether the state store answers (probed every [`STORE_PROBE`]).
+    pub store: StoreHealth,
+}
+
+/// How often the engine checks that its state store answers.
+pub const STORE_PROBE: Duration = Duration::from_secs(2);
+
+/// Whether the state store answered the engine's last probe: `/api/v1/status` `store`,
+/// `/metrics` `vigil_store_up`, `/readyz`. While it does not, ticks wait for it (a tick
+/// that could not record its results fails and runs again: cursors do not move, so no
+/// input is lost) and notifications wait in the outbox; the API keeps answering.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct StoreHealth {
+    /// `ok`, or `unreachable` while the store does not answer.
+    pub status: &'static str,
+    /// Since when (Unix ms) it has not answered.
+    pub unreachable_since: Option<i64>,
+    /// The last probe's error, while it does not answer.
+    pub error: Option<String>,
+}
+
+impl Default for StoreHealth {
+    fn default() -> StoreHealth {
+        StoreHealth { status: "ok", unreachable_since: None, error: None }
+    }
+}
+
+/// Probes the store every [`STORE_PROBE`] until `cancel`, recording its health in the
+/// status and metrics, and logging when it stops and starts answering again.
+async fn probe_store(store: Arc<dyn Store>, shared: Arc<Shared>, cancel: CancellationToken) {
+    let mut interval = tokio::time::interval(STORE_PROBE);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        let answer = match tokio::time::timeout(STORE_PROBE, store.ping()).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {} s", STORE_PROBE.as_secs())),
+        };
+        shared.metrics.store_up(answer.is_ok());
+        let mut status = shared.status.write().unwrap_or_else(|e| e.into_inner());
+        let since = status.store.unreachable_since;
+        match answer {
+            Ok(()) => {
+                if let Some(since) = since {
+                    tracing::info!(down_ms = crate::time::now_ms() - since, "the state store answers again");
+                }
+                status.store = StoreHealth::default();
+            }
+            Err(error) => {
+                if since.is_none() {
+                    tracing::error!(error = %error, "the state store does not answer: ticks wait for it (their input is kept), notifications wait in the outbox; retrying");
+                }
+                status.store = StoreHealth {
+                    status: "unreachable",
+                    unreachable_since: since.or_else(|| Some(crate::time::now_ms())),
+                    error: Some(error),
+                };
+            }
+        }
+    }
 }
 
 /// A pipeline in `/api/v1/status`.
@@ -806,6 +869,7 @@ impl Engine {
         let report: crate::respond::dispatch::Report =
             Arc::new(move |stage: &str, channel: &str, result: &str| shared.metrics.notification(stage, channel, result));
         engine.tracker.spawn(crate::respond::dispatch::run(responder, engine.cancel.clone(), report));
+        engine.tracker.spawn(probe_store(engine.store.clone(), engine.shared.clone(), engine.cancel.clone()));
         Ok(engine)
     }
 
@@ -1193,6 +1257,16 @@ async fn pipeline_loop(
             biased;
             _ = cancel.cancelled() => break,
             t = ticks.recv() => if t.is_none() { break },
+        }
+        // While the store does not answer, the tick waits for it: its results could not be
+        // recorded (the input stays where it is, and triggers meanwhile coalesce into this
+        // tick), and the probe has said so once rather than every tick failing.
+        while shared.status.read().is_ok_and(|s| s.store.unreachable_since.is_some()) {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                () = tokio::time::sleep(STORE_PROBE / 4) => {}
+            }
         }
         // The version the tick runs: a reload during the tick affects the next one.
         let p = current.lock().unwrap_or_else(|e| e.into_inner()).clone();

@@ -74,6 +74,7 @@ pub struct Metrics {
     reload_ok: Family,
     reload_ok_at: Family,
     notifications: Family,
+    store_up: Family,
 }
 
 /// Score gauges exported at most (each stage also caps its series: `max_series`).
@@ -119,6 +120,7 @@ const FAMILIES: &[(&str, &str, &str, &[&str])] = &[
         "Notification attempts by stage, channel and result (sent, retried, failed, dry_run, unknown).",
         &["stage", "channel", "result"],
     ),
+    ("vigil_store_up", "gauge", "1 when the state store answered the engine's last probe (every 2 s), else 0.", &[]),
 ];
 
 /// What the metrics say of one stage since the engine started (the console's stage panel).
@@ -234,6 +236,11 @@ impl Metrics {
         self.notifications.add(&[stage, channel, result], 1.0);
     }
 
+    /// Whether the state store answered the last probe.
+    pub fn store_up(&self, up: bool) {
+        self.store_up.set(&[], if up { 1.0 } else { 0.0 });
+    }
+
     pub fn webhook(&self, path: &str, code: u16) {
         self.webhook_requests.add(&[path, &code.to_string()], 1.0);
     }
@@ -270,7 +277,7 @@ impl Metrics {
             "# HELP vigil_build_info The running version and the content hash of its sources.\n# TYPE vigil_build_info gauge"
         );
         let _ = writeln!(out, "vigil_build_info{{version=\"{}\",sources=\"{}\"}} 1", env!("CARGO_PKG_VERSION"), escape_label(version));
-        let families: [(&Family, Option<&Family>); 18] = [
+        let families: [(&Family, Option<&Family>); 19] = [
             (&self.ticks, None),
             (&self.tick_seconds_sum, Some(&self.tick_seconds_count)),
             (&self.ticks_coalesced, None),
@@ -289,6 +296,7 @@ impl Metrics {
             (&self.reload_ok, None),
             (&self.reload_ok_at, None),
             (&self.notifications, None),
+            (&self.store_up, None),
         ];
         debug_assert_eq!(FAMILIES.len(), families.len(), "every family is rendered");
         for ((name, kind, help, labels), (fam, count)) in FAMILIES.iter().zip(families) {

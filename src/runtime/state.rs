@@ -35,6 +35,10 @@ pub trait RunStore: Send + Sync {
     fn record_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<(), StoreError>>;
     /// The newest runs of a pipeline, newest first.
     fn recent_runs<'a>(&'a self, pipeline: &'a str, limit: i64) -> BoxFuture<'a, Result<Vec<RunRecord>, StoreError>>;
+    /// Whether the store answers: one cheap read (the engine's health probe).
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move { self.recent_runs("", 1).await.map(|_| ()) })
+    }
 }
 
 /// Everything the engine keeps, the union of every domain's seam: a store implements

@@ -142,8 +142,11 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     for (p, n) in firing {
         let _ = writeln!(text, "vigil_incidents_firing{{pipeline=\"{}\"}} {n}", crate::data::escape_label(&p));
     }
-    if let Some(store) = r.store() {
-        if let Ok((depth, oldest)) = store.outbox_depth().await {
+    // While the store does not answer, its figures are left out rather than waited for
+    // (a scrape must not hang); `vigil_store_up` says why.
+    let store_up = shared.status.read().is_ok_and(|s| s.store.unreachable_since.is_none());
+    if let Some(store) = r.store().filter(|_| store_up) {
+        if let Ok(Ok((depth, oldest))) = tokio::time::timeout(METRICS_STORE_WAIT, store.outbox_depth()).await {
             let age = oldest.map_or(0.0, |t| (crate::time::now_ms() - t).max(0) as f64 / 1000.0);
             let _ = writeln!(
                 text,
@@ -154,7 +157,11 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         }
     }
     text.push_str(&shared.monitor.render());
-    text.push_str(&report_metrics(&shared).await);
+    if store_up {
+        if let Ok(report) = tokio::time::timeout(METRICS_STORE_WAIT, report_metrics(&shared)).await {
+            text.push_str(&report);
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
@@ -164,6 +171,10 @@ const REPORT_METRICS_FOR: std::time::Duration = std::time::Duration::from_secs(6
 /// The effectiveness report's lines of `/metrics` (`vigil_report_*`): the 7-day report,
 /// computed again only when incidents, verdicts or sends changed, or after a minute (the
 /// week slides).
+/// How long `/metrics` waits for the store's figures (the outbox, the report) before
+/// leaving them out.
+const METRICS_STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn report_metrics(shared: &Shared) -> String {
     let changes = responder(shared).changes();
     {
@@ -182,8 +193,11 @@ async fn report_metrics(shared: &Shared) -> String {
 
 /// Ready once the engine runs pipelines: 200, else 503.
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    let pipelines = shared.status.read().map(|s| s.pipelines.len()).unwrap_or(0);
-    if pipelines > 0 {
+    let (pipelines, store) = shared.status.read().map(|s| (s.pipelines.len(), s.store.clone())).unwrap_or_default();
+    if let Some(since) = store.unreachable_since {
+        let since = crate::time::format_timestamp(since);
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: the state store has not answered since {since}\n")).into_response()
+    } else if pipelines > 0 {
         (StatusCode::OK, format!("ready: {pipelines} pipelines\n")).into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: no pipeline running\n").into_response()

@@ -93,8 +93,70 @@ impl MigrationSource<'static> for Embedded {
 /// Held while an engine runs on a database ([`PostgresStore::lock_engine`]): a session
 /// advisory lock, released when this is dropped or the process ends.
 #[derive(Debug)]
+///
+/// The lock lives as long as its session: when the connection is lost (PostgreSQL
+/// restarted, a network cut), a keeper takes it again on a new connection, retrying with
+/// backoff, and cancels [`EngineLock::lost`] when another engine took it meanwhile (the
+/// holder must stop then).
 pub struct EngineLock {
-    _conn: PgConnection,
+    keeper: tokio::task::JoinHandle<()>,
+    lost: tokio_util::sync::CancellationToken,
+}
+
+impl EngineLock {
+    /// Cancelled when the lock was lost for good: another engine holds it now.
+    pub fn lost(&self) -> tokio_util::sync::CancellationToken {
+        self.lost.clone()
+    }
+}
+
+impl Drop for EngineLock {
+    /// Releases the lock (its session's connection closes with the keeper).
+    fn drop(&mut self) {
+        self.keeper.abort();
+    }
+}
+
+/// How long a query waits for a connection: while the server is down, a tick fails after
+/// this (and runs again) rather than hanging.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the session holding a lock is checked.
+const LOCK_CHECK: Duration = Duration::from_secs(2);
+
+/// Keeps the lock that `sql` took on `conn`: checks the session every [`LOCK_CHECK`]; when
+/// it is gone, takes the lock again on a new connection (backoff from 250 ms to 5 s) —
+/// or, when another engine took it meanwhile, cancels `lost` and stops.
+async fn keep_lock(mut conn: PgConnection, pool: PgPool, sql: &'static str, url: String, lost: tokio_util::sync::CancellationToken) {
+    loop {
+        tokio::time::sleep(LOCK_CHECK).await;
+        let alive = tokio::time::timeout(LOCK_CHECK, sqlx::query("SELECT 1").execute(&mut conn)).await;
+        if matches!(alive, Ok(Ok(_))) {
+            continue;
+        }
+        tracing::warn!(store = %url, "the session holding the store's engine lock is gone (PostgreSQL restarted or the connection was cut); taking the lock again");
+        let mut delay = Duration::from_millis(250);
+        conn = loop {
+            let attempt = async {
+                let mut c = pool.acquire().await?.detach();
+                let got: bool = sqlx::query_scalar(sql).bind(ENGINE_LOCK.0).bind(ENGINE_LOCK.1).fetch_one(&mut c).await?;
+                Ok::<_, sqlx::Error>((c, got))
+            };
+            match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+                Ok(Ok((c, true))) => break c,
+                Ok(Ok((_, false))) => {
+                    tracing::error!(store = %url, "another vigil took the store's engine lock while this one's session was gone: stopping (two engines on one database would send everything twice)");
+                    lost.cancel();
+                    return;
+                }
+                Ok(Err(e)) => tracing::debug!(store = %url, error = %e, "cannot take the store's engine lock yet"),
+                Err(_) => tracing::debug!(store = %url, "cannot take the store's engine lock yet: no answer within 10 s"),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        };
+        tracing::info!(store = %url, "the store's engine lock is held again");
+    }
 }
 
 impl PostgresStore {
@@ -119,8 +181,7 @@ impl PostgresStore {
         let migrated = migrate(&mut conn, &shown).await;
         let _ = conn.close().await;
         migrated?;
-        let pool =
-            PgPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(30)).connect_with(opts).await.map_err(open_err)?;
+        let pool = PgPoolOptions::new().max_connections(8).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(opts).await.map_err(open_err)?;
         Ok(PostgresStore { pool, url: shown, claims: None })
     }
 
@@ -210,7 +271,9 @@ impl PostgresStore {
         for attempt in 0..12 {
             let got: bool = sqlx::query_scalar(sql).bind(ENGINE_LOCK.0).bind(ENGINE_LOCK.1).fetch_one(&mut conn).await?;
             if got {
-                return Ok(Ok(EngineLock { _conn: conn }));
+                let lost = tokio_util::sync::CancellationToken::new();
+                let keeper = tokio::spawn(keep_lock(conn, self.pool.clone(), sql, self.url.clone(), lost.clone()));
+                return Ok(Ok(EngineLock { keeper, lost }));
             }
             if attempt < 11 {
                 tokio::time::sleep(Duration::from_millis(250)).await;
