@@ -653,12 +653,19 @@ async fn the_store_fences_stale_owners_and_claims_outbox_rows_once() {
     assert!(b.claim_due(now, 10, &stages).await.unwrap().is_empty(), "claimed rows are not claimed twice");
     assert!(a.claim_due(now, 10, &["other.hook".to_owned()]).await.unwrap().is_empty(), "only the stages asked for");
     a.mark_started(mine[0].id, now).await.unwrap();
-    // 20 s later (past the 10 s claim): b claims what a left, and a may not send it.
+    // While a's claim lasts, the send it started is in flight: nobody recovers it.
+    assert!(b.interrupted_notifications(now + 1_000, &stages).await.unwrap().is_empty());
+    // 20 s later (past the 10 s claim): b claims the row a had not started, and a may not
+    // send it; the row whose send a had started is not claimed as a new send but recovered
+    // as after a crash, by one node.
     let later = now + 20_000;
-    let theirs = b.claim_due(later, 10, &stages).await.unwrap();
-    assert_eq!(theirs.iter().map(|r| r.id).collect::<Vec<_>>(), mine.iter().map(|r| r.id).collect::<Vec<_>>());
+    let ids = |rows: Vec<vigil::respond::OutboxRow>| rows.iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(ids(b.claim_due(later, 10, &stages).await.unwrap()), vec![mine[1].id]);
     assert!(matches!(a.mark_started(mine[1].id, later).await, Err(StoreError::ClaimLost { .. })));
     b.mark_started(mine[1].id, later).await.unwrap();
+    assert_eq!(ids(b.interrupted_notifications(later, &stages).await.unwrap()), vec![mine[0].id]);
+    assert!(a.interrupted_notifications(later, &stages).await.unwrap().is_empty(), "recovered by one node only");
+    assert!(b.interrupted_notifications(later, &["other.hook".to_owned()]).await.unwrap().is_empty());
     a.close().await;
     b.close().await;
     drop(db);
@@ -726,6 +733,40 @@ fn bad_cluster_input_is_one_line_and_exit_2() {
     let _server = Server { child, port, dir: TempDir::new("nats-plain") };
     let e = run(Some(&db.url), &format!("nats://127.0.0.1:{port}"));
     assert!(e.contains("has no JetStream") && e.contains("-js"), "{e}");
+}
+
+/// A remediation running on a node that dies (`kill -9`): the node that takes the
+/// pipeline over finds the row whose run had started once the dead node's claim expires,
+/// marks it `unknown` and does not run the command again (at-most-once, as on one node).
+#[test]
+fn a_remediation_whose_node_died_is_not_run_again_by_another_node() {
+    let mut s = Setup::new(1, "3s");
+    let file = s.data.join("p01.csv");
+    let runs = s.data.join("runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    s.source = format!(
+        "pipeline p01 {{\n  every 200ms\n  collect raw = csv(path: \"{}\")\n  predict hot = threshold(raw, above: 90.0)\n  respond fix = exec(hot, command: [\"sh\", \"-c\", \"echo $$ >> {}/{{{{ incident.status }}}}.log; exec sleep 60\"], timeout: 5m)\n}}\n",
+        file.display(),
+        runs.display()
+    );
+    let mut a = s.node("a");
+    wait_balanced(&[&a], &s.names);
+    s.wait_all_started();
+    let b = s.node("b");
+    s.episode("p01");
+    wait_for("the remediation to start on a", Duration::from_secs(60), || {
+        std::fs::read_to_string(runs.join("firing.log")).ok().filter(|t| !t.is_empty())
+    });
+    assert_eq!(a.owned().map(|o| o.len()), Some(1), "a runs the pipeline");
+    a.engine.kill9();
+    wait_for("b to take the pipeline over", Duration::from_secs(30), || b.owned().is_some_and(|o| o.len() == 1).then_some(()));
+    wait_for("b to mark the interrupted run unknown", Duration::from_secs(60), || {
+        (s.db.scalar("SELECT COUNT(*) FROM outbox WHERE status = 'unknown'") == 1).then_some(())
+    });
+    assert!(b.log().contains("a remediation was running when its engine stopped"), "{}", b.log());
+    let fired = std::fs::read_to_string(runs.join("firing.log")).unwrap();
+    assert_eq!(fired.lines().count(), 1, "the firing remediation ran once: {fired}");
+    assert_eq!(s.db.scalar("SELECT COUNT(*) FROM audit WHERE event = 'interrupted'"), 1);
 }
 
 // ---------------------------------------------------------------- PostgreSQL restarted

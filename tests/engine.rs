@@ -333,8 +333,8 @@ impl OutboxStore for FailingStore {
     fn mark_started(&self, id: i64, now: i64) -> R<'_, ()> {
         self.inner.mark_started(id, now)
     }
-    fn interrupted_notifications(&self) -> R<'_, Vec<OutboxRow>> {
-        self.inner.interrupted_notifications()
+    fn interrupted_notifications<'a>(&'a self, now: i64, stages: &'a [String]) -> R<'a, Vec<OutboxRow>> {
+        self.inner.interrupted_notifications(now, stages)
     }
     fn reschedule_notification<'a>(&'a self, id: i64, attempts: u32, next: i64, why: &'a str) -> R<'a, ()> {
         self.inner.reschedule_notification(id, attempts, next, why)

@@ -366,18 +366,18 @@ async fn interrupted_sends(s: S) {
     s.record_respond(&[a.clone(), b.clone()], &[notification(&a, "p.alert", "firing"), notification(&b, "p.alert", "firing")], &[])
         .await
         .unwrap();
-    assert!(s.interrupted_notifications().await.unwrap().is_empty());
+    assert!(s.interrupted_notifications(0, &[]).await.unwrap().is_empty());
     let rows = s.due_notifications(vigil::time::now_ms(), 10).await.unwrap();
     let (ra, rb) = (rows[0].id, rows[1].id);
     s.mark_started(ra, 5).await.unwrap();
     s.mark_started(rb, 6).await.unwrap();
     let ids = |rows: Vec<OutboxRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
-    assert_eq!(ids(s.interrupted_notifications().await.unwrap()), vec![ra, rb], "started, never finished");
+    assert_eq!(ids(s.interrupted_notifications(0, &[]).await.unwrap()), vec![ra, rb], "started, never finished");
     // A reschedule clears the mark; a finished send is not interrupted.
     s.reschedule_notification(ra, 1, 0, "retry").await.unwrap();
-    assert_eq!(ids(s.interrupted_notifications().await.unwrap()), vec![rb]);
+    assert_eq!(ids(s.interrupted_notifications(0, &[]).await.unwrap()), vec![rb]);
     s.finish_notification(rb, "sent", None, &audit("b", "sent", 7)).await.unwrap();
-    assert!(s.interrupted_notifications().await.unwrap().is_empty());
+    assert!(s.interrupted_notifications(0, &[]).await.unwrap().is_empty());
 }
 
 async fn silences(s: S) {

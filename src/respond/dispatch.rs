@@ -16,7 +16,10 @@
 //! due rows of the respond stages it runs ([`super::store::OutboxStore::claim_due`]); the
 //! shared store claims them for it, so no other dispatcher takes them until the claim
 //! expires, and a send starts only under the node's unexpired claim. A row whose node died
-//! is claimed again after the claim's timeout and sent with the same idempotency key.
+//! before its send started is claimed again after the claim's timeout; one whose send had
+//! started is recovered as after a crash (below) by one of the nodes running its stage:
+//! sent again with the same idempotency key, or, for a remediation, marked `unknown` and
+//! not run again.
 //!
 //! **Remediation is at-most-once.** An `exec` command whose run was interrupted by a
 //! crash is not started again — its outcome is unknown, so the row is marked `unknown`
@@ -55,21 +58,28 @@ pub const CONCURRENCY: usize = 16;
 /// finishes, or every 500 ms.
 pub async fn run(responder: Arc<Responder>, cancel: CancellationToken, report: Report) {
     let Some(store) = responder.store().cloned() else { return };
-    recover_interrupted(&responder, store.as_ref(), &report).await;
-    responder.changed();
     let mut in_flight: tokio::task::JoinSet<bool> = tokio::task::JoinSet::new();
     // Rows being sent, and rows fetched but not started yet (the store is asked again only
     // when these run out: each question scans the outbox).
     let mut sending: std::collections::HashSet<i64> = std::collections::HashSet::new();
     let mut queued: std::collections::VecDeque<OutboxRow> = std::collections::VecDeque::new();
     let finished = Arc::new(std::sync::Mutex::new(Vec::<i64>::new()));
+    let mut recovered: Option<std::time::Instant> = None;
     loop {
         for id in finished.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
             sending.remove(&id);
         }
+        // The rows of the respond stages this engine runs (in a cluster, claimed for it).
+        let stages = || -> Vec<String> { responder.channels.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect() };
+        // Sends interrupted by a crash: at start (this engine's last run) and then every
+        // RECOVER_EVERY (in a cluster, another node's whose claim expired).
+        if recovered.is_none_or(|t| t.elapsed() >= RECOVER_EVERY) {
+            recover_interrupted(&responder, store.as_ref(), &report, &stages(), &sending).await;
+            responder.changed();
+            recovered = Some(std::time::Instant::now());
+        }
         if queued.is_empty() && in_flight.len() < CONCURRENCY {
-            // The rows of the respond stages this engine runs (in a cluster, claimed for it).
-            let stages: Vec<String> = responder.channels.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+            let stages = stages();
             match store.claim_due(crate::time::now_ms(), BATCH, &stages).await {
                 Ok(due) => queued.extend(due.into_iter().filter(|r| !sending.contains(&r.id))),
                 Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
@@ -105,18 +115,29 @@ pub async fn run(responder: Arc<Responder>, cancel: CancellationToken, report: R
     in_flight.abort_all();
 }
 
-/// The sends a crash interrupted: re-sent (at-least-once), except remediations, which
-/// are marked `unknown` unless their stage retries on crash (at-most-once).
-async fn recover_interrupted(responder: &Responder, store: &dyn super::store::RespondStore, report: &Report) {
-    let rows = match store.interrupted_notifications().await {
+/// How often the dispatcher looks for sends interrupted by a crash (after the first look,
+/// at start): in a cluster, those of a node that died mid-send, once its claim expired.
+const RECOVER_EVERY: Duration = Duration::from_secs(5);
+
+/// The sends a crash interrupted (not those of `sending`, this dispatcher's own in
+/// flight): re-sent (at-least-once), except remediations, which are marked `unknown`
+/// unless their stage retries on crash (at-most-once).
+async fn recover_interrupted(
+    responder: &Responder,
+    store: &dyn super::store::RespondStore,
+    report: &Report,
+    stages: &[String],
+    sending: &std::collections::HashSet<i64>,
+) {
+    let now = crate::time::now_ms();
+    let rows = match store.interrupted_notifications(now, stages).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "cannot read the outbox");
             return;
         }
     };
-    let now = crate::time::now_ms();
-    for row in rows {
+    for row in rows.into_iter().filter(|r| !sending.contains(&r.id)) {
         let n = &row.notification;
         let retry = if n.channel == "exec" {
             let channels = responder.channels.read().unwrap_or_else(|e| e.into_inner());
@@ -132,7 +153,7 @@ async fn recover_interrupted(responder: &Responder, store: &dyn super::store::Re
             detail: format!("{} {}: {detail}", n.channel, n.transition),
         };
         let result = if retry {
-            tracing::warn!(incident = %n.incident_id, channel = %n.channel, transition = %n.transition, "a send was in flight when the engine stopped: sending it again (same idempotency key)");
+            tracing::warn!(incident = %n.incident_id, channel = %n.channel, transition = %n.transition, "a send was in flight when its engine stopped: sending it again (same idempotency key)");
             let a = audit(
                 "in flight when the engine stopped; sent again (the receiver may see it twice, with the same idempotency key)".into(),
             );
@@ -141,7 +162,7 @@ async fn recover_interrupted(responder: &Responder, store: &dyn super::store::Re
                 Err(e) => Err(e),
             }
         } else {
-            tracing::warn!(incident = %n.incident_id, stage = %n.stage, transition = %n.transition, "a remediation was running when the engine stopped: its outcome is unknown and it is not run again (set retry_on_crash to re-run it)");
+            tracing::warn!(incident = %n.incident_id, stage = %n.stage, transition = %n.transition, "a remediation was running when its engine stopped: its outcome is unknown and it is not run again (set retry_on_crash to re-run it)");
             report(&n.stage, &n.channel, "unknown");
             let why = "the engine stopped while the command ran: outcome unknown; not run again (retry_on_crash: true re-runs it)";
             store.finish_notification(row.id, "unknown", Some(why), &audit(why.into())).await

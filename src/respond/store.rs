@@ -60,9 +60,12 @@ pub trait OutboxStore: Send + Sync {
     /// node's claim on the row has expired: not sending then is what keeps a node that
     /// was paused from sending what another node has taken.
     fn mark_started(&self, id: i64, now: i64) -> BoxFuture<'_, Result<(), StoreError>>;
-    /// Pending notifications whose send started and never finished: in flight when the
-    /// engine last stopped. Call before the dispatcher starts.
-    fn interrupted_notifications(&self) -> BoxFuture<'_, Result<Vec<OutboxRow>, StoreError>>;
+    /// Pending notifications whose send started and never finished, and whose sender is
+    /// gone. One engine: every such row — in flight when the engine last stopped, or in
+    /// flight now (the caller skips its own sends). A store shared by several nodes: the
+    /// rows of `stages` whose claim expired at `now` (their node died or was cut off
+    /// mid-send), claimed for this node, so that one node decides what becomes of each.
+    fn interrupted_notifications<'a>(&'a self, now: i64, stages: &'a [String]) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>>;
     /// Keeps a notification pending for another attempt at `next` (clearing its start).
     fn reschedule_notification<'a>(&'a self, id: i64, attempts: u32, next: i64, why: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Marks a notification `sent`, `dry_run` or `failed`, with its audit record.

@@ -636,7 +636,7 @@ impl OutboxStore for PostgresStore {
             // claim expires.
             let rows = sqlx::query(&format!(
                 "UPDATE outbox SET claimed_by = $3, claimed_until = $1 + $4 WHERE id IN ( \
-                 SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 \
+                 SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 AND started_at IS NULL \
                  AND (claimed_until IS NULL OR claimed_until < $1) AND stage = ANY($5) \
                  AND NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.status = 'pending' \
                  AND earlier.incident_id = outbox.incident_id AND earlier.stage = outbox.stage AND earlier.id < outbox.id) \
@@ -717,12 +717,29 @@ impl OutboxStore for PostgresStore {
         })
     }
 
-    fn interrupted_notifications(&self) -> BoxFuture<'_, Result<Vec<OutboxRow>, StoreError>> {
+    fn interrupted_notifications<'a>(&'a self, now: i64, stages: &'a [String]) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>> {
         Box::pin(async move {
-            if self.claims.is_some() {
-                // In a cluster a row whose send started may be in flight on another node:
-                // rows are taken over only when their claim expires, by `claim_due`.
-                return Ok(Vec::new());
+            if let Some((node, claim)) = &self.claims {
+                // A row whose send started is in flight while its node's claim lasts (the
+                // send extends it); once expired, its node is gone: claimed here, so that
+                // one node decides (a remediation is not run again; `claim_due` leaves
+                // such rows alone).
+                let rows = sqlx::query(&format!(
+                    "UPDATE outbox SET claimed_by = $2, claimed_until = $1 + $3 WHERE id IN ( \
+                     SELECT id FROM outbox WHERE status = 'pending' AND started_at IS NOT NULL \
+                     AND claimed_until < $1 AND stage = ANY($4) ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED) \
+                     RETURNING {OUTBOX_COLUMNS}"
+                ))
+                .bind(now)
+                .bind(node)
+                .bind(*claim)
+                .bind(stages)
+                .bind(CLAIM_BATCH)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut rows: Vec<OutboxRow> = rows.iter().filter_map(outbox_row).collect();
+                rows.sort_by_key(|r| r.id);
+                return Ok(rows);
             }
             let rows = sqlx::query(&format!(
                 "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' AND started_at IS NOT NULL ORDER BY id"

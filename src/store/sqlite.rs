@@ -425,7 +425,7 @@ impl OutboxStore for SqliteStore {
         })
     }
 
-    fn interrupted_notifications(&self) -> BoxFuture<'_, Result<Vec<OutboxRow>, StoreError>> {
+    fn interrupted_notifications<'a>(&'a self, _now: i64, _stages: &'a [String]) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>> {
         Box::pin(async move {
             let rows = sqlx::query(&format!(
                 "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' AND started_at IS NOT NULL ORDER BY id"
