@@ -215,8 +215,8 @@ enum SilencesAction {
 
 #[derive(Subcommand)]
 enum ClusterAction {
-    /// The cluster's live nodes and the pipelines each runs, and who holds each lease
-    /// (read from NATS; changes nothing).
+    /// The cluster's live nodes (source version, vigil version, draining, the pipelines
+    /// each runs) and who holds each lease (read from NATS; changes nothing).
     Status {
         /// The cluster's NATS server, as the nodes' --cluster.
         #[arg(long, value_name = "URL", env = "VIGIL_CLUSTER", hide_env_values = true)]

@@ -689,7 +689,9 @@ fn versions_and_skew_show_in_status_metrics_and_log_and_clear_after_reload() {
     // The warning, naming the nodes and versions, in the odd node's log.
     wait_for("n3 to warn about the skew", Duration::from_secs(30), || {
         let log = n3.log();
-        log.lines().any(|l| l.contains("version skew:") && l.contains(&format!("{v_main}: n1, n2")) && l.contains(&format!("{v_other}: n3"))).then_some(())
+        log.lines()
+            .any(|l| l.contains("version skew:") && l.contains(&format!("{v_main}: n1, n2")) && l.contains(&format!("{v_other}: n3")))
+            .then_some(())
     });
     let log = n3.log();
     assert_eq!(log.matches("version skew:").count(), log.matches("version skew over").count() + 1, "one warning per episode:\n{log}");
@@ -705,10 +707,16 @@ fn versions_and_skew_show_in_status_metrics_and_log_and_clear_after_reload() {
         });
         assert!(st["cluster"]["skew_since"].is_null(), "{}", st["cluster"]);
     }
-    wait_for("/metrics to show no skew", Duration::from_secs(30), || n1.metrics().lines().any(|l| l == "vigil_cluster_version_skew 0").then_some(()));
+    wait_for("/metrics to show no skew", Duration::from_secs(30), || {
+        n1.metrics().lines().any(|l| l == "vigil_cluster_version_skew 0").then_some(())
+    });
     wait_for("n3 to log that the versions agree", Duration::from_secs(30), || n3.log().contains("version skew over").then_some(()));
     let out = s.cluster_cmd(&["status"]);
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("3 nodes, 3 leases, 1 source version\n"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("3 nodes, 3 leases, 1 source version\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// `vigil cluster drain n2`: n2 hands its pipelines over and takes none; the command
@@ -748,7 +756,7 @@ fn drain_hands_a_nodes_pipelines_over_and_undrain_brings_it_back() {
         .collect();
     assert_eq!(took.keys().cloned().collect::<BTreeSet<_>>(), held, "{stdout}");
     assert!(took.values().all(|n| n == "n1" || n == "n3"), "{stdout}");
-    for (p, _) in &took {
+    for p in took.keys() {
         assert!(stderr.contains(&format!("  {p} → ")), "a progress line for {p}: {stderr}");
     }
     // n2 stopped them before releasing them; the others run everything.
@@ -840,6 +848,32 @@ fn sigterm_hands_pipelines_over_before_stopping_and_sends_each_notification_once
         percentile(&sorted, 0.5),
         sorted[sorted.len() - 1]
     );
+}
+
+/// The last node: `vigil cluster drain` cannot complete (no other node to take the
+/// pipelines) and says so, exit status 1 at its --timeout; after `undrain` it runs them
+/// again; SIGTERM then stops it without waiting for a handover no one can take.
+#[test]
+fn the_last_node_cannot_be_drained_and_stops_at_once_on_sigterm() {
+    let s = Setup::new(2, "3s");
+    let mut a = s.node("a");
+    wait_balanced(&[&a], &s.names);
+    let out = s.cluster_cmd(&["drain", "a", "--timeout", "1s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no other live node"), "{stderr}");
+    assert!(stderr.contains("no other node holds p01 p02"), "{stderr}");
+    // It keeps draining: it hands them over and they stay free.
+    wait_for("a to run nothing", Duration::from_secs(30), || a.owned().is_some_and(|o| o.is_empty()).then_some(()));
+    let out = s.cluster_cmd(&["undrain", "a"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_balanced(&[&a], &s.names);
+    a.signal("-TERM");
+    let mut child = a.engine.child.take().unwrap();
+    let status = wait_for("a to exit", Duration::from_secs(30), || child.try_wait().unwrap());
+    let log = a.log();
+    assert!(status.success(), "{status:?}: {log}");
+    assert!(log.contains("no other live node to take the pipelines: stopping without a handover"), "{log}");
 }
 
 /// Sends SIGCONT on drop, so that a failing test does not leave a stopped process.

@@ -249,7 +249,11 @@ impl Admin {
         let st = self.status().await?;
         if !st.nodes.iter().any(|n| n.node == node) {
             let live = st.nodes.iter().map(|n| n.node.as_str()).collect::<Vec<_>>().join(", ");
-            return Err(ClusterError::NoNode { node: node.to_owned(), prefix: self.prefix.clone(), live: if live.is_empty() { "none".into() } else { live } });
+            return Err(ClusterError::NoNode {
+                node: node.to_owned(),
+                prefix: self.prefix.clone(),
+                live: if live.is_empty() { "none".into() } else { live },
+            });
         }
         let at = bytes::Bytes::from(crate::time::now_ms().to_string().into_bytes());
         match tokio::time::timeout(Duration::from_secs(5), self.drain.put(node, at)).await {
@@ -269,7 +273,11 @@ impl Admin {
             let st = self.status().await?;
             if !st.nodes.iter().any(|n| n.node == node) {
                 let live = st.nodes.iter().map(|n| n.node.as_str()).collect::<Vec<_>>().join(", ");
-                return Err(ClusterError::NoNode { node: node.to_owned(), prefix: self.prefix.clone(), live: if live.is_empty() { "none".into() } else { live } });
+                return Err(ClusterError::NoNode {
+                    node: node.to_owned(),
+                    prefix: self.prefix.clone(),
+                    live: if live.is_empty() { "none".into() } else { live },
+                });
             }
             return Ok(false);
         }
@@ -506,7 +514,9 @@ impl Cluster {
                 let mut taken = Vec::new();
                 for name in &released {
                     match tokio::time::timeout(op, self.leases.get(name)).await {
-                        Ok(Ok(Some(v))) if v.as_ref() != self.opts.node.as_bytes() => taken.push(format!("{name}→{}", String::from_utf8_lossy(&v))),
+                        Ok(Ok(Some(v))) if v.as_ref() != self.opts.node.as_bytes() => {
+                            taken.push(format!("{name}→{}", String::from_utf8_lossy(&v)))
+                        }
                         _ => pending.push(name.clone()),
                     }
                 }
@@ -545,7 +555,13 @@ impl Cluster {
 
     /// One round and what follows it: the engine runs what is held, the skew is
     /// tracked, the health reported. Returns what the round handed over and saw.
-    async fn step(&self, owner: &Arc<dyn Owner>, store: &Arc<dyn LeaseStore>, state: &mut RoundState, draining: bool) -> (Vec<String>, Seen) {
+    async fn step(
+        &self,
+        owner: &Arc<dyn Owner>,
+        store: &Arc<dyn LeaseStore>,
+        state: &mut RoundState,
+        draining: bool,
+    ) -> (Vec<String>, Seen) {
         let (changed, released, seen) = self.round(owner, store, &mut state.held, &mut state.free_before, draining).await;
         state.unreachable_since = if seen.reachable { None } else { state.unreachable_since.or_else(|| Some(crate::time::now_ms())) };
         if seen.reachable {
@@ -650,8 +666,10 @@ impl Cluster {
         // of now). Whether NATS took the announcement is how this round sees the
         // coordination's health. Draining nodes are out of the fair share.
         let version = owner.version();
-        let announced =
-            matches!(tokio::time::timeout(op, self.nodes.put(&self.opts.node, self.announcement(held, &version, draining))).await, Ok(Ok(_)));
+        let announced = matches!(
+            tokio::time::timeout(op, self.nodes.put(&self.opts.node, self.announcement(held, &version, draining))).await,
+            Ok(Ok(_))
+        );
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         let mut seen: BTreeMap<String, NodeStatus> = BTreeMap::new();
         if let Ok(Ok(mut keys)) = tokio::time::timeout(op, self.nodes.keys()).await {
@@ -695,7 +713,13 @@ impl Cluster {
                 tracing::error!(error = %e, "cannot run the pipelines this node holds");
             }
             let _ = tokio::time::timeout(op, self.leases.delete(name)).await;
-            let why = if draining { "draining" } else if planned.contains(name) { "fair share" } else { "gone from the plan" };
+            let why = if draining {
+                "draining"
+            } else if planned.contains(name) {
+                "fair share"
+            } else {
+                "gone from the plan"
+            };
             tracing::info!(pipeline = %name, node = %self.opts.node, nodes, "lease handed over ({why})");
         }
         if !release.is_empty() {
