@@ -876,6 +876,30 @@ fn the_last_node_cannot_be_drained_and_stops_at_once_on_sigterm() {
     assert!(log.contains("no other live node to take the pipelines: stopping without a handover"), "{log}");
 }
 
+/// A second SIGTERM while a node waits for its handover (the only other node is paused
+/// and cannot take anything) stops it at once; the pipelines it released are free, and
+/// the other node takes them once it runs again.
+#[test]
+fn a_second_sigterm_stops_a_draining_node_at_once() {
+    let s = Setup::new(2, "6s");
+    let mut a = s.node("a");
+    let b = s.node("b");
+    wait_balanced(&[&a, &b], &s.names);
+    b.signal("-STOP");
+    let _cont = ContinueOnDrop(b.pid());
+    a.signal("-TERM");
+    wait_for("a to start handing over", Duration::from_secs(30), || a.log().contains("stopping: handing the pipelines over").then_some(()));
+    a.signal("-TERM");
+    let mut child = a.engine.child.take().unwrap();
+    let status = wait_for("a to exit", Duration::from_secs(30), || child.try_wait().unwrap());
+    let log = a.log();
+    assert!(status.success(), "{status:?}: {log}");
+    assert!(log.contains("asked again to stop: not waiting for the handover"), "{log}");
+    assert!(!log.contains("every pipeline handed over"), "{log}");
+    b.signal("-CONT");
+    wait_for("b to run both pipelines", Duration::from_secs(30), || ownership(&[&b], &s.names));
+}
+
 /// Sends SIGCONT on drop, so that a failing test does not leave a stopped process.
 struct ContinueOnDrop(u32);
 
