@@ -215,8 +215,8 @@ enum SilencesAction {
 
 #[derive(Subcommand)]
 enum ClusterAction {
-    /// The cluster's live nodes and the pipelines each runs, and who holds each lease
-    /// (read from NATS; changes nothing).
+    /// The cluster's live nodes (source version, vigil version, draining, the pipelines
+    /// each runs) and who holds each lease (read from NATS; changes nothing).
     Status {
         /// The cluster's NATS server, as the nodes' --cluster.
         #[arg(long, value_name = "URL", env = "VIGIL_CLUSTER", hide_env_values = true)]
@@ -226,6 +226,35 @@ enum ClusterAction {
         cluster_prefix: String,
         #[command(flatten)]
         format: OutputFormat,
+    },
+    /// Drain a node: it takes no pipeline and hands over the ones it runs, one by one,
+    /// to the other nodes. Waits until another node holds each, printing who took what.
+    /// The node stays up, idle, until `vigil cluster undrain NODE` or its restart.
+    /// Exit status 2: no such cluster or node; 1: not handed over within --timeout.
+    Drain {
+        /// The node's name (its --node), as `vigil cluster status` lists it.
+        node: String,
+        /// The cluster's NATS server, as the nodes' --cluster.
+        #[arg(long, value_name = "URL", env = "VIGIL_CLUSTER", hide_env_values = true)]
+        cluster: String,
+        /// The cluster's bucket prefix, as the nodes' --cluster-prefix.
+        #[arg(long, value_name = "PREFIX", env = "VIGIL_CLUSTER_PREFIX", default_value = "vigil")]
+        cluster_prefix: String,
+        /// How long to wait for the handover (the node keeps draining after it).
+        #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Undo `vigil cluster drain NODE`: the node takes pipelines again (its fair share,
+    /// within a few lease renewals).
+    Undrain {
+        /// The node's name (its --node).
+        node: String,
+        /// The cluster's NATS server, as the nodes' --cluster.
+        #[arg(long, value_name = "URL", env = "VIGIL_CLUSTER", hide_env_values = true)]
+        cluster: String,
+        /// The cluster's bucket prefix, as the nodes' --cluster-prefix.
+        #[arg(long, value_name = "PREFIX", env = "VIGIL_CLUSTER_PREFIX", default_value = "vigil")]
+        cluster_prefix: String,
     },
 }
 
@@ -448,7 +477,8 @@ enum Command {
         #[arg(long, env = "VIGIL_API", default_value = "http://127.0.0.1:8080")]
         api: String,
     },
-    /// Look at a cluster of `vigil run --cluster` nodes.
+    /// Look at and operate a cluster of `vigil run --cluster` nodes: status (nodes,
+    /// versions, leases), drain and undrain a node.
     Cluster {
         #[command(subcommand)]
         action: ClusterAction,
@@ -743,6 +773,11 @@ struct RunArgs {
     /// node's pipelines are taken over within about TTL + TTL/3.
     #[arg(long, value_name = "DURATION", env = "VIGIL_LEASE_TTL", default_value = "6s", value_parser = parse_duration, requires = "cluster")]
     pub lease_ttl: std::time::Duration,
+    /// How long the live nodes may announce different source versions (nodes run their
+    /// own checkouts) before this node logs a warning naming them; a line follows when
+    /// they agree again. A rolling update normally ends well within the default.
+    #[arg(long, value_name = "DURATION", env = "VIGIL_SKEW_WARN", default_value = "60s", value_parser = parse_duration, requires = "cluster")]
+    pub skew_warn: std::time::Duration,
     /// The address of the HTTP API and /metrics. Loopback by default; another address
     /// exposes the API beyond this machine.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
@@ -912,7 +947,13 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 );
             }
             let node = args.node.clone().unwrap_or_else(default_node_name);
-            let opts = vigil::cluster::Options { url: url.clone(), node, prefix: args.cluster_prefix.clone(), ttl: args.lease_ttl };
+            let opts = vigil::cluster::Options {
+                url: url.clone(),
+                node,
+                prefix: args.cluster_prefix.clone(),
+                ttl: args.lease_ttl,
+                skew_warn: args.skew_warn,
+            };
             opts.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
             Some(opts)
         }
@@ -966,10 +1007,11 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(url = %console, "console at {console}");
         let cancel = engine.cancellation();
         // The cluster's leases decide which pipelines run here; it stops after the engine.
-        let leaving = tokio_util::sync::CancellationToken::new();
+        let (leaving, hurry) = (tokio_util::sync::CancellationToken::new(), tokio_util::sync::CancellationToken::new());
+        let lease_ttl = cluster_opts.as_ref().map(|o| o.ttl);
         let membership = cluster.map(|(cluster, leases)| {
             let owner: std::sync::Arc<dyn vigil::cluster::Owner> = engine.clone();
-            tokio::spawn(cluster.run(owner, leases, leaving.clone()))
+            tokio::spawn(cluster.run(owner, leases, leaving.clone(), hurry.clone()))
         });
         let sink = engine.shared.clone();
         let server = tokio::spawn(vigil::server::listen::serve(
@@ -987,12 +1029,22 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
             () = wait_for_signal(&reload_tx) => false,
             () = lock_lost.cancelled() => true,
         };
+        // A cluster node drains first: each pipeline is handed over (stopped here, its
+        // lease released) and another node holds it before this one stops; at most two
+        // TTLs, at once on a second signal.
+        if let (Some(mut m), Some(ttl)) = (membership, lease_ttl) {
+            leaving.cancel();
+            let drained = tokio::select! {
+                r = tokio::time::timeout(ttl * 2 + std::time::Duration::from_secs(3), &mut m) => r.is_ok(),
+                () = wait_for_signal(&reload_tx) => false,
+            };
+            if !drained {
+                hurry.cancel();
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(3), m).await;
+            }
+        }
         tracing::info!("stopping: letting running ticks finish");
         let clean = engine.shutdown(std::time::Duration::from_millis(4500)).await;
-        if let Some(m) = membership {
-            leaving.cancel();
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), m).await;
-        }
         let _ = tokio::time::timeout(std::time::Duration::from_millis(300), server).await;
         if let Some(file) = &args.addr_file {
             let _ = std::fs::remove_file(file);
@@ -1341,21 +1393,96 @@ fn cmd_eval(
 }
 
 fn cmd_cluster(action: ClusterAction) -> anyhow::Result<ExitCode> {
-    let ClusterAction::Status { cluster, cluster_prefix, format } = action;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let status = rt.block_on(vigil::cluster::status(&cluster, &cluster_prefix)).map_err(|e| anyhow::anyhow!("{e}"))?;
-    if format.json() {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-        return Ok(ExitCode::SUCCESS);
+    let err = |e: vigil::cluster::ClusterError| anyhow::anyhow!("{e}");
+    match action {
+        ClusterAction::Status { cluster, cluster_prefix, format } => {
+            let status = rt.block_on(vigil::cluster::status(&cluster, &cluster_prefix)).map_err(err)?;
+            if format.json() {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let versions = vigil::cluster::versions(&status.nodes);
+            println!(
+                "{} nodes, {} leases, {} source version{}{}",
+                status.nodes.len(),
+                status.leases.len(),
+                versions.len(),
+                if versions.len() == 1 { "" } else { "s" },
+                if status.skew { " (version skew)" } else { "" }
+            );
+            for n in &status.nodes {
+                let version = if n.version.is_empty() { "?" } else { &n.version };
+                let vigil_version = if n.vigil_version.is_empty() { "?" } else { &n.vigil_version };
+                println!(
+                    "{:<24} pid {:<8} version {version:<16} vigil {vigil_version:<8}{} {:>3} pipelines: {}",
+                    n.node,
+                    n.pid,
+                    if n.draining { " draining" } else { "" },
+                    n.pipelines.len(),
+                    n.pipelines.join(" ")
+                );
+            }
+            for (pipeline, node) in &status.leases {
+                println!("{pipeline:<24} {node}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterAction::Drain { node, cluster, cluster_prefix, timeout } => rt.block_on(async {
+            let admin = vigil::cluster::Admin::open(&cluster, &cluster_prefix, "drain").await.map_err(err)?;
+            let held: Vec<String> = admin.leases().await.into_iter().filter(|(_, n)| *n == node).map(|(p, _)| p).collect();
+            admin.drain(&node).await.map_err(err)?;
+            let started = std::time::Instant::now();
+            eprintln!("draining {node}: {} pipelines to hand over{}", held.len(), if held.is_empty() { "" } else { ":" });
+            if !held.is_empty() {
+                eprintln!("  {}", held.join(" "));
+            }
+            let others = admin.status().await.map_err(err)?.nodes.iter().filter(|n| n.node != node && !n.draining).count();
+            if others == 0 && !held.is_empty() {
+                eprintln!("warning: no other live node that is not draining: the pipelines wait for a node to join (or `vigil cluster undrain {node}`)");
+            }
+            let mut took: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+            loop {
+                let leases = admin.leases().await;
+                for p in &held {
+                    match leases.get(p) {
+                        Some(n) if *n != node && !took.contains_key(p) => {
+                            eprintln!("  {p} → {n} ({}/{}, {:.1} s)", took.len() + 1, held.len(), started.elapsed().as_secs_f64());
+                            took.insert(p.clone(), n.clone());
+                        }
+                        _ => {}
+                    }
+                }
+                if took.len() == held.len() {
+                    break;
+                }
+                if started.elapsed() >= timeout {
+                    let pending: Vec<&str> = held.iter().filter(|p| !took.contains_key(*p)).map(String::as_str).collect();
+                    eprintln!(
+                        "error: {node} is draining, but after {:.0} s no other node holds {} (check `vigil cluster status`; the node keeps draining)",
+                        timeout.as_secs_f64(),
+                        pending.join(" ")
+                    );
+                    return Ok(ExitCode::from(EXIT_ERRORS));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            println!("drained {node} in {:.1} s: it runs nothing and takes nothing until `vigil cluster undrain {node}` or its restart", started.elapsed().as_secs_f64());
+            for (p, n) in &took {
+                println!("{p:<24} {n}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+        ClusterAction::Undrain { node, cluster, cluster_prefix } => rt.block_on(async {
+            let admin = vigil::cluster::Admin::open(&cluster, &cluster_prefix, "undrain").await.map_err(err)?;
+            if admin.undrain(&node).await.map_err(err)? {
+                println!("undrained {node}: it takes its share of the pipelines again at its next rounds");
+            } else {
+                println!("{node} was not drained: nothing to do");
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
     }
-    println!("{} nodes, {} leases", status.nodes.len(), status.leases.len());
-    for n in &status.nodes {
-        println!("{:<24} pid {:<8} {:>3} pipelines: {}", n.node, n.pid, n.pipelines.len(), n.pipelines.join(" "));
-    }
-    for (pipeline, node) in &status.leases {
-        println!("{pipeline:<24} {node}");
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_models(action: ModelsAction, state: PathBuf, store: Option<String>) -> anyhow::Result<ExitCode> {

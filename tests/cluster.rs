@@ -9,7 +9,9 @@
 //! - `SIGSTOP` of an owner past its lease, then `SIGCONT`: its writes are refused
 //!   (fencing), it stops the pipeline, nothing is sent twice;
 //! - the fencing and outbox claims of the store, deterministically;
-//! - bad input: a wrong NATS URL, NATS without JetStream, `--cluster` without PostgreSQL.
+//! - bad input: a wrong NATS URL, NATS without JetStream, `--cluster` without PostgreSQL;
+//! - operations: versions and skew in status, metrics and logs; `vigil cluster drain` and
+//!   `undrain`; SIGTERM hands the pipelines over before the node stops.
 //!
 //! A missing server is a failure, never a skip: `./test.sh` installs and starts both.
 
@@ -128,7 +130,7 @@ fn drop_buckets(nats: &str, prefix: &str) {
         block_on(async {
             if let Ok(client) = async_nats::connect(nats.as_str()).await {
                 let js = async_nats::jetstream::new(client);
-                for bucket in ["leases", "nodes"] {
+                for bucket in ["leases", "nodes", "drain"] {
                     let _ = js.delete_stream(format!("KV_{prefix}-{bucket}")).await;
                 }
             }
@@ -581,6 +583,337 @@ fn a_node_survives_a_nats_restart_and_loses_nothing() {
     drop(a);
     drop(s);
     drop(nats);
+}
+
+// ================================================================ operations (issue #19):
+// versions and skew, the whole cluster in /api/v1/status and /metrics, `vigil cluster
+// drain`/`undrain`, SIGTERM drains. (Kept together here; tests added later go at the end.)
+
+impl Setup {
+    /// A node running `source` from a checkout of its own, with more `vigil run` arguments.
+    fn node_with(&self, name: &str, source: &str, extra: &[&str]) -> Node {
+        let dir = TempDir::new(&format!("cluster-{name}"));
+        std::fs::write(dir.join("p.vigil"), source).unwrap();
+        let mut args = vec!["--cluster", &self.nats, "--node", name, "--cluster-prefix", &self.prefix, "--lease-ttl", &self.ttl];
+        args.extend_from_slice(extra);
+        let engine = Engine::start(&dir, "p.vigil", "token", &[("VIGIL_STORE", self.db.url.clone())], &args);
+        Node { name: name.to_owned(), engine, dir }
+    }
+
+    /// `vigil cluster ARGS --cluster NATS --cluster-prefix PREFIX`.
+    fn cluster_cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new(vigil_bin())
+            .arg("cluster")
+            .args(args)
+            .args(["--cluster", &self.nats, "--cluster-prefix", &self.prefix])
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    }
+}
+
+impl Node {
+    /// `/api/v1/status`, parsed; None when the node does not answer.
+    fn status(&self) -> Option<serde_json::Value> {
+        let (code, body) = http_get(self.engine.port, "/api/v1/status")?;
+        (code == 200).then(|| serde_json::from_str(&body).ok())?
+    }
+
+    /// `/metrics`; empty when the node does not answer.
+    fn metrics(&self) -> String {
+        http_get(self.engine.port, "/metrics").map(|(_, t)| t).unwrap_or_default()
+    }
+}
+
+/// `cluster.nodes` of a status: node → (version, vigil_version, pipelines, draining).
+fn cluster_nodes(status: &serde_json::Value) -> BTreeMap<String, (String, String, BTreeSet<String>, bool)> {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    status["cluster"]["nodes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|n| {
+                    let pipelines = n["pipelines"].as_array().map(|p| p.iter().map(s).collect()).unwrap_or_default();
+                    (s(&n["node"]), (s(&n["version"]), s(&n["vigil_version"]), pipelines, n["draining"] == true))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Three nodes, one running a checkout whose pipeline file differs: every node's status
+/// and metrics show the two versions and the skew, `vigil cluster status` too, and the
+/// node logs a warning (short `--skew-warn`); once it reloads the same content, the skew
+/// clears everywhere and it logs that the versions agree again.
+#[test]
+fn versions_and_skew_show_in_status_metrics_and_log_and_clear_after_reload() {
+    let s = Setup::new(3, "3s");
+    let warn = ["--skew-warn", "1s"];
+    let other = format!("{}// this checkout has one more line\n", s.source);
+    let n1 = s.node_with("n1", &s.source, &warn);
+    let n2 = s.node_with("n2", &s.source, &warn);
+    let n3 = s.node_with("n3", &other, &warn);
+    let owner = wait_balanced(&[&n1, &n2, &n3], &s.names);
+    let version = |n: &Node| n.status().unwrap()["version"].as_str().unwrap().to_owned();
+    let (v_main, v_other) = (version(&n1), version(&n3));
+    assert_ne!(v_main, v_other);
+    assert_eq!(version(&n2), v_main);
+    let vigil_version = env!("CARGO_PKG_VERSION");
+
+    // Every node sees the whole cluster: who runs which version and which pipelines.
+    let expected: BTreeMap<String, (String, String, BTreeSet<String>, bool)> = [("n1", &v_main), ("n2", &v_main), ("n3", &v_other)]
+        .into_iter()
+        .map(|(n, v)| {
+            let mine = owner.iter().filter(|(_, o)| *o == n).map(|(p, _)| p.clone()).collect();
+            (n.to_owned(), (v.clone(), vigil_version.to_owned(), mine, false))
+        })
+        .collect();
+    for n in [&n1, &n2, &n3] {
+        let st = wait_for(&format!("{} to see the three nodes and the skew", n.name), Duration::from_secs(30), || {
+            let st = n.status()?;
+            (cluster_nodes(&st) == expected && st["cluster"]["skew"] == true).then_some(st)
+        });
+        assert!(st["cluster"]["skew_since"].as_i64().is_some_and(|t| t <= vigil::time::now_ms()), "{}", st["cluster"]);
+        assert_eq!(st["cluster"]["coordination"], "ok");
+        assert_eq!(st["cluster"]["draining"], false);
+    }
+    let m = n1.metrics();
+    for line in [
+        "vigil_cluster_nodes 3".to_owned(),
+        "vigil_cluster_version_skew 1".to_owned(),
+        "vigil_cluster_coordination_up 1".to_owned(),
+        format!("vigil_cluster_node_info{{node=\"n1\",version=\"{v_main}\",vigil_version=\"{vigil_version}\"}} 1"),
+        format!("vigil_cluster_node_info{{node=\"n3\",version=\"{v_other}\",vigil_version=\"{vigil_version}\"}} 1"),
+        "vigil_cluster_node_pipelines{node=\"n2\"} 1".to_owned(),
+        "vigil_cluster_node_draining{node=\"n3\"} 0".to_owned(),
+        "# TYPE vigil_cluster_version_skew gauge".to_owned(),
+    ] {
+        assert!(m.lines().any(|l| l == line), "`{line}` not in /metrics:\n{m}");
+    }
+    // `vigil cluster status`, as JSON and as text.
+    let out = s.cluster_cmd(&["status", "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let st: vigil::cluster::ClusterStatus = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(st.skew);
+    let versions: BTreeMap<String, String> = st.nodes.iter().map(|n| (n.node.clone(), n.version.clone())).collect();
+    assert_eq!(versions, [("n1", &v_main), ("n2", &v_main), ("n3", &v_other)].map(|(n, v)| (n.to_owned(), v.clone())).into());
+    assert!(st.nodes.iter().all(|n| n.vigil_version == vigil_version && !n.draining));
+    let out = s.cluster_cmd(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("3 nodes, 3 leases, 2 source versions (version skew)"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("n3 ") && l.contains(&format!("version {v_other}"))), "{text}");
+    // The warning, naming the nodes and versions, in the odd node's log.
+    wait_for("n3 to warn about the skew", Duration::from_secs(30), || {
+        let log = n3.log();
+        log.lines()
+            .any(|l| l.contains("version skew:") && l.contains(&format!("{v_main}: n1, n2")) && l.contains(&format!("{v_other}: n3")))
+            .then_some(())
+    });
+    let log = n3.log();
+    assert_eq!(log.matches("version skew:").count(), log.matches("version skew over").count() + 1, "one warning per episode:\n{log}");
+
+    // n3's checkout is brought to the same content and reloaded: the skew clears.
+    std::fs::write(n3.dir.join("p.vigil"), &s.source).unwrap();
+    n3.signal("-HUP");
+    for n in [&n1, &n2, &n3] {
+        let st = wait_for(&format!("{} to see the skew clear", n.name), Duration::from_secs(30), || {
+            let st = n.status()?;
+            let nodes = cluster_nodes(&st);
+            (nodes.len() == 3 && nodes.values().all(|(v, ..)| *v == v_main) && st["cluster"]["skew"] == false).then_some(st)
+        });
+        assert!(st["cluster"]["skew_since"].is_null(), "{}", st["cluster"]);
+    }
+    wait_for("/metrics to show no skew", Duration::from_secs(30), || {
+        n1.metrics().lines().any(|l| l == "vigil_cluster_version_skew 0").then_some(())
+    });
+    wait_for("n3 to log that the versions agree", Duration::from_secs(30), || n3.log().contains("version skew over").then_some(()));
+    let out = s.cluster_cmd(&["status"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("3 nodes, 3 leases, 1 source version\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// `vigil cluster drain n2`: n2 hands its pipelines over and takes none; the command
+/// waits, prints who took what and exits 0; n2 stays up, idle and shown draining, until
+/// `vigil cluster undrain n2` gives it its share back. An unknown node or cluster is
+/// exit status 2.
+#[test]
+fn drain_hands_a_nodes_pipelines_over_and_undrain_brings_it_back() {
+    let s = Setup::new(6, "3s");
+    let (n1, n2, n3) = (s.node("n1"), s.node("n2"), s.node("n3"));
+    let all = [&n1, &n2, &n3];
+    let owner = wait_balanced(&all, &s.names);
+    let held: BTreeSet<String> = owner.iter().filter(|(_, n)| *n == "n2").map(|(p, _)| p.clone()).collect();
+    assert_eq!(held.len(), 2);
+
+    // Bad input: one line, exit status 2.
+    let out = s.cluster_cmd(&["drain", "nx", "--timeout", "5s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no node `nx`") && stderr.contains("n1, n2, n3"), "{stderr}");
+    let out = Command::new(vigil_bin())
+        .args(["cluster", "drain", "n2", "--cluster", &s.nats, "--cluster-prefix", "no_such_cluster"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no cluster `no_such_cluster`"));
+
+    let out = s.cluster_cmd(&["drain", "n2", "--timeout", "60s"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("draining n2: 2 pipelines to hand over"), "{stderr}");
+    assert!(stdout.starts_with("drained n2 in "), "{stdout}");
+    let took: BTreeMap<String, String> = stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(char::is_whitespace).map(|(p, n)| (p.to_owned(), n.trim().to_owned())))
+        .collect();
+    assert_eq!(took.keys().cloned().collect::<BTreeSet<_>>(), held, "{stdout}");
+    assert!(took.values().all(|n| n == "n1" || n == "n3"), "{stdout}");
+    for p in took.keys() {
+        assert!(stderr.contains(&format!("  {p} → ")), "a progress line for {p}: {stderr}");
+    }
+    // n2 stopped them before releasing them; the others run everything.
+    assert_eq!(n2.owned(), Some(BTreeSet::new()));
+    wait_for("n1 and n3 to run every pipeline", Duration::from_secs(30), || ownership(&[&n1, &n3], &s.names));
+    // n2 stays up and idle, shown draining by itself and by the others.
+    wait_for("n2 shown draining", Duration::from_secs(30), || {
+        let own = n2.status()?;
+        let seen = cluster_nodes(&n1.status()?);
+        let (_, _, pipelines, draining) = seen.get("n2")?;
+        (own["cluster"]["draining"] == true && own["cluster"]["held"] == serde_json::json!([]) && *draining && pipelines.is_empty())
+            .then_some(())
+    });
+    assert!(n2.log().contains("drained (`vigil cluster drain`)"), "{}", n2.log());
+    let m = n1.metrics();
+    assert!(m.lines().any(|l| l == "vigil_cluster_node_draining{node=\"n2\"} 1"), "{m}");
+    let st: vigil::cluster::ClusterStatus = serde_json::from_slice(&s.cluster_cmd(&["status", "--format", "json"]).stdout).unwrap();
+    assert!(st.nodes.iter().any(|n| n.node == "n2" && n.draining && n.pipelines.is_empty()), "{st:?}");
+    assert!(st.leases.values().all(|n| n != "n2"), "{st:?}");
+
+    // Undrain: n2 gets its share back.
+    let out = s.cluster_cmd(&["undrain", "n2"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("undrained n2"), "{out:?}");
+    wait_balanced(&all, &s.names);
+    assert!(n2.log().contains("undrained: taking pipelines again"));
+    let out = s.cluster_cmd(&["undrain", "n2"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("n2 was not drained"), "{out:?}");
+    let out = s.cluster_cmd(&["undrain", "nx"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// SIGTERM of a pipeline's owner, again and again, while every pipeline has an incident
+/// under way: the node hands its pipelines over and waits until other nodes run them
+/// before it exits (status 0); at a real receiver every notification arrives, none twice.
+/// The handover time (SIGTERM to another node running the pipeline) is printed for
+/// BENCHMARKS.md (`VIGIL_SIGTERM_REPEATS`, default 3).
+#[test]
+fn sigterm_hands_pipelines_over_before_stopping_and_sends_each_notification_once() {
+    let repeats: usize = std::env::var("VIGIL_SIGTERM_REPEATS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let s = Setup::new(6, "6s");
+    let mut nodes = vec![s.node("n1"), s.node("n2"), s.node("n3")];
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_balanced(&refs, &s.names);
+    s.wait_all_started();
+    let mut handovers = Vec::new();
+    let mut episodes = 0;
+    for round in 0..repeats {
+        for p in &s.names {
+            s.episode(p);
+            episodes += 1;
+        }
+        let victim = &s.names[round % s.names.len()];
+        let refs: Vec<&Node> = nodes.iter().collect();
+        let owner = wait_for("every pipeline owned", Duration::from_secs(30), || ownership(&refs, &s.names));
+        let at = nodes.iter().position(|n| n.name == owner[victim]).unwrap();
+        let mut leaving = nodes.remove(at);
+        let theirs: Vec<&String> = owner.iter().filter(|(_, n)| **n == leaving.name).map(|(p, _)| p).collect();
+        let signalled = Instant::now();
+        leaving.signal("-TERM");
+        let refs: Vec<&Node> = nodes.iter().collect();
+        let new_owner = wait_for(&format!("another node to run {victim}"), Duration::from_secs(30), || {
+            refs.iter().find(|n| n.owned().is_some_and(|o| o.contains(victim))).map(|n| n.name.clone())
+        });
+        let took = signalled.elapsed().as_secs_f64();
+        eprintln!("handover {}: {victim} from {} to {new_owner} in {took:.2} s after SIGTERM", round + 1, leaving.name);
+        handovers.push(took);
+        wait_for("the leaving node's pipelines to run elsewhere", Duration::from_secs(30), || ownership(&refs, &s.names));
+        // It exits by itself, cleanly, once the others hold what it held.
+        let mut child = leaving.engine.child.take().unwrap();
+        let status = wait_for(&format!("{} to exit", leaving.name), Duration::from_secs(30), || child.try_wait().unwrap());
+        let log = leaving.log();
+        assert!(status.success(), "{status:?}: {log}");
+        assert!(log.contains("every pipeline handed over"), "{} held {theirs:?}; its log:\n{log}", leaving.name);
+        nodes.push(s.node(&format!("{}-{}", leaving.name.split('-').next().unwrap(), round + 1)));
+        let refs: Vec<&Node> = nodes.iter().collect();
+        wait_balanced(&refs, &s.names);
+    }
+
+    let by_key = s.wait_delivered(2 * episodes);
+    let doubled: Vec<_> = by_key.iter().filter(|(_, d)| d.len() > 1).map(|(k, d)| (k.clone(), d.len())).collect();
+    assert!(doubled.is_empty(), "notifications delivered more than once: {doubled:?}");
+    assert_eq!(by_key.len(), 2 * episodes, "one firing and one resolved per incident");
+    assert_eq!(s.db.scalar("SELECT COUNT(*) FROM incidents"), episodes as i64, "one incident per episode");
+    let mut sorted = handovers.clone();
+    sorted.sort_by(f64::total_cmp);
+    eprintln!(
+        "handover after SIGTERM (lease TTL 6 s, renewal every 2 s), {} stops: p50 {:.2} s, max {:.2} s",
+        sorted.len(),
+        percentile(&sorted, 0.5),
+        sorted[sorted.len() - 1]
+    );
+}
+
+/// The last node: `vigil cluster drain` cannot complete (no other node to take the
+/// pipelines) and says so, exit status 1 at its --timeout; after `undrain` it runs them
+/// again; SIGTERM then stops it without waiting for a handover no one can take.
+#[test]
+fn the_last_node_cannot_be_drained_and_stops_at_once_on_sigterm() {
+    let s = Setup::new(2, "3s");
+    let mut a = s.node("a");
+    wait_balanced(&[&a], &s.names);
+    let out = s.cluster_cmd(&["drain", "a", "--timeout", "1s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no other live node"), "{stderr}");
+    assert!(stderr.contains("no other node holds p01 p02"), "{stderr}");
+    // It keeps draining: it hands them over and they stay free.
+    wait_for("a to run nothing", Duration::from_secs(30), || a.owned().is_some_and(|o| o.is_empty()).then_some(()));
+    let out = s.cluster_cmd(&["undrain", "a"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_balanced(&[&a], &s.names);
+    a.signal("-TERM");
+    let mut child = a.engine.child.take().unwrap();
+    let status = wait_for("a to exit", Duration::from_secs(30), || child.try_wait().unwrap());
+    let log = a.log();
+    assert!(status.success(), "{status:?}: {log}");
+    assert!(log.contains("no other live node to take the pipelines: stopping without a handover"), "{log}");
+}
+
+/// A second SIGTERM while a node waits for its handover (the only other node is paused
+/// and cannot take anything) stops it at once; the pipelines it released are free, and
+/// the other node takes them once it runs again.
+#[test]
+fn a_second_sigterm_stops_a_draining_node_at_once() {
+    let s = Setup::new(2, "6s");
+    let mut a = s.node("a");
+    let b = s.node("b");
+    wait_balanced(&[&a, &b], &s.names);
+    b.signal("-STOP");
+    let _cont = ContinueOnDrop(b.pid());
+    a.signal("-TERM");
+    wait_for("a to start handing over", Duration::from_secs(30), || a.log().contains("stopping: handing the pipelines over").then_some(()));
+    a.signal("-TERM");
+    let mut child = a.engine.child.take().unwrap();
+    let status = wait_for("a to exit", Duration::from_secs(30), || child.try_wait().unwrap());
+    let log = a.log();
+    assert!(status.success(), "{status:?}: {log}");
+    assert!(log.contains("asked again to stop: not waiting for the handover"), "{log}");
+    assert!(!log.contains("every pipeline handed over"), "{log}");
+    b.signal("-CONT");
+    wait_for("b to run both pipelines", Duration::from_secs(30), || ownership(&[&b], &s.names));
 }
 
 /// Sends SIGCONT on drop, so that a failing test does not leave a stopped process.

@@ -16,11 +16,14 @@
 //!   nothing. Nodes announce themselves in `PREFIX-nodes` (same TTL) with how many
 //!   pipelines they hold; each node holds at most `ceil(pipelines / nodes)`, and one
 //!   above `floor(pipelines / nodes)` hands one over while a node holds fewer than that:
-//!   the spread ends within one pipeline of even.
+//!   the spread ends within one pipeline of even. Each announcement carries the node's
+//!   source version, vigil version and whether it drains; draining nodes (a key `NODE`
+//!   in `PREFIX-drain`, or a node stopping) take nothing, hand over what they hold and
+//!   are out of everyone's fair share.
 //!
-//! Cancellation: [`Cluster::run`] returns when its token is cancelled, after releasing
-//! its leases (the engine has stopped by then), so that other nodes take over at once
-//! instead of after the TTL.
+//! Cancellation: [`Cluster::run`] drains when its `leave` token is cancelled (SIGTERM):
+//! it hands every pipeline over and waits, at most two TTLs, until other nodes hold them,
+//! then returns, so that other nodes take over at once instead of after the TTL.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -36,6 +39,15 @@ use crate::persist::{BoxFuture, Fence, StoreError};
 /// 4–8 s after it died.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(6);
 
+/// How long nodes may run different source versions before a warning: a rolling update
+/// of nodes that each pull their own checkout and reload normally ends within seconds to
+/// a minute, so a shorter limit warns on every deploy, and a longer one leaves a cluster
+/// half-updated (a pipeline moving between nodes changes behaviour) unnoticed.
+pub const DEFAULT_SKEW_WARN: Duration = Duration::from_secs(60);
+
+/// This build of vigil, as nodes announce it.
+pub const VIGIL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// How a node joins the cluster.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -48,6 +60,9 @@ pub struct Options {
     pub prefix: String,
     /// How long a lease lasts without renewal.
     pub ttl: Duration,
+    /// How long live nodes may announce different source versions before this node
+    /// logs a warning ([`DEFAULT_SKEW_WARN`]).
+    pub skew_warn: Duration,
 }
 
 impl Options {
@@ -99,6 +114,10 @@ pub enum ClusterError {
     Ttl(Duration),
     #[error("no cluster `{prefix}` at `{url}`: no node has joined it (check --cluster-prefix)")]
     NoCluster { url: String, prefix: String },
+    #[error("no node `{node}` in cluster `{prefix}` (live nodes: {live}); `vigil cluster status` lists them")]
+    NoNode { node: String, prefix: String, live: String },
+    #[error("cannot write to the JetStream key-value bucket `{bucket}`: {reason}")]
+    Write { bucket: String, reason: String },
 }
 
 /// A node, as `vigil cluster status` shows it.
@@ -106,8 +125,40 @@ pub enum ClusterError {
 pub struct NodeStatus {
     pub node: String,
     pub pid: u32,
+    /// The source version it runs (its last applied reload's; empty from a node that
+    /// does not announce it).
+    #[serde(default)]
+    pub version: String,
+    /// Its vigil build (`CARGO_PKG_VERSION`).
+    #[serde(default)]
+    pub vigil_version: String,
     /// The pipelines it runs, by its last announcement.
     pub pipelines: Vec<String>,
+    /// Whether it is draining (`vigil cluster drain`, or stopping on SIGTERM): it takes
+    /// no lease, hands over what it holds, and the others leave it out of the fair share.
+    #[serde(default)]
+    pub draining: bool,
+}
+
+impl NodeStatus {
+    fn from_announcement(node: String, a: Announcement) -> NodeStatus {
+        NodeStatus { node, pid: a.pid, version: a.version, vigil_version: a.vigil_version, pipelines: a.pipelines, draining: a.draining }
+    }
+}
+
+/// The source versions the live nodes announce (those that announce one), each with its
+/// nodes; more than one is a version skew.
+pub fn versions(nodes: &[NodeStatus]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for n in nodes.iter().filter(|n| !n.version.is_empty()) {
+        out.entry(n.version.clone()).or_default().push(n.node.clone());
+    }
+    out
+}
+
+/// `version: node, node; version: node` for logs and messages.
+fn describe_versions(v: &BTreeMap<String, Vec<String>>) -> String {
+    v.iter().map(|(version, nodes)| format!("{version}: {}", nodes.join(", "))).collect::<Vec<_>>().join("; ")
 }
 
 /// The cluster, as `vigil cluster status` shows it: the live nodes and who holds each
@@ -117,6 +168,9 @@ pub struct ClusterStatus {
     pub nodes: Vec<NodeStatus>,
     /// Pipeline → the node holding its lease.
     pub leases: BTreeMap<String, String>,
+    /// Whether the live nodes announce more than one source version.
+    #[serde(default)]
+    pub skew: bool,
 }
 
 /// Reads the cluster's nodes and leases (`vigil cluster status`); changes nothing.
@@ -124,30 +178,115 @@ pub struct ClusterStatus {
 /// # Errors
 /// NATS unreachable or without JetStream, or no cluster with this prefix.
 pub async fn status(url: &str, prefix: &str) -> Result<ClusterStatus, ClusterError> {
-    let js = connect_js(url, &format!("vigil cluster status (pid {})", std::process::id())).await?;
-    let open = |name: String| {
-        let js = js.clone();
-        async move {
-            match tokio::time::timeout(Duration::from_secs(5), js.get_key_value(name)).await {
-                Ok(Ok(kv)) => Ok(kv),
-                _ => Err(ClusterError::NoCluster { url: shown(url), prefix: prefix.to_owned() }),
+    Admin::open(url, prefix, "status").await?.status().await
+}
+
+/// The operator's side of a cluster (`vigil cluster status|drain|undrain`): reads the
+/// buckets, marks nodes draining.
+pub struct Admin {
+    prefix: String,
+    leases: kv::Store,
+    nodes: kv::Store,
+    drain: kv::Store,
+}
+
+impl Admin {
+    /// Opens the buckets of the cluster `prefix` at `url`.
+    ///
+    /// # Errors
+    /// NATS unreachable or without JetStream, or no cluster with this prefix.
+    pub async fn open(url: &str, prefix: &str, what: &str) -> Result<Admin, ClusterError> {
+        let js = connect_js(url, &format!("vigil cluster {what} (pid {})", std::process::id())).await?;
+        let open = |name: String| {
+            let js = js.clone();
+            async move {
+                match tokio::time::timeout(Duration::from_secs(5), js.get_key_value(name)).await {
+                    Ok(Ok(kv)) => Ok(kv),
+                    _ => Err(ClusterError::NoCluster { url: shown(url), prefix: prefix.to_owned() }),
+                }
+            }
+        };
+        let (leases, nodes) = (open(format!("{prefix}-leases")).await?, open(format!("{prefix}-nodes")).await?);
+        // Made by the nodes when they join; made here for a cluster of older nodes.
+        let drain = bucket(&js, &shown(url), &format!("{prefix}-drain"), Duration::ZERO).await?;
+        Ok(Admin { prefix: prefix.to_owned(), leases, nodes, drain })
+    }
+
+    /// The live nodes, by their announcements, and who holds each lease.
+    ///
+    /// # Errors
+    /// None yet: a bucket that cannot be read reads as empty.
+    pub async fn status(&self) -> Result<ClusterStatus, ClusterError> {
+        let mut out = ClusterStatus::default();
+        for key in keys(&self.nodes).await {
+            if let Ok(Some(v)) = self.nodes.get(&key).await {
+                let a: Announcement = serde_json::from_slice(&v).unwrap_or_default();
+                out.nodes.push(NodeStatus::from_announcement(key, a));
             }
         }
-    };
-    let (leases, nodes) = (open(format!("{prefix}-leases")).await?, open(format!("{prefix}-nodes")).await?);
-    let mut out = ClusterStatus::default();
-    for key in keys(&nodes).await {
-        if let Ok(Some(v)) = nodes.get(&key).await {
-            let a: Announcement = serde_json::from_slice(&v).unwrap_or_default();
-            out.nodes.push(NodeStatus { node: key, pid: a.pid, pipelines: a.pipelines });
+        out.leases = self.leases().await;
+        out.skew = versions(&out.nodes).len() > 1;
+        Ok(out)
+    }
+
+    /// Pipeline → the node holding its lease.
+    pub async fn leases(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for key in keys(&self.leases).await {
+            if let Ok(Some(v)) = self.leases.get(&key).await {
+                out.insert(key, String::from_utf8_lossy(&v).into_owned());
+            }
+        }
+        out
+    }
+
+    /// Marks `node` draining (a key `NODE` in `PREFIX-drain`): it takes no lease, hands
+    /// over the ones it holds, and stays up idle until [`Admin::undrain`] or a restart.
+    ///
+    /// # Errors
+    /// No live node of that name; NATS refusing the write.
+    pub async fn drain(&self, node: &str) -> Result<(), ClusterError> {
+        let st = self.status().await?;
+        if !st.nodes.iter().any(|n| n.node == node) {
+            let live = st.nodes.iter().map(|n| n.node.as_str()).collect::<Vec<_>>().join(", ");
+            return Err(ClusterError::NoNode {
+                node: node.to_owned(),
+                prefix: self.prefix.clone(),
+                live: if live.is_empty() { "none".into() } else { live },
+            });
+        }
+        let at = bytes::Bytes::from(crate::time::now_ms().to_string().into_bytes());
+        match tokio::time::timeout(Duration::from_secs(5), self.drain.put(node, at)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(ClusterError::Write { bucket: format!("{}-drain", self.prefix), reason: e.to_string() }),
+            Err(_) => Err(ClusterError::Write { bucket: format!("{}-drain", self.prefix), reason: "no answer within 5 s".into() }),
         }
     }
-    for key in keys(&leases).await {
-        if let Ok(Some(v)) = leases.get(&key).await {
-            out.leases.insert(key, String::from_utf8_lossy(&v).into_owned());
+
+    /// Lifts the drain mark of `node`; returns whether there was one.
+    ///
+    /// # Errors
+    /// Neither a live node of that name nor a drain mark for it; NATS refusing the write.
+    pub async fn undrain(&self, node: &str) -> Result<bool, ClusterError> {
+        let marked = matches!(self.drain.get(node).await, Ok(Some(_)));
+        if !marked {
+            let st = self.status().await?;
+            if !st.nodes.iter().any(|n| n.node == node) {
+                let live = st.nodes.iter().map(|n| n.node.as_str()).collect::<Vec<_>>().join(", ");
+                return Err(ClusterError::NoNode {
+                    node: node.to_owned(),
+                    prefix: self.prefix.clone(),
+                    live: if live.is_empty() { "none".into() } else { live },
+                });
+            }
+            return Ok(false);
+        }
+        match tokio::time::timeout(Duration::from_secs(5), self.drain.delete(node)).await {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(e)) => Err(ClusterError::Write { bucket: format!("{}-drain", self.prefix), reason: e.to_string() }),
+            Err(_) => Err(ClusterError::Write { bucket: format!("{}-drain", self.prefix), reason: "no answer within 5 s".into() }),
         }
     }
-    Ok(out)
 }
 
 /// The keys of a bucket (none when it cannot be read).
@@ -199,6 +338,9 @@ pub trait Owner: Send + Sync {
     fn own(&self, owned: HashMap<String, Arc<Fence>>) -> BoxFuture<'_, Result<(), String>>;
     /// How this node sees the cluster, after each round (for `/api/v1/status`).
     fn report(&self, health: Health);
+    /// The source version this node runs (its last applied reload's), announced to the
+    /// others.
+    fn version(&self) -> String;
 }
 
 /// How a node sees the cluster after its last round: shown by `/api/v1/status` under
@@ -213,10 +355,17 @@ pub struct Health {
     pub coordination: &'static str,
     /// Since when (Unix ms) NATS has not answered, while it does not.
     pub unreachable_since: Option<i64>,
-    /// The live nodes this node saw (itself included).
-    pub nodes: usize,
+    /// The live nodes this node saw in its last round's read of `PREFIX-nodes` (itself
+    /// included, as of that round).
+    pub nodes: Vec<NodeStatus>,
     /// The pipelines this node holds the lease of.
     pub held: Vec<String>,
+    /// Whether this node is draining (taking no lease, handing over what it holds).
+    pub draining: bool,
+    /// Whether the live nodes announce more than one source version.
+    pub skew: bool,
+    /// Since when (Unix ms) they have, while they do.
+    pub skew_since: Option<i64>,
 }
 
 /// What the cluster needs from the shared store: a new fencing revision for a pipeline
@@ -245,6 +394,8 @@ pub struct Cluster {
     opts: Options,
     leases: kv::Store,
     nodes: kv::Store,
+    /// Drain marks (`vigil cluster drain`): key `NODE`, kept until `undrain` (no TTL).
+    drain: kv::Store,
 }
 
 /// What a node announces in `PREFIX-nodes`.
@@ -253,6 +404,28 @@ struct Announcement {
     pid: u32,
     held: usize,
     pipelines: Vec<String>,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    vigil_version: String,
+    #[serde(default)]
+    draining: bool,
+}
+
+/// What one round saw, besides the leases held.
+struct Seen {
+    /// Whether NATS took this node's announcement.
+    reachable: bool,
+    /// The live nodes, this one as it announced itself this round.
+    nodes: Vec<NodeStatus>,
+}
+
+/// Version skew as the rounds track it: since when, and whether this episode was
+/// warned about.
+#[derive(Default)]
+struct Skew {
+    since: Option<(i64, Instant)>,
+    warned: bool,
 }
 
 /// A lease this node holds.
@@ -277,7 +450,13 @@ impl Cluster {
         let js = connect_js(&opts.url, &format!("vigil {} (pid {})", opts.node, std::process::id())).await?;
         let leases = bucket(&js, &url, &format!("{}-leases", opts.prefix), opts.ttl).await?;
         let nodes = bucket(&js, &url, &format!("{}-nodes", opts.prefix), opts.ttl).await?;
-        Ok(Cluster { opts, leases, nodes })
+        let drain = bucket(&js, &url, &format!("{}-drain", opts.prefix), Duration::ZERO).await?;
+        // A restarted node starts undrained: a drain lasts until `undrain` or a restart.
+        if matches!(tokio::time::timeout(Duration::from_secs(5), drain.get(&opts.node)).await, Ok(Ok(Some(_)))) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), drain.delete(&opts.node)).await;
+            tracing::info!(node = %opts.node, "this node was drained before it restarted: it takes pipelines again");
+        }
+        Ok(Cluster { opts, leases, nodes, drain })
     }
 
     /// This node's name.
@@ -285,59 +464,164 @@ impl Cluster {
         &self.opts.node
     }
 
-    /// Takes, renews and hands over leases every [`Options::renew`] until `cancel`, and
-    /// has `owner` run the pipelines held. On cancellation, releases every lease held
-    /// (call it once the engine has stopped).
-    pub async fn run(self, owner: Arc<dyn Owner>, store: Arc<dyn LeaseStore>, cancel: CancellationToken) {
+    /// Takes, renews and hands over leases every [`Options::renew`] until `leave`, and
+    /// has `owner` run the pipelines held. A node marked in `PREFIX-drain` (`vigil
+    /// cluster drain`) takes nothing and hands over what it holds, until the mark is
+    /// lifted.
+    ///
+    /// On `leave` (SIGTERM/SIGINT) the node drains: it announces itself draining, hands
+    /// each pipeline over (stopped here, then its lease deleted) and waits until another
+    /// live node holds each — at most two TTLs, less if `hurry` is cancelled, not at all
+    /// when no other node is there to take them — then leaves the cluster. The engine
+    /// runs none of its pipelines by then.
+    pub async fn run(self, owner: Arc<dyn Owner>, store: Arc<dyn LeaseStore>, leave: CancellationToken, hurry: CancellationToken) {
         let renew = self.opts.renew();
-        let mut held: BTreeMap<String, Held> = BTreeMap::new();
-        // Free pipelines seen in the previous round: taken whatever the fair share says,
-        // so that none stays orphaned while the node count catches up with a death.
-        let mut free_before: BTreeSet<String> = BTreeSet::new();
-        let mut unreachable_since: Option<i64> = None;
+        let mut state = RoundState::default();
         let mut interval = tokio::time::interval(renew);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tracing::info!(node = %self.opts.node, ttl_ms = self.opts.ttl.as_millis() as u64, renew_ms = renew.as_millis() as u64, "joined the cluster");
+        tracing::info!(node = %self.opts.node, ttl_ms = self.opts.ttl.as_millis() as u64, renew_ms = renew.as_millis() as u64, version = %owner.version(), "joined the cluster");
         loop {
             tokio::select! {
-                () = cancel.cancelled() => break,
+                () = leave.cancelled() => break,
                 _ = interval.tick() => {}
             }
-            let (changed, reachable, nodes) = self.round(&owner, &store, &mut held, &mut free_before).await;
-            unreachable_since = if reachable { None } else { unreachable_since.or_else(|| Some(crate::time::now_ms())) };
-            owner.report(Health {
-                node: self.opts.node.clone(),
-                coordination: if reachable { "ok" } else { "unreachable" },
-                unreachable_since,
-                nodes,
-                held: held.keys().cloned().collect(),
-            });
-            if changed {
-                let owned: HashMap<String, Arc<Fence>> = held.iter().map(|(k, h)| (k.clone(), h.fence.clone())).collect();
-                if let Err(e) = owner.own(owned).await {
-                    tracing::error!(error = %e, "cannot run the pipelines this node holds");
+            let marked = self.drain_marked(state.marked).await;
+            if marked != state.marked {
+                if marked {
+                    tracing::warn!(node = %self.opts.node, held = state.held.len(), "drained (`vigil cluster drain`): handing every pipeline over and taking none until `vigil cluster undrain` or a restart");
+                } else {
+                    tracing::info!(node = %self.opts.node, "undrained: taking pipelines again");
                 }
-                tracing::info!(node = %self.opts.node, pipelines = ?held.keys().collect::<Vec<_>>(), "pipelines held");
+                state.marked = marked;
+            }
+            self.step(&owner, &store, &mut state, marked).await;
+        }
+
+        // Leaving: drain, then go.
+        let started = Instant::now();
+        tracing::info!(node = %self.opts.node, held = state.held.len(), "stopping: handing the pipelines over to the other nodes");
+        let (released, seen) = self.step(&owner, &store, &mut state, true).await;
+        let others: Vec<&str> = seen.nodes.iter().filter(|n| n.node != self.opts.node && !n.draining).map(|n| n.node.as_str()).collect();
+        if released.is_empty() {
+            tracing::info!(node = %self.opts.node, "nothing to hand over");
+        } else if others.is_empty() {
+            tracing::warn!(node = %self.opts.node, pipelines = ?released, "no other live node to take the pipelines: stopping without a handover");
+        } else {
+            let deadline = started + self.opts.ttl * 2;
+            let op = self.opts.renew() / 2;
+            loop {
+                let mut pending = Vec::new();
+                let mut taken = Vec::new();
+                for name in &released {
+                    match tokio::time::timeout(op, self.leases.get(name)).await {
+                        Ok(Ok(Some(v))) if v.as_ref() != self.opts.node.as_bytes() => {
+                            taken.push(format!("{name}→{}", String::from_utf8_lossy(&v)))
+                        }
+                        _ => pending.push(name.clone()),
+                    }
+                }
+                if pending.is_empty() {
+                    tracing::info!(node = %self.opts.node, took_ms = started.elapsed().as_millis() as u64, handed_over = ?taken, "every pipeline handed over");
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    tracing::warn!(node = %self.opts.node, pending = ?pending, waited_ms = started.elapsed().as_millis() as u64, "pipelines not taken by another node within two TTLs: stopping anyway (they are free: a node takes them at its next round)");
+                    break;
+                }
+                tokio::select! {
+                    () = hurry.cancelled() => {
+                        tracing::warn!(node = %self.opts.node, pending = ?pending, "asked again to stop: not waiting for the handover");
+                        break;
+                    }
+                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
             }
         }
-        // The engine has stopped: hand everything over at once.
-        for name in held.keys() {
+        // Anything still held (a handover NATS did not take): released at once.
+        for name in state.held.keys() {
             let _ = tokio::time::timeout(Duration::from_secs(1), self.leases.delete(name)).await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), self.nodes.delete(&self.opts.node)).await;
-        tracing::info!(node = %self.opts.node, released = held.len(), "left the cluster");
+        tracing::info!(node = %self.opts.node, released = released.len() + state.held.len(), "left the cluster");
     }
 
-    /// One round: announce, renew, drop what is lost, hand over a surplus, take free
-    /// pipelines up to the fair share. Returns whether the pipelines held changed, and
-    /// what the round saw: whether NATS answered, how many nodes are live.
+    /// Whether this node's drain mark is set (`marked` when NATS does not answer).
+    async fn drain_marked(&self, marked: bool) -> bool {
+        match tokio::time::timeout(self.opts.renew() / 2, self.drain.get(&self.opts.node)).await {
+            Ok(Ok(v)) => v.is_some(),
+            _ => marked,
+        }
+    }
+
+    /// One round and what follows it: the engine runs what is held, the skew is
+    /// tracked, the health reported. Returns what the round handed over and saw.
+    async fn step(
+        &self,
+        owner: &Arc<dyn Owner>,
+        store: &Arc<dyn LeaseStore>,
+        state: &mut RoundState,
+        draining: bool,
+    ) -> (Vec<String>, Seen) {
+        let (changed, released, seen) = self.round(owner, store, &mut state.held, &mut state.free_before, draining).await;
+        state.unreachable_since = if seen.reachable { None } else { state.unreachable_since.or_else(|| Some(crate::time::now_ms())) };
+        if seen.reachable {
+            self.track_skew(&mut state.skew, &seen.nodes);
+        }
+        owner.report(Health {
+            node: self.opts.node.clone(),
+            coordination: if seen.reachable { "ok" } else { "unreachable" },
+            unreachable_since: state.unreachable_since,
+            nodes: seen.nodes.clone(),
+            held: state.held.keys().cloned().collect(),
+            draining,
+            skew: state.skew.since.is_some(),
+            skew_since: state.skew.since.map(|(ms, _)| ms),
+        });
+        if changed {
+            let owned: HashMap<String, Arc<Fence>> = state.held.iter().map(|(k, h)| (k.clone(), h.fence.clone())).collect();
+            if let Err(e) = owner.own(owned).await {
+                tracing::error!(error = %e, "cannot run the pipelines this node holds");
+            }
+            tracing::info!(node = %self.opts.node, pipelines = ?state.held.keys().collect::<Vec<_>>(), "pipelines held");
+        }
+        (released, seen)
+    }
+
+    /// Notes whether the live nodes announce different source versions: a warning once
+    /// per episode when it lasts [`Options::skew_warn`], a line when they agree again.
+    fn track_skew(&self, skew: &mut Skew, nodes: &[NodeStatus]) {
+        let v = versions(nodes);
+        if v.len() > 1 {
+            let (_, since) = *skew.since.get_or_insert_with(|| (crate::time::now_ms(), Instant::now()));
+            if !skew.warned && since.elapsed() >= self.opts.skew_warn {
+                tracing::warn!(
+                    node = %self.opts.node,
+                    versions = %describe_versions(&v),
+                    for_s = since.elapsed().as_secs(),
+                    "version skew: the nodes run different source versions (a pipeline runs the version of the node that holds it, so one moving between nodes changes behaviour); bring their checkouts to the same commit and reload"
+                );
+                skew.warned = true;
+            }
+        } else if skew.since.is_some() {
+            if skew.warned {
+                tracing::info!(node = %self.opts.node, versions = %describe_versions(&v), "version skew over: the nodes run the same source version again");
+            }
+            *skew = Skew::default();
+        }
+    }
+
+    /// One round: announce, renew, drop what is lost, hand over a surplus (everything,
+    /// when `draining`), take free pipelines up to the fair share (none when draining).
+    /// Returns whether the pipelines held changed (beyond what was handed over, which
+    /// the engine already stopped), what was handed over, and what the round saw.
     async fn round(
         &self,
         owner: &Arc<dyn Owner>,
         store: &Arc<dyn LeaseStore>,
         held: &mut BTreeMap<String, Held>,
         free_before: &mut BTreeSet<String>,
-    ) -> (bool, bool, usize) {
+        draining: bool,
+    ) -> (bool, Vec<String>, Seen) {
         let op = self.opts.renew() / 2;
         let mut changed = false;
         let mut lost = Vec::new();
@@ -378,26 +662,39 @@ impl Cluster {
             changed = true;
         }
 
-        // Who is there, and how many pipelines each holds (this node: as of now). Whether
-        // NATS took the announcement is how this round sees the coordination's health.
-        let announced = matches!(tokio::time::timeout(op, self.nodes.put(&self.opts.node, self.announcement(held))).await, Ok(Ok(_)));
+        // Who is there, what each runs and how many pipelines each holds (this node: as
+        // of now). Whether NATS took the announcement is how this round sees the
+        // coordination's health. Draining nodes are out of the fair share.
+        let version = owner.version();
+        let announced = matches!(
+            tokio::time::timeout(op, self.nodes.put(&self.opts.node, self.announcement(held, &version, draining))).await,
+            Ok(Ok(_))
+        );
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        let mut seen: BTreeMap<String, NodeStatus> = BTreeMap::new();
         if let Ok(Ok(mut keys)) = tokio::time::timeout(op, self.nodes.keys()).await {
             while let Ok(Some(Ok(key))) = tokio::time::timeout(op, keys.next()).await {
                 let a: Announcement = match tokio::time::timeout(op, self.nodes.get(&key)).await {
                     Ok(Ok(Some(v))) => serde_json::from_slice(&v).unwrap_or_default(),
                     _ => continue,
                 };
-                counts.insert(key, a.held);
+                if !a.draining {
+                    counts.insert(key.clone(), a.held);
+                }
+                seen.insert(key.clone(), NodeStatus::from_announcement(key, a));
             }
         }
-        counts.insert(self.opts.node.clone(), held.len());
+        counts.remove(&self.opts.node);
+        if !draining {
+            counts.insert(self.opts.node.clone(), held.len());
+        }
         let planned = owner.pipelines();
         let nodes = counts.len().max(1);
         let (lo, hi) = (planned.len() / nodes, planned.len().div_ceil(nodes));
 
-        // Pipelines gone from the plan, then a surplus: stopped here, then released.
-        let mut release: Vec<String> = held.keys().filter(|k| !planned.contains(k)).cloned().collect();
+        // Pipelines gone from the plan, then a surplus (all of them when draining):
+        // stopped here, then released, one by one.
+        let mut release: Vec<String> = held.keys().filter(|k| draining || !planned.contains(k)).cloned().collect();
         let keep = held.len() - release.len();
         let starving = counts.iter().any(|(n, &c)| n != &self.opts.node && c < lo);
         let surplus = if keep > hi {
@@ -407,23 +704,39 @@ impl Cluster {
         } else {
             0
         };
-        release.extend(held.keys().filter(|k| planned.contains(k)).rev().take(surplus).cloned());
-        if !release.is_empty() {
-            for name in &release {
-                held.remove(name);
-            }
+        let extra: Vec<String> = held.keys().filter(|k| !release.contains(k)).rev().take(surplus).cloned().collect();
+        release.extend(extra);
+        for name in &release {
+            held.remove(name);
             let owned: HashMap<String, Arc<Fence>> = held.iter().map(|(k, h)| (k.clone(), h.fence.clone())).collect();
             if let Err(e) = owner.own(owned).await {
                 tracing::error!(error = %e, "cannot run the pipelines this node holds");
             }
-            for name in &release {
-                let _ = tokio::time::timeout(op, self.leases.delete(name)).await;
-                tracing::info!(pipeline = %name, node = %self.opts.node, nodes, "lease handed over (fair share)");
-            }
+            let _ = tokio::time::timeout(op, self.leases.delete(name)).await;
+            let why = if draining {
+                "draining"
+            } else if planned.contains(name) {
+                "fair share"
+            } else {
+                "gone from the plan"
+            };
+            tracing::info!(pipeline = %name, node = %self.opts.node, nodes, "lease handed over ({why})");
+        }
+        if !release.is_empty() {
             tracing::info!(node = %self.opts.node, pipelines = ?held.keys().collect::<Vec<_>>(), "pipelines held");
             // The engine runs what is held now: only what is taken below changes it again.
             changed = false;
         }
+        let me = NodeStatus {
+            node: self.opts.node.clone(),
+            pid: std::process::id(),
+            version,
+            vigil_version: VIGIL_VERSION.to_owned(),
+            pipelines: held.keys().cloned().collect(),
+            draining,
+        };
+        seen.insert(me.node.clone(), me);
+        let mut saw = Seen { reachable: announced, nodes: seen.into_values().collect() };
 
         // Free pipelines: taken up to the fair share (any that was free last round too).
         let mut taken: BTreeSet<String> = BTreeSet::new();
@@ -433,7 +746,11 @@ impl Cluster {
                     taken.insert(key);
                 }
             }
-            _ => return (changed, announced, nodes),
+            _ => return (changed, release, saw),
+        }
+        if draining {
+            free_before.clear();
+            return (changed, release, saw);
         }
         let free: BTreeSet<String> = planned.iter().filter(|p| !taken.contains(*p) && !held.contains_key(*p)).cloned().collect();
         // Start from a different point on each node, so that nodes do not all race for
@@ -465,23 +782,48 @@ impl Cluster {
                 Err(_) => tracing::warn!(pipeline = %name, "cannot take the lease: NATS did not answer in time"),
             }
         }
+        if changed {
+            if let Some(me) = saw.nodes.iter_mut().find(|n| n.node == self.opts.node) {
+                me.pipelines = held.keys().cloned().collect();
+            }
+        }
         // What this node just handed over is for the others: not taken back as orphaned.
         *free_before = free.into_iter().filter(|p| !held.contains_key(p) && !release.contains(p)).collect();
-        (changed, announced, nodes)
+        (changed, release, saw)
     }
 
     fn lease_value(&self) -> bytes::Bytes {
         bytes::Bytes::from(self.opts.node.clone().into_bytes())
     }
 
-    fn announcement(&self, held: &BTreeMap<String, Held>) -> bytes::Bytes {
-        let a = Announcement { pid: std::process::id(), held: held.len(), pipelines: held.keys().cloned().collect() };
+    fn announcement(&self, held: &BTreeMap<String, Held>, version: &str, draining: bool) -> bytes::Bytes {
+        let a = Announcement {
+            pid: std::process::id(),
+            held: held.len(),
+            pipelines: held.keys().cloned().collect(),
+            version: version.to_owned(),
+            vigil_version: VIGIL_VERSION.to_owned(),
+            draining,
+        };
         bytes::Bytes::from(serde_json::to_vec(&a).unwrap_or_default())
     }
 }
 
-/// Opens the bucket `name`, creating it (one value per key, entries expiring after `ttl`)
-/// when missing.
+/// What [`Cluster::run`] keeps between rounds.
+#[derive(Default)]
+struct RoundState {
+    held: BTreeMap<String, Held>,
+    /// Free pipelines seen in the previous round: taken whatever the fair share says,
+    /// so that none stays orphaned while the node count catches up with a death.
+    free_before: BTreeSet<String>,
+    unreachable_since: Option<i64>,
+    skew: Skew,
+    /// Whether this node's drain mark was set at the last look.
+    marked: bool,
+}
+
+/// Opens the bucket `name`, creating it (one value per key, entries expiring after `ttl`;
+/// never when it is zero) when missing.
 async fn bucket(js: &jetstream::Context, url: &str, name: &str, ttl: Duration) -> Result<kv::Store, ClusterError> {
     let err = |reason: String| ClusterError::Bucket { url: url.to_owned(), bucket: name.to_owned(), reason };
     if let Ok(Ok(kv)) = tokio::time::timeout(Duration::from_secs(5), js.get_key_value(name)).await {
@@ -522,7 +864,13 @@ mod tests {
 
     #[test]
     fn names_and_timing() {
-        let o = Options { url: "nats://127.0.0.1:4222".into(), node: "a-1".into(), prefix: "vigil".into(), ttl: DEFAULT_TTL };
+        let o = Options {
+            url: "nats://127.0.0.1:4222".into(),
+            node: "a-1".into(),
+            prefix: "vigil".into(),
+            ttl: DEFAULT_TTL,
+            skew_warn: DEFAULT_SKEW_WARN,
+        };
         assert!(o.validate().is_ok());
         assert_eq!(o.renew(), Duration::from_secs(2));
         assert_eq!(o.give_up(), Duration::from_secs(4));
@@ -531,5 +879,21 @@ mod tests {
         assert!(Options { ttl: Duration::from_millis(500), ..o }.validate().is_err());
         assert_eq!(shown("nats://u:secret@h:4222"), "nats://u:***@h:4222");
         assert_eq!(shown("nats://h:4222"), "nats://h:4222");
+    }
+
+    #[test]
+    fn versions_group_nodes_and_ignore_unannounced() {
+        let n = |node: &str, version: &str| NodeStatus {
+            node: node.into(),
+            pid: 1,
+            version: version.into(),
+            vigil_version: VIGIL_VERSION.into(),
+            pipelines: Vec::new(),
+            draining: false,
+        };
+        let v = versions(&[n("a", "v1"), n("b", "v2"), n("c", "v1"), n("old", "")]);
+        assert_eq!(v.len(), 2);
+        assert_eq!(describe_versions(&v), "v1: a, c; v2: b");
+        assert_eq!(versions(&[n("a", "v1"), n("old", "")]).len(), 1);
     }
 }

@@ -1173,6 +1173,12 @@ impl crate::cluster::Owner for Engine {
     fn report(&self, health: crate::cluster::Health) {
         self.shared.status.write().unwrap_or_else(|e| e.into_inner()).cluster = Some(health);
     }
+
+    /// The version of the plan last applied in full (a rejected or rolled-back reload
+    /// leaves it as it was).
+    fn version(&self) -> String {
+        self.shared.status.read().map(|s| s.version.clone()).unwrap_or_default()
+    }
 }
 
 fn spawn_triggers(

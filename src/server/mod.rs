@@ -2,11 +2,14 @@
 //!
 //! - `GET /healthz`: `ok`. `GET /readyz`: 200 once pipelines run, else 503 (neither needs
 //!   a token).
-//! - `GET /metrics`: the Prometheus text format 0.0.4.
+//! - `GET /metrics`: the Prometheus text format 0.0.4 (in a cluster, `vigil_cluster_*`
+//!   too: nodes, their versions and pipelines, skew, NATS up).
 //! - `GET /api/v1/status`: version, pipelines, stages (`key`, `fingerprint`, `generation`),
 //!   `last_reload`; in a cluster, `cluster`: this node's name, whether NATS answers
-//!   (`coordination`: `ok` or `unreachable`, `unreachable_since`), the live nodes it sees
-//!   and the pipelines it holds.
+//!   (`coordination`: `ok` or `unreachable`, `unreachable_since`), the live nodes it saw
+//!   in its last round (`nodes`: name, pid, source `version`, `vigil_version`,
+//!   `pipelines`, `draining`), version `skew` and `skew_since`, whether it drains, and
+//!   the pipelines it holds.
 //! - `GET /api/v1/incidents`: a JSON list, newest first (`?status=firing|resolved`,
 //!   `pipeline=`, `label=name=value` or text, `silenced=true|false`);
 //!   `GET /api/v1/incidents/{id}`: one incident with its audit trail and notifications.
@@ -155,6 +158,10 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
                  # TYPE vigil_outbox_oldest_age_seconds gauge\nvigil_outbox_oldest_age_seconds {age}"
             );
         }
+    }
+    // In a cluster: the whole cluster as this node's last round saw it (no NATS request here).
+    if let Some(h) = shared.status.read().ok().and_then(|s| s.cluster.clone()) {
+        text.push_str(&crate::runtime::metrics::render_cluster(&h));
     }
     text.push_str(&shared.monitor.render());
     if store_up {
