@@ -743,6 +743,12 @@ struct RunArgs {
     /// node's pipelines are taken over within about TTL + TTL/3.
     #[arg(long, value_name = "DURATION", env = "VIGIL_LEASE_TTL", default_value = "6s", value_parser = parse_duration, requires = "cluster")]
     pub lease_ttl: std::time::Duration,
+    /// How many training jobs of the cluster's work queue this node runs at once (0: it
+    /// never trains; its train stages' jobs go to other nodes). Under --cluster every
+    /// train stage submits its trainings to the queue and any node with a free slot
+    /// trains them; the models go to the JetStream object store `PREFIX-models`.
+    #[arg(long, value_name = "N", env = "VIGIL_TRAIN_SLOTS", default_value_t = 1, requires = "cluster")]
+    pub train_slots: usize,
     /// The address of the HTTP API and /metrics. Loopback by default; another address
     /// exposes the API beyond this machine.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
@@ -935,6 +941,15 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 (store, None, lock)
             }
         };
+        // Training as jobs: the object store and the work queue answer before anything runs.
+        let training = match &cluster_opts {
+            Some(opts) => Some(
+                vigil::cluster::train::connect(opts, store.clone(), state.join("models"), args.train_slots)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            ),
+            None => None,
+        };
         let engine = match vigil::engine::Engine::start_owned(plan, &out.sources, &out.version, store, Some(state.clone()), args.dry_run, cluster.is_some()).await {
             Ok(e) => std::sync::Arc::new(e),
             Err(e) => {
@@ -965,6 +980,11 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let console = format!("{}://{addr}/", if args.tls_cert.is_some() { "https" } else { "http" });
         tracing::info!(url = %console, "console at {console}");
         let cancel = engine.cancellation();
+        let worker = training.and_then(|t| {
+            engine.train_remotely(t.remote);
+            let e = engine.clone();
+            t.worker.map(|w| tokio::spawn(w.run(std::sync::Arc::new(move |key: &str, fp: &str| e.has_stage(key, fp)), cancel.clone())))
+        });
         // The cluster's leases decide which pipelines run here; it stops after the engine.
         let leaving = tokio_util::sync::CancellationToken::new();
         let membership = cluster.map(|(cluster, leases)| {
@@ -983,6 +1003,9 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         wait_for_signal(&reload_tx).await;
         tracing::info!("stopping: letting running ticks finish");
         let clean = engine.shutdown(std::time::Duration::from_millis(4500)).await;
+        if let Some(w) = worker {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), w).await;
+        }
         if let Some(m) = membership {
             leaving.cancel();
             let _ = tokio::time::timeout(std::time::Duration::from_secs(3), m).await;
