@@ -816,7 +816,8 @@ fn model_metric(n: &Node, metric: &str) -> Option<f64> {
 
 /// The owner trains nothing (`--train-slots 0`): its training is a job another node
 /// runs; the version is in PostgreSQL with its artifact in the object store, and the
-/// owner scores with it. A corrupt job on the queue is dropped with a log line. Then the
+/// owner scores with it. A corrupt job on the queue, a job for a version registered
+/// already and one for a stage not in the plan are dropped with a log line. Then the
 /// owner is killed (`kill -9`): the new owner loads the version from the object store and
 /// does not train it again. The time from the job's submission to the owner having the
 /// version is printed.
@@ -881,6 +882,38 @@ fn training_runs_as_a_job_on_another_node_and_survives_the_owners_death() {
     assert!(!log.contains("training a job of the work queue"), "the owner (--train-slots 0) trained nothing");
     s.rows(150);
     wait_for("the owner to score with v1", Duration::from_secs(60), || model_metric(&owner, "vigil_model_error_ratio"));
+
+    // Jobs that must not train: v1 again (registered already), and a stage not in the plan.
+    let meta: vigil::learn::ModelMeta = serde_json::from_str(&s.text("SELECT meta FROM models WHERE version = 1")).unwrap();
+    let job = |key: &str, fingerprint: &str| vigil::learn::jobs::TrainJob {
+        id: unique("job"),
+        key: key.into(),
+        fingerprint: fingerprint.into(),
+        pipeline_version: meta.pipeline_version.clone(),
+        series: meta.series.clone(),
+        version: 1,
+        regime_from: None,
+        spec: vigil::learn::Spec::Baseline { season_ms: 3_600_000, bucket_ms: 60_000 },
+        activate: true,
+        samples: Some(vigil::learn::jobs::Samples::default()),
+        samples_at: None,
+        warm: None,
+        owner: "test".into(),
+        reply: String::new(),
+        submitted_at: 0,
+    };
+    for j in [job("m.model", &meta.fingerprint), job("gone.model", "f")] {
+        let (subject, payload) = (format!("{}.train.jobs", s.prefix), serde_json::to_vec(&j).unwrap());
+        s.js(move |js| {
+            Box::pin(async move {
+                js.publish(subject, payload.into()).await.unwrap().await.unwrap();
+            })
+        });
+    }
+    wait_for("the workers to drop both jobs", Duration::from_secs(60), || {
+        let logs: String = workers.iter().map(Node::log).collect();
+        (logs.contains("whose version is registered already; dropped") && logs.contains("a stage that is not in the plan")).then_some(())
+    });
 
     // The owner dies: the new owner loads v1 from the object store and trains nothing.
     let mut owner = owner;
