@@ -738,6 +738,13 @@ impl Training {
         Training::on(nats_url(), "lookback: 8, hidden: [8], epochs: 5", 60)
     }
 
+    /// The same, with these lines in the train stage's block after `min_samples`.
+    fn with_policy(policy: &str) -> Training {
+        let mut t = Training::new();
+        t.source = t.source.replace("    min_samples 60\n", &format!("    min_samples 60\n{policy}"));
+        t
+    }
+
     /// On the NATS server at `nats`, the forecaster with these parameters.
     fn on(nats: String, forecaster: &str, min_samples: usize) -> Training {
         let db = Database::new();
@@ -1014,4 +1021,28 @@ fn a_job_whose_worker_dies_is_trained_by_another_and_big_samples_go_through_the_
     drop(owner);
     drop(s);
     drop(nats);
+}
+
+/// Retraining with `warm_start true` under `--cluster`: the second job names the first
+/// version's artifact, and the worker warm starts from it, read from the object store.
+#[test]
+fn a_retraining_job_warm_starts_from_the_previous_version_in_the_object_store() {
+    let s = Training::with_policy("    retrain every 60 samples\n    warm_start true\n");
+    let owner = s.node("owner", 0);
+    wait_for("the owner to run m", Duration::from_secs(60), || owner.owned().is_some_and(|o| o.contains("m")).then_some(()));
+    wait_for("m's first tick", Duration::from_secs(60), || (s.db.scalar("SELECT COUNT(*) FROM cursors") >= 1).then_some(()));
+    let w = s.node("w1", 1);
+    wait_for("w1's worker", Duration::from_secs(60), || w.log().contains("training as jobs: ready").then_some(()));
+    s.rows(60);
+    wait_for("v1", Duration::from_secs(60), || (model_metric(&owner, "vigil_model_version") == Some(1.0)).then_some(()));
+    s.rows(60);
+    wait_for("v2", Duration::from_secs(60), || (model_metric(&owner, "vigil_model_version") == Some(2.0)).then_some(()));
+    let log = w.log();
+    assert!(
+        log.lines().any(|l| l.contains("training a job of the work queue") && l.contains("version=2") && l.contains("warm_from=1")),
+        "{log}"
+    );
+    assert!(!log.contains("cannot load the warm-start version"), "{log}");
+    let path = s.text("SELECT path FROM models WHERE version = 2 AND active");
+    assert!(path.starts_with("nats-object://") && path.ends_with("/v2.bpk"), "{path}");
 }

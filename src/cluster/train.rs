@@ -533,7 +533,8 @@ impl Worker {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let started = Instant::now();
-        tracing::info!(node = %self.node, stage = %key, series = %series, version, owner = %job.owner, delivered, "training a job of the work queue");
+        let warm_from = warm.as_ref().map(|f| f.meta.version);
+        tracing::info!(node = %self.node, stage = %key, series = %series, version, owner = %job.owner, delivered, warm_from, "training a job of the work queue");
         let fit = tokio::task::spawn_blocking(move || {
             let data = Examples { ts: &samples.ts, values: &samples.values, exclude: &samples.exclude, normal: &samples.normal };
             learn::fit(&spec, &cx, data, warm.as_ref(), &flag, &mut |_, _, _| {})
