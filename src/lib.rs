@@ -75,7 +75,8 @@
 //!   `replay` runs a pipeline over a file, `eval` over labelled data and scores it.
 //! - 19: several nodes: which node runs which pipeline, by lease in NATS JetStream; it
 //!   declares what it needs from the store ([`cluster::LeaseStore`]) and the engine
-//!   ([`cluster::Owner`]).
+//!   ([`cluster::Owner`]). Training as jobs ([`cluster::train`]) implements the learn
+//!   layer's seams ([`learn::artifacts::ArtifactStore`], [`learn::jobs::Trainer`]).
 //! - 20–23: the stores, SQLite and PostgreSQL (each implements every domain's seam and
 //!   imports them, never the reverse), `vigil test`, the engine (ticks, triggers, hot
 //!   reload) and the HTTP API and console.

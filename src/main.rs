@@ -778,6 +778,12 @@ struct RunArgs {
     /// they agree again. A rolling update normally ends well within the default.
     #[arg(long, value_name = "DURATION", env = "VIGIL_SKEW_WARN", default_value = "60s", value_parser = parse_duration, requires = "cluster")]
     pub skew_warn: std::time::Duration,
+    /// How many training jobs of the cluster's work queue this node runs at once (0: it
+    /// never trains; its train stages' jobs go to other nodes). Under --cluster every
+    /// train stage submits its trainings to the queue and any node with a free slot
+    /// trains them; the models go to the JetStream object store `PREFIX-models`.
+    #[arg(long, value_name = "N", env = "VIGIL_TRAIN_SLOTS", default_value_t = 1, requires = "cluster")]
+    pub train_slots: usize,
     /// The address of the HTTP API and /metrics. Loopback by default; another address
     /// exposes the API beyond this machine.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
@@ -976,6 +982,15 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 (store, None, lock)
             }
         };
+        // Training as jobs: the object store and the work queue answer before anything runs.
+        let training = match &cluster_opts {
+            Some(opts) => Some(
+                vigil::cluster::train::connect(opts, store.clone(), state.join("models"), args.train_slots)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            ),
+            None => None,
+        };
         let engine = match vigil::engine::Engine::start_owned(plan, &out.sources, &out.version, store, Some(state.clone()), args.dry_run, cluster.is_some()).await {
             Ok(e) => std::sync::Arc::new(e),
             Err(e) => {
@@ -1006,6 +1021,11 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let console = format!("{}://{addr}/", if args.tls_cert.is_some() { "https" } else { "http" });
         tracing::info!(url = %console, "console at {console}");
         let cancel = engine.cancellation();
+        let worker = training.and_then(|t| {
+            engine.train_remotely(t.remote);
+            let e = engine.clone();
+            t.worker.map(|w| tokio::spawn(w.run(std::sync::Arc::new(move |key: &str, fp: &str| e.has_stage(key, fp)), cancel.clone())))
+        });
         // The cluster's leases decide which pipelines run here; it stops after the engine.
         let (leaving, hurry) = (tokio_util::sync::CancellationToken::new(), tokio_util::sync::CancellationToken::new());
         let lease_ttl = cluster_opts.as_ref().map(|o| o.ttl);
@@ -1045,6 +1065,9 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         tracing::info!("stopping: letting running ticks finish");
         let clean = engine.shutdown(std::time::Duration::from_millis(4500)).await;
+        if let Some(w) = worker {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), w).await;
+        }
         let _ = tokio::time::timeout(std::time::Duration::from_millis(300), server).await;
         if let Some(file) = &args.addr_file {
             let _ = std::fs::remove_file(file);

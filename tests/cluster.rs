@@ -133,6 +133,9 @@ fn drop_buckets(nats: &str, prefix: &str) {
                 for bucket in ["leases", "nodes", "drain"] {
                     let _ = js.delete_stream(format!("KV_{prefix}-{bucket}")).await;
                 }
+                // Training as jobs: the work queue and the object store.
+                let _ = js.delete_stream(format!("{prefix}-train")).await;
+                let _ = js.delete_stream(format!("OBJ_{prefix}-models")).await;
             }
         })
     })
@@ -1372,4 +1375,336 @@ fn three_hundred_pipelines_on_three_nodes() {
         first.unwrap_or(took),
         spread(&owner, &nodes)
     );
+}
+
+// ================================================================ training as jobs
+//
+// Issue #19, "Training as jobs": train stages of a cluster submit their trainings to the
+// work queue `PREFIX-train`; any node with a free slot (`--train-slots`) trains, the
+// artifact goes to the object store `PREFIX-models`, the metadata to PostgreSQL.
+
+/// A cluster running one pipeline `m`: a forecaster trained on `DATA/m.csv`, scored by a
+/// predict stage.
+struct Training {
+    db: Database,
+    data: TempDir,
+    nats: String,
+    prefix: String,
+    source: String,
+    /// The next row's time.
+    clock: Mutex<i64>,
+}
+
+impl Training {
+    fn new() -> Training {
+        Training::on(nats_url(), "lookback: 8, hidden: [8], epochs: 5", 60)
+    }
+
+    /// The same, with these lines in the train stage's block after `min_samples`.
+    fn with_policy(policy: &str) -> Training {
+        let mut t = Training::new();
+        t.source = t.source.replace("    min_samples 60\n", &format!("    min_samples 60\n{policy}"));
+        t
+    }
+
+    /// On the NATS server at `nats`, the forecaster with these parameters.
+    fn on(nats: String, forecaster: &str, min_samples: usize) -> Training {
+        let db = Database::new();
+        let data = TempDir::new("cluster-train-data");
+        let file = data.join("m.csv");
+        std::fs::write(&file, "timestamp,value\n").unwrap();
+        let source = format!(
+            "pipeline m {{\n  every 200ms\n  collect raw = csv(path: \"{}\")\n  train model = forecaster(raw, {forecaster}) {{\n    min_samples {min_samples}\n  }}\n  predict scores = model.score(raw, threshold: 0.99)\n}}\n",
+            file.display()
+        );
+        let clock = Mutex::new(vigil::time::now_ms() - 86_400_000);
+        Training { db, data, nats, prefix: unique("tj"), source, clock }
+    }
+
+    fn node(&self, name: &str, slots: usize) -> Node {
+        let dir = TempDir::new(&format!("cluster-train-{name}"));
+        std::fs::write(dir.join("p.vigil"), &self.source).unwrap();
+        let slots = slots.to_string();
+        let args =
+            ["--cluster", &self.nats, "--node", name, "--cluster-prefix", &self.prefix, "--lease-ttl", "3s", "--train-slots", &slots];
+        let engine = Engine::start(&dir, "p.vigil", "token", &[("VIGIL_STORE", self.db.url.clone())], &args);
+        Node { name: name.to_owned(), engine, dir }
+    }
+
+    /// Appends `n` rows of a noisy sine, a minute apart.
+    fn rows(&self, n: usize) {
+        let mut t = self.clock.lock().unwrap();
+        let mut rows = String::new();
+        for _ in 0..n {
+            let i = (*t / 60_000) as f64;
+            rows.push_str(&format!("{},{:.3}\n", vigil::time::format_timestamp(*t), 50.0 + 10.0 * (i * 0.3).sin() + (i % 7.0) * 0.1));
+            *t += 60_000;
+        }
+        let mut f = std::fs::OpenOptions::new().append(true).open(self.data.join("m.csv")).unwrap();
+        f.write_all(rows.as_bytes()).unwrap();
+    }
+
+    /// The first column of the first row of `sql`, as text.
+    fn text(&self, sql: &str) -> String {
+        block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&self.db.url).await.unwrap();
+            let v: String = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
+            let _ = conn.close().await;
+            v
+        })
+    }
+
+    /// Runs `f` on a JetStream context of the test's NATS server.
+    fn js<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(async_nats::jetstream::Context) -> futures_util::future::BoxFuture<'static, T> + Send + 'static,
+    ) -> T {
+        let nats = self.nats.clone();
+        std::thread::spawn(move || {
+            block_on(async move { f(async_nats::jetstream::new(async_nats::connect(nats.as_str()).await.unwrap())).await })
+        })
+        .join()
+        .unwrap()
+    }
+}
+
+impl Drop for Training {
+    fn drop(&mut self) {
+        drop_buckets(&self.nats, &self.prefix);
+    }
+}
+
+/// A node's `/metrics` line for the model `m.model`'s `metric`, if any.
+fn model_metric(n: &Node, metric: &str) -> Option<f64> {
+    let (code, body) = http("GET", n.engine.port, "/metrics", "", &[("Authorization", "Bearer token")])?;
+    if code != 200 {
+        return None;
+    }
+    body.lines().find(|l| l.starts_with(&format!("{metric}{{stage=\"m.model\""))).and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// The owner trains nothing (`--train-slots 0`): its training is a job another node
+/// runs; the version is in PostgreSQL with its artifact in the object store, and the
+/// owner scores with it. A corrupt job on the queue, a job for a version registered
+/// already and one for a stage not in the plan are dropped with a log line. Then the
+/// owner is killed (`kill -9`): the new owner loads the version from the object store and
+/// does not train it again. The time from the job's submission to the owner having the
+/// version is printed.
+#[test]
+fn training_runs_as_a_job_on_another_node_and_survives_the_owners_death() {
+    let s = Training::new();
+    let owner = s.node("owner", 0);
+    wait_for("the owner to run m", Duration::from_secs(60), || owner.owned().is_some_and(|o| o.contains("m")).then_some(()));
+    wait_for("m's first tick", Duration::from_secs(60), || (s.db.scalar("SELECT COUNT(*) FROM cursors") >= 1).then_some(()));
+    let workers = [s.node("w1", 1), s.node("w2", 1)];
+    for w in &workers {
+        wait_for(&format!("{} to answer", w.name), Duration::from_secs(60), || w.owned());
+        wait_for(&format!("{}'s worker", w.name), Duration::from_secs(60), || w.log().contains("training as jobs: ready").then_some(()));
+    }
+    assert_eq!(owner.owned().unwrap(), BTreeSet::from(["m".to_owned()]), "one pipeline: the owner keeps it");
+
+    // Bad input: a message on the queue that is not a job is dropped, nothing panics.
+    let subject = format!("{}.train.jobs", s.prefix);
+    s.js(move |js| {
+        Box::pin(async move {
+            js.publish(subject, "{not a job".into()).await.unwrap().await.unwrap();
+        })
+    });
+    wait_for("a worker to drop the corrupt job", Duration::from_secs(60), || {
+        workers.iter().any(|w| w.log().contains("is not a training job")).then_some(())
+    });
+
+    // Enough samples to train: the owner submits a job, a worker trains it.
+    s.rows(100);
+    let trained_by = wait_for("the version trained by a worker", Duration::from_secs(120), || {
+        (s.db.scalar("SELECT COUNT(*) FROM audit WHERE event = 'trained'") >= 1)
+            .then(|| s.text("SELECT detail FROM audit WHERE event = 'trained'"))
+    });
+    assert!(trained_by.starts_with("v1 trained by node w"), "trained by a worker, not the owner: {trained_by}");
+    assert!(trained_by.contains("a job of owner"), "{trained_by}");
+    let path = s.text("SELECT path FROM models WHERE stage_key = 'm.model' AND version = 1 AND active");
+    let prefix = format!("nats-object://{}-models/m.model/", s.prefix);
+    assert!(path.starts_with(&prefix) && path.ends_with("/v1.bpk"), "the artifact is in the object store: {path}");
+    let (bucket, name) = (format!("{}-models", s.prefix), path[prefix.len() - "m.model/".len()..].to_owned());
+    let size = s.js(move |js| {
+        Box::pin(async move {
+            use tokio::io::AsyncReadExt;
+            let mut o = js.get_object_store(bucket).await.unwrap().get(name).await.unwrap();
+            let mut bytes = Vec::new();
+            o.read_to_end(&mut bytes).await.unwrap();
+            bytes.len()
+        })
+    });
+    assert!(size > 0, "the object store holds the artifact");
+    // The owner uses it: its active version, and scores from it.
+    wait_for("the owner to use v1", Duration::from_secs(60), || (model_metric(&owner, "vigil_model_version") == Some(1.0)).then_some(()));
+    let log = owner.log();
+    let line = log.lines().find(|l| l.contains("a job of the cluster's work queue")).expect("the owner logs the version it got");
+    let field = |name: &str| -> u64 {
+        line.split(&format!("{name}=")).nth(1).and_then(|r| r.split(' ').next()).and_then(|v| v.parse().ok()).expect(name)
+    };
+    eprintln!(
+        "training job: submitted by the owner, trained by another node, version in the owner's hands after {} ms (of which training {} ms)",
+        field("waited_ms"),
+        field("train_ms")
+    );
+    assert!(!log.contains("training a job of the work queue"), "the owner (--train-slots 0) trained nothing");
+    s.rows(150);
+    wait_for("the owner to score with v1", Duration::from_secs(60), || model_metric(&owner, "vigil_model_error_ratio"));
+
+    // Jobs that must not train: v1 again (registered already), and a stage not in the plan.
+    let meta: vigil::learn::ModelMeta = serde_json::from_str(&s.text("SELECT meta FROM models WHERE version = 1")).unwrap();
+    let job = |key: &str, fingerprint: &str| vigil::learn::jobs::TrainJob {
+        id: unique("job"),
+        key: key.into(),
+        fingerprint: fingerprint.into(),
+        pipeline_version: meta.pipeline_version.clone(),
+        series: meta.series.clone(),
+        version: 1,
+        regime_from: None,
+        spec: vigil::learn::Spec::Baseline { season_ms: 3_600_000, bucket_ms: 60_000 },
+        activate: true,
+        samples: Some(vigil::learn::jobs::Samples::default()),
+        samples_at: None,
+        warm: None,
+        owner: "test".into(),
+        reply: String::new(),
+        submitted_at: 0,
+    };
+    for j in [job("m.model", &meta.fingerprint), job("gone.model", "f")] {
+        let (subject, payload) = (format!("{}.train.jobs", s.prefix), serde_json::to_vec(&j).unwrap());
+        s.js(move |js| {
+            Box::pin(async move {
+                js.publish(subject, payload.into()).await.unwrap().await.unwrap();
+            })
+        });
+    }
+    wait_for("the workers to drop both jobs", Duration::from_secs(60), || {
+        let logs: String = workers.iter().map(Node::log).collect();
+        (logs.contains("whose version is registered already; dropped") && logs.contains("a stage that is not in the plan")).then_some(())
+    });
+
+    // The owner dies: the new owner loads v1 from the object store and trains nothing.
+    let mut owner = owner;
+    owner.engine.kill9();
+    let next =
+        wait_for("another node to run m", Duration::from_secs(60), || workers.iter().find(|w| w.owned().is_some_and(|o| o.contains("m"))));
+    wait_for("the new owner to load v1", Duration::from_secs(60), || {
+        (model_metric(next, "vigil_model_version") == Some(1.0)).then_some(())
+    });
+    let log = next.log();
+    assert!(log.lines().any(|l| l.contains("loaded model") && l.contains("version=1")), "{log}");
+    s.rows(150);
+    wait_for("the new owner to score with v1", Duration::from_secs(60), || model_metric(next, "vigil_model_error_ratio"));
+    assert_eq!(s.db.scalar("SELECT COUNT(*) FROM models"), 1, "one version, never trained again");
+    assert_eq!(s.db.scalar("SELECT COUNT(*) FROM audit WHERE event = 'trained'"), 1, "one training");
+    let trainings: usize = workers.iter().map(|w| w.log().matches("trained a job of the work queue").count()).sum();
+    assert_eq!(trainings, 1, "one job trained in the whole cluster");
+    assert!(!workers.iter().any(|w| w.log().contains("panicked")), "no worker panicked");
+}
+
+/// A NATS server of the test's own whose messages are at most 4 KiB: a job's samples do
+/// not fit in one.
+fn start_small_nats(dir: &TempDir) -> Server {
+    let bin = require("nats-server", "nats-server");
+    let log = dir.join("nats.log");
+    let (child, port) = start_on_free_port(
+        "nats-server with max_payload 4 KiB",
+        Some(&log),
+        |port| {
+            let conf = dir.join("nats.conf");
+            let store = dir.join("jetstream");
+            std::fs::write(
+                &conf,
+                format!("listen: 127.0.0.1:{port}\nmax_payload: 4096\njetstream {{\n  store_dir: \"{}\"\n}}\n", store.display()),
+            )
+            .unwrap();
+            let mut c = Command::new(&bin);
+            c.arg("-c").arg(&conf).stdout(std::process::Stdio::null()).stderr(std::fs::File::create(&log).unwrap());
+            c
+        },
+        |port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    );
+    Server { child, port, dir: TempDir::new("nats-small") }
+}
+
+/// A worker killed (`kill -9`) in the middle of a job: the job is delivered again, after
+/// the ack wait, to the node that joins, which trains and registers it; the owner gets
+/// the version. The job was too big for one NATS message (a server with a 4 KiB
+/// `max_payload`): its samples went through the object store, and are removed once the
+/// job is done. The time from the kill to the version registered is printed.
+#[test]
+fn a_job_whose_worker_dies_is_trained_by_another_and_big_samples_go_through_the_object_store() {
+    let nats_dir = TempDir::new("nats-train");
+    let nats = start_small_nats(&nats_dir);
+    // 140 samples, no validation split (under 50 examples): every epoch runs, for seconds.
+    let s = Training::on(format!("nats://127.0.0.1:{}", nats.port), "lookback: 100, hidden: [32], epochs: 20000", 140);
+    let owner = s.node("owner", 0);
+    wait_for("the owner to run m", Duration::from_secs(60), || owner.owned().is_some_and(|o| o.contains("m")).then_some(()));
+    wait_for("m's first tick", Duration::from_secs(60), || (s.db.scalar("SELECT COUNT(*) FROM cursors") >= 1).then_some(()));
+    let mut w1 = s.node("w1", 1);
+    wait_for("w1's worker", Duration::from_secs(60), || w1.log().contains("training as jobs: ready").then_some(()));
+    s.rows(140);
+    wait_for("the owner to put the samples in the object store", Duration::from_secs(60), || {
+        owner.log().contains("its samples go to the object store").then_some(())
+    });
+    wait_for("w1 to start training", Duration::from_secs(60), || w1.log().contains("training a job of the work queue").then_some(()));
+    w1.engine.kill9();
+    let killed = Instant::now();
+    assert_eq!(s.db.scalar("SELECT COUNT(*) FROM models"), 0, "killed mid-job: nothing registered (train longer if this fails)");
+    let w2 = s.node("w2", 1);
+    let trained_by = wait_for("the job delivered again and trained", Duration::from_secs(180), || {
+        (s.db.scalar("SELECT COUNT(*) FROM audit WHERE event = 'trained'") >= 1)
+            .then(|| s.text("SELECT detail FROM audit WHERE event = 'trained'"))
+    });
+    let took = killed.elapsed().as_secs_f64();
+    assert!(trained_by.starts_with("v1 trained by node w2"), "{trained_by}");
+    let log = w2.log();
+    assert!(log.lines().any(|l| l.contains("training a job of the work queue") && l.contains("delivered=2")), "{log}");
+    eprintln!("worker killed mid-job: the job trained and registered by another node {took:.1} s after the kill ({trained_by})");
+    wait_for("the owner to use v1", Duration::from_secs(60), || (model_metric(&owner, "vigil_model_version") == Some(1.0)).then_some(()));
+    assert_eq!(s.db.scalar("SELECT COUNT(*) FROM models"), 1);
+    // The samples' object is gone; the version's artifact and metadata are there.
+    let bucket = format!("{}-models", s.prefix);
+    let names = s.js(move |js| {
+        Box::pin(async move {
+            let store = js.get_object_store(bucket).await.unwrap();
+            let mut list = store.list().await.unwrap();
+            let mut names = Vec::new();
+            while let Some(Ok(o)) = futures_util::StreamExt::next(&mut list).await {
+                names.push(o.name);
+            }
+            names
+        })
+    });
+    assert!(!names.iter().any(|n| n.starts_with("jobs/")), "{names:?}");
+    assert!(names.iter().any(|n| n.ends_with("/v1.bpk")) && names.iter().any(|n| n.ends_with("/v1.json")), "{names:?}");
+    drop(w2);
+    drop(owner);
+    drop(s);
+    drop(nats);
+}
+
+/// Retraining with `warm_start true` under `--cluster`: the second job names the first
+/// version's artifact, and the worker warm starts from it, read from the object store.
+#[test]
+fn a_retraining_job_warm_starts_from_the_previous_version_in_the_object_store() {
+    let s = Training::with_policy("    retrain every 60 samples\n    warm_start true\n");
+    let owner = s.node("owner", 0);
+    wait_for("the owner to run m", Duration::from_secs(60), || owner.owned().is_some_and(|o| o.contains("m")).then_some(()));
+    wait_for("m's first tick", Duration::from_secs(60), || (s.db.scalar("SELECT COUNT(*) FROM cursors") >= 1).then_some(()));
+    let w = s.node("w1", 1);
+    wait_for("w1's worker", Duration::from_secs(60), || w.log().contains("training as jobs: ready").then_some(()));
+    s.rows(60);
+    wait_for("v1", Duration::from_secs(60), || (model_metric(&owner, "vigil_model_version") == Some(1.0)).then_some(()));
+    s.rows(60);
+    wait_for("v2", Duration::from_secs(60), || (model_metric(&owner, "vigil_model_version") == Some(2.0)).then_some(()));
+    let log = w.log();
+    assert!(
+        log.lines().any(|l| l.contains("training a job of the work queue") && l.contains("version=2") && l.contains("warm_from=1")),
+        "{log}"
+    );
+    assert!(!log.contains("cannot load the warm-start version"), "{log}");
+    let path = s.text("SELECT path FROM models WHERE version = 2 AND active");
+    assert!(path.starts_with("nats-object://") && path.ends_with("/v2.bpk"), "{path}");
 }

@@ -196,7 +196,7 @@ fn train_op(store: Arc<dyn Store>, dir: &Path, fingerprint: &str) -> Train {
     };
     let policy = Policy { min_samples: 200, ..Policy::default() };
     let bg = Background {
-        registry: vigil::learn::registry::Registry { dir: dir.join("models"), store },
+        registry: vigil::learn::registry::Registry::local(dir.join("models"), store),
         handle: tokio::runtime::Handle::current(),
     };
     Train::new(spec, policy, Default::default(), "p.model".into(), fingerprint.into(), "v1".into(), Some(bg))

@@ -35,6 +35,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::persist::{BoxFuture, Fence, StoreError};
 
+pub mod train;
+
 /// The default lease TTL: renewed every 2 s, a dead node's pipelines are taken over
 /// 4–8 s after it died.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(6);

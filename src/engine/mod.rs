@@ -780,6 +780,9 @@ pub struct Engine {
     /// The plan last applied, its sources and version: applied again when the pipelines
     /// this node owns change.
     last_plan: Mutex<Option<(Plan, SourceMap, String)>>,
+    /// In a cluster: the shared artifact store and the work queue that trains
+    /// ([`Engine::train_remotely`]).
+    remote: std::sync::OnceLock<crate::learn::jobs::Remote>,
 }
 
 impl Engine {
@@ -794,6 +797,7 @@ impl Engine {
             pipelines: tokio::sync::Mutex::new(Default::default()),
             owned: RwLock::new(None),
             last_plan: Mutex::new(None),
+            remote: std::sync::OnceLock::new(),
         }
     }
 
@@ -802,11 +806,32 @@ impl Engine {
     fn models(&self) -> Option<ops::learn::BackgroundEnv> {
         let dir = self.state_dir.as_ref()?.join("models");
         let handle = tokio::runtime::Handle::try_current().ok()?;
+        let remote = self.remote.get();
+        let registry = match remote {
+            Some(r) => crate::learn::registry::Registry { dir, store: self.store.clone(), artifacts: r.artifacts.clone() },
+            None => crate::learn::registry::Registry::local(dir, self.store.clone()),
+        };
         Some(ops::learn::BackgroundEnv {
-            registry: crate::learn::registry::Registry { dir, store: self.store.clone() },
+            registry,
             handle,
             monitor: self.shared.monitor.clone(),
+            trainer: remote.map(|r| r.trainer.clone()),
         })
+    }
+
+    /// In a cluster: train stages keep their artifacts in `remote`'s store and hand their
+    /// trainings to its work queue. Set once, before the node runs any pipeline; false
+    /// when it was set already.
+    pub fn train_remotely(&self, remote: crate::learn::jobs::Remote) -> bool {
+        self.remote.set(remote).is_ok()
+    }
+
+    /// Whether the plan has a stage `key` of this configuration (`fingerprint`): a
+    /// training job for a stage that is gone, or was changed since, is dropped.
+    pub fn has_stage(&self, key: &str, fingerprint: &str) -> bool {
+        let last = self.last_plan.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref()
+            .is_some_and(|(p, _, _)| p.pipelines.iter().flat_map(|p| &p.stages).any(|s| s.key.0 == key && s.fingerprint.0 == fingerprint))
     }
 
     /// Builds every pipeline of a plan and starts their triggers: applying the plan to an

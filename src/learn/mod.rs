@@ -7,14 +7,17 @@
 //! - [`Fitted`]: a trained version and its [`ModelMeta`]data; [`Fitted::predict`] gives,
 //!   for points of a series, the expected value and a raw error in units of the series'
 //!   typical spread, which [`calibrate`] turns into a score in [0, 1].
-//! - [`registry`]: versioned artifacts under `STATE/models/` with metadata in the state
-//!   store.
+//! - [`registry`]: versioned artifacts under `STATE/models/` (or, under `--cluster`, in
+//!   the JetStream object store: [`artifacts`]) with metadata in the state store;
+//!   [`jobs`]: trainings handed to any node of a cluster.
 //!
 //! Every model normalises its input by the training data's median and robust spread
 //! (1.4826 × MAD, falling back to the standard deviation and then to a small floor, so a
 //! constant series trains and scores without dividing by zero).
 
+pub mod artifacts;
 pub mod calibrate;
+pub mod jobs;
 pub mod monitor;
 pub mod net;
 pub mod novelty;
@@ -33,7 +36,7 @@ pub use net::{TrainError, TrainParams};
 pub const MAX_TRAIN_SAMPLES: usize = 8192;
 
 /// What a train stage builds.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Spec {
     /// Reconstructs windows of `window` values.
     Autoencoder { window: usize, hidden: Vec<usize>, train: TrainParams },

@@ -72,7 +72,7 @@ impl Mlp {
 }
 
 /// How to train.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TrainParams {
     pub epochs: usize,
     pub learning_rate: f64,

@@ -1,11 +1,15 @@
-//! The model registry: every trained version is an artifact under `STATE/models/`, with
-//! its metadata in the state store (the `models` table) and beside the artifact
-//! (`vN.json`), so that a model survives a restart without retraining.
+//! The model registry: every trained version is an artifact in the registry's
+//! [`ArtifactStore`], with its metadata in the state store (the `models` table, whose
+//! `path` is the artifact's location) and beside the artifact (`vN.json`), so that a model
+//! survives a restart without retraining.
 //!
-//! Layout: `models/<stage key>/<series digest>/vN.bpk` (burnpack, burn's format, for the
-//! neural models) or `vN.profile.json` (the seasonal baseline). Files are written to a
-//! temporary name and renamed, so a crash never leaves half an artifact under the final
-//! name. Exactly one version per (stage, series) is active: predict uses it; `vigil models
+//! Layout: `<stage key>/<series digest>/vN.bpk` (burnpack, burn's format, for the neural
+//! models) or `vN.profile.json` (the seasonal baseline): on a single node files under
+//! `STATE/models/` ([`LocalDir`], written to a temporary name and renamed, so a crash never
+//! leaves half an artifact under the final name); under `--cluster` objects of the same
+//! names in the JetStream object store `PREFIX-models`, which every node reads, so the
+//! node that takes a pipeline over loads its versions instead of retraining them.
+//! Exactly one version per (stage, series) is active: predict uses it; `vigil models
 //! promote|rollback` changes which.
 
 use std::path::{Path, PathBuf};
@@ -13,6 +17,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use super::artifacts::{ArtifactError, ArtifactStore, LocalDir};
 use super::{Body, Fitted, ModelMeta};
 use crate::persist::{BoxFuture, StoreError};
 
@@ -68,90 +73,118 @@ impl ModelEvent {
 /// Where artifacts go, and the store that indexes them.
 #[derive(Clone)]
 pub struct Registry {
+    /// The node's own folder for the registry (`STATE/models`): the artifacts of a single
+    /// node, and the shadow periods' records on any.
     pub dir: PathBuf,
     pub store: Arc<dyn ModelStore>,
+    /// Where the artifacts are written and read: `dir` on a single node, the JetStream
+    /// object store under `--cluster`.
+    pub artifacts: Arc<dyn ArtifactStore>,
 }
 
-/// The folder of one (stage, series): readable stage key, digest of the series identity.
+/// The folder of one (stage, series) under `root`: see [`series_prefix`].
 pub fn series_dir(root: &Path, key: &str, series: &str) -> PathBuf {
+    root.join(series_prefix(key, series))
+}
+
+/// The name prefix of one (stage, series): readable stage key, digest of the series
+/// identity (`<key>/<digest>`).
+pub fn series_prefix(key: &str, series: &str) -> String {
     let digest = Sha256::digest(series.as_bytes());
     let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     let safe_key: String =
         key.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '~') { c } else { '_' }).collect();
-    root.join(safe_key).join(hex)
+    format!("{safe_key}/{hex}")
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+/// The names of a version's artifact and metadata file, relative to the registry's root:
+/// `<key>/<digest>/vN.bpk` (neural models) or `vN.profile.json` (baseline), and `vN.json`.
+pub fn artifact_names(meta: &ModelMeta) -> (String, String) {
+    let prefix = series_prefix(&meta.key, &meta.series);
+    let v = meta.version;
+    let body = if meta.kind == "baseline" { format!("{prefix}/v{v}.profile.json") } else { format!("{prefix}/v{v}.bpk") };
+    (body, format!("{prefix}/v{v}.json"))
 }
 
-/// Writes a version's artifact and metadata file; returns the artifact's path.
+/// A version's artifact as bytes: burnpack for the neural models, JSON for the baseline.
 ///
 /// # Errors
-/// When the files cannot be written.
-pub fn save_artifact(root: &Path, f: &Fitted) -> Result<PathBuf, String> {
-    let dir = series_dir(root, &f.meta.key, &f.meta.series);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
-    let v = f.meta.version;
-    let path = match &f.body {
-        Body::Net { record, .. } => {
-            let path = dir.join(format!("v{v}.bpk"));
-            let tmp = path.with_extension("bpk.tmp");
-            record.clone().save(&tmp).map_err(|e| format!("cannot write `{}`: {e}", tmp.display()))?;
-            std::fs::rename(&tmp, &path).map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
-            path
-        }
-        Body::Baseline(p) => {
-            let path = dir.join(format!("v{v}.profile.json"));
-            let bytes = serde_json::to_vec(p).map_err(|e| e.to_string())?;
-            write_atomic(&path, &bytes).map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
-            path
-        }
-    };
-    let meta = serde_json::to_vec_pretty(&f.meta).map_err(|e| e.to_string())?;
-    let meta_path = dir.join(format!("v{v}.json"));
-    write_atomic(&meta_path, &meta).map_err(|e| format!("cannot write `{}`: {e}", meta_path.display()))?;
-    Ok(path)
+/// When the model cannot be serialised.
+pub fn encode(f: &Fitted) -> Result<Vec<u8>, String> {
+    match &f.body {
+        Body::Net { record, .. } => record
+            .clone()
+            .into_bytes()
+            .map(|b| b.to_vec())
+            .map_err(|e| format!("cannot serialise model {} v{}: {e}", f.meta.key, f.meta.version)),
+        Body::Baseline(p) => serde_json::to_vec(p).map_err(|e| e.to_string()),
+    }
 }
 
-/// Loads a version from its artifact.
+/// A version from its artifact's bytes (`what` names it in errors).
 ///
 /// # Errors
-/// When the file is missing, corrupt, or does not fit the metadata's shape.
-pub fn load_artifact(path: &Path, meta: &ModelMeta) -> Result<Fitted, String> {
-    let what = || format!("model {} v{} ({})", meta.key, meta.version, path.display());
+/// When the bytes are corrupt or do not fit the metadata's shape.
+pub fn decode(bytes: Vec<u8>, meta: &ModelMeta, what: &str) -> Result<Fitted, String> {
     let body = if meta.kind == "baseline" {
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", what()))?;
-        let p: super::Profile = serde_json::from_slice(&bytes).map_err(|e| format!("{} is corrupt: {e}", what()))?;
+        let p: super::Profile = serde_json::from_slice(&bytes).map_err(|e| format!("{what} is corrupt: {e}"))?;
         if p.season_ms <= 0 || p.bucket_ms <= 0 {
-            return Err(format!("{} is corrupt: a season or bucket is not positive", what()));
+            return Err(format!("{what} is corrupt: a season or bucket is not positive"));
         }
         Body::Baseline(p)
     } else {
-        if !path.exists() {
-            return Err(format!("{} is missing", what()));
-        }
         if meta.dims.len() < 2 {
-            return Err(format!("{}: its metadata has no layer sizes", what()));
+            return Err(format!("{what}: its metadata has no layer sizes"));
         }
-        let record = burn::store::ModuleRecord::load(path).map_err(|e| format!("{} is corrupt: {e}", what()))?;
-        let model = super::net::load(&meta.dims, &record).map_err(|e| format!("{}: {e}", what()))?;
+        let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+            .map_err(|e| format!("{what} is corrupt: {e}"))?;
+        let model = super::net::load(&meta.dims, &record).map_err(|e| format!("{what}: {e}"))?;
         Body::Net { model, record }
     };
     Ok(Fitted { meta: meta.clone(), body, calibration: Vec::new(), residuals: Vec::new() })
 }
 
 impl Registry {
+    /// The registry of a single node: artifacts are files under `dir`.
+    pub fn local(dir: PathBuf, store: Arc<dyn ModelStore>) -> Registry {
+        Registry { artifacts: Arc::new(LocalDir::new(dir.clone())), dir, store }
+    }
+
+    /// Writes a version's artifact and its metadata file to the artifact store; returns
+    /// the artifact's location.
+    ///
+    /// # Errors
+    /// When the artifact or its metadata cannot be written.
+    pub async fn save(&self, f: &Fitted) -> Result<String, String> {
+        let (body, meta_name) = artifact_names(&f.meta);
+        let location = self.artifacts.put(&body, encode(f)?).await.map_err(|e| e.to_string())?;
+        let meta = serde_json::to_vec_pretty(&f.meta).map_err(|e| e.to_string())?;
+        self.artifacts.put(&meta_name, meta).await.map_err(|e| e.to_string())?;
+        Ok(location)
+    }
+
     /// Saves a new version: the active one when `activate`, else a candidate (a
     /// challenger in shadow).
     ///
     /// # Errors
     /// When the artifact or its metadata cannot be written.
     pub async fn register(&self, f: &Fitted, activate: bool) -> Result<i64, String> {
-        let path = save_artifact(&self.dir, f)?;
-        self.store.insert_model(&f.meta, &path.display().to_string(), activate).await.map_err(|e| e.to_string())
+        let location = self.save(f).await?;
+        self.store.insert_model(&f.meta, &location, activate).await.map_err(|e| e.to_string())
+    }
+
+    /// Loads the version whose artifact is at `location`.
+    ///
+    /// # Errors
+    /// When the artifact is missing, corrupt, or does not fit the metadata's shape.
+    pub async fn load(&self, location: &str, meta: &ModelMeta) -> Result<Fitted, String> {
+        let what = format!("model {} v{} ({location})", meta.key, meta.version);
+        let bytes = self.artifacts.get(location).await.map_err(|e| match e {
+            ArtifactError::Missing(_) => format!("{what} is missing"),
+            ArtifactError::Failed(e) => format!("cannot read {what}: {e}"),
+        })?;
+        let meta = meta.clone();
+        tokio::task::spawn_blocking(move || decode(bytes, &meta, &what)).await.unwrap_or_else(|e| Err(e.to_string()))
     }
 
     /// The active versions of a stage, loaded, except those `skip` says are in use
@@ -168,9 +201,7 @@ impl Registry {
         let rows = self.store.models(Some(key)).await.map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         for row in rows.into_iter().filter(|r| r.active && skip.get(&r.meta.series) != Some(&r.meta.version)) {
-            let path = PathBuf::from(&row.path);
-            let meta = row.meta.clone();
-            let loaded = tokio::task::spawn_blocking(move || load_artifact(&path, &meta)).await.unwrap_or_else(|e| Err(e.to_string()));
+            let loaded = self.load(&row.path, &row.meta).await;
             out.push((row, loaded));
         }
         Ok(out)

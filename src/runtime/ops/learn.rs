@@ -14,6 +14,9 @@
 //! policy names, so results are reproducible. Under `vigil run` it runs on its own thread
 //! (cancelled between epochs when the stage is dropped), each version is saved to the
 //! registry, and the active versions are loaded at start, so a restart does not retrain.
+//! Under `vigil run --cluster` a training is a job of the cluster's work queue
+//! ([`crate::learn::jobs`], `src/cluster/train.rs`): any node with a free slot trains it
+//! and registers the version, which this stage then loads from the shared artifact store.
 //! Until a series has a model, predict uses the stage's `fallback` (when declared) or
 //! scores 0.
 
@@ -27,6 +30,7 @@ use crate::dag::StageOpt;
 use crate::data::{Data, ScoreColumn, ScoresData, SeriesId, Timestamp};
 use crate::feedback::{self, FeedbackBook, Verdict};
 use crate::learn::calibrate::{Suppressor, TailCalibrator};
+use crate::learn::jobs::{Samples, TrainJob, Trainer, WarmStart};
 use crate::learn::monitor::{Monitor, DRIFT_WINDOW};
 use crate::learn::registry::Registry;
 use crate::learn::shadow::{self, Record};
@@ -106,15 +110,10 @@ pub fn train_step(spec: Spec, node: &crate::dag::StageNode, env: &super::BuildEn
         feedback: policy.learn_from_feedback.then(|| env.responder.feedback.clone()),
         monitor: env.models.as_ref().map(|m| m.monitor.clone()),
     };
-    crate::runtime::Step::Op(Box::new(Train::new(
-        spec,
-        policy,
-        cx,
-        node.key.0.clone(),
-        node.fingerprint.0.clone(),
-        env.pipeline_version.clone(),
-        background,
-    )))
+    crate::runtime::Step::Op(Box::new(
+        Train::new(spec, policy, cx, node.key.0.clone(), node.fingerprint.0.clone(), env.pipeline_version.clone(), background)
+            .with_trainer(env.models.as_ref().and_then(|m| m.trainer.clone())),
+    ))
 }
 
 /// What the engine gives stages for training in the background.
@@ -124,6 +123,9 @@ pub struct BackgroundEnv {
     pub handle: tokio::runtime::Handle,
     /// Where models report their health (`/metrics`).
     pub monitor: Arc<Monitor>,
+    /// Under `--cluster`: trainings go to the cluster's work queue instead of a thread
+    /// of this node.
+    pub trainer: Option<Arc<dyn Trainer>>,
 }
 
 /// Where trained versions go under `vigil run`.
@@ -206,6 +208,8 @@ pub struct Train {
     /// Samples seen, for the backoff after failures.
     seen: u64,
     last_poll: Option<std::time::Instant>,
+    /// Under `--cluster`: who trains (any node, through the work queue).
+    trainer: Option<Arc<dyn Trainer>>,
 }
 
 impl Drop for Train {
@@ -244,9 +248,17 @@ impl Train {
             cancel: Arc::new(AtomicBool::new(false)),
             seen: 0,
             last_poll: Some(std::time::Instant::now()),
+            trainer: None,
         };
         train.load_registry();
         train
+    }
+
+    /// Has `trainer` train this stage's versions (under `vigil run --cluster`: a job on
+    /// the cluster's work queue) instead of a thread of this process.
+    pub fn with_trainer(mut self, trainer: Option<Arc<dyn Trainer>>) -> Train {
+        self.trainer = trainer;
+        self
     }
 
     /// Loads the active versions from the registry in the background. Versions of another
@@ -327,6 +339,10 @@ impl Train {
                             }
                         }
                         s.last_trained_ts = Some(s.last_trained_ts.map_or(f.meta.data_to, |t| t.max(f.meta.data_to)));
+                        if let Some(m) = &self.cx.monitor {
+                            // `vigil_model_version`: a loaded version is the active one too.
+                            m.update(&self.key, &f.meta.series, |h| h.version = f.meta.version);
+                        }
                         s.versions = vec![f];
                     }
                     for (series, n) in next {
@@ -598,6 +614,35 @@ impl Train {
                     .0
                     .send(Update::Trained(series.to_owned(), r.map(|f| (Arc::new(f), None, activate)).map_err(|e| e.to_string())));
             }
+            Some(bg) if self.trainer.is_some() => {
+                let samples = Samples { ts, values, exclude, normal };
+                let trainer = self.trainer.clone().expect("checked above");
+                let job = TrainJob {
+                    id: format!("{}/{}/v{version}/{}", cx.key, cx.series, crate::time::now_ms()),
+                    key: cx.key,
+                    fingerprint: cx.fingerprint,
+                    pipeline_version: cx.pipeline_version,
+                    series: cx.series,
+                    version,
+                    regime_from: cx.regime_from,
+                    spec,
+                    activate,
+                    samples: Some(samples),
+                    samples_at: None,
+                    warm: None,
+                    owner: trainer.node().to_owned(),
+                    reply: String::new(),
+                    submitted_at: crate::time::now_ms(),
+                };
+                let warm = warm.map(|w| w.meta.version);
+                let (tx, cancel, registry) = (self.updates.0.clone(), self.cancel.clone(), bg.registry.clone());
+                bg.handle.spawn(async move {
+                    let series = job.series.clone();
+                    let result =
+                        train_remotely(&*trainer, &registry, job, warm, cancel).await.map(|f| (Arc::new(f.0), Some(f.1), activate));
+                    let _ = tx.send(Update::Trained(series, result));
+                });
+            }
             Some(bg) => {
                 let (tx, cancel, registry, handle) = (self.updates.0.clone(), self.cancel.clone(), bg.registry.clone(), bg.handle.clone());
                 let series = series.to_owned();
@@ -624,6 +669,43 @@ impl Train {
             }
         }
     }
+}
+
+/// Has `trainer` train `job` on whichever node takes it, warm started from this series'
+/// version `warm`, and loads the version it registered; returns it with its registry id.
+async fn train_remotely(
+    trainer: &dyn Trainer,
+    registry: &Registry,
+    mut job: TrainJob,
+    warm: Option<u32>,
+    cancel: Arc<AtomicBool>,
+) -> Result<(Fitted, i64), String> {
+    if let Some(v) = warm {
+        // The worker reads the warm-start version from the shared artifact store.
+        match registry.store.models(Some(&job.key)).await {
+            Ok(rows) => {
+                job.warm = rows
+                    .into_iter()
+                    .find(|r| r.meta.series == job.series && r.meta.version == v)
+                    .map(|r| WarmStart { location: r.path, meta: r.meta });
+            }
+            Err(e) => {
+                tracing::warn!(stage = %job.key, series = %job.series, "cannot find the warm-start version v{v} ({e}); training from scratch")
+            }
+        }
+    }
+    let (key, series, version) = (job.key.clone(), job.series.clone(), job.version);
+    let started = std::time::Instant::now();
+    let t = trainer.train(job, cancel).await?;
+    let mut f = registry.load(&t.location, &t.meta).await?;
+    f.calibration = t.calibration;
+    f.residuals = t.residuals;
+    tracing::info!(
+        stage = %key, series = %series, version, id = t.id, node = %t.node, loss = f.meta.loss, train_ms = f.meta.train_ms,
+        waited_ms = started.elapsed().as_millis() as u64, location = %t.location,
+        "trained model (a job of the cluster's work queue)"
+    );
+    Ok((f, t.id))
 }
 
 /// Trains with progress: a bar on a terminal, tracing events otherwise.
