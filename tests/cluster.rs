@@ -1002,6 +1002,15 @@ async fn the_store_fences_stale_owners_and_claims_outbox_rows_once() {
     assert_eq!(ids(b.interrupted_notifications(later, &stages).await.unwrap()), vec![mine[0].id]);
     assert!(a.interrupted_notifications(later, &stages).await.unwrap().is_empty(), "recovered by one node only");
     assert!(b.interrupted_notifications(later, &["other.hook".to_owned()]).await.unwrap().is_empty());
+    // A node that stops hands back what it claimed and had not started: another node
+    // claims it at once, not when the claim expires.
+    let k = incident("i3", "p");
+    fenced(Some(new.clone()), b.record_respond(std::slice::from_ref(&k), &[note(&k)], &[])).await.unwrap();
+    let claimed = ids(b.claim_due(later, 10, &stages).await.unwrap());
+    assert_eq!(claimed.len(), 1);
+    assert!(a.claim_due(later, 10, &stages).await.unwrap().is_empty());
+    assert_eq!(b.release_claims().await.unwrap(), 1, "only the row whose send had not started");
+    assert_eq!(ids(a.claim_due(later, 10, &stages).await.unwrap()), claimed);
     a.close().await;
     b.close().await;
     drop(db);

@@ -113,6 +113,15 @@ pub async fn run(responder: Arc<Responder>, cancel: CancellationToken, report: R
     // restart (as after a crash).
     let _ = tokio::time::timeout(Duration::from_secs(2), async { while in_flight.join_next().await.is_some() {} }).await;
     in_flight.abort_all();
+    // In a cluster, what this node claimed and did not start is another node's to send
+    // now, not when the claim expires.
+    match tokio::time::timeout(Duration::from_secs(2), store.release_claims()).await {
+        Ok(Ok(n)) if n > 0 => tracing::info!(notifications = n, "outbox rows claimed but not sent handed back to the other nodes"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot hand back the outbox rows claimed but not sent: another node sends them when the claim expires")
+        }
+        _ => {}
+    }
 }
 
 /// How often the dispatcher looks for sends interrupted by a crash (after the first look,

@@ -45,6 +45,12 @@ pub trait OutboxStore: Send + Sync {
         let _ = stages;
         self.due_notifications(now, limit)
     }
+    /// Gives back the rows claimed for this node whose send has not started (a store
+    /// shared by several nodes: the dispatcher stops, so another node's may take them at
+    /// once instead of when the claim expires); how many. One node: nothing to do.
+    fn release_claims(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async { Ok(0) })
+    }
     /// The outbox, newest first (all statuses).
     fn outbox<'a>(&'a self, limit: i64) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>>;
     /// The notifications of one incident, newest first (all statuses). The default reads

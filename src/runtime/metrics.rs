@@ -325,41 +325,6 @@ impl Metrics {
     }
 }
 
-/// The cluster's lines of `/metrics` (`vigil_cluster_*`), from this node's last round
-/// (`cluster` of `/api/v1/status`): how many live nodes, each node's versions, pipelines
-/// and whether it drains, version skew, and whether NATS answered.
-pub fn render_cluster(h: &crate::cluster::Health) -> String {
-    let mut out = String::new();
-    let gauge = |out: &mut String, name: &str, help: &str| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-    };
-    gauge(&mut out, "vigil_cluster_nodes", "Live nodes of the cluster, as this node's last round saw them (itself included).");
-    let _ = writeln!(out, "vigil_cluster_nodes {}", h.nodes.len());
-    gauge(&mut out, "vigil_cluster_node_info", "A live node with the source version and the vigil version it announces.");
-    for n in &h.nodes {
-        let _ = writeln!(
-            out,
-            "vigil_cluster_node_info{{node=\"{}\",version=\"{}\",vigil_version=\"{}\"}} 1",
-            escape_label(&n.node),
-            escape_label(&n.version),
-            escape_label(&n.vigil_version)
-        );
-    }
-    gauge(&mut out, "vigil_cluster_node_pipelines", "The pipelines a live node runs (holds the lease of), by its announcement.");
-    for n in &h.nodes {
-        let _ = writeln!(out, "vigil_cluster_node_pipelines{{node=\"{}\"}} {}", escape_label(&n.node), n.pipelines.len());
-    }
-    gauge(&mut out, "vigil_cluster_node_draining", "1 while a live node drains (takes no pipeline, hands over what it holds).");
-    for n in &h.nodes {
-        let _ = writeln!(out, "vigil_cluster_node_draining{{node=\"{}\"}} {}", escape_label(&n.node), u8::from(n.draining));
-    }
-    gauge(&mut out, "vigil_cluster_version_skew", "1 while the live nodes announce more than one source version.");
-    let _ = writeln!(out, "vigil_cluster_version_skew {}", u8::from(h.skew));
-    gauge(&mut out, "vigil_cluster_coordination_up", "1 when NATS answered this node's last round, 0 when it did not.");
-    let _ = writeln!(out, "vigil_cluster_coordination_up {}", u8::from(h.coordination == "ok"));
-    out
-}
-
 fn fmt_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()

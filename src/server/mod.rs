@@ -161,7 +161,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     }
     // In a cluster: the whole cluster as this node's last round saw it (no NATS request here).
     if let Some(h) = shared.status.read().ok().and_then(|s| s.cluster.clone()) {
-        text.push_str(&crate::runtime::metrics::render_cluster(&h));
+        text.push_str(&h.metrics());
     }
     text.push_str(&shared.monitor.render());
     if store_up {

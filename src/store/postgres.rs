@@ -655,6 +655,20 @@ impl OutboxStore for PostgresStore {
         })
     }
 
+    fn release_claims(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let Some((node, _)) = &self.claims else { return Ok(0) };
+            let done = sqlx::query(
+                "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = $1 AND status = 'pending' \
+                 AND started_at IS NULL",
+            )
+            .bind(node)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected())
+        })
+    }
+
     fn outbox<'a>(&'a self, limit: i64) -> BoxFuture<'a, Result<Vec<OutboxRow>, StoreError>> {
         Box::pin(async move {
             let rows = sqlx::query(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY id DESC LIMIT $1"))
