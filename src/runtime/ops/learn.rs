@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use crate::dag::StageOpt;
 use crate::data::{Data, ScoreColumn, ScoresData, SeriesId, Timestamp};
 use crate::feedback::{self, FeedbackBook, Verdict};
-use crate::learn::calibrate::{Suppressor, TailCalibrator};
+use crate::learn::calibrate::{Calibration, RecentLevel, SlidingRange, Suppressor, TailCalibrator, RANGE_POINTS};
 use crate::learn::monitor::{Monitor, DRIFT_WINDOW};
 use crate::learn::registry::Registry;
 use crate::learn::shadow::{self, Record};
@@ -768,6 +768,10 @@ pub enum Mode {
 struct ScoreState {
     recent: VecDeque<f64>,
     errors: TailCalibrator,
+    /// The series' recent range and the version's recent level of residuals (calibrations
+    /// other than [`Calibration::Tail`]).
+    range: SlidingRange,
+    level: RecentLevel,
     residuals: TailCalibrator,
     suppress: Suppressor,
     /// Recent (timestamp, error) pairs: the errors of a window marked false positive
@@ -829,9 +833,13 @@ impl ScoreState {
 
     /// Starts the calibration of version `f`: its own held-out errors and residuals (the
     /// bounds'), nothing of the version before.
-    fn start_version(&mut self, f: &Fitted, history: usize) {
+    fn start_version(&mut self, f: &Fitted, history: usize, calibration: Calibration) {
         self.version = Some(f.meta.version);
         self.errors = TailCalibrator::seeded(history, &f.calibration);
+        if calibration == Calibration::Likelihood {
+            let seed: Vec<f64> = f.calibration.iter().map(|e| e * f.meta.scale).collect();
+            self.level = RecentLevel::seeded(history, &seed, self.range.spread());
+        }
         self.residuals = TailCalibrator::seeded(history, &f.residuals);
         self.squares.clear();
     }
@@ -846,6 +854,9 @@ impl ScoreState {
 pub struct ModelScore {
     mode: Mode,
     history: usize,
+    calibration: Calibration,
+    /// The suppression's odds factor ([`Suppressor::with_odds_factor`]).
+    odds_factor: f64,
     state: HashMap<SeriesId, ScoreState>,
     /// The pipeline and its verdicts (None: not learned from).
     feedback: Option<(String, Arc<FeedbackBook>)>,
@@ -860,7 +871,20 @@ const MAX_CONTEXT: usize = 4096;
 
 impl ModelScore {
     pub fn new(mode: Mode, history: usize, feedback: Option<(String, Arc<FeedbackBook>)>) -> ModelScore {
-        ModelScore { mode, history: history.max(10), state: HashMap::new(), feedback, generation: 0 }
+        ModelScore { mode, history: history.max(10), calibration: Calibration::Tail, odds_factor: 1.0, state: HashMap::new(), feedback, generation: 0 }
+    }
+
+    /// Scores with `calibration` instead of the default [`Calibration::Tail`].
+    pub fn with_calibration(mut self, calibration: Calibration) -> ModelScore {
+        self.calibration = calibration;
+        self
+    }
+
+    /// Suppresses a later report within the period unless its odds are `factor` times the
+    /// last report's.
+    pub fn with_odds_factor(mut self, factor: f64) -> ModelScore {
+        self.odds_factor = factor.max(1.0);
+        self
     }
 
     /// Notes the windows marked false positive that came in since last time, per series:
@@ -949,6 +973,8 @@ impl Operator for ModelScore {
             let st = self.state.entry(id.clone()).or_insert_with(|| ScoreState {
                 recent: VecDeque::new(),
                 errors: TailCalibrator::new(history),
+                range: SlidingRange::new(RANGE_POINTS),
+                level: RecentLevel::new(history),
                 residuals: TailCalibrator::new(history),
                 suppress: Suppressor::new(0),
                 past_errors: VecDeque::new(),
@@ -961,8 +987,8 @@ impl Operator for ModelScore {
                 shadow: None,
             });
             let (Mode::Score { suppress_ms, .. } | Mode::Forecast { suppress_ms, .. }) = self.mode;
-            if st.suppress.period() != suppress_ms {
-                st.suppress = Suppressor::new(suppress_ms);
+            if st.suppress.period() != suppress_ms || st.suppress.odds_factor() != self.odds_factor {
+                st.suppress = Suppressor::with_odds_factor(suppress_ms, self.odds_factor);
             }
             let versions = models.series.get(&id.to_string()).map(Vec::as_slice).unwrap_or(&[]);
             let base = st.recent.len();
@@ -1008,11 +1034,26 @@ impl Operator for ModelScore {
             }
             let mut run = candidate.and_then(|_| models.shadow.as_ref()).map(|m| m.lock().unwrap_or_else(|e| e.into_inner()));
             let mut o = ScoreColumn::new(id.clone());
+            let calibration = self.calibration;
             for (j, (&t, &v)) in ts.iter().zip(&values).enumerate() {
                 st.learn(t);
                 if let Some(f) = version_of[j].map(|v| &versions[v]).filter(|f| st.version != Some(f.meta.version)) {
-                    st.start_version(f, history);
+                    st.start_version(f, history, calibration);
                 }
+                // The score of an error, by the stage's calibration (then the error joins it).
+                let scale = version_of[j].map_or(1.0, |v| versions[v].meta.scale);
+                let spread = st.range.spread();
+                let calibrate = |st: &mut ScoreState, e: f64| -> f64 {
+                    let s = match calibration {
+                        Calibration::Tail => st.errors.score(e),
+                        Calibration::Likelihood => st.level.score(e * scale, spread),
+                    };
+                    st.errors.push(e);
+                    if calibration == Calibration::Likelihood {
+                        st.level.push(e * scale, spread);
+                    }
+                    s
+                };
                 if let Some(p) = preds[j] {
                     st.past_errors.push_back((t, p.error));
                     if st.past_errors.len() > PAST_ERRORS {
@@ -1027,11 +1068,11 @@ impl Operator for ModelScore {
                 }
                 match (preds[j], &self.mode) {
                     (Some(p), Mode::Score { threshold, suppress_ms }) => {
-                        let mut raw = st.errors.score(p.error);
-                        if st.harmless_level().is_some_and(|level| p.error <= level) {
+                        let harmless = st.harmless_level().is_some_and(|level| p.error <= level);
+                        let mut raw = calibrate(st, p.error);
+                        if harmless {
                             raw = raw.min(threshold * HARMLESS_SCORE);
                         }
-                        st.errors.push(p.error);
                         let s = st.suppress.apply(t, raw);
                         let spread = st.residuals.quantile(0.99).unwrap_or(f64::NAN);
                         st.residuals.push((v - p.expected).abs());
@@ -1066,8 +1107,8 @@ impl Operator for ModelScore {
                         o.push(t, v, s, p.expected, p.expected - spread, p.expected + spread, anomalous);
                     }
                     (Some(p), Mode::Forecast { interval, .. }) => {
-                        let raw = st.suppress.apply(t, st.errors.score(p.error));
-                        st.errors.push(p.error);
+                        let score = calibrate(st, p.error);
+                        let raw = st.suppress.apply(t, score);
                         let residual = (v - p.expected).abs();
                         let spread = if st.residuals.len() >= st.residuals.min_history { st.residuals.quantile(*interval) } else { None };
                         st.residuals.push(residual);
@@ -1081,6 +1122,7 @@ impl Operator for ModelScore {
                         None => o.push_unscored(t, v),
                     },
                 }
+                st.range.push(v);
             }
             drop(run);
             if let (Some(m), Some(active)) = (&models.monitor, versions.last()) {
