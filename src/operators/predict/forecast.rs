@@ -1,7 +1,7 @@
 //! `forecast`: a forecaster's or baseline's bounds. Environment: none.
 
-use crate::operators::prelude::*;
 use crate::learn::calibrate::Calibration;
+use crate::operators::prelude::*;
 use crate::runtime::ops::learn;
 
 pub static SPEC: OperatorSpec = OperatorSpec {
@@ -44,12 +44,18 @@ impl Definition for Forecast {
     const SPEC: &'static OperatorSpec = &SPEC;
 
     fn build(p: Params, _node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
-        Ok(Step::Op(Box::new(learn::ModelScore::new(
-            learn::Mode::Forecast { step: usize::try_from(p.horizon).unwrap_or(1), interval: p.interval, suppress_ms: p.suppress.i64() },
-            1000,
-            Some((env.pipeline.clone(), env.responder.feedback.clone())),
-        )
-        .with_calibration(Calibration::parse(&p.calibration).unwrap_or(Calibration::Tail))
-        .with_odds_factor(p.odds_factor))))
+        Ok(Step::Op(Box::new(
+            learn::ModelScore::new(
+                learn::Mode::Forecast {
+                    step: usize::try_from(p.horizon).unwrap_or(1),
+                    interval: p.interval,
+                    suppress_ms: p.suppress.i64(),
+                },
+                1000,
+                Some((env.pipeline.clone(), env.responder.feedback.clone())),
+            )
+            .with_calibration(Calibration::parse(&p.calibration).unwrap_or(Calibration::Tail))
+            .with_odds_factor(p.odds_factor),
+        )))
     }
 }

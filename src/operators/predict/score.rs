@@ -1,7 +1,7 @@
 //! `score`: a trained model's calibrated anomaly score. Environment: none.
 
-use crate::operators::prelude::*;
 use crate::learn::calibrate::Calibration;
+use crate::operators::prelude::*;
 use crate::runtime::ops::learn;
 
 pub static SPEC: OperatorSpec = OperatorSpec {
@@ -44,12 +44,14 @@ impl Definition for Score {
     const SPEC: &'static OperatorSpec = &SPEC;
 
     fn build(p: Params, _node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
-        Ok(Step::Op(Box::new(learn::ModelScore::new(
-            learn::Mode::Score { threshold: p.threshold, suppress_ms: p.suppress.i64() },
-            usize::try_from(p.history).unwrap_or(1000),
-            Some((env.pipeline.clone(), env.responder.feedback.clone())),
-        )
-        .with_calibration(Calibration::parse(&p.calibration).unwrap_or(Calibration::Tail))
-        .with_odds_factor(p.odds_factor))))
+        Ok(Step::Op(Box::new(
+            learn::ModelScore::new(
+                learn::Mode::Score { threshold: p.threshold, suppress_ms: p.suppress.i64() },
+                usize::try_from(p.history).unwrap_or(1000),
+                Some((env.pipeline.clone(), env.responder.feedback.clone())),
+            )
+            .with_calibration(Calibration::parse(&p.calibration).unwrap_or(Calibration::Tail))
+            .with_odds_factor(p.odds_factor),
+        )))
     }
 }

@@ -871,7 +871,15 @@ const MAX_CONTEXT: usize = 4096;
 
 impl ModelScore {
     pub fn new(mode: Mode, history: usize, feedback: Option<(String, Arc<FeedbackBook>)>) -> ModelScore {
-        ModelScore { mode, history: history.max(10), calibration: Calibration::Tail, odds_factor: 1.0, state: HashMap::new(), feedback, generation: 0 }
+        ModelScore {
+            mode,
+            history: history.max(10),
+            calibration: Calibration::Tail,
+            odds_factor: 1.0,
+            state: HashMap::new(),
+            feedback,
+            generation: 0,
+        }
     }
 
     /// Scores with `calibration` instead of the default [`Calibration::Tail`].
@@ -1239,6 +1247,10 @@ mod tests {
 
     /// The scores `score` gives `values` (one tick) with these versions offered.
     fn scores(versions: Vec<Arc<Fitted>>, values: &[f64]) -> Vec<f64> {
+        scores_with(versions, values, Calibration::Tail)
+    }
+
+    fn scores_with(versions: Vec<Arc<Fitted>>, values: &[f64], calibration: Calibration) -> Vec<f64> {
         let set = ModelSet {
             key: "p.m".into(),
             series: HashMap::from([("x".to_owned(), versions)]),
@@ -1253,7 +1265,7 @@ mod tests {
             c.push(i as i64, v);
         }
         let inputs = [Data::Model(Arc::new(set)), Data::Series(Arc::new(SeriesData { series: vec![c] }))];
-        let mut op = ModelScore::new(Mode::Score { threshold: 0.99, suppress_ms: 0 }, 1000, None);
+        let mut op = ModelScore::new(Mode::Score { threshold: 0.99, suppress_ms: 0 }, 1000, None).with_calibration(calibration);
         match op.process(&inputs, &mut OpCtx::new(0)).unwrap() {
             Data::Scores(s) => s.series[0].score.clone(),
             _ => panic!("not scores"),
@@ -1276,5 +1288,24 @@ mod tests {
         assert_eq!(with_v1[600..], alone[600..], "version 2's scores do not depend on version 1's errors");
         // And version 2 scores from its first point, calibrated by its own held-out errors.
         assert!(alone[600..].iter().filter(|&&s| s > 0.0).count() > 250);
+    }
+
+    #[test]
+    fn the_likelihood_calibration_scores_a_jump_and_not_the_usual_error() {
+        let values: Vec<f64> = (0..900).map(|i| 10.0 * (i as f64 * 0.3).sin() + (i % 7) as f64 * 0.1).collect();
+        let v = Arc::new(version(&values, 600, 1));
+        let mut jumped = values.clone();
+        jumped[800] += 15.0;
+        let s = scores_with(vec![v.clone()], &jumped, Calibration::Likelihood);
+        // The version scores from its first point, seeded by its held-out errors.
+        assert!(s[..600].iter().all(|&x| x == 0.0), "nothing before the version");
+        assert!(s[600..].iter().filter(|&&x| x > 0.0).count() > 10);
+        let usual = s[600..800].iter().copied().fold(0.0, f64::max);
+        assert!(s[800] > 0.9 && s[800] > usual, "the jump {} against at most {usual} before", s[800]);
+        // Scaling the series scales the residuals and the range alike: the same scores.
+        let scaled: Vec<f64> = jumped.iter().map(|x| x * 1000.0).collect();
+        let big: Vec<f64> = values.iter().map(|x| x * 1000.0).collect();
+        let s2 = scores_with(vec![Arc::new(version(&big, 600, 1))], &scaled, Calibration::Likelihood);
+        assert!((s2[800] - s[800]).abs() < 0.02, "{} vs {}", s2[800], s[800]);
     }
 }
