@@ -191,7 +191,7 @@ pub const RANGE_TAIL: f64 = 0.001;
 impl SlidingRange {
     pub fn new(capacity: usize) -> SlidingRange {
         let capacity = capacity.max(2);
-        SlidingRange { capacity, fifo: VecDeque::with_capacity(capacity.min(1 << 16)), sorted: Vec::new() }
+        SlidingRange { capacity, fifo: VecDeque::new(), sorted: Vec::new() }
     }
 
     /// Adds a value (non-finite values are ignored), forgetting the oldest beyond capacity.

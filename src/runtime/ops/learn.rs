@@ -768,8 +768,10 @@ pub enum Mode {
 struct ScoreState {
     recent: VecDeque<f64>,
     errors: TailCalibrator,
-    /// The series' recent range and the version's recent level of residuals (calibrations
-    /// other than [`Calibration::Tail`]).
+    /// The series' recent range and the version's recent level of residuals (only with
+    /// [`Calibration::Likelihood`]; empty otherwise). The errors of windows marked false
+    /// positive raise `errors` only (with the likelihood, verdicts act through the harmless
+    /// level), and a challenger in shadow is compared by the tail calibration.
     range: SlidingRange,
     level: RecentLevel,
     residuals: TailCalibrator,
@@ -1130,7 +1132,9 @@ impl Operator for ModelScore {
                         None => o.push_unscored(t, v),
                     },
                 }
-                st.range.push(v);
+                if calibration == Calibration::Likelihood {
+                    st.range.push(v);
+                }
             }
             drop(run);
             if let (Some(m), Some(active)) = (&models.monitor, versions.last()) {
