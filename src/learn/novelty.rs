@@ -179,8 +179,8 @@ fn ln_erfc_pos(x: f64) -> f64 {
     t.ln() - x * x + poly
 }
 
-/// ln Q(z), the log upper tail of the standard normal.
-fn ln_q(z: f64) -> f64 {
+/// ln Q(z), the log upper tail of the standard normal (never underflows).
+pub fn ln_q(z: f64) -> f64 {
     let x = z / std::f64::consts::SQRT_2;
     if x >= 0.0 {
         ln_erfc_pos(x) - std::f64::consts::LN_2

@@ -1,5 +1,6 @@
 //! `score`: a trained model's calibrated anomaly score. Environment: none.
 
+use crate::learn::calibrate::Calibration;
 use crate::operators::prelude::*;
 use crate::runtime::ops::learn;
 
@@ -12,6 +13,13 @@ pub static SPEC: OperatorSpec = OperatorSpec {
     params: &[
         min("history", Ty::Int, Int(1000), 10.0, "Errors kept for calibration."),
         min("threshold", Ty::Float, Float(0.99), 0.0, "Scores at or above this are anomalous."),
+        choice(
+            "calibration",
+            &["tail", "likelihood"],
+            Str("tail"),
+            "How errors become scores: `tail`, each error's tail probability against the version's recent errors; `likelihood`, the residual's size relative to the series' recent range (0.1%–99.9% quantiles of its last 8 064 values) times its evidence against the recent level of such sizes (the `novelty` detector's calibration: a spike on a series whose range is made of spikes scores low). With `likelihood` the scores are odds `o / (1 + o)`, not tail probabilities: thresholds near 0.8 rather than 0.999.",
+        ),
+        min("odds_factor", Ty::Float, Float(1.0), 1.0, "Within the quiet period, a later detection must have this many times the odds `s / (1 − s)` of the last one reported (1: any higher score)."),
         p("suppress", Ty::Duration, Dur(0), "Quiet period after a detection."),
     ],
     output: Output::Fixed(Ty::Scores),
@@ -24,6 +32,8 @@ pub struct Params {
     pub history: i64,
     pub threshold: f64,
     pub suppress: Ms,
+    pub calibration: String,
+    pub odds_factor: f64,
 }
 
 /// The `score` operator.
@@ -34,10 +44,14 @@ impl Definition for Score {
     const SPEC: &'static OperatorSpec = &SPEC;
 
     fn build(p: Params, _node: &StageNode, env: &BuildEnv) -> Result<Step, BuildError> {
-        Ok(Step::Op(Box::new(learn::ModelScore::new(
-            learn::Mode::Score { threshold: p.threshold, suppress_ms: p.suppress.i64() },
-            usize::try_from(p.history).unwrap_or(1000),
-            Some((env.pipeline.clone(), env.responder.feedback.clone())),
-        ))))
+        Ok(Step::Op(Box::new(
+            learn::ModelScore::new(
+                learn::Mode::Score { threshold: p.threshold, suppress_ms: p.suppress.i64() },
+                usize::try_from(p.history).unwrap_or(1000),
+                Some((env.pipeline.clone(), env.responder.feedback.clone())),
+            )
+            .with_calibration(Calibration::parse(&p.calibration).unwrap_or(Calibration::Tail))
+            .with_odds_factor(p.odds_factor),
+        )))
     }
 }

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use crate::dag::StageOpt;
 use crate::data::{Data, ScoreColumn, ScoresData, SeriesId, Timestamp};
 use crate::feedback::{self, FeedbackBook, Verdict};
-use crate::learn::calibrate::{Suppressor, TailCalibrator};
+use crate::learn::calibrate::{Calibration, RecentLevel, SlidingRange, Suppressor, TailCalibrator, RANGE_POINTS};
 use crate::learn::jobs::{Samples, TrainJob, Trainer, WarmStart};
 use crate::learn::monitor::{Monitor, DRIFT_WINDOW};
 use crate::learn::registry::Registry;
@@ -850,6 +850,12 @@ pub enum Mode {
 struct ScoreState {
     recent: VecDeque<f64>,
     errors: TailCalibrator,
+    /// The series' recent range and the version's recent level of residuals (only with
+    /// [`Calibration::Likelihood`]; empty otherwise). The errors of windows marked false
+    /// positive raise `errors` only (with the likelihood, verdicts act through the harmless
+    /// level), and a challenger in shadow is compared by the tail calibration.
+    range: SlidingRange,
+    level: RecentLevel,
     residuals: TailCalibrator,
     suppress: Suppressor,
     /// Recent (timestamp, error) pairs: the errors of a window marked false positive
@@ -911,9 +917,13 @@ impl ScoreState {
 
     /// Starts the calibration of version `f`: its own held-out errors and residuals (the
     /// bounds'), nothing of the version before.
-    fn start_version(&mut self, f: &Fitted, history: usize) {
+    fn start_version(&mut self, f: &Fitted, history: usize, calibration: Calibration) {
         self.version = Some(f.meta.version);
         self.errors = TailCalibrator::seeded(history, &f.calibration);
+        if calibration == Calibration::Likelihood {
+            let seed: Vec<f64> = f.calibration.iter().map(|e| e * f.meta.scale).collect();
+            self.level = RecentLevel::seeded(history, &seed, self.range.spread());
+        }
         self.residuals = TailCalibrator::seeded(history, &f.residuals);
         self.squares.clear();
     }
@@ -928,6 +938,9 @@ impl ScoreState {
 pub struct ModelScore {
     mode: Mode,
     history: usize,
+    calibration: Calibration,
+    /// The suppression's odds factor ([`Suppressor::with_odds_factor`]).
+    odds_factor: f64,
     state: HashMap<SeriesId, ScoreState>,
     /// The pipeline and its verdicts (None: not learned from).
     feedback: Option<(String, Arc<FeedbackBook>)>,
@@ -942,7 +955,28 @@ const MAX_CONTEXT: usize = 4096;
 
 impl ModelScore {
     pub fn new(mode: Mode, history: usize, feedback: Option<(String, Arc<FeedbackBook>)>) -> ModelScore {
-        ModelScore { mode, history: history.max(10), state: HashMap::new(), feedback, generation: 0 }
+        ModelScore {
+            mode,
+            history: history.max(10),
+            calibration: Calibration::Tail,
+            odds_factor: 1.0,
+            state: HashMap::new(),
+            feedback,
+            generation: 0,
+        }
+    }
+
+    /// Scores with `calibration` instead of the default [`Calibration::Tail`].
+    pub fn with_calibration(mut self, calibration: Calibration) -> ModelScore {
+        self.calibration = calibration;
+        self
+    }
+
+    /// Suppresses a later report within the period unless its odds are `factor` times the
+    /// last report's.
+    pub fn with_odds_factor(mut self, factor: f64) -> ModelScore {
+        self.odds_factor = factor.max(1.0);
+        self
     }
 
     /// Notes the windows marked false positive that came in since last time, per series:
@@ -1031,6 +1065,8 @@ impl Operator for ModelScore {
             let st = self.state.entry(id.clone()).or_insert_with(|| ScoreState {
                 recent: VecDeque::new(),
                 errors: TailCalibrator::new(history),
+                range: SlidingRange::new(RANGE_POINTS),
+                level: RecentLevel::new(history),
                 residuals: TailCalibrator::new(history),
                 suppress: Suppressor::new(0),
                 past_errors: VecDeque::new(),
@@ -1043,8 +1079,8 @@ impl Operator for ModelScore {
                 shadow: None,
             });
             let (Mode::Score { suppress_ms, .. } | Mode::Forecast { suppress_ms, .. }) = self.mode;
-            if st.suppress.period() != suppress_ms {
-                st.suppress = Suppressor::new(suppress_ms);
+            if st.suppress.period() != suppress_ms || st.suppress.odds_factor() != self.odds_factor {
+                st.suppress = Suppressor::with_odds_factor(suppress_ms, self.odds_factor);
             }
             let versions = models.series.get(&id.to_string()).map(Vec::as_slice).unwrap_or(&[]);
             let base = st.recent.len();
@@ -1090,11 +1126,26 @@ impl Operator for ModelScore {
             }
             let mut run = candidate.and_then(|_| models.shadow.as_ref()).map(|m| m.lock().unwrap_or_else(|e| e.into_inner()));
             let mut o = ScoreColumn::new(id.clone());
+            let calibration = self.calibration;
             for (j, (&t, &v)) in ts.iter().zip(&values).enumerate() {
                 st.learn(t);
                 if let Some(f) = version_of[j].map(|v| &versions[v]).filter(|f| st.version != Some(f.meta.version)) {
-                    st.start_version(f, history);
+                    st.start_version(f, history, calibration);
                 }
+                // The score of an error, by the stage's calibration (then the error joins it).
+                let scale = version_of[j].map_or(1.0, |v| versions[v].meta.scale);
+                let spread = st.range.spread();
+                let calibrate = |st: &mut ScoreState, e: f64| -> f64 {
+                    let s = match calibration {
+                        Calibration::Tail => st.errors.score(e),
+                        Calibration::Likelihood => st.level.score(e * scale, spread),
+                    };
+                    st.errors.push(e);
+                    if calibration == Calibration::Likelihood {
+                        st.level.push(e * scale, spread);
+                    }
+                    s
+                };
                 if let Some(p) = preds[j] {
                     st.past_errors.push_back((t, p.error));
                     if st.past_errors.len() > PAST_ERRORS {
@@ -1109,11 +1160,11 @@ impl Operator for ModelScore {
                 }
                 match (preds[j], &self.mode) {
                     (Some(p), Mode::Score { threshold, suppress_ms }) => {
-                        let mut raw = st.errors.score(p.error);
-                        if st.harmless_level().is_some_and(|level| p.error <= level) {
+                        let harmless = st.harmless_level().is_some_and(|level| p.error <= level);
+                        let mut raw = calibrate(st, p.error);
+                        if harmless {
                             raw = raw.min(threshold * HARMLESS_SCORE);
                         }
-                        st.errors.push(p.error);
                         let s = st.suppress.apply(t, raw);
                         let spread = st.residuals.quantile(0.99).unwrap_or(f64::NAN);
                         st.residuals.push((v - p.expected).abs());
@@ -1148,8 +1199,8 @@ impl Operator for ModelScore {
                         o.push(t, v, s, p.expected, p.expected - spread, p.expected + spread, anomalous);
                     }
                     (Some(p), Mode::Forecast { interval, .. }) => {
-                        let raw = st.suppress.apply(t, st.errors.score(p.error));
-                        st.errors.push(p.error);
+                        let score = calibrate(st, p.error);
+                        let raw = st.suppress.apply(t, score);
                         let residual = (v - p.expected).abs();
                         let spread = if st.residuals.len() >= st.residuals.min_history { st.residuals.quantile(*interval) } else { None };
                         st.residuals.push(residual);
@@ -1162,6 +1213,9 @@ impl Operator for ModelScore {
                         Some(&(s, e, lo, hi, a)) => o.push(t, v, s, e, lo, hi, a),
                         None => o.push_unscored(t, v),
                     },
+                }
+                if calibration == Calibration::Likelihood {
+                    st.range.push(v);
                 }
             }
             drop(run);
@@ -1279,6 +1333,10 @@ mod tests {
 
     /// The scores `score` gives `values` (one tick) with these versions offered.
     fn scores(versions: Vec<Arc<Fitted>>, values: &[f64]) -> Vec<f64> {
+        scores_with(versions, values, Calibration::Tail)
+    }
+
+    fn scores_with(versions: Vec<Arc<Fitted>>, values: &[f64], calibration: Calibration) -> Vec<f64> {
         let set = ModelSet {
             key: "p.m".into(),
             series: HashMap::from([("x".to_owned(), versions)]),
@@ -1293,7 +1351,7 @@ mod tests {
             c.push(i as i64, v);
         }
         let inputs = [Data::Model(Arc::new(set)), Data::Series(Arc::new(SeriesData { series: vec![c] }))];
-        let mut op = ModelScore::new(Mode::Score { threshold: 0.99, suppress_ms: 0 }, 1000, None);
+        let mut op = ModelScore::new(Mode::Score { threshold: 0.99, suppress_ms: 0 }, 1000, None).with_calibration(calibration);
         match op.process(&inputs, &mut OpCtx::new(0)).unwrap() {
             Data::Scores(s) => s.series[0].score.clone(),
             _ => panic!("not scores"),
@@ -1316,5 +1374,24 @@ mod tests {
         assert_eq!(with_v1[600..], alone[600..], "version 2's scores do not depend on version 1's errors");
         // And version 2 scores from its first point, calibrated by its own held-out errors.
         assert!(alone[600..].iter().filter(|&&s| s > 0.0).count() > 250);
+    }
+
+    #[test]
+    fn the_likelihood_calibration_scores_a_jump_and_not_the_usual_error() {
+        let values: Vec<f64> = (0..900).map(|i| 10.0 * (i as f64 * 0.3).sin() + (i % 7) as f64 * 0.1).collect();
+        let v = Arc::new(version(&values, 600, 1));
+        let mut jumped = values.clone();
+        jumped[800] += 15.0;
+        let s = scores_with(vec![v.clone()], &jumped, Calibration::Likelihood);
+        // The version scores from its first point, seeded by its held-out errors.
+        assert!(s[..600].iter().all(|&x| x == 0.0), "nothing before the version");
+        assert!(s[600..].iter().filter(|&&x| x > 0.0).count() > 10);
+        let usual = s[600..800].iter().copied().fold(0.0, f64::max);
+        assert!(s[800] > 0.9 && s[800] > usual, "the jump {} against at most {usual} before", s[800]);
+        // Scaling the series scales the residuals and the range alike: the same scores.
+        let scaled: Vec<f64> = jumped.iter().map(|x| x * 1000.0).collect();
+        let big: Vec<f64> = values.iter().map(|x| x * 1000.0).collect();
+        let s2 = scores_with(vec![Arc::new(version(&big, 600, 1))], &scaled, Calibration::Likelihood);
+        assert!((s2[800] - s[800]).abs() < 0.02, "{} vs {}", s2[800], s[800]);
     }
 }
