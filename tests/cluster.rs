@@ -278,6 +278,31 @@ impl Setup {
         })
     }
 
+    /// An engine without `--cluster` on the nodes' database is refused at start (the nodes
+    /// hold its lock shared).
+    fn assert_engine_without_cluster_refused(&self) {
+        let other = TempDir::new("cluster-intruder");
+        std::fs::write(other.join("p.vigil"), &self.source).unwrap();
+        let out = Command::new(vigil_bin())
+            .current_dir(other.path())
+            .args(["run", "p.vigil", "--state", "state", "--no-watch", "--listen", "127.0.0.1:0", "--store", &self.db.url])
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("another vigil is running on the state database"), "{stderr}");
+    }
+
+    /// [`Setup::wait_delivered`], then: none arrived twice, and nothing more arrived.
+    fn wait_delivered_once(&self, expected: usize) -> BTreeMap<String, Vec<Delivery>> {
+        let by_key = self.wait_delivered(expected);
+        let doubled: Vec<_> = by_key.iter().filter(|(_, d)| d.len() > 1).map(|(k, d)| (k.clone(), d.len())).collect();
+        assert!(doubled.is_empty(), "notifications delivered more than once: {doubled:?}");
+        assert_eq!(by_key.len(), expected, "one notification per transition, nothing more: {:?}", by_key.keys().collect::<Vec<_>>());
+        by_key
+    }
+
     fn by_key(&self) -> BTreeMap<String, Vec<Delivery>> {
         let mut by_key: BTreeMap<String, Vec<Delivery>> = BTreeMap::new();
         for d in self.rx.all() {
@@ -395,17 +420,7 @@ fn three_nodes_share_pipelines_and_take_over_after_kill_9() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no cluster `no_such_cluster`"));
 
     // An engine without --cluster may not run beside the nodes.
-    let other = TempDir::new("cluster-intruder");
-    std::fs::write(other.join("p.vigil"), &s.source).unwrap();
-    let out = Command::new(vigil_bin())
-        .current_dir(other.path())
-        .args(["run", "p.vigil", "--state", "state", "--no-watch", "--listen", "127.0.0.1:0", "--store", &s.db.url])
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("another vigil is running on the state database"), "{stderr}");
+    s.assert_engine_without_cluster_refused();
 
     let mut takeovers = Vec::new();
     let mut episodes = 0;
@@ -437,10 +452,7 @@ fn three_nodes_share_pipelines_and_take_over_after_kill_9() {
     }
 
     // Every incident fired and resolved, each notification delivered exactly once.
-    let by_key = s.wait_delivered(2 * episodes);
-    let doubled: Vec<_> = by_key.iter().filter(|(_, d)| d.len() > 1).map(|(k, d)| (k.clone(), d.len())).collect();
-    assert!(doubled.is_empty(), "notifications delivered more than once: {doubled:?}");
-    assert_eq!(by_key.len(), 2 * episodes, "one firing and one resolved per incident: {:?}", by_key.keys().collect::<Vec<_>>());
+    let by_key = s.wait_delivered_once(2 * episodes);
     for p in &s.names {
         let transitions: Vec<String> = by_key
             .values()
@@ -578,10 +590,7 @@ fn a_node_survives_a_nats_restart_and_loses_nothing() {
     assert!(up["unreachable_since"].is_null(), "{up}");
     s.episode("p01");
     s.episode("p02");
-    let by_key = s.wait_delivered(6);
-    let doubled: Vec<_> = by_key.iter().filter(|(_, d)| d.len() > 1).map(|(k, _)| k.clone()).collect();
-    assert!(doubled.is_empty(), "sent twice: {doubled:?}");
-    assert_eq!(by_key.len(), 6, "two notifications per incident, nothing more");
+    s.wait_delivered_once(6);
     // Dropped in reverse: the node, the set-up (its buckets, while NATS runs), NATS.
     drop(a);
     drop(s);
@@ -854,10 +863,7 @@ fn sigterm_hands_pipelines_over_before_stopping_and_sends_each_notification_once
         wait_balanced(&refs, &s.names);
     }
 
-    let by_key = s.wait_delivered(2 * episodes);
-    let doubled: Vec<_> = by_key.iter().filter(|(_, d)| d.len() > 1).map(|(k, d)| (k.clone(), d.len())).collect();
-    assert!(doubled.is_empty(), "notifications delivered more than once: {doubled:?}");
-    assert_eq!(by_key.len(), 2 * episodes, "one firing and one resolved per incident");
+    s.wait_delivered_once(2 * episodes);
     assert_eq!(s.db.scalar("SELECT COUNT(*) FROM incidents"), episodes as i64, "one incident per episode");
     let mut sorted = handovers.clone();
     sorted.sort_by(f64::total_cmp);
@@ -1276,10 +1282,7 @@ fn nodes_survive_a_postgres_restart_and_lose_nothing() {
             Some(store(n)).filter(|s| s["status"] == "ok" && s["unreachable_since"].is_null())
         });
     }
-    let by_key = s.wait_delivered(6);
-    let doubled: Vec<_> = by_key.iter().filter(|(_, d)| d.len() > 1).map(|(k, _)| k.clone()).collect();
-    assert!(doubled.is_empty(), "sent twice: {doubled:?}");
-    assert_eq!(by_key.len(), 6, "two notifications per incident, nothing more: {:?}", by_key.keys().collect::<Vec<_>>());
+    s.wait_delivered_once(6);
     assert_eq!(s.db.scalar("SELECT COUNT(*) FROM incidents"), 3, "one incident per episode");
     assert_eq!(s.db.scalar("SELECT COUNT(*) FROM incidents WHERE status = 'resolved'"), 3);
 
@@ -1288,17 +1291,7 @@ fn nodes_survive_a_postgres_restart_and_lose_nothing() {
     wait_for("the nodes to take the store's lock again", Duration::from_secs(30), || {
         (a.log().contains("engine lock is held again") && b.log().contains("engine lock is held again")).then_some(())
     });
-    let other = TempDir::new("pg-restart-intruder");
-    std::fs::write(other.join("p.vigil"), &s.source).unwrap();
-    let out = Command::new(vigil_bin())
-        .current_dir(other.path())
-        .args(["run", "p.vigil", "--state", "state", "--no-watch", "--listen", "127.0.0.1:0", "--store", &s.db.url])
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("another vigil is running on the state database"), "{stderr}");
+    s.assert_engine_without_cluster_refused();
     // Dropped in reverse: the nodes, the set-up (its database, while the server runs), the server.
     drop(a);
     drop(b);

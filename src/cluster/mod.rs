@@ -282,21 +282,27 @@ impl Admin {
         out
     }
 
+    /// Whether `node` is a live node of the cluster: an error naming the live ones when not.
+    async fn require_live(&self, node: &str) -> Result<(), ClusterError> {
+        let st = self.status().await?;
+        if st.nodes.iter().any(|n| n.node == node) {
+            return Ok(());
+        }
+        let live = st.nodes.iter().map(|n| n.node.as_str()).collect::<Vec<_>>().join(", ");
+        Err(ClusterError::NoNode {
+            node: node.to_owned(),
+            prefix: self.prefix.clone(),
+            live: if live.is_empty() { "none".into() } else { live },
+        })
+    }
+
     /// Marks `node` draining (a key `NODE` in `PREFIX-drain`): it takes no lease, hands
     /// over the ones it holds, and stays up idle until [`Admin::undrain`] or a restart.
     ///
     /// # Errors
     /// No live node of that name; NATS refusing the write.
     pub async fn drain(&self, node: &str) -> Result<(), ClusterError> {
-        let st = self.status().await?;
-        if !st.nodes.iter().any(|n| n.node == node) {
-            let live = st.nodes.iter().map(|n| n.node.as_str()).collect::<Vec<_>>().join(", ");
-            return Err(ClusterError::NoNode {
-                node: node.to_owned(),
-                prefix: self.prefix.clone(),
-                live: if live.is_empty() { "none".into() } else { live },
-            });
-        }
+        self.require_live(node).await?;
         let at = bytes::Bytes::from(crate::time::now_ms().to_string().into_bytes());
         match tokio::time::timeout(Duration::from_secs(5), self.drain.put(node, at)).await {
             Ok(Ok(_)) => Ok(()),
@@ -312,15 +318,7 @@ impl Admin {
     pub async fn undrain(&self, node: &str) -> Result<bool, ClusterError> {
         let marked = matches!(self.drain.get(node).await, Ok(Some(_)));
         if !marked {
-            let st = self.status().await?;
-            if !st.nodes.iter().any(|n| n.node == node) {
-                let live = st.nodes.iter().map(|n| n.node.as_str()).collect::<Vec<_>>().join(", ");
-                return Err(ClusterError::NoNode {
-                    node: node.to_owned(),
-                    prefix: self.prefix.clone(),
-                    live: if live.is_empty() { "none".into() } else { live },
-                });
-            }
+            self.require_live(node).await?;
             return Ok(false);
         }
         match tokio::time::timeout(Duration::from_secs(5), self.drain.delete(node)).await {

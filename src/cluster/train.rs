@@ -329,14 +329,7 @@ impl Queue {
     async fn registered(&self, key: &str, series: &str, version: u32) -> Option<Trained> {
         let rows = self.store.models(Some(key)).await.ok()?;
         let r = rows.into_iter().find(|r| r.meta.series == series && r.meta.version == version)?;
-        Some(Trained {
-            id: r.id,
-            location: r.path,
-            meta: r.meta,
-            calibration: Vec::new(),
-            residuals: Vec::new(),
-            node: "(read from the registry)".into(),
-        })
+        Some(from_registry(r))
     }
 }
 
@@ -468,15 +461,7 @@ impl Worker {
                 if let Some(r) = rows.into_iter().find(|r| r.meta.series == job.series && r.meta.version == job.version) {
                     tracing::info!(node = %self.node, stage = %key, series = %series, version, "a training job whose version is registered already; dropped");
                     self.finish(&msg, AckKind::Ack).await;
-                    let t = Trained {
-                        id: r.id,
-                        location: r.path,
-                        meta: r.meta,
-                        calibration: Vec::new(),
-                        residuals: Vec::new(),
-                        node: "(read from the registry)".into(),
-                    };
-                    self.answer(&job, Ok(t)).await;
+                    self.answer(&job, Ok(from_registry(r))).await;
                     return;
                 }
             }
@@ -634,5 +619,18 @@ impl Worker {
             tracing::warn!(node = %self.node, "cannot answer the owner of a training job ({e}); it finds the version in the registry");
         }
         let _ = self.client.flush().await;
+    }
+}
+
+/// A version found in the registry rather than trained here: its record, without the
+/// held-out errors a fresh training carries (its predict stage calibrates from live errors).
+fn from_registry(r: crate::learn::registry::ModelRow) -> Trained {
+    Trained {
+        id: r.id,
+        location: r.path,
+        meta: r.meta,
+        calibration: Vec::new(),
+        residuals: Vec::new(),
+        node: "(read from the registry)".into(),
     }
 }

@@ -116,20 +116,7 @@ impl TailCalibrator {
 
     /// Adds an error to the history (after scoring it).
     pub fn push(&mut self, e: f64) {
-        if !e.is_finite() {
-            return;
-        }
-        if self.fifo.len() == self.capacity {
-            if let Some(old) = self.fifo.pop_front() {
-                let i = self.sorted.partition_point(|&x| x < old);
-                if i < self.sorted.len() {
-                    self.sorted.remove(i);
-                }
-            }
-        }
-        self.fifo.push_back(e);
-        let i = self.sorted.partition_point(|&x| x < e);
-        self.sorted.insert(i, e);
+        push_window(&mut self.fifo, &mut self.sorted, self.capacity, e);
     }
 }
 
@@ -172,6 +159,25 @@ impl Calibration {
     }
 }
 
+/// Adds `v` to a sliding window kept twice — in arrival order (`fifo`) and sorted — and
+/// forgets the oldest value beyond `capacity`; non-finite values are ignored.
+fn push_window(fifo: &mut VecDeque<f64>, sorted: &mut Vec<f64>, capacity: usize, v: f64) {
+    if !v.is_finite() {
+        return;
+    }
+    if fifo.len() == capacity {
+        if let Some(old) = fifo.pop_front() {
+            let i = sorted.partition_point(|&x| x < old);
+            if i < sorted.len() {
+                sorted.remove(i);
+            }
+        }
+    }
+    fifo.push_back(v);
+    let i = sorted.partition_point(|&x| x < v);
+    sorted.insert(i, v);
+}
+
 /// The series' values of a sliding window, sorted: the recent range a residual is
 /// measured against (the spread between the [`RANGE_TAIL`] and `1 − RANGE_TAIL` quantiles).
 #[derive(Clone, Debug)]
@@ -196,20 +202,7 @@ impl SlidingRange {
 
     /// Adds a value (non-finite values are ignored), forgetting the oldest beyond capacity.
     pub fn push(&mut self, v: f64) {
-        if !v.is_finite() {
-            return;
-        }
-        if self.fifo.len() == self.capacity {
-            if let Some(old) = self.fifo.pop_front() {
-                let i = self.sorted.partition_point(|&x| x < old);
-                if i < self.sorted.len() {
-                    self.sorted.remove(i);
-                }
-            }
-        }
-        self.fifo.push_back(v);
-        let i = self.sorted.partition_point(|&x| x < v);
-        self.sorted.insert(i, v);
+        push_window(&mut self.fifo, &mut self.sorted, self.capacity, v);
     }
 
     /// The spread between the [`RANGE_TAIL`] and `1 − RANGE_TAIL` quantiles (0 while
