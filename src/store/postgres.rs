@@ -698,35 +698,24 @@ impl OutboxStore for PostgresStore {
 
     fn mark_started(&self, id: i64, now: i64) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
-            let channel: Option<Option<String>> = match &self.claims {
-                None => {
-                    sqlx::query_scalar(&format!("UPDATE outbox SET started_at = $1 WHERE id = $2 RETURNING {CHANNEL}"))
-                        .bind(now)
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                }
-                // Only under this node's unexpired claim, which the send then extends.
-                Some((node, claim)) => {
-                    let channel = sqlx::query_scalar(&format!(
-                        "UPDATE outbox SET started_at = $1, claimed_until = $1 + $4 WHERE id = $2 AND claimed_by = $3 \
-                         AND claimed_until >= $1 AND status = 'pending' RETURNING {CHANNEL}"
-                    ))
-                    .bind(now)
-                    .bind(id)
-                    .bind(node)
-                    .bind(*claim)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if channel.is_none() {
-                        return Err(StoreError::ClaimLost { id });
-                    }
-                    channel
-                }
+            let Some((node, claim)) = &self.claims else {
+                sqlx::query("UPDATE outbox SET started_at = $1 WHERE id = $2").bind(now).bind(id).execute(&self.pool).await?;
+                return Ok(());
             };
-            relax_commit(&mut tx, channel.flatten().as_deref()).await?;
-            tx.commit().await?;
+            // Only under this node's unexpired claim, which the send then extends.
+            let done = sqlx::query(
+                "UPDATE outbox SET started_at = $1, claimed_until = $1 + $4 WHERE id = $2 AND claimed_by = $3 \
+                 AND claimed_until >= $1 AND status = 'pending'",
+            )
+            .bind(now)
+            .bind(id)
+            .bind(node)
+            .bind(*claim)
+            .execute(&self.pool)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::ClaimLost { id });
+            }
             Ok(())
         })
     }
@@ -789,42 +778,20 @@ impl OutboxStore for PostgresStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
-            let channel: Option<Option<String>> = sqlx::query_scalar(&format!(
-                "UPDATE outbox SET status = $1, attempts = attempts + 1, last_error = COALESCE($2, last_error), sent_at = $3 \
-                 WHERE id = $4 RETURNING {CHANNEL}"
-            ))
+            sqlx::query(
+                "UPDATE outbox SET status = $1, attempts = attempts + 1, last_error = COALESCE($2, last_error), sent_at = $3 WHERE id = $4",
+            )
             .bind(status)
             .bind(error)
             .bind(crate::time::now_ms())
             .bind(id)
-            .fetch_optional(&mut *tx)
+            .execute(&mut *tx)
             .await?;
             insert_audit(&mut tx, audit).await?;
-            relax_commit(&mut tx, channel.flatten().as_deref()).await?;
             tx.commit().await?;
             Ok(())
         })
     }
-}
-
-/// The channel of an outbox row, read from its notification.
-const CHANNEL: &str = "(data::jsonb ->> 'channel')";
-
-/// Lets the transaction commit without waiting for its WAL flush
-/// (`synchronous_commit = off`), unless it marks a remediation (`exec`).
-///
-/// The outbox's rows are written durably when an incident changes; marking a send as
-/// started or finished need not be: if PostgreSQL crashes before the mark reaches its
-/// disk (at most about 3 × `wal_writer_delay`, 600 ms by default), the row is pending
-/// again and sent again with the same idempotency key — at-least-once, as after a crash
-/// of the engine. A remediation is at-most-once: its marks are durable before the
-/// command runs and after. The WAL flush is what bounds the dispatcher on PostgreSQL
-/// (two per notification; BENCHMARKS.md).
-async fn relax_commit(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, channel: Option<&str>) -> Result<(), StoreError> {
-    if channel != Some("exec") {
-        sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut **tx).await?;
-    }
-    Ok(())
 }
 
 impl SilenceStore for PostgresStore {
