@@ -57,6 +57,13 @@ if [ -z "${VIGIL_TEST_PG:-}" ] && ! pg_ok postgres://postgres@127.0.0.1:5432/tes
         fi
     fi
 fi
+# tests/cluster.rs also runs a PostgreSQL server of its own (to restart it mid-test): it
+# needs the server programs here even when the PostgreSQL above is elsewhere.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    echo "test.sh: installing postgresql (its server programs)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
 
 # The cluster tests (tests/cluster.rs) need a NATS server with JetStream: VIGIL_TEST_NATS
 # names it, by default nats://127.0.0.1:4222 (the developers' machines start one). When
