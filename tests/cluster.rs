@@ -278,6 +278,30 @@ impl Setup {
         })
     }
 
+    /// One round of the takeover tests: an incident under way on every pipeline, then
+    /// `stop` the owner of pipeline `round % N`, taken out of `nodes`. Returns it, the
+    /// pipelines it held, and the time from `stop` until another node ran that pipeline
+    /// (printed as `what`).
+    fn stop_an_owner(&self, nodes: &mut Vec<Node>, round: usize, what: &str, stop: impl FnOnce(&mut Node)) -> (Node, Vec<String>, f64) {
+        for p in &self.names {
+            self.episode(p);
+        }
+        let victim = &self.names[round % self.names.len()];
+        let refs: Vec<&Node> = nodes.iter().collect();
+        let owner = wait_for("every pipeline owned", Duration::from_secs(30), || ownership(&refs, &self.names));
+        let mut stopped = nodes.remove(nodes.iter().position(|n| n.name == owner[victim]).unwrap());
+        let held: Vec<String> = owner.iter().filter(|(_, n)| **n == stopped.name).map(|(p, _)| p.clone()).collect();
+        let at = Instant::now();
+        stop(&mut stopped);
+        let refs: Vec<&Node> = nodes.iter().collect();
+        let new_owner = wait_for(&format!("another node to run {victim}"), Duration::from_secs(30), || {
+            refs.iter().find(|n| n.owned().is_some_and(|o| o.contains(victim))).map(|n| n.name.clone())
+        });
+        let took = at.elapsed().as_secs_f64();
+        eprintln!("{what} {}: {victim} from {} to {new_owner} in {took:.2} s", round + 1, stopped.name);
+        (stopped, held, took)
+    }
+
     /// An engine without `--cluster` on the nodes' database is refused at start (the nodes
     /// hold its lock shared).
     fn assert_engine_without_cluster_refused(&self) {
@@ -426,24 +450,10 @@ fn three_nodes_share_pipelines_and_take_over_after_kill_9() {
     let mut episodes = 0;
     for round in 0..kills {
         // An incident under way on every pipeline, then the owner of one of them dies.
-        for p in &s.names {
-            s.episode(p);
-            episodes += 1;
-        }
-        let victim = &s.names[round % s.names.len()];
-        let refs: Vec<&Node> = nodes.iter().collect();
-        let owner = wait_for("every pipeline owned", Duration::from_secs(30), || ownership(&refs, &s.names));
-        let at = nodes.iter().position(|n| n.name == owner[victim]).unwrap();
-        let mut dead = nodes.remove(at);
-        let killed = Instant::now();
-        dead.engine.kill9();
-        let refs: Vec<&Node> = nodes.iter().collect();
-        let new_owner = wait_for(&format!("another node to run {victim}"), Duration::from_secs(30), || {
-            refs.iter().find(|n| n.owned().is_some_and(|o| o.contains(victim))).map(|n| n.name.clone())
-        });
-        let took = killed.elapsed().as_secs_f64();
-        eprintln!("takeover {}: {victim} from {} to {new_owner} in {took:.2} s", round + 1, dead.name);
+        episodes += s.names.len();
+        let (dead, _, took) = s.stop_an_owner(&mut nodes, round, "takeover", |n| n.engine.kill9());
         takeovers.push(took);
+        let refs: Vec<&Node> = nodes.iter().collect();
         // Every pipeline of the dead node runs elsewhere; a new node joins and gets its share.
         wait_for("the dead node's pipelines to run elsewhere", Duration::from_secs(30), || ownership(&refs, &s.names));
         nodes.push(s.node(&format!("{}-{}", dead.name.split('-').next().unwrap(), round + 1)));
@@ -832,25 +842,10 @@ fn sigterm_hands_pipelines_over_before_stopping_and_sends_each_notification_once
     let mut handovers = Vec::new();
     let mut episodes = 0;
     for round in 0..repeats {
-        for p in &s.names {
-            s.episode(p);
-            episodes += 1;
-        }
-        let victim = &s.names[round % s.names.len()];
-        let refs: Vec<&Node> = nodes.iter().collect();
-        let owner = wait_for("every pipeline owned", Duration::from_secs(30), || ownership(&refs, &s.names));
-        let at = nodes.iter().position(|n| n.name == owner[victim]).unwrap();
-        let mut leaving = nodes.remove(at);
-        let theirs: Vec<&String> = owner.iter().filter(|(_, n)| **n == leaving.name).map(|(p, _)| p).collect();
-        let signalled = Instant::now();
-        leaving.signal("-TERM");
-        let refs: Vec<&Node> = nodes.iter().collect();
-        let new_owner = wait_for(&format!("another node to run {victim}"), Duration::from_secs(30), || {
-            refs.iter().find(|n| n.owned().is_some_and(|o| o.contains(victim))).map(|n| n.name.clone())
-        });
-        let took = signalled.elapsed().as_secs_f64();
-        eprintln!("handover {}: {victim} from {} to {new_owner} in {took:.2} s after SIGTERM", round + 1, leaving.name);
+        episodes += s.names.len();
+        let (mut leaving, theirs, took) = s.stop_an_owner(&mut nodes, round, "handover after SIGTERM", |n| n.signal("-TERM"));
         handovers.push(took);
+        let refs: Vec<&Node> = nodes.iter().collect();
         wait_for("the leaving node's pipelines to run elsewhere", Duration::from_secs(30), || ownership(&refs, &s.names));
         // It exits by itself, cleanly, once the others hold what it held.
         let mut child = leaving.engine.child.take().unwrap();
