@@ -215,7 +215,8 @@ pub struct ClusterStatus {
     pub skew: bool,
 }
 
-/// Reads the cluster's nodes and leases (`vigil cluster status`); changes nothing.
+/// Reads the cluster's nodes and leases (`vigil cluster status`); changes nothing, except
+/// that it creates the `PREFIX-drain` bucket of a cluster whose nodes predate draining.
 ///
 /// # Errors
 /// NATS unreachable or without JetStream, or no cluster with this prefix.
