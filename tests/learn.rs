@@ -193,6 +193,7 @@ fn train_op(store: Arc<dyn Store>, dir: &Path, fingerprint: &str) -> Train {
         hidden: vec![8],
         train: vigil::learn::TrainParams { epochs: 5, learning_rate: 0.01, batch_size: 64, seed: 3, huber: 1.0 },
         change: false,
+        log: false,
     };
     let policy = Policy { min_samples: 200, ..Policy::default() };
     let bg = Background {

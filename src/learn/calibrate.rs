@@ -146,6 +146,12 @@ pub enum Calibration {
     /// [`RecentLevel`]: severity against the series' recent range × evidence against the
     /// recent level of severities.
     Likelihood,
+    /// The residuals `value − expected`, in the series' units, as a series scored by the
+    /// `novelty` detector ([`crate::learn::novelty::NoveltyState`]): how new each residual
+    /// is against the last 28 days of residuals, at this time of day and week, and in
+    /// its short shape, each weighed by its likelihood — with the detector's event-level
+    /// suppression.
+    Novelty,
 }
 
 impl Calibration {
@@ -154,6 +160,7 @@ impl Calibration {
         match name {
             "tail" => Some(Calibration::Tail),
             "likelihood" => Some(Calibration::Likelihood),
+            "novelty" => Some(Calibration::Novelty),
             _ => None,
         }
     }

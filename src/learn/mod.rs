@@ -38,12 +38,34 @@ pub const MAX_TRAIN_SAMPLES: usize = 8192;
 /// What a train stage builds.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Spec {
-    /// Reconstructs windows of `window` values.
-    Autoencoder { window: usize, hidden: Vec<usize>, train: TrainParams },
+    /// Reconstructs windows of `window` values; with `mask_newest`, from the window with
+    /// its newest value hidden (replaced by the one before), so that the newest value's
+    /// reconstruction is a forecast from the window's shape.
+    Autoencoder {
+        window: usize,
+        hidden: Vec<usize>,
+        train: TrainParams,
+        #[serde(default)]
+        log: bool,
+        #[serde(default)]
+        mask_newest: bool,
+    },
     /// Predicts the next `horizon` values from the last `lookback`; with `change`, the
     /// change from the newest value from the lookback's values relative to it (a model
     /// that does not depend on the level, so a level it never saw is no anomaly by itself).
-    Forecaster { lookback: usize, horizon: usize, hidden: Vec<usize>, train: TrainParams, change: bool },
+    ///
+    /// With `log` (either model), a version trained on non-negative data models
+    /// `ln(1 + v / m)`, `m` the training data's median ([`log_base`]): a series whose noise
+    /// grows with its level (counts, volumes) gets errors of one size at every level.
+    Forecaster {
+        lookback: usize,
+        horizon: usize,
+        hidden: Vec<usize>,
+        train: TrainParams,
+        change: bool,
+        #[serde(default)]
+        log: bool,
+    },
     /// The median and spread per `bucket` of a `season`.
     Baseline { season_ms: i64, bucket_ms: i64 },
 }
@@ -143,6 +165,12 @@ pub struct ModelMeta {
     /// When the regime this version learned began (after a drift retrain), if known.
     #[serde(default)]
     pub regime_from: Option<Timestamp>,
+    /// The version models `ln(1 + v / log_base)` rather than `v` (see [`Spec::Forecaster`]).
+    #[serde(default)]
+    pub log_base: Option<f64>,
+    /// An autoencoder that reconstructs its windows with the newest value hidden.
+    #[serde(default)]
+    pub mask_newest: bool,
 }
 
 impl ModelMeta {
@@ -230,6 +258,33 @@ pub fn center_scale(values: &[f64]) -> (f64, f64) {
     (median, scale)
 }
 
+/// The base `m` of the log transform `ln(1 + v / m)` for these training values: their
+/// median, at least a thousandth of their maximum (so that a mostly-zero series is not
+/// divided by nothing). None when a value is negative (the transform needs `v ≥ 0`; such
+/// a version models the values themselves) or there are none.
+pub fn log_base(values: &[f64]) -> Option<f64> {
+    if values.iter().any(|v| *v < 0.0) {
+        return None;
+    }
+    let (median, _) = crate::stats::median_mad(values)?;
+    let max = values.iter().copied().fold(0.0_f64, f64::max);
+    Some(median.max(max * 1e-3).max(1e-9))
+}
+
+/// A version's map from the series' values to the values it models, and back.
+#[derive(Clone, Copy, Debug)]
+struct Transform(Option<f64>);
+
+impl Transform {
+    fn to_model(self, v: f64) -> f64 {
+        self.0.map_or(v, |b| (v.max(0.0) / b).ln_1p())
+    }
+
+    fn to_series(self, v: f64) -> f64 {
+        self.0.map_or(v, |b| b * v.exp_m1())
+    }
+}
+
 /// Identifies what is trained: the stage and series, and the versioning context.
 #[derive(Clone, Debug)]
 pub struct FitContext {
@@ -274,8 +329,14 @@ pub fn fit(
             spec.min_samples()
         )));
     }
-    let (center, scale) = center_scale(&kept);
-    let norm: Vec<f32> = values.iter().map(|v| ((v - center) / scale) as f32).collect();
+    let log = match spec {
+        Spec::Autoencoder { log: true, .. } | Spec::Forecaster { log: true, .. } => log_base(&kept),
+        _ => None,
+    };
+    let tf = Transform(log);
+    let modelled: Vec<f64> = kept.iter().map(|&v| tf.to_model(v)).collect();
+    let (center, scale) = center_scale(&modelled);
+    let norm: Vec<f32> = values.iter().map(|&v| ((tf.to_model(v) - center) / scale) as f32).collect();
     let dims = spec.dims();
     let mut meta = ModelMeta {
         key: cx.key.clone(),
@@ -301,6 +362,8 @@ pub fn fit(
         feedback_excluded: excluded.iter().filter(|&&x| x).count() as u64,
         feedback_normal: normal.iter().filter(|&&x| x).count() as u64,
         regime_from: cx.regime_from,
+        log_base: log,
+        mask_newest: matches!(spec, Spec::Autoencoder { mask_newest: true, .. }),
     };
     // Rows of the neural models: a row touching a confirmed anomaly is left out; a row
     // ending in a window marked false positive counts FEEDBACK_WEIGHT times.
@@ -318,7 +381,7 @@ pub fn fit(
         _ => None,
     });
     let body = match spec {
-        Spec::Autoencoder { window, train, .. } => {
+        Spec::Autoencoder { window, train, mask_newest, .. } => {
             let rows = norm.len() + 1 - window;
             let mut x = Vec::with_capacity(rows * window);
             for i in 0..rows {
@@ -329,7 +392,8 @@ pub fn fit(
             if x.len() < 2 * window {
                 return Err(TrainError::Invalid("every window touches a confirmed anomaly: nothing normal to learn".into()));
             }
-            let t = net::train(&dims, &x, &x, train, warm, cancel, progress)?;
+            let input = if *mask_newest { masked(&x, *window) } else { x.clone() };
+            let t = net::train(&dims, &input, &x, train, warm, cancel, progress)?;
             (meta.loss, meta.val_loss, meta.epochs) = (t.loss, t.val_loss, t.epochs_run);
             Body::Net { model: t.model, record: t.record }
         }
@@ -411,6 +475,17 @@ pub fn fit(
     Ok(f)
 }
 
+/// Rows of `width` values with each row's newest value replaced by the one before it.
+fn masked(rows: &[f32], width: usize) -> Vec<f32> {
+    let mut out = rows.to_vec();
+    if width >= 2 {
+        for row in out.chunks_exact_mut(width) {
+            row[width - 1] = row[width - 2];
+        }
+    }
+    out
+}
+
 impl Fitted {
     /// Values before a point this model needs.
     pub fn context(&self) -> usize {
@@ -443,6 +518,14 @@ impl Fitted {
                 let need = if ae { width - 1 } else { width + step - 1 };
                 let ok: Vec<usize> = positions.iter().copied().filter(|&p| p >= need && p < hist.len()).collect();
                 let mut x = Vec::with_capacity(ok.len() * width);
+                let tf = Transform(self.meta.log_base);
+                let modelled: Vec<f64>;
+                let hist: &[f64] = if tf.0.is_some() {
+                    modelled = hist.iter().map(|&v| tf.to_model(v)).collect();
+                    &modelled
+                } else {
+                    hist
+                };
                 // A change forecaster sees values relative to the newest one it is given.
                 let base = |p: usize| if self.meta.change && !ae { Some(hist[p - step]) } else { None };
                 for &p in &ok {
@@ -450,7 +533,8 @@ impl Fitted {
                     let b = base(p);
                     x.extend(hist[start..start + width].iter().map(|v| (b.map_or((v - c) / s, |b| (v - b) / s)) as f32));
                 }
-                let y = net::infer(model, x.clone(), ok.len());
+                let input = if ae && self.meta.mask_newest { masked(&x, width) } else { x.clone() };
+                let y = net::infer(model, input, ok.len());
                 let n_out = self.meta.dims[self.meta.dims.len() - 1];
                 let mut out: std::collections::HashMap<usize, Prediction> = std::collections::HashMap::with_capacity(ok.len());
                 for (r, &p) in ok.iter().enumerate() {
@@ -458,10 +542,10 @@ impl Fitted {
                     let pred = if ae {
                         let input = &x[r * width..(r + 1) * width];
                         let mse = row.iter().zip(input).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>() / width as f64;
-                        Prediction { expected: f64::from(row[width - 1]) * s + c, error: mse.sqrt() }
+                        Prediction { expected: tf.to_series(f64::from(row[width - 1]) * s + c), error: mse.sqrt() }
                     } else {
                         let expected = f64::from(row[step - 1]) * s + base(p).unwrap_or(c);
-                        Prediction { expected, error: (hist[p] - expected).abs() / s }
+                        Prediction { expected: tf.to_series(expected), error: (hist[p] - expected).abs() / s }
                     };
                     out.insert(p, pred);
                 }
@@ -517,6 +601,7 @@ mod tests {
             hidden: vec![16],
             train: TrainParams { epochs: 30, learning_rate: 0.01, batch_size: 64, seed: 1, huber: 1.0 },
             change: false,
+            log: false,
         };
         let f = fit(
             &spec,
@@ -550,6 +635,7 @@ mod tests {
                 hidden: vec![16],
                 train: TrainParams { epochs: 60, learning_rate: 0.01, batch_size: 32, seed: 1, huber: 1.0 },
                 change,
+                log: false,
             };
             let data = Examples { ts: &ts, values: &values, exclude: &[], normal: &[] };
             fit(&spec, &cx(), data, None, &AtomicBool::new(false), &mut |_, _, _| {}).unwrap()
@@ -572,6 +658,8 @@ mod tests {
             window: 8,
             hidden: vec![4],
             train: TrainParams { epochs: 5, learning_rate: 0.01, batch_size: 16, seed: 1, huber: 1.0 },
+            log: false,
+            mask_newest: false,
         };
         let short = fit(
             &spec,

@@ -24,6 +24,13 @@ pub static SPEC: OperatorSpec = OperatorSpec {
             0.0,
             "Huber loss's δ, in units of the series' robust spread: larger errors weigh linearly, so a spike in the training data pulls the model with bounded force. 0: mean squared error.",
         ),
+        p("log", Ty::Bool, Bool(false), "Model `ln(1 + v / m)` instead of `v`, `m` the training data's median: a series whose noise grows with its level (counts, volumes, request rates) then errs by one size at every level; the forecasts are mapped back to the series' units. A version whose training data hold a negative value models the values themselves."),
+        p(
+            "mask_newest",
+            Ty::Bool,
+            Bool(false),
+            "Hide each window's newest value from the encoder (it sees the value before twice) while the decoder still reconstructs the whole window: the newest value's reconstruction becomes a forecast from the window's shape, and its error measures how unexpected the value is rather than how well the network copies it.",
+        ),
     ],
     output: Output::Fixed(Ty::Model),
     example: r#"train ae = autoencoder(raw, window: 64, hidden: [32, 8], epochs: 10) { retrain every 6h }"#,
@@ -39,6 +46,8 @@ pub struct Params {
     pub batch_size: i64,
     pub seed: i64,
     pub huber: f64,
+    pub log: bool,
+    pub mask_newest: bool,
 }
 
 impl Params {
@@ -54,6 +63,8 @@ impl Params {
                 seed: self.seed as u64,
                 huber: self.huber,
             },
+            log: self.log,
+            mask_newest: self.mask_newest,
         }
     }
 }

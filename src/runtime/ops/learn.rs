@@ -32,6 +32,7 @@ use crate::feedback::{self, FeedbackBook, Verdict};
 use crate::learn::calibrate::{Calibration, RecentLevel, SlidingRange, Suppressor, TailCalibrator, RANGE_POINTS};
 use crate::learn::jobs::{Samples, TrainJob, Trainer, WarmStart};
 use crate::learn::monitor::{Monitor, DRIFT_WINDOW};
+use crate::learn::novelty::NoveltyState;
 use crate::learn::registry::Registry;
 use crate::learn::shadow::{self, Record};
 use crate::learn::{self, Examples, FitContext, Fitted, Spec};
@@ -857,6 +858,10 @@ struct ScoreState {
     range: SlidingRange,
     level: RecentLevel,
     residuals: TailCalibrator,
+    /// With [`Calibration::Novelty`], the residual series' detector (its own suppression
+    /// replaces `suppress`). It spans versions: residuals are in the series' units
+    /// whichever version made them, and the detector needs a day before it scores.
+    novelty: Option<NoveltyState>,
     suppress: Suppressor,
     /// Recent (timestamp, error) pairs: the errors of a window marked false positive
     /// later raise the calibration.
@@ -949,6 +954,9 @@ pub struct ModelScore {
 }
 
 pub use crate::learn::registry::subject as model_subject;
+
+/// Samples the novelty calibration remembers per series (the `novelty` operator's default).
+const NOVELTY_MEMORY: usize = 25_000;
 
 /// Values kept per series for the models' context.
 const MAX_CONTEXT: usize = 4096;
@@ -1068,6 +1076,7 @@ impl Operator for ModelScore {
                 range: SlidingRange::new(RANGE_POINTS),
                 level: RecentLevel::new(history),
                 residuals: TailCalibrator::new(history),
+                novelty: None,
                 suppress: Suppressor::new(0),
                 past_errors: VecDeque::new(),
                 learned: HashSet::new(),
@@ -1079,7 +1088,13 @@ impl Operator for ModelScore {
                 shadow: None,
             });
             let (Mode::Score { suppress_ms, .. } | Mode::Forecast { suppress_ms, .. }) = self.mode;
-            if st.suppress.period() != suppress_ms || st.suppress.odds_factor() != self.odds_factor {
+            if self.calibration == Calibration::Novelty {
+                // The detector suppresses by its own event-level rule.
+                if st.novelty.is_none() {
+                    st.novelty = Some(NoveltyState::new(NOVELTY_MEMORY, suppress_ms));
+                }
+                st.suppress = Suppressor::new(0);
+            } else if st.suppress.period() != suppress_ms || st.suppress.odds_factor() != self.odds_factor {
                 st.suppress = Suppressor::with_odds_factor(suppress_ms, self.odds_factor);
             }
             let versions = models.series.get(&id.to_string()).map(Vec::as_slice).unwrap_or(&[]);
@@ -1135,10 +1150,13 @@ impl Operator for ModelScore {
                 // The score of an error, by the stage's calibration (then the error joins it).
                 let scale = version_of[j].map_or(1.0, |v| versions[v].meta.scale);
                 let spread = st.range.spread();
-                let calibrate = |st: &mut ScoreState, e: f64| -> f64 {
-                    let s = match calibration {
-                        Calibration::Tail => st.errors.score(e),
-                        Calibration::Likelihood => st.level.score(e * scale, spread),
+                let calibrate = |st: &mut ScoreState, p: learn::Prediction| -> f64 {
+                    let e = p.error;
+                    let s = match (calibration, st.novelty.as_mut()) {
+                        (Calibration::Novelty, Some(n)) if (v - p.expected).is_finite() => n.push(t, v - p.expected),
+                        (Calibration::Novelty, _) => 0.0,
+                        (Calibration::Tail, _) => st.errors.score(e),
+                        (Calibration::Likelihood, _) => st.level.score(e * scale, spread),
                     };
                     st.errors.push(e);
                     if calibration == Calibration::Likelihood {
@@ -1161,7 +1179,7 @@ impl Operator for ModelScore {
                 match (preds[j], &self.mode) {
                     (Some(p), Mode::Score { threshold, suppress_ms }) => {
                         let harmless = st.harmless_level().is_some_and(|level| p.error <= level);
-                        let mut raw = calibrate(st, p.error);
+                        let mut raw = calibrate(st, p);
                         if harmless {
                             raw = raw.min(threshold * HARMLESS_SCORE);
                         }
@@ -1199,7 +1217,7 @@ impl Operator for ModelScore {
                         o.push(t, v, s, p.expected, p.expected - spread, p.expected + spread, anomalous);
                     }
                     (Some(p), Mode::Forecast { interval, .. }) => {
-                        let score = calibrate(st, p.error);
+                        let score = calibrate(st, p);
                         let raw = st.suppress.apply(t, score);
                         let residual = (v - p.expected).abs();
                         let spread = if st.residuals.len() >= st.residuals.min_history { st.residuals.quantile(*interval) } else { None };
@@ -1318,6 +1336,7 @@ mod tests {
             hidden: vec![8],
             train: TrainParams { epochs: 10, learning_rate: 0.01, batch_size: 32, seed: 1, huber: 1.0 },
             change: false,
+            log: false,
         };
         let cx = FitContext {
             key: "p.m".into(),
