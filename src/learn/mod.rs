@@ -55,8 +55,9 @@ pub enum Spec {
     /// that does not depend on the level, so a level it never saw is no anomaly by itself).
     ///
     /// With `log` (either model), a version trained on non-negative data models
-    /// `ln(1 + v / m)`, `m` the training data's median ([`log_base`]): a series whose noise
-    /// grows with its level (counts, volumes) gets errors of one size at every level.
+    /// `ln(1 + v / m)`, `m` the training data's median ([`log_base`]): values well above
+    /// the median are compressed logarithmically, so a count series' bursts weigh by their
+    /// ratio to its usual level.
     Forecaster {
         lookback: usize,
         horizon: usize,
@@ -650,6 +651,66 @@ mod tests {
         // On the levels it trained on, the change forecaster is as good as it was there.
         let near = &values[500..513];
         assert!(change.predict(near, &[12], &[0], 1)[0].unwrap().error < 1.0);
+    }
+
+    fn fit_spec(spec: &Spec, values: &[f64]) -> Fitted {
+        let ts: Vec<i64> = (0..values.len() as i64).map(|i| i * 300_000).collect();
+        let data = Examples { ts: &ts, values, exclude: &[], normal: &[] };
+        fit(spec, &cx(), data, None, &AtomicBool::new(false), &mut |_, _, _| {}).unwrap()
+    }
+
+    #[test]
+    fn the_log_base_is_the_median_and_needs_non_negative_values() {
+        assert_eq!(log_base(&[1.0, 2.0, 3.0, 40.0, 50.0]), Some(3.0));
+        assert_eq!(log_base(&[0.0, 0.0, 0.0, 1000.0]), Some(1.0), "a mostly-zero series: a thousandth of the maximum");
+        assert_eq!(log_base(&[1.0, -2.0, 3.0]), None, "a negative value: no transform");
+        assert_eq!(log_base(&[]), None);
+    }
+
+    #[test]
+    fn a_log_forecaster_forecasts_in_the_series_units() {
+        // A wave between 20 and 2 000, whose ups and downs are alike on a log scale.
+        let values: Vec<f64> = (0..1200).map(|i| 200.0 * 10f64.powf((i as f64 * 0.2).sin())).collect();
+        let spec = |log| Spec::Forecaster {
+            lookback: 16,
+            horizon: 1,
+            hidden: vec![16],
+            train: TrainParams { epochs: 40, learning_rate: 0.01, batch_size: 64, seed: 1, huber: 0.0 },
+            change: false,
+            log,
+        };
+        let logged = fit_spec(&spec(true), &values[..1000]);
+        let base = logged.meta.log_base.expect("non-negative data are modelled on a log scale");
+        assert!((base - 200.0).abs() < 20.0, "the base is the median: {base}");
+        let positions: Vec<usize> = (1000..1200).collect();
+        for (&i, p) in positions.iter().zip(logged.predict(&values, &positions, &[0; 200], 1)) {
+            let p = p.unwrap();
+            assert!((p.expected - values[i]).abs() < 0.1 * values[i], "forecast {} for {} at {i}", p.expected, values[i]);
+        }
+        // A negative value in the training data: the version models the values themselves.
+        let shifted: Vec<f64> = values.iter().map(|v| v - 100.0).collect();
+        assert_eq!(fit_spec(&spec(true), &shifted[..1000]).meta.log_base, None);
+    }
+
+    #[test]
+    fn a_masked_autoencoder_forecasts_the_newest_value_instead_of_copying_it() {
+        let values: Vec<f64> = (0..1200).map(|i| 50.0 + 10.0 * (i as f64 * 0.2).sin()).collect();
+        let spec = Spec::Autoencoder {
+            window: 16,
+            hidden: vec![16, 8],
+            train: TrainParams { epochs: 40, learning_rate: 0.01, batch_size: 64, seed: 1, huber: 1.0 },
+            log: false,
+            mask_newest: true,
+        };
+        let f = fit_spec(&spec, &values[..1000]);
+        assert!(f.meta.mask_newest);
+        let mut hist = values[1000..1016].to_vec();
+        let normal = f.predict(&hist, &[15], &[0], 1)[0].unwrap();
+        assert!((normal.expected - hist[15]).abs() < 2.0, "{normal:?} for {}", hist[15]);
+        hist[15] += 15.0;
+        let jumped = f.predict(&hist, &[15], &[0], 1)[0].unwrap();
+        assert!((jumped.expected - normal.expected).abs() < 1.0, "the hidden value does not move its forecast: {jumped:?} vs {normal:?}");
+        assert!(hist[15] - jumped.expected > 13.0, "{jumped:?}");
     }
 
     #[test]

@@ -607,7 +607,7 @@ mod tests {
         let mut d = NoveltyState::new(25_000, 12 * 3_600_000);
         let scores: Vec<f64> = data.iter().map(|&(t, v)| d.push(t, v)).collect();
         assert_eq!(d.samples_per_day(), Some(288));
-        assert!(scores[..day].iter().all(|&s| s == 0.0), "nothing scored during the first day");
+        assert!(scores[..day].iter().all(|&s| s == 0.0), "nothing scored during the first day (nor the second)");
         let normal_max = scores[day * 3..day * 6].iter().copied().fold(0.0, f64::max);
         let jump = scores[day * 6..day * 6 + 30].iter().copied().fold(0.0, f64::max);
         assert!(jump > 0.99 && normal_max < 0.5, "jump {jump} vs normal {normal_max}");

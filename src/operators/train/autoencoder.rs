@@ -24,7 +24,7 @@ pub static SPEC: OperatorSpec = OperatorSpec {
             0.0,
             "Huber loss's δ, in units of the series' robust spread: larger errors weigh linearly, so a spike in the training data pulls the model with bounded force. 0: mean squared error.",
         ),
-        p("log", Ty::Bool, Bool(false), "Model `ln(1 + v / m)` instead of `v`, `m` the training data's median: a series whose noise grows with its level (counts, volumes, request rates) then errs by one size at every level; the forecasts are mapped back to the series' units. A version whose training data hold a negative value models the values themselves."),
+        p("log", Ty::Bool, Bool(false), "Model `ln(1 + v / m)` instead of `v`, `m` the training data's median: values well above the median are compressed logarithmically (below it the map is nearly linear), so the bursts of a count or volume series weigh by their ratio to its usual level rather than by their size; forecasts are mapped back to the series' units. A version whose training data hold a negative value models the values themselves."),
         p(
             "mask_newest",
             Ty::Bool,

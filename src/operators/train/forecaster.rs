@@ -31,7 +31,7 @@ pub static SPEC: OperatorSpec = OperatorSpec {
             Bool(false),
             "Forecast the change from the newest value, from the lookback's values relative to it, rather than the level: the model does not depend on the level, so a level it has not seen is not an anomaly by itself.",
         ),
-        p("log", Ty::Bool, Bool(false), "Model `ln(1 + v / m)` instead of `v`, `m` the training data's median: a series whose noise grows with its level (counts, volumes, request rates) then errs by one size at every level; the forecasts are mapped back to the series' units. A version whose training data hold a negative value models the values themselves."),
+        p("log", Ty::Bool, Bool(false), "Model `ln(1 + v / m)` instead of `v`, `m` the training data's median: values well above the median are compressed logarithmically (below it the map is nearly linear), so the bursts of a count or volume series weigh by their ratio to its usual level rather than by their size; forecasts are mapped back to the series' units. A version whose training data hold a negative value models the values themselves."),
     ],
     output: Output::Fixed(Ty::Model),
     example: r#"train fc = forecaster(raw, lookback: 48, horizon: 4)"#,

@@ -1329,7 +1329,12 @@ mod tests {
 
     /// A forecaster version trained on `values[..end]` (timestamps = indices).
     fn version(values: &[f64], end: usize, version: u32) -> Fitted {
-        let ts: Vec<i64> = (0..end as i64).collect();
+        version_at(values, end, version, 1)
+    }
+
+    /// The same with the samples `step` milliseconds apart.
+    fn version_at(values: &[f64], end: usize, version: u32, step: i64) -> Fitted {
+        let ts: Vec<i64> = (0..end as i64).map(|i| i * step).collect();
         let spec = Spec::Forecaster {
             lookback: 8,
             horizon: 1,
@@ -1356,6 +1361,10 @@ mod tests {
     }
 
     fn scores_with(versions: Vec<Arc<Fitted>>, values: &[f64], calibration: Calibration) -> Vec<f64> {
+        scores_at(versions, values, calibration, 1)
+    }
+
+    fn scores_at(versions: Vec<Arc<Fitted>>, values: &[f64], calibration: Calibration, step: i64) -> Vec<f64> {
         let set = ModelSet {
             key: "p.m".into(),
             series: HashMap::from([("x".to_owned(), versions)]),
@@ -1367,7 +1376,7 @@ mod tests {
         };
         let mut c = SeriesColumn::new(SeriesId::named("x"));
         for (i, &v) in values.iter().enumerate() {
-            c.push(i as i64, v);
+            c.push(i as i64 * step, v);
         }
         let inputs = [Data::Model(Arc::new(set)), Data::Series(Arc::new(SeriesData { series: vec![c] }))];
         let mut op = ModelScore::new(Mode::Score { threshold: 0.99, suppress_ms: 0 }, 1000, None).with_calibration(calibration);
@@ -1393,6 +1402,23 @@ mod tests {
         assert_eq!(with_v1[600..], alone[600..], "version 2's scores do not depend on version 1's errors");
         // And version 2 scores from its first point, calibrated by its own held-out errors.
         assert!(alone[600..].iter().filter(|&&s| s > 0.0).count() > 250);
+    }
+
+    #[test]
+    fn the_novelty_calibration_scores_a_new_residual_after_its_first_two_days() {
+        // Five-minute samples of a daily wave with a little noise; a version from the first
+        // 600, a jump at sample 1 500.
+        const STEP: i64 = 300_000;
+        let values: Vec<f64> =
+            (0..1700).map(|i| 50.0 + 10.0 * (i as f64 * std::f64::consts::TAU / 288.0).sin() + (i % 7) as f64 * 0.2).collect();
+        let v = Arc::new(version_at(&values, 600, 1, STEP));
+        let mut jumped = values.clone();
+        jumped[1500] += 15.0;
+        let s = scores_at(vec![v], &jumped, Calibration::Novelty, STEP);
+        assert!(s[..600].iter().all(|&x| x == 0.0), "nothing before the version");
+        assert!(s[600..600 + 570].iter().all(|&x| x == 0.0), "nothing during the detector's first two days");
+        let usual = s[1200..1500].iter().copied().fold(0.0, f64::max);
+        assert!(s[1500] >= 0.9 && usual < 0.9, "the jump {} against at most {usual} before", s[1500]);
     }
 
     #[test]
