@@ -15,6 +15,12 @@ pub static SPEC: OperatorSpec = OperatorSpec {
         min("within", Ty::Duration, Dur(14_400_000), 1.0, "How far ahead a breach raises an incident."),
         min("window", Ty::Duration, Dur(21_600_000), 1.0, "The history the trend is fitted on."),
         min("sigmas", Ty::Float, Float(1.64), 0.0, "Standard errors taken off the slope (1.64: one-sided 95%; 0: plain extrapolation)."),
+        p(
+            "season",
+            Ty::Duration,
+            Dur(0),
+            "The length of the series' cycle (`1d` for a daily one; `0s`: none). After one season, the trend is fitted to the values less their seasonal profile (the typical deviation of each 48th of the season from the season's mean) and the forecast adds the profile back: a daily peak that comes back to the same height is not a breach, and a rising trend warns before the peak that will cross.",
+        ),
     ],
     output: Output::Fixed(Ty::Scores),
     example: r#"predict filling = forecast_breach(raw, above: 90.0, within: 4h)"#,
@@ -27,6 +33,7 @@ pub struct Params {
     pub within: Ms,
     pub window: Ms,
     pub sigmas: f64,
+    pub season: Ms,
 }
 
 /// The `forecast_breach` operator.
@@ -37,6 +44,12 @@ impl Definition for ForecastBreach {
     const SPEC: &'static OperatorSpec = &SPEC;
 
     fn build(p: Params, _node: &StageNode, _env: &BuildEnv) -> Result<Step, BuildError> {
-        Ok(Step::Op(Box::new(breach::ForecastBreach::new(p.above, p.within.i64(), p.window.i64(), p.sigmas))))
+        Ok(Step::Op(Box::new(breach::ForecastBreach::new(breach::Breach {
+            above: p.above,
+            within_ms: p.within.i64(),
+            window_ms: p.window.i64(),
+            sigmas: p.sigmas,
+            season_ms: p.season.i64(),
+        }))))
     }
 }
