@@ -860,7 +860,7 @@ struct ScoreState {
     residuals: TailCalibrator,
     /// With [`Calibration::Novelty`], the residual series' detector (its own suppression
     /// replaces `suppress`). It spans versions: residuals are in the series' units
-    /// whichever version made them, and the detector needs a day before it scores.
+    /// whichever version made them, and the detector needs two days before it scores.
     novelty: Option<NoveltyState>,
     suppress: Suppressor,
     /// Recent (timestamp, error) pairs: the errors of a window marked false positive
