@@ -861,7 +861,8 @@ struct ScoreState {
     /// With [`Calibration::Novelty`], the residual series' detector (its own suppression
     /// replaces `suppress`). It spans versions: residuals are in the series' units
     /// whichever version made them, and the detector needs two days before it scores.
-    novelty: Option<NoveltyState>,
+    /// With the newest timestamp it was given: it takes points in time order only.
+    novelty: Option<(NoveltyState, Timestamp)>,
     suppress: Suppressor,
     /// Recent (timestamp, error) pairs: the errors of a window marked false positive
     /// later raise the calibration.
@@ -1091,7 +1092,7 @@ impl Operator for ModelScore {
             if self.calibration == Calibration::Novelty {
                 // The detector suppresses by its own event-level rule.
                 if st.novelty.is_none() {
-                    st.novelty = Some(NoveltyState::new(NOVELTY_MEMORY, suppress_ms));
+                    st.novelty = Some((NoveltyState::new(NOVELTY_MEMORY, suppress_ms), Timestamp::MIN));
                 }
                 st.suppress = Suppressor::new(0);
             } else if st.suppress.period() != suppress_ms || st.suppress.odds_factor() != self.odds_factor {
@@ -1153,7 +1154,10 @@ impl Operator for ModelScore {
                 let calibrate = |st: &mut ScoreState, p: learn::Prediction| -> f64 {
                     let e = p.error;
                     let s = match (calibration, st.novelty.as_mut()) {
-                        (Calibration::Novelty, Some(n)) if (v - p.expected).is_finite() => n.push(t, v - p.expected),
+                        (Calibration::Novelty, Some((n, last))) if (v - p.expected).is_finite() && t > *last => {
+                            *last = t;
+                            n.push(t, v - p.expected)
+                        }
                         (Calibration::Novelty, _) => 0.0,
                         (Calibration::Tail, _) => st.errors.score(e),
                         (Calibration::Likelihood, _) => st.level.score(e * scale, spread),
@@ -1365,6 +1369,12 @@ mod tests {
     }
 
     fn scores_at(versions: Vec<Arc<Fitted>>, values: &[f64], calibration: Calibration, step: i64) -> Vec<f64> {
+        let points: Vec<(i64, f64)> = values.iter().enumerate().map(|(i, &v)| (i as i64 * step, v)).collect();
+        scores_of(versions, &points, calibration)
+    }
+
+    /// The scores of these (timestamp, value) points, in the order given.
+    fn scores_of(versions: Vec<Arc<Fitted>>, points: &[(i64, f64)], calibration: Calibration) -> Vec<f64> {
         let set = ModelSet {
             key: "p.m".into(),
             series: HashMap::from([("x".to_owned(), versions)]),
@@ -1375,8 +1385,8 @@ mod tests {
             learns_from_feedback: false,
         };
         let mut c = SeriesColumn::new(SeriesId::named("x"));
-        for (i, &v) in values.iter().enumerate() {
-            c.push(i as i64 * step, v);
+        for &(t, v) in points {
+            c.push(t, v);
         }
         let inputs = [Data::Model(Arc::new(set)), Data::Series(Arc::new(SeriesData { series: vec![c] }))];
         let mut op = ModelScore::new(Mode::Score { threshold: 0.99, suppress_ms: 0 }, 1000, None).with_calibration(calibration);
@@ -1419,6 +1429,13 @@ mod tests {
         assert!(s[600..600 + 570].iter().all(|&x| x == 0.0), "nothing during the detector's first two days");
         let usual = s[1200..1500].iter().copied().fold(0.0, f64::max);
         assert!(s[1500] >= 0.9 && usual < 0.9, "the jump {} against at most {usual} before", s[1500]);
+        // A sample out of time order, or not finite, scores 0 and does not reach the detector.
+        let mut odd: Vec<(i64, f64)> = jumped.iter().enumerate().map(|(i, &x)| (i as i64 * STEP, x)).collect();
+        odd.insert(1300, (1299 * STEP - 1, jumped[1299] + 15.0));
+        odd.insert(1400, (1398 * STEP + 1, f64::NAN));
+        let s2 = scores_of(vec![Arc::new(version_at(&values, 600, 1, STEP))], &odd, Calibration::Novelty);
+        assert_eq!((s2[1300], s2[1400]), (0.0, 0.0));
+        assert!(s2[1502] >= 0.9, "the jump still scores: {}", s2[1502]);
     }
 
     #[test]
