@@ -155,6 +155,9 @@ pub enum Calibration {
 }
 
 impl Calibration {
+    /// The names [`Calibration::parse`] accepts, as the operators' `calibration` offers them.
+    pub const NAMES: &'static [&'static str] = &["tail", "likelihood", "novelty"];
+
     /// The calibration named `tail` or `likelihood` (None otherwise).
     pub fn parse(name: &str) -> Option<Calibration> {
         match name {
@@ -531,6 +534,7 @@ mod tests {
         c.push(f64::INFINITY, 100.0);
         assert_eq!(c.len(), 40, "non-finite residuals are not kept");
         assert_eq!(Calibration::parse("likelihood"), Some(Calibration::Likelihood));
+        assert!(Calibration::NAMES.iter().all(|n| Calibration::parse(n).is_some()));
         assert_eq!(Calibration::parse("nope"), None);
     }
 

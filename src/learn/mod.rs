@@ -277,6 +277,8 @@ pub fn log_base(values: &[f64]) -> Option<f64> {
 struct Transform(Option<f64>);
 
 impl Transform {
+    /// The modelled value (a negative value met after training, which the log cannot
+    /// take, counts as 0).
     fn to_model(self, v: f64) -> f64 {
         self.0.map_or(v, |b| (v.max(0.0) / b).ln_1p())
     }
@@ -393,8 +395,8 @@ pub fn fit(
             if x.len() < 2 * window {
                 return Err(TrainError::Invalid("every window touches a confirmed anomaly: nothing normal to learn".into()));
             }
-            let input = if *mask_newest { masked(&x, *window) } else { x.clone() };
-            let t = net::train(&dims, &input, &x, train, warm, cancel, progress)?;
+            let input = mask_newest.then(|| masked(&x, *window));
+            let t = net::train(&dims, input.as_deref().unwrap_or(&x), &x, train, warm, cancel, progress)?;
             (meta.loss, meta.val_loss, meta.epochs) = (t.loss, t.val_loss, t.epochs_run);
             Body::Net { model: t.model, record: t.record }
         }

@@ -186,6 +186,14 @@ pub mod train {
 }
 
 /// Detectors and combinators that emit scores.
+/// What `score`'s and `forecast`'s `calibration` parameter does (each adds what its scores
+/// then mean for its threshold).
+macro_rules! calibration_doc {
+    () => {
+        "How errors become scores: `tail`, each error's tail probability against the version's recent errors; `likelihood`, the residual's size relative to the series' recent range (0.1%–99.9% quantiles of its last 8 064 values) times its evidence against the recent level of such sizes (the `novelty` detector's calibration: a spike on a series whose range is made of spikes scores low). `novelty`, the residuals `value − expected` (in the series' units, across versions) as a series scored by the `novelty` detector: how new each residual is against the last 28 days of residuals, at this time of day and week and in its short shape, each weighed by its likelihood; it scores nothing during its first two days, and its event-level rule replaces `suppress`'s (a new report within `suppress` needs a higher score and twice the odds); memory per series as the `novelty` operator's."
+    };
+}
+
 pub mod predict {
     pub mod budget;
     pub mod correlate;

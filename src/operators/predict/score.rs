@@ -15,9 +15,9 @@ pub static SPEC: OperatorSpec = OperatorSpec {
         min("threshold", Ty::Float, Float(0.99), 0.0, "Scores at or above this are anomalous."),
         choice(
             "calibration",
-            &["tail", "likelihood", "novelty"],
+            Calibration::NAMES,
             Str("tail"),
-            "How errors become scores: `tail`, each error's tail probability against the version's recent errors; `likelihood`, the residual's size relative to the series' recent range (0.1%–99.9% quantiles of its last 8 064 values) times its evidence against the recent level of such sizes (the `novelty` detector's calibration: a spike on a series whose range is made of spikes scores low). `novelty`, the residuals `value − expected` (in the series' units, across versions) as a series scored by the `novelty` detector: how new each residual is against the last 28 days of residuals, at this time of day and week and in its short shape, each weighed by its likelihood; it scores nothing during its first two days, and its event-level rule replaces `suppress`'s (a new report within `suppress` needs a higher score and twice the odds); memory per series as the `novelty` operator's. With `likelihood` the scores are odds `o / (1 + o)`, not tail probabilities: thresholds near 0.8 rather than 0.999.",
+            concat!(calibration_doc!(), " With `likelihood` and `novelty` the scores are odds `o / (1 + o)`, not tail probabilities: thresholds near 0.8–0.93 rather than 0.999."),
         ),
         min("odds_factor", Ty::Float, Float(1.0), 1.0, "Within the quiet period, a later detection must have this many times the odds `s / (1 − s)` of the last one reported (1: any higher score)."),
         p("suppress", Ty::Duration, Dur(0), "Quiet period after a detection."),
