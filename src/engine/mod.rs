@@ -559,11 +559,7 @@ async fn run_stage(
                 // Cardinality limits: new series beyond the cap are dropped, idle ones
                 // expire; the operator forgets both.
                 let wall = crate::time::now_ms();
-                let (data, dropped, expired) = {
-                    let mut guard = stage.guard.lock().unwrap_or_else(|e| e.into_inner());
-                    let (data, dropped) = guard.admit(data, wall, &mut ctx);
-                    (data, dropped, guard.sweep(wall))
-                };
+                let (data, dropped, expired) = stage.guard.lock().unwrap_or_else(|e| e.into_inner()).admit(data, wall, &mut ctx);
                 step.forget(&dropped);
                 step.forget(&expired);
                 if let Some(h) = &stage.history {
@@ -710,6 +706,7 @@ async fn forget_downstream(p: &PipelineRt, from: usize, ids: &[crate::data::Seri
         if p.inputs[i].iter().any(|&j| reached[j]) {
             reached[i] = true;
             p.stages[i].step.lock().await.forget(ids);
+            p.stages[i].guard.lock().unwrap_or_else(|e| e.into_inner()).forget(ids);
             if let Some(h) = &p.stages[i].history {
                 h.lock().unwrap_or_else(|e| e.into_inner()).forget(ids);
             }

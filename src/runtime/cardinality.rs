@@ -54,13 +54,22 @@ impl SeriesGuard {
     }
 
     /// Lets through the series it knows and new ones while under the cap; the others are
-    /// dropped (counted). Returns the data and the ids dropped.
-    pub fn admit(&mut self, data: Data, now: Timestamp, ctx: &mut OpCtx) -> (Data, Vec<SeriesId>) {
+    /// dropped (counted). Returns the data, the ids dropped and the ids forgotten as idle.
+    ///
+    /// When new series would not fit, the idle ones are forgotten first, whenever the last
+    /// sweep ran: a series that arrives once, just after the old ones have fallen idle, is
+    /// not lost to a sweep that has not come round yet.
+    pub fn admit(&mut self, data: Data, now: Timestamp, ctx: &mut OpCtx) -> (Data, Vec<SeriesId>, Vec<SeriesId>) {
+        let mut new = 0usize;
+        for_each_id(&data, |id| match self.seen.get_mut(id) {
+            Some(t) => *t = now,
+            None => new += 1,
+        });
+        let mut expired = if new > 0 && self.seen.len() + new > self.max { self.expire(now) } else { Vec::new() };
         let mut dropped = Vec::new();
         let mut dropped_items = 0u64;
         let mut keep = |id: &SeriesId, items: usize| -> bool {
-            if let Some(t) = self.seen.get_mut(id) {
-                *t = now;
+            if self.seen.contains_key(id) {
                 return true;
             }
             if self.seen.len() < self.max {
@@ -98,7 +107,15 @@ impl SeriesGuard {
                 );
             }
         }
-        (out, dropped)
+        expired.extend(self.sweep(now));
+        (out, dropped, expired)
+    }
+
+    /// Forgets these series (a stage upstream forgot them).
+    pub fn forget(&mut self, ids: &[SeriesId]) {
+        for id in ids {
+            self.seen.remove(id);
+        }
     }
 
     /// The series not seen for `series_idle`, forgotten (checked at most every tenth of
@@ -107,6 +124,11 @@ impl SeriesGuard {
         if now - self.last_sweep < (self.idle_ms / 10).min(60_000) {
             return Vec::new();
         }
+        self.expire(now)
+    }
+
+    /// The series not seen for `series_idle`, forgotten now.
+    fn expire(&mut self, now: Timestamp) -> Vec<SeriesId> {
         self.last_sweep = now;
         let cutoff = now - self.idle_ms;
         let expired: Vec<SeriesId> = self.seen.iter().filter(|(_, t)| **t < cutoff).map(|(id, _)| id.clone()).collect();
@@ -117,6 +139,16 @@ impl SeriesGuard {
             self.seen.shrink_to_fit();
         }
         expired
+    }
+}
+
+/// Calls `f` with the id of every series (or matrix) in `data`.
+fn for_each_id(data: &Data, mut f: impl FnMut(&SeriesId)) {
+    match data {
+        Data::Series(s) => s.series.iter().for_each(|c| f(&c.id)),
+        Data::Scores(s) => s.series.iter().for_each(|c| f(&c.id)),
+        Data::Features(m) => m.matrices.iter().for_each(|c| f(&c.id)),
+        _ => {}
     }
 }
 
@@ -164,17 +196,45 @@ mod tests {
     fn the_cap_drops_new_series_and_keeps_known_ones() {
         let mut g = SeriesGuard::new(2, 1000);
         let mut ctx = OpCtx::new(0);
-        let (d, dropped) = g.admit(series(&["a", "b", "c"]), 0, &mut ctx);
+        let (d, dropped, _) = g.admit(series(&["a", "b", "c"]), 0, &mut ctx);
         assert_eq!((ids(&d), dropped.len()), (2, 1));
         assert_eq!(ctx.skipped, vec![("series_limit", 1)]);
-        let (d, dropped) = g.admit(series(&["a", "b", "d"]), 10, &mut ctx);
+        let (d, dropped, _) = g.admit(series(&["a", "b", "d"]), 10, &mut ctx);
         assert_eq!((ids(&d), dropped.len()), (2, 1));
         // Idle series expire and make room.
         assert!(g.sweep(500).is_empty());
         let expired = g.sweep(2000);
         assert_eq!(expired.len(), 2);
         assert!(g.is_empty());
-        let (d, dropped) = g.admit(series(&["d"]), 2000, &mut ctx);
+        let (d, dropped, _) = g.admit(series(&["d"]), 2000, &mut ctx);
+        assert_eq!((ids(&d), dropped.len()), (1, 0));
+    }
+
+    #[test]
+    fn a_new_series_at_the_cap_makes_room_from_idle_ones_before_the_next_sweep() {
+        let mut g = SeriesGuard::new(1, 1000);
+        let mut ctx = OpCtx::new(0);
+        g.admit(series(&["a"]), 0, &mut ctx);
+        assert!(g.sweep(500).is_empty());
+        // "a" has been idle for longer than series_idle, but the next sweep is not due
+        // (every 100 ms): "b", sent once, still gets in.
+        let (d, dropped, expired) = g.admit(series(&["b"]), 1050, &mut ctx);
+        assert_eq!((ids(&d), dropped.len(), expired.len()), (1, 0, 1));
+        // A series in the batch is never the one forgotten to make room.
+        let (d, dropped, expired) = g.admit(series(&["b", "c"]), 2100, &mut ctx);
+        assert_eq!((ids(&d), dropped.len(), expired.len()), (1, 1, 0));
+        assert!(ctx.skipped.iter().any(|(r, _)| *r == "series_limit"));
+    }
+
+    #[test]
+    fn an_upstream_forget_frees_room() {
+        let mut g = SeriesGuard::new(1, 1_000_000);
+        let mut ctx = OpCtx::new(0);
+        g.admit(series(&["a"]), 0, &mut ctx);
+        let (_, dropped, _) = g.admit(series(&["b"]), 1, &mut ctx);
+        assert_eq!(dropped.len(), 1);
+        g.forget(&[SeriesId::new("v".to_owned(), vec![("k".to_owned(), "a".to_owned())])]);
+        let (d, dropped, _) = g.admit(series(&["b"]), 2, &mut ctx);
         assert_eq!((ids(&d), dropped.len()), (1, 0));
     }
 }
