@@ -11,8 +11,10 @@
 //!   at most once a minute); series already known go on.
 //! - **Idle expiry** (`series_idle 24h` by default, a stage option): a series that has not
 //!   been seen for that long is forgotten by the stage and by every stage downstream of it
-//!   (their windows, models in training and gauges), which makes room under the cap and
-//!   gives memory back.
+//!   (their windows, models in training, gauges and cardinality guards), which makes room
+//!   under the cap and gives memory back. Idle series are swept at most every tenth of
+//!   `series_idle`; a new series that finds the cap full does not wait for the sweep: the
+//!   idle ones are forgotten first, so a series sent once is not lost to the sweep's timing.
 //!
 //! Events are not series; they become series where they are counted (`aggregate`), and
 //! that stage's guard bounds them.
