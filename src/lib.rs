@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! bytes ─decode─▶ text ─syntax::parse─▶ ast::File ─check::check─▶ Checked ─plan::plan─▶ Plan
-//!        (E0100)          (E0101–E0111)          (E02xx–E05xx, W00xx)       (E0307, E0503)
+//!        (E0100)          (E0101–E0111)          (E02xx–E05xx, W00xx)       (E0307, E0503, W0006)
 //! ```
 //!
 //! [`compile()`] runs every phase over files and directories with the embedded stdlib;

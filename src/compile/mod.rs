@@ -327,6 +327,7 @@ pub fn compile_roots(roots: Vec<Root>, stdlib: Vec<StdModule>) -> Compiled {
             out.timings.push(("plan", t.elapsed()));
             match planned {
                 Ok(p) => {
+                    diags.extend(p.pipelines.iter().flat_map(plan::lint));
                     let files: Vec<(crate::source::SourceId, &ast::File)> =
                         modules.iter().filter(|m| m.role != ModuleRole::Stdlib).map(|m| (m.source, &m.file)).collect();
                     let (tests, d) = test_blocks::check_tests(&files, &out.sources, &p);

@@ -316,6 +316,10 @@ codes! {
         "The language has one way to say each thing; an older spelling is still accepted for one release, with this warning. `pending_for 2m` is now `pending for 2m` and `keep_firing_for 5m` is `keep_firing for 5m` (like `threshold(for: 2m)`, `shadow for 1d` and `maintenance ... for 2h`); an escalation names its target stage bare, like `fallback:` does: `escalate after 30m to manager`, not `to \"manager\"`. README.md, Upgrading, lists the changes.",
         "respond page = log(scores) {\n  pending_for 2m\n  escalate after 30m to \"manager\"\n}",
         "Write the spelling the help gives: `pending for 2m`, `escalate after 30m to manager`.";
+    W0006: "window cannot hold min_samples",
+        "A `zscore` stage (also behind `zscore_detector` and `robust_zscore`) scores a sample only when its trailing window holds at least `min_samples` samples. Where the input's step is known before anything runs (`synthetic(interval:)`, `prometheus.query_range(step:)`, `prometheus.scrape` under the pipeline's only `every` trigger, `resample(every:)`), a window that holds fewer at that step would never score anything. For other sources the engine warns once per stage at run time, when it sees the step.",
+        "predict z = zscore(raw, window: 10s, min_samples: 30)  // raw: synthetic(), one sample a second",
+        "Lengthen `window` to at least step × min_samples, or lower `min_samples` (the help gives both numbers).";
 }
 
 /// Markdown documentation of every code (the content of `docs/diagnostics.md`).

@@ -14,7 +14,11 @@
 //!
 //! Codes: E0307 (a value passed through a template parameter is out of range, or that
 //! the operator refuses), E0317
-//! (constant arithmetic fails), E0503 (templates nested too deeply).
+//! (constant arithmetic fails), E0503 (templates nested too deeply); warnings of a plan
+//! that is made ([`lint`]): W0006 (a z-score's window cannot hold `min_samples` at a
+//! known step).
+
+mod lint;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -26,6 +30,8 @@ use crate::expr::EvalError;
 use crate::source::Span;
 use crate::stages::Ty;
 use crate::value::{self, Value};
+
+pub use lint::lint;
 
 pub use crate::dag::{fingerprint, to_dot, to_mermaid, Fingerprint, PipelinePlan, Plan, StageKey, StageNode, StageOpt, Trigger};
 
