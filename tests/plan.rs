@@ -46,7 +46,8 @@ fn stdlib_expansion_fills_defaults_and_keys_under_the_stage() {
     let p = plan("use std.detect.{robust_zscore}\npipeline p {\n  every 30s\n  collect raw = csv(path: \"a.csv\")\n  predict s = robust_zscore(raw)\n  respond r = log(s)\n}\n");
     let s = p.pipelines[0].stage("p.s").expect("the template's result is keyed by the calling stage");
     assert_eq!(s.operator, "zscore");
-    assert_eq!(s.params["window"], vigil::value::Value::Duration(3_600_000));
+    assert_eq!(s.params["window"], vigil::value::Value::Duration(86_400_000));
+    assert_eq!(s.params["suppress"], vigil::value::Value::Duration(86_400_000));
     assert!(s.named);
 }
 

@@ -14,6 +14,13 @@ pub static SPEC: OperatorSpec = OperatorSpec {
         choice("method", &["robust", "standard"], Str("robust"), "Median/MAD or mean/standard deviation."),
         min("threshold", Ty::Float, Float(4.0), 0.0, "|z| at which a sample is anomalous."),
         min("min_samples", Ty::Int, Int(30), 1.0, "Samples needed in the window before scoring."),
+        min(
+            "suppress",
+            Ty::Duration,
+            Dur(0),
+            0.0,
+            "Quiet period after a detection: within it a sample keeps its score (and its `anomalous` flag) only when it scores higher than every sample of the period before it, so a sustained deviation is reported once and again only if it gets worse. 0s: every sample on its own.",
+        ),
     ],
     output: Output::Fixed(Ty::Scores),
     example: r#"predict z = zscore(raw, window: 30m, threshold: 3.5)"#,
@@ -26,6 +33,7 @@ pub struct Params {
     pub method: String,
     pub threshold: f64,
     pub min_samples: i64,
+    pub suppress: Ms,
 }
 
 /// The `zscore` operator.
@@ -36,11 +44,9 @@ impl Definition for ZScore {
     const SPEC: &'static OperatorSpec = &SPEC;
 
     fn build(p: Params, _node: &StageNode, _env: &BuildEnv) -> Result<Step, BuildError> {
-        Ok(Step::Op(Box::new(predict::ZScore::new(
-            p.window.i64(),
-            p.method != "standard",
-            p.threshold,
-            usize::try_from(p.min_samples).unwrap_or(1).max(1),
-        ))))
+        Ok(Step::Op(Box::new(
+            predict::ZScore::new(p.window.i64(), p.method != "standard", p.threshold, usize::try_from(p.min_samples).unwrap_or(1).max(1))
+                .with_suppress(p.suppress.i64()),
+        )))
     }
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::data::{Data, ScoreColumn, ScoresData, SeriesId, Timestamp};
+use crate::learn::calibrate::Suppressor;
 use crate::runtime::{OpCtx, OpError, Operator};
 use crate::stats::RollingWindow;
 
@@ -19,10 +20,12 @@ pub fn z_to_score(z: f64, threshold: f64) -> f64 {
     z2 / (z2 + t2)
 }
 
-/// `zscore(window, method, threshold, min_samples)`: each sample against the statistics of
-/// the trailing window before it — mean and standard deviation, or median and MAD (scaled
-/// by 1.4826 to estimate σ). Until `min_samples` samples are in the window a sample
-/// scores 0.
+/// `zscore(window, method, threshold, min_samples, suppress)`: each sample against the
+/// statistics of the trailing window before it — mean and standard deviation, or median
+/// and MAD (scaled by 1.4826 to estimate σ). Until `min_samples` samples are in the window
+/// a sample scores 0. With `suppress`, event-level reports: within the quiet period a
+/// sample keeps its score and flag only when it scores above every sample of the period
+/// before it (the `score` stage's rule).
 pub struct ZScore {
     pub window: i64,
     pub robust: bool,
@@ -34,6 +37,9 @@ pub struct ZScore {
     first_seen: HashMap<SeriesId, Timestamp>,
     /// Whether the stage has said so (once).
     warned: bool,
+    /// The quiet period after a detection (0: none), and each series' suppressor.
+    suppress_ms: i64,
+    suppressors: HashMap<SeriesId, Suppressor>,
 }
 
 impl ZScore {
@@ -46,7 +52,14 @@ impl ZScore {
             state: HashMap::new(),
             first_seen: HashMap::new(),
             warned: false,
+            suppress_ms: 0,
+            suppressors: HashMap::new(),
         }
+    }
+
+    /// Event-level reports with this quiet period (0: none).
+    pub fn with_suppress(self, suppress_ms: i64) -> ZScore {
+        ZScore { suppress_ms: suppress_ms.max(0), ..self }
     }
 
     /// Scores one sample of a series and adds it to the window.
@@ -104,6 +117,7 @@ impl Operator for ZScore {
         for id in ids {
             self.state.remove(id);
             self.first_seen.remove(id);
+            self.suppressors.remove(id);
         }
     }
 
@@ -116,6 +130,14 @@ impl Operator for ZScore {
             o.annotations = col.annotations.clone();
             for (&ts, &v) in col.ts.iter().zip(&col.values) {
                 ZScore::score_one(w, self.robust, self.threshold, self.min_samples, ts, v, &mut o);
+            }
+            if self.suppress_ms > 0 {
+                let sup = self.suppressors.entry(col.id.clone()).or_insert_with(|| Suppressor::new(self.suppress_ms));
+                for ((s, a), &ts) in o.score.iter_mut().zip(o.anomalous.iter_mut()).zip(&o.ts) {
+                    let kept = sup.apply(ts, *s);
+                    *a &= kept > 0.0;
+                    *s = kept;
+                }
             }
             if let (Some(&first), Some(&last)) = (col.ts.first(), col.ts.last()) {
                 let since = *self.first_seen.entry(col.id.clone()).or_insert(first);
@@ -271,6 +293,38 @@ impl Operator for Threshold {
 mod tests {
     use super::*;
     use crate::data::{SeriesColumn, SeriesData};
+
+    #[test]
+    fn suppress_reports_a_sustained_shift_once_and_a_worse_one_again() {
+        // Noise around 10 for 100 samples, then a shift to 30 for 20, then to 60 for 5.
+        let mut c = SeriesColumn::new(SeriesId::named("x"));
+        for i in 0..125i64 {
+            let level = if i < 100 {
+                10.0
+            } else if i < 120 {
+                30.0
+            } else {
+                60.0
+            };
+            c.push(i * 60_000, level + ((i * 7) % 5 - 2) as f64 * 0.3);
+        }
+        let data = Data::Series(Arc::new(SeriesData { series: vec![c] }));
+        let flags = |suppress_ms: i64| {
+            let mut z = ZScore::new(86_400_000, true, 4.0, 20).with_suppress(suppress_ms);
+            let out = z.process(std::slice::from_ref(&data), &mut OpCtx::new(0)).unwrap();
+            let Data::Scores(s) = out else { panic!("scores") };
+            let col = &s.series[0];
+            let reported: Vec<usize> = (0..col.len()).filter(|&i| col.anomalous[i]).collect();
+            assert!(reported.iter().all(|&i| col.score[i] > 0.0), "a flag has its score");
+            reported
+        };
+        let every = flags(0);
+        assert!(every.len() >= 20, "point-wise: the shifted samples are flagged one by one: {every:?}");
+        let events = flags(86_400_000);
+        assert_eq!(events.first(), Some(&100), "the shift is reported when it starts: {events:?}");
+        assert!(events.len() < every.len() / 4, "then not again and again: {events:?}");
+        assert!(events.iter().any(|&i| i >= 120), "a worse deviation is reported again: {events:?}");
+    }
 
     #[test]
     fn a_window_too_short_for_min_samples_says_so_once() {
