@@ -132,7 +132,7 @@ fn explain_covers_stdlib_stages_options_and_template_variables() {
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
     let z = text(&["explain", "robust_zscore"]);
-    assert!(z.contains("std.detect") && z.contains("window: Duration = 1h"), "{z}");
+    assert!(z.contains("std.detect") && z.contains("window: Duration = 1d") && z.contains("suppress: Duration = 1d"), "{z}");
     assert_eq!(text(&["explain", "std.detect.robust_zscore"]), z);
     let pending = text(&["explain", "pending"]);
     assert!(pending.contains("flap control") && pending.contains("pending for 2m"), "{pending}");
